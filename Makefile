@@ -1,0 +1,50 @@
+# Ferry: a Kafka-protocol log broker.
+#
+#   make run    start a broker on localhost:9092 with ./data
+#   make test   vet, gofmt check, all tests with -race, short fuzz runs
+#   make bench  Go benchmarks of the hot paths, with -benchmem
+#   make fuzz   every fuzz target for FUZZTIME each
+
+GO        ?= go
+FUZZTIME  ?= 60s
+BENCHTIME ?= 1s
+# Fuzz targets as package:target.
+FUZZ_TARGETS = ./record:FuzzParse ./segment:FuzzScan
+
+.PHONY: all build run test vet fuzz-short fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ferry ./cmd/ferry
+
+# group.initial.rebalance.delay.ms is lowered from Kafka's 3000 so that a
+# local consumer group starts at once.
+run: build
+	./bin/ferry serve -listen localhost:9092 -data-dir ./data -c group.initial.rebalance.delay.ms=0
+
+vet:
+	$(GO) vet ./...
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: vet
+	$(GO) test -race -timeout 20m ./...
+	$(MAKE) fuzz-short
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./record ./segment
+	$(GO) test -run '^$$' -bench 'Append' -benchmem -benchtime 2000x ./log
+	$(GO) test -run '^$$' -bench 'Read|Recover' -benchmem -benchtime $(BENCHTIME) ./log
+
+clean:
+	rm -rf bin

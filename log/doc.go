@@ -1,0 +1,56 @@
+// Package log stores one partition: a directory of segments (package
+// segment) in offset order, the last of which takes appends. It assigns
+// offsets, rolls segments, applies retention, makes appends durable with
+// group-committed fdatasync, and recovers from an unclean stop. It knows
+// nothing of topics or the wire protocol.
+//
+// # Directory
+//
+//	<dir>/00000000000000000000.log        segment files, named by base
+//	<dir>/00000000000000000000.index      offset (package segment)
+//	<dir>/00000000000000000000.timeindex
+//	<dir>/00000000000000004096.log        ...
+//	<dir>/log.checkpoint                  recovery state, below
+//
+// log.checkpoint (big-endian, replaced atomically by write, fsync, rename,
+// fsync of the directory):
+//
+//	0        1        2                10               18       22
+//	+--------+--------+----------------+----------------+--------+
+//	|version | clean  | recovery point | log start off. | crc32c |
+//	+--------+--------+----------------+----------------+--------+
+//
+// clean is 1 only while the log is closed cleanly; the first append after
+// Open clears it (durably) before writing. The recovery point is an offset
+// below which every segment is sealed and synced with its indexes. When
+// Open finds clean unset, every segment at or past the recovery point is
+// scanned batch by batch, indexes are rebuilt and a torn or corrupt tail is
+// truncated before the log takes appends. A cleanly closed log opens in time
+// proportional to its number of segments, not its bytes.
+//
+// # Durability
+//
+// Append writes to the page cache. Sync returns once every batch appended
+// before the call is on disk: one fdatasync runs at a time, and every
+// caller waiting when it finishes whose data it covered is released by it
+// (group commit). flush.messages and flush.ms add background flushes as in
+// Kafka. A failed write or fsync is sticky: every later Append and Sync
+// returns it until the log is reopened, so nothing is acknowledged that was
+// not stored. Reads keep working after such an error.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Appends, rolls, retention and
+// DeleteRecords serialize on one lock; reads take a shared lock only to
+// pick and reference a segment, and run concurrently with appends. Lock
+// order: appendMu, then segMu, then syncMu.
+//
+// # Usage
+//
+//	l, err := log.Open(dir, log.Config{})
+//	base, err := l.Append(batch, &hdr)   // hdr from record.Validate
+//	err = l.Sync()                       // acks=all
+//	v, err := l.Read(base, l.NextOffset(), 1<<20, true)
+//	conn.Write(v.Data)
+//	v.Release()
+package log

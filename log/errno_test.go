@@ -1,0 +1,5 @@
+package log
+
+import "syscall"
+
+var errNoSpace = syscall.ENOSPC

@@ -1,0 +1,41 @@
+// Package record parses and validates the header of a Kafka record batch
+// (magic 2) without copying or decoding the records inside it, rewrites the
+// broker-assigned fields in place, and builds small uncompressed batches for
+// the broker's own internal logs.
+//
+// # Layout
+//
+// A record batch v2, all integers big-endian:
+//
+//	offset  size  field
+//	     0     8  baseOffset            (assigned by the broker)
+//	     8     4  batchLength           (bytes after this field)
+//	    12     4  partitionLeaderEpoch  (assigned by the broker)
+//	    16     1  magic                 (2)
+//	    17     4  crc                   (CRC32C of bytes 21..end)
+//	    21     2  attributes            (bits 0-2 codec, 3 timestamp type,
+//	                                     4 transactional, 5 control)
+//	    23     4  lastOffsetDelta
+//	    27     8  baseTimestamp
+//	    35     8  maxTimestamp
+//	    43     8  producerId
+//	    51     2  producerEpoch
+//	    53     4  baseSequence
+//	    57     4  recordCount
+//	    61     …  records (possibly compressed)
+//
+// The CRC covers attributes through the end of the batch, so the base offset
+// and the partition leader epoch can be rewritten in place without computing
+// a new checksum.
+//
+// # Concurrency
+//
+// Every function is pure: it reads or writes only the slice it is given and
+// is safe to call from any goroutine. No function panics on any input.
+//
+// # Usage
+//
+//	h, err := record.Parse(batch)     // header fields, bounds checked
+//	err = record.Validate(batch)      // plus CRC and record count
+//	record.SetBaseOffset(batch, 42)   // in place, CRC unaffected
+package record

@@ -1,0 +1,70 @@
+// Package segment stores one segment of a partition log: a .log file of
+// record batches and two sparse, memory-mapped indexes. It knows offsets,
+// byte positions and timestamps; it knows nothing of topics or the network.
+//
+// # Files
+//
+// A segment whose first offset is B is three files named by B zero-padded
+// to 20 digits, as Kafka names them:
+//
+//	00000000000000000000.log        record batches (magic 2), back to back,
+//	                                exactly as the producer sent them with the
+//	                                broker-assigned base offset written in
+//	00000000000000000000.index      offset index, 8-byte entries
+//	00000000000000000000.timeindex  time index, 12-byte entries
+//
+// Offset index entry (big-endian):
+//
+//	0       4        8
+//	+-------+--------+
+//	| rel   | pos    |   rel = batch base offset - B (uint32)
+//	+-------+--------+   pos = byte position of that batch in .log (uint32)
+//
+// Time index entry (big-endian):
+//
+//	0                8       12
+//	+----------------+-------+
+//	| timestamp      | rel   |   timestamp = largest max timestamp of any
+//	+----------------+-------+   batch so far (int64); rel = base offset - B
+//	                             of the batch that carried it (uint32)
+//
+// An offset index entry is added for a batch when at least
+// index.interval.bytes of log have been written since the last entry; a time
+// index entry is added with it when the largest timestamp grew, and once more
+// when the segment is sealed. Lookups binary-search the mapped index for the
+// greatest entry at or below the target and then walk batch headers forward.
+//
+// The active segment's index files are preallocated to segment.index.bytes
+// and mapped read-write; the number of entries in use is tracked in memory,
+// never inferred from the file size. Sealing or closing a segment trims both
+// files to the entries in use, so a cleanly closed segment's entry count is
+// its file size divided by the entry size. A segment opened for recovery
+// ignores its index files and rebuilds them from a scan of the log.
+//
+// # Format version
+//
+// FormatVersion names this layout. To change it, bump the constant, keep a
+// reader for the old layout, and convert (or rebuild indexes) on open; the
+// .log format is Kafka's and does not change.
+//
+// # Concurrency
+//
+// One goroutine appends (the owning log serializes appends, rolls and
+// seals). Any number of goroutines may call Read, Lookup and the accessors
+// concurrently with the appender. A reader must hold a reference (Acquire)
+// while it uses a slice returned by Read; the mapping is released only when
+// the last reference is dropped, so a slice stays valid until the Release
+// that matches its Acquire, even if the segment is deleted meanwhile.
+// Reads never reach past the bytes appended, so a mapping is never touched
+// beyond the end of its file.
+//
+// # Usage
+//
+//	s, err := segment.Create(dir, 0, cfg)
+//	err = s.Append(batch, &hdr)        // hdr from record.Validate, offset set
+//	if s.Acquire() {
+//	    b, err := s.Read(off, 1<<20)   // zero-copy view of whole batches
+//	    conn.Write(b)
+//	    s.Release()
+//	}
+package segment
