@@ -148,7 +148,7 @@ func TestRoll(t *testing.T) {
 		batches  int
 		wantSegs int
 	}{
-		{"size", Config{SegmentBytes: 1000}, 10, 4},           // 3 batches of ~300 B per segment
+		{"size", Config{SegmentBytes: 1000}, 10, 4},                                 // 3 batches of ~300 B per segment
 		{"index full", Config{SegmentIndexBytes: 96, IndexIntervalBytes: 1}, 30, 4}, // 8 time index entries: 8 batches a segment
 		{"no roll", Config{}, 30, 1},
 	}
