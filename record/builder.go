@@ -126,9 +126,14 @@ func ForEach(batch []byte, fn func(r *Record) error) error {
 	if h.Codec() != CodecNone {
 		return fmt.Errorf("%w: compressed batch (codec %d)", ErrInvalid, h.Codec())
 	}
-	b := batch[HeaderSize:h.Size()]
+	return ForEachIn(batch[HeaderSize:h.Size()], h.RecordCount, fn)
+}
+
+// ForEachIn is ForEach over the (decompressed) records section of a batch
+// holding count records.
+func ForEachIn(b []byte, count int32, fn func(r *Record) error) error {
 	var r Record
-	for i := int32(0); i < h.RecordCount; i++ {
+	for i := int32(0); i < count; i++ {
 		length, n := binary.Varint(b)
 		if n <= 0 || length < 0 || int64(len(b)-n) < length {
 			return fmt.Errorf("%w: record %d length", ErrCorrupt, i)

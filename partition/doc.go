@@ -1,0 +1,34 @@
+// Package partition is one topic-partition on this broker: its log, its
+// high watermark, the idempotent-producer state, and the channel that wakes
+// long-polling fetches. It validates produced batches the way a Kafka
+// broker does and reports what is wrong with sentinel errors that the
+// server maps to Kafka error codes.
+//
+// # Producer state
+//
+// For each producer id the partition keeps the epoch and the last five
+// batches appended (first and last sequence, base offset), as Kafka does,
+// to refuse gaps (ErrOutOfOrderSequence) and to answer a retried batch with
+// its original offset without storing it twice. The state is rebuilt from
+// the log on open: from a snapshot written at clean close
+// (producer.snapshot in the log directory) plus the batches after it, or
+// from the whole log after an unclean stop.
+//
+// producer.snapshot (big-endian):
+//
+//	version u8 | offset i64 | count u32 | count × entry | crc32c u32
+//	entry: producerId i64 | epoch i16 | n u8 | n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Appends are serialized by the
+// partition's mutex (mu), which is taken before any lock of the log.
+//
+// # Usage
+//
+//	p, err := partition.Open(dir, partition.Config{})
+//	res, err := p.Append(records)      // raw record set from a produce
+//	err = p.Sync()                     // acks=all
+//	ch := p.Changed()                  // closed by the next append
+//	v, err := p.Read(off, 1<<20, true)
+package partition

@@ -1,0 +1,331 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/log"
+	"github.com/ferrymq/ferry/record"
+)
+
+var (
+	// ErrCorruptMessage: a batch fails its length or CRC check, or the
+	// record set ends in a partial batch (CORRUPT_MESSAGE).
+	ErrCorruptMessage = errors.New("partition: corrupt message")
+	// ErrInvalidRecord: a batch is well formed but not acceptable, such as
+	// an old magic, a control batch from a client, or a record count that
+	// does not match its offsets (INVALID_RECORD).
+	ErrInvalidRecord = errors.New("partition: invalid record")
+	// ErrMessageTooLarge: a batch is larger than max.message.bytes
+	// (MESSAGE_TOO_LARGE).
+	ErrMessageTooLarge = errors.New("partition: message too large")
+	// ErrRecordListTooLarge: a batch is larger than segment.bytes
+	// (RECORD_LIST_TOO_LARGE).
+	ErrRecordListTooLarge = errors.New("partition: record batch larger than segment.bytes")
+	// ErrOutOfOrderSequence: an idempotent batch does not follow the last
+	// one of its producer (OUT_OF_ORDER_SEQUENCE_NUMBER).
+	ErrOutOfOrderSequence = errors.New("partition: out of order sequence number")
+	// ErrInvalidProducerEpoch: the batch's producer epoch is older than
+	// the one already seen (INVALID_PRODUCER_EPOCH).
+	ErrInvalidProducerEpoch = errors.New("partition: invalid producer epoch")
+	// ErrTransactional: transactional batches are not supported yet.
+	ErrTransactional = errors.New("partition: transactional produce is not supported")
+	// ErrOffsetOutOfRange is log.ErrOffsetOutOfRange.
+	ErrOffsetOutOfRange = log.ErrOffsetOutOfRange
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("partition: closed")
+)
+
+// Config holds a partition's settings. Zero values mean Kafka's defaults.
+type Config struct {
+	// Log configures the underlying log.
+	Log log.Config
+	// MaxMessageBytes is the largest batch accepted. Corresponds to
+	// max.message.bytes; default 1048588.
+	MaxMessageBytes int
+	// LogAppendTime makes the broker stamp batches with its own clock.
+	// Corresponds to message.timestamp.type=LogAppendTime.
+	LogAppendTime bool
+	// Logger receives warnings. nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultMaxMessageBytes is Kafka's max.message.bytes default.
+const DefaultMaxMessageBytes = 1048588
+
+func (c Config) withDefaults() Config {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Log.Logger == nil {
+		c.Log.Logger = c.Logger
+	}
+	return c
+}
+
+// Partition is one topic-partition. See the package comment.
+type Partition struct {
+	log    *log.Log
+	logger *slog.Logger
+
+	// mu serializes appends and guards the fields in it.
+	mu struct {
+		sync.Mutex
+		cfg       Config
+		producers map[int64]*producer
+		// changed is closed and replaced by the next append when a
+		// waiter asked for it (watched).
+		changed chan struct{}
+		watched bool
+		closed  bool
+	}
+}
+
+// Open opens the partition stored in dir, recovering its log and rebuilding
+// the producer state.
+func Open(dir string, cfg Config) (*Partition, error) {
+	cfg = cfg.withDefaults()
+	l, err := log.Open(dir, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	p := &Partition{log: l, logger: cfg.Logger}
+	p.mu.cfg = cfg
+	p.mu.changed = make(chan struct{})
+	if p.mu.producers, err = loadProducers(l); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Log is the partition's log.
+func (p *Partition) Log() *log.Log { return p.log }
+
+// HighWatermark is the offset up to which consumers may read. With one
+// replica it is the log end offset.
+func (p *Partition) HighWatermark() int64 { return p.log.NextOffset() }
+
+// LogStartOffset is the first readable offset.
+func (p *Partition) LogStartOffset() int64 { return p.log.LogStartOffset() }
+
+// Config returns the current settings.
+func (p *Partition) Config() Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.cfg
+}
+
+// SetConfig applies new settings at once.
+func (p *Partition) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	p.mu.Lock()
+	p.mu.cfg = cfg
+	p.mu.Unlock()
+	p.log.SetConfig(cfg.Log)
+}
+
+// Result describes a successful append.
+type Result struct {
+	// BaseOffset is the offset of the first record appended (or, for a
+	// duplicate batch, the offset it was stored at originally).
+	BaseOffset int64
+	// LogAppendTime is the timestamp the broker set, or -1.
+	LogAppendTime int64
+	// LogStartOffset is the log start offset after the append.
+	LogStartOffset int64
+	// Duplicate is true when every batch was a retry already stored.
+	Duplicate bool
+}
+
+// Append validates and appends a produced record set: one or more record
+// batches (magic 2) back to back. Either every batch is appended or none
+// is. The bytes are modified in place (offsets, and timestamps with
+// LogAppendTime) and written as they are.
+func (p *Partition) Append(records []byte) (Result, error) {
+	res := Result{BaseOffset: -1, LogAppendTime: -1}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return res, ErrClosed
+	}
+	cfg := &p.mu.cfg
+	// Validate every batch before appending any.
+	var hdrs [4]record.Header
+	headers := hdrs[:0]
+	for rest := records; len(rest) > 0; {
+		var h record.Header
+		if err := validate(rest, &h, cfg); err != nil {
+			return res, err
+		}
+		headers = append(headers, h)
+		rest = rest[h.Size():]
+	}
+	if len(headers) == 0 {
+		return res, fmt.Errorf("%w: empty record set", ErrCorruptMessage)
+	}
+	// Idempotence checks, in order, against a scratch copy of the state.
+	var dup [4]int64
+	dups := dup[:0]
+	for i := range headers {
+		off, isDup, err := p.checkSequenceLocked(&headers[i], headers[:i])
+		if err != nil {
+			return res, err
+		}
+		if isDup {
+			dups = append(dups, off)
+		}
+	}
+	if len(dups) == len(headers) {
+		res.BaseOffset, res.Duplicate = dups[0], true
+		res.LogStartOffset = p.log.LogStartOffset()
+		return res, nil
+	}
+	if len(dups) > 0 {
+		// A mix of retried and new batches in one request cannot happen
+		// with a well-behaved producer.
+		return res, fmt.Errorf("%w: retried and new batches mixed", ErrOutOfOrderSequence)
+	}
+	now := int64(-1)
+	if cfg.LogAppendTime {
+		now = time.Now().UnixMilli()
+		res.LogAppendTime = now
+	}
+	pos := 0
+	for i := range headers {
+		h := &headers[i]
+		batch := records[pos : pos+h.Size()]
+		pos += h.Size()
+		if now >= 0 {
+			record.SetLogAppendTime(batch, now)
+			h.MaxTimestamp = now
+		}
+		base, err := p.log.Append(batch, h)
+		if err != nil {
+			if errors.Is(err, log.ErrBatchTooLarge) {
+				err = fmt.Errorf("%w: %v", ErrRecordListTooLarge, err)
+			}
+			return res, err
+		}
+		if i == 0 {
+			res.BaseOffset = base
+		}
+		if h.ProducerID >= 0 {
+			p.recordBatchLocked(h)
+		}
+	}
+	res.LogStartOffset = p.log.LogStartOffset()
+	if p.mu.watched {
+		close(p.mu.changed)
+		p.mu.changed = make(chan struct{})
+		p.mu.watched = false
+	}
+	return res, nil
+}
+
+func validate(b []byte, h *record.Header, cfg *Config) error {
+	if err := record.ParseInto(b, h); err != nil {
+		switch {
+		case errors.Is(err, record.ErrMagic):
+			return fmt.Errorf("%w: %v (only magic 2 batches are accepted)", ErrInvalidRecord, err)
+		default:
+			return fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+		}
+	}
+	if h.Size() > cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", ErrMessageTooLarge, h.Size(), cfg.MaxMessageBytes)
+	}
+	if err := record.ValidateInto(b, h); err != nil {
+		if errors.Is(err, record.ErrInvalid) {
+			return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+		}
+		return fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+	}
+	if h.IsControl() {
+		return fmt.Errorf("%w: control batches cannot be produced", ErrInvalidRecord)
+	}
+	if h.IsTransactional() {
+		return ErrTransactional
+	}
+	return nil
+}
+
+// Sync returns once everything appended so far is durable.
+func (p *Partition) Sync() error { return p.log.Sync() }
+
+// Changed returns a channel that is closed by the next append. A waiter
+// takes the channel, then reads, then waits on it, so no append between
+// the read and the wait is missed.
+func (p *Partition) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.watched = true
+	return p.mu.changed
+}
+
+// Read returns batches starting at off up to the high watermark; see
+// log.Log.Read. The caller releases the view.
+func (p *Partition) Read(off int64, maxBytes int, minOne bool) (log.View, error) {
+	return p.log.Read(off, p.HighWatermark(), maxBytes, minOne)
+}
+
+// DeleteRecords advances the log start offset to off; -1 means the high
+// watermark. It returns the new log start offset.
+func (p *Partition) DeleteRecords(off int64) (int64, error) {
+	if off == -1 {
+		off = p.HighWatermark()
+	}
+	if off < 0 || off > p.HighWatermark() {
+		return 0, fmt.Errorf("%w: %d is past the high watermark %d", ErrOffsetOutOfRange, off, p.HighWatermark())
+	}
+	if err := p.log.DeleteRecords(off); err != nil {
+		return 0, err
+	}
+	return p.log.LogStartOffset(), nil
+}
+
+// EnforceRetention applies retention.ms and retention.bytes.
+func (p *Partition) EnforceRetention(now time.Time) (int, error) {
+	return p.log.EnforceRetention(now)
+}
+
+// Close writes the producer snapshot and closes the log cleanly. It wakes
+// any waiter. Close is idempotent.
+func (p *Partition) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return nil
+	}
+	p.mu.closed = true
+	close(p.mu.changed)
+	var errs []error
+	if p.log.Err() == nil {
+		if err := p.log.Sync(); err != nil {
+			errs = append(errs, err)
+		} else if err := writeProducerSnapshot(p.log.Dir(), p.log.NextOffset(), p.mu.producers); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.log.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Delete closes the partition and removes its directory.
+func (p *Partition) Delete() error {
+	p.mu.Lock()
+	if !p.mu.closed {
+		p.mu.closed = true
+		close(p.mu.changed)
+	}
+	p.mu.Unlock()
+	return p.log.Delete()
+}

@@ -1,0 +1,237 @@
+package partition
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/ferrymq/ferry/record"
+)
+
+type bopt struct {
+	pid   int64
+	epoch int16
+	seq   int32
+	n     int
+	ts    int64
+	attrs int16
+}
+
+func batch(o bopt) []byte {
+	if o.n == 0 {
+		o.n = 1
+	}
+	recs := make([]record.Record, o.n)
+	for i := range recs {
+		recs[i] = record.Record{Value: []byte("v"), TimestampDelta: int64(i)}
+	}
+	if o.pid == 0 {
+		o.pid, o.epoch, o.seq = -1, -1, -1
+	}
+	return record.AppendBatch(nil, record.Batch{ProducerID: o.pid, ProducerEpoch: o.epoch, BaseSequence: o.seq, BaseTimestamp: o.ts, Attributes: o.attrs, Records: recs})
+}
+
+func openP(t *testing.T, dir string, cfg Config) *Partition {
+	t.Helper()
+	p, err := Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestIdempotence(t *testing.T) {
+	type step struct {
+		b       bopt
+		wantOff int64
+		wantErr error
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"in order", []step{{bopt{pid: 1, seq: 0, n: 2}, 0, nil}, {bopt{pid: 1, seq: 2, n: 3}, 2, nil}, {bopt{pid: 1, seq: 5}, 5, nil}}},
+		{"duplicate answers original offset", []step{{bopt{pid: 1, seq: 0, n: 2}, 0, nil}, {bopt{pid: 1, seq: 2}, 2, nil}, {bopt{pid: 1, seq: 0, n: 2}, 0, nil}, {bopt{pid: 1, seq: 3}, 3, nil}}},
+		{"gap", []step{{bopt{pid: 1, seq: 0}, 0, nil}, {bopt{pid: 1, seq: 5}, -1, ErrOutOfOrderSequence}}},
+		{"unknown producer takes any sequence", []step{{bopt{pid: 7, seq: 42}, 0, nil}, {bopt{pid: 7, seq: 43}, 1, nil}}},
+		{"new epoch must start at 0", []step{{bopt{pid: 1, seq: 0}, 0, nil}, {bopt{pid: 1, epoch: 1, seq: 3}, -1, ErrOutOfOrderSequence}, {bopt{pid: 1, epoch: 1, seq: 0}, 1, nil}}},
+		{"old epoch fenced", []step{{bopt{pid: 1, epoch: 2, seq: 0}, 0, nil}, {bopt{pid: 1, epoch: 1, seq: 1}, -1, ErrInvalidProducerEpoch}}},
+		{"producers are independent", []step{{bopt{pid: 1, seq: 0}, 0, nil}, {bopt{pid: 2, seq: 0}, 1, nil}, {bopt{pid: 1, seq: 1}, 2, nil}}},
+		{"sequence wraps", []step{{bopt{pid: 1, seq: 1<<31 - 1}, 0, nil}, {bopt{pid: 1, seq: 0}, 1, nil}}},
+		{"non-idempotent never deduplicated", []step{{bopt{}, 0, nil}, {bopt{}, 1, nil}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := openP(t, t.TempDir(), Config{})
+			for i, s := range tt.steps {
+				res, err := p.Append(batch(s.b))
+				if !errors.Is(err, s.wantErr) {
+					t.Fatalf("step %d: err %v, want %v", i, err, s.wantErr)
+				}
+				if err == nil && res.BaseOffset != s.wantOff {
+					t.Fatalf("step %d: offset %d, want %d", i, res.BaseOffset, s.wantOff)
+				}
+			}
+		})
+	}
+}
+
+func TestProducerStateSurvivesRestart(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		name := "unclean"
+		if clean {
+			name = "clean"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := Open(dir, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for seq := int32(0); seq < 10; seq++ {
+				if _, err := p.Append(batch(bopt{pid: 9, epoch: 3, seq: seq})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if clean {
+				p.Close()
+			} else {
+				p.Sync()
+				t.Cleanup(func() { p.Close() })
+				os.Remove(filepath.Join(dir, snapshotName))
+			}
+			p2 := openP(t, dir, Config{})
+			res, err := p2.Append(batch(bopt{pid: 9, epoch: 3, seq: 8}))
+			if err != nil || !res.Duplicate || res.BaseOffset != 8 {
+				t.Fatalf("retry after restart: %+v %v", res, err)
+			}
+			if _, err := p2.Append(batch(bopt{pid: 9, epoch: 3, seq: 12})); !errors.Is(err, ErrOutOfOrderSequence) {
+				t.Fatalf("gap after restart = %v", err)
+			}
+			if res, err := p2.Append(batch(bopt{pid: 9, epoch: 3, seq: 10})); err != nil || res.BaseOffset != 10 {
+				t.Fatalf("next after restart: %+v %v", res, err)
+			}
+		})
+	}
+}
+
+func TestValidation(t *testing.T) {
+	good := batch(bopt{n: 3})
+	mut := func(f func(b []byte)) []byte {
+		b := bytes.Clone(good)
+		f(b)
+		return b
+	}
+	recrc := func(b []byte) { binary.BigEndian.PutUint32(b[17:], record.Checksum(b)) }
+	tests := []struct {
+		name string
+		b    []byte
+		cfg  Config
+		want error
+	}{
+		{"good", good, Config{}, nil},
+		{"two batches", append(bytes.Clone(good), good...), Config{}, nil},
+		{"bad crc", mut(func(b []byte) { b[len(b)-1] ^= 1 }), Config{}, ErrCorruptMessage},
+		{"partial trailing batch", append(bytes.Clone(good), good[:30]...), Config{}, ErrCorruptMessage},
+		{"truncated", good[:len(good)-1], Config{}, ErrCorruptMessage},
+		{"empty", nil, Config{}, ErrCorruptMessage},
+		{"magic 1", mut(func(b []byte) { b[16] = 1 }), Config{}, ErrInvalidRecord},
+		{"count mismatch", mut(func(b []byte) { binary.BigEndian.PutUint32(b[57:], 9); recrc(b) }), Config{}, ErrInvalidRecord},
+		{"control batch", mut(func(b []byte) { b[22] |= record.Control; recrc(b) }), Config{}, ErrInvalidRecord},
+		{"too large", good, Config{MaxMessageBytes: 50}, ErrMessageTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := openP(t, t.TempDir(), tt.cfg)
+			_, err := p.Append(bytes.Clone(tt.b))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Append = %v, want %v", err, tt.want)
+			}
+			if tt.want != nil && p.HighWatermark() != 0 {
+				t.Fatal("a rejected record set was stored")
+			}
+		})
+	}
+}
+
+func TestLogAppendTime(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{LogAppendTime: true})
+	before := time.Now().UnixMilli()
+	res, err := p.Append(batch(bopt{ts: 5, n: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LogAppendTime < before {
+		t.Fatalf("log append time %d", res.LogAppendTime)
+	}
+	v, _ := p.Read(0, 1<<20, true)
+	defer v.Release()
+	h, err := record.Validate(v.Data)
+	if err != nil || !h.LogAppendTime() || h.MaxTimestamp != res.LogAppendTime {
+		t.Fatalf("stored header %+v, %v", h, err)
+	}
+}
+
+func TestChanged(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{})
+	ch := p.Changed()
+	select {
+	case <-ch:
+		t.Fatal("closed before any append")
+	default:
+	}
+	go p.Append(batch(bopt{}))
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("append did not wake the waiter")
+	}
+}
+
+// zstdBatch builds a zstd-compressed batch with the given record timestamps.
+func zstdBatch(t *testing.T, base int64, deltas []int64) []byte {
+	recs := make([]record.Record, len(deltas))
+	for i, d := range deltas {
+		recs[i] = record.Record{Value: []byte("x"), TimestampDelta: d}
+	}
+	plain := record.AppendBatch(nil, record.Batch{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, BaseTimestamp: base, Records: recs})
+	enc, _ := zstd.NewWriter(nil)
+	comp := enc.EncodeAll(plain[record.HeaderSize:], nil)
+	b := append(bytes.Clone(plain[:record.HeaderSize]), comp...)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	b[22] |= record.CodecZstd
+	binary.BigEndian.PutUint32(b[17:], record.Checksum(b))
+	return b
+}
+
+func TestOffsetForTimestamp(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{})
+	p.Append(zstdBatch(t, 1000, []int64{0, 5, 10, 15}))  // offsets 0-3: 1000..1015
+	p.Append(batch(bopt{ts: 2000, n: 3}))                // offsets 4-6: 2000..2002
+	p.Append(zstdBatch(t, 3000, []int64{0, 100, 50, 1})) // offsets 7-10: max 3100 at 8
+	tests := []struct {
+		ts      int64
+		wantOff int64
+		ok      bool
+	}{
+		{0, 0, true}, {1000, 0, true}, {1006, 2, true}, {1015, 3, true}, {1016, 4, true},
+		{2001, 5, true}, {3050, 8, true}, {3101, 0, false},
+	}
+	for _, tt := range tests {
+		off, _, ok, err := p.OffsetForTimestamp(tt.ts)
+		if err != nil || ok != tt.ok || (ok && off != tt.wantOff) {
+			t.Errorf("OffsetForTimestamp(%d) = %d %v %v, want %d %v", tt.ts, off, ok, err, tt.wantOff, tt.ok)
+		}
+	}
+	off, ts, ok, err := p.MaxTimestamp()
+	if err != nil || !ok || off != 8 || ts != 3100 {
+		t.Fatalf("MaxTimestamp = %d %d %v %v", off, ts, ok, err)
+	}
+}

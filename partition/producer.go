@@ -1,0 +1,250 @@
+package partition
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/ferrymq/ferry/log"
+	"github.com/ferrymq/ferry/record"
+)
+
+// producerBatches is how many recent batches are remembered per producer
+// to recognise retries, as in Kafka.
+const producerBatches = 5
+
+const (
+	snapshotName    = "producer.snapshot"
+	snapshotVersion = 1
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+type batchMeta struct {
+	firstSeq, lastSeq int32
+	base, last        int64
+}
+
+// producer is the idempotence state of one producer id.
+type producer struct {
+	epoch   int16
+	batches [producerBatches]batchMeta // oldest first, n in use
+	n       int
+}
+
+func (p *producer) last() *batchMeta {
+	if p.n == 0 {
+		return nil
+	}
+	return &p.batches[p.n-1]
+}
+
+func (p *producer) push(m batchMeta) {
+	if p.n == producerBatches {
+		copy(p.batches[:], p.batches[1:])
+		p.n--
+	}
+	p.batches[p.n] = m
+	p.n++
+}
+
+func inSequence(last, next int32) bool {
+	return next == last+1 || (next == 0 && last == math.MaxInt32)
+}
+
+// checkSequenceLocked applies Kafka's idempotence rules to one batch.
+// earlier holds the batches before it in the same request, which are not
+// in the state yet. It returns the original offset of a duplicate.
+func (p *Partition) checkSequenceLocked(h *record.Header, earlier []record.Header) (int64, bool, error) {
+	if h.ProducerID < 0 {
+		return 0, false, nil
+	}
+	st := p.mu.producers[h.ProducerID]
+	epoch := int16(-1)
+	if st != nil {
+		epoch = st.epoch
+	}
+	lastSeq, haveLast := int32(-1), false
+	if st != nil && st.last() != nil {
+		lastSeq, haveLast = st.last().lastSeq, true
+	}
+	for i := range earlier {
+		if e := &earlier[i]; e.ProducerID == h.ProducerID {
+			if e.ProducerEpoch != epoch {
+				haveLast = false
+			}
+			epoch = e.ProducerEpoch
+			lastSeq, haveLast = e.LastSequence(), true
+		}
+	}
+	if h.ProducerEpoch < epoch {
+		return 0, false, fmt.Errorf("%w: producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, epoch)
+	}
+	if st != nil && h.ProducerEpoch == st.epoch {
+		for i := 0; i < st.n; i++ {
+			b := &st.batches[i]
+			if b.firstSeq == h.BaseSequence && b.lastSeq == h.LastSequence() {
+				return b.base, true, nil
+			}
+		}
+	}
+	switch {
+	case h.ProducerEpoch != epoch:
+		// A new epoch starts at sequence 0, unless the old epoch is
+		// unknown (state lost to retention or never seen).
+		if h.BaseSequence != 0 && epoch != -1 {
+			return 0, false, fmt.Errorf("%w: producer %d new epoch %d starts at sequence %d", ErrOutOfOrderSequence, h.ProducerID, h.ProducerEpoch, h.BaseSequence)
+		}
+	case haveLast && !inSequence(lastSeq, h.BaseSequence):
+		return 0, false, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, lastSeq+1, h.BaseSequence)
+	}
+	return 0, false, nil
+}
+
+// recordBatchLocked remembers an appended idempotent batch.
+func (p *Partition) recordBatchLocked(h *record.Header) {
+	recordBatch(p.mu.producers, h)
+}
+
+func recordBatch(m map[int64]*producer, h *record.Header) {
+	st := m[h.ProducerID]
+	if st == nil {
+		st = &producer{epoch: h.ProducerEpoch}
+		m[h.ProducerID] = st
+	}
+	if h.ProducerEpoch != st.epoch {
+		*st = producer{epoch: h.ProducerEpoch}
+	}
+	st.push(batchMeta{firstSeq: h.BaseSequence, lastSeq: h.LastSequence(), base: h.BaseOffset, last: h.LastOffset()})
+}
+
+// ProducerState describes one producer id for DescribeProducers-like uses.
+type ProducerState struct {
+	ProducerID   int64
+	Epoch        int16
+	LastSequence int32
+	LastOffset   int64
+}
+
+// Producers lists the idempotent producers this partition knows.
+func (p *Partition) Producers() []ProducerState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]ProducerState, 0, len(p.mu.producers))
+	for id, st := range p.mu.producers {
+		ps := ProducerState{ProducerID: id, Epoch: st.epoch, LastSequence: -1, LastOffset: -1}
+		if l := st.last(); l != nil {
+			ps.LastSequence, ps.LastOffset = l.lastSeq, l.last
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// loadProducers rebuilds producer state: from the snapshot plus the log
+// after it when the snapshot is usable, else from the whole log.
+func loadProducers(l *log.Log) (map[int64]*producer, error) {
+	m, at, err := readProducerSnapshot(l.Dir())
+	if err != nil || at > l.NextOffset() || at < 0 {
+		m, at = map[int64]*producer{}, l.LogStartOffset()
+	}
+	if at >= l.NextOffset() {
+		return m, nil
+	}
+	err = l.Walk(at, func(_ []byte, h *record.Header) bool {
+		if h.ProducerID >= 0 && !h.IsControl() && h.BaseOffset >= at {
+			recordBatch(m, h)
+		}
+		return true
+	})
+	return m, err
+}
+
+func readProducerSnapshot(dir string) (map[int64]*producer, int64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, snapshotName))
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(b) < 1+8+4+4 || b[0] != snapshotVersion ||
+		crc32.Checksum(b[:len(b)-4], castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+		return nil, 0, errors.New("partition: bad producer snapshot")
+	}
+	be := binary.BigEndian
+	at := int64(be.Uint64(b[1:]))
+	count := be.Uint32(b[9:])
+	rest := b[13 : len(b)-4]
+	m := make(map[int64]*producer, count)
+	for i := uint32(0); i < count; i++ {
+		if len(rest) < 11 {
+			return nil, 0, errors.New("partition: truncated producer snapshot")
+		}
+		id := int64(be.Uint64(rest))
+		st := &producer{epoch: int16(be.Uint16(rest[8:]))}
+		n := int(rest[10])
+		rest = rest[11:]
+		if n > producerBatches || len(rest) < n*24 {
+			return nil, 0, errors.New("partition: truncated producer snapshot")
+		}
+		for j := 0; j < n; j++ {
+			st.push(batchMeta{
+				firstSeq: int32(be.Uint32(rest)),
+				lastSeq:  int32(be.Uint32(rest[4:])),
+				base:     int64(be.Uint64(rest[8:])),
+				last:     int64(be.Uint64(rest[16:])),
+			})
+			rest = rest[24:]
+		}
+		m[id] = st
+	}
+	return m, at, nil
+}
+
+func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
+	be := binary.BigEndian
+	b := []byte{snapshotVersion}
+	b = be.AppendUint64(b, uint64(at))
+	b = be.AppendUint32(b, uint32(len(m)))
+	for id, st := range m {
+		b = be.AppendUint64(b, uint64(id))
+		b = be.AppendUint16(b, uint16(st.epoch))
+		b = append(b, byte(st.n))
+		for j := 0; j < st.n; j++ {
+			bm := &st.batches[j]
+			b = be.AppendUint32(b, uint32(bm.firstSeq))
+			b = be.AppendUint32(b, uint32(bm.lastSeq))
+			b = be.AppendUint64(b, uint64(bm.base))
+			b = be.AppendUint64(b, uint64(bm.last))
+		}
+	}
+	b = be.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	path := filepath.Join(dir, snapshotName)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
