@@ -29,6 +29,6 @@
 //	p, err := partition.Open(dir, partition.Config{})
 //	res, err := p.Append(records)      // raw record set from a produce
 //	err = p.Sync()                     // acks=all
-//	ch := p.Changed()                  // closed by the next append
+//	p.Watch(ch)                        // ch gets a send after each append
 //	v, err := p.Read(off, 1<<20, true)
 package partition

@@ -53,6 +53,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// LeaderEpoch is the partition leader epoch written into every batch. One
+// broker leads every partition from the start, so it is 0.
+const LeaderEpoch = 0
+
 // DefaultMaxMessageBytes is Kafka's max.message.bytes default.
 const DefaultMaxMessageBytes = 1048588
 
@@ -79,11 +83,9 @@ type Partition struct {
 		sync.Mutex
 		cfg       Config
 		producers map[int64]*producer
-		// changed is closed and replaced by the next append when a
-		// waiter asked for it (watched).
-		changed chan struct{}
-		watched bool
-		closed  bool
+		// watchers get a non-blocking send after every append.
+		watchers map[chan<- struct{}]struct{}
+		closed   bool
 	}
 }
 
@@ -97,7 +99,7 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	}
 	p := &Partition{log: l, logger: cfg.Logger}
 	p.mu.cfg = cfg
-	p.mu.changed = make(chan struct{})
+	p.mu.watchers = map[chan<- struct{}]struct{}{}
 	if p.mu.producers, err = loadProducers(l); err != nil {
 		l.Close()
 		return nil, err
@@ -202,6 +204,7 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		h := &headers[i]
 		batch := records[pos : pos+h.Size()]
 		pos += h.Size()
+		record.SetLeaderEpoch(batch, LeaderEpoch)
 		if now >= 0 {
 			record.SetLogAppendTime(batch, now)
 			h.MaxTimestamp = now
@@ -221,11 +224,7 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		}
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
-	if p.mu.watched {
-		close(p.mu.changed)
-		p.mu.changed = make(chan struct{})
-		p.mu.watched = false
-	}
+	p.notifyLocked()
 	return res, nil
 }
 
@@ -259,14 +258,37 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 // Sync returns once everything appended so far is durable.
 func (p *Partition) Sync() error { return p.log.Sync() }
 
-// Changed returns a channel that is closed by the next append. A waiter
-// takes the channel, then reads, then waits on it, so no append between
-// the read and the wait is missed.
-func (p *Partition) Changed() <-chan struct{} {
+// Watch registers ch to receive a non-blocking send after every append
+// (and at Close). A waiter registers, then reads, then waits on ch, so no
+// append between the read and the wait is missed. One channel may watch
+// many partitions; give it a buffer of 1.
+func (p *Partition) Watch(ch chan<- struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.mu.watched = true
-	return p.mu.changed
+	if p.mu.closed {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+		return
+	}
+	p.mu.watchers[ch] = struct{}{}
+}
+
+// Unwatch removes a channel registered with Watch.
+func (p *Partition) Unwatch(ch chan<- struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.mu.watchers, ch)
+}
+
+func (p *Partition) notifyLocked() {
+	for ch := range p.mu.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Read returns batches starting at off up to the high watermark; see
@@ -304,7 +326,7 @@ func (p *Partition) Close() error {
 		return nil
 	}
 	p.mu.closed = true
-	close(p.mu.changed)
+	p.notifyLocked()
 	var errs []error
 	if p.log.Err() == nil {
 		if err := p.log.Sync(); err != nil {
@@ -324,7 +346,7 @@ func (p *Partition) Delete() error {
 	p.mu.Lock()
 	if !p.mu.closed {
 		p.mu.closed = true
-		close(p.mu.changed)
+		p.notifyLocked()
 	}
 	p.mu.Unlock()
 	return p.log.Delete()

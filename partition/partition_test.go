@@ -179,9 +179,11 @@ func TestLogAppendTime(t *testing.T) {
 	}
 }
 
-func TestChanged(t *testing.T) {
+func TestWatch(t *testing.T) {
 	p := openP(t, t.TempDir(), Config{})
-	ch := p.Changed()
+	ch := make(chan struct{}, 1)
+	p.Watch(ch)
+	defer p.Unwatch(ch)
 	select {
 	case <-ch:
 		t.Fatal("closed before any append")

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/partition"
+)
+
+// Produce, v3-v13 (record batch v2 only; v13 names topics by id).
+//
+// Every batch is validated (length, magic 2, CRC32C, record count,
+// max.message.bytes) and idempotent sequences are checked before anything
+// of a partition is appended. Appends run on the connection's reader
+// goroutine, so pipelined requests keep their order. acks=0 gets no
+// answer, acks=1 is answered once the batch is in the page cache, and
+// acks=-1 only once it is fsynced; the fsync waits run concurrently, so
+// pipelined requests and other connections share fsyncs (group commit).
+
+func init() { regKey(0, 3, 13, handleProduce) }
+
+func handleProduce(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp
+	}
+	var toSync []*partition.Partition
+	var synced []*kmsg.ProduceResponseTopicPartition
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		if r.version >= 13 {
+			t = s.topics.getID(rt.TopicID)
+		} else {
+			t = s.topics.get(rt.Topic)
+		}
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			sp.LogAppendTime = -1
+			sp.LogStartOffset = -1
+			var p *partition.Partition
+			if t != nil {
+				p = t.partition(rp.Partition)
+			}
+			if p == nil {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				if r.version >= 13 && t == nil {
+					sp.ErrorCode = kerr.UnknownTopicID.Code
+				}
+				continue
+			}
+			if t.internal {
+				sp.ErrorCode = kerr.InvalidTopicException.Code
+				sp.ErrorMessage = errMsg("internal topics cannot be produced to")
+				continue
+			}
+			res, err := p.Append(rp.Records)
+			if err != nil {
+				code, msg := kafkaError(err)
+				sp.ErrorCode = code
+				if r.version >= 8 {
+					sp.ErrorMessage = &msg
+				}
+				if code == kerr.KafkaStorageError.Code {
+					s.logger.Error("produce failed", "topic", t.name, "partition", rp.Partition, "err", err)
+				}
+				continue
+			}
+			sp.BaseOffset = res.BaseOffset
+			sp.LogAppendTime = res.LogAppendTime
+			sp.LogStartOffset = res.LogStartOffset
+			if req.Acks == -1 {
+				toSync = append(toSync, p)
+				synced = append(synced, sp)
+			}
+		}
+	}
+	switch {
+	case req.Acks == 0:
+		r.skipResponse()
+		return nil
+	case len(toSync) == 0:
+		return resp
+	}
+	r.await(func() kmsg.Response {
+		errs := make([]error, len(toSync))
+		if len(toSync) == 1 {
+			errs[0] = toSync[0].Sync()
+		} else {
+			var wg sync.WaitGroup
+			for i, p := range toSync {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = p.Sync()
+				}()
+			}
+			wg.Wait()
+		}
+		for i, err := range errs {
+			if err != nil {
+				code, msg := kafkaError(err)
+				synced[i].ErrorCode = code
+				synced[i].BaseOffset = -1
+				if r.version >= 8 {
+					synced[i].ErrorMessage = &msg
+				}
+				s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+			}
+		}
+		return resp
+	})
+	return nil
+}

@@ -1,0 +1,399 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/log"
+	"github.com/ferrymq/ferry/partition"
+)
+
+// Fetch, v4-v18 (record batch v2 only; v13+ names topics by id).
+//
+// Long poll: if less than MinBytes is ready the request waits, without a
+// goroutine sleeping, for an append to any of its partitions (Watch), for
+// MaxWaitMillis, or for the connection to close. Per-partition and
+// per-response byte limits apply, except that the first batch of the
+// response is returned whole even when larger (KIP-74). v7+ fetch
+// sessions (KIP-227) are in fetch_session.go. Record data is not copied:
+// the response is encoded with a placeholder per partition and written
+// with writev as [encoded bytes, mapped segment bytes, encoded bytes, ...].
+
+func init() { regKey(1, 4, 18, handleFetch) }
+
+type fetchPart struct {
+	key      sessionKey
+	sp       *sessionPart // nil when sessionless
+	offset   int64
+	maxBytes int32
+}
+
+type fetchResult struct {
+	errCode      int16
+	hw, logStart int64
+	view         log.View
+}
+
+type fetch struct {
+	s           *Server
+	r           *request
+	req         *kmsg.FetchRequest
+	sess        *fetchSession // locked for the duration of the fetch
+	newSession  bool
+	incremental bool
+	parts       []fetchPart
+	watched     []*partition.Partition
+}
+
+func handleFetch(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.FetchRequest)
+	f := &fetch{s: s, r: r, req: req}
+	if code := f.plan(); code != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = code
+		resp.SessionID = req.SessionID
+		return resp
+	}
+	r.deferred = true // answered by try, inline or from wait
+	if f.try(req.MaxWaitMillis <= 0) {
+		return nil
+	}
+	r.await(f.wait)
+	return nil
+}
+
+// plan resolves the fetch session and the list of partitions to read. It
+// returns a top-level error code, or 0.
+func (f *fetch) plan() int16 {
+	req := f.req
+	byID := f.r.version >= 13
+	key := func(t *kmsg.FetchRequestTopic, p int32) sessionKey {
+		if byID {
+			return sessionKey{topicID: t.TopicID, partition: p}
+		}
+		return sessionKey{topic: t.Topic, partition: p}
+	}
+	full := func() {
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			for _, p := range t.Partitions {
+				f.parts = append(f.parts, fetchPart{key: key(t, p.Partition), offset: p.FetchOffset, maxBytes: p.PartitionMaxBytes})
+			}
+		}
+	}
+	if f.r.version < 7 || (req.SessionID == 0 && req.SessionEpoch == -1) {
+		full()
+		return 0
+	}
+	switch {
+	case req.SessionEpoch == -1: // close the session, fetch in full
+		f.s.sessions.remove(req.SessionID)
+		full()
+		return 0
+	case req.SessionID == 0 && req.SessionEpoch == 0: // new session
+		full()
+		fs := f.s.sessions.create()
+		if fs == nil {
+			return 0
+		}
+		fs.mu.Lock()
+		f.sess, f.newSession = fs, true
+		for _, fp := range f.parts {
+			fs.upsert(fp.key, fp.offset, fp.maxBytes)
+		}
+		f.bindSession()
+		return 0
+	case req.SessionID == 0:
+		return kerr.InvalidFetchSessionEpoch.Code
+	}
+	fs := f.s.sessions.get(req.SessionID)
+	if fs == nil {
+		return kerr.FetchSessionIDNotFound.Code
+	}
+	fs.mu.Lock()
+	if fs.epoch != req.SessionEpoch {
+		fs.mu.Unlock()
+		return kerr.InvalidFetchSessionEpoch.Code
+	}
+	for i := range req.Topics {
+		t := &req.Topics[i]
+		for _, p := range t.Partitions {
+			fs.upsert(key(t, p.Partition), p.FetchOffset, p.PartitionMaxBytes)
+		}
+	}
+	for _, ft := range req.ForgottenTopics {
+		for _, p := range ft.Partitions {
+			if byID {
+				fs.forget(sessionKey{topicID: ft.TopicID, partition: p})
+			} else {
+				fs.forget(sessionKey{topic: ft.Topic, partition: p})
+			}
+		}
+	}
+	f.sess, f.incremental = fs, true
+	f.bindSession()
+	return 0
+}
+
+// bindSession makes the session's partitions the ones to read, and
+// advances its epoch.
+func (f *fetch) bindSession() {
+	fs := f.sess
+	f.parts = f.parts[:0]
+	for _, sp := range fs.order {
+		f.parts = append(f.parts, fetchPart{key: sp.key, sp: sp, offset: sp.fetchOffset, maxBytes: sp.maxBytes})
+	}
+	fs.epoch++
+	if fs.epoch < 0 {
+		fs.epoch = 1
+	}
+}
+
+func (f *fetch) lookup(k sessionKey) (*topic, *partition.Partition, int16) {
+	var t *topic
+	if f.r.version >= 13 {
+		t = f.s.topics.getID(k.topicID)
+		if t == nil {
+			return nil, nil, kerr.UnknownTopicID.Code
+		}
+	} else {
+		t = f.s.topics.get(k.topic)
+	}
+	if t == nil {
+		return nil, nil, kerr.UnknownTopicOrPartition.Code
+	}
+	p := t.partition(k.partition)
+	if p == nil {
+		return t, nil, kerr.UnknownTopicOrPartition.Code
+	}
+	return t, p, 0
+}
+
+// read reads every partition once, within the byte limits.
+func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
+	results = make([]fetchResult, len(f.parts))
+	remaining := int(f.req.MaxBytes)
+	if f.r.version < 3 || remaining <= 0 {
+		remaining = 1<<31 - 1
+	}
+	for i := range f.parts {
+		fp := &f.parts[i]
+		res := &results[i]
+		res.hw, res.logStart = -1, -1
+		_, p, code := f.lookup(fp.key)
+		if code != 0 {
+			res.errCode, anyErr = code, true
+			continue
+		}
+		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
+		if fp.offset < res.logStart || fp.offset > res.hw {
+			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
+			continue
+		}
+		if fp.offset == res.hw || (remaining <= 0 && total > 0) {
+			continue
+		}
+		limit := min(int(fp.maxBytes), remaining)
+		v, err := p.Read(fp.offset, limit, total == 0)
+		if err != nil {
+			code, _ := kafkaError(err)
+			if !errors.Is(err, log.ErrOffsetOutOfRange) {
+				f.s.logger.Error("fetch read failed", "partition", fp.key.partition, "err", err)
+			}
+			res.errCode, anyErr = code, true
+			continue
+		}
+		res.view = v
+		total += len(v.Data)
+		remaining -= len(v.Data)
+	}
+	return results, total, anyErr
+}
+
+// try reads once and, if the fetch is satisfied (or final), responds and
+// returns true. Otherwise it releases what it read and returns false.
+func (f *fetch) try(final bool) bool {
+	results, total, anyErr := f.read()
+	if !final && total < int(f.req.MinBytes) && !anyErr {
+		for i := range results {
+			results[i].view.Release()
+		}
+		return false
+	}
+	f.respond(results)
+	return true
+}
+
+// wait is the long poll: it re-reads after every append to a watched
+// partition until the fetch is satisfied, the wait is over or the
+// connection goes away.
+func (f *fetch) wait() kmsg.Response {
+	ch := make(chan struct{}, 1)
+	for _, fp := range f.parts {
+		if _, p, code := f.lookup(fp.key); code == 0 {
+			p.Watch(ch)
+			f.watched = append(f.watched, p)
+		}
+	}
+	defer func() {
+		for _, p := range f.watched {
+			p.Unwatch(ch)
+		}
+	}()
+	timer := time.NewTimer(time.Duration(f.req.MaxWaitMillis) * time.Millisecond)
+	defer timer.Stop()
+	for {
+		if f.try(false) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			f.try(true)
+			return nil
+		case <-f.r.c.ctx.Done():
+			f.try(true)
+			return nil
+		}
+	}
+}
+
+// respond builds the response from the results and sends it, splicing the
+// mapped record data in without copying it.
+func (f *fetch) respond(results []fetchResult) {
+	req, r := f.req, f.r
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if f.sess != nil {
+		resp.SessionID = f.sess.id
+		defer f.sess.mu.Unlock()
+	}
+	var views []log.View
+	var salt [8]byte
+	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
+	topicIndex := map[sessionKey]int{}
+	for i := range f.parts {
+		fp, res := &f.parts[i], &results[i]
+		if fp.sp != nil {
+			changed := len(res.view.Data) > 0 || res.errCode != 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart
+			fp.sp.hw, fp.sp.logStart, fp.sp.errCode = res.hw, res.logStart, res.errCode
+			if f.incremental && !changed {
+				continue
+			}
+		}
+		tk := sessionKey{topic: fp.key.topic, topicID: fp.key.topicID}
+		ti, ok := topicIndex[tk]
+		if !ok {
+			ti = len(resp.Topics)
+			topicIndex[tk] = ti
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic, rt.TopicID = fp.key.topic, fp.key.topicID
+			resp.Topics = append(resp.Topics, rt)
+		}
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.Partition = fp.key.partition
+		rp.ErrorCode = res.errCode
+		rp.HighWatermark = res.hw
+		rp.LastStableOffset = res.hw
+		rp.LogStartOffset = res.logStart
+		rp.PreferredReadReplica = -1
+		if req.IsolationLevel == 1 {
+			rp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+		}
+		if len(res.view.Data) > 0 {
+			rp.RecordBatches = sentinel(salt, len(views))
+			views = append(views, res.view)
+		}
+		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
+	}
+	resp.SetVersion(r.version)
+	buf := getBuf()
+	*buf = appendResponse((*buf)[:0], r.corr, resp)
+	release := func() {
+		for i := range views {
+			views[i].Release()
+		}
+	}
+	if len(views) == 0 {
+		r.send(&response{buf: buf})
+		return
+	}
+	bufs, ok := splice(*buf, salt, views, resp.IsFlexible())
+	if !ok {
+		// The placeholders could not be found (never expected): encode
+		// again with the data copied in.
+		f.s.logger.Warn("fetch splice failed; copying record data")
+		n := 0
+		for ti := range resp.Topics {
+			for pi := range resp.Topics[ti].Partitions {
+				if rp := &resp.Topics[ti].Partitions[pi]; rp.RecordBatches != nil {
+					rp.RecordBatches = views[n].Data
+					n++
+				}
+			}
+		}
+		*buf = appendResponse((*buf)[:0], r.corr, resp)
+		release()
+		r.send(&response{buf: buf})
+		return
+	}
+	r.send(&response{bufs: bufs, buf: buf, release: release})
+}
+
+const sentinelSize = 16
+
+// sentinel is the placeholder for the i-th partition's record data.
+func sentinel(salt [8]byte, i int) []byte {
+	b := make([]byte, sentinelSize)
+	copy(b, salt[:])
+	binary.BigEndian.PutUint64(b[8:], uint64(i))
+	return b
+}
+
+// splice cuts the encoded frame at each placeholder and puts the mapped
+// record data there, with its real length prefix, then fixes the frame
+// size. It reports false if a placeholder is missing.
+func splice(frame []byte, salt [8]byte, views []log.View, flexible bool) ([][]byte, bool) {
+	out := make([][]byte, 0, 3*len(views)+1)
+	prefixes := make([]byte, 0, 5*len(views))
+	pos := 0
+	total := 0
+	for i := range views {
+		s := sentinel(salt, i)
+		at := bytes.Index(frame[pos:], s)
+		if at < 0 {
+			return nil, false
+		}
+		at += pos
+		var plen int
+		var want []byte
+		if flexible {
+			want = binary.AppendUvarint(nil, sentinelSize+1)
+		} else {
+			want = binary.BigEndian.AppendUint32(nil, sentinelSize)
+		}
+		plen = len(want)
+		if at-plen < pos || !bytes.Equal(frame[at-plen:at], want) {
+			return nil, false
+		}
+		n := len(views[i].Data)
+		start := len(prefixes)
+		if flexible {
+			prefixes = binary.AppendUvarint(prefixes, uint64(n+1))
+		} else {
+			prefixes = binary.BigEndian.AppendUint32(prefixes, uint32(n))
+		}
+		out = append(out, frame[pos:at-plen], prefixes[start:len(prefixes):len(prefixes)], views[i].Data)
+		total += at - plen - pos + len(prefixes) - start + n
+		pos = at + sentinelSize
+	}
+	out = append(out, frame[pos:])
+	total += len(frame) - pos
+	binary.BigEndian.PutUint32(frame[0:4], uint32(total-4))
+	return out, true
+}

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/partition"
+)
+
+// ListOffsets, v0-v11.
+//
+// Timestamp -2 is the log start offset (earliest), -1 the high watermark
+// (latest; also the last stable offset for read_committed, there being no
+// open transactions), -3 the record with the largest timestamp (v7+,
+// KIP-734), -4 the earliest local offset (= earliest) and -5 the earliest
+// pending upload (= earliest). A timestamp >= 0 finds the first record at
+// or after it; none gives offset -1. v0 answers in OldStyleOffsets.
+
+func init() { regKey(2, 0, 11, handleListOffsets) }
+
+func handleListOffsets(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		t := s.topics.get(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset = -1, -1
+			var p *partition.Partition
+			if t != nil {
+				p = t.partition(rp.Partition)
+			}
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			default:
+				sp.LeaderEpoch = partition.LeaderEpoch
+				listOffset(p, rp.Timestamp, &sp)
+			}
+			if r.version == 0 {
+				if sp.ErrorCode == 0 && sp.Offset >= 0 {
+					sp.OldStyleOffsets = []int64{sp.Offset}
+				} else {
+					sp.OldStyleOffsets = []int64{}
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTopicPartition) {
+	switch ts {
+	case -2, -4, -5:
+		sp.Offset = p.LogStartOffset()
+	case -1:
+		sp.Offset = p.HighWatermark()
+	case -3:
+		off, t, ok, err := p.MaxTimestamp()
+		if err != nil {
+			sp.ErrorCode, _ = kafkaError(err)
+		} else if ok {
+			sp.Offset, sp.Timestamp = off, t
+		}
+	default:
+		if ts < 0 {
+			sp.ErrorCode = kerr.InvalidRequest.Code
+			return
+		}
+		off, t, ok, err := p.OffsetForTimestamp(ts)
+		if err != nil {
+			sp.ErrorCode, _ = kafkaError(err)
+		} else if ok && off >= p.LogStartOffset() {
+			sp.Offset, sp.Timestamp = off, t
+		} else if ok {
+			sp.Offset, sp.Timestamp = p.LogStartOffset(), t
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/partition"
+)
+
+// Metadata, v0-v13.
+//
+// One broker leads every partition, with itself as the only replica and
+// in-sync replica, at leader epoch 0. v0 with an empty topic list, and
+// v1+ with a null list, mean every topic; v1+ with an empty list means
+// none. A requested topic that does not exist is created when
+// auto.create.topics.enable is true and the request allows it (v4+;
+// always before v4), with num.partitions partitions. v10+ may name topics
+// by id.
+
+func init() { regKey(3, 0, 13, handleMetadata) }
+
+func (s *Server) brokerHostPort() (string, int32) {
+	host, port, err := net.SplitHostPort(s.advertisedAddr())
+	if err != nil {
+		return s.advertisedAddr(), 9092
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+func handleMetadata(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	host, port := s.brokerHostPort()
+	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
+	resp.ClusterID = &s.clusterID
+	resp.ControllerID = s.cfg.NodeID
+	if r.version >= 8 && r.version <= 10 {
+		resp.AuthorizedOperations = -2147483648
+	}
+
+	all := req.Topics == nil || (r.version == 0 && len(req.Topics) == 0)
+	if all {
+		for _, t := range s.topics.all() {
+			resp.Topics = append(resp.Topics, s.metadataTopic(r, t))
+		}
+		return resp
+	}
+	autoCreate := s.settings().bool("auto.create.topics.enable") && (r.version < 4 || req.AllowAutoTopicCreation)
+	for _, rt := range req.Topics {
+		var t *topic
+		switch {
+		case rt.Topic != nil:
+			t = s.topics.get(*rt.Topic)
+			if t == nil && autoCreate {
+				var err error
+				t, err = s.createTopic(*rt.Topic, -1, -1, nil, false, false)
+				if err != nil {
+					if code, _ := errCode(err); code != kerr.TopicAlreadyExists.Code {
+						mt := kmsg.NewMetadataResponseTopic()
+						mt.Topic = rt.Topic
+						mt.ErrorCode = code
+						resp.Topics = append(resp.Topics, mt)
+						continue
+					}
+					t = s.topics.get(*rt.Topic)
+				}
+			}
+		case rt.TopicID != [16]byte{}:
+			t = s.topics.getID(rt.TopicID)
+		}
+		if t == nil {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic = rt.Topic
+			mt.TopicID = rt.TopicID
+			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if rt.Topic == nil {
+				mt.ErrorCode = kerr.UnknownTopicID.Code
+			} else if err := validTopicName(*rt.Topic); err != nil {
+				mt.ErrorCode = kerr.InvalidTopicException.Code
+			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		resp.Topics = append(resp.Topics, s.metadataTopic(r, t))
+	}
+	return resp
+}
+
+func (s *Server) metadataTopic(r *request, t *topic) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	name := t.name
+	mt.Topic = &name
+	mt.TopicID = t.id
+	mt.IsInternal = t.internal
+	if r.version >= 8 {
+		mt.AuthorizedOperations = -2147483648
+	}
+	parts := t.partitions()
+	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, len(parts))
+	for i := range parts {
+		mp := kmsg.NewMetadataResponseTopicPartition()
+		mp.Partition = int32(i)
+		mp.Leader = s.cfg.NodeID
+		mp.LeaderEpoch = partition.LeaderEpoch
+		mp.Replicas = []int32{s.cfg.NodeID}
+		mp.ISR = []int32{s.cfg.NodeID}
+		mt.Partitions[i] = mp
+	}
+	return mt
+}
