@@ -96,7 +96,10 @@ func (f *fetch) plan() int16 {
 		f.s.sessions.remove(req.SessionID)
 		full()
 		return 0
-	case req.SessionID == 0 && req.SessionEpoch == 0: // new session
+	case req.SessionEpoch == 0: // new session, replacing SessionID if set
+		if req.SessionID != 0 {
+			f.s.sessions.remove(req.SessionID)
+		}
 		full()
 		fs := f.s.sessions.create()
 		if fs == nil {

@@ -6,7 +6,9 @@ import (
 	"time"
 )
 
-// Fetch sessions (KIP-227): a consumer that fetches many partitions
+// Fetch sessions (KIP-227): epoch 0 starts a session (replacing the one
+// named by SessionID, if any), epoch -1 fetches without one (closing the
+// one named), and epoch N continues session SessionID. A consumer that fetches many partitions
 // registers them once and then sends only what changed; the broker answers
 // with only the partitions that have news. Sessions live in a bounded
 // cache (max.incremental.fetch.session.cache.slots); when it is full the

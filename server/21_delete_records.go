@@ -1,0 +1,47 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/partition"
+)
+
+// DeleteRecords, v0-v2. Moves each partition's log start offset up to the
+// given offset (-1: the high watermark), deleting whole segments below it.
+// The new start is durable before the answer. An offset past the high
+// watermark is OFFSET_OUT_OF_RANGE.
+
+func init() { regKey(21, 0, 2, handleDeleteRecords) }
+
+func handleDeleteRecords(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.DeleteRecordsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	r.await(func() kmsg.Response {
+		for _, rt := range req.Topics {
+			st := kmsg.NewDeleteRecordsResponseTopic()
+			st.Topic = rt.Topic
+			t := s.topics.get(rt.Topic)
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.LowWatermark = -1
+				var p *partition.Partition
+				if t != nil {
+					p = t.partition(rp.Partition)
+				}
+				if p == nil {
+					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
+					sp.ErrorCode, _ = kafkaError(err)
+				} else {
+					sp.LowWatermark = low
+				}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp
+	})
+	return nil
+}

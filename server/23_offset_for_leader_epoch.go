@@ -1,0 +1,45 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/partition"
+)
+
+// OffsetForLeaderEpoch, v0-v4. Every partition has had one leader epoch,
+// 0, since its creation, so epoch 0 (or any below it) ends at the log end
+// offset; a later epoch is unknown (-1, -1, as Kafka answers). A
+// CurrentLeaderEpoch above ours is UNKNOWN_LEADER_EPOCH.
+
+func init() { regKey(23, 0, 4, handleOffsetForLeaderEpoch) }
+
+func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.OffsetForLeaderEpochRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		t := s.topics.get(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.LeaderEpoch, sp.EndOffset = -1, -1
+			var p *partition.Partition
+			if t != nil {
+				p = t.partition(rp.Partition)
+			}
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case rp.LeaderEpoch <= partition.LeaderEpoch:
+				sp.LeaderEpoch, sp.EndOffset = partition.LeaderEpoch, p.HighWatermark()
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeConfigs, v0-v4: every topic config with its value, source
+// (topic, dynamic broker, static broker, default), type and synonyms
+// (v1+), and documentation (v3+); and the broker's configs for resource
+// type BROKER named by this node's id (or "" for cluster-wide dynamic
+// defaults).
+
+func init() { regKey(32, 0, 4, handleDescribeConfigs) }
+
+const (
+	resourceTopic  = 2
+	resourceBroker = 4
+)
+
+func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	bs := s.settings()
+	for _, rr := range req.Resources {
+		res := kmsg.NewDescribeConfigsResponseResource()
+		res.ResourceType, res.ResourceName = rr.ResourceType, rr.ResourceName
+		switch rr.ResourceType {
+		case resourceTopic:
+			t := s.topics.get(rr.ResourceName)
+			if t == nil {
+				res.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				res.ErrorMessage = errMsg("topic " + rr.ResourceName + " does not exist")
+				break
+			}
+			s.topics.mu.RLock()
+			overrides := t.configs
+			s.topics.mu.RUnlock()
+			res.Configs = bs.describeTopicConfigs(overrides, rr.ConfigNames, req.IncludeSynonyms, req.IncludeDocumentation)
+		case resourceBroker:
+			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(s.cfg.NodeID)) {
+				res.ErrorCode = kerr.InvalidRequest.Code
+				res.ErrorMessage = errMsg("broker " + rr.ResourceName + " is not this broker (" + strconv.Itoa(int(s.cfg.NodeID)) + ")")
+				break
+			}
+			res.Configs = bs.describeBrokerConfigs(rr.ConfigNames, req.IncludeSynonyms, req.IncludeDocumentation)
+		default:
+			res.ErrorCode = kerr.InvalidRequest.Code
+			res.ErrorMessage = errMsg("unsupported resource type " + strconv.Itoa(int(rr.ResourceType)))
+		}
+		if r.version == 0 {
+			for i := range res.Configs {
+				// v0 has no source; IsDefault says it.
+				res.Configs[i].IsDefault = res.Configs[i].Source == kmsg.ConfigSource(sourceDefault)
+			}
+		}
+		resp.Resources = append(resp.Resources, res)
+	}
+	return resp
+}

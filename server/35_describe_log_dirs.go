@@ -1,0 +1,63 @@
+package server
+
+import (
+	"path/filepath"
+	"syscall"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeLogDirs, v0-v4: the data directory with the size of each
+// partition (null topics: every topic), and (v4+) the file system's
+// total and usable bytes.
+
+func init() { regKey(35, 0, 4, handleDescribeLogDirs) }
+
+func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.DescribeLogDirsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	dir := kmsg.NewDescribeLogDirsResponseDir()
+	abs, err := filepath.Abs(s.cfg.DataDir)
+	if err != nil {
+		abs = s.cfg.DataDir
+	}
+	dir.Dir = abs
+	dir.TotalBytes, dir.UsableBytes = -1, -1
+	var st syscall.Statfs_t
+	if syscall.Statfs(s.cfg.DataDir, &st) == nil {
+		dir.TotalBytes = int64(st.Blocks) * st.Bsize
+		dir.UsableBytes = int64(st.Bavail) * st.Bsize
+	}
+	add := func(t *topic, parts []int32) {
+		dt := kmsg.NewDescribeLogDirsResponseDirTopic()
+		dt.Topic = t.name
+		for _, pi := range parts {
+			p := t.partition(pi)
+			if p == nil {
+				continue
+			}
+			dp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
+			dp.Partition = pi
+			dp.Size = p.Log().Size()
+			dt.Partitions = append(dt.Partitions, dp)
+		}
+		dir.Topics = append(dir.Topics, dt)
+	}
+	if req.Topics == nil {
+		for _, t := range s.topics.all() {
+			ps := make([]int32, len(t.partitions()))
+			for i := range ps {
+				ps[i] = int32(i)
+			}
+			add(t, ps)
+		}
+	} else {
+		for _, rt := range req.Topics {
+			if t := s.topics.get(rt.Topic); t != nil {
+				add(t, rt.Partitions)
+			}
+		}
+	}
+	resp.Dirs = []kmsg.DescribeLogDirsResponseDir{dir}
+	return resp
+}
