@@ -57,6 +57,31 @@ type response struct {
 	fatal   bool // close the connection after earlier responses
 }
 
+// Request bodies of produce requests are recycled once the handler
+// returns (the batches are written by then, and nothing keeps a reference
+// to them); other requests may hand slices of their body to code that
+// keeps them, so theirs are left to the garbage collector.
+var bodyPool sync.Pool
+
+const minPooledBody = 64 << 10
+
+func getBody(n int) []byte {
+	if n >= minPooledBody {
+		if p, ok := bodyPool.Get().(*[]byte); ok && cap(*p) >= n {
+			return (*p)[:n]
+		} else if ok {
+			bodyPool.Put(p)
+		}
+	}
+	return make([]byte, n)
+}
+
+func putBody(b []byte) {
+	if cap(b) >= minPooledBody && cap(b) <= 16<<20 {
+		bodyPool.Put(&b)
+	}
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
@@ -95,6 +120,14 @@ func (s *Server) startConn(nc net.Conn) {
 	s.mu.Unlock()
 	go c.read()
 	go c.write()
+}
+
+// remoteIP is the client's address without the port.
+func (c *conn) remoteIP() string {
+	if host, _, err := net.SplitHostPort(c.remote); err == nil {
+		return host
+	}
+	return c.remote
 }
 
 // drain stops reading requests, lets those in flight be answered, and
@@ -225,7 +258,7 @@ func (c *conn) read() {
 			c.logger.Warn("bad request size; closing connection", "size", n, "socket.request.max.bytes", maxSize)
 			return
 		}
-		body := make([]byte, n)
+		body := getBody(n)
 		c.nc.SetReadDeadline(time.Now().Add(idle))
 		if _, err := io.ReadFull(br, body); err != nil {
 			c.logger.Info("connection closed mid-request", "err", err)
@@ -297,6 +330,9 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 	}()
 	if resp != nil {
 		r.respond(resp)
+	}
+	if key == 0 {
+		putBody(body)
 	}
 	return true
 }

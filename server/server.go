@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
 )
@@ -55,6 +56,7 @@ type Server struct {
 	broker   atomic.Pointer[brokerSettings]
 	pids     producerIDs
 	sessions *fetchSessions
+	groups   *group.Coordinator
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -123,7 +125,11 @@ func New(cfg Config) (*Server, error) {
 	if s.topics.get(offsetsTopic) == nil {
 		n := int32(s.settings().int64("offsets.topic.num.partitions"))
 		seg := s.settings().int64("offsets.topic.segment.bytes")
-		cfgs := map[string]*string{"cleanup.policy": ptr("compact"), "segment.bytes": ptr(strconv.FormatInt(seg, 10))}
+		cfgs := map[string]*string{
+			"cleanup.policy":    ptr("compact"),
+			"segment.bytes":     ptr(strconv.FormatInt(seg, 10)),
+			"max.message.bytes": ptr("10485760"),
+		}
 		if _, err := s.createTopic(offsetsTopic, n, 1, cfgs, true, false); err != nil {
 			s.closeStorage()
 			cancel()

@@ -1,0 +1,112 @@
+// Package group is Ferry's consumer-group coordinator: the classic
+// JoinGroup/SyncGroup/Heartbeat/LeaveGroup protocol, the KIP-848
+// ConsumerGroupHeartbeat protocol with server-side assignment, and the
+// committed offsets of every group.
+//
+// The server package decodes Kafka requests with kmsg and calls the
+// Coordinator's methods; each method returns the kmsg response to send, built
+// for the request's version. The coordinator knows nothing of connections,
+// FindCoordinator or the wire: it is given a Store (the partitions of the
+// internal __consumer_offsets topic) and a Topics function (the current topic
+// metadata), and it answers.
+//
+// # Behaviour
+//
+// Kafka's group coordinator (the KIP-848 "new" coordinator of Kafka 3.7+) is
+// the reference: same state machine, same error codes, same defaults and the
+// same __consumer_offsets schema. The notable cases clients depend on:
+//
+//   - A classic group moves Empty → PreparingRebalance → CompletingRebalance →
+//     Stable; a new empty group waits group.initial.rebalance.delay.ms for more
+//     members before the first generation.
+//   - JoinGroup v4+ from an unknown dynamic member answers MEMBER_ID_REQUIRED
+//     with a member id; the member is pending until it joins with that id.
+//   - Static members (group.instance.id) replace their previous incarnation
+//     without a rebalance when the group is Stable and the protocol is
+//     unchanged; the old incarnation is fenced with FENCED_INSTANCE_ID.
+//   - An OffsetCommit carrying the current generation is accepted while the
+//     group is PreparingRebalance (members commit from their revoke callback
+//     before rejoining); CompletingRebalance answers REBALANCE_IN_PROGRESS.
+//   - A group without members accepts commits with generation -1 (admin tools,
+//     standalone consumers); such a commit creates a "simple" group.
+//   - OffsetFetch of an unknown group returns offset -1 per requested partition
+//     and no error.
+//   - A KIP-848 group hands a partition to its new owner only after the old
+//     owner stopped reporting it in its heartbeats (incremental revocation).
+//   - A KIP-848 member commits a partition it holds with any epoch from the
+//     one it got the partition at to its current one (KIP-1251); other
+//     partitions and newer epochs answer STALE_MEMBER_EPOCH.
+//
+// Where Ferry differs from Kafka: a KIP-848 member that rejoins with epoch
+// 0 under a member ID the group still knows starts over (its partitions are
+// released and reassigned) instead of being fenced until its session ends;
+// a classic group cannot be migrated to KIP-848 (or back) while it has
+// members (GROUP_ID_NOT_FOUND and INCONSISTENT_GROUP_PROTOCOL answer the
+// attempt); group.max.size is not enforced.
+//
+// # Storage layout
+//
+// Every change is a record of __consumer_offsets, keyed and encoded as Kafka
+// does (kmsg.OffsetCommitKey/Value, kmsg.GroupMetadataKey/Value), in the
+// partition Partition(group) picks. A record key starts with an int16 that
+// names its type:
+//
+//	key version 0, 1   offset commit      [int16 version][string group][string topic][int32 partition]
+//	                   value v1 or v3     [int16 v][int64 offset]([int32 leader epoch] v3)[string metadata][int64 commit ts]([int64 expire ts] v1)
+//	key version 2      group metadata     [int16 2][string group]
+//	                   value v3           classic group: protocol type, generation, protocol, leader,
+//	                                      state timestamp, members with subscription and assignment
+//	key version 1000   Ferry KIP-848      [int16 1000][string group]
+//	                   group state        see consumerGroupValueVersion in persist.go
+//	nil value          tombstone          the key is deleted
+//
+// Strings are int16-length prefixed, arrays int32-count prefixed, all big
+// endian, as in Kafka's non-flexible encodings. Kafka's own KIP-848 records
+// (key versions 3 to 8) are not in kmsg, so a KIP-848 group is one
+// self-contained Ferry record with a key version Kafka does not use.
+//
+// A record is appended (and fsynced by the Store) before the request that
+// caused it is answered. New replays every partition from its log start, so
+// a restarted broker has its groups, members, generations, assignments and
+// offsets back; members must heartbeat within their session timeout again.
+// When a partition holds more than 2×live+1000 records, a background
+// goroutine rewrites the live records through Store.Snapshot, which moves the
+// log start past everything older, so the topic stays bounded.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Each group is a small state
+// machine guarded by its own mutex; requests for one group are serialized,
+// requests for different groups run in parallel. JoinGroup and SyncGroup
+// park the calling goroutine until the rebalance step completes; they return
+// early, with COORDINATOR_NOT_AVAILABLE, when ctx is done or the coordinator
+// closes. A group's records are appended while its lock is held, so records
+// of one group reach the log in the order their changes were made; appends of
+// different groups to one partition may run concurrently (Store must allow
+// that) and are ordered only against snapshots of that partition.
+//
+// Lock order: group.mu, then offsetsPartition.mu (read for appends, write for
+// snapshots), then offsetsPartition.liveMu. Coordinator.mu is a leaf: nothing
+// is acquired while it is held. Config.Topics is called with group locks
+// held, so it must not call back into the Coordinator.
+//
+// Timers are time.AfterFunc timers whose callbacks take the group lock and
+// check that they are still current; two goroutines run in the background
+// (snapshot compaction and offset expiry). Close stops all of them and waits.
+// Time comes only from the time package, so tests run under testing/synctest.
+//
+// # Usage
+//
+//	c, err := group.New(group.Config{
+//		Store:  offsetsStore,             // __consumer_offsets partitions
+//		Topics: metadata.TopicInfos,      // name → ID and partition count
+//		Logger: logger,
+//	})
+//	if err != nil { ... }
+//	defer c.Close()
+//
+//	ctx = group.WithClientInfo(ctx, group.ClientInfo{ClientID: clientID, Host: "/" + remoteIP})
+//	resp := c.JoinGroup(ctx, req) // blocks until the rebalance completes
+//	...
+//	c.TopicsChanged() // after CreateTopics, DeleteTopics, CreatePartitions
+package group
