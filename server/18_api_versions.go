@@ -7,13 +7,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ApiVersions, v0-v4.
+// ApiVersions, v0-v5.
 //
 // The answer lists every registered handler's version range. A request
 // newer than we know is answered in v0 form with UNSUPPORTED_VERSION and
 // the same list (KIP-511), in conn.dispatch.
 
-func init() { regKey(18, 0, 4, handleApiVersions) }
+func init() { regKey(18, 0, 5, handleApiVersions) }
 
 func apiKeys() []kmsg.ApiVersionsResponseApiKey {
 	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(handlers))

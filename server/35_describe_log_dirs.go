@@ -7,11 +7,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// DescribeLogDirs, v0-v4: the data directory with the size of each
+// DescribeLogDirs, v0-v5: the data directory with the size of each
 // partition (null topics: every topic), and (v4+) the file system's
 // total and usable bytes.
 
-func init() { regKey(35, 0, 4, handleDescribeLogDirs) }
+func init() { regKey(35, 0, 5, handleDescribeLogDirs) }
 
 func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DescribeLogDirsRequest)

@@ -175,7 +175,7 @@ func init() {
 	regKey(14, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.SyncGroup) })
 	regKey(15, 0, 6, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DescribeGroups) })
 	regKey(16, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ListGroups) })
-	regKey(42, 0, 2, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DeleteGroups) })
+	regKey(42, 0, 3, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DeleteGroups) })
 	regKey(47, 0, 0, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.OffsetDelete) })
 	regKey(68, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupHeartbeat) })
 	regKey(69, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupDescribe) })
