@@ -54,7 +54,7 @@ func TestEveryVersionAnswers(t *testing.T) {
 			case *kmsg.FetchRequest:
 				r.MaxWaitMillis = 0
 			case *kmsg.JoinGroupRequest:
-				r.Group, r.ProtocolType, r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = "versions", "consumer", 10000, 1000
+				r.Group, r.ProtocolType, r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = fmt.Sprintf("versions-%d", v), "consumer", 10000, 1000
 				r.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range"}}
 			}
 			corr++
