@@ -130,12 +130,18 @@ func (c *conn) remoteIP() string {
 	return c.remote
 }
 
-// drain stops reading requests, lets those in flight be answered, and
-// closes the connection; it gives up waiting when ctx is done.
-func (c *conn) drain(ctx context.Context) {
+// beginDrain stops reading requests and wakes handlers that wait (long
+// polls, rebalances) so they answer now; the connection closes once every
+// request read so far is answered.
+func (c *conn) beginDrain() {
 	c.draining.Store(true)
 	c.nc.SetReadDeadline(time.Now())
 	c.cancel()
+}
+
+// awaitDrained waits for the connection to close, closing it at once when
+// ctx is done first.
+func (c *conn) awaitDrained(ctx context.Context) {
 	select {
 	case <-c.done:
 	case <-ctx.Done():

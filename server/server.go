@@ -386,7 +386,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		// Let requests in flight finish, then close connections.
 		for _, c := range conns {
-			c.drain(ctx)
+			c.beginDrain()
+		}
+		for _, c := range conns {
+			c.awaitDrained(ctx)
 		}
 		s.cancel()
 		s.wg.Wait()
