@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 # Fuzz targets as package:target.
 FUZZ_TARGETS = ./record:FuzzParse ./segment:FuzzScan
 
-.PHONY: all build run test vet fuzz-short fuzz bench clean
+.PHONY: all build run test vet fuzz-short fuzz bench bench-broker bench-compare clean
 
 all: build
 
@@ -45,6 +45,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./record ./segment
 	$(GO) test -run '^$$' -bench 'Append' -benchmem -benchtime 2000x ./log
 	$(GO) test -run '^$$' -bench 'Read|Recover' -benchmem -benchtime $(BENCHTIME) ./log
+
+# Whole-broker throughput with the load generator, broker in process.
+bench-broker:
+	$(GO) run ./cmd/ferry bench -embedded -duration 10s
+
+# The standard scenarios against Ferry and kfake (the in-memory Kafka) in
+# one run; medians and ratios in bench-report/.
+bench-compare:
+	FERRY_BENCH_COMPARE=1 FERRY_BENCH_REPORT=bench-report $(GO) test -run CompareKfake -v -timeout 30m ./bench/
 
 clean:
 	rm -rf bin

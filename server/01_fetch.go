@@ -308,6 +308,8 @@ func (f *fetch) respond(results []fetchResult) {
 		if req.IsolationLevel == 1 {
 			rp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 		}
+		// Empty, never null: librdkafka rejects a null record set.
+		rp.RecordBatches = []byte{}
 		if len(res.view.Data) > 0 {
 			rp.RecordBatches = sentinel(salt, len(views))
 			views = append(views, res.view)
@@ -334,7 +336,7 @@ func (f *fetch) respond(results []fetchResult) {
 		n := 0
 		for ti := range resp.Topics {
 			for pi := range resp.Topics[ti].Partitions {
-				if rp := &resp.Topics[ti].Partitions[pi]; rp.RecordBatches != nil {
+				if rp := &resp.Topics[ti].Partitions[pi]; len(rp.RecordBatches) > 0 {
 					rp.RecordBatches = views[n].Data
 					n++
 				}

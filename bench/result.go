@@ -1,0 +1,152 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Result is what one produce, consume or e2e run measured.
+type Result struct {
+	// Mode is produce, consume or e2e.
+	Mode string `json:"mode"`
+	// Scenario and Target name the compare scenario and target, when the
+	// run was part of a comparison.
+	Scenario string `json:"scenario,omitempty"`
+	Target   string `json:"target,omitempty"`
+
+	Brokers     []string `json:"brokers"`
+	Topic       string   `json:"topic"`
+	Partitions  int      `json:"partitions"`
+	Size        int      `json:"size"`
+	Acks        string   `json:"acks,omitempty"`
+	Compression string   `json:"compression,omitempty"`
+	Producers   int      `json:"producers,omitempty"`
+	Consumers   int      `json:"consumers,omitempty"`
+	Group       string   `json:"group,omitempty"`
+
+	// Records and Bytes are what was measured: acknowledged for produce,
+	// received for consume and e2e. Bytes count keys and values.
+	Records int64 `json:"records"`
+	Bytes   int64 `json:"bytes"`
+	// Seconds is the measured time: from the end of the warmup to the last
+	// acknowledgement (produce) or record (consume, e2e); a group consume
+	// starts at its first assignment, leaving the rebalance out (the wait
+	// for the first record, joining included, is Latency).
+	Seconds       float64 `json:"seconds"`
+	RecordsPerSec float64 `json:"records_per_sec"`
+	MiBPerSec     float64 `json:"mib_per_sec"`
+	// Latency is the ack, end-to-end or time-to-first-record histogram.
+	Latency Latency `json:"latency"`
+
+	// TargetRate is the requested rate (records/s), zero for none;
+	// ProducedRate is the rate the producer reached, RateHeld whether it
+	// reached at least 98% of the target, and MaxBehind how far (ms) the
+	// producer fell behind its schedule at worst.
+	TargetRate   float64 `json:"target_rate,omitempty"`
+	ProducedRate float64 `json:"produced_rate,omitempty"`
+	RateHeld     *bool   `json:"rate_held,omitempty"`
+	MaxBehind    float64 `json:"max_behind_ms,omitempty"`
+
+	// CPU is this process's CPU use during the run.
+	CPU CPU `json:"cpu"`
+	// Series is the per-second throughput, warmup included.
+	Series []Sample `json:"series,omitempty"`
+	// Notes are warnings a reader should see (rate not held, records
+	// missing, in-process broker sharing the CPU).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// CPU is the load generator's own CPU use, from getrusage(RUSAGE_SELF). When
+// the broker runs in the same process (-embedded, -sink) it is included.
+type CPU struct {
+	UserSeconds   float64 `json:"user_s"`
+	SystemSeconds float64 `json:"system_s"`
+	// Percent is CPU time over wall time: 100 is one core busy.
+	Percent float64 `json:"percent"`
+	// Cores is runtime.NumCPU().
+	Cores int `json:"cores"`
+	// MicrosPerRecord is CPU microseconds spent per measured record.
+	MicrosPerRecord float64 `json:"us_per_record"`
+}
+
+type cpuClock struct {
+	wall      time.Time
+	user, sys time.Duration
+	ok        bool
+}
+
+func startCPU() cpuClock {
+	u, s, ok := processCPU()
+	return cpuClock{wall: time.Now(), user: u, sys: s, ok: ok}
+}
+
+func (c cpuClock) stop(records int64) CPU {
+	out := CPU{Cores: runtime.NumCPU()}
+	u, s, ok := processCPU()
+	if !ok || !c.ok {
+		return out
+	}
+	wall := time.Since(c.wall)
+	out.UserSeconds = (u - c.user).Seconds()
+	out.SystemSeconds = (s - c.sys).Seconds()
+	if wall > 0 {
+		out.Percent = 100 * (out.UserSeconds + out.SystemSeconds) / wall.Seconds()
+	}
+	if records > 0 {
+		out.MicrosPerRecord = 1e6 * (out.UserSeconds + out.SystemSeconds) / float64(records)
+	}
+	return out
+}
+
+func (r *Result) finish(records, bytes int64, elapsed time.Duration) {
+	r.Records, r.Bytes = records, bytes
+	r.Seconds = elapsed.Seconds()
+	if r.Seconds > 0 {
+		r.RecordsPerSec = float64(records) / r.Seconds
+		r.MiBPerSec = float64(bytes) / r.Seconds / (1 << 20)
+	}
+}
+
+// WriteText prints the summary a person reads at the end of a run.
+func (r *Result) WriteText(w io.Writer) error {
+	var b strings.Builder
+	title := r.Mode
+	if r.Scenario != "" {
+		title = r.Scenario
+	}
+	fmt.Fprintf(&b, "%s: topic %s (%d partitions), %d B records", title, r.Topic, r.Partitions, r.Size)
+	if r.Mode != "consume" {
+		fmt.Fprintf(&b, ", acks=%s, compression=%s, %d producer(s)", r.Acks, r.Compression, r.Producers)
+	}
+	if r.Mode != "produce" {
+		fmt.Fprintf(&b, ", %d consumer(s)", r.Consumers)
+		if r.Group != "" {
+			fmt.Fprintf(&b, " in group %s", r.Group)
+		}
+	}
+	fmt.Fprintf(&b, "\n  records     %s in %.2fs\n", FormatCount(float64(r.Records)), r.Seconds)
+	fmt.Fprintf(&b, "  throughput  %s records/s, %.2f MiB/s\n", FormatCount(r.RecordsPerSec), r.MiBPerSec)
+	if r.TargetRate > 0 {
+		held := "held"
+		if r.RateHeld != nil && !*r.RateHeld {
+			held = "NOT HELD"
+		}
+		fmt.Fprintf(&b, "  rate        target %s/s, produced %s/s (%s; worst %s behind schedule)\n",
+			FormatCount(r.TargetRate), FormatCount(r.ProducedRate), held, fmtMillis(r.MaxBehind))
+	}
+	l := r.Latency
+	if l.Count > 0 {
+		fmt.Fprintf(&b, "  latency     %s (%s samples): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+			l.Kind, FormatCount(float64(l.Count)), fmtMillis(l.P50), fmtMillis(l.P90), fmtMillis(l.P99), fmtMillis(l.P999), fmtMillis(l.Max))
+	}
+	fmt.Fprintf(&b, "  cpu         %.0f%% of one core (user %.2fs, system %.2fs, %.2fµs/record, %d cores)\n",
+		r.CPU.Percent, r.CPU.UserSeconds, r.CPU.SystemSeconds, r.CPU.MicrosPerRecord, r.CPU.Cores)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "  note: %s\n", n)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,527 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// ---- group list ----
+
+type groupListOpts struct{ client *clientFlags }
+
+func groupListFlags() (*flag.FlagSet, *groupListOpts) {
+	fs := newFlagSet("group list")
+	return fs, &groupListOpts{client: addClientFlags(fs)}
+}
+
+type groupListed struct {
+	Group        string `json:"group"`
+	State        string `json:"state"`
+	Type         string `json:"type,omitempty"`
+	ProtocolType string `json:"protocol_type"`
+	Coordinator  int32  `json:"coordinator"`
+}
+
+func runGroupList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := groupListFlags()
+	rest, err := parseArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := o.client.check(); err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError("group list takes no arguments")
+	}
+	c, err := o.client.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	rctx, cancel := c.ctx(ctx)
+	defer cancel()
+	groups, err := c.adm.ListGroups(rctx)
+	if err != nil {
+		return c.fail("list groups", err)
+	}
+	out := []groupListed{}
+	for _, g := range groups.Sorted() {
+		out = append(out, groupListed{Group: g.Group, State: g.State, Type: g.GroupType, ProtocolType: g.ProtocolType, Coordinator: g.Coordinator})
+	}
+	if o.client.json() {
+		return writeJSON(stdout, out)
+	}
+	tb := newTable(stdout, "GROUP", "STATE", "TYPE", "PROTOCOL-TYPE", "COORDINATOR")
+	for _, g := range out {
+		tb.row(g.Group, dash(g.State), dash(g.Type), dash(g.ProtocolType), g.Coordinator)
+	}
+	return tb.flush()
+}
+
+// ---- group describe ----
+
+type groupDescribeOpts struct{ client *clientFlags }
+
+func groupDescribeFlags() (*flag.FlagSet, *groupDescribeOpts) {
+	fs := newFlagSet("group describe")
+	return fs, &groupDescribeOpts{client: addClientFlags(fs)}
+}
+
+type groupMember struct {
+	MemberID   string   `json:"member_id"`
+	InstanceID string   `json:"instance_id,omitempty"`
+	ClientID   string   `json:"client_id"`
+	Host       string   `json:"host"`
+	Assigned   []string `json:"assigned"` // topic:p,p,p
+}
+
+type groupOffset struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Committed int64  `json:"committed"` // -1: none
+	LogEnd    int64  `json:"log_end"`
+	Lag       int64  `json:"lag"` // -1: unknown
+	Member    string `json:"member,omitempty"`
+}
+
+type groupDescribed struct {
+	Group        string        `json:"group"`
+	State        string        `json:"state"`
+	ProtocolType string        `json:"protocol_type"`
+	Protocol     string        `json:"protocol"`
+	Coordinator  int32         `json:"coordinator"`
+	Members      []groupMember `json:"members"`
+	Offsets      []groupOffset `json:"offsets"`
+	TotalLag     int64         `json:"total_lag"`
+}
+
+func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := groupDescribeFlags()
+	groups, err := parseArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := o.client.check(); err != nil {
+		return err
+	}
+	if len(groups) == 0 {
+		return usageError("group describe: name at least one group")
+	}
+	c, err := o.client.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	rctx, cancel := c.ctx(ctx)
+	defer cancel()
+	lags, err := c.adm.Lag(rctx, groups...)
+	if err != nil {
+		return c.fail(fmt.Sprintf("describe group %q", groups[0]), err)
+	}
+	var out []groupDescribed
+	for _, g := range groups {
+		l, ok := lags[g]
+		if !ok {
+			return c.fail(fmt.Sprintf("describe group %q", g), kerr.GroupIDNotFound)
+		}
+		if err := l.Error(); err != nil {
+			return c.fail(fmt.Sprintf("describe group %q", g), err)
+		}
+		d := groupDescribed{
+			Group: g, State: l.State, ProtocolType: l.ProtocolType, Protocol: l.Protocol,
+			Coordinator: l.Coordinator.NodeID, Members: []groupMember{}, Offsets: []groupOffset{},
+		}
+		for _, m := range l.Members {
+			gm := groupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assigned: []string{}}
+			if m.InstanceID != nil {
+				gm.InstanceID = *m.InstanceID
+			}
+			if ca, ok := m.Assigned.AsConsumer(); ok {
+				for _, t := range ca.Topics {
+					ps := append([]int32(nil), t.Partitions...)
+					sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+					gm.Assigned = append(gm.Assigned, t.Topic+":"+joinInt32(ps))
+				}
+			}
+			d.Members = append(d.Members, gm)
+		}
+		for _, ml := range l.Lag.Sorted() {
+			off := groupOffset{Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, LogEnd: ml.End.Offset, Lag: ml.Lag}
+			if ml.Member != nil {
+				off.Member = ml.Member.MemberID
+			}
+			if ml.Lag > 0 {
+				d.TotalLag += ml.Lag
+			}
+			d.Offsets = append(d.Offsets, off)
+		}
+		if l.State == "Dead" && len(d.Members) == 0 && len(d.Offsets) == 0 {
+			return c.fail(fmt.Sprintf("describe group %q", g), kerr.GroupIDNotFound)
+		}
+		out = append(out, d)
+	}
+	if o.client.json() {
+		return writeJSON(stdout, out)
+	}
+	for i, d := range out {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "GROUP %s  STATE %s  PROTOCOL %s/%s  COORDINATOR %d  MEMBERS %d  TOTAL-LAG %d\n",
+			d.Group, d.State, dash(d.ProtocolType), dash(d.Protocol), d.Coordinator, len(d.Members), d.TotalLag)
+		if len(d.Members) > 0 {
+			tb := newTable(stdout, "MEMBER", "CLIENT-ID", "HOST", "ASSIGNED")
+			for _, m := range d.Members {
+				tb.row(m.MemberID, m.ClientID, m.Host, dash(strings.Join(m.Assigned, " ")))
+			}
+			if err := tb.flush(); err != nil {
+				return err
+			}
+		}
+		if len(d.Offsets) > 0 {
+			tb := newTable(stdout, "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER")
+			for _, off := range d.Offsets {
+				committed, lag := "-", "-"
+				if off.Committed >= 0 {
+					committed = strconv.FormatInt(off.Committed, 10)
+				}
+				if off.Lag >= 0 {
+					lag = strconv.FormatInt(off.Lag, 10)
+				}
+				tb.row(off.Topic, off.Partition, committed, off.LogEnd, lag, dash(off.Member))
+			}
+			if err := tb.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ---- group delete ----
+
+type groupDeleteOpts struct{ client *clientFlags }
+
+func groupDeleteFlags() (*flag.FlagSet, *groupDeleteOpts) {
+	fs := newFlagSet("group delete")
+	return fs, &groupDeleteOpts{client: addClientFlags(fs)}
+}
+
+type groupResult struct {
+	Group  string `json:"group"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+func runGroupDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := groupDeleteFlags()
+	groups, err := parseArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := o.client.check(); err != nil {
+		return err
+	}
+	if len(groups) == 0 {
+		return usageError("group delete: name at least one group")
+	}
+	c, err := o.client.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	rctx, cancel := c.ctx(ctx)
+	defer cancel()
+	resps, err := c.adm.DeleteGroups(rctx, groups...)
+	if err != nil {
+		return c.fail(fmt.Sprintf("delete group %q", groups[0]), err)
+	}
+	var out []groupResult
+	var errs []error
+	for _, g := range groups {
+		r, ok := resps[g]
+		if !ok {
+			r.Err = kerr.GroupIDNotFound
+		}
+		row := groupResult{Group: g, Status: "deleted"}
+		if r.Err != nil {
+			row.Status, row.Error = "failed", r.Err.Error()
+			errs = append(errs, c.fail(fmt.Sprintf("delete group %q", g), r.Err))
+		}
+		out = append(out, row)
+	}
+	if o.client.json() {
+		if err := writeJSON(stdout, out); err != nil {
+			return err
+		}
+	} else {
+		tb := newTable(stdout, "GROUP", "STATUS")
+		for _, r := range out {
+			tb.row(r.Group, cmpOr(r.Error, r.Status))
+		}
+		if err := tb.flush(); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ---- group reset-offsets ----
+
+type groupResetOpts struct {
+	client     *clientFlags
+	topics     listFlag
+	toEarliest bool
+	toLatest   bool
+	toOffset   int64
+	toDatetime string
+	shiftBy    int64
+	execute    bool
+	set        map[string]bool // flags given on the command line
+}
+
+func groupResetFlags() (*flag.FlagSet, *groupResetOpts) {
+	fs := newFlagSet("group reset-offsets")
+	o := &groupResetOpts{client: addClientFlags(fs)}
+	fs.Var(&o.topics, "topic", "`TOPIC` or TOPIC:P,P,... to reset (repeatable; default: every topic the group has committed offsets for)")
+	fs.BoolVar(&o.toEarliest, "to-earliest", false, "reset to the log start")
+	fs.BoolVar(&o.toLatest, "to-latest", false, "reset to the log end")
+	fs.Int64Var(&o.toOffset, "to-offset", 0, "reset to offset `N` (clamped to the log)")
+	fs.StringVar(&o.toDatetime, "to-datetime", "", "reset to the first record at or after `T` (RFC 3339 or unix ms)")
+	fs.Int64Var(&o.shiftBy, "shift-by", 0, "move the committed offsets by `N` (negative: back)")
+	fs.BoolVar(&o.execute, "execute", false, "commit the new offsets (default: dry run, print the plan)")
+	return fs, o
+}
+
+type offsetReset struct {
+	Group     string `json:"group"`
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Current   int64  `json:"current"` // -1: none committed
+	New       int64  `json:"new"`
+	Error     string `json:"error,omitempty"`
+}
+
+func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := groupResetFlags()
+	pos, err := parseArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := o.client.check(); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("group reset-offsets: name one group")
+	}
+	group := pos[0]
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	var modes []string
+	for _, m := range []string{"to-earliest", "to-latest", "to-offset", "to-datetime", "shift-by"} {
+		if o.set[m] {
+			modes = append(modes, m)
+		}
+	}
+	if len(modes) != 1 {
+		return usageError("group reset-offsets: give exactly one of -to-earliest, -to-latest, -to-offset N, -to-datetime T, -shift-by N")
+	}
+	var datetime int64
+	if o.set["to-datetime"] {
+		if datetime, err = parseTime(o.toDatetime); err != nil {
+			return usageError("-to-datetime: %v", err)
+		}
+	}
+	chosen := map[string][]int32{} // topic -> partitions (nil: all)
+	for _, t := range o.topics {
+		name, ps, hasParts := strings.Cut(t, ":")
+		if !hasParts {
+			chosen[name] = nil
+			continue
+		}
+		for p := range strings.SplitSeq(ps, ",") {
+			n, err := strconv.ParseInt(p, 10, 32)
+			if err != nil {
+				return usageError("-topic %q: bad partition %q", t, p)
+			}
+			chosen[name] = append(chosen[name], int32(n))
+		}
+	}
+
+	c, err := o.client.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	rctx, cancel := c.ctx(ctx)
+	defer cancel()
+	what := fmt.Sprintf("reset offsets of group %q", group)
+
+	// Kafka's rule: only an inactive group's offsets can be reset.
+	described, err := c.adm.DescribeGroups(rctx, group)
+	if err != nil {
+		return c.fail(what, err)
+	}
+	if d, ok := described[group]; ok {
+		if d.Err != nil && !errors.Is(d.Err, kerr.GroupIDNotFound) {
+			return c.fail(what, d.Err)
+		}
+		if len(d.Members) > 0 || (d.State != "" && d.State != "Empty" && d.State != "Dead") {
+			return fmt.Errorf("%s: the group has %d active member(s) and is %s; stop its consumers first (offsets can only be reset while the group is inactive): %w",
+				what, len(d.Members), d.State, kerr.NonEmptyGroup)
+		}
+	}
+
+	committed, err := c.adm.FetchOffsets(rctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		err = nil // nothing committed yet
+	}
+	if err != nil {
+		return c.fail(what, err)
+	}
+	if len(chosen) == 0 {
+		for t := range committed {
+			chosen[t] = nil
+		}
+	}
+	if len(chosen) == 0 {
+		return usageError("group reset-offsets: group %q has no committed offsets; name the topics with -topic", group)
+	}
+	topics := make([]string, 0, len(chosen))
+	for t := range chosen {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	tds, err := c.adm.ListTopicsWithInternal(rctx, topics...)
+	if err != nil {
+		return c.fail(what, err)
+	}
+	for _, t := range topics {
+		td, ok := tds[t]
+		if !ok {
+			return c.fail(fmt.Sprintf("%s: topic %q", what, t), kerr.UnknownTopicOrPartition)
+		}
+		if td.Err != nil {
+			return c.fail(fmt.Sprintf("%s: topic %q", what, t), td.Err)
+		}
+		if chosen[t] == nil {
+			chosen[t] = td.Partitions.Numbers()
+		}
+		for _, p := range chosen[t] {
+			if _, ok := td.Partitions[p]; !ok {
+				return c.fail(fmt.Sprintf("%s: topic %q partition %d", what, t, p), kerr.UnknownTopicOrPartition)
+			}
+		}
+	}
+	starts, err := c.adm.ListStartOffsets(rctx, topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return c.fail(what, err)
+	}
+	ends, err := c.adm.ListEndOffsets(rctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return c.fail(what, err)
+	}
+	var after kadm.ListedOffsets
+	if o.set["to-datetime"] {
+		if after, err = c.adm.ListOffsetsAfterMilli(rctx, datetime, topics...); err == nil {
+			err = after.Error()
+		}
+		if err != nil {
+			return c.fail(what, err)
+		}
+	}
+
+	var plan []offsetReset
+	newOffsets := kadm.Offsets{}
+	for _, t := range topics {
+		ps := append([]int32(nil), chosen[t]...)
+		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		for _, p := range ps {
+			so, _ := starts.Lookup(t, p)
+			eo, _ := ends.Lookup(t, p)
+			lo, hi := so.Offset, eo.Offset
+			cur := int64(-1)
+			if co, ok := committed.Lookup(t, p); ok && co.Err == nil {
+				cur = co.At
+			}
+			var n int64
+			switch {
+			case o.toEarliest:
+				n = lo
+			case o.toLatest:
+				n = hi
+			case o.set["to-offset"]:
+				n = o.toOffset
+			case o.set["to-datetime"]:
+				n = hi
+				if ao, ok := after.Lookup(t, p); ok && ao.Offset >= 0 {
+					n = ao.Offset
+				}
+			case o.set["shift-by"]:
+				base := cur
+				if base < 0 {
+					base = lo
+				}
+				n = base + o.shiftBy
+			}
+			n = min(max(n, lo), hi)
+			plan = append(plan, offsetReset{Group: group, Topic: t, Partition: p, Current: cur, New: n})
+			newOffsets.Add(kadm.Offset{Topic: t, Partition: p, At: n, LeaderEpoch: -1})
+		}
+	}
+
+	var errs []error
+	if o.execute {
+		resps, err := c.adm.CommitOffsets(rctx, group, newOffsets)
+		if err != nil {
+			return c.fail(what, err)
+		}
+		for i := range plan {
+			if r, ok := resps.Lookup(plan[i].Topic, plan[i].Partition); ok && r.Err != nil {
+				plan[i].Error = r.Err.Error()
+				errs = append(errs, c.fail(fmt.Sprintf("%s: topic %q partition %d", what, plan[i].Topic, plan[i].Partition), r.Err))
+			}
+		}
+	}
+	if o.client.json() {
+		if err := writeJSON(stdout, plan); err != nil {
+			return err
+		}
+	} else {
+		tb := newTable(stdout, "GROUP", "TOPIC", "PARTITION", "CURRENT", "NEW", "STATUS")
+		for _, r := range plan {
+			cur := "-"
+			if r.Current >= 0 {
+				cur = strconv.FormatInt(r.Current, 10)
+			}
+			status := "dry run"
+			if o.execute {
+				status = cmpOr(r.Error, "committed")
+			}
+			tb.row(r.Group, r.Topic, r.Partition, cur, r.New, status)
+		}
+		if err := tb.flush(); err != nil {
+			return err
+		}
+	}
+	if !o.execute {
+		fmt.Fprintln(stderr, "dry run: nothing committed; add -execute to commit these offsets")
+	}
+	return errors.Join(errs...)
+}

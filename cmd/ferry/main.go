@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// runFunc is the shape of every subcommand: it parses args itself, writes
+// results to stdout and diagnostics to stderr, and returns an error instead
+// of exiting, so tests can run it in-process.
+type runFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// command is one node of the command tree: a group (sub set) or a leaf (run
+// set). flags builds the leaf's flag set, used for help and completion.
+type command struct {
+	name    string
+	args    string // positional arguments for the usage line
+	summary string
+	sub     []*command
+	run     runFunc
+	flags   func() *flag.FlagSet
+	// defaultSub runs when a group is given flags but no subcommand
+	// (`ferry bench -embedded` is `ferry bench produce -embedded`).
+	defaultSub string
+}
+
+// commands is the command tree. It is built in init because completion
+// walks it.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{name: "serve", summary: "run a Ferry broker", run: runServe},
+		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare)", defaultSub: "produce", sub: []*command{
+			{name: "produce", summary: "produce as fast as possible (or at -rate); ack latency", run: runBenchProduce, flags: benchFlagsFor("produce")},
+			{name: "consume", summary: "read a topic back; time to first record", run: runBenchConsume, flags: benchFlagsFor("consume")},
+			{name: "e2e", summary: "fixed-rate producer and consumer together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
+			{name: "compare", summary: "the standard scenarios against several -target brokers, side by side", run: runBenchCompare, flags: compareFlagsOnly},
+		}},
+		{name: "topic", summary: "create, list, describe, delete and change topics", sub: []*command{
+			{name: "create", args: "TOPIC...", summary: "create topics", run: runTopicCreate, flags: flagsOnly(topicCreateFlags)},
+			{name: "list", summary: "list topics", run: runTopicList, flags: flagsOnly(topicListFlags)},
+			{name: "describe", args: "TOPIC...", summary: "partitions, leaders, offsets, sizes and non-default configs", run: runTopicDescribe, flags: flagsOnly(topicDescribeFlags)},
+			{name: "delete", args: "TOPIC...", summary: "delete topics and their data", run: runTopicDelete, flags: flagsOnly(topicDeleteFlags)},
+			{name: "alter-config", args: "TOPIC...", summary: "set (-set k=v) or reset (-delete k) topic configs", run: runTopicAlterConfig, flags: flagsOnly(topicAlterConfigFlags)},
+			{name: "add-partitions", args: "TOPIC...", summary: "grow topics to -count partitions (or by -add)", run: runTopicAddPartitions, flags: flagsOnly(topicAddPartitionsFlags)},
+		}},
+		{name: "produce", args: "TOPIC", summary: "produce stdin, one record per line", run: runProduce, flags: flagsOnly(produceFlags)},
+		{name: "consume", args: "TOPIC", summary: "print records", run: runConsume, flags: flagsOnly(consumeFlags)},
+		{name: "group", summary: "list, describe, delete consumer groups and reset their offsets", sub: []*command{
+			{name: "list", summary: "list groups", run: runGroupList, flags: flagsOnly(groupListFlags)},
+			{name: "describe", args: "GROUP...", summary: "members, assignments, committed offsets and lag", run: runGroupDescribe, flags: flagsOnly(groupDescribeFlags)},
+			{name: "delete", args: "GROUP...", summary: "delete empty groups", run: runGroupDelete, flags: flagsOnly(groupDeleteFlags)},
+			{name: "reset-offsets", args: "GROUP", summary: "move committed offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
+		}},
+		{name: "cluster", summary: "cluster information", sub: []*command{
+			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
+		}},
+		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: runCompletion},
+		{name: "help", args: "[COMMAND...]", summary: "show help", run: runHelp},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// errUsage marks errors caused by how the command was called; they exit 2.
+var errUsage = errors.New("usage")
+
+// usageError reports a bad command line.
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// run runs the command line args and returns the exit code: 0 on success, 1
+// on failure, 2 on a bad command line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "ferry: %s\n", strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintln(stderr, "run 'ferry help' for usage")
+		return 2
+	default:
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 1
+	}
+}
+
+// dispatch finds the command named by the leading args and runs it.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		writeUsage(stderr, nil, nil)
+		return usageError("no command")
+	}
+	cmds, path := commands, []string{}
+	for {
+		if len(args) == 0 {
+			writeUsage(stderr, path, cmds)
+			return usageError("%s needs a subcommand", strings.Join(path, " "))
+		}
+		name := args[0]
+		if name == "-h" || name == "-help" || name == "--help" {
+			writeUsage(stdout, path, cmds)
+			return nil
+		}
+		if parent := lookupCommand(path); parent != nil && parent.defaultSub != "" && strings.HasPrefix(name, "-") {
+			name, args = parent.defaultSub, append([]string{parent.defaultSub}, args...)
+		}
+		c := find(cmds, name)
+		if c == nil {
+			return usageError("unknown command %q", strings.TrimSpace(strings.Join(append(path, name), " ")))
+		}
+		path, args = append(path, name), args[1:]
+		if c.run != nil {
+			return c.run(ctx, args, stdout, stderr)
+		}
+		cmds = c.sub
+	}
+}
+
+func find(cmds []*command, name string) *command {
+	for _, c := range cmds {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// writeUsage lists the commands under path.
+func writeUsage(w io.Writer, path []string, cmds []*command) {
+	if cmds == nil {
+		cmds = commands
+	}
+	prefix := strings.Join(append([]string{"ferry"}, path...), " ")
+	fmt.Fprintf(w, "Usage: %s COMMAND [flags] [args]\n\nCommands:\n", prefix)
+	for _, c := range cmds {
+		name := c.name
+		if c.args != "" {
+			name += " " + c.args
+		}
+		fmt.Fprintf(w, "  %-28s %s\n", name, c.summary)
+	}
+	if len(path) == 0 {
+		fmt.Fprintf(w, "\nEvery client command takes -brokers (default $%s or %s) and -o table|json.\n", envBrokers, defaultBrokers)
+		fmt.Fprintln(w, "Run 'ferry help COMMAND' or 'ferry COMMAND -h' for its flags.")
+	}
+}
+
+// runHelp prints the command list or one command's flags.
+func runHelp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmds := commands
+	var path []string
+	for _, name := range args {
+		c := find(cmds, name)
+		if c == nil {
+			return usageError("unknown command %q", strings.Join(append(path, name), " "))
+		}
+		path = append(path, name)
+		if c.run != nil {
+			if c.flags == nil {
+				fmt.Fprintf(stdout, "Usage: ferry %s %s\n\n%s\n", strings.Join(path, " "), c.args, c.summary)
+				if c.name == "serve" {
+					return c.run(ctx, []string{"-h"}, stdout, stdout)
+				}
+				return nil
+			}
+			fs := c.flags()
+			fs.SetOutput(stdout)
+			fmt.Fprintf(stdout, "Usage: ferry %s [flags] %s\n\n%s\n\nFlags:\n", strings.Join(path, " "), c.args, c.summary)
+			fs.PrintDefaults()
+			return nil
+		}
+		cmds = c.sub
+	}
+	writeUsage(stdout, path, cmds)
+	return nil
+}
+
+// flagNames lists the flags of fs, sorted, for completion.
+func flagNames(fs *flag.FlagSet) []string {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, "-"+f.Name) })
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ferrymq/ferry/server"
+)
+
+// kvFlags collects repeatable -c key=value broker configs.
+type kvFlags map[string]string
+
+func (kv kvFlags) String() string { return "" }
+
+func (kv kvFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("want key=value, got %q", s)
+	}
+	kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	return nil
+}
+
+type serveOptions struct {
+	listen, dataDir, advertised string
+	nodeID                      int
+	logFormat, logLevel         string
+	props                       kvFlags
+	configFile                  string
+	shutdownTimeout             time.Duration
+}
+
+func serveFlags() (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{props: kvFlags{}}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:9092", "address to listen on")
+	fs.StringVar(&o.dataDir, "data-dir", "./data", "data directory")
+	fs.StringVar(&o.advertised, "advertised-addr", "", "host:port given to clients (default: the listen address)")
+	fs.IntVar(&o.nodeID, "node-id", 0, "node id (node.id)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Var(o.props, "c", "broker config by its Kafka name, key=value (repeatable), e.g. -c num.partitions=3")
+	fs.StringVar(&o.configFile, "config", "", "Java properties file of broker configs (-c flags win)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to let requests in flight finish on SIGTERM")
+	return fs, o
+}
+
+// runServe runs a broker until ctx is cancelled (SIGINT/SIGTERM in main):
+// it stops accepting, lets requests in flight finish, closes every log
+// cleanly and returns nil. A second signal during shutdown exits at once.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := serveFlags()
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("serve: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("serve takes no arguments, got %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageError("serve: -log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch o.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return usageError("serve: -log-format %q: want text or json", o.logFormat)
+	}
+	logger := slog.New(handler)
+
+	props := map[string]string{}
+	if o.configFile != "" {
+		b, err := os.ReadFile(o.configFile)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		props = server.ParseProperties(string(b))
+	}
+	for k, v := range o.props {
+		props[k] = v
+	}
+	nodeID := o.nodeID
+	if v, ok := props["node.id"]; ok && !flagSet(fs, "node-id") {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return usageError("serve: node.id %q is not a number", v)
+		}
+		nodeID = n
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("serve: listen on %s: %w", o.listen, err)
+	}
+	srv, err := server.New(server.Config{
+		DataDir:        o.dataDir,
+		NodeID:         int32(nodeID),
+		AdvertisedAddr: o.advertised,
+		Logger:         logger,
+		Props:          props,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "ferry listening on %s (data in %s)\n", ln.Addr(), o.dataDir)
+
+	// A second SIGINT/SIGTERM while shutting down exits at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		srv.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing requests in flight, closing logs")
+	stopSignals := make(chan struct{})
+	defer close(stopSignals)
+	go func() {
+		seen := 0
+		for {
+			select {
+			case <-sigs:
+				if seen++; seen >= 2 {
+					logger.Error("second signal: exiting without a clean shutdown")
+					os.Exit(1)
+				}
+			case <-stopSignals:
+				return
+			}
+		}
+	}()
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	<-served
+	return nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
