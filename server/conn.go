@@ -235,7 +235,7 @@ func (c *conn) read() {
 			c.nc.Close()
 		}
 	}()
-	br := bufio.NewReaderSize(c.nc, 64<<10)
+	br := bufio.NewReaderSize(c.nc, 8<<10) // small: large bodies are read past it
 	maxSize := int(c.s.settings().int64("socket.request.max.bytes"))
 	idle := time.Duration(c.s.settings().int64("connections.max.idle.ms")) * time.Millisecond
 	var seq uint64
