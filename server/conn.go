@@ -226,6 +226,9 @@ func appendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
 func (c *conn) read() {
 	defer c.s.wg.Done()
 	defer close(c.readerDone)
+	// Once the client is gone, handlers still waiting (long polls,
+	// rebalances) answer at once; nobody will read what they say.
+	defer c.cancel()
 	// A mapping touched past the end of its file raises SIGBUS; turn
 	// that into a panic this goroutine recovers from.
 	debug.SetPanicOnFault(true)
