@@ -9,7 +9,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
 # Fuzz targets as package:target.
-FUZZ_TARGETS = ./record:FuzzParse ./segment:FuzzScan
+FUZZ_TARGETS = ./record:FuzzParse ./segment:FuzzScan ./server:FuzzRequest
 
 .PHONY: all build run test vet fuzz-short fuzz bench bench-broker bench-compare clean
 
@@ -38,7 +38,7 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg; \
 	done
 
 bench:
