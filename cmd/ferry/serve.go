@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -39,6 +41,7 @@ type serveOptions struct {
 	props                       kvFlags
 	configFile                  string
 	shutdownTimeout             time.Duration
+	pprofAddr                   string
 }
 
 func serveFlags() (*flag.FlagSet, *serveOptions) {
@@ -52,6 +55,7 @@ func serveFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Var(o.props, "c", "broker config by its Kafka name, key=value (repeatable), e.g. -c num.partitions=3")
 	fs.StringVar(&o.configFile, "config", "", "Java properties file of broker configs (-c flags win)")
+	fs.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to let requests in flight finish on SIGTERM")
 	return fs, o
 }
@@ -123,6 +127,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stdout, "ferry listening on %s (data in %s)\n", ln.Addr(), o.dataDir)
+	if o.pprofAddr != "" {
+		stop, err := servePprof(o.pprofAddr, logger)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("serve: -pprof: %w", err)
+		}
+		defer stop()
+	}
 
 	// A second SIGINT/SIGTERM while shutting down exits at once.
 	sigs := make(chan os.Signal, 2)
@@ -161,6 +173,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	<-served
 	return nil
+}
+
+// servePprof serves the runtime profiles on addr until stop is called.
+func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	hs := &http.Server{Handler: mux}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hs.Serve(ln)
+	}()
+	logger.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { hs.Close(); <-done }, nil
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
