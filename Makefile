@@ -41,10 +41,9 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg; \
 	done
 
+# Three runs of each, to quote medians; baselines run beside each case.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./record ./segment
-	$(GO) test -run '^$$' -bench 'Append' -benchmem -benchtime 2000x ./log
-	$(GO) test -run '^$$' -bench 'Read|Recover' -benchmem -benchtime $(BENCHTIME) ./log
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 3 ./record ./segment ./log
 
 # Whole-broker throughput with the load generator, broker in process.
 bench-broker:
