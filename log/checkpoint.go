@@ -6,6 +6,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/ferrymq/ferry/internal/durable"
 )
 
 const (
@@ -49,25 +51,5 @@ func (l *Log) writeCheckpointLocked(clean bool) error {
 	binary.BigEndian.PutUint64(b[2:], uint64(l.appendMu.recoveryPoint))
 	binary.BigEndian.PutUint64(b[10:], uint64(l.logStart.Load()))
 	binary.BigEndian.PutUint32(b[18:], crc32.Checksum(b[:18], castagnoli))
-	path := filepath.Join(l.dir, checkpointName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b[:]); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(l.dir)
+	return durable.WriteFile(filepath.Join(l.dir, checkpointName), b[:])
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/record"
 	"github.com/ferrymq/ferry/segment"
 )
@@ -128,7 +129,12 @@ type Log struct {
 		unflushed     int64 // records appended since the last sync
 		flushTimer    *time.Timer
 		err           error // sticky write/sync error
+		// sealing holds rolled segments whose seal (fsync, index trim)
+		// runs in the background; the recovery point stays at the first.
+		sealing []*segment.Segment
 	}
+	// sealWG counts background seals; Close and Delete wait for them.
+	sealWG sync.WaitGroup
 
 	// failed mirrors appendMu.err for lock-free checks.
 	failed atomic.Pointer[error]
@@ -510,8 +516,10 @@ func (l *Log) replaceEmptyActiveLocked() error {
 	return nil
 }
 
-// rollLocked seals the active segment (syncing it and its indexes),
-// creates the next one, syncs the directory and moves the recovery point.
+// rollLocked starts a new active segment at the log end and seals the
+// old one in the background: its fsync (possibly of a whole segment of
+// acks=1 data) and index trim do not stall appends. The recovery point
+// moves past the old segment once it is sealed.
 func (l *Log) rollLocked() error {
 	if err := l.appendMu.err; err != nil {
 		return err
@@ -519,9 +527,6 @@ func (l *Log) rollLocked() error {
 	old := l.active()
 	if old.Size() == 0 {
 		return nil // nothing to seal; a new segment would reuse its name
-	}
-	if err := old.Seal(); err != nil {
-		return l.failLocked(err)
 	}
 	s, err := segment.Create(l.dir, l.nextOffset.Load(), l.appendMu.cfg.segmentConfig())
 	if err != nil {
@@ -534,11 +539,41 @@ func (l *Log) rollLocked() error {
 	l.segMu.Lock()
 	l.segments = append(l.segments, s)
 	l.segMu.Unlock()
-	l.appendMu.recoveryPoint = s.Base()
-	if err := l.writeCheckpointLocked(false); err != nil {
-		return l.failLocked(err)
-	}
+	old.Acquire()
+	l.appendMu.sealing = append(l.appendMu.sealing, old)
+	l.sealWG.Add(1)
+	go l.seal(old)
 	return nil
+}
+
+// seal seals a rolled segment, then advances the recovery point to the
+// first segment not yet sealed and records it.
+func (l *Log) seal(s *segment.Segment) {
+	defer l.sealWG.Done()
+	defer s.Release()
+	err := s.Seal()
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	for i, p := range l.appendMu.sealing {
+		if p == s {
+			l.appendMu.sealing = append(l.appendMu.sealing[:i], l.appendMu.sealing[i+1:]...)
+			break
+		}
+	}
+	if err != nil {
+		l.failLocked(err)
+		return
+	}
+	rp := l.active().Base()
+	if len(l.appendMu.sealing) > 0 {
+		rp = l.appendMu.sealing[0].Base()
+	}
+	if rp > l.appendMu.recoveryPoint && l.appendMu.err == nil {
+		l.appendMu.recoveryPoint = rp
+		if err := l.writeCheckpointLocked(false); err != nil {
+			l.failLocked(err)
+		}
+	}
 }
 
 // Sync returns once every batch appended before the call is durable. One
@@ -573,8 +608,9 @@ func (l *Log) Sync() error {
 	return nil
 }
 
-// syncActive fsyncs the active segment and returns the offset below which
-// everything is then durable. Sealed segments were synced when sealed.
+// syncActive fsyncs the active segment, and any rolled segment whose
+// background seal has not finished, and returns the offset below which
+// everything is then durable.
 func (l *Log) syncActive() (int64, error) {
 	l.appendMu.Lock()
 	if err := l.appendMu.err; err != nil {
@@ -586,17 +622,27 @@ func (l *Log) syncActive() (int64, error) {
 		return 0, ErrClosed
 	}
 	covered := l.nextOffset.Load()
-	s := l.active()
-	s.Acquire()
+	var segs [4]*segment.Segment
+	todo := append(segs[:0], l.appendMu.sealing...)
+	todo = append(todo, l.active())
+	for _, s := range todo {
+		s.Acquire()
+	}
 	l.appendMu.unflushed = 0
 	l.appendMu.Unlock()
-	defer s.Release()
+	defer func() {
+		for _, s := range todo {
+			s.Release()
+		}
+	}()
 	start := time.Now()
-	if err := s.Sync(); err != nil {
-		l.appendMu.Lock()
-		err = l.failLocked(err)
-		l.appendMu.Unlock()
-		return 0, err
+	for _, s := range todo {
+		if err := s.Sync(); err != nil {
+			l.appendMu.Lock()
+			err = l.failLocked(err)
+			l.appendMu.Unlock()
+			return 0, err
+		}
 	}
 	if d := time.Since(start); d > time.Second {
 		l.logger.Warn("slow fdatasync", "took", d)
@@ -895,14 +941,18 @@ func (l *Log) deleteSegmentsLocked(del func(s, next *segment.Segment) bool) (int
 // Readers holding views keep them until they release. Close is idempotent.
 func (l *Log) Close() error {
 	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
 	if l.appendMu.closed {
+		l.appendMu.Unlock()
 		return nil
 	}
 	l.appendMu.closed = true
 	if t := l.appendMu.flushTimer; t != nil {
 		t.Stop()
 	}
+	l.appendMu.Unlock()
+	l.sealWG.Wait()
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
 	var errs []error
 	clean := l.appendMu.err == nil
 	if clean {
@@ -937,11 +987,15 @@ func (l *Log) Close() error {
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
 	l.appendMu.Lock()
-	if !l.appendMu.closed {
-		l.appendMu.closed = true
-		if t := l.appendMu.flushTimer; t != nil {
-			t.Stop()
-		}
+	wasClosed := l.appendMu.closed
+	l.appendMu.closed = true
+	if t := l.appendMu.flushTimer; t != nil {
+		t.Stop()
+	}
+	l.appendMu.Unlock()
+	l.sealWG.Wait()
+	l.appendMu.Lock()
+	if !wasClosed {
 		l.segMu.Lock()
 		for _, s := range l.segments {
 			s.Remove()
@@ -962,14 +1016,4 @@ func (l *Log) Delete() error {
 
 // syncDir fsyncs a directory so that entries created, renamed or removed
 // in it survive a power cut.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("log: sync dir %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return durable.SyncDir(dir) }

@@ -167,7 +167,8 @@ func TestRoll(t *testing.T) {
 	t.Run("segment.ms", func(t *testing.T) {
 		l := open(t, t.TempDir(), Config{SegmentMs: 1})
 		now := time.Now().UnixMilli()
-		appendN(t, l, 1, 1, 10, now-10_000) // first batch timestamp 10s ago
+		appendN(t, l, 1, 1, 10, now-10_000)
+		time.Sleep(5 * time.Millisecond) // past segment.ms since the segment was made
 		appendN(t, l, 1, 1, 10, now)
 		if l.Segments() != 2 {
 			t.Fatalf("%d segments, want a roll by segment.ms", l.Segments())
@@ -464,7 +465,10 @@ func TestUncleanReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Abandon l without Close (its files stay open, as after a crash that
-	// kept the page cache) and tear the tail of the active segment.
+	// kept the page cache) and tear the tail of the active segment. Its
+	// background seals finish first: two logs on one directory would
+	// otherwise trim each other's index files.
+	l.sealWG.Wait()
 	t.Cleanup(func() { l.Close() })
 	last := filepath.Join(dir, segment.FileName(l.active().Base(), ".log"))
 	fi, _ := os.Stat(last)

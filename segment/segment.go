@@ -142,7 +142,7 @@ type Segment struct {
 	rollBase        int64 // see RollTimestamp
 	maxIndexEntries int64
 	maxTimeEntries  int64
-	werr            error // sticky write error
+	werr            atomic.Pointer[error] // sticky write or sync error
 	removeOnRelease bool
 	refs            atomic.Int64
 }
@@ -618,8 +618,8 @@ func (s *Segment) Fits(n int, maxBytes int64) bool {
 // sync. A failed write is undone (the file is cut back) and the error is
 // sticky: every later Append returns it.
 func (s *Segment) Append(batch []byte, h *record.Header) error {
-	if s.werr != nil {
-		return s.werr
+	if err := s.err(); err != nil {
+		return err
 	}
 	if s.sealed {
 		return ErrSealed
@@ -635,8 +635,7 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 		if terr := s.w.Truncate(pos); terr != nil {
 			err = errors.Join(err, terr)
 		}
-		s.werr = fmt.Errorf("segment: write %s at %d: %w", s.path(".log"), pos, err)
-		return s.werr
+		return s.fail(fmt.Errorf("segment: write %s at %d: %w", s.path(".log"), pos, err))
 	}
 	s.indexBatch(pos, h)
 	s.next.Store(h.NextOffset())
@@ -646,15 +645,31 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 
 // Sync makes every appended byte durable with fdatasync. Index files are
 // not synced here: they are rebuilt by recovery and synced when sealed.
+//
+// Sync may run concurrently with Append and Seal.
 func (s *Segment) Sync() error {
-	if s.werr != nil {
-		return s.werr
+	if err := s.err(); err != nil {
+		return err
 	}
 	if err := s.w.Sync(); err != nil {
-		s.werr = fmt.Errorf("segment: sync %s: %w", s.path(".log"), err)
-		return s.werr
+		return s.fail(fmt.Errorf("segment: sync %s: %w", s.path(".log"), err))
 	}
 	return nil
+}
+
+// err returns the sticky error, if any.
+func (s *Segment) err() error {
+	if p := s.werr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records err as the sticky error (the first one wins) and returns
+// the sticky error.
+func (s *Segment) fail(err error) error {
+	s.werr.CompareAndSwap(nil, &err)
+	return s.err()
 }
 
 // Seal stops appends: it writes the final time index entry, trims both
@@ -663,8 +678,8 @@ func (s *Segment) Seal() error {
 	if s.sealed {
 		return nil
 	}
-	if s.werr != nil {
-		return s.werr
+	if err := s.err(); err != nil {
+		return err
 	}
 	if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 		s.appendTimeEntry()
@@ -763,7 +778,7 @@ func (s *Segment) closeFiles() {
 // the segment. It does not sync the log; callers Sync first.
 func (s *Segment) Close() error {
 	var err error
-	if !s.sealed && s.werr == nil {
+	if !s.sealed && s.err() == nil {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"maps"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -72,23 +71,10 @@ func (s *Server) setBrokerConfigs(name string, changes map[string]*string, repla
 	s.brokerMu.Lock()
 	defer s.brokerMu.Unlock()
 	old := s.settings()
-	next := maps.Clone(old.dynamic)
+	next, edits := editConfigs(old.dynamic, changes, replace)
 	var recs []*metaRecord
-	if replace {
-		for k := range next {
-			if _, ok := changes[k]; !ok {
-				recs = append(recs, &metaRecord{Type: metaConfig, Resource: "broker", Key: k})
-				delete(next, k)
-			}
-		}
-	}
-	for k, v := range changes {
-		recs = append(recs, &metaRecord{Type: metaConfig, Resource: "broker", Key: k, Value: v})
-		if v == nil {
-			delete(next, k)
-		} else {
-			next[k] = *v
-		}
+	for _, e := range edits {
+		recs = append(recs, &metaRecord{Type: metaConfig, Resource: "broker", Key: e.key, Value: e.value})
 	}
 	if validateOnly || len(recs) == 0 {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -360,24 +362,11 @@ func (s *Server) setTopicConfigs(t *topic, changes map[string]*string, replace, 
 	s.topics.adminMu.Lock()
 	defer s.topics.adminMu.Unlock()
 	s.topics.mu.RLock()
-	next := maps.Clone(t.configs)
+	next, edits := editConfigs(t.configs, changes, replace)
 	s.topics.mu.RUnlock()
 	var recs []*metaRecord
-	if replace {
-		for k := range next {
-			if _, ok := changes[k]; !ok {
-				recs = append(recs, &metaRecord{Type: metaConfig, Resource: "topic", Name: t.name, TopicID: topicIDString(t.id), Key: k})
-				delete(next, k)
-			}
-		}
-	}
-	for k, v := range changes {
-		recs = append(recs, &metaRecord{Type: metaConfig, Resource: "topic", Name: t.name, TopicID: topicIDString(t.id), Key: k, Value: v})
-		if v == nil {
-			delete(next, k)
-		} else {
-			next[k] = *v
-		}
+	for _, e := range edits {
+		recs = append(recs, &metaRecord{Type: metaConfig, Resource: "topic", Name: t.name, TopicID: topicIDString(t.id), Key: e.key, Value: e.value})
 	}
 	if validateOnly || len(recs) == 0 {
 		return nil
@@ -392,27 +381,41 @@ func (s *Server) setTopicConfigs(t *topic, changes map[string]*string, replace, 
 	return nil
 }
 
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+// configEdit is one key changed by editConfigs; a nil value removes it.
+type configEdit struct {
+	key   string
+	value *string
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+// editConfigs applies changes to a copy of cur: a nil value removes its
+// key, and with replace every key not named is removed too. It returns the
+// new set and the edits, in key order, to record in the metadata log.
+func editConfigs(cur map[string]string, changes map[string]*string, replace bool) (map[string]string, []configEdit) {
+	next := maps.Clone(cur)
+	if next == nil {
+		next = map[string]string{}
 	}
-	defer d.Close()
-	return d.Sync()
+	var edits []configEdit
+	if replace {
+		for k := range cur {
+			if _, ok := changes[k]; !ok {
+				edits = append(edits, configEdit{key: k})
+				delete(next, k)
+			}
+		}
+	}
+	for k, v := range changes {
+		edits = append(edits, configEdit{key: k, value: v})
+		if v == nil {
+			delete(next, k)
+		} else {
+			next[k] = *v
+		}
+	}
+	sort.Slice(edits, func(i, j int) bool { return edits[i].key < edits[j].key })
+	return next, edits
 }
+
+func writeFileSync(path string, data []byte) error { return durable.WriteFile(path, data) }
+
+func syncDir(dir string) error { return durable.SyncDir(dir) }

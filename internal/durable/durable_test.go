@@ -1,0 +1,30 @@
+package durable
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	for _, want := range []string{"one", "two, longer", "3"} {
+		if err := WriteFile(p, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != want {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+	}
+	if _, err := os.Stat(p + ".tmp"); !os.IsNotExist(err) {
+		t.Fatal("temporary file left behind")
+	}
+	if err := WriteFile(filepath.Join(dir, "missing", "f"), nil); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+	if err := SyncDir(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("sync of a missing directory succeeded")
+	}
+}
