@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -595,6 +596,9 @@ func (l *Log) Sync() error {
 		}
 		l.syncing = true
 		l.syncMu.Unlock()
+		// Let the appenders the last fsync just released append before
+		// this one captures the log end, so it covers their batches too.
+		runtime.Gosched()
 		covered, err := l.syncActive()
 		l.syncMu.Lock()
 		l.syncing = false
