@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestMain lets the test binary run the real main (signals and all) when
@@ -114,5 +118,78 @@ func TestServeSIGTERM(t *testing.T) {
 			}
 			next++
 		})
+	}
+}
+
+// TestServeSecondSignal checks that a second SIGTERM during a shutdown that
+// is waiting on a request in flight exits at once (status 1). The request
+// in flight is a Fetch of ~40 MB sent on a connection that never reads, so
+// its answer cannot be written and the first shutdown waits for it.
+func TestServeSecondSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: produces 40 MB")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	cmd, addr := startServeChild(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("stuck"), kgo.AllowAutoTopicCreation(),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 100<<10)
+	for i := 0; i < 400; i++ {
+		cl.Produce(ctx, &kgo.Record{Value: val}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+
+	// A client that asks for everything and never reads the answer.
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.SetVersion(4)
+	fetch.MaxBytes = 64 << 20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "stuck"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes = 64 << 20
+	ft.Partitions = []kmsg.FetchRequestTopicPartition{fp}
+	fetch.Topics = []kmsg.FetchRequestTopic{ft}
+	frame := []byte{0, 0, 0, 0, 0, 1, 0, 4, 0, 0, 0, 1, 0xff, 0xff}
+	frame = fetch.AppendTo(frame)
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
+	if _, err := nc.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the answer fills the socket buffers
+
+	done := make(chan error, 1)
+	cmd.Process.Signal(syscall.SIGTERM)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("first SIGTERM exited (%v) while a request was in flight", err)
+	case <-time.After(time.Second):
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("second SIGTERM: exit %v, want status 1", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("second SIGTERM took %v to exit", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second SIGTERM did not exit")
 	}
 }
