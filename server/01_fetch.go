@@ -119,7 +119,11 @@ func (f *fetch) plan() int16 {
 	if fs == nil {
 		return kerr.FetchSessionIDNotFound.Code
 	}
-	fs.mu.Lock()
+	// A session serves one fetch at a time; one still in progress has
+	// taken this epoch already. (Never wait here: this is the reader.)
+	if !fs.mu.TryLock() {
+		return kerr.InvalidFetchSessionEpoch.Code
+	}
 	if fs.epoch != req.SessionEpoch {
 		fs.mu.Unlock()
 		return kerr.InvalidFetchSessionEpoch.Code

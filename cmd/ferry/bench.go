@@ -31,11 +31,7 @@ type brokerSource struct {
 
 func addBrokerSourceFlags(fs *flag.FlagSet) *brokerSource {
 	bs := &brokerSource{}
-	def := os.Getenv(envBrokers)
-	if def == "" {
-		def = defaultBrokers
-	}
-	fs.StringVar(&bs.brokers, "brokers", def, "comma-separated seed brokers (env "+envBrokers+")")
+	brokersFlag(fs, &bs.brokers)
 	fs.BoolVar(&bs.embedded, "embedded", false, "start a Ferry broker in this process on a temporary data dir and bench it")
 	fs.BoolVar(&bs.sink, "sink", false, "start a null broker in this process (acknowledges produce requests, stores nothing): the load generator's own ceiling")
 	fs.Var(&bs.props, "c", "broker config `key=value` for -embedded (repeatable)")
@@ -273,16 +269,6 @@ func runBench(ctx context.Context, mode string, fn func(context.Context, bench.C
 		return fmt.Errorf("bench %s on %s: %w", mode, strings.Join(brokers, ","), err)
 	}
 	return nil
-}
-
-func splitBrokers(s string) []string {
-	var out []string
-	for b := range strings.SplitSeq(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // compareOpts are the flags of bench compare.

@@ -10,12 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-type clusterInfoOpts struct{ client *clientFlags }
-
-func clusterInfoFlags() (*flag.FlagSet, *clusterInfoOpts) {
-	fs := newFlagSet("cluster info")
-	return fs, &clusterInfoOpts{client: addClientFlags(fs)}
-}
+func clusterInfoFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("cluster info") }
 
 type brokerInfo struct {
 	NodeID int32  `json:"node_id"`
@@ -39,24 +34,12 @@ type clusterInfo struct {
 }
 
 func runClusterInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := clusterInfoFlags()
-	rest, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usageError("cluster info takes no arguments")
-	}
-	c, err := o.client.connect()
+	fs, cf := clusterInfoFlags()
+	_, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	md, err := c.adm.BrokerMetadata(rctx)
 	if err != nil {
 		return c.fail("cluster info", err)
@@ -84,15 +67,14 @@ func runClusterInfo(ctx context.Context, args []string, stdout, stderr io.Writer
 		})
 		info.APIVersions[id] = list
 	}
-	if o.client.json() {
+	if cf.json() {
 		return writeJSON(stdout, info)
 	}
 	fmt.Fprintf(stdout, "CLUSTER-ID %s  CONTROLLER %d\n\n", info.ClusterID, info.Controller)
-	tb := newTable(stdout, "BROKER", "HOST", "PORT", "RACK")
-	for _, b := range info.Brokers {
-		tb.row(b.NodeID, b.Host, b.Port, dash(b.Rack))
-	}
-	if err := tb.flush(); err != nil {
+	err = writeTable(stdout, []string{"BROKER", "HOST", "PORT", "RACK"}, info.Brokers, func(b brokerInfo) []any {
+		return []any{b.NodeID, b.Host, b.Port, dash(b.Rack)}
+	})
+	if err != nil {
 		return err
 	}
 	ids := make([]int32, 0, len(info.APIVersions))
@@ -102,11 +84,10 @@ func runClusterInfo(ctx context.Context, args []string, stdout, stderr io.Writer
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		fmt.Fprintf(stdout, "\nAPI VERSIONS of broker %d\n", id)
-		tb := newTable(stdout, "KEY", "NAME", "MIN", "MAX")
-		for _, v := range info.APIVersions[id] {
-			tb.row(v.Key, v.Name, v.Min, v.Max)
-		}
-		if err := tb.flush(); err != nil {
+		err = writeTable(stdout, []string{"KEY", "NAME", "MIN", "MAX"}, info.APIVersions[id], func(v apiVersion) []any {
+			return []any{v.Key, v.Name, v.Min, v.Max}
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -118,13 +118,38 @@ type clientFlags struct {
 	timeout time.Duration
 }
 
-func addClientFlags(fs *flag.FlagSet) *clientFlags {
-	cf := &clientFlags{}
+// brokersFlag defines -brokers on fs, defaulting to $FERRY_BROKERS or
+// localhost:9092.
+func brokersFlag(fs *flag.FlagSet, p *string) {
 	def := os.Getenv(envBrokers)
 	if def == "" {
 		def = defaultBrokers
 	}
-	fs.StringVar(&cf.brokers, "brokers", def, "comma-separated seed brokers (env "+envBrokers+")")
+	fs.StringVar(p, "brokers", def, "comma-separated seed brokers (env "+envBrokers+")")
+}
+
+// splitBrokers splits a -brokers value at commas, dropping empty entries.
+func splitBrokers(s string) []string {
+	var out []string
+	for b := range strings.SplitSeq(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// clientFlagSet returns the flag set of a command whose only flags are the
+// client flags.
+func clientFlagSet(name string) (*flag.FlagSet, *clientFlags) {
+	fs := newFlagSet(name)
+	return fs, addClientFlags(fs)
+}
+
+// addClientFlags defines -brokers, -o and -timeout on fs.
+func addClientFlags(fs *flag.FlagSet) *clientFlags {
+	cf := &clientFlags{}
+	brokersFlag(fs, &cf.brokers)
 	fs.StringVar(&cf.output, "o", "table", "output format: table or json")
 	fs.DurationVar(&cf.timeout, "timeout", 30*time.Second, "how long to wait for brokers on each request")
 	return cf
@@ -145,22 +170,60 @@ func (cf *clientFlags) check() error {
 
 func (cf *clientFlags) json() bool { return cf.output == "json" }
 
-func (cf *clientFlags) brokerList() []string {
-	var out []string
-	for b := range strings.SplitSeq(cf.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
+func (cf *clientFlags) brokerList() []string { return splitBrokers(cf.brokers) }
+
+// parseClient parses the command line of a command that talks to brokers:
+// its flags (see parseArgs), then the client flags (-o, -brokers,
+// -timeout), then the number of positional arguments, which must match the
+// command's args in the command table: none when it has none, exactly one
+// for "TOPIC", one or more for "TOPIC...". It returns the positional
+// arguments. Errors are usage errors, except flag.ErrHelp after -h.
+func parseClient(fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) ([]string, error) {
+	pos, err := parseArgs(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	if err := cf.check(); err != nil {
+		return nil, err
+	}
+	name := fs.Name()
+	var want string
+	if c := lookupCommand(strings.Fields(name)); c != nil {
+		want = c.args
+	}
+	noun, many := strings.CutSuffix(want, "...")
+	noun = strings.ToLower(noun)
+	switch {
+	case want == "" && len(pos) > 0:
+		return nil, usageError("%s takes no arguments", name)
+	case many && len(pos) == 0:
+		return nil, usageError("%s: name at least one %s", name, noun)
+	case want != "" && !many && len(pos) != 1:
+		return nil, usageError("%s: name one %s", name, noun)
+	}
+	return pos, nil
+}
+
+// startClient is the start of most broker commands: parseClient, then
+// open. It returns the positional arguments, the connection and a context
+// for its requests; the caller must call c.close.
+func startClient(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) (pos []string, c *conn, rctx context.Context, err error) {
+	if pos, err = parseClient(fs, cf, args, stdout); err != nil {
+		return nil, nil, nil, err
+	}
+	if c, rctx, err = cf.open(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	return pos, c, rctx, nil
 }
 
 // conn is a kgo client and its kadm view, plus the last failed dial so an
 // error can say which broker could not be reached.
 type conn struct {
-	flags *clientFlags
-	cl    *kgo.Client
-	adm   *kadm.Client
+	flags  *clientFlags
+	cl     *kgo.Client
+	adm    *kadm.Client
+	cancel context.CancelFunc // ends the context open returned; nil after connect
 
 	mu      sync.Mutex
 	dialErr error
@@ -197,7 +260,23 @@ func (cf *clientFlags) connect(extra ...kgo.Opt) (*conn, error) {
 	return c, nil
 }
 
-func (c *conn) close() { c.cl.Close() }
+// open is connect plus a context for requests, derived from ctx and bounded
+// by -timeout (see conn.ctx). c.close ends that context too.
+func (cf *clientFlags) open(ctx context.Context, extra ...kgo.Opt) (c *conn, rctx context.Context, err error) {
+	if c, err = cf.connect(extra...); err != nil {
+		return nil, nil, err
+	}
+	rctx, c.cancel = c.ctx(ctx)
+	return c, rctx, nil
+}
+
+// close ends the context from open, if any, and closes the client.
+func (c *conn) close() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.cl.Close()
+}
 
 // ctx bounds one request (or a short sequence of them) by -timeout.
 func (c *conn) ctx(parent context.Context) (context.Context, context.CancelFunc) {
@@ -233,34 +312,30 @@ func writeJSON(w io.Writer, v any) error {
 	return err
 }
 
-// table prints aligned columns.
-type table struct{ tw *tabwriter.Writer }
-
-func newTable(w io.Writer, header ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
-	if len(header) > 0 {
-		t.row(toAny(header)...)
+// writeRows prints rows as a JSON array with -o json, else as a table
+// (see writeTable).
+func writeRows[T any](w io.Writer, cf *clientFlags, rows []T, header []string, cells func(T) []any) error {
+	if cf.json() {
+		return writeJSON(w, rows)
 	}
-	return t
+	return writeTable(w, header, rows, cells)
 }
 
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
+// writeTable prints header and then one line for each row, the cells that
+// cells returns for it, in aligned columns.
+func writeTable[T any](w io.Writer, header []string, rows []T, cells func(T) []any) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		vals := cells(r)
+		line := make([]string, len(vals))
+		for i, v := range vals {
+			line[i] = fmt.Sprint(v)
+		}
+		fmt.Fprintln(tw, strings.Join(line, "\t"))
 	}
-	return out
+	return tw.Flush()
 }
-
-func (t *table) row(vals ...any) {
-	parts := make([]string, len(vals))
-	for i, v := range vals {
-		parts[i] = fmt.Sprint(v)
-	}
-	fmt.Fprintln(t.tw, strings.Join(parts, "\t"))
-}
-
-func (t *table) flush() error { return t.tw.Flush() }
 
 func joinInt32(xs []int32) string {
 	parts := make([]string, len(xs))

@@ -51,15 +51,9 @@ type consumedRecord struct {
 
 func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := consumeFlags()
-	pos, err := parseArgs(fs, args, stdout)
+	pos, err := parseClient(fs, o.client, args, stdout)
 	if err != nil {
 		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("consume: name one topic")
 	}
 	if o.group != "" && o.partition >= 0 {
 		return usageError("consume: -partition and -group exclude each other")
@@ -77,13 +71,11 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	// Resolve partitions and offsets first: an unknown topic is an error
 	// here, not an endless wait.
-	admin, err := o.client.connect()
+	admin, rctx, err := o.client.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer admin.close()
-	rctx, cancel := admin.ctx(ctx)
-	defer cancel()
 	tds, err := admin.adm.ListTopicsWithInternal(rctx, topic)
 	if err != nil {
 		return admin.fail(where, err)
@@ -121,7 +113,6 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 		}
 	}
-	cancel()
 
 	// Partitions still to finish (with -e).
 	pending := map[int32]int64{}

@@ -16,12 +16,7 @@ import (
 
 // ---- group list ----
 
-type groupListOpts struct{ client *clientFlags }
-
-func groupListFlags() (*flag.FlagSet, *groupListOpts) {
-	fs := newFlagSet("group list")
-	return fs, &groupListOpts{client: addClientFlags(fs)}
-}
+func groupListFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("group list") }
 
 type groupListed struct {
 	Group        string `json:"group"`
@@ -32,24 +27,12 @@ type groupListed struct {
 }
 
 func runGroupList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := groupListFlags()
-	rest, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usageError("group list takes no arguments")
-	}
-	c, err := o.client.connect()
+	fs, cf := groupListFlags()
+	_, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	groups, err := c.adm.ListGroups(rctx)
 	if err != nil {
 		return c.fail("list groups", err)
@@ -58,24 +41,14 @@ func runGroupList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, g := range groups.Sorted() {
 		out = append(out, groupListed{Group: g.Group, State: g.State, Type: g.GroupType, ProtocolType: g.ProtocolType, Coordinator: g.Coordinator})
 	}
-	if o.client.json() {
-		return writeJSON(stdout, out)
-	}
-	tb := newTable(stdout, "GROUP", "STATE", "TYPE", "PROTOCOL-TYPE", "COORDINATOR")
-	for _, g := range out {
-		tb.row(g.Group, dash(g.State), dash(g.Type), dash(g.ProtocolType), g.Coordinator)
-	}
-	return tb.flush()
+	return writeRows(stdout, cf, out, []string{"GROUP", "STATE", "TYPE", "PROTOCOL-TYPE", "COORDINATOR"}, func(g groupListed) []any {
+		return []any{g.Group, dash(g.State), dash(g.Type), dash(g.ProtocolType), g.Coordinator}
+	})
 }
 
 // ---- group describe ----
 
-type groupDescribeOpts struct{ client *clientFlags }
-
-func groupDescribeFlags() (*flag.FlagSet, *groupDescribeOpts) {
-	fs := newFlagSet("group describe")
-	return fs, &groupDescribeOpts{client: addClientFlags(fs)}
-}
+func groupDescribeFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("group describe") }
 
 type groupMember struct {
 	MemberID   string   `json:"member_id"`
@@ -106,24 +79,12 @@ type groupDescribed struct {
 }
 
 func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := groupDescribeFlags()
-	groups, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(groups) == 0 {
-		return usageError("group describe: name at least one group")
-	}
-	c, err := o.client.connect()
+	fs, cf := groupDescribeFlags()
+	groups, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	lags, err := c.adm.Lag(rctx, groups...)
 	if err != nil {
 		return c.fail(fmt.Sprintf("describe group %q", groups[0]), err)
@@ -170,7 +131,7 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		out = append(out, d)
 	}
-	if o.client.json() {
+	if cf.json() {
 		return writeJSON(stdout, out)
 	}
 	for i, d := range out {
@@ -180,27 +141,18 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "GROUP %s  STATE %s  PROTOCOL %s/%s  COORDINATOR %d  MEMBERS %d  TOTAL-LAG %d\n",
 			d.Group, d.State, dash(d.ProtocolType), dash(d.Protocol), d.Coordinator, len(d.Members), d.TotalLag)
 		if len(d.Members) > 0 {
-			tb := newTable(stdout, "MEMBER", "CLIENT-ID", "HOST", "ASSIGNED")
-			for _, m := range d.Members {
-				tb.row(m.MemberID, m.ClientID, m.Host, dash(strings.Join(m.Assigned, " ")))
-			}
-			if err := tb.flush(); err != nil {
+			err = writeTable(stdout, []string{"MEMBER", "CLIENT-ID", "HOST", "ASSIGNED"}, d.Members, func(m groupMember) []any {
+				return []any{m.MemberID, m.ClientID, m.Host, dash(strings.Join(m.Assigned, " "))}
+			})
+			if err != nil {
 				return err
 			}
 		}
 		if len(d.Offsets) > 0 {
-			tb := newTable(stdout, "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER")
-			for _, off := range d.Offsets {
-				committed, lag := "-", "-"
-				if off.Committed >= 0 {
-					committed = strconv.FormatInt(off.Committed, 10)
-				}
-				if off.Lag >= 0 {
-					lag = strconv.FormatInt(off.Lag, 10)
-				}
-				tb.row(off.Topic, off.Partition, committed, off.LogEnd, lag, dash(off.Member))
-			}
-			if err := tb.flush(); err != nil {
+			err = writeTable(stdout, []string{"TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"}, d.Offsets, func(off groupOffset) []any {
+				return []any{off.Topic, off.Partition, intOrDash(off.Committed), off.LogEnd, intOrDash(off.Lag), dash(off.Member)}
+			})
+			if err != nil {
 				return err
 			}
 		}
@@ -210,12 +162,7 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 
 // ---- group delete ----
 
-type groupDeleteOpts struct{ client *clientFlags }
-
-func groupDeleteFlags() (*flag.FlagSet, *groupDeleteOpts) {
-	fs := newFlagSet("group delete")
-	return fs, &groupDeleteOpts{client: addClientFlags(fs)}
-}
+func groupDeleteFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("group delete") }
 
 type groupResult struct {
 	Group  string `json:"group"`
@@ -224,24 +171,12 @@ type groupResult struct {
 }
 
 func runGroupDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := groupDeleteFlags()
-	groups, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(groups) == 0 {
-		return usageError("group delete: name at least one group")
-	}
-	c, err := o.client.connect()
+	fs, cf := groupDeleteFlags()
+	groups, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	resps, err := c.adm.DeleteGroups(rctx, groups...)
 	if err != nil {
 		return c.fail(fmt.Sprintf("delete group %q", groups[0]), err)
@@ -260,18 +195,11 @@ func runGroupDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		out = append(out, row)
 	}
-	if o.client.json() {
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else {
-		tb := newTable(stdout, "GROUP", "STATUS")
-		for _, r := range out {
-			tb.row(r.Group, cmpOr(r.Error, r.Status))
-		}
-		if err := tb.flush(); err != nil {
-			return err
-		}
+	err = writeRows(stdout, cf, out, []string{"GROUP", "STATUS"}, func(r groupResult) []any {
+		return []any{r.Group, cmpOr(r.Error, r.Status)}
+	})
+	if err != nil {
+		return err
 	}
 	return errors.Join(errs...)
 }
@@ -314,15 +242,9 @@ type offsetReset struct {
 
 func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := groupResetFlags()
-	pos, err := parseArgs(fs, args, stdout)
+	pos, err := parseClient(fs, o.client, args, stdout)
 	if err != nil {
 		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("group reset-offsets: name one group")
 	}
 	group := pos[0]
 	o.set = map[string]bool{}
@@ -358,13 +280,11 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 		}
 	}
 
-	c, err := o.client.connect()
+	c, rctx, err := o.client.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	what := fmt.Sprintf("reset offsets of group %q", group)
 
 	// Kafka's rule: only an inactive group's offsets can be reset.
@@ -499,26 +419,15 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 			}
 		}
 	}
-	if o.client.json() {
-		if err := writeJSON(stdout, plan); err != nil {
-			return err
+	err = writeRows(stdout, o.client, plan, []string{"GROUP", "TOPIC", "PARTITION", "CURRENT", "NEW", "STATUS"}, func(r offsetReset) []any {
+		status := "dry run"
+		if o.execute {
+			status = cmpOr(r.Error, "committed")
 		}
-	} else {
-		tb := newTable(stdout, "GROUP", "TOPIC", "PARTITION", "CURRENT", "NEW", "STATUS")
-		for _, r := range plan {
-			cur := "-"
-			if r.Current >= 0 {
-				cur = strconv.FormatInt(r.Current, 10)
-			}
-			status := "dry run"
-			if o.execute {
-				status = cmpOr(r.Error, "committed")
-			}
-			tb.row(r.Group, r.Topic, r.Partition, cur, r.New, status)
-		}
-		if err := tb.flush(); err != nil {
-			return err
-		}
+		return []any{r.Group, r.Topic, r.Partition, intOrDash(r.Current), r.New, status}
+	})
+	if err != nil {
+		return err
 	}
 	if !o.execute {
 		fmt.Fprintln(stderr, "dry run: nothing committed; add -execute to commit these offsets")

@@ -22,7 +22,7 @@ type runFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // set). flags builds the leaf's flag set, used for help and completion.
 type command struct {
 	name    string
-	args    string // positional arguments for the usage line
+	args    string // positional arguments for the usage line; parseClient checks their count against it
 	summary string
 	sub     []*command
 	run     runFunc

@@ -50,15 +50,9 @@ type produced struct {
 
 func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := produceFlags()
-	pos, err := parseArgs(fs, args, stdout)
+	pos, err := parseClient(fs, o.client, args, stdout)
 	if err != nil {
 		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("produce: name one topic")
 	}
 	topic := pos[0]
 	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(), kgo.ProducerLinger(0)}

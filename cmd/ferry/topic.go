@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -44,27 +45,15 @@ type topicCreated struct {
 
 func runTopicCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := topicCreateFlags()
-	topics, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(topics) == 0 {
-		return usageError("topic create: name at least one topic")
-	}
-	configs := map[string]*string{}
-	for _, kv := range o.configs.pairs {
-		configs[kv[0]] = &kv[1]
-	}
-	c, err := o.client.connect()
+	topics, c, rctx, err := startClient(ctx, fs, o.client, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
+	configs := map[string]*string{}
+	for _, kv := range o.configs.pairs {
+		configs[kv[0]] = &kv[1]
+	}
 	create := c.adm.CreateTopics
 	if o.dryRun {
 		create = c.adm.ValidateCreateTopics
@@ -89,25 +78,15 @@ func runTopicCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		out = append(out, row)
 	}
-	if o.client.json() {
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else {
-		tb := newTable(stdout, "TOPIC", "ID", "PARTITIONS", "REPLICAS", "STATUS")
-		for _, r := range out {
-			status := "created"
-			if o.dryRun {
-				status = "valid (dry run)"
-			}
-			if r.Error != "" {
-				status = r.Error
-			}
-			tb.row(r.Topic, dash(r.ID), r.Partitions, r.ReplicationFactor, status)
-		}
-		if err := tb.flush(); err != nil {
-			return err
-		}
+	status := "created"
+	if o.dryRun {
+		status = "valid (dry run)"
+	}
+	err = writeRows(stdout, o.client, out, []string{"TOPIC", "ID", "PARTITIONS", "REPLICAS", "STATUS"}, func(r topicCreated) []any {
+		return []any{r.Topic, dash(r.ID), r.Partitions, r.ReplicationFactor, cmpOr(r.Error, status)}
+	})
+	if err != nil {
+		return err
 	}
 	return errors.Join(errs...)
 }
@@ -136,23 +115,11 @@ type topicListed struct {
 
 func runTopicList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := topicListFlags()
-	rest, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usageError("topic list takes no arguments")
-	}
-	c, err := o.client.connect()
+	_, c, rctx, err := startClient(ctx, fs, o.client, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	list := c.adm.ListTopics
 	if o.internal {
 		list = c.adm.ListTopicsWithInternal
@@ -169,26 +136,14 @@ func runTopicList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		out = append(out, topicListed{Topic: td.Topic, ID: td.ID.String(), Partitions: len(td.Partitions), ReplicationFactor: rf, Internal: td.IsInternal})
 	}
-	if o.client.json() {
-		return writeJSON(stdout, out)
-	}
-	tb := newTable(stdout, "TOPIC", "PARTITIONS", "REPLICAS", "ID")
-	for _, t := range out {
-		tb.row(t.Topic, t.Partitions, t.ReplicationFactor, t.ID)
-	}
-	return tb.flush()
+	return writeRows(stdout, o.client, out, []string{"TOPIC", "PARTITIONS", "REPLICAS", "ID"}, func(t topicListed) []any {
+		return []any{t.Topic, t.Partitions, t.ReplicationFactor, t.ID}
+	})
 }
 
 // ---- topic describe ----
 
-type topicDescribeOpts struct {
-	client *clientFlags
-}
-
-func topicDescribeFlags() (*flag.FlagSet, *topicDescribeOpts) {
-	fs := newFlagSet("topic describe")
-	return fs, &topicDescribeOpts{client: addClientFlags(fs)}
-}
+func topicDescribeFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("topic describe") }
 
 type partitionDescribed struct {
 	Partition   int32   `json:"partition"`
@@ -218,24 +173,12 @@ type topicDescribed struct {
 }
 
 func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := topicDescribeFlags()
-	topics, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(topics) == 0 {
-		return usageError("topic describe: name at least one topic")
-	}
-	c, err := o.client.connect()
+	fs, cf := topicDescribeFlags()
+	topics, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	tds, err := c.adm.ListTopicsWithInternal(rctx, topics...)
 	if err != nil {
 		return c.fail(fmt.Sprintf("describe topic %q", topics[0]), err)
@@ -296,22 +239,22 @@ func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		if cfgErr == nil {
 			if rc, err := cfgs.On(t, nil); err == nil && rc.Err == nil {
-				for _, cf := range rc.Configs {
-					if cf.Source == kmsg.ConfigSourceDefaultConfig || cf.Source == kmsg.ConfigSourceUnknown {
+				for _, cfg := range rc.Configs {
+					if cfg.Source == kmsg.ConfigSourceDefaultConfig || cfg.Source == kmsg.ConfigSourceUnknown {
 						continue
 					}
-					v := cf.MaybeValue()
-					if cf.Sensitive {
+					v := cfg.MaybeValue()
+					if cfg.Sensitive {
 						v = "(sensitive)"
 					}
-					d.Configs = append(d.Configs, configDescribed{Name: cf.Key, Value: v, Source: configSourceName(cf.Source)})
+					d.Configs = append(d.Configs, configDescribed{Name: cfg.Key, Value: v, Source: configSourceName(cfg.Source)})
 				}
 				sort.Slice(d.Configs, func(i, j int) bool { return d.Configs[i].Name < d.Configs[j].Name })
 			}
 		}
 		out = append(out, d)
 	}
-	if o.client.json() {
+	if cf.json() {
 		return writeJSON(stdout, out)
 	}
 	for i, d := range out {
@@ -319,15 +262,14 @@ func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 			fmt.Fprintln(stdout)
 		}
 		fmt.Fprintf(stdout, "TOPIC %s  ID %s  PARTITIONS %d  REPLICAS %d\n", d.Topic, d.ID, len(d.Partitions), d.ReplicationFactor)
-		tb := newTable(stdout, "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE")
-		for _, p := range d.Partitions {
+		err = writeTable(stdout, []string{"PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE"}, d.Partitions, func(p partitionDescribed) []any {
 			size := "-"
 			if p.Size >= 0 {
 				size = fmtBytes(p.Size)
 			}
-			tb.row(p.Partition, p.Leader, p.LeaderEpoch, joinInt32(p.Replicas), joinInt32(p.ISR), p.LogStart, p.LogEnd, size)
-		}
-		if err := tb.flush(); err != nil {
+			return []any{p.Partition, p.Leader, p.LeaderEpoch, joinInt32(p.Replicas), joinInt32(p.ISR), p.LogStart, p.LogEnd, size}
+		})
+		if err != nil {
 			return err
 		}
 		if len(d.Configs) == 0 {
@@ -335,11 +277,10 @@ func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 			continue
 		}
 		fmt.Fprintln(stdout, "CONFIGS (non-default):")
-		tb = newTable(stdout, "  NAME", "VALUE", "SOURCE")
-		for _, cf := range d.Configs {
-			tb.row("  "+cf.Name, cf.Value, cf.Source)
-		}
-		if err := tb.flush(); err != nil {
+		err = writeTable(stdout, []string{"  NAME", "VALUE", "SOURCE"}, d.Configs, func(cfg configDescribed) []any {
+			return []any{"  " + cfg.Name, cfg.Value, cfg.Source}
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -381,6 +322,15 @@ func dash(s string) string {
 	return s
 }
 
+// intOrDash formats n, or "-" when it is negative (an offset or lag that is
+// unknown or does not exist).
+func intOrDash(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // errorText is a Kafka error plus the broker's message, if any.
 func errorText(err error, msg string) string {
 	if msg != "" && msg != err.Error() {
@@ -399,12 +349,7 @@ func withMessage(err error, msg string) error {
 
 // ---- topic delete ----
 
-type topicDeleteOpts struct{ client *clientFlags }
-
-func topicDeleteFlags() (*flag.FlagSet, *topicDeleteOpts) {
-	fs := newFlagSet("topic delete")
-	return fs, &topicDeleteOpts{client: addClientFlags(fs)}
-}
+func topicDeleteFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("topic delete") }
 
 type topicResult struct {
 	Topic  string `json:"topic"`
@@ -413,24 +358,12 @@ type topicResult struct {
 }
 
 func runTopicDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := topicDeleteFlags()
-	topics, err := parseArgs(fs, args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(topics) == 0 {
-		return usageError("topic delete: name at least one topic")
-	}
-	c, err := o.client.connect()
+	fs, cf := topicDeleteFlags()
+	topics, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	resps, err := c.adm.DeleteTopics(rctx, topics...)
 	if err != nil {
 		return c.fail(fmt.Sprintf("delete topic %q", topics[0]), err)
@@ -449,25 +382,13 @@ func runTopicDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		out = append(out, row)
 	}
-	if err := writeResults(stdout, o.client, out); err != nil {
+	err = writeRows(stdout, cf, out, []string{"TOPIC", "STATUS"}, func(r topicResult) []any {
+		return []any{r.Topic, cmpOr(r.Error, r.Status)}
+	})
+	if err != nil {
 		return err
 	}
 	return errors.Join(errs...)
-}
-
-func writeResults(w io.Writer, cf *clientFlags, rs []topicResult) error {
-	if cf.json() {
-		return writeJSON(w, rs)
-	}
-	tb := newTable(w, "TOPIC", "STATUS")
-	for _, r := range rs {
-		status := r.Status
-		if r.Error != "" {
-			status = r.Error
-		}
-		tb.row(r.Topic, status)
-	}
-	return tb.flush()
 }
 
 // ---- topic alter-config ----
@@ -495,15 +416,9 @@ type configAltered struct {
 
 func runTopicAlterConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := topicAlterConfigFlags()
-	topics, err := parseArgs(fs, args, stdout)
+	topics, err := parseClient(fs, o.client, args, stdout)
 	if err != nil {
 		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(topics) == 0 {
-		return usageError("topic alter-config: name at least one topic")
 	}
 	if len(o.set.pairs) == 0 && len(o.delete) == 0 {
 		return usageError("topic alter-config: give -set key=value or -delete key")
@@ -515,13 +430,11 @@ func runTopicAlterConfig(ctx context.Context, args []string, stdout, stderr io.W
 	for _, k := range o.delete {
 		alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 	}
-	c, err := o.client.connect()
+	c, rctx, err := o.client.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	resps, err := c.adm.AlterTopicConfigs(rctx, alters, topics...)
 	if err != nil {
 		return c.fail(fmt.Sprintf("alter configs of topic %q", topics[0]), err)
@@ -549,19 +462,15 @@ func runTopicAlterConfig(ctx context.Context, args []string, stdout, stderr io.W
 			out = append(out, row)
 		}
 	}
-	if o.client.json() {
-		if out == nil {
-			out = []configAltered{}
-		}
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else if len(out) > 0 {
-		tb := newTable(stdout, "TOPIC", "CONFIG", "VALUE", "ACTION")
-		for _, r := range out {
-			tb.row(r.Topic, r.Name, dash(r.Value), r.Action)
-		}
-		if err := tb.flush(); err != nil {
+	// With nothing altered, JSON is [] and a table is not printed at all.
+	if out == nil {
+		out = []configAltered{}
+	}
+	if o.client.json() || len(out) > 0 {
+		err = writeRows(stdout, o.client, out, []string{"TOPIC", "CONFIG", "VALUE", "ACTION"}, func(r configAltered) []any {
+			return []any{r.Topic, r.Name, dash(r.Value), r.Action}
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -592,26 +501,18 @@ type partitionsAdded struct {
 
 func runTopicAddPartitions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := topicAddPartitionsFlags()
-	topics, err := parseArgs(fs, args, stdout)
+	topics, err := parseClient(fs, o.client, args, stdout)
 	if err != nil {
 		return err
-	}
-	if err := o.client.check(); err != nil {
-		return err
-	}
-	if len(topics) == 0 {
-		return usageError("topic add-partitions: name at least one topic")
 	}
 	if (o.count > 0) == (o.add > 0) {
 		return usageError("topic add-partitions: give exactly one of -count N (total) or -add N")
 	}
-	c, err := o.client.connect()
+	c, rctx, err := o.client.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	rctx, cancel := c.ctx(ctx)
-	defer cancel()
 	var resps kadm.CreatePartitionsResponses
 	if o.count > 0 {
 		resps, err = c.adm.UpdatePartitions(rctx, o.count, topics...)
@@ -643,18 +544,11 @@ func runTopicAddPartitions(ctx context.Context, args []string, stdout, stderr io
 			}
 		}
 	}
-	if o.client.json() {
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else {
-		tb := newTable(stdout, "TOPIC", "PARTITIONS", "STATUS")
-		for _, r := range out {
-			tb.row(r.Topic, r.Partitions, cmpOr(r.Error, "ok"))
-		}
-		if err := tb.flush(); err != nil {
-			return err
-		}
+	err = writeRows(stdout, o.client, out, []string{"TOPIC", "PARTITIONS", "STATUS"}, func(r partitionsAdded) []any {
+		return []any{r.Topic, r.Partitions, cmpOr(r.Error, "ok")}
+	})
+	if err != nil {
+		return err
 	}
 	return errors.Join(errs...)
 }
