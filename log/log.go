@@ -136,6 +136,8 @@ type Log struct {
 	}
 	// sealWG counts background seals; Close and Delete wait for them.
 	sealWG sync.WaitGroup
+	// rolls counts segments started since Open.
+	rolls atomic.Int64
 
 	// failed mirrors appendMu.err for lock-free checks.
 	failed atomic.Pointer[error]
@@ -370,6 +372,11 @@ func (l *Log) Size() int64 {
 	return n
 }
 
+// Rolls returns how many times the log has started a new segment since it
+// was opened. Callers that checkpoint state of their own per segment (the
+// partition's producer snapshots) watch it.
+func (l *Log) Rolls() int64 { return l.rolls.Load() }
+
 // Segments returns the number of segments.
 func (l *Log) Segments() int {
 	l.segMu.RLock()
@@ -540,6 +547,7 @@ func (l *Log) rollLocked() error {
 	l.segMu.Lock()
 	l.segments = append(l.segments, s)
 	l.segMu.Unlock()
+	l.rolls.Add(1)
 	old.Acquire()
 	l.appendMu.sealing = append(l.appendMu.sealing, old)
 	l.sealWG.Add(1)

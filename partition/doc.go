@@ -9,12 +9,15 @@
 // For each producer id the partition keeps the epoch and the last five
 // batches appended (first and last sequence, base offset), as Kafka does,
 // to refuse gaps (ErrOutOfOrderSequence) and to answer a retried batch with
-// its original offset without storing it twice. The state is rebuilt from
-// the log on open: from a snapshot written at clean close
-// (producer.snapshot in the log directory) plus the batches after it, or
-// from the whole log after an unclean stop.
+// its original offset without storing it twice. The state is snapshotted
+// to <offset>.snapshot in the log directory whenever the log starts a new
+// segment and at clean close (the newest three are kept), and rebuilt on
+// open from the newest snapshot at or below the log end plus the batches
+// after it. A snapshot above the recovered log end describes data a crash
+// lost and is skipped, so a retried batch is never taken for a duplicate
+// of a batch that is gone.
 //
-// producer.snapshot (big-endian):
+// <offset>.snapshot (big-endian):
 //
 //	version u8 | offset i64 | count u32 | count × entry | crc32c u32
 //	entry: producerId i64 | epoch i16 | n u8 | n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)

@@ -86,6 +86,9 @@ type Partition struct {
 		// watchers get a non-blocking send after every append.
 		watchers map[chan<- struct{}]struct{}
 		closed   bool
+		// snapRolls is the log's roll count at the last producer
+		// snapshot; a snapshot is written at each roll.
+		snapRolls int64
 	}
 }
 
@@ -225,6 +228,14 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
 	p.notifyLocked()
+	if r := p.log.Rolls(); r != p.mu.snapRolls {
+		// A new segment: snapshot producer state so that recovery after a
+		// crash walks at most the segments since, not the whole log.
+		p.mu.snapRolls = r
+		if err := writeProducerSnapshot(p.log.Dir(), p.log.NextOffset(), p.mu.producers); err != nil {
+			p.logger.Warn("producer snapshot failed; recovery will scan more of the log", "err", err)
+		}
+	}
 	return res, nil
 }
 

@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/record"
 )
 
@@ -103,9 +102,12 @@ func TestProducerStateSurvivesRestart(t *testing.T) {
 			if clean {
 				p.Close()
 			} else {
+				// No roll and no close: no snapshot, the log is walked.
 				p.Sync()
 				t.Cleanup(func() { p.Close() })
-				os.Remove(filepath.Join(dir, snapshotName))
+				if n := len(snapshotOffsets(dir)); n != 0 {
+					t.Fatalf("%d snapshots without a roll or a close", n)
+				}
 			}
 			p2 := openP(t, dir, Config{})
 			res, err := p2.Append(batch(bopt{pid: 9, epoch: 3, seq: 8}))
@@ -119,6 +121,45 @@ func TestProducerStateSurvivesRestart(t *testing.T) {
 				t.Fatalf("next after restart: %+v %v", res, err)
 			}
 		})
+	}
+}
+
+// TestProducerSnapshots checks that a snapshot is written at every roll
+// (the newest three kept), that recovery starts from one, and that a
+// snapshot above the recovered log end (state a crash lost) is skipped.
+func TestProducerSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Open(dir, Config{Log: log.Config{SegmentBytes: 400}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := int32(0); seq < 60; seq += 2 { // two records per batch
+		if _, err := p.Append(batch(bopt{pid: 9, seq: seq, n: 2})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := snapshotOffsets(dir); len(got) != keptSnapshots {
+		t.Fatalf("snapshots %v, want the newest %d", got, keptSnapshots)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	end := p.HighWatermark()
+	// A snapshot beyond the log end claims sequence 60 is stored at end+3.
+	lost := map[int64]*producer{9: {epoch: 0}}
+	lost[9].push(batchMeta{firstSeq: 60, lastSeq: 61, base: end + 3, last: end + 4})
+	if err := writeProducerSnapshot(dir, end+5, lost); err != nil {
+		t.Fatal(err)
+	}
+	p2 := openP(t, dir, Config{Log: log.Config{SegmentBytes: 400}})
+	res, err := p2.Append(batch(bopt{pid: 9, seq: 60, n: 2}))
+	if err != nil || res.Duplicate || res.BaseOffset != end {
+		t.Fatalf("batch after the lost snapshot: %+v %v (want stored at %d)", res, err, end)
+	}
+	// And the retry of an old batch is still recognised.
+	res, err = p2.Append(batch(bopt{pid: 9, seq: 58, n: 2}))
+	if err != nil || !res.Duplicate {
+		t.Fatalf("retry of seq 58: %+v %v", res, err)
 	}
 }
 

@@ -8,6 +8,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/log"
@@ -19,9 +22,36 @@ import (
 const producerBatches = 5
 
 const (
-	snapshotName    = "producer.snapshot"
+	snapshotExt     = ".snapshot"
 	snapshotVersion = 1
+	// keptSnapshots is how many snapshot files are kept: the newest may
+	// cover data a crash loses, the older ones are below it.
+	keptSnapshots = 3
 )
+
+// snapshotPath names the snapshot of the state at offset at, as Kafka
+// names its producer snapshots.
+func snapshotPath(dir string, at int64) string {
+	return filepath.Join(dir, fmt.Sprintf("%020d%s", at, snapshotExt))
+}
+
+// snapshotOffsets lists the offsets of the snapshot files in dir, newest
+// first.
+func snapshotOffsets(dir string) []int64 {
+	ents, _ := os.ReadDir(dir)
+	var offs []int64
+	for _, e := range ents {
+		stem, ok := strings.CutSuffix(e.Name(), snapshotExt)
+		if !ok || len(stem) != 20 {
+			continue
+		}
+		if at, err := strconv.ParseInt(stem, 10, 64); err == nil {
+			offs = append(offs, at)
+		}
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] > offs[j] })
+	return offs
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -146,17 +176,24 @@ func (p *Partition) Producers() []ProducerState {
 	return out
 }
 
-// loadProducers rebuilds producer state: from the snapshot plus the log
-// after it when the snapshot is usable, else from the whole log.
+// loadProducers rebuilds producer state from the newest snapshot at or
+// below the log end (a newer one describes data a crash lost) plus the
+// batches after it, or from the whole log when there is none.
 func loadProducers(l *log.Log) (map[int64]*producer, error) {
-	m, at, err := readProducerSnapshot(l.Dir())
-	if err != nil || at > l.NextOffset() || at < 0 {
-		m, at = map[int64]*producer{}, l.LogStartOffset()
+	m, at := map[int64]*producer{}, l.LogStartOffset()
+	for _, off := range snapshotOffsets(l.Dir()) {
+		if off > l.NextOffset() {
+			continue
+		}
+		if sm, err := readProducerSnapshot(snapshotPath(l.Dir(), off)); err == nil {
+			m, at = sm, off
+			break
+		}
 	}
 	if at >= l.NextOffset() {
 		return m, nil
 	}
-	err = l.Walk(at, func(_ []byte, h *record.Header) bool {
+	err := l.Walk(at, func(_ []byte, h *record.Header) bool {
 		if h.ProducerID >= 0 && !h.IsControl() && h.BaseOffset >= at {
 			recordBatch(m, h)
 		}
@@ -165,30 +202,29 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 	return m, err
 }
 
-func readProducerSnapshot(dir string) (map[int64]*producer, int64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, snapshotName))
+func readProducerSnapshot(path string) (map[int64]*producer, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if len(b) < 1+8+4+4 || b[0] != snapshotVersion ||
 		crc32.Checksum(b[:len(b)-4], castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
-		return nil, 0, errors.New("partition: bad producer snapshot")
+		return nil, errors.New("partition: bad producer snapshot")
 	}
 	be := binary.BigEndian
-	at := int64(be.Uint64(b[1:]))
 	count := be.Uint32(b[9:])
 	rest := b[13 : len(b)-4]
 	m := make(map[int64]*producer, count)
 	for i := uint32(0); i < count; i++ {
 		if len(rest) < 11 {
-			return nil, 0, errors.New("partition: truncated producer snapshot")
+			return nil, errors.New("partition: truncated producer snapshot")
 		}
 		id := int64(be.Uint64(rest))
 		st := &producer{epoch: int16(be.Uint16(rest[8:]))}
 		n := int(rest[10])
 		rest = rest[11:]
 		if n > producerBatches || len(rest) < n*24 {
-			return nil, 0, errors.New("partition: truncated producer snapshot")
+			return nil, errors.New("partition: truncated producer snapshot")
 		}
 		for j := 0; j < n; j++ {
 			st.push(batchMeta{
@@ -201,7 +237,7 @@ func readProducerSnapshot(dir string) (map[int64]*producer, int64, error) {
 		}
 		m[id] = st
 	}
-	return m, at, nil
+	return m, nil
 }
 
 func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
@@ -222,5 +258,13 @@ func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
 		}
 	}
 	b = be.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	return durable.WriteFile(filepath.Join(dir, snapshotName), b)
+	if err := durable.WriteFile(snapshotPath(dir, at), b); err != nil {
+		return err
+	}
+	for i, off := range snapshotOffsets(dir) {
+		if i >= keptSnapshots {
+			os.Remove(snapshotPath(dir, off))
+		}
+	}
+	return nil
 }
