@@ -49,6 +49,10 @@ type Config struct {
 	// LogAppendTime makes the broker stamp batches with its own clock.
 	// Corresponds to message.timestamp.type=LogAppendTime.
 	LogAppendTime bool
+	// ProducerIDExpirationMs forgets an idempotent producer's state after
+	// it has not appended for this long. Corresponds to
+	// producer.id.expiration.ms; default one day.
+	ProducerIDExpirationMs int64
 	// Logger receives warnings. nil discards them.
 	Logger *slog.Logger
 }
@@ -63,6 +67,9 @@ const DefaultMaxMessageBytes = 1048588
 func (c Config) withDefaults() Config {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.ProducerIDExpirationMs <= 0 {
+		c.ProducerIDExpirationMs = 24 * 3600 * 1000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

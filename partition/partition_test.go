@@ -163,6 +163,23 @@ func TestProducerSnapshots(t *testing.T) {
 	}
 }
 
+func TestExpireProducers(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{ProducerIDExpirationMs: 60_000})
+	if _, err := p.Append(batch(bopt{pid: 5, seq: 0})); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.ExpireProducers(time.Now()); n != 0 {
+		t.Fatalf("expired %d active producers", n)
+	}
+	if n := p.ExpireProducers(time.Now().Add(2 * time.Minute)); n != 1 {
+		t.Fatalf("expired %d idle producers, want 1", n)
+	}
+	// Forgotten: its next batch is taken at any sequence.
+	if _, err := p.Append(batch(bopt{pid: 5, seq: 7})); err != nil {
+		t.Fatalf("append after expiry: %v", err)
+	}
+}
+
 func TestValidation(t *testing.T) {
 	good := batch(bopt{n: 3})
 	mut := func(f func(b []byte)) []byte {

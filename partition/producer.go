@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/log"
@@ -65,6 +66,9 @@ type producer struct {
 	epoch   int16
 	batches [producerBatches]batchMeta // oldest first, n in use
 	n       int
+	// lastSeen is when the producer last appended (Unix ms), or when the
+	// state was loaded; it is not persisted.
+	lastSeen int64
 }
 
 func (p *producer) last() *batchMeta {
@@ -150,7 +154,25 @@ func recordBatch(m map[int64]*producer, h *record.Header) {
 	if h.ProducerEpoch != st.epoch {
 		*st = producer{epoch: h.ProducerEpoch}
 	}
+	st.lastSeen = time.Now().UnixMilli()
 	st.push(batchMeta{firstSeq: h.BaseSequence, lastSeq: h.LastSequence(), base: h.BaseOffset, last: h.LastOffset()})
+}
+
+// ExpireProducers forgets producers that have not appended for
+// producer.id.expiration.ms, as Kafka does; a forgotten producer's next
+// batch is taken at any sequence. It returns how many were forgotten.
+func (p *Partition) ExpireProducers(now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	limit := now.UnixMilli() - p.mu.cfg.ProducerIDExpirationMs
+	n := 0
+	for id, st := range p.mu.producers {
+		if st.lastSeen < limit {
+			delete(p.mu.producers, id)
+			n++
+		}
+	}
+	return n
 }
 
 // ProducerState describes one producer id for DescribeProducers-like uses.
@@ -189,6 +211,12 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 			m, at = sm, off
 			break
 		}
+	}
+	// Expiry counts from now for every producer loaded: when they last
+	// appended is not recorded.
+	now := time.Now().UnixMilli()
+	for _, st := range m {
+		st.lastSeen = now
 	}
 	if at >= l.NextOffset() {
 		return m, nil

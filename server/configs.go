@@ -111,6 +111,7 @@ var brokerConfigs = []brokerConfig{
 	{"offsets.retention.minutes", "10080", typeInt, false, atLeast(1)},
 	{"offsets.topic.num.partitions", "50", typeInt, false, atLeast(1)},
 	{"offsets.topic.replication.factor", "1", typeShort, false, atLeast(1)},
+	{"producer.id.expiration.ms", "86400000", typeInt, true, atLeast(1)},
 	{"offsets.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
 	{"socket.request.max.bytes", "104857600", typeInt, false, atLeast(1)},
 	{"transaction.state.log.replication.factor", "1", typeShort, false, atLeast(1)},
@@ -301,8 +302,9 @@ func (b *brokerSettings) partitionConfig(overrides map[string]string) partition.
 		retentionMs = 1
 	}
 	cfg := partition.Config{
-		MaxMessageBytes: int(num("max.message.bytes")),
-		LogAppendTime:   str("message.timestamp.type") == "LogAppendTime",
+		ProducerIDExpirationMs: b.int64("producer.id.expiration.ms"),
+		MaxMessageBytes:        int(num("max.message.bytes")),
+		LogAppendTime:          str("message.timestamp.type") == "LogAppendTime",
 		Log: log.Config{
 			SegmentBytes:       num("segment.bytes"),
 			SegmentMs:          num("segment.ms"),

@@ -440,6 +440,9 @@ func (s *Server) retentionLoop() {
 func (s *Server) enforceRetention(now time.Time) {
 	for _, t := range s.topics.all() {
 		for i, p := range t.partitions() {
+			if n := p.ExpireProducers(now); n > 0 {
+				s.logger.Debug("expired idle producers", "topic", t.name, "partition", i, "producers", n)
+			}
 			n, err := p.EnforceRetention(now)
 			if err != nil {
 				s.logger.Error("retention failed", "topic", t.name, "partition", i, "err", err)
