@@ -100,6 +100,17 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	}
 	switch {
 	case req.Acks == 0:
+		// No answer; but, as Kafka does, an error closes the connection
+		// so the client learns that something it sent was refused.
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				if code := resp.Topics[i].Partitions[j].ErrorCode; code != 0 {
+					r.c.logger.Info("acks=0 produce refused; closing the connection", "topic", resp.Topics[i].Topic, "partition", resp.Topics[i].Partitions[j].Partition, "error", kerr.ErrorForCode(code))
+					r.closeConnection()
+					return nil
+				}
+			}
+		}
 		r.skipResponse()
 		return nil
 	case len(toSync) == 0:

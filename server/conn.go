@@ -188,6 +188,13 @@ func (r *request) send(resp *response) {
 	r.c.respCh <- resp
 }
 
+// closeConnection answers a request by closing the connection once the
+// responses before it are written.
+func (r *request) closeConnection() {
+	r.deferred = true
+	r.c.respCh <- &response{seq: r.seq, fatal: true}
+}
+
 // skipResponse marks a request that gets no response (acks=0).
 func (r *request) skipResponse() {
 	r.deferred = true
