@@ -113,7 +113,8 @@ func (f *fetch) plan() int16 {
 		f.bindSession()
 		return 0
 	case req.SessionID == 0:
-		return kerr.InvalidFetchSessionEpoch.Code
+		// An incremental epoch without a session id names no session.
+		return kerr.FetchSessionIDNotFound.Code
 	}
 	fs := f.s.sessions.get(req.SessionID)
 	if fs == nil {
@@ -283,7 +284,10 @@ func (f *fetch) respond(results []fetchResult) {
 	var views []log.View
 	var salt [8]byte
 	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
-	topicIndex := map[sessionKey]int{}
+	// Partitions of one topic are grouped only while they are adjacent, as
+	// Kafka does: the placeholders must appear in the encoded response in
+	// the order of views.
+	prevTopic, ti := sessionKey{}, -1
 	for i := range f.parts {
 		fp, res := &f.parts[i], &results[i]
 		if fp.sp != nil {
@@ -294,10 +298,8 @@ func (f *fetch) respond(results []fetchResult) {
 			}
 		}
 		tk := sessionKey{topic: fp.key.topic, topicID: fp.key.topicID}
-		ti, ok := topicIndex[tk]
-		if !ok {
-			ti = len(resp.Topics)
-			topicIndex[tk] = ti
+		if ti < 0 || tk != prevTopic {
+			prevTopic, ti = tk, len(resp.Topics)
 			rt := kmsg.NewFetchResponseTopic()
 			rt.Topic, rt.TopicID = fp.key.topic, fp.key.topicID
 			resp.Topics = append(resp.Topics, rt)
@@ -337,12 +339,11 @@ func (f *fetch) respond(results []fetchResult) {
 		// The placeholders could not be found (never expected): encode
 		// again with the data copied in.
 		f.s.logger.Warn("fetch splice failed; copying record data")
-		n := 0
 		for ti := range resp.Topics {
 			for pi := range resp.Topics[ti].Partitions {
-				if rp := &resp.Topics[ti].Partitions[pi]; len(rp.RecordBatches) > 0 {
-					rp.RecordBatches = views[n].Data
-					n++
+				rp := &resp.Topics[ti].Partitions[pi]
+				if len(rp.RecordBatches) == sentinelSize && bytes.Equal(rp.RecordBatches[:8], salt[:]) {
+					rp.RecordBatches = views[binary.BigEndian.Uint64(rp.RecordBatches[8:])].Data
 				}
 			}
 		}

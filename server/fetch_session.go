@@ -97,7 +97,9 @@ func (c *fetchSessions) create() *fetchSession {
 	for id == 0 || c.m[id] != nil {
 		id = rand.Int32()
 	}
-	fs := &fetchSession{id: id, epoch: 1, parts: map[sessionKey]*sessionPart{}, lastUsed: time.Now()}
+	// bindSession advances the epoch to 1, the first one a client sends
+	// after the full fetch that created the session.
+	fs := &fetchSession{id: id, epoch: 0, parts: map[sessionKey]*sessionPart{}, lastUsed: time.Now()}
 	c.m[id] = fs
 	return fs
 }

@@ -1,11 +1,15 @@
 package server
 
 import (
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/record"
 )
 
 // TestFetchSessions walks KIP-227: a full fetch opens a session, an
@@ -45,6 +49,13 @@ func TestFetchSessions(t *testing.T) {
 		}
 		return resp
 	}
+	ok := func(resp *kmsg.FetchResponse) *kmsg.FetchResponse {
+		t.Helper()
+		if resp.ErrorCode != 0 {
+			t.Fatalf("fetch failed: %v", kerr.ErrorForCode(resp.ErrorCode))
+		}
+		return resp
+	}
 	parts := func(resp *kmsg.FetchResponse) map[int32]int {
 		m := map[int32]int{}
 		for _, rt := range resp.Topics {
@@ -61,20 +72,20 @@ func TestFetchSessions(t *testing.T) {
 	}
 	sid := full.SessionID
 	// Nothing changed: an incremental fetch lists no partitions.
-	if got := parts(fetch(sid, 1, nil, nil)); len(got) != 0 {
+	if got := parts(ok(fetch(sid, 1, nil, nil))); len(got) != 0 {
 		t.Fatalf("idle incremental fetch returned %v", got)
 	}
 	// Data on partition 1 only: only partition 1 comes back.
 	produceTo(t, b, "sess", 1, 3)
-	got := parts(fetch(sid, 2, nil, nil))
+	got := parts(ok(fetch(sid, 2, nil, nil)))
 	if len(got) != 1 || got[1] == 0 {
 		t.Fatalf("incremental fetch after producing to 1 returned %v", got)
 	}
 	// Forget partition 1, then data on 1 and 2: only 2 comes back.
-	fetch(sid, 3, map[int32]int64{1: 3}, []int32{1})
+	ok(fetch(sid, 3, map[int32]int64{1: 3}, []int32{1}))
 	produceTo(t, b, "sess", 1, 1)
 	produceTo(t, b, "sess", 2, 1)
-	got = parts(fetch(sid, 4, nil, nil))
+	got = parts(ok(fetch(sid, 4, nil, nil)))
 	if len(got) != 1 || got[2] == 0 {
 		t.Fatalf("after forgetting 1, incremental fetch returned %v", got)
 	}
@@ -84,8 +95,11 @@ func TestFetchSessions(t *testing.T) {
 	if resp := fetch(sid+1, 1, nil, nil); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code {
 		t.Fatalf("unknown session: code %d", resp.ErrorCode)
 	}
+	if resp := fetch(0, 3, nil, nil); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code {
+		t.Fatalf("incremental epoch without a session: code %d", resp.ErrorCode)
+	}
 	// Epoch -1 closes the session; it is gone afterwards.
-	fetch(sid, -1, map[int32]int64{0: 0}, nil)
+	ok(fetch(sid, -1, map[int32]int64{0: 0}, nil))
 	if resp := fetch(sid, 5, nil, nil); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code {
 		t.Fatalf("closed session still answers: code %d", resp.ErrorCode)
 	}
@@ -113,5 +127,59 @@ func produceTo(t *testing.T, b *testBroker, topic string, partition int32, n int
 	}
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
 		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+}
+
+// TestFetchInterleavedTopics fetches [a-0, b-0, a-1]: partitions of one
+// topic that are not adjacent in the request must still each get their
+// own records.
+func TestFetchInterleavedTopics(t *testing.T) {
+	b := startBroker(t, nil)
+	ctx := testCtx(t)
+	for _, name := range []string{"ta", "tb"} {
+		if _, err := b.admin().CreateTopic(ctx, 2, 1, nil, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produceTo(t, b, "ta", 0, 1)
+	produceTo(t, b, "tb", 0, 2)
+	produceTo(t, b, "ta", 1, 3)
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12) // by name
+	req.MaxBytes, req.SessionEpoch = 1<<20, -1
+	for _, tp := range []struct {
+		topic string
+		p     int32
+	}{{"ta", 0}, {"tb", 0}, {"ta", 1}} {
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = tp.topic
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.PartitionMaxBytes = tp.p, 1<<20
+		rt.Partitions = []kmsg.FetchRequestTopicPartition{rp}
+		req.Topics = append(req.Topics, rt)
+	}
+	nc, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	kresp, err := rawRoundTrip(nc, 1, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	want := map[string]int32{"ta/0": 1, "tb/0": 2, "ta/1": 3}
+	got := map[string]int32{}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			h, err := record.Parse(rp.RecordBatches)
+			if err != nil {
+				t.Fatalf("%s/%d: %v", rt.Topic, rp.Partition, err)
+			}
+			got[fmt.Sprintf("%s/%d", rt.Topic, rp.Partition)] = h.RecordCount
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("records per partition %v, want %v", got, want)
 	}
 }
