@@ -249,11 +249,16 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.appendMu.dirty = !clean || cpErr != nil
 	l.durable = l.nextOffset.Load()
 	if !clean {
-		// Everything recovered is on disk now (recovery syncs what it
-		// truncates; the rest was read back from the file); record it.
-		if err := active.Sync(); err != nil {
-			l.closeSegments()
-			return nil, err
+		// What recovery scanned came from the page cache, which a crash
+		// of the process (not the machine) keeps: make it durable before
+		// the recovery point moves past it.
+		for _, s := range l.segments {
+			if s.Base() >= recoveryPointSegment(bases, recoveryPoint) {
+				if err := s.Sync(); err != nil {
+					l.closeSegments()
+					return nil, err
+				}
+			}
 		}
 		if err := l.writeCheckpointLocked(false); err != nil {
 			l.closeSegments()

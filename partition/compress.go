@@ -19,13 +19,43 @@ import (
 // inside a compressed batch); produced batches are stored as they arrive.
 
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxDecompressed))
 })
 
 // xerialMagic opens snappy data framed by the Java xerial library.
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
-// decompress returns the records section of a batch, decompressed.
+// maxDecompressed bounds what one batch may decompress to. Records are
+// checked only by CRC when produced, so a small batch could claim
+// gigabytes (a decompression bomb); past this the batch is treated as a
+// whole.
+const maxDecompressed = 64 << 20
+
+var errTooLarge = fmt.Errorf("decompressed batch larger than %d bytes", maxDecompressed)
+
+// readAllLimited reads r to the end, failing past maxDecompressed.
+func readAllLimited(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxDecompressed+1))
+	if err == nil && len(b) > maxDecompressed {
+		err = errTooLarge
+	}
+	return b, err
+}
+
+// s2Decode decodes one snappy block after checking its declared size.
+func s2Decode(src []byte) ([]byte, error) {
+	n, err := s2.DecodedLen(src)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxDecompressed {
+		return nil, errTooLarge
+	}
+	return s2.Decode(nil, src)
+}
+
+// decompress returns the records section of a batch, decompressed, or an
+// error beyond maxDecompressed bytes.
 func decompress(codec int, src []byte) ([]byte, error) {
 	switch codec {
 	case record.CodecNone:
@@ -35,7 +65,7 @@ func decompress(codec int, src []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return io.ReadAll(r)
+		return readAllLimited(r)
 	case record.CodecSnappy:
 		if bytes.HasPrefix(src, xerialMagic) && len(src) >= 16 {
 			var out []byte
@@ -48,18 +78,21 @@ func decompress(codec int, src []byte) ([]byte, error) {
 				if n > len(rest) {
 					return nil, fmt.Errorf("snappy: truncated xerial block")
 				}
-				d, err := s2.Decode(nil, rest[:n])
+				d, err := s2Decode(rest[:n])
 				if err != nil {
 					return nil, err
+				}
+				if len(out)+len(d) > maxDecompressed {
+					return nil, errTooLarge
 				}
 				out = append(out, d...)
 				rest = rest[n:]
 			}
 			return out, nil
 		}
-		return s2.Decode(nil, src)
+		return s2Decode(src)
 	case record.CodecLZ4:
-		return io.ReadAll(lz4.NewReader(bytes.NewReader(src)))
+		return readAllLimited(lz4.NewReader(bytes.NewReader(src)))
 	case record.CodecZstd:
 		d, err := zstdDecoder()
 		if err != nil {

@@ -152,6 +152,11 @@ func TestProducerSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	p2 := openP(t, dir, Config{Log: log.Config{SegmentBytes: 400}})
+	for _, off := range snapshotOffsets(dir) {
+		if off > end {
+			t.Fatalf("snapshot at %d above the log end %d kept; it would be taken once the log grows past it", off, end)
+		}
+	}
 	res, err := p2.Append(batch(bopt{pid: 9, seq: 60, n: 2}))
 	if err != nil || res.Duplicate || res.BaseOffset != end {
 		t.Fatalf("batch after the lost snapshot: %+v %v (want stored at %d)", res, err, end)
@@ -293,5 +298,31 @@ func TestOffsetForTimestamp(t *testing.T) {
 	off, ts, ok, err := p.MaxTimestamp()
 	if err != nil || !ok || off != 8 || ts != 3100 {
 		t.Fatalf("MaxTimestamp = %d %d %v %v", off, ts, ok, err)
+	}
+}
+
+// TestDecompressionBomb: a small batch that claims a huge decompressed
+// size is not expanded by a timestamp lookup; the batch answers as a whole.
+func TestDecompressionBomb(t *testing.T) {
+	// One record whose value is 200 MiB of zeros, zstd-compressed to a few KiB.
+	big := make([]byte, 200<<20)
+	plain := record.AppendBatch(nil, record.Batch{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, BaseTimestamp: 1000, Records: []record.Record{{Value: big}}})
+	enc, _ := zstd.NewWriter(nil)
+	comp := enc.EncodeAll(plain[record.HeaderSize:], nil)
+	b := append(bytes.Clone(plain[:record.HeaderSize]), comp...)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	b[22] |= record.CodecZstd
+	binary.BigEndian.PutUint32(b[17:], record.Checksum(b))
+	big, plain = nil, nil
+	p := openP(t, t.TempDir(), Config{})
+	if _, err := p.Append(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decompress(record.CodecZstd, comp); err == nil {
+		t.Fatal("a 200 MiB batch decompressed")
+	}
+	off, _, ok, err := p.OffsetForTimestamp(500)
+	if err != nil || !ok || off != 0 {
+		t.Fatalf("lookup in a bomb batch = %d %v %v", off, ok, err)
 	}
 }

@@ -205,6 +205,11 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 	m, at := map[int64]*producer{}, l.LogStartOffset()
 	for _, off := range snapshotOffsets(l.Dir()) {
 		if off > l.NextOffset() {
+			// It describes data a crash lost. Delete it, or it would
+			// be taken once the log grows past it again.
+			if err := os.Remove(snapshotPath(l.Dir(), off)); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if sm, err := readProducerSnapshot(snapshotPath(l.Dir(), off)); err == nil {
