@@ -23,6 +23,11 @@ import (
 // offsetsTopic is Kafka's internal topic holding group offsets.
 const offsetsTopic = "__consumer_offsets"
 
+// maxPartitions bounds one topic's partitions: each open partition holds
+// files and reserves segment.bytes of address space for its active
+// segment, so a request for millions must be refused, not attempted.
+const maxPartitions = 10_000
+
 // topic is one topic and its partitions on this broker.
 type topic struct {
 	name     string
@@ -157,8 +162,8 @@ func (s *Server) createTopic(name string, partitions int32, replication int16, c
 	if partitions <= 0 {
 		return nil, newTopicError(kerr.InvalidPartitions, "number of partitions must be larger than 0")
 	}
-	if partitions > 1_000_000 {
-		return nil, newTopicError(kerr.InvalidPartitions, "number of partitions %d is too large", partitions)
+	if partitions > maxPartitions {
+		return nil, newTopicError(kerr.InvalidPartitions, "number of partitions %d is above the limit of %d per topic", partitions, maxPartitions)
 	}
 	if replication == -1 {
 		replication = int16(s.settings().int64("default.replication.factor"))
@@ -192,12 +197,15 @@ func (s *Server) createTopic(name string, partitions int32, replication int16, c
 	t := &topic{name: name, id: newTopicID(), internal: internal, configs: set}
 	empty := []*partition.Partition{}
 	t.parts.Store(&empty)
-	rec := &metaRecord{Type: metaTopic, Topic: name, TopicID: topicIDString(t.id), Partitions: partitions, Internal: internal, Configs: set}
-	if err := s.meta.append(rec); err != nil {
-		return nil, newTopicError(kerr.KafkaStorageError, "recording topic: %v", err)
-	}
+	// Partitions first, the record second: a failure leaves nothing
+	// behind, and a recorded topic always has its partitions.
 	if err := s.openPartitions(t, partitions); err != nil {
 		return nil, newTopicError(kerr.KafkaStorageError, "creating partitions: %v", err)
+	}
+	rec := &metaRecord{Type: metaTopic, Topic: name, TopicID: topicIDString(t.id), Partitions: partitions, Internal: internal, Configs: set}
+	if err := s.meta.append(rec); err != nil {
+		s.dropPartitions(t.partitions())
+		return nil, newTopicError(kerr.KafkaStorageError, "recording topic: %v", err)
 	}
 	s.topics.mu.Lock()
 	s.topics.byName[name] = t
@@ -227,17 +235,30 @@ func (s *Server) openPartitions(t *topic, n int32) error {
 	cfg := s.partitionConfig(t)
 	for i := int32(len(old)); i < n; i++ {
 		dir := partitionDir(s.cfg.DataDir, t.name, i)
-		if err := s.claimPartitionDir(dir, t.id); err != nil {
-			return err
+		err := s.claimPartitionDir(dir, t.id)
+		var p *partition.Partition
+		if err == nil {
+			p, err = partition.Open(dir, cfg)
 		}
-		p, err := partition.Open(dir, cfg)
 		if err != nil {
+			s.dropPartitions(parts[len(old):])
+			os.RemoveAll(dir)
 			return fmt.Errorf("open %s: %w", dir, err)
 		}
 		parts = append(parts, p)
 	}
 	t.parts.Store(&parts)
 	return nil
+}
+
+// dropPartitions closes partitions that were opened for a change that
+// failed and removes their directories.
+func (s *Server) dropPartitions(parts []*partition.Partition) {
+	for _, p := range parts {
+		if err := p.Delete(); err != nil {
+			s.logger.Error("removing a partition of a failed change", "dir", p.Log().Dir(), "err", err)
+		}
+	}
 }
 
 // claimPartitionDir makes sure dir belongs to the topic with id: a
@@ -335,17 +356,21 @@ func (s *Server) addPartitions(t *topic, n int32, validateOnly bool) error {
 	if n <= cur {
 		return newTopicError(kerr.InvalidPartitions, "topic %q has %d partitions; the new count %d must be larger", t.name, cur, n)
 	}
-	if n > 1_000_000 {
-		return newTopicError(kerr.InvalidPartitions, "number of partitions %d is too large", n)
+	if n > maxPartitions {
+		return newTopicError(kerr.InvalidPartitions, "number of partitions %d is above the limit of %d per topic", n, maxPartitions)
 	}
 	if validateOnly {
 		return nil
 	}
-	if err := s.meta.append(&metaRecord{Type: metaPartitions, Topic: t.name, TopicID: topicIDString(t.id), Partitions: n}); err != nil {
-		return newTopicError(kerr.KafkaStorageError, "recording partitions: %v", err)
-	}
+	old := t.partitions()
 	if err := s.openPartitions(t, n); err != nil {
 		return newTopicError(kerr.KafkaStorageError, "creating partitions: %v", err)
+	}
+	if err := s.meta.append(&metaRecord{Type: metaPartitions, Topic: t.name, TopicID: topicIDString(t.id), Partitions: n}); err != nil {
+		added := t.partitions()[len(old):]
+		t.parts.Store(&old)
+		s.dropPartitions(added)
+		return newTopicError(kerr.KafkaStorageError, "recording partitions: %v", err)
 	}
 	s.topicsChanged()
 	return nil
