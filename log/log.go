@@ -138,6 +138,9 @@ type Log struct {
 	sealWG sync.WaitGroup
 	// rolls counts segments started since Open.
 	rolls atomic.Int64
+	// timerWG counts an armed or running flush.ms timer; Close and
+	// Delete stop it and wait for a callback already running.
+	timerWG sync.WaitGroup
 
 	// failed mirrors appendMu.err for lock-free checks.
 	failed atomic.Pointer[error]
@@ -424,6 +427,7 @@ func (l *Log) append(batch []byte, h *record.Header) (off int64, flush bool, err
 		return off, true, nil
 	}
 	if cfg.FlushMs != math.MaxInt64 && l.appendMu.flushTimer == nil {
+		l.timerWG.Add(1)
 		l.appendMu.flushTimer = time.AfterFunc(time.Duration(cfg.FlushMs)*time.Millisecond, l.flushTimerFired)
 	}
 	return off, false, nil
@@ -473,13 +477,23 @@ func (l *Log) appendLocked(batch []byte, h *record.Header) (int64, error) {
 	return off, nil
 }
 
+// stopFlushTimerLocked stops an armed flush.ms timer; a callback already
+// running finishes on its own (timerWG).
+func (l *Log) stopFlushTimerLocked() {
+	if t := l.appendMu.flushTimer; t != nil && t.Stop() {
+		l.timerWG.Done()
+	}
+	l.appendMu.flushTimer = nil
+}
+
 func (l *Log) flushTimerFired() {
+	defer l.timerWG.Done()
 	l.appendMu.Lock()
 	l.appendMu.flushTimer = nil
 	closed := l.appendMu.closed
 	l.appendMu.Unlock()
 	if !closed {
-		if err := l.Sync(); err != nil {
+		if err := l.Sync(); err != nil && !errors.Is(err, ErrClosed) {
 			l.logger.Error("background flush failed", "err", err)
 		}
 	}
@@ -697,6 +711,11 @@ func (l *Log) Read(off, maxOffset int64, maxBytes int, minOne bool) (View, error
 	for {
 		s := l.acquireSegment(off)
 		if s == nil {
+			// Retention removed the segment holding off after the check
+			// above.
+			if off < l.logStart.Load() {
+				return View{}, fmt.Errorf("%w: %d is below the log start %d", ErrOffsetOutOfRange, off, l.logStart.Load())
+			}
 			return View{}, nil
 		}
 		data, err := s.Read(off, maxOffset, maxBytes, minOne)
@@ -727,7 +746,7 @@ func (l *Log) acquireSegment(off int64) *segment.Segment {
 	}
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].Base() > off })
 	if i == 0 {
-		i = 1
+		return nil // below the first segment
 	}
 	s := segs[i-1]
 	if !s.Acquire() {
@@ -963,11 +982,10 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.appendMu.closed = true
-	if t := l.appendMu.flushTimer; t != nil {
-		t.Stop()
-	}
+	l.stopFlushTimerLocked()
 	l.appendMu.Unlock()
 	l.sealWG.Wait()
+	l.timerWG.Wait()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	var errs []error
@@ -1006,11 +1024,10 @@ func (l *Log) Delete() error {
 	l.appendMu.Lock()
 	wasClosed := l.appendMu.closed
 	l.appendMu.closed = true
-	if t := l.appendMu.flushTimer; t != nil {
-		t.Stop()
-	}
+	l.stopFlushTimerLocked()
 	l.appendMu.Unlock()
 	l.sealWG.Wait()
+	l.timerWG.Wait()
 	l.appendMu.Lock()
 	if !wasClosed {
 		l.segMu.Lock()

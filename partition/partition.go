@@ -258,6 +258,10 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 	if h.Size() > cfg.MaxMessageBytes {
 		return fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", ErrMessageTooLarge, h.Size(), cfg.MaxMessageBytes)
 	}
+	if seg := cfg.Log.SegmentBytes; seg > 0 && int64(h.Size()) > seg {
+		// Checked here, before anything of the record set is appended.
+		return fmt.Errorf("%w: batch of %d bytes, segment.bytes is %d", ErrRecordListTooLarge, h.Size(), seg)
+	}
 	if err := record.ValidateInto(b, h); err != nil {
 		if errors.Is(err, record.ErrInvalid) {
 			return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
@@ -313,6 +317,12 @@ func (p *Partition) notifyLocked() {
 // log.Log.Read. The caller releases the view.
 func (p *Partition) Read(off int64, maxBytes int, minOne bool) (log.View, error) {
 	return p.log.Read(off, p.HighWatermark(), maxBytes, minOne)
+}
+
+// ReadTo is Read bounded by hw, a high watermark the caller read before
+// (and reports with the data), so nothing past it is returned.
+func (p *Partition) ReadTo(off, hw int64, maxBytes int, minOne bool) (log.View, error) {
+	return p.log.Read(off, hw, maxBytes, minOne)
 }
 
 // DeleteRecords advances the log start offset to off; -1 means the high

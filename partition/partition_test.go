@@ -209,6 +209,7 @@ func TestValidation(t *testing.T) {
 		{"count mismatch", mut(func(b []byte) { binary.BigEndian.PutUint32(b[57:], 9); recrc(b) }), Config{}, ErrInvalidRecord},
 		{"control batch", mut(func(b []byte) { b[22] |= record.Control; recrc(b) }), Config{}, ErrInvalidRecord},
 		{"too large", good, Config{MaxMessageBytes: 50}, ErrMessageTooLarge},
+		{"second batch over segment.bytes", append(bytes.Clone(good), batch(bopt{n: 40})...), Config{Log: log.Config{SegmentBytes: int64(len(good)) + 10}}, ErrRecordListTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -208,7 +208,7 @@ func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
 			continue
 		}
 		limit := min(int(fp.maxBytes), remaining)
-		v, err := p.Read(fp.offset, limit, total == 0)
+		v, err := p.ReadTo(fp.offset, res.hw, limit, total == 0)
 		if err != nil {
 			code, _ := kafkaError(err)
 			if !errors.Is(err, log.ErrOffsetOutOfRange) {

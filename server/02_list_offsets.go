@@ -12,8 +12,9 @@ import (
 // Timestamp -2 is the log start offset (earliest), -1 the high watermark
 // (latest; also the last stable offset for read_committed, there being no
 // open transactions), -3 the record with the largest timestamp (v7+,
-// KIP-734), -4 the earliest local offset (= earliest) and -5 the earliest
-// pending upload (= earliest). A timestamp >= 0 finds the first record at
+// KIP-734), -4 the earliest local offset (= earliest); -5 (latest tiered)
+// and -6 (earliest pending upload) find nothing, there being no tiered
+// storage. A timestamp >= 0 finds the first record at
 // or after it; none gives offset -1. v0 answers in OldStyleOffsets.
 
 func init() { regKey(2, 0, 11, handleListOffsets) }
@@ -58,8 +59,13 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 
 func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTopicPartition) {
 	switch ts {
-	case -2, -4, -5:
+	case -2, -4:
 		sp.Offset = p.LogStartOffset()
+	case -5, -6:
+		// Latest tiered (KIP-1005) and earliest pending upload
+		// (KIP-1023): nothing is tiered, so none, as Kafka answers
+		// without tiered storage.
+		sp.LeaderEpoch = -1
 	case -1:
 		sp.Offset = p.HighWatermark()
 	case -3:

@@ -10,7 +10,8 @@ import (
 // DeleteRecords, v0-v2. Moves each partition's log start offset up to the
 // given offset (-1: the high watermark), deleting whole segments below it.
 // The new start is durable before the answer. An offset past the high
-// watermark is OFFSET_OUT_OF_RANGE.
+// watermark is OFFSET_OUT_OF_RANGE; an internal topic is
+// INVALID_TOPIC_EXCEPTION.
 
 func init() { regKey(21, 0, 2, handleDeleteRecords) }
 
@@ -32,6 +33,10 @@ func handleDeleteRecords(s *Server, r *request) kmsg.Response {
 				}
 				if p == nil {
 					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				} else if t.internal {
+					// As Kafka: the coordinator's records are not the
+					// client's to delete.
+					sp.ErrorCode = kerr.InvalidTopicException.Code
 				} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
 					sp.ErrorCode, _ = kafkaError(err)
 				} else {

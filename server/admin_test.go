@@ -358,3 +358,50 @@ func TestClusterAndLogDirs(t *testing.T) {
 		t.Fatalf("describe cluster: %v %+v", err, dcr)
 	}
 }
+
+// TestInternalTopicProtected: the offsets topic's records cannot be
+// deleted nor its partition count changed by clients.
+func TestInternalTopicProtected(t *testing.T) {
+	b := startBroker(t, nil)
+	ctx := testCtx(t)
+	adm := b.admin()
+	o := kadm.Offsets{}
+	o.Add(kadm.Offset{Topic: offsetsTopic, Partition: 0, At: -1})
+	dr, err := adm.DeleteRecords(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := dr.Lookup(offsetsTopic, 0); !errors.Is(r.Err, kerr.InvalidTopicException) {
+		t.Fatalf("DeleteRecords on %s = %v", offsetsTopic, r.Err)
+	}
+	if resp, _ := adm.CreatePartitions(ctx, 1, offsetsTopic); resp.Error() == nil {
+		t.Fatalf("partitions of %s changed", offsetsTopic)
+	}
+}
+
+// TestListOffsetsTiered: -5 (latest tiered) and -6 (earliest pending
+// upload) find nothing without tiered storage; -4 is the log start.
+func TestListOffsetsTiered(t *testing.T) {
+	b := startBroker(t, nil)
+	produceN(t, b, "tiered", 5, kgo.AllowAutoTopicCreation())
+	for _, tc := range []struct {
+		ts   int64
+		want int64
+	}{{-4, 0}, {-5, -1}, {-6, -1}, {-1, 5}, {-2, 0}} {
+		req := kmsg.NewPtrListOffsetsRequest()
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "tiered"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = tc.ts
+		rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
+		req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
+		resp, err := req.RequestWith(testCtx(t), b.client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := resp.Topics[0].Partitions[0]
+		if sp.ErrorCode != 0 || sp.Offset != tc.want {
+			t.Errorf("ListOffsets(%d) = offset %d code %d, want %d", tc.ts, sp.Offset, sp.ErrorCode, tc.want)
+		}
+	}
+}

@@ -323,6 +323,9 @@ func (b *brokerSettings) partitionConfig(overrides map[string]string) partition.
 	if cfg.Log.RetentionBytes == 0 {
 		cfg.Log.RetentionBytes = 1
 	}
+	if cfg.Log.FlushMs == 0 {
+		cfg.Log.FlushMs = 1 // flush.ms=0: as soon as possible, not never
+	}
 	return cfg
 }
 

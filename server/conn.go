@@ -160,6 +160,7 @@ type request struct {
 	clientID string
 	kreq     kmsg.Request
 	deferred bool
+	closing  bool // the handler closes the connection: read no more
 }
 
 // await runs fn in its own goroutine and writes its response when it
@@ -192,6 +193,7 @@ func (r *request) send(resp *response) {
 // responses before it are written.
 func (r *request) closeConnection() {
 	r.deferred = true
+	r.closing = true
 	r.c.respCh <- &response{seq: r.seq, fatal: true}
 }
 
@@ -350,7 +352,7 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 	if key == 0 {
 		putBody(body)
 	}
-	return true
+	return !r.closing
 }
 
 func (c *conn) write() {

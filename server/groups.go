@@ -80,44 +80,39 @@ type offsetsStore struct {
 	t *topic
 }
 
-// maxStoreBatch keeps each written batch well under max.message.bytes.
-const maxStoreBatch = 512 << 10
-
+// Append writes recs as one batch (all or nothing, as the coordinator
+// expects) and fsyncs it. __consumer_offsets takes batches up to 10 MiB.
 func (o *offsetsStore) Append(p int32, recs []group.Record) (int64, error) {
 	part := o.t.partition(p)
 	if part == nil {
 		return 0, fmt.Errorf("server: %s has no partition %d", offsetsTopic, p)
 	}
-	first := int64(-1)
-	for len(recs) > 0 {
-		n, size := 0, 0
-		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value)+32 < maxStoreBatch) {
-			size += len(recs[n].Key) + len(recs[n].Value) + 32
-			n++
-		}
-		rs := make([]record.Record, n)
-		for i, r := range recs[:n] {
-			rs[i] = record.Record{Key: r.Key, Value: r.Value}
-		}
-		batch := record.AppendBatch(nil, record.Batch{
-			BaseTimestamp: time.Now().UnixMilli(),
-			ProducerID:    -1, ProducerEpoch: -1, BaseSequence: -1,
-			Records: rs,
-		})
-		res, err := part.Append(batch)
-		if err != nil {
-			return 0, err
-		}
-		if first < 0 {
-			first = res.BaseOffset
-		}
-		recs = recs[n:]
-	}
-	if first < 0 {
+	if len(recs) == 0 {
 		return part.HighWatermark(), nil
 	}
-	return first, part.Sync()
+	res, err := part.Append(storeBatch(recs))
+	if err != nil {
+		return 0, err
+	}
+	return res.BaseOffset, part.Sync()
 }
+
+func storeBatch(recs []group.Record) []byte {
+	rs := make([]record.Record, len(recs))
+	for i, r := range recs {
+		rs[i] = record.Record{Key: r.Key, Value: r.Value}
+	}
+	return record.AppendBatch(nil, record.Batch{
+		BaseTimestamp: time.Now().UnixMilli(),
+		ProducerID:    -1, ProducerEpoch: -1, BaseSequence: -1,
+		Records: rs,
+	})
+}
+
+// maxSnapshotBatch bounds each batch of a snapshot, which may hold every
+// live offset of a partition and is written in as many batches as needed:
+// the log start moves past the old records only once all are durable.
+const maxSnapshotBatch = 1 << 20
 
 func (o *offsetsStore) Replay(p int32, fn func(offset int64, r group.Record) error) error {
 	part := o.t.partition(p)
@@ -146,12 +141,27 @@ func (o *offsetsStore) Snapshot(p int32, recs []group.Record) error {
 	if part == nil {
 		return fmt.Errorf("server: %s has no partition %d", offsetsTopic, p)
 	}
-	start := part.HighWatermark()
-	if len(recs) > 0 {
-		var err error
-		if start, err = o.Append(p, recs); err != nil {
+	start := int64(-1)
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value)+32 < maxSnapshotBatch) {
+			size += len(recs[n].Key) + len(recs[n].Value) + 32
+			n++
+		}
+		res, err := part.Append(storeBatch(recs[:n]))
+		if err != nil {
 			return err
 		}
+		if start < 0 {
+			start = res.BaseOffset
+		}
+		recs = recs[n:]
+	}
+	if err := part.Sync(); err != nil {
+		return err
+	}
+	if start < 0 {
+		start = part.HighWatermark()
 	}
 	_, err := part.DeleteRecords(start)
 	return err

@@ -350,6 +350,9 @@ func (s *Server) deleteTopic(t *topic) error {
 
 // addPartitions grows a topic to n partitions.
 func (s *Server) addPartitions(t *topic, n int32, validateOnly bool) error {
+	if t.internal {
+		return newTopicError(kerr.InvalidRequest, "the partitions of internal topic %q cannot change", t.name)
+	}
 	s.topics.adminMu.Lock()
 	defer s.topics.adminMu.Unlock()
 	cur := int32(len(t.partitions()))
