@@ -159,3 +159,108 @@ func TestNullBrokerCannotBeConsumed(t *testing.T) {
 		t.Fatalf("rows %+v\n%s", cmp.Rows, table.String())
 	}
 }
+
+// slowAckListener delays every write of the connections it accepts by
+// delay: a broker that takes requests at once and acknowledges them late.
+type slowAckListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l slowAckListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return slowAckConn{c, l.delay}, nil
+}
+
+type slowAckConn struct {
+	net.Conn
+	delay time.Duration
+}
+
+func (c slowAckConn) Write(b []byte) (int, error) {
+	time.Sleep(c.delay)
+	return c.Conn.Write(b)
+}
+
+// TestRateHeldWithSlowAcks: the produced rate is what was sent over the
+// time spent sending. Waiting for late acknowledgements after the last send
+// is latency, not a rate the producer could not hold.
+func TestRateHeldWithSlowAcks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := bench.StartNullBroker(slowAckListener{ln, 300 * time.Millisecond}, bench.NullBrokerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	const rate = 5000
+	cfg := testConfig(nb.Addr(), "slow-acks")
+	cfg.Records, cfg.Duration, cfg.Rate, cfg.Acks = 0, time.Second, rate, "1"
+	res, err := bench.Produce(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("records %d in %.2fs, produced %.0f/s, worst %.1fms behind, ack p50 %.0fms, notes %q",
+		res.Records, res.Seconds, res.ProducedRate, res.MaxBehind, res.Latency.P50, res.Notes)
+	if res.Seconds < 1.2 {
+		t.Fatalf("the last acknowledgement came %.2fs after measuring began; the test needs it late", res.Seconds)
+	}
+	if res.ProducedRate < 0.95*rate || res.ProducedRate > 1.05*rate {
+		t.Errorf("produced rate %.0f/s, want about %d/s", res.ProducedRate, rate)
+	}
+	// A loaded machine may fall behind the schedule itself; short of
+	// that, the rate is held.
+	if res.MaxBehind < 10 && (res.RateHeld == nil || !*res.RateHeld || len(res.Notes) > 0) {
+		t.Errorf("rate held %v, notes %q", res.RateHeld, res.Notes)
+	}
+}
+
+// TestCPUExcludesWarmup: the CPU figures start when measuring does, so
+// what the process burns during the warmup is not charged to the measured
+// records.
+func TestCPUExcludesWarmup(t *testing.T) {
+	ferry := benchtest.StartBroker(t)
+	for _, tt := range []struct {
+		name string
+		addr string
+		run  func(context.Context, bench.Config) (*bench.Result, error)
+		cfg  func(*bench.Config)
+	}{
+		{"produce", benchtest.StartNullBroker(t), bench.Produce, func(c *bench.Config) {
+			c.Records, c.Duration = 0, 300*time.Millisecond
+		}},
+		{"e2e", ferry, bench.E2E, func(c *bench.Config) { c.Records = 300 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const burn = 700 * time.Millisecond
+			cfg := testConfig(tt.addr, "cpu-"+tt.name)
+			cfg.Rate, cfg.Warmup = 1000, time.Second
+			tt.cfg(&cfg)
+			// Keep a core busy for most of the warmup.
+			burnt := make(chan struct{})
+			go func() {
+				defer close(burnt)
+				for end := time.Now().Add(burn); time.Now().Before(end); {
+				}
+			}()
+			res, err := tt.run(t.Context(), cfg)
+			<-burnt
+			if err != nil && !errors.Is(err, bench.ErrRateNotHeld) {
+				t.Fatal(err)
+			}
+			used := res.CPU.UserSeconds + res.CPU.SystemSeconds
+			if used == 0 {
+				t.Skip("no process CPU times on this platform")
+			}
+			t.Logf("records %d in %.2fs, cpu %.3fs, %.1fµs/record, %.0f%%", res.Records, res.Seconds, used, res.CPU.MicrosPerRecord, res.CPU.Percent)
+			if used > burn.Seconds()/2 {
+				t.Errorf("cpu %.3fs for %d records after the warmup: the %s burnt during the warmup is counted", used, res.Records, burn)
+			}
+		})
+	}
+}

@@ -211,7 +211,11 @@ func (c *consumeRun) run(ctx context.Context) (*Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	begin := time.Now()
-	cpu := startCPU()
+	measureStart := begin
+	if !c.measureStart.IsZero() {
+		measureStart = c.measureStart // e2e: after the warmup
+	}
+	cpu := startCPUAt(measureStart)
 	c.meter.run(begin)
 	defer c.meter.halt()
 

@@ -15,10 +15,12 @@
 //     medians side by side with ratios to the first target; WriteReport
 //     writes Markdown, JSON, SVG charts and an HTML page.
 //
-// Every run prints one progress line per second to Config.Progress and
+// Every run prints one progress line per second to Config.Progress (that
+// second's records/s and MiB/s, and p50/p99 latency of the run so far) and
 // returns a Result: records, bytes, records/s, MiB/s, an HdrHistogram
 // summary (p50 p90 p99 p99.9 max) and this process's CPU use from
-// getrusage, which includes any broker run in the same process.
+// getrusage after the warmup, which includes any broker run in the same
+// process.
 //
 // # Keeping the generator out of the way
 //

@@ -42,15 +42,17 @@ type Result struct {
 	Latency Latency `json:"latency"`
 
 	// TargetRate is the requested rate (records/s), zero for none;
-	// ProducedRate is the rate the producer reached, RateHeld whether it
-	// reached at least 98% of the target, and MaxBehind how far (ms) the
-	// producer fell behind its schedule at worst.
+	// ProducedRate is the rate the producer reached (records sent after
+	// the warmup over the time spent sending them; the wait for the last
+	// acknowledgements is left out), RateHeld whether it reached at least
+	// 98% of the target and never fell a second behind, and MaxBehind how
+	// far (ms) the producer fell behind its schedule at worst.
 	TargetRate   float64 `json:"target_rate,omitempty"`
 	ProducedRate float64 `json:"produced_rate,omitempty"`
 	RateHeld     *bool   `json:"rate_held,omitempty"`
 	MaxBehind    float64 `json:"max_behind_ms,omitempty"`
 
-	// CPU is this process's CPU use during the run.
+	// CPU is this process's CPU use while measuring (after the warmup).
 	CPU CPU `json:"cpu"`
 	// Series is the per-second throughput, warmup included.
 	Series []Sample `json:"series,omitempty"`
@@ -68,7 +70,8 @@ type CPU struct {
 	Percent float64 `json:"percent"`
 	// Cores is runtime.NumCPU().
 	Cores int `json:"cores"`
-	// MicrosPerRecord is CPU microseconds spent per measured record.
+	// MicrosPerRecord is CPU microseconds spent per measured record,
+	// counted from the end of the warmup.
 	MicrosPerRecord float64 `json:"us_per_record"`
 }
 
@@ -81,6 +84,37 @@ type cpuClock struct {
 func startCPU() cpuClock {
 	u, s, ok := processCPU()
 	return cpuClock{wall: time.Now(), user: u, sys: s, ok: ok}
+}
+
+// cpuWindow measures this process's CPU use from a time that may still be
+// ahead, the end of a run's warmup, so the warmup's CPU does not count: a
+// timer takes the start reading then.
+type cpuWindow struct {
+	timer *time.Timer
+	fired chan struct{} // closed once the timer has taken start
+	start cpuClock
+}
+
+// startCPUAt starts measuring CPU use at t (at once if t has passed).
+func startCPUAt(t time.Time) *cpuWindow {
+	w := &cpuWindow{fired: make(chan struct{})}
+	w.timer = time.AfterFunc(time.Until(t), func() {
+		w.start = startCPU()
+		close(w.fired)
+	})
+	return w
+}
+
+// stop returns the CPU used since the start reading, per record for
+// records measured records. A run that ends before the start reading is
+// taken reports what it used from now: nothing.
+func (w *cpuWindow) stop(records int64) CPU {
+	if w.timer.Stop() {
+		w.start = startCPU()
+	} else {
+		<-w.fired
+	}
+	return w.start.stop(records)
 }
 
 func (c cpuClock) stop(records int64) CPU {

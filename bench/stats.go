@@ -253,7 +253,7 @@ func (m *meter) tick(now time.Time, print bool) {
 	if m.kind != LatencyFirstRecord {
 		h := m.merged()
 		if h.TotalCount() > 0 {
-			lat = fmt.Sprintf("  %s p50 %s p99 %s", m.kind, fmtMillis(float64(h.ValueAtQuantile(50))/1000), fmtMillis(float64(h.ValueAtQuantile(99))/1000))
+			lat = fmt.Sprintf("  %s latency so far p50 %s p99 %s", m.kind, fmtMillis(float64(h.ValueAtQuantile(50))/1000), fmtMillis(float64(h.ValueAtQuantile(99))/1000))
 		}
 	}
 	fmt.Fprintf(m.out, "%s %5.0fs %12s rec/s %9.2f MiB/s%s%s\n",

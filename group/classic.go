@@ -282,8 +282,6 @@ func (c *Coordinator) replaceStaticLocked(g *group, req *kmsg.JoinGroupRequest, 
 		if g.protocol == g.selectProtocol() {
 			// Nothing the assignment depends on changed: keep the
 			// generation, store the new member ID and answer at once.
-			// The leader's ID is the one it had before, so a replaced
-			// leader does not reassign (KIP-814).
 			if err := c.persistClassicLocked(g, nil); err != nil {
 				// Put the old incarnation back.
 				stopTimer(&m.hbTimer)
@@ -301,6 +299,16 @@ func (c *Coordinator) replaceStaticLocked(g *group, req *kmsg.JoinGroupRequest, 
 				return nil, joinError(req.Version, kerr.CoordinatorNotAvailable.Code, "")
 			}
 			resp := g.joinResponse(m, req.Version)
+			if req.Version >= 9 {
+				// KIP-814: a replaced leader learns that it leads,
+				// with the members, but is told to skip the
+				// assignment: the group keeps the one it has.
+				resp.SkipAssignment = m.id == g.leader
+				return nil, resp
+			}
+			// Before v9 there is no SkipAssignment: answer with the
+			// leader ID the group had before and no members, so a
+			// replaced leader does not assign again.
 			resp.Members = nil
 			resp.LeaderID = leaderBefore
 			return nil, resp

@@ -85,49 +85,34 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer c.close()
-	lags, err := c.adm.Lag(rctx, groups...)
-	if err != nil {
-		return c.fail(fmt.Sprintf("describe group %q", groups[0]), err)
+	kip848 := c.consumerProtocolGroups(rctx)
+	var classic []string
+	for _, g := range groups {
+		if !kip848[g] {
+			classic = append(classic, g)
+		}
+	}
+	lags := kadm.DescribedGroupLags{}
+	if len(classic) > 0 {
+		if lags, err = c.adm.Lag(rctx, classic...); err != nil {
+			return c.fail(fmt.Sprintf("describe group %q", classic[0]), err)
+		}
 	}
 	var out []groupDescribed
 	for _, g := range groups {
-		l, ok := lags[g]
-		if !ok {
-			return c.fail(fmt.Sprintf("describe group %q", g), kerr.GroupIDNotFound)
+		var d groupDescribed
+		if kip848[g] {
+			d, err = c.describeConsumerProtocol(rctx, g)
+		} else if d, err = describeClassic(lags, g); errors.Is(err, kerr.GroupIDNotFound) {
+			// DescribeGroups answers GROUP_ID_NOT_FOUND for a group of
+			// the consumer protocol, as Kafka 4 does; ListGroups may
+			// have missed it (created since, or no group types).
+			if d848, err848 := c.describeConsumerProtocol(rctx, g); err848 == nil {
+				d, err = d848, nil
+			}
 		}
-		if err := l.Error(); err != nil {
+		if err != nil {
 			return c.fail(fmt.Sprintf("describe group %q", g), err)
-		}
-		d := groupDescribed{
-			Group: g, State: l.State, ProtocolType: l.ProtocolType, Protocol: l.Protocol,
-			Coordinator: l.Coordinator.NodeID, Members: []groupMember{}, Offsets: []groupOffset{},
-		}
-		for _, m := range l.Members {
-			gm := groupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assigned: []string{}}
-			if m.InstanceID != nil {
-				gm.InstanceID = *m.InstanceID
-			}
-			if ca, ok := m.Assigned.AsConsumer(); ok {
-				for _, t := range ca.Topics {
-					ps := append([]int32(nil), t.Partitions...)
-					sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-					gm.Assigned = append(gm.Assigned, t.Topic+":"+joinInt32(ps))
-				}
-			}
-			d.Members = append(d.Members, gm)
-		}
-		for _, ml := range l.Lag.Sorted() {
-			off := groupOffset{Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, LogEnd: ml.End.Offset, Lag: ml.Lag}
-			if ml.Member != nil {
-				off.Member = ml.Member.MemberID
-			}
-			if ml.Lag > 0 {
-				d.TotalLag += ml.Lag
-			}
-			d.Offsets = append(d.Offsets, off)
-		}
-		if l.State == "Dead" && len(d.Members) == 0 && len(d.Offsets) == 0 {
-			return c.fail(fmt.Sprintf("describe group %q", g), kerr.GroupIDNotFound)
 		}
 		out = append(out, d)
 	}
@@ -158,6 +143,196 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}
 	return nil
+}
+
+// describeClassic turns the lag of a classic group, from kadm.Lag, into
+// its description. A group that does not exist is kerr.GroupIDNotFound.
+func describeClassic(lags kadm.DescribedGroupLags, g string) (groupDescribed, error) {
+	l, ok := lags[g]
+	if !ok {
+		return groupDescribed{}, kerr.GroupIDNotFound
+	}
+	if err := l.Error(); err != nil {
+		return groupDescribed{}, err
+	}
+	d := groupDescribed{
+		Group: g, State: l.State, ProtocolType: l.ProtocolType, Protocol: l.Protocol,
+		Coordinator: l.Coordinator.NodeID, Members: []groupMember{}, Offsets: []groupOffset{},
+	}
+	for _, m := range l.Members {
+		gm := groupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assigned: []string{}}
+		if m.InstanceID != nil {
+			gm.InstanceID = *m.InstanceID
+		}
+		if ca, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range ca.Topics {
+				ps := append([]int32(nil), t.Partitions...)
+				sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+				gm.Assigned = append(gm.Assigned, t.Topic+":"+joinInt32(ps))
+			}
+		}
+		d.Members = append(d.Members, gm)
+	}
+	for _, ml := range l.Lag.Sorted() {
+		off := groupOffset{Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, LogEnd: ml.End.Offset, Lag: ml.Lag}
+		if ml.Member != nil {
+			off.Member = ml.Member.MemberID
+		}
+		d.addOffset(off)
+	}
+	if l.State == "Dead" && len(d.Members) == 0 && len(d.Offsets) == 0 {
+		return groupDescribed{}, kerr.GroupIDNotFound
+	}
+	return d, nil
+}
+
+// addOffset adds one partition's row and its lag to the total.
+func (d *groupDescribed) addOffset(off groupOffset) {
+	if off.Lag > 0 {
+		d.TotalLag += off.Lag
+	}
+	d.Offsets = append(d.Offsets, off)
+}
+
+// consumerProtocolGroups returns the groups the brokers list as groups of
+// the consumer protocol (KIP-848; ListGroups v5+, type "consumer"). It is
+// a hint: brokers before Kafka 3.8 give no type, and a failed listing
+// gives none, so callers also treat GROUP_ID_NOT_FOUND from DescribeGroups
+// as "maybe a consumer-protocol group".
+func (c *conn) consumerProtocolGroups(ctx context.Context) map[string]bool {
+	listed, _ := c.adm.ListGroupsByType(ctx, []string{"consumer"})
+	out := map[string]bool{}
+	for _, g := range listed {
+		if g.GroupType == "consumer" {
+			out[g.Group] = true
+		}
+	}
+	return out
+}
+
+// describeConsumerProtocol describes a group of the consumer protocol
+// (KIP-848), which DescribeGroups does not: its members and assignments
+// from ConsumerGroupDescribe, and the lag of every partition committed to,
+// assigned, or of a topic a member subscribes to. A group that does not
+// exist is kerr.GroupIDNotFound.
+func (c *conn) describeConsumerProtocol(ctx context.Context, g string) (groupDescribed, error) {
+	described, err := c.adm.DescribeConsumerGroups(ctx, g)
+	if err != nil {
+		return groupDescribed{}, err
+	}
+	dg, ok := described[g]
+	if !ok {
+		return groupDescribed{}, kerr.GroupIDNotFound
+	}
+	if dg.Err != nil {
+		return groupDescribed{}, dg.Err
+	}
+	d := groupDescribed{
+		Group: g, State: dg.State, ProtocolType: "consumer", Protocol: dg.AssignorName,
+		Coordinator: dg.Coordinator.NodeID, Members: []groupMember{}, Offsets: []groupOffset{},
+	}
+	owners := map[string]map[int32]string{} // topic -> partition -> member id
+	topics := kadm.TopicsSet{}
+	for _, m := range dg.Members {
+		gm := groupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assigned: []string{}}
+		if m.InstanceID != nil {
+			gm.InstanceID = *m.InstanceID
+		}
+		for _, tp := range m.Assignment.Sorted() {
+			gm.Assigned = append(gm.Assigned, tp.Topic+":"+joinInt32(tp.Partitions))
+			if owners[tp.Topic] == nil {
+				owners[tp.Topic] = map[int32]string{}
+			}
+			for _, p := range tp.Partitions {
+				owners[tp.Topic][p] = m.MemberID
+			}
+		}
+		topics.Merge(m.Assignment)
+		topics.MergeTopics(m.SubscribedTopics)
+		d.Members = append(d.Members, gm)
+	}
+
+	commits, err := c.adm.FetchOffsets(ctx, g)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		err = nil // nothing committed yet
+	}
+	if err != nil {
+		return groupDescribed{}, err
+	}
+	topics.Merge(commits.Partitions())
+	var starts, ends kadm.ListedOffsets
+	if ts := topics.Topics(); len(ts) > 0 {
+		// As kadm.Lag does: a broker that does not answer leaves its
+		// partitions out, and they show with an unknown lag.
+		if starts, err = c.adm.ListStartOffsets(ctx, ts...); err != nil && !isShardErr(err) {
+			return groupDescribed{}, err
+		}
+		if ends, err = c.adm.ListEndOffsets(ctx, ts...); err != nil && !isShardErr(err) {
+			return groupDescribed{}, err
+		}
+	}
+	// kadm computes lag from a classic description; give it none, and
+	// every topic a member is assigned or subscribes to as if committed to
+	// with no partitions, which makes it list all their partitions, as
+	// kadm.Lag does for the topics of a classic member.
+	primed := make(kadm.OffsetResponses, len(topics))
+	for t := range topics {
+		primed[t] = commits[t]
+		if primed[t] == nil {
+			primed[t] = map[int32]kadm.OffsetResponse{}
+		}
+	}
+	lag := kadm.CalculateGroupLagWithStartOffsets(kadm.DescribedGroup{Group: g, State: dg.State}, primed, starts, ends)
+	for _, ml := range lag.Sorted() {
+		if ml.Partition < 0 { // a topic that does not exist
+			continue
+		}
+		d.addOffset(groupOffset{
+			Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, LogEnd: ml.End.Offset, Lag: ml.Lag,
+			Member: owners[ml.Topic][ml.Partition],
+		})
+	}
+	return d, nil
+}
+
+// isShardErr reports whether err is kadm's *ShardErrors: some brokers of a
+// request sent to several did not answer.
+func isShardErr(err error) bool {
+	var se *kadm.ShardErrors
+	return errors.As(err, &se)
+}
+
+// groupActivity returns how many members group has and its state, from
+// DescribeGroups or, for a group of the consumer protocol (KIP-848), from
+// ConsumerGroupDescribe: DescribeGroups answers GROUP_ID_NOT_FOUND for
+// those, as Kafka does. A group that exists in neither form has no
+// members and no state.
+func (c *conn) groupActivity(ctx context.Context, group string) (members int, state string, err error) {
+	if !c.consumerProtocolGroups(ctx)[group] {
+		described, err := c.adm.DescribeGroups(ctx, group)
+		if err != nil {
+			return 0, "", err
+		}
+		d, ok := described[group]
+		switch {
+		case ok && d.Err == nil:
+			return len(d.Members), d.State, nil
+		case ok && !errors.Is(d.Err, kerr.GroupIDNotFound):
+			return 0, "", d.Err
+		}
+	}
+	described, err := c.adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		return 0, "", err
+	}
+	d, ok := described[group]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.GroupIDNotFound):
+		return 0, "", nil
+	case d.Err != nil:
+		return 0, "", d.Err
+	}
+	return len(d.Members), d.State, nil
 }
 
 // ---- group delete ----
@@ -226,7 +401,7 @@ func groupResetFlags() (*flag.FlagSet, *groupResetOpts) {
 	fs.BoolVar(&o.toLatest, "to-latest", false, "reset to the log end")
 	fs.Int64Var(&o.toOffset, "to-offset", 0, "reset to offset `N` (clamped to the log)")
 	fs.StringVar(&o.toDatetime, "to-datetime", "", "reset to the first record at or after `T` (RFC 3339 or unix ms)")
-	fs.Int64Var(&o.shiftBy, "shift-by", 0, "move the committed offsets by `N` (negative: back)")
+	fs.Int64Var(&o.shiftBy, "shift-by", 0, "move the committed offsets by `N` (negative: back); every partition needs a committed offset")
 	fs.BoolVar(&o.execute, "execute", false, "commit the new offsets (default: dry run, print the plan)")
 	return fs, o
 }
@@ -288,18 +463,13 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 	what := fmt.Sprintf("reset offsets of group %q", group)
 
 	// Kafka's rule: only an inactive group's offsets can be reset.
-	described, err := c.adm.DescribeGroups(rctx, group)
+	members, state, err := c.groupActivity(rctx, group)
 	if err != nil {
 		return c.fail(what, err)
 	}
-	if d, ok := described[group]; ok {
-		if d.Err != nil && !errors.Is(d.Err, kerr.GroupIDNotFound) {
-			return c.fail(what, d.Err)
-		}
-		if len(d.Members) > 0 || (d.State != "" && d.State != "Empty" && d.State != "Dead") {
-			return fmt.Errorf("%s: the group has %d active member(s) and is %s; stop its consumers first (offsets can only be reset while the group is inactive): %w",
-				what, len(d.Members), d.State, kerr.NonEmptyGroup)
-		}
+	if members > 0 || (state != "" && state != "Empty" && state != "Dead") {
+		return c.fail(what, fmt.Errorf("the group has %d active member(s) and is %s; stop its consumers first (offsets can only be reset while the group is inactive): %w",
+			members, state, kerr.NonEmptyGroup))
 	}
 
 	committed, err := c.adm.FetchOffsets(rctx, group)
@@ -394,11 +564,11 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 					n = ao.Offset
 				}
 			case o.set["shift-by"]:
-				base := cur
-				if base < 0 {
-					base = lo
+				if cur < 0 {
+					// As Kafka: there is nothing to shift from.
+					return c.fail(what, fmt.Errorf("cannot shift offset for partition %s-%d since there is no current committed offset", t, p))
 				}
-				n = base + o.shiftBy
+				n = cur + o.shiftBy
 			}
 			n = min(max(n, lo), hi)
 			plan = append(plan, offsetReset{Group: group, Topic: t, Partition: p, Current: cur, New: n})

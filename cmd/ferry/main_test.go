@@ -308,7 +308,7 @@ func TestGroupCommands(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("reset of live group: exit %d\n%s%s", code, out, errOut)
 	}
-	contains(t, "reset live group", errOut, `"live"`, "active member", "NON_EMPTY_GROUP")
+	contains(t, "reset live group", errOut, `"live"`, "on "+addr, "active member", "NON_EMPTY_GROUP")
 	out = mustFerry(t, "", "group", "describe", "live", b)
 	contains(t, "describe live group", out, "MEMBER", "CLIENT-ID", "jobs:0,1")
 	out, errOut, code = ferry(t, "", "group", "delete", "live", b)
@@ -475,5 +475,133 @@ func TestBrokersFromEnv(t *testing.T) {
 	cf := addClientFlags(fs)
 	if got := strings.Join(cf.brokerList(), ","); got != "h1:1,h2:2" {
 		t.Fatalf("brokers %q", got)
+	}
+}
+
+// TestGroupCommandsKIP848 covers a group of the consumer protocol (KIP-848):
+// DescribeGroups answers GROUP_ID_NOT_FOUND for it, as Kafka does, so
+// describe and reset-offsets must use ConsumerGroupDescribe.
+func TestGroupCommandsKIP848(t *testing.T) {
+	// Members heartbeat at the interval the broker tells them; the default
+	// 5s would slow every step.
+	props := map[string]string{"group.consumer.heartbeat.interval.ms": "100"}
+	for k, v := range benchtest.TestProps {
+		props[k] = v
+	}
+	addr, err := benchtest.StartFerry(t, props)
+	if err != nil {
+		t.Skipf("Ferry server unavailable: %v", err)
+	}
+	b := "-brokers=" + addr
+	mustFerry(t, "", "topic", "create", "jobs", b, "-partitions", "2")
+	mustFerry(t, "a\nb\nc\n", "produce", "jobs", b, "-partition", "0")
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup("g848"), kgo.ConsumeTopics("jobs"),
+		kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	for got := 0; got < 3; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumer read %d records", got)
+		}
+		got += fs.NumRecords()
+	}
+	cancel()
+	if err := cl.CommitUncommittedOffsets(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out := mustFerry(t, "", "group", "list", b)
+	contains(t, "group list", out, "g848", "consumer")
+
+	// describe: the member, its assignment and the offsets.
+	out = mustFerry(t, "", "group", "describe", "g848", b)
+	contains(t, "describe", out, "GROUP g848", "MEMBERS 1", "TOTAL-LAG 0", "MEMBER", "jobs:0,1", "COMMITTED")
+	out = mustFerry(t, "", "group", "describe", "g848", b, "-o", "json")
+	var gd []groupDescribed
+	if err := json.Unmarshal([]byte(out), &gd); err != nil || len(gd) != 1 {
+		t.Fatalf("describe json: %v\n%s", err, out)
+	}
+	d := gd[0]
+	if d.State != "Stable" || d.ProtocolType != "consumer" || d.Protocol != "range" || len(d.Members) != 1 ||
+		strings.Join(d.Members[0].Assigned, " ") != "jobs:0,1" || d.TotalLag != 0 || len(d.Offsets) != 2 {
+		t.Fatalf("describe json: %+v\n%s", d, out)
+	}
+	for _, off := range d.Offsets {
+		want := map[int32]int64{0: 3, 1: -1}[off.Partition]
+		if off.Topic != "jobs" || off.Committed != want || off.Member != d.Members[0].MemberID {
+			t.Errorf("offset %+v: want committed %d and member %s", off, want, d.Members[0].MemberID)
+		}
+	}
+
+	// reset-offsets is refused while the group has a member, naming the
+	// broker like every other failure.
+	for _, mode := range [][]string{{"-to-earliest"}, {"-to-earliest", "-execute"}} {
+		out, errOut, code := ferry(t, "", append([]string{"group", "reset-offsets", "g848", b}, mode...)...)
+		if code != 1 {
+			t.Fatalf("reset %v of active group: exit %d\n%s%s", mode, code, out, errOut)
+		}
+		contains(t, "reset active group", errOut, `"g848"`, "on "+addr, "1 active member", "NON_EMPTY_GROUP")
+	}
+
+	// Once the member leaves, the group is Empty and can be reset.
+	cl.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out = mustFerry(t, "", "group", "describe", "g848", b, "-o", "json")
+		if err := json.Unmarshal([]byte(out), &gd); err == nil && len(gd) == 1 && len(gd[0].Members) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member did not leave:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if gd[0].State != "Empty" || gd[0].TotalLag != 0 {
+		t.Fatalf("after leaving: %+v", gd[0])
+	}
+	out = mustFerry(t, "", "group", "reset-offsets", "g848", b, "-to-earliest", "-execute", "-topic", "jobs:0")
+	contains(t, "reset empty group", out, "committed")
+	out = mustFerry(t, "", "group", "describe", "g848", b, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &gd); err != nil || len(gd) != 1 || gd[0].TotalLag != 3 {
+		t.Fatalf("after reset: %v\n%s", err, out)
+	}
+}
+
+// TestGroupResetShiftWithoutCommit: -shift-by needs a committed offset to
+// shift from; like Kafka, refuse a partition that has none rather than
+// shifting from the log start.
+func TestGroupResetShiftWithoutCommit(t *testing.T) {
+	addr := benchtest.StartBroker(t)
+	benchtest.RequireGroups(t, addr)
+	b := "-brokers=" + addr
+	mustFerry(t, "", "topic", "create", "jobs", b, "-partitions", "2")
+	mustFerry(t, "a\nb\nc\nd\ne\n", "produce", "jobs", b, "-partition", "0")
+	mustFerry(t, "x\ny\nz\nw\n", "produce", "jobs", b, "-partition", "1")
+	mustFerry(t, "", "group", "reset-offsets", "g", b, "-to-latest", "-topic", "jobs:0", "-execute")
+
+	for _, mode := range [][]string{{"-shift-by", "-1"}, {"-shift-by", "1", "-execute"}} {
+		out, errOut, code := ferry(t, "", append([]string{"group", "reset-offsets", "g", b, "-topic", "jobs"}, mode...)...)
+		if code != 1 {
+			t.Fatalf("shift %v with partition 1 uncommitted: exit %d\n%s%s", mode, code, out, errOut)
+		}
+		contains(t, "shift without commit", errOut, `"g"`, "cannot shift offset for partition jobs-1 since there is no current committed offset")
+	}
+	// Nothing was committed for partition 1, and partition 0 is unchanged.
+	out := mustFerry(t, "", "group", "describe", "g", b, "-o", "json")
+	var gd []groupDescribed
+	if err := json.Unmarshal([]byte(out), &gd); err != nil || len(gd) != 1 || len(gd[0].Offsets) != 2 ||
+		gd[0].Offsets[0].Committed != 5 || gd[0].Offsets[1].Committed != -1 {
+		t.Fatalf("after refused shift: %v\n%s", err, out)
+	}
+	// The committed partition alone shifts.
+	out = mustFerry(t, "", "group", "reset-offsets", "g", b, "-shift-by", "-2", "-topic", "jobs:0", "-execute", "-o", "json")
+	var plan []offsetReset
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || len(plan) != 1 || plan[0].Current != 5 || plan[0].New != 3 {
+		t.Fatalf("shift of committed partition: %v\n%s", err, out)
 	}
 }
