@@ -49,6 +49,7 @@ type fetch struct {
 	incremental bool
 	parts       []fetchPart
 	watched     []*partition.Partition
+	unlocked    bool // the session lock was released
 }
 
 func handleFetch(s *Server, r *request) kmsg.Response {
@@ -224,9 +225,23 @@ func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
 	return results, total, anyErr
 }
 
+// unlockSession releases the fetch session, once.
+func (f *fetch) unlockSession() {
+	if f.sess != nil && !f.unlocked {
+		f.unlocked = true
+		f.sess.mu.Unlock()
+	}
+}
+
 // try reads once and, if the fetch is satisfied (or final), responds and
 // returns true. Otherwise it releases what it read and returns false.
 func (f *fetch) try(final bool) bool {
+	defer func() {
+		if v := recover(); v != nil {
+			f.unlockSession() // a panic must not leave the session locked
+			panic(v)
+		}
+	}()
 	results, total, anyErr := f.read()
 	if !final && total < int(f.req.MinBytes) && !anyErr {
 		for i := range results {
@@ -279,7 +294,7 @@ func (f *fetch) respond(results []fetchResult) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if f.sess != nil {
 		resp.SessionID = f.sess.id
-		defer f.sess.mu.Unlock()
+		defer f.unlockSession()
 	}
 	var views []log.View
 	var salt [8]byte
