@@ -165,6 +165,10 @@ func ackOpt(acks string) (kgo.Acks, error) {
 	return kgo.Acks{}, fmt.Errorf("%w: acks %q: want 0, 1 or all", ErrConfig, acks)
 }
 
+// CompressionCodec returns the kgo codec named by name (none, gzip, snappy,
+// lz4 or zstd; case-insensitive), or an error wrapping ErrConfig.
+func CompressionCodec(name string) (kgo.CompressionCodec, error) { return compressionOpt(name) }
+
 func compressionOpt(name string) (kgo.CompressionCodec, error) {
 	switch strings.ToLower(name) {
 	case "", "none":

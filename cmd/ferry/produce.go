@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferrymq/ferry/bench"
 )
 
 // stdin is what `ferry produce` reads; tests replace it.
@@ -160,19 +162,11 @@ func producerAcks(s string) (kgo.Acks, error) {
 }
 
 func producerCodec(s string) (kgo.CompressionCodec, error) {
-	switch strings.ToLower(s) {
-	case "", "none":
-		return kgo.NoCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
+	codec, err := bench.CompressionCodec(s)
+	if err != nil {
+		return kgo.CompressionCodec{}, usageError("-compression %q: want none, gzip, snappy, lz4 or zstd", s)
 	}
-	return kgo.CompressionCodec{}, usageError("-compression %q: want none, gzip, snappy, lz4 or zstd", s)
+	return codec, nil
 }
 
 // writeJSONLine writes v as one line of JSON.
