@@ -30,7 +30,7 @@ func (s *Server) startGroups() error {
 	c, err := group.New(group.Config{
 		Store:                         &offsetsStore{s: s, t: t},
 		Topics:                        s.groupTopics,
-		Logger:                        s.logger.With("component", "group"),
+		Logger:                        s.logger,
 		NodeID:                        s.cfg.NodeID,
 		OffsetsTopicPartitions:        int32(len(t.partitions())),
 		MinSessionTimeout:             ms("group.min.session.timeout.ms"),
