@@ -695,17 +695,9 @@ func (c *Coordinator) completeSyncLocked(g *group, m *member, code int16) {
 // coordinator closes).
 func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest) *kmsg.SyncGroupResponse {
 	resp := newSyncResp(req.Version)
-	if req.Group == "" {
-		resp.ErrorCode = kerr.InvalidGroupID.Code
-		return resp
-	}
-	g, res := c.lockGroup(req.Group, false)
-	switch res {
-	case lookupClosed:
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		return resp
-	case lookupMissing:
-		resp.ErrorCode = kerr.UnknownMemberID.Code
+	g, code := c.lockClassicMemberGroup(req.Group)
+	if code != 0 {
+		resp.ErrorCode = code
 		return resp
 	}
 	wait, now := c.syncLocked(g, req)
@@ -739,9 +731,6 @@ func (c *Coordinator) syncLocked(g *group, req *kmsg.SyncGroupRequest) (chan *km
 	fail := func(code int16) (chan *kmsg.SyncGroupResponse, *kmsg.SyncGroupResponse) {
 		resp.ErrorCode = code
 		return nil, resp
-	}
-	if g.kind == kindConsumer {
-		return fail(kerr.UnknownMemberID.Code)
 	}
 	if code := g.validateMember(req.MemberID, req.InstanceID); code != 0 {
 		return fail(code)
@@ -829,28 +818,39 @@ func inconsistent(req *string, have string) bool {
 	return req != nil && have != "" && *req != have
 }
 
+// lockClassicMemberGroup locks the group a member request (SyncGroup,
+// Heartbeat, LeaveGroup) names, or returns the code Kafka answers when
+// there is none to act on: INVALID_GROUP_ID for an empty id,
+// COORDINATOR_NOT_AVAILABLE once closed, UNKNOWN_MEMBER_ID for a group that
+// does not exist or speaks the KIP-848 protocol. The caller unlocks g.
+func (c *Coordinator) lockClassicMemberGroup(name string) (*group, int16) {
+	if name == "" {
+		return nil, kerr.InvalidGroupID.Code
+	}
+	g, res := c.lockGroup(name, false)
+	switch res {
+	case lookupClosed:
+		return nil, kerr.CoordinatorNotAvailable.Code
+	case lookupMissing:
+		return nil, kerr.UnknownMemberID.Code
+	}
+	if g.kind == kindConsumer {
+		g.mu.Unlock()
+		return nil, kerr.UnknownMemberID.Code
+	}
+	return g, 0
+}
+
 // Heartbeat handles a Heartbeat request.
 func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) *kmsg.HeartbeatResponse {
 	resp := kmsg.NewPtrHeartbeatResponse()
 	resp.Version = req.Version
-	if req.Group == "" {
-		resp.ErrorCode = kerr.InvalidGroupID.Code
-		return resp
-	}
-	g, res := c.lockGroup(req.Group, false)
-	switch res {
-	case lookupClosed:
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		return resp
-	case lookupMissing:
-		resp.ErrorCode = kerr.UnknownMemberID.Code
+	g, code := c.lockClassicMemberGroup(req.Group)
+	if code != 0 {
+		resp.ErrorCode = code
 		return resp
 	}
 	defer g.mu.Unlock()
-	if g.kind == kindConsumer {
-		resp.ErrorCode = kerr.UnknownMemberID.Code
-		return resp
-	}
 	if code := g.validateMember(req.MemberID, req.InstanceID); code != 0 {
 		resp.ErrorCode = code
 		return resp
@@ -881,24 +881,12 @@ func (c *Coordinator) LeaveGroup(ctx context.Context, req *kmsg.LeaveGroupReques
 	if req.Version < 3 {
 		leaving = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
 	}
-	if req.Group == "" {
-		resp.ErrorCode = kerr.InvalidGroupID.Code
-		return resp
-	}
-	g, res := c.lockGroup(req.Group, false)
-	switch res {
-	case lookupClosed:
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		return resp
-	case lookupMissing:
-		resp.ErrorCode = kerr.UnknownMemberID.Code
+	g, code := c.lockClassicMemberGroup(req.Group)
+	if code != 0 {
+		resp.ErrorCode = code
 		return resp
 	}
 	defer g.mu.Unlock()
-	if g.kind == kindConsumer {
-		resp.ErrorCode = kerr.UnknownMemberID.Code
-		return resp
-	}
 	left := 0
 	for _, lm := range leaving {
 		r := kmsg.NewLeaveGroupResponseMember()

@@ -262,7 +262,7 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 		// Checked here, before anything of the record set is appended.
 		return fmt.Errorf("%w: batch of %d bytes, segment.bytes is %d", ErrRecordListTooLarge, h.Size(), seg)
 	}
-	if err := record.ValidateInto(b, h); err != nil {
+	if err := record.Check(h, b); err != nil {
 		if errors.Is(err, record.ErrInvalid) {
 			return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 		}

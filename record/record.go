@@ -191,10 +191,13 @@ func ValidateInto(b []byte, h *Header) error {
 	if err := ParseInto(b, h); err != nil {
 		return err
 	}
-	return check(h, b[:h.Size()])
+	return Check(h, b)
 }
 
-func check(h *Header, b []byte) error {
+// Check is the second half of Validate, for a header already parsed from
+// the start of b by ParseInto: CRC, offset delta, record count and codec.
+func Check(h *Header, b []byte) error {
+	b = b[:h.Size()]
 	if got := Checksum(b); got != h.CRC {
 		return fmt.Errorf("%w: crc %08x, header says %08x", ErrCorrupt, got, h.CRC)
 	}

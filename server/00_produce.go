@@ -61,10 +61,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 			sp.BaseOffset = -1
 			sp.LogAppendTime = -1
 			sp.LogStartOffset = -1
-			var p *partition.Partition
-			if t != nil {
-				p = t.partition(rp.Partition)
-			}
+			p := t.partition(rp.Partition)
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				if r.version >= 13 && t == nil {

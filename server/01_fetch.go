@@ -332,7 +332,8 @@ func (f *fetch) respond(results []fetchResult) {
 		// Empty, never null: librdkafka rejects a null record set.
 		rp.RecordBatches = []byte{}
 		if len(res.view.Data) > 0 {
-			rp.RecordBatches = sentinel(salt, len(views))
+			ph := sentinel(salt, len(views))
+			rp.RecordBatches = ph[:]
 			views = append(views, res.view)
 		}
 		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
@@ -373,9 +374,9 @@ func (f *fetch) respond(results []fetchResult) {
 const sentinelSize = 16
 
 // sentinel is the placeholder for the i-th partition's record data.
-func sentinel(salt [8]byte, i int) []byte {
-	b := make([]byte, sentinelSize)
-	copy(b, salt[:])
+func sentinel(salt [8]byte, i int) [sentinelSize]byte {
+	var b [sentinelSize]byte
+	copy(b[:], salt[:])
 	binary.BigEndian.PutUint64(b[8:], uint64(i))
 	return b
 }
@@ -388,21 +389,21 @@ func splice(frame []byte, salt [8]byte, views []log.View, flexible bool) ([][]by
 	prefixes := make([]byte, 0, 5*len(views))
 	pos := 0
 	total := 0
+	// The placeholder's own length prefix, as kmsg encoded it.
+	var want []byte
+	if flexible {
+		want = binary.AppendUvarint(nil, sentinelSize+1)
+	} else {
+		want = binary.BigEndian.AppendUint32(nil, sentinelSize)
+	}
+	plen := len(want)
 	for i := range views {
 		s := sentinel(salt, i)
-		at := bytes.Index(frame[pos:], s)
+		at := bytes.Index(frame[pos:], s[:])
 		if at < 0 {
 			return nil, false
 		}
 		at += pos
-		var plen int
-		var want []byte
-		if flexible {
-			want = binary.AppendUvarint(nil, sentinelSize+1)
-		} else {
-			want = binary.BigEndian.AppendUint32(nil, sentinelSize)
-		}
-		plen = len(want)
 		if at-plen < pos || !bytes.Equal(frame[at-plen:at], want) {
 			return nil, false
 		}

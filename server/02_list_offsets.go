@@ -30,10 +30,7 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
-			var p *partition.Partition
-			if t != nil {
-				p = t.partition(rp.Partition)
-			}
+			p := t.partition(rp.Partition)
 			switch {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code

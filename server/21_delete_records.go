@@ -3,8 +3,6 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/ferrymq/ferry/partition"
 )
 
 // DeleteRecords, v0-v2. Moves each partition's log start offset up to the
@@ -27,10 +25,7 @@ func handleDeleteRecords(s *Server, r *request) kmsg.Response {
 				sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 				sp.Partition = rp.Partition
 				sp.LowWatermark = -1
-				var p *partition.Partition
-				if t != nil {
-					p = t.partition(rp.Partition)
-				}
+				p := t.partition(rp.Partition)
 				if p == nil {
 					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				} else if t.internal {

@@ -25,10 +25,7 @@ func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			var p *partition.Partition
-			if t != nil {
-				p = t.partition(rp.Partition)
-			}
+			p := t.partition(rp.Partition)
 			switch {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code

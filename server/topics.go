@@ -42,7 +42,12 @@ type topic struct {
 
 func (t *topic) partitions() []*partition.Partition { return *t.parts.Load() }
 
+// partition returns partition i, or nil when there is no such partition
+// or no topic (t may be nil, as a failed lookup returns).
 func (t *topic) partition(i int32) *partition.Partition {
+	if t == nil {
+		return nil
+	}
 	ps := t.partitions()
 	if i < 0 || int(i) >= len(ps) {
 		return nil
@@ -80,16 +85,8 @@ func (ts *topics) all() []*topic {
 		out = append(out, t)
 	}
 	ts.mu.RUnlock()
-	sortTopics(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
-}
-
-func sortTopics(ts []*topic) {
-	for i := 1; i < len(ts); i++ {
-		for j := i; j > 0 && ts[j].name < ts[j-1].name; j-- {
-			ts[j], ts[j-1] = ts[j-1], ts[j]
-		}
-	}
 }
 
 var legalTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
