@@ -1305,17 +1305,17 @@ func TestGroupRestart(t *testing.T) {
 	})
 }
 
-// TestKcatGroup consumes with kcat's balanced consumer (-G, librdkafka):
-// a first run gets every record, a second run in the same group gets
-// nothing (the first committed on exit), and a third run after more
-// records are produced gets exactly those.
+// TestKcatGroup consumes from the ferry binary with kcat's balanced
+// consumer (-G, librdkafka): a first run gets every record, a second run
+// in the same group gets nothing (the first committed on exit), and a
+// third run after more records are produced gets exactly those.
 func TestKcatGroup(t *testing.T) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Skip("kcat not installed")
 	}
 	t.Parallel()
-	b := startBroker(t, nil)
+	b := startBinary(t)
 	const group = "kcg-g"
 	s := newSeqTopic(t, b, "kcg", 3)
 	prod := seqProducer(t, b)

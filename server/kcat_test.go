@@ -16,7 +16,7 @@ import (
 	"github.com/ferrymq/ferry/record"
 )
 
-// TestKcat runs kcat (librdkafka) against the broker: metadata, keyed
+// TestKcat runs kcat (librdkafka) against the ferry binary: metadata, keyed
 // produce with headers, consume from the beginning, from an offset, the
 // last N, and each codec.
 func TestKcat(t *testing.T) {
@@ -24,7 +24,7 @@ func TestKcat(t *testing.T) {
 	if err != nil {
 		t.Skip("kcat not installed")
 	}
-	b := startBroker(t, nil)
+	b := startBinary(t)
 	ctx := testCtx(t)
 	adm := b.admin()
 	if _, err := adm.CreateTopic(ctx, 3, 1, nil, "kc"); err != nil {
