@@ -319,7 +319,7 @@ func TestDecompressionBomb(t *testing.T) {
 	if _, err := p.Append(b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := decompress(record.CodecZstd, comp); err == nil {
+	if _, err := record.Decompress(record.CodecZstd, comp); err == nil {
 		t.Fatal("a 200 MiB batch decompressed")
 	}
 	off, _, ok, err := p.OffsetForTimestamp(500)

@@ -1,7 +1,10 @@
 // Package record parses and validates the header of a Kafka record batch
 // (magic 2) without copying or decoding the records inside it, rewrites the
-// broker-assigned fields in place, and builds small uncompressed batches for
-// the broker's own internal logs.
+// broker-assigned fields in place, builds small uncompressed batches for
+// the broker's own internal logs, and converts message sets of the older
+// formats v0/v1 (Produce v0-v2) into batches v2 (legacy.go). Compression
+// codecs (codec.go) are used only off the hot path: by that conversion and
+// by lookups inside a compressed batch.
 //
 // # Layout
 //

@@ -1,17 +1,22 @@
 package server
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/record"
 )
 
-// Produce, v3-v13 (record batch v2 only; v13 names topics by id).
+// Produce, v0-v13 (v13 names topics by id).
 //
-// Every batch is validated (length, magic 2, CRC32C, record count,
+// v3 and up carry record batches v2, stored as sent. v0-v2 carry message
+// sets of format v0/v1: each partition's set is converted into one batch
+// v2 first (record.ConvertLegacy), keeping the producer's codec. Every
+// batch is validated (length, magic 2, CRC32C, record count,
 // max.message.bytes) and idempotent sequences are checked before anything
 // of a partition is appended. Appends run on the connection's reader
 // goroutine, so pipelined requests keep their order. acks=0 gets no
@@ -19,7 +24,7 @@ import (
 // acks=-1 only once it is fsynced; the fsync waits run concurrently, so
 // pipelined requests and other connections share fsyncs (group commit).
 
-func init() { regKey(0, 3, 13, handleProduce) }
+func init() { regKey(0, 0, 13, handleProduce) }
 
 func handleProduce(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.ProduceRequest)
@@ -74,7 +79,15 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 				sp.ErrorMessage = errMsg("internal topics cannot be produced to")
 				continue
 			}
-			res, err := p.Append(rp.Records)
+			records := rp.Records
+			if r.version < 3 {
+				var err error
+				if records, err = record.ConvertLegacy(records); err != nil {
+					sp.ErrorCode = legacyErrorCode(err)
+					continue
+				}
+			}
+			res, err := p.Append(records)
 			if err != nil {
 				code, msg := kafkaError(err)
 				sp.ErrorCode = code
@@ -142,4 +155,15 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 		return resp
 	})
 	return nil
+}
+
+// legacyErrorCode is Kafka's code for a message set that does not convert.
+func legacyErrorCode(err error) int16 {
+	switch {
+	case errors.Is(err, record.ErrCodec):
+		return kerr.UnsupportedCompressionType.Code
+	case errors.Is(err, record.ErrCorrupt):
+		return kerr.CorruptMessage.Code
+	}
+	return kerr.InvalidRecord.Code
 }

@@ -361,7 +361,7 @@ func TestBadInput(t *testing.T) {
 		if !slices.EqualFunc(v0.ApiKeys, v3.ApiKeys, sameKey) {
 			t.Fatalf("v0 answer lists %v, v3 lists %v", v0.ApiKeys, v3.ApiKeys)
 		}
-		want := map[int16][2]int16{0: {3, 13}, 1: {4, 18}, 18: {0, 4}}
+		want := map[int16][2]int16{0: {0, 13}, 1: {4, 18}, 18: {0, 4}}
 		for _, k := range v0.ApiKeys {
 			if w, ok := want[k.ApiKey]; ok {
 				if k.MinVersion != w[0] || k.MaxVersion < w[1] {

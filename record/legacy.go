@@ -1,0 +1,250 @@
+package record
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/bits"
+)
+
+// Message format v0 and v1 ("message sets") is what Produce v0-v2 carry.
+// Ferry stores only batches v2, so ConvertLegacy turns a message set into
+// one batch v2 before it is appended, as Kafka does for such producers
+// when its log format is v2. A message set is a sequence of
+//
+//	offset      int64   (ignored: the broker assigns offsets)
+//	size        int32   (bytes of the message that follows)
+//	crc         uint32  (CRC32, IEEE, of magic through value)
+//	magic       int8    (0 or 1)
+//	attributes  int8    (bits 0-2 codec, bit 3 timestamp type in v1)
+//	timestamp   int64   (v1 only)
+//	key         int32 length, then bytes (-1: null)
+//	value       int32 length, then bytes (-1: null)
+//
+// A compressed message ("wrapper") holds in its value a whole message set,
+// compressed with the codec of its attributes, whose messages carry the
+// records; in v1 their offsets are relative and, when the wrapper says
+// LogAppendTime, the wrapper's timestamp is every record's.
+
+const (
+	legacyLogOverhead = 12 // offset, size
+	legacyMinMessage  = 14 // crc, magic, attributes, key length, value length
+)
+
+// legacyRecord is one record of a message set; Key and Value alias the
+// set or its decompressed inner set.
+type legacyRecord struct {
+	ts         int64
+	key, value []byte
+}
+
+// ConvertLegacy returns one record batch v2 holding the records of set, a message set of format v0 or v1: keys and
+// values as sent, v1 timestamps as sent (v0 has none: -1), compressed with
+// the codec the producer used (gzip, snappy or lz4). The batch's base
+// offset is 0 and it carries no producer id; its timestamp type is
+// CreateTime unless every record came with LogAppendTime.
+//
+// Errors wrap ErrCorrupt (a bad CRC, a length past the end, data that does
+// not decompress), ErrInvalid (magic 2 or above, nested compression, no
+// records, wrappers decompressing to more than MaxDecompressed bytes in
+// all) or ErrCodec (zstd, which
+// format v0/v1 cannot carry).
+func ConvertLegacy(set []byte) ([]byte, error) {
+	var recs []legacyRecord
+	codec := CodecNone
+	decompressed := 0 // over all wrappers, bounded by MaxDecompressed
+	logAppend := true
+	err := walkLegacy(set, func(magic, attrs int8, ts int64, key, value []byte) error {
+		c := int(attrs & CodecMask)
+		if c == CodecNone {
+			logAppend = logAppend && magic == 1 && attrs&TimestampLogAppend != 0
+			recs = append(recs, legacyRecord{ts, key, value})
+			return nil
+		}
+		switch {
+		case c > CodecLZ4:
+			return fmt.Errorf("%w %d in message format v%d", ErrCodec, c, magic)
+		case value == nil:
+			return fmt.Errorf("%w: compressed message without a value", ErrInvalid)
+		}
+		if codec == CodecNone {
+			codec = c
+		}
+		if c == CodecLZ4 && magic == 0 {
+			value = fixLZ4HeaderChecksum(value)
+		}
+		inner, err := Decompress(c, value)
+		if err == nil {
+			if decompressed += len(inner); decompressed > MaxDecompressed {
+				err = ErrTooLarge
+			}
+		}
+		if errors.Is(err, ErrTooLarge) {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		} else if err != nil {
+			return fmt.Errorf("%w: compressed message set: %v", ErrCorrupt, err)
+		}
+		wrapperLAT := magic == 1 && attrs&TimestampLogAppend != 0
+		logAppend = logAppend && wrapperLAT
+		return walkLegacy(inner, func(imagic, iattrs int8, its int64, ikey, ivalue []byte) error {
+			switch {
+			case iattrs&CodecMask != 0:
+				return fmt.Errorf("%w: compressed message inside a compressed message", ErrInvalid)
+			case imagic != magic:
+				return fmt.Errorf("%w: inner message of magic %d in a wrapper of magic %d", ErrInvalid, imagic, magic)
+			}
+			if wrapperLAT {
+				its = ts
+			}
+			recs = append(recs, legacyRecord{its, ikey, ivalue})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: message set without messages", ErrInvalid)
+	}
+	b := Batch{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, BaseTimestamp: recs[0].ts}
+	if logAppend {
+		b.Attributes |= TimestampLogAppend
+	}
+	b.Records = make([]Record, len(recs))
+	for i, r := range recs {
+		b.Records[i] = Record{Key: r.key, Value: r.value, TimestampDelta: r.ts - b.BaseTimestamp}
+	}
+	plain := AppendBatch(nil, b)
+	if codec == CodecNone {
+		return plain, nil
+	}
+	out, err := Compress(plain[:HeaderSize:HeaderSize], codec, plain[HeaderSize:])
+	if err != nil {
+		return nil, err
+	}
+	be := binary.BigEndian
+	be.PutUint32(out[posBatchLength:], uint32(len(out)-LengthOverhead))
+	be.PutUint16(out[posAttributes:], be.Uint16(out[posAttributes:])|uint16(codec))
+	be.PutUint32(out[posCRC:], Checksum(out))
+	return out, nil
+}
+
+// walkLegacy calls fn for each message of a message set, after checking
+// its CRC and lengths.
+func walkLegacy(set []byte, fn func(magic, attrs int8, ts int64, key, value []byte) error) error {
+	be := binary.BigEndian
+	for len(set) > 0 {
+		if len(set) < legacyLogOverhead {
+			return fmt.Errorf("%w: message set ends inside a message header", ErrCorrupt)
+		}
+		size := int64(int32(be.Uint32(set[8:])))
+		if size < legacyMinMessage || size > int64(len(set)-legacyLogOverhead) {
+			return fmt.Errorf("%w: message size %d with %d bytes left", ErrCorrupt, size, len(set)-legacyLogOverhead)
+		}
+		m := set[legacyLogOverhead : legacyLogOverhead+size]
+		set = set[legacyLogOverhead+size:]
+		if crc32.ChecksumIEEE(m[4:]) != be.Uint32(m) {
+			return fmt.Errorf("%w: message CRC mismatch", ErrCorrupt)
+		}
+		magic, attrs := int8(m[4]), int8(m[5])
+		if magic < 0 || magic > 1 {
+			return fmt.Errorf("%w: message magic %d in a message set", ErrInvalid, magic)
+		}
+		rest := m[6:]
+		ts := int64(-1)
+		if magic == 1 {
+			if len(rest) < 8+8 {
+				return fmt.Errorf("%w: message too short for its timestamp", ErrCorrupt)
+			}
+			ts = int64(be.Uint64(rest))
+			rest = rest[8:]
+		}
+		key, rest, ok := legacyBytes(rest)
+		if !ok {
+			return fmt.Errorf("%w: message key past its end", ErrCorrupt)
+		}
+		value, rest, ok := legacyBytes(rest)
+		if !ok || len(rest) != 0 {
+			return fmt.Errorf("%w: message value does not fill the message", ErrCorrupt)
+		}
+		if err := fn(magic, attrs, ts, key, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// legacyBytes reads an int32-length-prefixed byte string (-1: nil).
+func legacyBytes(b []byte) (v, rest []byte, ok bool) {
+	if len(b) < 4 {
+		return nil, nil, false
+	}
+	n := int64(int32(binary.BigEndian.Uint32(b)))
+	b = b[4:]
+	switch {
+	case n == -1:
+		return nil, b, true
+	case n < 0 || n > int64(len(b)):
+		return nil, nil, false
+	}
+	return b[:n:n], b[n:], true
+}
+
+// fixLZ4HeaderChecksum returns an LZ4 frame with its frame descriptor
+// checksum recomputed. Kafka's Java client computed it over the frame
+// magic too when writing message format v0 (KAFKA-3160), and Kafka
+// brokers do not check it for v0; neither does Ferry. Frames too short to
+// hold a descriptor are returned as they are, for the decoder to reject.
+func fixLZ4HeaderChecksum(frame []byte) []byte {
+	const magicLen = 4
+	if len(frame) < magicLen+3 || binary.LittleEndian.Uint32(frame) != 0x184D2204 {
+		return frame
+	}
+	flg := frame[magicLen]
+	n := 2 // FLG, BD
+	if flg&0x08 != 0 {
+		n += 8 // content size
+	}
+	if flg&0x01 != 0 {
+		n += 4 // dictionary id
+	}
+	if len(frame) < magicLen+n+1 {
+		return frame
+	}
+	hc := byte(xxh32(frame[magicLen:magicLen+n]) >> 8)
+	if frame[magicLen+n] == hc {
+		return frame
+	}
+	fixed := bytes.Clone(frame)
+	fixed[magicLen+n] = hc
+	return fixed
+}
+
+// xxh32 is XXH32 with seed 0 of a short input (under 16 bytes: an LZ4
+// frame descriptor).
+func xxh32(b []byte) uint32 {
+	const (
+		p1 = 2654435761
+		p2 = 2246822519
+		p3 = 3266489917
+		p4 = 668265263
+		p5 = 374761393
+	)
+	h := uint32(p5) + uint32(len(b))
+	for ; len(b) >= 4; b = b[4:] {
+		h += binary.LittleEndian.Uint32(b) * p3
+		h = bits.RotateLeft32(h, 17) * p4
+	}
+	for _, c := range b {
+		h += uint32(c) * p5
+		h = bits.RotateLeft32(h, 11) * p1
+	}
+	h ^= h >> 15
+	h *= p2
+	h ^= h >> 13
+	h *= p3
+	h ^= h >> 16
+	return h
+}
