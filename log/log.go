@@ -877,7 +877,8 @@ func (l *Log) DeleteRecords(off int64) error {
 }
 
 // EnforceRetention deletes segments by retention.ms (their newest
-// timestamp older than now minus retention.ms) and retention.bytes, never
+// timestamp, or file time when they have none, older than now minus
+// retention.ms) and retention.bytes, never
 // the active segment unless it is rolled first because it has expired too.
 // It returns the number of segments deleted.
 func (l *Log) EnforceRetention(now time.Time) (int, error) {
@@ -893,7 +894,7 @@ func (l *Log) EnforceRetention(now time.Time) (int, error) {
 	deleted := 0
 	if cfg.RetentionMs >= 0 {
 		limit := now.UnixMilli() - cfg.RetentionMs
-		expired := func(s *segment.Segment) bool { return s.Size() > 0 && s.MaxTimestamp() < limit }
+		expired := func(s *segment.Segment) bool { return s.Size() > 0 && s.RetentionTimestamp() < limit }
 		if a := l.active(); expired(a) && l.allExpiredLocked(expired) {
 			if err := l.rollLocked(); err != nil {
 				return 0, err

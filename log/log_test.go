@@ -244,6 +244,36 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// TestRetentionWithoutTimestamps: segments whose batches carry no
+// timestamp (-1, records of message format v0) are measured by the time
+// their .log was last written, not deleted at once.
+func TestRetentionWithoutTimestamps(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Config{RetentionMs: 60_000})
+	for range 3 {
+		appendN(t, l, 1, 2, 150, -1)
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if n, err := l.EnforceRetention(now); err != nil || n != 0 {
+		t.Fatalf("fresh segments without timestamps: %d deleted (%v)", n, err)
+	}
+	// The first segment was last written two minutes ago.
+	old := now.Add(-2 * time.Minute)
+	if err := os.Chtimes(filepath.Join(dir, fmt.Sprintf("%020d.log", 0)), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.EnforceRetention(now); err != nil || n != 1 || l.LogStartOffset() != 2 {
+		t.Fatalf("%d deleted (%v), log start %d; want the first segment gone", n, err, l.LogStartOffset())
+	}
+	// Everything is older than retention.ms a minute and a half later.
+	if n, err := l.EnforceRetention(now.Add(90 * time.Second)); err != nil || n != 2 || l.LogStartOffset() != 6 {
+		t.Fatalf("%d deleted (%v), log start %d; want all gone", n, err, l.LogStartOffset())
+	}
+}
+
 func TestDeleteRecords(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir, Config{SegmentBytes: 1000})

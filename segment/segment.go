@@ -582,6 +582,22 @@ func (s *Segment) Size() int64 { return s.size.Load() }
 // it is empty.
 func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp.Load() }
 
+// RetentionTimestamp is what retention.ms measures the segment by, in
+// Unix milliseconds: its max timestamp or, when no batch carries one
+// (records of message format v0 have none: -1), the time its .log was last
+// written, as Kafka does. If that time cannot be read it is math.MaxInt64:
+// never expired.
+func (s *Segment) RetentionTimestamp() int64 {
+	if ts := s.maxTimestamp.Load(); ts >= 0 {
+		return ts
+	}
+	fi, err := s.logFile.Stat()
+	if err != nil {
+		return math.MaxInt64
+	}
+	return fi.ModTime().UnixMilli()
+}
+
 // RollTimestamp is the time, in Unix milliseconds, that segment.ms counts
 // from. For a segment created by this process it is the creation time. For
 // a segment opened from disk it is the max timestamp of its first batch
