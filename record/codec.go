@@ -116,27 +116,24 @@ func Compress(dst []byte, codec int, src []byte) ([]byte, error) {
 	case CodecNone:
 		return append(dst, src...), nil
 	case CodecGzip:
-		buf := bytes.NewBuffer(dst)
-		w := gzip.NewWriter(buf)
-		if _, err := w.Write(src); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
+		return compressStream(dst, src, func(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) })
 	case CodecSnappy:
 		return append(dst, s2.EncodeSnappy(nil, src)...), nil
 	case CodecLZ4:
-		buf := bytes.NewBuffer(dst)
-		w := lz4.NewWriter(buf)
-		if _, err := w.Write(src); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
+		return compressStream(dst, src, func(w io.Writer) io.WriteCloser { return lz4.NewWriter(w) })
 	}
 	return nil, fmt.Errorf("%w %d", ErrCodec, codec)
+}
+
+// compressStream appends src compressed by a streaming writer to dst.
+func compressStream(dst, src []byte, newWriter func(io.Writer) io.WriteCloser) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	w := newWriter(buf)
+	if _, err := w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
