@@ -20,13 +20,18 @@ import (
 // the run length and repetitions; FERRY_BENCH_REPORT=DIR also writes the
 // report (Markdown, JSON, SVG, HTML) there. FERRY_BENCH_SINK=1 adds the
 // null broker as a third target, the load generator's own ceiling.
+// FERRY_BENCH_FERRY=HOST:PORT measures a Ferry running elsewhere (`ferry
+// serve`) instead of one in this process; kfake stays in process.
 func TestCompareKfake(t *testing.T) {
 	if os.Getenv("FERRY_BENCH_COMPARE") == "" {
 		t.Skip("set FERRY_BENCH_COMPARE=1 to compare Ferry with kfake")
 	}
-	ferry, err := benchtest.StartFerry(t, nil)
-	if err != nil {
-		t.Fatalf("Ferry server: %v", err)
+	var err error
+	ferry := os.Getenv("FERRY_BENCH_FERRY")
+	if ferry == "" {
+		if ferry, err = benchtest.StartFerry(t, nil); err != nil {
+			t.Fatalf("Ferry server: %v", err)
+		}
 	}
 	targets := []bench.Target{
 		{Name: "ferry", Brokers: []string{ferry}},
