@@ -14,7 +14,8 @@ import (
 )
 
 // The ferry binary, built once per test process for the tests that run
-// clients against the real executable (kcat).
+// the real executable (kcat, crash recovery); with the race detector when
+// the tests have it, so that a race in the broker process shows in its log.
 var ferryBin struct {
 	once sync.Once
 	path string
@@ -37,7 +38,11 @@ func buildFerry(t testing.TB) string {
 			return
 		}
 		ferryBin.path = filepath.Join(dir, "ferry")
-		cmd := exec.Command("go", "build", "-o", ferryBin.path, "../cmd/ferry")
+		args := []string{"build", "-o", ferryBin.path}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "../cmd/ferry")...)
 		ferryBin.out, ferryBin.err = cmd.CombinedOutput()
 	})
 	if ferryBin.err != nil {

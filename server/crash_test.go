@@ -87,7 +87,7 @@ func TestRestartClean(t *testing.T) {
 	}
 }
 
-// childBroker is a broker running in a child process (see TestMain).
+// childBroker is `ferry serve` running in a child process.
 type childBroker struct {
 	cmd    *exec.Cmd
 	addr   string
@@ -95,20 +95,17 @@ type childBroker struct {
 	err    error         // from Wait, valid once exited is closed
 }
 
-// startChild starts a broker process on dir listening on addr and, with
-// ready set, waits until it serves. Its log goes to logFile.
+// startChild starts `ferry serve` (the built binary) on dir listening on
+// addr and, with ready set, waits until it serves. Its log goes to
+// logFile.
 func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *childBroker {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childDirEnv+"="+dir, childAddrEnv+"="+addr)
+	cmd := exec.Command(buildFerry(t), "serve", "-listen", addr, "-data-dir", dir, "-log-level", "warn",
+		"-c", "group.initial.rebalance.delay.ms=0")
 	cmd.Stdout, cmd.Stderr = w, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -124,17 +121,20 @@ func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *c
 	go func() {
 		defer r.Close()
 		s, _ := bufio.NewReader(r).ReadString('\n')
-		line <- strings.TrimSpace(s)
+		line <- s
 	}()
 	if !ready {
 		return c
 	}
 	select {
-	case c.addr = <-line:
-		if c.addr == "" {
+	case s := <-line:
+		// "ferry listening on ADDR (data in DIR)"
+		f := strings.Fields(s)
+		if len(f) < 4 || f[1] != "listening" {
 			<-c.exited
 			t.Fatalf("broker process exited before serving: %v\n%s", c.err, tailFile(logFile.Name()))
 		}
+		c.addr = f[3]
 	case <-time.After(60 * time.Second):
 		t.Fatalf("broker process did not start in 60s\n%s", tailFile(logFile.Name()))
 	}
