@@ -24,7 +24,7 @@ var ferryBin struct {
 }
 
 // buildFerry builds cmd/ferry into a temporary directory that lives as
-// long as the test process, and returns its path. FERRY_BIN names an
+// long as the test process (TestMain removes it), and returns its path. FERRY_BIN names an
 // already built binary instead.
 func buildFerry(t testing.TB) string {
 	t.Helper()

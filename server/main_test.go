@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -23,5 +24,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(runDialer(addr, n))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if ferryBin.path != "" {
+		os.RemoveAll(filepath.Dir(ferryBin.path))
+	}
+	os.Exit(code)
 }
