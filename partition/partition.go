@@ -46,6 +46,13 @@ type Config struct {
 	// MaxMessageBytes is the largest batch accepted. Corresponds to
 	// max.message.bytes; default 1048588.
 	MaxMessageBytes int
+	// Recompress stores every batch compressed with Codec (a
+	// record.Codec* value; CodecNone stores them uncompressed): a batch
+	// sent with another codec is decompressed and compressed again.
+	// Corresponds to compression.type other than "producer" (the default,
+	// Recompress false: batches are stored as sent).
+	Recompress bool
+	Codec      int
 	// LogAppendTime makes the broker stamp batches with its own clock.
 	// Corresponds to message.timestamp.type=LogAppendTime.
 	LogAppendTime bool
@@ -170,14 +177,22 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	cfg := &p.mu.cfg
 	// Validate every batch before appending any.
 	var hdrs [4]record.Header
-	headers := hdrs[:0]
+	var bs [4][]byte
+	headers, batches := hdrs[:0], bs[:0]
 	for rest := records; len(rest) > 0; {
 		var h record.Header
 		if err := validate(rest, &h, cfg); err != nil {
 			return res, err
 		}
-		headers = append(headers, h)
+		batch := rest[:h.Size()]
 		rest = rest[h.Size():]
+		if cfg.Recompress && h.Codec() != cfg.Codec {
+			var err error
+			if batch, err = recompress(batch, &h, cfg); err != nil {
+				return res, err
+			}
+		}
+		headers, batches = append(headers, h), append(batches, batch)
 	}
 	if len(headers) == 0 {
 		return res, fmt.Errorf("%w: empty record set", ErrCorruptMessage)
@@ -209,11 +224,8 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		now = time.Now().UnixMilli()
 		res.LogAppendTime = now
 	}
-	pos := 0
 	for i := range headers {
-		h := &headers[i]
-		batch := records[pos : pos+h.Size()]
-		pos += h.Size()
+		h, batch := &headers[i], batches[i]
 		record.SetLeaderEpoch(batch, LeaderEpoch)
 		if now >= 0 {
 			record.SetLogAppendTime(batch, now)
@@ -246,6 +258,37 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	return res, nil
 }
 
+// recompress rewrites a validated batch with the topic's codec
+// (compression.type) and parses its new header into h.
+func recompress(batch []byte, h *record.Header, cfg *Config) ([]byte, error) {
+	out, err := record.Recompress(batch, cfg.Codec)
+	switch {
+	case errors.Is(err, record.ErrCorrupt):
+		return nil, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+	}
+	if err := record.ParseInto(out, h); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+	}
+	if err := checkSize(h, cfg); err != nil {
+		return nil, fmt.Errorf("%w (compressed with compression.type)", err)
+	}
+	return out, nil
+}
+
+// checkSize checks a batch against max.message.bytes and segment.bytes;
+// the latter here, before anything of the record set is appended.
+func checkSize(h *record.Header, cfg *Config) error {
+	if h.Size() > cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", ErrMessageTooLarge, h.Size(), cfg.MaxMessageBytes)
+	}
+	if seg := cfg.Log.SegmentBytes; seg > 0 && int64(h.Size()) > seg {
+		return fmt.Errorf("%w: batch of %d bytes, segment.bytes is %d", ErrRecordListTooLarge, h.Size(), seg)
+	}
+	return nil
+}
+
 func validate(b []byte, h *record.Header, cfg *Config) error {
 	if err := record.ParseInto(b, h); err != nil {
 		switch {
@@ -255,12 +298,8 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 			return fmt.Errorf("%w: %v", ErrCorruptMessage, err)
 		}
 	}
-	if h.Size() > cfg.MaxMessageBytes {
-		return fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", ErrMessageTooLarge, h.Size(), cfg.MaxMessageBytes)
-	}
-	if seg := cfg.Log.SegmentBytes; seg > 0 && int64(h.Size()) > seg {
-		// Checked here, before anything of the record set is appended.
-		return fmt.Errorf("%w: batch of %d bytes, segment.bytes is %d", ErrRecordListTooLarge, h.Size(), seg)
+	if err := checkSize(h, cfg); err != nil {
+		return err
 	}
 	if err := record.Check(h, b); err != nil {
 		if errors.Is(err, record.ErrInvalid) {

@@ -14,10 +14,10 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// Compression is never on the hot path: produced batches are stored as
-// they arrive. Decompress serves exact timestamp lookups inside a batch
-// and the conversion of message format v0/v1; Compress only that
-// conversion.
+// Compression is off the hot path: produced batches are stored as they
+// arrive unless a topic's compression.type names a codec (Recompress).
+// Decompress also serves exact timestamp lookups inside a batch, and both
+// serve the conversion of message format v0/v1.
 
 // MaxDecompressed bounds what one batch may decompress to. Records are
 // checked only by CRC when produced, so a small batch could claim
@@ -30,6 +30,10 @@ var ErrTooLarge = fmt.Errorf("record: decompresses to more than %d bytes", MaxDe
 // ErrCodec means a codec this data may not use (zstd in message format v0
 // or v1), or one that does not exist.
 var ErrCodec = errors.New("record: unsupported compression codec")
+
+var zstdEncoder = sync.OnceValues(func() (*zstd.Encoder, error) {
+	return zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+})
 
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxDecompressed))
@@ -110,7 +114,8 @@ func Decompress(codec int, src []byte) ([]byte, error) {
 }
 
 // Compress appends src compressed with codec to dst: gzip, snappy (one
-// raw block, as librdkafka and franz-go write it) or lz4 (frame format).
+// raw block, as librdkafka and franz-go write it), lz4 (frame format) or
+// zstd; CodecNone appends src as it is.
 func Compress(dst []byte, codec int, src []byte) ([]byte, error) {
 	switch codec {
 	case CodecNone:
@@ -121,6 +126,12 @@ func Compress(dst []byte, codec int, src []byte) ([]byte, error) {
 		return append(dst, s2.EncodeSnappy(nil, src)...), nil
 	case CodecLZ4:
 		return compressStream(dst, src, func(w io.Writer) io.WriteCloser { return lz4.NewWriter(w) })
+	case CodecZstd:
+		enc, err := zstdEncoder()
+		if err != nil {
+			return nil, err
+		}
+		return enc.EncodeAll(src, dst), nil
 	}
 	return nil, fmt.Errorf("%w %d", ErrCodec, codec)
 }
@@ -136,4 +147,33 @@ func compressStream(dst, src []byte, newWriter func(io.Writer) io.WriteCloser) (
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// Recompress returns a copy of the batch b (validated) whose records are
+// compressed with codec (CodecNone: not compressed) instead of the codec
+// they came with. The header is kept (offsets, timestamps, producer
+// fields, record count); the length, codec bits and CRC are set anew.
+// Records that do not decompress are ErrCorrupt; more than
+// MaxDecompressed bytes of them, ErrInvalid.
+func Recompress(b []byte, codec int) ([]byte, error) {
+	var h Header
+	if err := ParseInto(b, &h); err != nil {
+		return nil, err
+	}
+	recs, err := Decompress(h.Codec(), b[HeaderSize:h.Size()])
+	if errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: records do not decompress: %v", ErrCorrupt, err)
+	}
+	out := make([]byte, HeaderSize, HeaderSize+len(recs)/2+64)
+	copy(out, b)
+	if out, err = Compress(out, codec, recs); err != nil {
+		return nil, err
+	}
+	be := binary.BigEndian
+	be.PutUint32(out[posBatchLength:], uint32(len(out)-LengthOverhead))
+	be.PutUint16(out[posAttributes:], be.Uint16(out[posAttributes:])&^CodecMask|uint16(codec))
+	be.PutUint32(out[posCRC:], Checksum(out))
+	return out, nil
 }

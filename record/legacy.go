@@ -120,15 +120,7 @@ func ConvertLegacy(set []byte) ([]byte, error) {
 	if codec == CodecNone {
 		return plain, nil
 	}
-	out, err := Compress(plain[:HeaderSize:HeaderSize], codec, plain[HeaderSize:])
-	if err != nil {
-		return nil, err
-	}
-	be := binary.BigEndian
-	be.PutUint32(out[posBatchLength:], uint32(len(out)-LengthOverhead))
-	be.PutUint16(out[posAttributes:], be.Uint16(out[posAttributes:])|uint16(codec))
-	be.PutUint32(out[posCRC:], Checksum(out))
-	return out, nil
+	return Recompress(plain, codec)
 }
 
 // walkLegacy calls fn for each message of a message set, after checking

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/record"
 )
 
 // configType is the ConfigType of DescribeConfigs v3+.
@@ -44,7 +45,7 @@ type topicConfig struct {
 
 var topicConfigs = []topicConfig{
 	{"cleanup.policy", "log.cleanup.policy", "delete", typeList, true, oneOfList("delete", "compact"), "delete or compact (compact: retention never deletes; compaction itself is not run)"},
-	{"compression.type", "compression.type", "producer", typeString, false, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "batches are stored as the producer sent them"},
+	{"compression.type", "compression.type", "producer", typeString, true, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "producer: batches stored as sent; a codec (or uncompressed): batches sent otherwise are recompressed with it"},
 	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, false, atLeast(0), ""},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", typeLong, false, atLeast(0), ""},
 	{"flush.messages", "log.flush.interval.messages", "9223372036854775807", typeLong, true, atLeast(1), "sync after this many records"},
@@ -284,6 +285,16 @@ func (b *brokerSettings) topicValue(overrides map[string]string, name string) (s
 	return b.get(tc.broker)
 }
 
+// storedCodecs maps compression.type to the codec batches are stored with
+// (other than "producer").
+var storedCodecs = map[string]int{
+	"uncompressed": record.CodecNone,
+	"gzip":         record.CodecGzip,
+	"snappy":       record.CodecSnappy,
+	"lz4":          record.CodecLZ4,
+	"zstd":         record.CodecZstd,
+}
+
 // partitionConfig turns a topic's resolved configs into partition settings.
 func (b *brokerSettings) partitionConfig(overrides map[string]string) partition.Config {
 	num := func(name string) int64 {
@@ -305,6 +316,8 @@ func (b *brokerSettings) partitionConfig(overrides map[string]string) partition.
 		ProducerIDExpirationMs: b.int64("producer.id.expiration.ms"),
 		MaxMessageBytes:        int(num("max.message.bytes")),
 		LogAppendTime:          str("message.timestamp.type") == "LogAppendTime",
+		Recompress:             str("compression.type") != "producer",
+		Codec:                  storedCodecs[str("compression.type")],
 		Log: log.Config{
 			SegmentBytes:       num("segment.bytes"),
 			SegmentMs:          num("segment.ms"),
