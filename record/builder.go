@@ -48,26 +48,27 @@ func AppendBatch(dst []byte, b Batch) []byte {
 		}
 		dst = appendRecord(dst, r, int32(i))
 	}
-	h := dst[start:]
+	putHeader(dst[start:], &b, int32(len(b.Records)), maxTS)
+	return dst
+}
+
+// putHeader fills in the header of batch h, whose records (count of
+// them) follow it uncompressed, and its CRC.
+func putHeader(h []byte, b *Batch, count int32, maxTS int64) {
 	be := binary.BigEndian
 	be.PutUint64(h[posBaseOffset:], uint64(b.BaseOffset))
 	be.PutUint32(h[posBatchLength:], uint32(len(h)-LengthOverhead))
 	be.PutUint32(h[posLeaderEpoch:], 0)
 	h[posMagic] = Magic
 	be.PutUint16(h[posAttributes:], uint16(b.Attributes&^CodecMask))
-	last := int32(len(b.Records) - 1)
-	if last < 0 {
-		last = 0
-	}
-	be.PutUint32(h[posLastOffsetDelta:], uint32(last))
+	be.PutUint32(h[posLastOffsetDelta:], uint32(max(count-1, 0)))
 	be.PutUint64(h[posBaseTimestamp:], uint64(b.BaseTimestamp))
 	be.PutUint64(h[posMaxTimestamp:], uint64(maxTS))
 	be.PutUint64(h[posProducerID:], uint64(b.ProducerID))
 	be.PutUint16(h[posProducerEpoch:], uint16(b.ProducerEpoch))
 	be.PutUint32(h[posBaseSequence:], uint32(b.BaseSequence))
-	be.PutUint32(h[posRecordCount:], uint32(len(b.Records)))
+	be.PutUint32(h[posRecordCount:], uint32(count))
 	be.PutUint32(h[posCRC:], Checksum(h))
-	return dst
 }
 
 func appendRecord(dst []byte, r *Record, offsetDelta int32) []byte {

@@ -33,35 +33,43 @@ const (
 	legacyMinMessage  = 14 // crc, magic, attributes, key length, value length
 )
 
-// legacyRecord is one record of a message set; Key and Value alias the
-// set or its decompressed inner set.
-type legacyRecord struct {
-	ts         int64
-	key, value []byte
-}
-
-// ConvertLegacy returns one record batch v2 holding the records of set, a message set of format v0 or v1: keys and
-// values as sent, v1 timestamps as sent (v0 has none: -1), compressed with
-// the codec the producer used (gzip, snappy or lz4). The batch's base
-// offset is 0 and it carries no producer id; its timestamp type is
-// CreateTime unless every record came with LogAppendTime.
+// ConvertLegacy returns one record batch v2 holding the records of set, a
+// message set of format v0 or v1: keys and values as sent, v1 timestamps
+// as sent (records inside a wrapper marked LogAppendTime take the
+// wrapper's; v0 has none: -1), compressed with the codec the producer used
+// (gzip, snappy or lz4). The batch is CreateTime, its base offset is 0
+// and it carries no producer id. As Kafka does, an incomplete message at
+// the end of a set is ignored; a set with no complete message gives nil
+// and no error: nothing to append.
 //
-// Errors wrap ErrCorrupt (a bad CRC, a length past the end, data that does
-// not decompress), ErrInvalid (magic 2 or above, nested compression, no
-// records, wrappers decompressing to more than MaxDecompressed bytes in
-// all) or ErrCodec (zstd, which
-// format v0/v1 cannot carry).
+// Errors wrap ErrCorrupt (a bad CRC or magic, a length past the end of its
+// message, data that does not decompress), ErrInvalid (nested compression,
+// more than MaxDecompressed bytes of records in all) or ErrCodec (zstd,
+// which format v0/v1 cannot carry).
 func ConvertLegacy(set []byte) ([]byte, error) {
-	var recs []legacyRecord
+	// Records are encoded as they are read, so memory stays near the
+	// size of the output.
+	out := make([]byte, HeaderSize, HeaderSize+len(set))
+	var count int32
+	var baseTS, maxTS int64
+	add := func(ts int64, key, value []byte) error {
+		if count == 0 {
+			baseTS, maxTS = ts, ts
+		}
+		maxTS = max(maxTS, ts)
+		r := Record{Key: key, Value: value, TimestampDelta: ts - baseTS}
+		out = appendRecord(out, &r, count)
+		count++
+		if len(out) > MaxDecompressed {
+			return fmt.Errorf("%w: %w", ErrInvalid, ErrTooLarge)
+		}
+		return nil
+	}
 	codec := CodecNone
-	decompressed := 0 // over all wrappers, bounded by MaxDecompressed
-	logAppend := true
 	err := walkLegacy(set, func(magic, attrs int8, ts int64, key, value []byte) error {
 		c := int(attrs & CodecMask)
 		if c == CodecNone {
-			logAppend = logAppend && magic == 1 && attrs&TimestampLogAppend != 0
-			recs = append(recs, legacyRecord{ts, key, value})
-			return nil
+			return add(ts, key, value)
 		}
 		switch {
 		case c > CodecLZ4:
@@ -76,18 +84,12 @@ func ConvertLegacy(set []byte) ([]byte, error) {
 			value = fixLZ4HeaderChecksum(value)
 		}
 		inner, err := Decompress(c, value)
-		if err == nil {
-			if decompressed += len(inner); decompressed > MaxDecompressed {
-				err = ErrTooLarge
-			}
-		}
 		if errors.Is(err, ErrTooLarge) {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		} else if err != nil {
 			return fmt.Errorf("%w: compressed message set: %v", ErrCorrupt, err)
 		}
 		wrapperLAT := magic == 1 && attrs&TimestampLogAppend != 0
-		logAppend = logAppend && wrapperLAT
 		return walkLegacy(inner, func(imagic, iattrs int8, its int64, ikey, ivalue []byte) error {
 			switch {
 			case iattrs&CodecMask != 0:
@@ -98,51 +100,42 @@ func ConvertLegacy(set []byte) ([]byte, error) {
 			if wrapperLAT {
 				its = ts
 			}
-			recs = append(recs, legacyRecord{its, ikey, ivalue})
-			return nil
+			return add(its, ikey, ivalue)
 		})
 	})
-	if err != nil {
+	if err != nil || count == 0 {
 		return nil, err
 	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("%w: message set without messages", ErrInvalid)
-	}
-	b := Batch{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, BaseTimestamp: recs[0].ts}
-	if logAppend {
-		b.Attributes |= TimestampLogAppend
-	}
-	b.Records = make([]Record, len(recs))
-	for i, r := range recs {
-		b.Records[i] = Record{Key: r.key, Value: r.value, TimestampDelta: r.ts - b.BaseTimestamp}
-	}
-	plain := AppendBatch(nil, b)
+	putHeader(out, &Batch{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, BaseTimestamp: baseTS}, count, maxTS)
 	if codec == CodecNone {
-		return plain, nil
+		return out, nil
 	}
-	return Recompress(plain, codec)
+	return Recompress(out, codec)
 }
 
-// walkLegacy calls fn for each message of a message set, after checking
-// its CRC and lengths.
+// walkLegacy calls fn for each complete message of a message set, after
+// checking its magic, CRC and lengths.
 func walkLegacy(set []byte, fn func(magic, attrs int8, ts int64, key, value []byte) error) error {
 	be := binary.BigEndian
 	for len(set) > 0 {
 		if len(set) < legacyLogOverhead {
-			return fmt.Errorf("%w: message set ends inside a message header", ErrCorrupt)
+			return nil // an incomplete message at the end: ignored
 		}
 		size := int64(int32(be.Uint32(set[8:])))
-		if size < legacyMinMessage || size > int64(len(set)-legacyLogOverhead) {
-			return fmt.Errorf("%w: message size %d with %d bytes left", ErrCorrupt, size, len(set)-legacyLogOverhead)
+		if size < legacyMinMessage {
+			return fmt.Errorf("%w: message size %d", ErrCorrupt, size)
+		}
+		if size > int64(len(set)-legacyLogOverhead) {
+			return nil // an incomplete message at the end: ignored
 		}
 		m := set[legacyLogOverhead : legacyLogOverhead+size]
 		set = set[legacyLogOverhead+size:]
-		if crc32.ChecksumIEEE(m[4:]) != be.Uint32(m) {
-			return fmt.Errorf("%w: message CRC mismatch", ErrCorrupt)
-		}
 		magic, attrs := int8(m[4]), int8(m[5])
 		if magic < 0 || magic > 1 {
-			return fmt.Errorf("%w: message magic %d in a message set", ErrInvalid, magic)
+			return fmt.Errorf("%w: message magic %d in a message set", ErrCorrupt, magic)
+		}
+		if crc32.ChecksumIEEE(m[4:]) != be.Uint32(m) {
+			return fmt.Errorf("%w: message CRC mismatch", ErrCorrupt)
 		}
 		rest := m[6:]
 		ts := int64(-1)

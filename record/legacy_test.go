@@ -437,6 +437,9 @@ func TestConvertLegacyMixed(t *testing.T) {
 	}
 }
 
+// TestConvertLegacyLogAppendTime: records inside a wrapper marked
+// LogAppendTime take the wrapper's timestamp; the batch is CreateTime
+// whatever the producer marked (the topic decides, in the partition).
 func TestConvertLegacyLogAppendTime(t *testing.T) {
 	gz, snappy, lz := &legacyCompressors[0], &legacyCompressors[1], &legacyCompressors[3]
 	// wrapper returns a wrapper of the given magic and timestamp type
@@ -476,18 +479,17 @@ func TestConvertLegacyLogAppendTime(t *testing.T) {
 	}
 	p := func(lat bool, ts int64) piece { return func() ([]byte, []legacyRec) { return plain(lat, ts) } }
 	tests := []struct {
-		name      string
-		pieces    []piece
-		codec     int
-		logAppend bool
+		name   string
+		pieces []piece
+		codec  int
 	}{
-		{"one wrapper", []piece{w(1, gz, true, 5000, "a", 3)}, CodecGzip, true},
-		{"two wrappers", []piece{w(1, snappy, true, 5000, "a", 2), w(1, snappy, true, 6000, "b", 2)}, CodecSnappy, true},
-		{"log append then create time", []piece{w(1, lz, true, 5000, "a", 2), w(1, lz, false, 6000, "b", 2)}, CodecLZ4, false},
-		{"create time then log append", []piece{w(1, gz, false, 6000, "a", 2), w(1, gz, true, 5000, "b", 2)}, CodecGzip, false},
-		{"create time message then wrapper", []piece{p(false, 7000), w(1, gz, true, 5000, "b", 2)}, CodecGzip, false},
-		{"log append message then wrapper", []piece{p(true, 7000), w(1, gz, true, 5000, "b", 2)}, CodecGzip, true},
-		{"magic 0 ignores the bit", []piece{w(0, gz, true, 5000, "a", 2)}, CodecGzip, false},
+		{"one wrapper", []piece{w(1, gz, true, 5000, "a", 3)}, CodecGzip},
+		{"two wrappers", []piece{w(1, snappy, true, 5000, "a", 2), w(1, snappy, true, 6000, "b", 2)}, CodecSnappy},
+		{"log append then create time", []piece{w(1, lz, true, 5000, "a", 2), w(1, lz, false, 6000, "b", 2)}, CodecLZ4},
+		{"create time then log append", []piece{w(1, gz, false, 6000, "a", 2), w(1, gz, true, 5000, "b", 2)}, CodecGzip},
+		{"create time message then wrapper", []piece{p(false, 7000), w(1, gz, true, 5000, "b", 2)}, CodecGzip},
+		{"log append message then wrapper", []piece{p(true, 7000), w(1, gz, true, 5000, "b", 2)}, CodecGzip},
+		{"magic 0 ignores the bit", []piece{w(0, gz, true, 5000, "a", 2)}, CodecGzip},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -502,7 +504,7 @@ func TestConvertLegacyLogAppendTime(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ConvertLegacy: %v", err)
 			}
-			checkLegacyBatch(t, out, []int{tt.codec}, tt.logAppend, want)
+			checkLegacyBatch(t, out, []int{tt.codec}, false, want) // always CreateTime
 		})
 	}
 }
@@ -541,24 +543,16 @@ func TestConvertLegacyErrors(t *testing.T) {
 		set  []byte
 		want error
 	}{
-		{"nil set", nil, ErrInvalid},
-		{"empty set", []byte{}, ErrInvalid},
 
 		{"bad crc", mutate(good1, func(b []byte) { b[12] ^= 0x01 }), ErrCorrupt},
 		{"flipped value byte", mutate(good1, func(b []byte) { b[len(b)-1] ^= 0x40 }), ErrCorrupt},
 		{"flipped magic byte", mutate(good0, func(b []byte) { b[16] = 1 }), ErrCorrupt},
 		{"bad crc in second message", cat(good1, mutate(good1, func(b []byte) { b[15] ^= 0x80 })), ErrCorrupt},
 
-		{"truncated in first header", good1[:5], ErrCorrupt},
-		{"truncated in second header", cat(good1, good1[:11]), ErrCorrupt},
-		{"truncated in message", good1[:len(good1)-1], ErrCorrupt},
-		{"truncated after header", good1[:12], ErrCorrupt},
-		{"truncated in second message", cat(good0, good0[:len(good0)-3]), ErrCorrupt},
 
 		{"size 13", sized(13, make([]byte, 13)), ErrCorrupt},
 		{"size 0", sized(0, nil), ErrCorrupt},
 		{"size -1", sized(-1, make([]byte, 20)), ErrCorrupt},
-		{"size past end", sized(1000, good1[12:]), ErrCorrupt},
 		{"magic 1 too short for timestamp", appendLegacyRaw(nil, 0, cat([]byte{1, 0}, neg, neg, make([]byte, 4))), ErrCorrupt},
 
 		{"key length past end", appendLegacyRaw(nil, 0, cat([]byte{0, 0, 0, 0, 0, 100}, neg)), ErrCorrupt},
@@ -569,9 +563,9 @@ func TestConvertLegacyErrors(t *testing.T) {
 		{"trailing byte after value v0", appendLegacyRaw(nil, 0, append(legacyBody(0, 0, -1, nil, []byte("v")), 0)), ErrCorrupt},
 		{"trailing bytes after value v1", appendLegacyRaw(nil, 0, append(legacyBody(1, 0, 9, []byte("k"), nil), 1, 2, 3)), ErrCorrupt},
 
-		{"magic 2", appendLegacy(nil, 0, 2, 0, 0, []byte("k"), []byte("v")), ErrInvalid},
-		{"magic 2 after magic 1", cat(good1, appendLegacy(nil, 1, 2, 0, 0, nil, []byte("v"))), ErrInvalid},
-		{"magic -1", appendLegacy(nil, 0, -1, 0, 0, nil, []byte("v")), ErrInvalid},
+		{"magic 2", appendLegacy(nil, 0, 2, 0, 0, []byte("k"), []byte("v")), ErrCorrupt},
+		{"magic 2 after magic 1", cat(good1, appendLegacy(nil, 1, 2, 0, 0, nil, []byte("v"))), ErrCorrupt},
+		{"magic -1", appendLegacy(nil, 0, -1, 0, 0, nil, []byte("v")), ErrCorrupt},
 
 		{"compressed inside compressed", wrap(1, CodecGzip, gzipBytes(wrap(1, CodecGzip, gzGood1))), ErrInvalid},
 		{"snappy inside gzip", wrap(0, CodecGzip, gzipBytes(wrap(0, CodecSnappy, snappyRaw(good0)))), ErrInvalid},
@@ -603,13 +597,10 @@ func TestConvertLegacyErrors(t *testing.T) {
 		{"lz4 truncated", wrap(1, CodecLZ4, func() []byte { f := lz4Frame(good1); return f[:len(f)-5] }()), ErrCorrupt},
 		{"lz4 bad header checksum v1", wrap(1, CodecLZ4, javaLZ4(good1, true)), ErrCorrupt},
 		{"inner bad crc", wrap(1, CodecGzip, gzipBytes(mutate(good1, func(b []byte) { b[len(b)-1]++ }))), ErrCorrupt},
-		{"inner truncated", wrap(1, CodecSnappy, snappyRaw(good1[:len(good1)-2])), ErrCorrupt},
-		{"inner trailing header bytes", wrap(0, CodecGzip, gzipBytes(cat(good0, []byte{1, 2, 3}))), ErrCorrupt},
 
 		{"wrapper nil value v1", wrap(1, CodecGzip, nil), ErrInvalid},
 		{"wrapper nil value v0", wrap(0, CodecSnappy, nil), ErrInvalid},
 		{"wrapper nil value after good", cat(good1, wrap(1, CodecLZ4, nil)), ErrInvalid},
-		{"wrapper of an empty set", wrap(1, CodecGzip, gzipBytes(nil)), ErrInvalid},
 		{"snappy claims more than MaxDecompressed", wrap(1, CodecSnappy, cat(binary.AppendUvarint(nil, MaxDecompressed+1), []byte{0, 0, 0, 0})), ErrInvalid},
 	}
 	sentinels := []error{ErrCorrupt, ErrInvalid, ErrCodec}
@@ -626,6 +617,58 @@ func TestConvertLegacyErrors(t *testing.T) {
 			}
 			if out != nil {
 				t.Fatalf("returned %d bytes with the error", len(out))
+			}
+		})
+	}
+}
+
+// TestConvertLegacyIncomplete: as in Kafka, an incomplete message at the
+// end of a set (or of a wrapper's inner set) is ignored, and a set without
+// a complete message converts to nothing, without an error.
+func TestConvertLegacyIncomplete(t *testing.T) {
+	good1 := appendLegacy(nil, 0, 1, 0, 1000, []byte("k"), []byte("v"))
+	good0 := appendLegacy(nil, 0, 0, 0, -1, []byte("k"), []byte("v"))
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	wrap := func(magic int8, attrs int8, value []byte) []byte {
+		return appendLegacy(nil, 0, magic, attrs, 1000, nil, value)
+	}
+	sized := func(n int32, body []byte) []byte {
+		b := binary.BigEndian.AppendUint64(nil, 0)
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		return append(b, body...)
+	}
+	tests := []struct {
+		name string
+		set  []byte
+		n    int32 // complete messages
+	}{
+		{"nil set", nil, 0},
+		{"empty set", []byte{}, 0},
+		{"truncated in first header", good1[:5], 0},
+		{"truncated in second header", cat(good1, good1[:11]), 1},
+		{"truncated in message", good1[:len(good1)-1], 0},
+		{"truncated after header", good1[:12], 0},
+		{"truncated in second message", cat(good0, good0[:len(good0)-3]), 1},
+		{"size past end", sized(1000, good1[12:]), 0},
+		{"inner truncated", wrap(1, CodecSnappy, snappyRaw(good1[:len(good1)-2])), 0},
+		{"inner trailing header bytes", wrap(0, CodecGzip, gzipBytes(cat(good0, []byte{1, 2, 3}))), 1},
+		{"wrapper of an empty set", wrap(1, CodecGzip, gzipBytes(nil)), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := ConvertLegacy(tt.set)
+			if err != nil {
+				t.Fatalf("ConvertLegacy: %v", err)
+			}
+			if tt.n == 0 {
+				if out != nil {
+					t.Fatalf("%d bytes from a set without a complete message", len(out))
+				}
+				return
+			}
+			h, err := Validate(out)
+			if err != nil || h.RecordCount != tt.n {
+				t.Fatalf("batch of %d records (%v), want %d", h.RecordCount, err, tt.n)
 			}
 		})
 	}
@@ -691,6 +734,9 @@ func FuzzConvertLegacy(f *testing.F) {
 				t.Fatalf("error %v wraps none of ErrCorrupt, ErrInvalid, ErrCodec", err)
 			}
 			return
+		}
+		if out == nil {
+			return // no complete message: nothing to append
 		}
 		h, err := Validate(out)
 		if err != nil {

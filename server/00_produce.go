@@ -14,8 +14,9 @@ import (
 // Produce, v0-v13 (v13 names topics by id).
 //
 // v3 and up carry record batches v2, stored as sent. v0-v2 carry message
-// sets of format v0/v1: each partition's set is converted into one batch
-// v2 first (record.ConvertLegacy), keeping the producer's codec. Every
+// sets of format v0/v1 (or batches v2, taken as they are): each
+// partition's set is converted into one batch v2 first
+// (record.ConvertLegacy), keeping the producer's codec. Every
 // batch is validated (length, magic 2, CRC32C, record count,
 // max.message.bytes) and idempotent sequences are checked before anything
 // of a partition is appended. Appends run on the connection's reader
@@ -80,11 +81,13 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 				continue
 			}
 			records := rp.Records
-			if r.version < 3 {
+			if r.version < 3 && !isBatchV2(records) {
 				var err error
 				if records, err = record.ConvertLegacy(records); err != nil {
 					sp.ErrorCode = legacyErrorCode(err)
 					continue
+				} else if records == nil {
+					continue // no complete message: nothing appended, as in Kafka
 				}
 			}
 			res, err := p.Append(records)
@@ -155,6 +158,12 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 		return resp
 	})
 	return nil
+}
+
+// isBatchV2 reports whether a record set starts with a batch of magic 2,
+// which Produce v0-v2 may carry too (Kafka does not check their magic).
+func isBatchV2(b []byte) bool {
+	return len(b) > record.LengthOverhead+4 && b[record.LengthOverhead+4] == record.Magic
 }
 
 // legacyErrorCode is Kafka's code for a message set that does not convert.

@@ -64,6 +64,7 @@ func startBinary(t *testing.T, props ...string) *testBroker {
 	}
 	cmd := exec.Command(buildFerry(t), args...)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = childProcAttr()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

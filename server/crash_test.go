@@ -97,8 +97,37 @@ type childBroker struct {
 
 // startChild starts `ferry serve` (the built binary) on dir listening on
 // addr and, with ready set, waits until it serves. Its log goes to
-// logFile.
+// logFile. A start that fails because addr is still taken (the previous
+// broker died a moment ago) is retried for up to 10s.
 func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *childBroker {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, line := spawnChild(t, dir, addr, logFile)
+		if !ready {
+			return c
+		}
+		select {
+		case s := <-line:
+			// "ferry listening on ADDR (data in DIR)"
+			if f := strings.Fields(s); len(f) >= 4 && f[1] == "listening" {
+				c.addr = f[3]
+				return c
+			}
+			<-c.exited
+			if log := tailFile(logFile.Name()); strings.Contains(log, "address already in use") && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			t.Fatalf("broker process exited before serving: %v\n%s", c.err, tailFile(logFile.Name()))
+		case <-time.After(60 * time.Second):
+			t.Fatalf("broker process did not start in 60s\n%s", tailFile(logFile.Name()))
+		}
+	}
+}
+
+// spawnChild starts the process; line delivers the first line it prints
+// (empty if it exits first).
+func spawnChild(t *testing.T, dir, addr string, logFile *os.File) (*childBroker, <-chan string) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -107,6 +136,7 @@ func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *c
 	cmd := exec.Command(buildFerry(t), "serve", "-listen", addr, "-data-dir", dir, "-log-level", "warn",
 		"-c", "group.initial.rebalance.delay.ms=0")
 	cmd.Stdout, cmd.Stderr = w, logFile
+	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -123,22 +153,7 @@ func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *c
 		s, _ := bufio.NewReader(r).ReadString('\n')
 		line <- s
 	}()
-	if !ready {
-		return c
-	}
-	select {
-	case s := <-line:
-		// "ferry listening on ADDR (data in DIR)"
-		f := strings.Fields(s)
-		if len(f) < 4 || f[1] != "listening" {
-			<-c.exited
-			t.Fatalf("broker process exited before serving: %v\n%s", c.err, tailFile(logFile.Name()))
-		}
-		c.addr = f[3]
-	case <-time.After(60 * time.Second):
-		t.Fatalf("broker process did not start in 60s\n%s", tailFile(logFile.Name()))
-	}
-	return c
+	return c, line
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

@@ -118,37 +118,47 @@ func legacyMessage(set []byte, magic, attrs int8, ts int64, key, value []byte) [
 }
 
 // TestLegacyProduceErrors sends bad message sets over Produce v2 and
-// checks Kafka's error for each, and that nothing of them is stored while
-// a good set in the same request is.
+// checks Kafka's answer for each, and what is stored: only the good set,
+// the complete message of a set with an incomplete tail, and a batch v2
+// (Produce v0-v2 may carry one; Kafka takes it as it is).
 func TestLegacyProduceErrors(t *testing.T) {
 	b := startBroker(t, nil)
 	ctx := testCtx(t)
-	if _, err := b.admin().CreateTopic(ctx, 6, 1, nil, "legacy-bad"); err != nil {
-		t.Fatal(err)
-	}
+	const topic = "legacy-bad"
 	good := legacyMessage(nil, 1, 0, 1000, []byte("k"), []byte("v"))
 	badCRC := bytes.Clone(good)
 	badCRC[len(badCRC)-1] ^= 1
 	zstd := legacyMessage(nil, 1, record.CodecZstd, 1000, nil, []byte("not really zstd"))
-	magic2 := legacyMessage(nil, 1, 0, 1000, nil, []byte("v"))
-	magic2[12+4] = 2
-	binary.BigEndian.PutUint32(magic2[12:], crc32.ChecksumIEEE(magic2[16:]))
+	magic3 := legacyMessage(nil, 1, 0, 1000, nil, []byte("v"))
+	magic3[12+4] = 3
+	binary.BigEndian.PutUint32(magic3[12:], crc32.ChecksumIEEE(magic3[16:]))
+	v2 := record.AppendBatch(nil, record.Batch{BaseTimestamp: 2000, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1,
+		Records: []record.Record{{Value: []byte("v2-a")}, {Value: []byte("v2-b")}}})
+	badV2 := bytes.Clone(v2)
+	badV2[len(badV2)-1] ^= 1
 	cases := []struct {
 		set  []byte
 		want *kerr.Error
+		vals []string // stored
 	}{
-		{good, nil},
-		{badCRC, kerr.CorruptMessage},
-		{good[:len(good)-3], kerr.CorruptMessage},
-		{zstd, kerr.UnsupportedCompressionType},
-		{magic2, kerr.InvalidRecord},
-		{[]byte{}, kerr.InvalidRecord},
+		{good, nil, []string{"v"}},
+		{badCRC, kerr.CorruptMessage, nil},
+		{append(bytes.Clone(good), good[:len(good)-3]...), nil, []string{"v"}},
+		{good[:len(good)-3], nil, nil},
+		{zstd, kerr.UnsupportedCompressionType, nil},
+		{magic3, kerr.CorruptMessage, nil},
+		{[]byte{}, nil, nil},
+		{v2, nil, []string{"v2-a", "v2-b"}},
+		{badV2, kerr.CorruptMessage, nil},
+	}
+	if _, err := b.admin().CreateTopic(ctx, int32(len(cases)), 1, nil, topic); err != nil {
+		t.Fatal(err)
 	}
 	req := kmsg.NewPtrProduceRequest()
 	req.SetVersion(2)
 	req.Acks, req.TimeoutMillis = -1, 5000
 	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = "legacy-bad"
+	rt.Topic = topic
 	for i, c := range cases {
 		rp := kmsg.NewProduceRequestTopicPartition()
 		rp.Partition, rp.Records = int32(i), c.set
@@ -170,8 +180,14 @@ func TestLegacyProduceErrors(t *testing.T) {
 			t.Errorf("partition %d: %v, want %v", i, err, c.want)
 		}
 	}
-	got := readAll(t, b.addr, "legacy-bad")
-	if len(got) != 1 || len(got[0]) != 1 || string(got[0][0].Value) != "v" || got[0][0].Timestamp.UnixMilli() != 1000 {
-		t.Fatalf("stored %s, want one record in partition 0", countPerPartition(got))
+	got := readAll(t, b.addr, topic)
+	for i, c := range cases {
+		var vals []string
+		for _, r := range got[int32(i)] {
+			vals = append(vals, string(r.Value))
+		}
+		if fmt.Sprint(vals) != fmt.Sprint(c.vals) {
+			t.Errorf("partition %d stores %q, want %q", i, vals, c.vals)
+		}
 	}
 }
