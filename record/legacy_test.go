@@ -549,7 +549,6 @@ func TestConvertLegacyErrors(t *testing.T) {
 		{"flipped magic byte", mutate(good0, func(b []byte) { b[16] = 1 }), ErrCorrupt},
 		{"bad crc in second message", cat(good1, mutate(good1, func(b []byte) { b[15] ^= 0x80 })), ErrCorrupt},
 
-
 		{"size 13", sized(13, make([]byte, 13)), ErrCorrupt},
 		{"size 0", sized(0, nil), ErrCorrupt},
 		{"size -1", sized(-1, make([]byte, 20)), ErrCorrupt},
