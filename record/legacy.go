@@ -44,7 +44,8 @@ const (
 //
 // Errors wrap ErrCorrupt (a bad CRC or magic, a length past the end of its
 // message, data that does not decompress), ErrInvalid (nested compression,
-// more than MaxDecompressed bytes of records in all) or ErrCodec (zstd,
+// wrappers decompressing to more than MaxDecompressed bytes in all, or
+// more than that of records) or ErrCodec (zstd,
 // which format v0/v1 cannot carry).
 func ConvertLegacy(set []byte) ([]byte, error) {
 	// Records are encoded as they are read, so memory stays near the
@@ -66,6 +67,7 @@ func ConvertLegacy(set []byte) ([]byte, error) {
 		return nil
 	}
 	codec := CodecNone
+	decompressed := 0 // over all wrappers, bounded by MaxDecompressed
 	err := walkLegacy(set, func(magic, attrs int8, ts int64, key, value []byte) error {
 		c := int(attrs & CodecMask)
 		if c == CodecNone {
@@ -84,6 +86,11 @@ func ConvertLegacy(set []byte) ([]byte, error) {
 			value = fixLZ4HeaderChecksum(value)
 		}
 		inner, err := Decompress(c, value)
+		if err == nil {
+			if decompressed += len(inner); decompressed > MaxDecompressed {
+				err = ErrTooLarge
+			}
+		}
 		if errors.Is(err, ErrTooLarge) {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		} else if err != nil {
