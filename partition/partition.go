@@ -166,7 +166,8 @@ type Result struct {
 // Append validates and appends a produced record set: one or more record
 // batches (magic 2) back to back. Either every batch is appended or none
 // is. The bytes are modified in place (offsets, and timestamps with
-// LogAppendTime) and written as they are.
+// LogAppendTime) and written as they are, except batches recompressed for
+// Config.Recompress, which are written from a copy.
 func (p *Partition) Append(records []byte) (Result, error) {
 	res := Result{BaseOffset: -1, LogAppendTime: -1}
 	p.mu.Lock()
