@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,60 +50,94 @@ func buildFerry(t testing.TB) string {
 	return ferryBin.path
 }
 
+// childBroker is `ferry serve` running in a child process.
+type childBroker struct {
+	cmd    *exec.Cmd
+	addr   string
+	exited chan struct{} // closed when the process is gone
+	err    error         // from Wait, valid once exited is closed
+}
+
+// spawnChild starts `ferry serve` (the built binary) on dir listening on
+// addr, with broker configs props and its log going to logFile; line
+// delivers the first line it prints (empty if it exits first). It is
+// SIGKILLed when the test ends, if still running.
+func spawnChild(t *testing.T, dir, addr string, logFile *os.File, props ...string) (c *childBroker, line <-chan string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"serve", "-listen", addr, "-data-dir", dir, "-log-level", "warn",
+		"-c", "group.initial.rebalance.delay.ms=0"}
+	for _, p := range props {
+		args = append(args, "-c", p)
+	}
+	cmd := exec.Command(buildFerry(t), args...)
+	cmd.Stdout, cmd.Stderr = w, logFile
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	c = &childBroker{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.exited)
+	}()
+	t.Cleanup(c.kill)
+	first := make(chan string, 1)
+	go func() {
+		defer r.Close()
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		first <- s
+	}()
+	return c, first
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (c *childBroker) kill() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+}
+
+// listeningAddr returns the address in serve's first line, "ferry
+// listening on ADDR (data in DIR)".
+func listeningAddr(line string) (string, bool) {
+	f := strings.Fields(line)
+	if len(f) < 4 || f[1] != "listening" {
+		return "", false
+	}
+	return f[3], true
+}
+
 // startBinary runs `ferry serve` (the built binary) on a fresh data
 // directory on 127.0.0.1:0. When the test ends it sends SIGTERM and
 // checks the broker exits 0 after a clean shutdown.
 func startBinary(t *testing.T, props ...string) *testBroker {
 	t.Helper()
 	dir := t.TempDir()
-	args := []string{"serve", "-listen", "127.0.0.1:0", "-data-dir", dir, "-log-level", "warn",
-		"-c", "group.initial.rebalance.delay.ms=0"}
-	for _, p := range props {
-		args = append(args, "-c", p)
-	}
-	cmd := exec.Command(buildFerry(t), args...)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = childProcAttr()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	exited := make(chan error, 1)
-	go func() {
-		r := bufio.NewReader(out)
-		line, _ := r.ReadString('\n')
-		lines <- line
-		io.Copy(io.Discard, r) // never let the broker block on stdout
-		exited <- cmd.Wait()
-	}()
-	b := &testBroker{t: t, dir: dir}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+	c, line := spawnChild(t, dir, "127.0.0.1:0", os.Stderr, props...)
+	t.Cleanup(func() { // runs before spawnChild's kill
+		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("ferry serve after SIGTERM: %v", err)
+		case <-c.exited:
+			if c.err != nil {
+				t.Errorf("ferry serve after SIGTERM: %v", c.err)
 			}
 		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
 			t.Error("ferry serve did not exit within 30s of SIGTERM")
 		}
 	})
 	select {
-	case line := <-lines:
-		// "ferry listening on ADDR (data in DIR)"
-		f := strings.Fields(line)
-		if len(f) < 4 || f[1] != "listening" {
-			t.Fatalf("ferry serve: unexpected first line %q", line)
+	case s := <-line:
+		addr, ok := listeningAddr(s)
+		if !ok {
+			t.Fatalf("ferry serve: unexpected first line %q", s)
 		}
-		b.addr = f[3]
+		return &testBroker{t: t, addr: addr, dir: dir}
 	case <-time.After(60 * time.Second):
 		t.Fatal("ferry serve printed no address in 60s")
+		return nil
 	}
-	return b
 }

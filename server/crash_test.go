@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -87,14 +85,6 @@ func TestRestartClean(t *testing.T) {
 	}
 }
 
-// childBroker is `ferry serve` running in a child process.
-type childBroker struct {
-	cmd    *exec.Cmd
-	addr   string
-	exited chan struct{} // closed when the process is gone
-	err    error         // from Wait, valid once exited is closed
-}
-
 // startChild starts `ferry serve` (the built binary) on dir listening on
 // addr and, with ready set, waits until it serves. Its log goes to
 // logFile. A start that fails because addr is still taken (the previous
@@ -108,9 +98,8 @@ func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *c
 		}
 		select {
 		case s := <-line:
-			// "ferry listening on ADDR (data in DIR)"
-			if f := strings.Fields(s); len(f) >= 4 && f[1] == "listening" {
-				c.addr = f[3]
+			if a, ok := listeningAddr(s); ok {
+				c.addr = a
 				return c
 			}
 			<-c.exited
@@ -123,43 +112,6 @@ func startChild(t *testing.T, dir, addr string, logFile *os.File, ready bool) *c
 			t.Fatalf("broker process did not start in 60s\n%s", tailFile(logFile.Name()))
 		}
 	}
-}
-
-// spawnChild starts the process; line delivers the first line it prints
-// (empty if it exits first).
-func spawnChild(t *testing.T, dir, addr string, logFile *os.File) (*childBroker, <-chan string) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(buildFerry(t), "serve", "-listen", addr, "-data-dir", dir, "-log-level", "warn",
-		"-c", "group.initial.rebalance.delay.ms=0")
-	cmd.Stdout, cmd.Stderr = w, logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	c := &childBroker{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		c.err = cmd.Wait()
-		close(c.exited)
-	}()
-	t.Cleanup(func() { c.kill() })
-	line := make(chan string, 1)
-	go func() {
-		defer r.Close()
-		s, _ := bufio.NewReader(r).ReadString('\n')
-		line <- s
-	}()
-	return c, line
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (c *childBroker) kill() {
-	c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
 }
 
 func tailFile(name string) string {
