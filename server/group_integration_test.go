@@ -808,6 +808,21 @@ func (c *childMember) owned() []int32 {
 	return slices.Sorted(maps.Keys(c.mu.owned))
 }
 
+// awaitRecord waits for the child to print the records of a new poll
+// (not one it printed before the call).
+func (c *childMember) awaitRecord(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.record:
+	default:
+	}
+	select {
+	case <-c.record:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the child printed no record for 10s: %s", c.history())
+	}
+}
+
 func (c *childMember) history() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -843,15 +858,7 @@ func TestGroupMemberKilled(t *testing.T) {
 
 	// Kill the child just after it printed the records of a poll, while it
 	// "processes" them (childProcessingTime) before committing.
-	select {
-	case <-child.record:
-	default:
-	}
-	select {
-	case <-child.record:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the child printed no record for 10s: %s", child.history())
-	}
+	child.awaitRecord(t)
 	if err := child.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -951,15 +958,7 @@ func TestGroupMemberStopped(t *testing.T) {
 	}, child.history, func() string { return histories(in) })
 	childParts := child.owned()
 
-	select {
-	case <-child.record:
-	default:
-	}
-	select {
-	case <-child.record:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the child printed no record for 10s: %s", child.history())
-	}
+	child.awaitRecord(t)
 	if err := child.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
