@@ -472,6 +472,13 @@ func (r *scriptRunner) memberID(a scriptArgs, name string) string {
 	return r.names[name]
 }
 
+// generation is the gen= argument, or the generation name last joined.
+func (r *scriptRunner) generation(a scriptArgs, name string) int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int32(a.int(r, "gen", int64(r.gens[name])))
+}
+
 func (r *scriptRunner) need() {
 	if r.c == nil {
 		r.fatalf("no coordinator: run start first")
@@ -726,9 +733,7 @@ func (r *scriptRunner) sync(a scriptArgs, group string) {
 	req.Version = int16(a.int(r, "v", 5))
 	req.Group = group
 	req.MemberID = r.memberID(a, name)
-	r.mu.Lock()
-	req.Generation = int32(a.int(r, "gen", int64(r.gens[name])))
-	r.mu.Unlock()
+	req.Generation = r.generation(a, name)
 	req.InstanceID = a.strPtr("instance")
 	req.ProtocolType = a.strPtr("ptype")
 	req.Protocol = a.strPtr("proto")
@@ -764,9 +769,7 @@ func (r *scriptRunner) heartbeat(a scriptArgs, group string) string {
 	req.Version = int16(a.int(r, "v", 4))
 	req.Group = group
 	req.MemberID = r.memberID(a, name)
-	r.mu.Lock()
-	req.Generation = int32(a.int(r, "gen", int64(r.gens[name])))
-	r.mu.Unlock()
+	req.Generation = r.generation(a, name)
 	req.InstanceID = a.strPtr("instance")
 	req = wire(r, req)
 	resp := wireResp(r, r.c.Heartbeat(r.ctx(name), req), req.Version)
