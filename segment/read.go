@@ -64,12 +64,8 @@ func (s *Segment) batchAt(pos, size int64) (base, n int64, err error) {
 	return int64(binary.BigEndian.Uint64(b)), int64(sz), nil
 }
 
-// Position returns the byte position of the batch holding offset off, or of
-// the first batch after it, or Size() if there is none.
-func (s *Segment) Position(off int64) (int64, error) {
-	return s.position(off, s.size.Load())
-}
-
+// position returns the byte position of the batch holding offset off, or
+// of the first batch after it, or size if there is none.
 func (s *Segment) position(off int64, size int64) (int64, error) {
 	pos := s.indexLookup(off)
 	for pos < size {
