@@ -35,6 +35,9 @@ var (
 	ErrTransactional = errors.New("partition: transactional produce is not supported")
 	// ErrOffsetOutOfRange is log.ErrOffsetOutOfRange.
 	ErrOffsetOutOfRange = log.ErrOffsetOutOfRange
+	// ErrLogClosed is log.ErrClosed: the partition's log was closed under
+	// a call, as when the broker stops.
+	ErrLogClosed = log.ErrClosed
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("partition: closed")
 )
@@ -124,8 +127,23 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	return p, nil
 }
 
-// Log is the partition's log.
-func (p *Partition) Log() *log.Log { return p.log }
+// View is a zero-copy read of whole record batches (see log.View): Data
+// aliases a memory-mapped segment and stays valid until Release, which
+// must be called exactly once.
+type View = log.View
+
+// Dir is the partition's directory.
+func (p *Partition) Dir() string { return p.log.Dir() }
+
+// Size is the size in bytes of the partition's segments.
+func (p *Partition) Size() int64 { return p.log.Size() }
+
+// Walk calls fn for every batch from the one holding offset from to the
+// end of the log, until fn returns false. batch aliases the mapping and is
+// valid only during the call.
+func (p *Partition) Walk(from int64, fn func(batch []byte, h *record.Header) bool) error {
+	return p.log.Walk(from, fn)
+}
 
 // HighWatermark is the offset up to which consumers may read. With one
 // replica it is the log end offset.
@@ -355,13 +373,13 @@ func (p *Partition) notifyLocked() {
 
 // Read returns batches starting at off up to the high watermark; see
 // log.Log.Read. The caller releases the view.
-func (p *Partition) Read(off int64, maxBytes int, minOne bool) (log.View, error) {
+func (p *Partition) Read(off int64, maxBytes int, minOne bool) (View, error) {
 	return p.log.Read(off, p.HighWatermark(), maxBytes, minOne)
 }
 
 // ReadTo is Read bounded by hw, a high watermark the caller read before
 // (and reports with the data), so nothing past it is returned.
-func (p *Partition) ReadTo(off, hw int64, maxBytes int, minOne bool) (log.View, error) {
+func (p *Partition) ReadTo(off, hw int64, maxBytes int, minOne bool) (View, error) {
 	return p.log.Read(off, hw, maxBytes, minOne)
 }
 

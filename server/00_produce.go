@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/record"
 )
@@ -52,11 +53,11 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 		st := &resp.Topics[i]
 		*st = kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		var t *topic
+		var t *meta.Topic
 		if r.version >= 13 {
-			t = s.topics.getID(rt.TopicID)
+			t = s.meta.TopicByID(rt.TopicID)
 		} else {
-			t = s.topics.get(rt.Topic)
+			t = s.meta.Topic(rt.Topic)
 		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
@@ -67,15 +68,18 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 			sp.BaseOffset = -1
 			sp.LogAppendTime = -1
 			sp.LogStartOffset = -1
-			p := t.partition(rp.Partition)
-			if p == nil {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			p, err := t.Partition(rp.Partition)
+			if err != nil {
+				code, msg := errorCode(err)
+				sp.ErrorCode = code
 				if r.version >= 13 && t == nil {
 					sp.ErrorCode = kerr.UnknownTopicID.Code
+				} else if r.version >= 8 && code != kerr.UnknownTopicOrPartition.Code {
+					sp.ErrorMessage = msg
 				}
 				continue
 			}
-			if t.internal {
+			if t.Internal() {
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				sp.ErrorMessage = errMsg("internal topics cannot be produced to")
 				continue
@@ -92,13 +96,13 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 			}
 			res, err := p.Append(records)
 			if err != nil {
-				code, msg := kafkaError(err)
+				code, msg := errorCode(err)
 				sp.ErrorCode = code
 				if r.version >= 8 {
-					sp.ErrorMessage = &msg
+					sp.ErrorMessage = msg
 				}
 				if code == kerr.KafkaStorageError.Code {
-					s.logger.Error("produce failed", "topic", t.name, "partition", rp.Partition, "err", err)
+					s.logger.Error("produce failed", "topic", t.Name(), "partition", rp.Partition, "err", err)
 				}
 				continue
 			}
@@ -146,11 +150,11 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 		}
 		for i, err := range errs {
 			if err != nil {
-				code, msg := kafkaError(err)
+				code, msg := errorCode(err)
 				synced[i].ErrorCode = code
 				synced[i].BaseOffset = -1
 				if r.version >= 8 {
-					synced[i].ErrorMessage = &msg
+					synced[i].ErrorMessage = msg
 				}
 				s.logger.Error("fsync failed; produce not acknowledged", "err", err)
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/ferrymq/ferry/log"
+	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -37,7 +37,7 @@ type fetchPart struct {
 type fetchResult struct {
 	errCode      int16
 	hw, logStart int64
-	view         log.View
+	view         partition.View
 }
 
 type fetch struct {
@@ -164,22 +164,19 @@ func (f *fetch) bindSession() {
 	}
 }
 
-func (f *fetch) lookup(k sessionKey) (*topic, *partition.Partition, int16) {
-	var t *topic
+func (f *fetch) lookup(k sessionKey) (*meta.Topic, *partition.Partition, int16) {
+	var t *meta.Topic
 	if f.r.version >= 13 {
-		t = f.s.topics.getID(k.topicID)
+		t = f.s.meta.TopicByID(k.topicID)
 		if t == nil {
 			return nil, nil, kerr.UnknownTopicID.Code
 		}
 	} else {
-		t = f.s.topics.get(k.topic)
+		t = f.s.meta.Topic(k.topic)
 	}
-	if t == nil {
-		return nil, nil, kerr.UnknownTopicOrPartition.Code
-	}
-	p := t.partition(k.partition)
-	if p == nil {
-		return t, nil, kerr.UnknownTopicOrPartition.Code
+	p, err := t.Partition(k.partition)
+	if err != nil {
+		return t, nil, codeOf(err)
 	}
 	return t, p, 0
 }
@@ -211,8 +208,8 @@ func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
 		limit := min(int(fp.maxBytes), remaining)
 		v, err := p.ReadTo(fp.offset, res.hw, limit, total == 0)
 		if err != nil {
-			code, _ := kafkaError(err)
-			if !errors.Is(err, log.ErrOffsetOutOfRange) {
+			code := codeOf(err)
+			if !errors.Is(err, partition.ErrOffsetOutOfRange) {
 				f.s.logger.Error("fetch read failed", "partition", fp.key.partition, "err", err)
 			}
 			res.errCode, anyErr = code, true
@@ -296,7 +293,7 @@ func (f *fetch) respond(results []fetchResult) {
 		resp.SessionID = f.sess.id
 		defer f.unlockSession()
 	}
-	var views []log.View
+	var views []partition.View
 	var salt [8]byte
 	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
 	// Partitions of one topic are grouped only while they are adjacent, as
@@ -384,7 +381,7 @@ func sentinel(salt [8]byte, i int) [sentinelSize]byte {
 // splice cuts the encoded frame at each placeholder and puts the mapped
 // record data there, with its real length prefix, then fixes the frame
 // size. It reports false if a placeholder is missing.
-func splice(frame []byte, salt [8]byte, views []log.View, flexible bool) ([][]byte, bool) {
+func splice(frame []byte, salt [8]byte, views []partition.View, flexible bool) ([][]byte, bool) {
 	out := make([][]byte, 0, 3*len(views)+1)
 	prefixes := make([]byte, 0, 5*len(views))
 	pos := 0

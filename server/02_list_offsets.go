@@ -25,15 +25,15 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
-		t := s.topics.get(rt.Topic)
+		t := s.meta.Topic(rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
-			p := t.partition(rp.Partition)
+			p, err := t.Partition(rp.Partition)
 			switch {
-			case p == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case err != nil:
+				sp.ErrorCode = codeOf(err)
 			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
 			default:
@@ -68,7 +68,7 @@ func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTo
 	case -3:
 		off, t, ok, err := p.MaxTimestamp()
 		if err != nil {
-			sp.ErrorCode, _ = kafkaError(err)
+			sp.ErrorCode = codeOf(err)
 		} else if ok {
 			sp.Offset, sp.Timestamp = off, t
 		}
@@ -79,7 +79,7 @@ func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTo
 		}
 		off, t, ok, err := p.OffsetForTimestamp(ts)
 		if err != nil {
-			sp.ErrorCode, _ = kafkaError(err)
+			sp.ErrorCode = codeOf(err)
 		} else if ok && off >= p.LogStartOffset() {
 			sp.Offset, sp.Timestamp = off, t
 		} else if ok {

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -36,7 +37,8 @@ func handleMetadata(s *Server, r *request) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	host, port := s.brokerHostPort()
 	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
-	resp.ClusterID = &s.clusterID
+	clusterID := s.meta.ClusterID()
+	resp.ClusterID = &clusterID
 	resp.ControllerID = s.cfg.NodeID
 	if r.version >= 8 && r.version <= 10 {
 		resp.AuthorizedOperations = -2147483648
@@ -44,33 +46,33 @@ func handleMetadata(s *Server, r *request) kmsg.Response {
 
 	all := req.Topics == nil || (r.version == 0 && len(req.Topics) == 0)
 	if all {
-		for _, t := range s.topics.all() {
+		for _, t := range s.meta.Topics() {
 			resp.Topics = append(resp.Topics, s.metadataTopic(r, t))
 		}
 		return resp
 	}
 	autoCreate := s.settings().bool("auto.create.topics.enable") && (r.version < 4 || req.AllowAutoTopicCreation)
 	for _, rt := range req.Topics {
-		var t *topic
+		var t *meta.Topic
 		switch {
 		case rt.Topic != nil:
-			t = s.topics.get(*rt.Topic)
+			t = s.meta.Topic(*rt.Topic)
 			if t == nil && autoCreate {
 				var err error
-				t, err = s.createTopic(*rt.Topic, -1, -1, nil, false, false)
+				t, err = s.meta.CreateTopic(meta.NewTopic{Name: *rt.Topic, Partitions: -1, ReplicationFactor: -1})
 				if err != nil {
-					if code, _ := errCode(err); code != kerr.TopicAlreadyExists.Code {
+					if code := codeOf(err); code != kerr.TopicAlreadyExists.Code {
 						mt := kmsg.NewMetadataResponseTopic()
 						mt.Topic = rt.Topic
 						mt.ErrorCode = code
 						resp.Topics = append(resp.Topics, mt)
 						continue
 					}
-					t = s.topics.get(*rt.Topic)
+					t = s.meta.Topic(*rt.Topic)
 				}
 			}
 		case rt.TopicID != [16]byte{}:
-			t = s.topics.getID(rt.TopicID)
+			t = s.meta.TopicByID(rt.TopicID)
 		}
 		if t == nil {
 			mt := kmsg.NewMetadataResponseTopic()
@@ -79,7 +81,7 @@ func handleMetadata(s *Server, r *request) kmsg.Response {
 			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			if rt.Topic == nil {
 				mt.ErrorCode = kerr.UnknownTopicID.Code
-			} else if err := validTopicName(*rt.Topic); err != nil {
+			} else if err := meta.ValidTopicName(*rt.Topic); err != nil {
 				mt.ErrorCode = kerr.InvalidTopicException.Code
 			}
 			resp.Topics = append(resp.Topics, mt)
@@ -90,24 +92,32 @@ func handleMetadata(s *Server, r *request) kmsg.Response {
 	return resp
 }
 
-func (s *Server) metadataTopic(r *request, t *topic) kmsg.MetadataResponseTopic {
+func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
-	name := t.name
+	name := t.Name()
 	mt.Topic = &name
-	mt.TopicID = t.id
-	mt.IsInternal = t.internal
+	mt.TopicID = t.ID()
+	mt.IsInternal = t.Internal()
 	if r.version >= 8 {
 		mt.AuthorizedOperations = -2147483648
 	}
-	parts := t.partitions()
-	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, len(parts))
-	for i := range parts {
+	n := t.NumPartitions()
+	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
+	for i := range n {
 		mp := kmsg.NewMetadataResponseTopicPartition()
-		mp.Partition = int32(i)
+		mp.Partition = i
 		mp.Leader = s.cfg.NodeID
 		mp.LeaderEpoch = partition.LeaderEpoch
 		mp.Replicas = []int32{s.cfg.NodeID}
 		mp.ISR = []int32{s.cfg.NodeID}
+		if _, err := t.Partition(i); err != nil {
+			// Offline (it could not be opened at start): no leader, and
+			// this broker's replica listed offline, as Kafka reports a
+			// partition on a failed log directory.
+			mp.ErrorCode = codeOf(err)
+			mp.Leader = -1
+			mp.OfflineReplicas = []int32{s.cfg.NodeID}
+		}
 		mt.Partitions[i] = mp
 	}
 	return mt

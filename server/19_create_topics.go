@@ -1,8 +1,12 @@
 package server
 
 import (
+	"fmt"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/meta"
 )
 
 // CreateTopics, v0-v7.
@@ -30,13 +34,13 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 			st.NumPartitions, st.ReplicationFactor = -1, -1
 			err := s.createTopicFromRequest(&rt, seen[rt.Topic] > 1, req.ValidateOnly)
 			if err != nil {
-				code, msg := errCode(err)
+				code, msg := errorCode(err)
 				st.ErrorCode = code
 				if r.version >= 1 {
 					st.ErrorMessage = msg
 				}
 			} else if r.version >= 5 {
-				t := s.topics.get(rt.Topic)
+				t := s.meta.Topic(rt.Topic)
 				if req.ValidateOnly || t == nil {
 					st.NumPartitions = rt.NumPartitions
 					if st.NumPartitions == -1 {
@@ -44,13 +48,10 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 					}
 					st.ReplicationFactor = 1
 				} else {
-					st.TopicID = t.id
-					st.NumPartitions = int32(len(t.partitions()))
+					st.TopicID = t.ID()
+					st.NumPartitions = t.NumPartitions()
 					st.ReplicationFactor = 1
-					s.topics.mu.RLock()
-					overrides := t.configs
-					s.topics.mu.RUnlock()
-					for _, c := range s.settings().describeTopicConfigs(overrides, nil, false, false) {
+					for _, c := range s.meta.Settings().DescribeTopicConfigs(t.Configs(), meta.DescribeOptions{}) {
 						cc := kmsg.NewCreateTopicsResponseTopicConfig()
 						cc.Name, cc.Value, cc.Source, cc.IsSensitive = c.Name, c.Value, int8(c.Source), false
 						st.Configs = append(st.Configs, cc)
@@ -66,28 +67,28 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 
 func (s *Server) createTopicFromRequest(rt *kmsg.CreateTopicsRequestTopic, duplicate, validateOnly bool) error {
 	if duplicate {
-		return newTopicError(kerr.InvalidRequest, "topic %q is named more than once in the request", rt.Topic)
+		return fmt.Errorf("%w: topic %q is named more than once in the request", kerr.InvalidRequest, rt.Topic)
 	}
 	partitions, replication := rt.NumPartitions, rt.ReplicationFactor
 	if len(rt.ReplicaAssignment) > 0 {
 		if partitions != -1 || replication != -1 {
-			return newTopicError(kerr.InvalidRequest, "both a replica assignment and a partition count or replication factor were given")
+			return fmt.Errorf("%w: both a replica assignment and a partition count or replication factor were given", kerr.InvalidRequest)
 		}
 		partitions = int32(len(rt.ReplicaAssignment))
 		for i, ra := range rt.ReplicaAssignment {
 			if ra.Partition != int32(i) {
-				return newTopicError(kerr.InvalidReplicaAssignment, "replica assignment partitions must be 0..%d in order", len(rt.ReplicaAssignment)-1)
+				return fmt.Errorf("%w: replica assignment partitions must be 0..%d in order", kerr.InvalidReplicaAssignment, len(rt.ReplicaAssignment)-1)
 			}
 			if len(ra.Replicas) == 0 {
-				return newTopicError(kerr.InvalidReplicaAssignment, "partition %d has no replicas", ra.Partition)
+				return fmt.Errorf("%w: partition %d has no replicas", kerr.InvalidReplicaAssignment, ra.Partition)
 			}
 			for _, b := range ra.Replicas {
 				if b != s.cfg.NodeID {
-					return newTopicError(kerr.InvalidReplicaAssignment, "broker %d does not exist", b)
+					return fmt.Errorf("%w: broker %d does not exist", kerr.InvalidReplicaAssignment, b)
 				}
 			}
 			if len(ra.Replicas) > 1 {
-				return newTopicError(kerr.InvalidReplicationFactor, "replication factor %d is larger than the number of brokers (1)", len(ra.Replicas))
+				return fmt.Errorf("%w: replication factor %d is larger than the number of brokers (1)", kerr.InvalidReplicationFactor, len(ra.Replicas))
 			}
 		}
 		replication = 1
@@ -96,6 +97,10 @@ func (s *Server) createTopicFromRequest(rt *kmsg.CreateTopicsRequestTopic, dupli
 	for _, c := range rt.Configs {
 		configs[c.Name] = c.Value
 	}
-	_, err := s.createTopic(rt.Topic, partitions, replication, configs, false, validateOnly)
+	nt := meta.NewTopic{Name: rt.Topic, Partitions: partitions, ReplicationFactor: replication, Configs: configs}
+	if validateOnly {
+		return s.meta.ValidateTopic(nt)
+	}
+	_, err := s.meta.CreateTopic(nt)
 	return err
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/meta"
 )
 
 // DeleteTopics, v0-v6 (v6 may name topics by id). The deletion is durable
@@ -32,11 +34,11 @@ func handleDeleteTopics(s *Server, r *request) kmsg.Response {
 		for _, tg := range targets {
 			st := kmsg.NewDeleteTopicsResponseTopic()
 			st.Topic, st.TopicID = tg.name, tg.id
-			var t *topic
+			var t *meta.Topic
 			if tg.name != nil {
-				t = s.topics.get(*tg.name)
+				t = s.meta.Topic(*tg.name)
 			} else {
-				t = s.topics.getID(tg.id)
+				t = s.meta.TopicByID(tg.id)
 			}
 			if t == nil {
 				st.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -46,10 +48,10 @@ func handleDeleteTopics(s *Server, r *request) kmsg.Response {
 				resp.Topics = append(resp.Topics, st)
 				continue
 			}
-			name := t.name
-			st.Topic, st.TopicID = &name, t.id
-			if err := s.deleteTopic(t); err != nil {
-				code, msg := errCode(err)
+			name := t.Name()
+			st.Topic, st.TopicID = &name, t.ID()
+			if err := s.meta.DeleteTopic(t); err != nil {
+				code, msg := errorCode(err)
 				st.ErrorCode = code
 				if r.version >= 5 {
 					st.ErrorMessage = msg

@@ -20,20 +20,20 @@ func handleDeleteRecords(s *Server, r *request) kmsg.Response {
 		for _, rt := range req.Topics {
 			st := kmsg.NewDeleteRecordsResponseTopic()
 			st.Topic = rt.Topic
-			t := s.topics.get(rt.Topic)
+			t := s.meta.Topic(rt.Topic)
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 				sp.Partition = rp.Partition
 				sp.LowWatermark = -1
-				p := t.partition(rp.Partition)
-				if p == nil {
-					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				} else if t.internal {
+				p, err := t.Partition(rp.Partition)
+				if err != nil {
+					sp.ErrorCode = codeOf(err)
+				} else if t.Internal() {
 					// As Kafka: the coordinator's records are not the
 					// client's to delete.
 					sp.ErrorCode = kerr.InvalidTopicException.Code
 				} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
-					sp.ErrorCode, _ = kafkaError(err)
+					sp.ErrorCode = codeOf(err)
 				} else {
 					sp.LowWatermark = low
 				}

@@ -30,7 +30,7 @@ func handleInitProducerID(s *Server, r *request) kmsg.Response {
 		return resp
 	}
 	r.await(func() kmsg.Response {
-		id, err := s.nextProducerID()
+		id, err := s.meta.NextProducerID()
 		if err != nil {
 			s.logger.Error("reserving producer ids", "err", err)
 			resp.ErrorCode = kerr.KafkaStorageError.Code

@@ -20,15 +20,15 @@ func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
-		t := s.topics.get(rt.Topic)
+		t := s.meta.Topic(rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			p := t.partition(rp.Partition)
+			p, err := t.Partition(rp.Partition)
 			switch {
-			case p == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case err != nil:
+				sp.ErrorCode = codeOf(err)
 			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
 			case rp.LeaderEpoch <= partition.LeaderEpoch:

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/meta"
 )
 
 // DescribeConfigs, v0-v4: every topic config with its value, source
@@ -23,29 +25,27 @@ const (
 func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
-	bs := s.settings()
+	bs := s.meta.Settings()
 	for _, rr := range req.Resources {
+		opts := meta.DescribeOptions{Keys: rr.ConfigNames, Synonyms: req.IncludeSynonyms, Docs: req.IncludeDocumentation}
 		res := kmsg.NewDescribeConfigsResponseResource()
 		res.ResourceType, res.ResourceName = rr.ResourceType, rr.ResourceName
 		switch rr.ResourceType {
 		case resourceTopic:
-			t := s.topics.get(rr.ResourceName)
+			t := s.meta.Topic(rr.ResourceName)
 			if t == nil {
 				res.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				res.ErrorMessage = errMsg("topic " + rr.ResourceName + " does not exist")
 				break
 			}
-			s.topics.mu.RLock()
-			overrides := t.configs
-			s.topics.mu.RUnlock()
-			res.Configs = bs.describeTopicConfigs(overrides, rr.ConfigNames, req.IncludeSynonyms, req.IncludeDocumentation)
+			res.Configs = describeConfigs(bs.DescribeTopicConfigs(t.Configs(), opts))
 		case resourceBroker:
 			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(s.cfg.NodeID)) {
 				res.ErrorCode = kerr.InvalidRequest.Code
 				res.ErrorMessage = errMsg("broker " + rr.ResourceName + " is not this broker (" + strconv.Itoa(int(s.cfg.NodeID)) + ")")
 				break
 			}
-			res.Configs = bs.describeBrokerConfigs(rr.ConfigNames, req.IncludeSynonyms, req.IncludeDocumentation)
+			res.Configs = describeConfigs(bs.DescribeBrokerConfigs(opts))
 		default:
 			res.ErrorCode = kerr.InvalidRequest.Code
 			res.ErrorMessage = errMsg("unsupported resource type " + strconv.Itoa(int(rr.ResourceType)))
@@ -53,7 +53,7 @@ func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
 		if r.version == 0 {
 			for i := range res.Configs {
 				// v0 has no source; IsDefault says it.
-				res.Configs[i].IsDefault = res.Configs[i].Source == kmsg.ConfigSource(sourceDefault)
+				res.Configs[i].IsDefault = res.Configs[i].Source == kmsg.ConfigSource(meta.SourceDefault)
 			}
 		}
 		resp.Resources = append(resp.Resources, res)

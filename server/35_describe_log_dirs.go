@@ -1,10 +1,13 @@
 package server
 
 import (
+	"errors"
 	"path/filepath"
 	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/meta"
 )
 
 // DescribeLogDirs, v0-v5: the data directory with the size of each
@@ -28,24 +31,27 @@ func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
 		dir.TotalBytes = int64(st.Blocks) * st.Bsize
 		dir.UsableBytes = int64(st.Bavail) * st.Bsize
 	}
-	add := func(t *topic, parts []int32) {
+	add := func(t *meta.Topic, parts []int32) {
 		dt := kmsg.NewDescribeLogDirsResponseDirTopic()
-		dt.Topic = t.name
+		dt.Topic = t.Name()
 		for _, pi := range parts {
-			p := t.partition(pi)
-			if p == nil {
+			p, err := t.Partition(pi)
+			if errors.Is(err, meta.ErrUnknownTopicOrPartition) {
 				continue
 			}
 			dp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
 			dp.Partition = pi
-			dp.Size = p.Log().Size()
+			dp.Size = -1 // offline: its size is not known
+			if err == nil {
+				dp.Size = p.Size()
+			}
 			dt.Partitions = append(dt.Partitions, dp)
 		}
 		dir.Topics = append(dir.Topics, dt)
 	}
 	if req.Topics == nil {
-		for _, t := range s.topics.all() {
-			ps := make([]int32, len(t.partitions()))
+		for _, t := range s.meta.Topics() {
+			ps := make([]int32, t.NumPartitions())
 			for i := range ps {
 				ps[i] = int32(i)
 			}
@@ -53,7 +59,7 @@ func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
 		}
 	} else {
 		for _, rt := range req.Topics {
-			if t := s.topics.get(rt.Topic); t != nil {
+			if t := s.meta.Topic(rt.Topic); t != nil {
 				add(t, rt.Partitions)
 			}
 		}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -23,25 +25,25 @@ func handleCreatePartitions(s *Server, r *request) kmsg.Response {
 			st.Topic = rt.Topic
 			err := func() error {
 				if seen[rt.Topic] > 1 {
-					return newTopicError(kerr.InvalidRequest, "topic %q is named more than once", rt.Topic)
+					return fmt.Errorf("%w: topic %q is named more than once", kerr.InvalidRequest, rt.Topic)
 				}
-				t := s.topics.get(rt.Topic)
+				t := s.meta.Topic(rt.Topic)
 				if t == nil {
-					return newTopicError(kerr.UnknownTopicOrPartition, "topic %q does not exist", rt.Topic)
+					return fmt.Errorf("%w: topic %q does not exist", kerr.UnknownTopicOrPartition, rt.Topic)
 				}
 				if rt.Assignment != nil {
-					if len(rt.Assignment) != int(rt.Count)-len(t.partitions()) {
-						return newTopicError(kerr.InvalidReplicaAssignment, "%d assignments for %d new partitions", len(rt.Assignment), int(rt.Count)-len(t.partitions()))
+					if added := rt.Count - t.NumPartitions(); len(rt.Assignment) != int(added) {
+						return fmt.Errorf("%w: %d assignments for %d new partitions", kerr.InvalidReplicaAssignment, len(rt.Assignment), added)
 					}
 					for _, a := range rt.Assignment {
 						if len(a.Replicas) != 1 || a.Replicas[0] != s.cfg.NodeID {
-							return newTopicError(kerr.InvalidReplicaAssignment, "replicas %v: only broker %d exists", a.Replicas, s.cfg.NodeID)
+							return fmt.Errorf("%w: replicas %v: only broker %d exists", kerr.InvalidReplicaAssignment, a.Replicas, s.cfg.NodeID)
 						}
 					}
 				}
-				return s.addPartitions(t, rt.Count, req.ValidateOnly)
+				return s.meta.AddPartitions(t, rt.Count, req.ValidateOnly)
 			}()
-			st.ErrorCode, st.ErrorMessage = errCode(err)
+			st.ErrorCode, st.ErrorMessage = errorCode(err)
 			resp.Topics = append(resp.Topics, st)
 		}
 		return resp

@@ -19,7 +19,7 @@ func handleDescribeCluster(s *Server, r *request) kmsg.Response {
 		return resp
 	}
 	host, port := s.brokerHostPort()
-	resp.ClusterID = s.clusterID
+	resp.ClusterID = s.meta.ClusterID()
 	resp.ControllerID = s.cfg.NodeID
 	resp.EndpointType = req.EndpointType
 	resp.ClusterAuthorizedOperations = -2147483648

@@ -5,40 +5,64 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/ferrymq/ferry/log"
+	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 )
 
-// kafkaError maps a storage error to the Kafka error code a client acts
-// on, and the message to send where the response has room for one.
-func kafkaError(err error) (int16, string) {
+// errorCodes maps the sentinel errors of the layers below to the Kafka
+// code a client acts on. It is the one place where errors become codes;
+// the handlers' own errors wrap a *kerr.Error instead.
+var errorCodes = []struct {
+	err  error
+	code *kerr.Error
+}{
+	{meta.ErrUnknownTopicOrPartition, kerr.UnknownTopicOrPartition},
+	{meta.ErrTopicExists, kerr.TopicAlreadyExists},
+	{meta.ErrInvalidTopic, kerr.InvalidTopicException},
+	{meta.ErrInvalidPartitions, kerr.InvalidPartitions},
+	{meta.ErrInvalidReplicationFactor, kerr.InvalidReplicationFactor},
+	{meta.ErrInvalidConfig, kerr.InvalidConfig},
+	{meta.ErrInvalidRequest, kerr.InvalidRequest},
+	{meta.ErrDeletionDisabled, kerr.TopicDeletionDisabled},
+	{meta.ErrInternalTopic, kerr.TopicAuthorizationFailed},
+	{meta.ErrOffline, kerr.KafkaStorageError},
+	{meta.ErrStorage, kerr.KafkaStorageError},
+	{meta.ErrClosed, kerr.NotLeaderForPartition},
+	{partition.ErrCorruptMessage, kerr.CorruptMessage},
+	{partition.ErrInvalidRecord, kerr.InvalidRecord},
+	{partition.ErrMessageTooLarge, kerr.MessageTooLarge},
+	{partition.ErrRecordListTooLarge, kerr.RecordListTooLarge},
+	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
+	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{partition.ErrTransactional, kerr.InvalidTxnState},
+	{partition.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{partition.ErrClosed, kerr.NotLeaderForPartition},
+	{partition.ErrLogClosed, kerr.NotLeaderForPartition},
+}
+
+// errorCode returns the Kafka code of err (0 for nil) and the message to
+// send where the response has room for one. An error of a handler wraps
+// its *kerr.Error; anything unknown is a write or sync failure (a full
+// disk, an I/O error) or corruption found on disk: KAFKA_STORAGE_ERROR.
+func errorCode(err error) (int16, *string) {
 	if err == nil {
-		return 0, ""
+		return 0, nil
 	}
-	var code *kerr.Error
-	switch {
-	case errors.Is(err, partition.ErrCorruptMessage):
-		code = kerr.CorruptMessage
-	case errors.Is(err, partition.ErrInvalidRecord):
-		code = kerr.InvalidRecord
-	case errors.Is(err, partition.ErrMessageTooLarge):
-		code = kerr.MessageTooLarge
-	case errors.Is(err, partition.ErrRecordListTooLarge):
-		code = kerr.RecordListTooLarge
-	case errors.Is(err, partition.ErrOutOfOrderSequence):
-		code = kerr.OutOfOrderSequenceNumber
-	case errors.Is(err, partition.ErrInvalidProducerEpoch):
-		code = kerr.InvalidProducerEpoch
-	case errors.Is(err, partition.ErrTransactional):
-		code = kerr.InvalidTxnState
-	case errors.Is(err, log.ErrOffsetOutOfRange):
-		code = kerr.OffsetOutOfRange
-	case errors.Is(err, partition.ErrClosed), errors.Is(err, log.ErrClosed):
-		code = kerr.NotLeaderForPartition
-	default:
-		// Write and sync failures (a full disk, an I/O error) and
-		// corruption found on disk.
-		code = kerr.KafkaStorageError
+	msg := err.Error()
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code, &msg
 	}
-	return code.Code, err.Error()
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return e.code.Code, &msg
+		}
+	}
+	return kerr.KafkaStorageError.Code, &msg
+}
+
+// codeOf is errorCode without the message.
+func codeOf(err error) int16 {
+	code, _ := errorCode(err)
+	return code
 }

@@ -3,36 +3,59 @@ package server
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/coordstate"
 	"github.com/ferrymq/ferry/group"
-	"github.com/ferrymq/ferry/record"
+	"github.com/ferrymq/ferry/meta"
 )
 
 // The consumer-group coordinator lives in package group; this file wires
-// it to the broker: its Store is the __consumer_offsets topic, and the
-// group APIs hand their requests to it. Every group call may block (a
-// JoinGroup waits for the rebalance), so each runs in r.await and is
-// cancelled when the connection goes away.
+// it to the broker: its Store is the __consumer_offsets topic (package
+// coordstate), and the group APIs hand their requests to it. Every group
+// call may block (a JoinGroup waits for the rebalance), so each runs in
+// r.await and is cancelled when the connection goes away.
 
-// startGroups creates the coordinator, which replays __consumer_offsets.
+// offsetsTopic is Kafka's internal topic holding group offsets.
+const offsetsTopic = "__consumer_offsets"
+
+// startGroups creates __consumer_offsets if it does not exist yet, and the
+// coordinator, which replays it.
 func (s *Server) startGroups() error {
 	bs := s.settings()
+	t := s.meta.Topic(offsetsTopic)
+	if t == nil {
+		var err error
+		t, err = s.meta.CreateTopic(meta.NewTopic{
+			Name:              offsetsTopic,
+			Partitions:        int32(bs.int64("offsets.topic.num.partitions")),
+			ReplicationFactor: 1,
+			Configs: map[string]*string{
+				"cleanup.policy":    ptr("compact"),
+				"segment.bytes":     ptr(strconv.FormatInt(bs.int64("offsets.topic.segment.bytes"), 10)),
+				"max.message.bytes": ptr("10485760"),
+			},
+			Internal: true,
+		})
+		if err != nil {
+			return fmt.Errorf("server: create %s: %w", offsetsTopic, err)
+		}
+	}
 	ms := func(name string) time.Duration { return time.Duration(bs.int64(name)) * time.Millisecond }
 	delay := ms("group.initial.rebalance.delay.ms")
 	if delay == 0 {
 		delay = -1 // the coordinator reads 0 as "default"; Kafka's 0 means none
 	}
-	t := s.topics.get(offsetsTopic)
 	c, err := group.New(group.Config{
-		Store:                         &offsetsStore{s: s, t: t},
+		Store:                         coordstate.New[group.Record](offsetsTopic, t.Partition),
 		Topics:                        s.groupTopics,
 		Logger:                        s.logger,
 		NodeID:                        s.cfg.NodeID,
-		OffsetsTopicPartitions:        int32(len(t.partitions())),
+		OffsetsTopicPartitions:        t.NumPartitions(),
 		MinSessionTimeout:             ms("group.min.session.timeout.ms"),
 		MaxSessionTimeout:             ms("group.max.session.timeout.ms"),
 		InitialRebalanceDelay:         delay,
@@ -47,6 +70,8 @@ func (s *Server) startGroups() error {
 	s.groups = c
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func (s *Server) stopGroups() error {
 	if s.groups == nil {
@@ -64,107 +89,12 @@ func (s *Server) topicsChanged() {
 }
 
 func (s *Server) groupTopics() map[string]group.TopicInfo {
-	s.topics.mu.RLock()
-	defer s.topics.mu.RUnlock()
-	m := make(map[string]group.TopicInfo, len(s.topics.byName))
-	for name, t := range s.topics.byName {
-		m[name] = group.TopicInfo{ID: t.id, Partitions: int32(len(t.partitions()))}
+	topics := s.meta.Topics()
+	m := make(map[string]group.TopicInfo, len(topics))
+	for _, t := range topics {
+		m[t.Name()] = group.TopicInfo{ID: t.ID(), Partitions: t.NumPartitions()}
 	}
 	return m
-}
-
-// offsetsStore keeps coordinator records in __consumer_offsets. Records
-// are written as uncompressed batches, fsynced before Append returns.
-type offsetsStore struct {
-	s *Server
-	t *topic
-}
-
-// Append writes recs as one batch (all or nothing, as the coordinator
-// expects) and fsyncs it. __consumer_offsets takes batches up to 10 MiB.
-func (o *offsetsStore) Append(p int32, recs []group.Record) (int64, error) {
-	part := o.t.partition(p)
-	if part == nil {
-		return 0, fmt.Errorf("server: %s has no partition %d", offsetsTopic, p)
-	}
-	if len(recs) == 0 {
-		return part.HighWatermark(), nil
-	}
-	res, err := part.Append(storeBatch(recs))
-	if err != nil {
-		return 0, err
-	}
-	return res.BaseOffset, part.Sync()
-}
-
-func storeBatch(recs []group.Record) []byte {
-	rs := make([]record.Record, len(recs))
-	for i, r := range recs {
-		rs[i] = record.Record{Key: r.Key, Value: r.Value}
-	}
-	return record.AppendBatch(nil, record.Batch{
-		BaseTimestamp: time.Now().UnixMilli(),
-		ProducerID:    -1, ProducerEpoch: -1, BaseSequence: -1,
-		Records: rs,
-	})
-}
-
-// maxSnapshotBatch bounds each batch of a snapshot, which may hold every
-// live offset of a partition and is written in as many batches as needed:
-// the log start moves past the old records only once all are durable.
-const maxSnapshotBatch = 1 << 20
-
-func (o *offsetsStore) Replay(p int32, fn func(offset int64, r group.Record) error) error {
-	part := o.t.partition(p)
-	if part == nil {
-		return fmt.Errorf("server: %s has no partition %d", offsetsTopic, p)
-	}
-	var ferr error
-	err := part.Log().Walk(part.LogStartOffset(), func(batch []byte, h *record.Header) bool {
-		ferr = record.ForEach(batch, func(r *record.Record) error {
-			off := h.BaseOffset + int64(r.OffsetDelta)
-			if off < part.LogStartOffset() {
-				return nil
-			}
-			return fn(off, group.Record{Key: r.Key, Value: r.Value})
-		})
-		return ferr == nil
-	})
-	if err != nil {
-		return err
-	}
-	return ferr
-}
-
-func (o *offsetsStore) Snapshot(p int32, recs []group.Record) error {
-	part := o.t.partition(p)
-	if part == nil {
-		return fmt.Errorf("server: %s has no partition %d", offsetsTopic, p)
-	}
-	start := int64(-1)
-	for len(recs) > 0 {
-		n, size := 0, 0
-		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value)+32 < maxSnapshotBatch) {
-			size += len(recs[n].Key) + len(recs[n].Value) + 32
-			n++
-		}
-		res, err := part.Append(storeBatch(recs[:n]))
-		if err != nil {
-			return err
-		}
-		if start < 0 {
-			start = res.BaseOffset
-		}
-		recs = recs[n:]
-	}
-	if err := part.Sync(); err != nil {
-		return err
-	}
-	if start < 0 {
-		start = part.HighWatermark()
-	}
-	_, err := part.DeleteRecords(start)
-	return err
 }
 
 // groupCall runs a coordinator call off the reader goroutine.

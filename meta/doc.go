@@ -1,0 +1,57 @@
+// Package meta is the broker's metadata, in the shape of Kafka's KRaft: a
+// log of metadata records (topics, partitions, configs, producer-id
+// blocks), the in-memory image replayed from it, and the partitions that
+// the image names, opened on this broker. It owns the topic lifecycle
+// (create, grow, delete), the topic and broker config definitions with
+// Kafka's names, defaults and validation, producer-id blocks and
+// meta.properties. It knows nothing of the wire protocol: package server
+// calls it and turns its errors into Kafka codes.
+//
+// # The log
+//
+// Store drives its Log the way an application drives etcd's raft: a
+// change is proposed as one entry, and the image changes only when the log
+// hands a committed entry to Store's apply function, in log order. The
+// local log (the only one so far) is a log (package log) in
+// <data>/__cluster_metadata-0 with one record batch per entry; an entry is
+// committed once fsynced. A replicated log (go.etcd.io/raft) would commit
+// it on a quorum and hand over the entries of other nodes the same way,
+// without a change to Store's callers.
+//
+// Each record's key is its type, its value a JSON object (Record):
+//
+//	key           value (JSON)
+//	topic         {"v":1,"topic":name,"topic_id":hex,"partitions":n,"internal":b,"configs":{...}}
+//	partitions    {"v":1,"topic":name,"topic_id":hex,"partitions":n}
+//	remove_topic  {"v":1,"topic":name,"topic_id":hex}
+//	config        {"v":1,"resource":"topic"|"broker","topic_id":hex,"key":k,"value":v|absent}
+//	producer_ids  {"v":1,"next_producer_id":n}
+//
+// # The data directory
+//
+//	<data>/meta.properties          cluster.id and node.id, as Kafka keeps them
+//	<data>/__cluster_metadata-0/    the metadata log
+//	<data>/<topic>-<partition>/     a partition (package partition), with
+//	    partition.metadata          "version: 0\ntopic_id: <hex>\n"
+//
+// # Lifecycle
+//
+// A topic's partitions are created and opened before its record is
+// proposed, so a recorded topic always has its partitions; if the
+// proposal fails, what the creation made is removed.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Topic lookups take image.mu
+// shared; a Topic's configs and partitions are replaced atomically, never
+// mutated, so reading them takes no lock. Changes serialize on adminMu;
+// producer ids on pids. Lock order: adminMu or pids, then the log's lock,
+// then image.mu.
+//
+// # Usage
+//
+//	st, err := meta.Open(meta.Config{DataDir: dir})
+//	t, err := st.CreateTopic(meta.NewTopic{Name: "orders", Partitions: 3, ReplicationFactor: 1})
+//	p, err := st.Topic("orders").Partition(0) // a *partition.Partition
+//	err = st.Close()
+package meta

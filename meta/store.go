@@ -1,0 +1,342 @@
+package meta
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrymq/ferry/internal/durable"
+	"github.com/ferrymq/ferry/partition"
+)
+
+// Config configures a Store. Zero values mean Kafka's defaults.
+type Config struct {
+	// DataDir holds every partition, the metadata log and
+	// meta.properties. Required.
+	DataDir string
+	// NodeID is this broker's id (node.id). Default 0.
+	NodeID int32
+	// Props holds static broker configs by their Kafka names, as given on
+	// the command line or in a properties file. Unknown names are kept
+	// and ignored, as Kafka does; known ones are validated.
+	Props map[string]string
+	// Log holds the metadata records. nil opens the local log in
+	// DataDir/__cluster_metadata-0.
+	Log Log
+	// TopicsChanged, if set, is called after a topic is created, grows or
+	// is deleted (not during Open).
+	TopicsChanged func()
+	// Logger receives the store's log lines. nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is this broker's metadata: the log of metadata records, the image
+// replayed from it (topics, partitions, configs, producer-id blocks), and
+// the partitions the image names, opened. Create it with Open; every
+// method is safe for concurrent use.
+type Store struct {
+	cfg       Config
+	logger    *slog.Logger
+	clusterID string
+	log       Log
+
+	// adminMu serializes changes: create, delete, add partitions, config
+	// changes. It is taken before the log's lock and image.mu.
+	adminMu sync.Mutex
+
+	image struct {
+		// mu guards the maps; apply takes it to change them.
+		mu     sync.RWMutex
+		byName map[string]*Topic
+		byID   map[[16]byte]*Topic
+		// pending holds topics whose partitions were opened for a
+		// proposal in flight; applying its record adopts them.
+		pending map[[16]byte]*Topic
+		// pendingParts holds partitions opened for a proposal to grow a
+		// topic; applying its record adopts them.
+		pendingParts map[[16]byte][]slot
+	}
+	// settings holds the broker configs; replaced, never mutated.
+	settings atomic.Pointer[Settings]
+	// reservedPIDs: producer ids below it are reserved in the log.
+	reservedPIDs atomic.Int64
+
+	pids struct {
+		// mu serializes NextProducerID; taken before the log's lock.
+		sync.Mutex
+		next int64 // the next id to hand out
+	}
+
+	closed atomic.Bool
+}
+
+// Open opens the data directory: it reads (or writes) meta.properties,
+// replays the metadata log into the image and opens every partition the
+// image names, recovering any that were not closed cleanly.
+func Open(cfg Config) (*Store, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("meta: DataDir is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	static := maps.Clone(cfg.Props)
+	if static == nil {
+		static = map[string]string{}
+	}
+	for k, v := range static {
+		if err := validateBrokerConfig(k, v); err != nil {
+			return nil, fmt.Errorf("meta: %w", err)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, logger: cfg.Logger}
+	s.image.byName = map[string]*Topic{}
+	s.image.byID = map[[16]byte]*Topic{}
+	s.image.pending = map[[16]byte]*Topic{}
+	s.image.pendingParts = map[[16]byte][]slot{}
+	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	var err error
+	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
+	}
+	s.log = cfg.Log
+	if s.log == nil {
+		if s.log, err = openLocalLog(cfg.DataDir, s.logger); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.log.Replay(s.apply); err != nil {
+		s.log.Close()
+		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
+	}
+	s.pids.next = s.reservedPIDs.Load()
+	if err := s.openImage(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ClusterID is the cluster id from meta.properties.
+func (s *Store) ClusterID() string { return s.clusterID }
+
+// NodeID is this broker's id.
+func (s *Store) NodeID() int32 { return s.cfg.NodeID }
+
+// DataDir is the data directory.
+func (s *Store) DataDir() string { return s.cfg.DataDir }
+
+// Settings returns the current broker configs. Never modify the result; it
+// stays valid (unchanged) after a config change replaces it.
+func (s *Store) Settings() *Settings { return s.settings.Load() }
+
+// Topic returns the topic of that name, or nil.
+func (s *Store) Topic(name string) *Topic {
+	s.image.mu.RLock()
+	defer s.image.mu.RUnlock()
+	return s.image.byName[name]
+}
+
+// TopicByID returns the topic with that id, or nil.
+func (s *Store) TopicByID(id [16]byte) *Topic {
+	s.image.mu.RLock()
+	defer s.image.mu.RUnlock()
+	return s.image.byID[id]
+}
+
+// Topics returns every topic, sorted by name.
+func (s *Store) Topics() []*Topic {
+	s.image.mu.RLock()
+	out := make([]*Topic, 0, len(s.image.byName))
+	for _, t := range s.image.byName {
+		out = append(out, t)
+	}
+	s.image.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// apply changes the image by one committed entry. The log calls it in log
+// order, during Replay and for every entry committed after.
+func (s *Store) apply(e Entry) error {
+	var changed []*Topic
+	brokerChanged := false
+	s.image.mu.Lock()
+	for i := range e.Records {
+		r := &e.Records[i]
+		switch r.Type {
+		case TypeTopic:
+			id, err := ParseTopicID(r.TopicID)
+			if err != nil {
+				s.image.mu.Unlock()
+				return err
+			}
+			t := s.image.pending[id]
+			delete(s.image.pending, id)
+			if t == nil {
+				t = newTopic(r.Topic, id, r.Internal, r.Configs)
+				t.grow(r.Partitions, nil)
+			}
+			if old := s.image.byName[t.name]; old != nil {
+				delete(s.image.byID, old.id)
+			}
+			s.image.byName[t.name] = t
+			s.image.byID[id] = t
+		case TypePartitions:
+			id, err := ParseTopicID(r.TopicID)
+			if err != nil {
+				s.image.mu.Unlock()
+				return err
+			}
+			added := s.image.pendingParts[id]
+			delete(s.image.pendingParts, id)
+			if t := s.image.byID[id]; t != nil && r.Partitions > t.NumPartitions() {
+				t.grow(r.Partitions, added)
+			}
+		case TypeRemoveTopic:
+			id, err := ParseTopicID(r.TopicID)
+			if err != nil {
+				s.image.mu.Unlock()
+				return err
+			}
+			if t := s.image.byID[id]; t != nil {
+				delete(s.image.byID, id)
+				if s.image.byName[t.name] == t {
+					delete(s.image.byName, t.name)
+				}
+			}
+		case TypeConfig:
+			if r.Resource == "broker" {
+				old := s.settings.Load()
+				dynamic := maps.Clone(old.dynamic)
+				setOrDelete(dynamic, r.Key, r.Value)
+				s.settings.Store(&Settings{static: old.static, dynamic: dynamic})
+				brokerChanged = true
+				continue
+			}
+			id, err := ParseTopicID(r.TopicID)
+			if err != nil {
+				s.image.mu.Unlock()
+				return err
+			}
+			if t := s.image.byID[id]; t != nil {
+				cfgs := maps.Clone(t.Configs())
+				setOrDelete(cfgs, r.Key, r.Value)
+				t.configs.Store(&cfgs)
+				changed = append(changed, t)
+			}
+		case TypeProducerIDs:
+			if r.NextProducerID > s.reservedPIDs.Load() {
+				s.reservedPIDs.Store(r.NextProducerID)
+			}
+		default:
+			s.logger.Warn("unknown metadata record type; skipped", "type", r.Type)
+		}
+	}
+	s.image.mu.Unlock()
+	if brokerChanged {
+		changed = s.Topics()
+	}
+	for _, t := range changed {
+		s.applyConfigs(t)
+	}
+	return nil
+}
+
+func setOrDelete(m map[string]string, k string, v *string) {
+	if v == nil {
+		delete(m, k)
+	} else {
+		m[k] = *v
+	}
+}
+
+// grow extends t to n partitions, taking the slots of added (opened for
+// the change) and leaving the rest to be opened.
+func (t *Topic) grow(n int32, added []slot) {
+	old := *t.parts.Load()
+	parts := make([]slot, len(old), n)
+	copy(parts, old)
+	for i := int32(len(old)); i < n; i++ {
+		if k := int(i) - len(old); k < len(added) {
+			parts = append(parts, added[k])
+		} else {
+			parts = append(parts, slot{err: errNotOpened})
+		}
+	}
+	t.parts.Store(&parts)
+}
+
+// errNotOpened marks a slot replayed from the log and not opened yet.
+var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
+
+// partitionConfig resolves a topic's configs into partition settings.
+func (s *Store) partitionConfig(t *Topic) partition.Config {
+	cfg := s.Settings().partitionConfig(t.Configs())
+	cfg.Logger = s.logger.With("topic", t.name)
+	return cfg
+}
+
+// applyConfigs pushes a topic's current configs to its open partitions.
+func (s *Store) applyConfigs(t *Topic) {
+	ps, _ := t.online()
+	if len(ps) == 0 {
+		return
+	}
+	cfg := s.partitionConfig(t)
+	for _, p := range ps {
+		p.SetConfig(cfg)
+	}
+}
+
+// EnforceRetention applies retention.ms and retention.bytes to every open
+// partition, and forgets idle producers (producer.id.expiration.ms).
+func (s *Store) EnforceRetention(now time.Time) {
+	for _, t := range s.Topics() {
+		ps, ids := t.online()
+		for i, p := range ps {
+			if n := p.ExpireProducers(now); n > 0 {
+				s.logger.Debug("expired idle producers", "topic", t.name, "partition", ids[i], "producers", n)
+			}
+			n, err := p.EnforceRetention(now)
+			if err != nil {
+				s.logger.Error("retention failed", "topic", t.name, "partition", ids[i], "err", err)
+			} else if n > 0 {
+				s.logger.Info("retention deleted segments", "topic", t.name, "partition", ids[i], "segments", n, "log_start_offset", p.LogStartOffset())
+			}
+		}
+	}
+}
+
+// Close closes every partition and the metadata log. It is idempotent.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	for _, t := range s.Topics() {
+		ps, ids := t.online()
+		for i, p := range ps {
+			if err := p.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close %s-%d: %w", t.name, ids[i], err))
+			}
+		}
+	}
+	if err := s.log.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func writeFileSync(path string, data []byte) error { return durable.WriteFile(path, data) }
+
+func syncDir(dir string) error { return durable.SyncDir(dir) }

@@ -1,0 +1,135 @@
+package meta
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+)
+
+func testLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("FERRY_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// openStore opens a store on dir and closes it when the test ends.
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(Config{DataDir: dir, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func str(s string) *string { return &s }
+
+// TestReplay changes topics, configs and producer ids, reopens the store
+// and finds the same image.
+func TestReplay(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	a, err := s.CreateTopic(NewTopic{Name: "a", Partitions: 2, ReplicationFactor: 1, Configs: map[string]*string{"retention.ms": str("1000")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic(NewTopic{Name: "gone", Partitions: 1, ReplicationFactor: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddPartitions(a, 3, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterTopicConfigs(a, Alter{Changes: map[string]*string{"retention.ms": nil, "segment.bytes": str("1048576")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterBrokerConfigs("", Alter{Changes: map[string]*string{"num.partitions": str("4")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteTopic(s.Topic("gone")); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int64
+	for range 3 {
+		id, err := s.NextProducerID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, id)
+	}
+	if _, err := s.CreateTopic(NewTopic{Name: "a", Partitions: 1, ReplicationFactor: 1}); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("creating a again: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, dir)
+	a = s.Topic("a")
+	if a == nil || a.NumPartitions() != 3 || s.TopicByID(a.ID()) != a {
+		t.Fatalf("topic a after reopen: %+v", a)
+	}
+	if got := a.Configs(); len(got) != 1 || got["segment.bytes"] != "1048576" {
+		t.Fatalf("configs of a = %v", got)
+	}
+	for i := range a.NumPartitions() {
+		if p, err := a.Partition(i); err != nil || p == nil {
+			t.Fatalf("partition %d: %v", i, err)
+		}
+	}
+	if _, err := a.Partition(3); !errors.Is(err, ErrUnknownTopicOrPartition) {
+		t.Fatalf("partition 3: %v", err)
+	}
+	if s.Topic("gone") != nil {
+		t.Fatal("deleted topic is back")
+	}
+	if n := s.Settings().Int64("num.partitions"); n != 4 {
+		t.Fatalf("num.partitions = %d", n)
+	}
+	id, err := s.NextProducerID()
+	if err != nil || id <= pids[len(pids)-1] {
+		t.Fatalf("producer id after reopen = %d, %v; before: %v", id, err, pids)
+	}
+}
+
+// TestValidation: bad requests change nothing and name their error.
+func TestValidation(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	for _, c := range []struct {
+		nt   NewTopic
+		want error
+	}{
+		{NewTopic{Name: "bad/name", Partitions: 1, ReplicationFactor: 1}, ErrInvalidTopic},
+		{NewTopic{Name: "__cluster_metadata", Partitions: 1, ReplicationFactor: 1}, ErrInvalidTopic},
+		{NewTopic{Name: "z", Partitions: 0, ReplicationFactor: 1}, ErrInvalidPartitions},
+		{NewTopic{Name: "z", Partitions: maxPartitions + 1, ReplicationFactor: 1}, ErrInvalidPartitions},
+		{NewTopic{Name: "z", Partitions: 1, ReplicationFactor: 2}, ErrInvalidReplicationFactor},
+		{NewTopic{Name: "z", Partitions: 1, ReplicationFactor: 1, Configs: map[string]*string{"retention.ms": str("x")}}, ErrInvalidConfig},
+		{NewTopic{Name: "z", Partitions: 1, ReplicationFactor: 1, Configs: map[string]*string{"no.such": str("1")}}, ErrInvalidConfig},
+	} {
+		if err := s.ValidateTopic(c.nt); !errors.Is(err, c.want) {
+			t.Errorf("ValidateTopic(%+v) = %v, want %v", c.nt, err, c.want)
+		}
+		if _, err := s.CreateTopic(c.nt); !errors.Is(err, c.want) {
+			t.Errorf("CreateTopic(%+v) = %v, want %v", c.nt, err, c.want)
+		}
+	}
+	if len(s.Topics()) != 0 {
+		t.Fatalf("topics after refused creations: %d", len(s.Topics()))
+	}
+	if _, err := s.CreateTopic(NewTopic{Name: "a.b", Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic(NewTopic{Name: "a_b", Partitions: 1, ReplicationFactor: 1}); !errors.Is(err, ErrInvalidTopic) {
+		t.Fatalf("colliding topic: %v", err)
+	}
+	if err := s.AlterBrokerConfigs("", Alter{Changes: map[string]*string{"node.id": str("3")}}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("static broker config: %v", err)
+	}
+	if err := s.AlterBrokerConfigs("7", Alter{Changes: map[string]*string{"num.partitions": str("3")}}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("other broker: %v", err)
+	}
+}
