@@ -1,8 +1,11 @@
 // Package partition is one topic-partition on this broker: its log, its
 // high watermark, the idempotent-producer state, and the channel that wakes
-// long-polling fetches. It validates produced batches the way a Kafka
-// broker does and reports what is wrong with sentinel errors that the
-// server maps to Kafka error codes.
+// long-polling fetches. It validates produced batches the way Kafka's
+// LogValidator does (the header, the CRC, and for uncompressed batches,
+// or compressed ones it recompresses, the records themselves against the
+// header's count and offset deltas) and reports what is wrong with
+// sentinel errors that the server maps to Kafka error codes. A refused
+// batch changes nothing: no offset is taken and no error is left sticky.
 //
 // # Producer state
 //

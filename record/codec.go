@@ -154,7 +154,8 @@ func compressStream(dst, src []byte, newWriter func(io.Writer) io.WriteCloser) (
 // they came with. The header is kept (offsets, timestamps, producer
 // fields, record count); the length, codec bits and CRC are set anew.
 // Records that do not decompress are ErrCorrupt; more than
-// MaxDecompressed bytes of them, ErrInvalid.
+// MaxDecompressed bytes of them, or records that are not what the header
+// says (CheckRecords), ErrInvalid.
 func Recompress(b []byte, codec int) ([]byte, error) {
 	var h Header
 	if err := ParseInto(b, &h); err != nil {
@@ -165,6 +166,9 @@ func Recompress(b []byte, codec int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	} else if err != nil {
 		return nil, fmt.Errorf("%w: records do not decompress: %v", ErrCorrupt, err)
+	}
+	if err := checkRecords(recs, h.RecordCount); err != nil {
+		return nil, err
 	}
 	out := make([]byte, HeaderSize, HeaderSize+len(recs)/2+64)
 	copy(out, b)

@@ -177,9 +177,12 @@ func ParseInto(b []byte, h *Header) error {
 func Checksum(b []byte) uint32 { return crc32.Checksum(b[posAttributes:], castagnoli) }
 
 // Validate parses the batch at the start of b and checks what a broker must
-// before storing it: the whole batch present, magic 2, the CRC, a
-// non-negative last offset delta, and a record count that matches it.
-// Trailing bytes after the batch are ignored.
+// before storing it or serving it from disk: the whole batch present,
+// magic 2, the CRC, a non-negative last offset delta, a record count that
+// matches it, and a known codec. Trailing bytes after the batch are
+// ignored. A batch from a client is also walked by CheckRecords; data read
+// back from disk is not, so that stored batches stay readable whatever
+// the rules they were accepted under.
 func Validate(b []byte) (Header, error) {
 	var h Header
 	err := ValidateInto(b, &h)
@@ -196,13 +199,15 @@ func ValidateInto(b []byte, h *Header) error {
 
 // Check is the second half of Validate, for a header already parsed from
 // the start of b by ParseInto: CRC, offset delta, record count and codec.
+// It reads the header and the checksum only; CheckRecords walks the
+// records themselves.
 func Check(h *Header, b []byte) error {
 	b = b[:h.Size()]
 	if got := Checksum(b); got != h.CRC {
 		return fmt.Errorf("%w: crc %08x, header says %08x", ErrCorrupt, got, h.CRC)
 	}
 	if h.LastOffsetDelta < 0 {
-		return fmt.Errorf("%w: last offset delta %d", ErrCorrupt, h.LastOffsetDelta)
+		return fmt.Errorf("%w: last offset delta %d", ErrInvalid, h.LastOffsetDelta)
 	}
 	if h.RecordCount <= 0 || int64(h.RecordCount) != int64(h.LastOffsetDelta)+1 {
 		return fmt.Errorf("%w: %d records with last offset delta %d", ErrInvalid, h.RecordCount, h.LastOffsetDelta)
