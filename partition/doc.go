@@ -25,6 +25,11 @@
 //	version u8 | offset i64 | count u32 | count × entry | crc32c u32
 //	entry: producerId i64 | epoch i16 | n u8 | n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)
 //
+// A snapshot is used only when it decodes whole: checksum, offset equal
+// to its name's, n at most 5, each producer once, nothing after the
+// entries. Otherwise the next older one is tried. Removing a stale
+// snapshot at open is followed by an fsync of the directory.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Appends are serialized by the

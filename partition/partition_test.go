@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/record"
 )
@@ -155,7 +156,21 @@ func TestProducerSnapshots(t *testing.T) {
 	if err := writeProducerSnapshot(dir, end+5, lost); err != nil {
 		t.Fatal(err)
 	}
+	// The stale snapshot's removal is made durable: the directory is
+	// synced once it is gone.
+	stale := snapshotPath(dir, end+5)
+	syncedGone := false
+	syncDir = func(d string) error {
+		if _, err := os.Stat(stale); d == dir && errors.Is(err, os.ErrNotExist) {
+			syncedGone = true
+		}
+		return durable.SyncDir(d)
+	}
+	t.Cleanup(func() { syncDir = durable.SyncDir })
 	p2 := openP(t, dir, Config{Log: log.Config{SegmentBytes: 400}})
+	if !syncedGone {
+		t.Fatal("the stale snapshot's removal was not followed by a sync of the directory")
+	}
 	for _, off := range snapshotOffsets(dir) {
 		if off > end {
 			t.Fatalf("snapshot at %d above the log end %d kept; it would be taken once the log grows past it", off, end)
