@@ -23,7 +23,7 @@ import (
 const producerBatches = 5
 
 const (
-	snapshotExt     = ".snapshot"
+	snapshotExt = ".snapshot"
 	// snapshotVersion is the format of the snapshot files. Change it
 	// with the layout: a snapshot of another version does not decode,
 	// and the producers are rebuilt from an older one or from the log
