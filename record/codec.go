@@ -176,8 +176,8 @@ func Recompress(b []byte, codec int) ([]byte, error) {
 		return nil, err
 	}
 	be := binary.BigEndian
-	be.PutUint32(out[posBatchLength:], uint32(len(out)-LengthOverhead))
-	be.PutUint16(out[posAttributes:], be.Uint16(out[posAttributes:])&^CodecMask|uint16(codec))
-	be.PutUint32(out[posCRC:], Checksum(out))
+	be.PutUint32(out[PosBatchLength:], uint32(len(out)-LengthOverhead))
+	be.PutUint16(out[PosAttributes:], be.Uint16(out[PosAttributes:])&^CodecMask|uint16(codec))
+	be.PutUint32(out[PosCRC:], Checksum(out))
 	return out, nil
 }

@@ -22,19 +22,19 @@ func handBatch(codec int, count, lastDelta int32, recs []byte) []byte {
 	}
 	b := make([]byte, HeaderSize, HeaderSize+len(recs))
 	be := binary.BigEndian
-	be.PutUint32(b[posLeaderEpoch:], 0)
-	b[posMagic] = Magic
-	be.PutUint16(b[posAttributes:], uint16(codec))
-	be.PutUint32(b[posLastOffsetDelta:], uint32(lastDelta))
-	be.PutUint64(b[posBaseTimestamp:], 1000)
-	be.PutUint64(b[posMaxTimestamp:], 1000)
-	be.PutUint64(b[posProducerID:], math.MaxUint64) // -1
-	be.PutUint16(b[posProducerEpoch:], math.MaxUint16)
-	be.PutUint32(b[posBaseSequence:], math.MaxUint32)
-	be.PutUint32(b[posRecordCount:], uint32(count))
+	be.PutUint32(b[PosLeaderEpoch:], 0)
+	b[PosMagic] = Magic
+	be.PutUint16(b[PosAttributes:], uint16(codec))
+	be.PutUint32(b[PosLastOffsetDelta:], uint32(lastDelta))
+	be.PutUint64(b[PosBaseTimestamp:], 1000)
+	be.PutUint64(b[PosMaxTimestamp:], 1000)
+	be.PutUint64(b[PosProducerID:], math.MaxUint64) // -1
+	be.PutUint16(b[PosProducerEpoch:], math.MaxUint16)
+	be.PutUint32(b[PosBaseSequence:], math.MaxUint32)
+	be.PutUint32(b[PosRecordCount:], uint32(count))
 	b = append(b, recs...)
-	be.PutUint32(b[posBatchLength:], uint32(len(b)-LengthOverhead))
-	be.PutUint32(b[posCRC:], Checksum(b))
+	be.PutUint32(b[PosBatchLength:], uint32(len(b)-LengthOverhead))
+	be.PutUint32(b[PosCRC:], Checksum(b))
 	return b
 }
 

@@ -164,7 +164,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 // isBatchV2 reports whether a record set starts with a batch of magic 2,
 // which Produce v0-v2 may carry too (Kafka does not check their magic).
 func isBatchV2(b []byte) bool {
-	return len(b) > record.LengthOverhead+4 && b[record.LengthOverhead+4] == record.Magic
+	return len(b) > record.PosMagic && b[record.PosMagic] == record.Magic
 }
 
 // legacyErrorCode is Kafka's code for a message set that does not convert.
