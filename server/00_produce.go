@@ -18,9 +18,10 @@ import (
 // sets of format v0/v1 (or batches v2, taken as they are): each
 // partition's set is converted into one batch v2 first
 // (record.ConvertLegacy), keeping the producer's codec. Every
-// batch is validated (length, magic 2, CRC32C, record count,
-// max.message.bytes) and idempotent sequences are checked before anything
-// of a partition is appended. Appends run on the connection's reader
+// batch is validated (length, magic 2, CRC32C, record count and offset
+// deltas against the records of an uncompressed batch, as Kafka's
+// LogValidator, max.message.bytes) and idempotent sequences are checked
+// before anything of a partition is appended. Appends run on the connection's reader
 // goroutine, so pipelined requests keep their order. acks=0 gets no
 // answer, acks=1 is answered once the batch is in the page cache, and
 // acks=-1 only once it is fsynced; the fsync waits run concurrently, so
@@ -167,7 +168,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 // isBatchV2 reports whether a record set starts with a batch of magic 2,
 // which Produce v0-v2 may carry too (Kafka does not check their magic).
 func isBatchV2(b []byte) bool {
-	return len(b) > record.LengthOverhead+4 && b[record.LengthOverhead+4] == record.Magic
+	return len(b) > record.PosMagic && b[record.PosMagic] == record.Magic
 }
 
 // legacyErrorCode is Kafka's code for a message set that does not convert.
