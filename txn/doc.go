@@ -1,0 +1,2 @@
+// Package txn is Ferry's transaction coordinator.
+package txn
