@@ -430,6 +430,7 @@ func (r *scriptRunner) ids(p *scriptProducer, a scriptArgs) (string, int64, int1
 //
 //	start [partitions=4] [tv=2] [max-timeout=15m] [expiration=168h]
 //	      [abort-interval=10s] [expire-interval=1h] [slack=bytes]
+//	                                 New over the store (closing the running one)
 //	restart                          Close, then New over the same store
 //	topics t1=4 t2=2                 set topic partition counts
 //	tick 10s                         advance fake time
@@ -453,6 +454,8 @@ func (r *scriptRunner) ids(p *scriptProducer, a scriptArgs) (string, int64, int1
 //	verify p t1/0,1                  VerifyPartitions
 //	end p commit|abort [v=5] [pid= epoch= id=] [async] [keep]
 //	                                 EndTxn; v5+ adopts the answered id and epoch unless keep
+//	cycle p n t1/0                   n transactions of p (add, commit), each
+//	                                 waiting for its markers; prints the last answer
 //	describe id...
 //	list [v=2] [states=Ongoing,Empty] [pids=1,2] [duration=10s] [pattern=re]
 func (r *scriptRunner) run(cmd string) []string {
@@ -461,6 +464,10 @@ func (r *scriptRunner) run(cmd string) []string {
 	var out []string
 	switch fields[0] {
 	case "start":
+		if r.c != nil {
+			r.c.Close()
+			r.c = nil
+		}
 		r.cfg.TransactionTopicPartitions = int32(a.int(r, "partitions", 4))
 		r.cfg.TransactionVersion = int16(a.int(r, "tv", 0))
 		r.cfg.TransactionMaxTimeout = a.dur(r, "max-timeout", 0)
@@ -591,6 +598,9 @@ func (r *scriptRunner) run(cmd string) []string {
 			ss = append(ss, fmt.Sprintf("%s/%d=%s", tp.Topic, tp.Partition, errString(errs[i])))
 		}
 		out = append(out, fmt.Sprintf("verify %s: %s", a.pos[0], strings.Join(ss, " ")))
+	case "cycle":
+		r.need()
+		out = append(out, r.cycle(a))
 	case "end":
 		r.need()
 		if line := r.end(a); line != "" {
@@ -834,4 +844,23 @@ func (r *scriptRunner) seed(a scriptArgs) string {
 		return "seed: " + err.Error()
 	}
 	return "ok"
+}
+
+func (r *scriptRunner) cycle(a scriptArgs) string {
+	name := a.pos[0]
+	n, err := strconv.Atoi(a.pos[1])
+	if err != nil {
+		r.fatalf("bad count %q", a.pos[1])
+	}
+	parts := a.pos[2]
+	var last string
+	for range n {
+		if last = r.add(parseArgs([]string{name, parts})); !strings.HasSuffix(last, "=ok") {
+			return last
+		}
+		last = r.end(parseArgs([]string{name, "commit"}))
+		synctest.Wait() // let a kicked snapshot finish, for a deterministic log
+		r.markers.take()
+	}
+	return last
 }
