@@ -442,7 +442,9 @@ func (r *scriptRunner) ids(p *scriptProducer, a scriptArgs) (string, int64, int1
 //	     [prev=-1] [next=-1] [corrupt] [tombstone]
 //	                                 append a record to the store as a broker would
 //	                                 have (then start or restart to load it)
-//	store                            show the store's partitions
+//	store [max=N]                    show the store's partitions (with max: whether
+//	                                 each holds at most N records, and whether any
+//	                                 snapshot was taken)
 //	expire | abort-timed-out         run the expiry (the timeout abort) now
 //	init p [id=x] [v=5] [timeout=60s] [pid=N epoch=N] [kip360] [async]
 //	                                 InitProducerID; kip360 sends p's current id and epoch
@@ -555,6 +557,12 @@ func (r *scriptRunner) run(cmd string) []string {
 		out = append(out, r.seed(a))
 	case "store":
 		synctest.Wait()
+		if a.has("max") {
+			// Whether a snapshot lands before or after a transaction's
+			// Complete record is up to the scheduler; check a bound.
+			out = append(out, r.store.bounded(int(a.int(r, "max", 0)))...)
+			break
+		}
 		out = append(out, r.store.summary()...)
 		r.store.mu.Lock()
 		out = append(out, fmt.Sprintf("snapshots=%d", r.store.snapshots))

@@ -216,3 +216,22 @@ func (w writtenMarker) String() string {
 	}
 	return fmt.Sprintf("marker %s/%d %s pid=%d epoch=%d", w.tp.Topic, w.tp.Partition, kind, w.m.ProducerID, w.m.ProducerEpoch)
 }
+
+// bounded reports, for every non-empty partition, whether it holds at most
+// max records, and whether a snapshot was taken.
+func (s *memStore) bounded(max int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, p := range slices.Sorted(maps.Keys(s.parts)) {
+		mp := s.parts[p]
+		switch {
+		case mp.next == 0:
+		case len(mp.recs) <= max:
+			out = append(out, fmt.Sprintf("partition %d: at most %d records", p, max))
+		default:
+			out = append(out, fmt.Sprintf("partition %d: more than %d records", p, max))
+		}
+	}
+	return append(out, fmt.Sprintf("snapshotted=%v", s.snapshots > 0))
+}
