@@ -288,7 +288,11 @@ func (c *Coordinator) replay(part *statePartition, loaded map[string]meta) error
 			return nil
 		}
 		if want := c.Partition(id); want != part.id {
-			c.log.Warn("transactional id in an unexpected __transaction_state partition", "transactional_id", id, "partition", part.id, "expected", want)
+			// Written with another partition count: its state may be older
+			// than what the right partition holds, so it is not loaded.
+			c.log.Warn("keeping a record of a transactional id in another __transaction_state partition than its own; was transaction.state.log.num.partitions changed?",
+				"transactional_id", id, "partition", part.id, "expected", want)
+			return nil
 		}
 		if rec.Value == nil {
 			delete(loaded, id)

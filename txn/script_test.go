@@ -439,7 +439,7 @@ func (r *scriptRunner) ids(p *scriptProducer, a scriptArgs) (string, int64, int1
 //	                                 make markers of those partitions fail (forever
 //	                                 or once), find them deleted, wait, go on, work
 //	seed id [pid=1000] [epoch=0] [state=Ongoing] [parts=t1/0,1] [timeout=1m] [tv=0]
-//	     [prev=-1] [next=-1] [corrupt] [tombstone]
+//	     [prev=-1] [next=-1] [corrupt] [tombstone] [partition=N]
 //	                                 append a record to the store as a broker would
 //	                                 have (then start or restart to load it)
 //	store [max=N]                    show the store's partitions (with max: whether
@@ -848,7 +848,7 @@ func (r *scriptRunner) seed(a scriptArgs) string {
 	case slices.Contains(a.pos, "tombstone"):
 		rec.Value = nil
 	}
-	if _, err := r.store.Append(partitionFor(id, n), []Record{rec}); err != nil {
+	if _, err := r.store.Append(int32(a.int(r, "partition", int64(partitionFor(id, n)))), []Record{rec}); err != nil {
 		return "seed: " + err.Error()
 	}
 	return "ok"

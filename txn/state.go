@@ -168,14 +168,14 @@ func (m meta) addPartitions(tps []TopicPartition, tv int16, now int64) meta {
 }
 
 // prepareEnd is Kafka's prepareAbortOrCommit. With transaction version 2
-// the epoch is bumped (KIP-890), except for an abort at math.MaxInt16,
-// which only a fence reaches; nextProducerID is the id a commit or abort
+// the epoch is bumped (KIP-890), except at math.MaxInt16, which only a
+// fence reaches (a client never gets it); nextProducerID is the id a commit or abort
 // at an exhausted epoch rotates to, or -1. An abort of a transaction that
 // added no partition (transaction version 2 allows it) starts now.
 func (m meta) prepareEnd(s state, tv int16, nextProducerID int64, noPartitionAdded bool, now int64) meta {
 	n := m.next(s, now)
 	if tv >= 2 {
-		if m.epoch < math.MaxInt16 || s != statePrepareAbort {
+		if m.epoch < math.MaxInt16 {
 			n.epoch = m.epoch + 1
 		}
 		n.lastEpoch = m.epoch
