@@ -78,9 +78,9 @@ func (c *Coordinator) AddPartitionsToTxn(ctx context.Context, req *kmsg.AddParti
 		case !entered:
 			errs = fill(len(tps), kerr.CoordinatorNotAvailable)
 		case txn.VerifyOnly:
-			errs = c.checkExisting(tps, false)
-			if errs == nil {
-				errs = c.verify(txn.TransactionalID, txn.ProducerID, txn.ProducerEpoch, tps)
+			if errs = c.checkExisting(tps, false); errs == nil {
+				errs = make([]*kerr.Error, len(tps))
+				c.verify(txn.TransactionalID, txn.ProducerID, txn.ProducerEpoch, tps, func(i int, err *kerr.Error) { errs[i] = err })
 			}
 		default:
 			if errs = c.checkExisting(tps, false); errs == nil {
@@ -190,32 +190,39 @@ func (c *Coordinator) addPartitions(id string, pid int64, epoch int16, tps []Top
 	return nil
 }
 
-// verify is Kafka's handleVerifyPartitionsInTransaction.
-func (c *Coordinator) verify(id string, pid int64, epoch int16, tps []TopicPartition) []*kerr.Error {
+// verify is Kafka's handleVerifyPartitionsInTransaction: it calls set
+// with the error of each partition of tps that is not verified.
+func (c *Coordinator) verify(id string, pid int64, epoch int16, tps []TopicPartition, set func(i int, err *kerr.Error)) {
+	all := func(err *kerr.Error) {
+		for i := range tps {
+			set(i, err)
+		}
+	}
 	if id == "" {
-		return fill(len(tps), kerr.InvalidRequest)
+		all(kerr.InvalidRequest)
+		return
 	}
 	e := c.lockEntry(id)
 	if e == nil {
-		return fill(len(tps), kerr.InvalidProducerIDMapping)
+		all(kerr.InvalidProducerIDMapping)
+		return
 	}
 	defer e.mu.Unlock()
 	m := &e.m
 	switch {
 	case m.producerID != pid:
-		return fill(len(tps), kerr.InvalidProducerIDMapping)
+		all(kerr.InvalidProducerIDMapping)
 	case m.epoch != epoch:
-		return fill(len(tps), kerr.ProducerFenced)
+		all(kerr.ProducerFenced)
 	case m.state.prepared():
-		return fill(len(tps), kerr.ConcurrentTransactions)
-	}
-	errs := make([]*kerr.Error, len(tps))
-	for i, tp := range tps {
-		if !m.hasPartition(tp) {
-			errs[i] = kerr.TransactionAbortable
+		all(kerr.ConcurrentTransactions)
+	default:
+		for i, tp := range tps {
+			if !m.hasPartition(tp) {
+				set(i, kerr.TransactionAbortable)
+			}
 		}
 	}
-	return errs
 }
 
 // AddOffsetsToTxn handles an AddOffsetsToTxn request (v0-v4): the
@@ -273,16 +280,14 @@ func (c *Coordinator) AddPartitionsImplicitly(ctx context.Context, transactional
 // for clients that predate it (Produce before v11, TxnOffsetCommit before
 // v4).
 func (c *Coordinator) VerifyPartitions(ctx context.Context, transactionalID string, producerID int64, epoch int16, partitions []TopicPartition) []error {
-	var errs []*kerr.Error
+	errs := make([]error, len(partitions))
 	if !c.enter() {
-		errs = fill(len(partitions), kerr.CoordinatorNotAvailable)
-	} else {
-		errs = c.verify(transactionalID, producerID, epoch, partitions)
-		c.wg.Done()
+		for i := range errs {
+			errs[i] = kerr.CoordinatorNotAvailable
+		}
+		return errs
 	}
-	out := make([]error, len(errs))
-	for i, err := range errs {
-		out[i] = asError(err)
-	}
-	return out
+	defer c.wg.Done()
+	c.verify(transactionalID, producerID, epoch, partitions, func(i int, err *kerr.Error) { errs[i] = err })
+	return errs
 }
