@@ -126,8 +126,8 @@ type Config struct {
 	GroupPartition func(group string) int32
 	// PartitionCount returns the number of partitions of a topic, 0 when
 	// the topic does not exist. AddPartitionsToTxn answers
-	// UNKNOWN_TOPIC_OR_PARTITION for partitions outside it. It must not call
-	// the Coordinator. Required.
+	// UNKNOWN_TOPIC_OR_PARTITION for partitions outside it (internal topics
+	// are not asked about). It must not call the Coordinator. Required.
 	PartitionCount func(topic string) int32
 	// Logger receives the coordinator's logs. Nil discards them.
 	Logger *slog.Logger

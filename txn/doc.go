@@ -115,7 +115,8 @@
 // Lock order: entry.mu (one transactional id), then statePartition.mu
 // (read for appends, write for snapshots), then statePartition.liveMu.
 // Coordinator.mu is a leaf. Config.PartitionCount and Config.GroupPartition
-// are called with an entry's lock held; Config.ProducerIDs too.
+// are called without coordinator locks held, Config.ProducerIDs sometimes
+// with an entry's lock held; none may call the Coordinator.
 //
 // Three goroutines run in the background (snapshots, the timeout abort,
 // the expiry) besides the marker writers. Close stops them, cancels the
