@@ -34,12 +34,18 @@
 // when the segment is sealed. Lookups binary-search the mapped index for the
 // greatest entry at or below the target and then walk batch headers forward.
 //
-// The active segment's index files are preallocated to segment.index.bytes
-// and mapped read-write; the number of entries in use is tracked in memory,
-// never inferred from the file size. Sealing or closing a segment trims both
-// files to the entries in use, so a cleanly closed segment's entry count is
-// its file size divided by the entry size. A segment opened for recovery
-// ignores its index files and rebuilds them from a scan of the log.
+// The active segment keeps its index entries in memory, at most
+// segment.index.bytes of each index (a full index makes the log roll).
+// Sealing or closing a segment writes both index files with plain writes
+// and syncs them, so a cleanly closed segment's entry count is its file
+// size divided by the entry size; a sealed segment then maps them
+// read-only. Nothing is ever written through a mapping: on a full file
+// system a write returns ENOSPC instead of faulting on an unbacked page.
+// Opening a cleanly closed segment checks its indexes against the log
+// (entries in order and inside the log, whole batches from the last entry
+// to the end) and rebuilds them from a scan if the check fails. A segment
+// opened for recovery ignores its index files and rebuilds them from a
+// scan of the log.
 //
 // # Format version
 //

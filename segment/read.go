@@ -94,7 +94,7 @@ func (s *Segment) indexLookup(off int64) int64 {
 	if s.closed {
 		return 0
 	}
-	n := min(s.indexEntries.Load(), int64(len(s.idx)/IndexEntrySize))
+	n := int64(len(s.idx) / IndexEntrySize)
 	// Find the first entry above rel; the one before it is the answer.
 	lo, hi := int64(0), n
 	for lo < hi {
@@ -122,7 +122,7 @@ func (s *Segment) FindTimestamp(ts int64) (pos, base int64, ok bool, err error) 
 	start := s.base
 	s.mu.RLock()
 	if !s.closed {
-		n := min(s.timeEntries.Load(), int64(len(s.tidx)/TimeIndexEntrySize))
+		n := int64(len(s.tidx) / TimeIndexEntrySize)
 		// Greatest entry with a timestamp below ts: every batch up to the
 		// one it names has a smaller max timestamp.
 		lo, hi := int64(0), n

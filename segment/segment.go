@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -108,9 +107,12 @@ type Segment struct {
 
 	logFile *os.File
 	w       File
-	// logMap is a read-only view of .log. Its length is the mapping's
-	// capacity, which may exceed the file size; only [0, size) is read.
+	// logMap is a read-only view of .log, capacity bytes long; only
+	// [0, size) is read. Nothing is ever written through a mapping.
 	logMap mmap.MMap
+	// capacity is the most bytes .log may hold: MaxBytes for an active
+	// segment (or its size, if larger, when opened), its size once sealed.
+	capacity int64
 
 	// size is the number of bytes of whole batches in .log.
 	size atomic.Int64
@@ -122,15 +124,17 @@ type Segment struct {
 	indexEntries atomic.Int64
 	timeEntries  atomic.Int64
 
-	// mu guards the index mappings (remapped by Seal) and closed. Readers
-	// hold it shared while they search an index; they keep no index slice.
-	mu        sync.RWMutex
-	idxFile   *os.File
-	timeFile  *os.File
-	idx       mmap.MMap
-	tidx      mmap.MMap
-	closed    bool
-	unmapOnce sync.Once
+	// mu guards the indexes and closed. Readers hold it shared while they
+	// search an index; they keep no index slice. The appender holds it to
+	// add an entry.
+	mu sync.RWMutex
+	// idx and tidx hold the index entries in use: in memory while the
+	// segment is active (the appender appends to them), the read-only
+	// mappings idxMap and tidxMap of the index files once sealed.
+	idx, tidx       []byte
+	idxMap, tidxMap mmap.MMap
+	closed          bool
+	unmapOnce       sync.Once
 
 	// Appender-only state, guarded by the owning log's append lock.
 	sealed          bool
@@ -150,21 +154,25 @@ type osFile struct{ *os.File }
 
 func (f osFile) Sync() error { return durable.SyncData(f.File) }
 
-// Create makes a new, empty, active segment with base offset base in dir.
-// The caller syncs dir so the new files survive a power cut.
+// Create makes a new, empty, active segment with base offset base in dir:
+// its .log only; the index files are written when it is sealed or closed.
+// The caller syncs dir so the new file survives a power cut.
 func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
+	// Index files left by an older segment of the same name describe
+	// other data.
+	for _, ext := range []string{".index", ".timeindex"} {
+		if err := os.Remove(s.path(ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	var err error
-	flags := os.O_RDWR | os.O_CREATE | os.O_TRUNC
-	if s.logFile, err = os.OpenFile(s.path(".log"), flags, 0o644); err != nil {
+	if s.logFile, err = os.OpenFile(s.path(".log"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 		return nil, err
 	}
 	s.setWriter()
-	if err := s.openIndexes(flags); err != nil {
-		s.closeFiles()
-		return nil, err
-	}
-	if err := s.activate(); err != nil {
+	s.capacity = s.cfg.MaxBytes
+	if err := s.mapLog(); err != nil {
 		s.closeFiles()
 		return nil, err
 	}
@@ -190,42 +198,56 @@ func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error
 	if s.logFile, err = os.OpenFile(s.path(".log"), os.O_RDWR, 0o644); err != nil {
 		return nil, err
 	}
+	s.setWriter()
+	if err := s.open(opts); err != nil {
+		s.destroy()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Segment) open(opts OpenOptions) error {
 	fi, err := s.logFile.Stat()
 	if err != nil {
-		s.closeFiles()
-		return nil, err
+		return err
 	}
 	fileSize := fi.Size()
 	if fileSize > math.MaxInt32 {
-		s.closeFiles()
-		return nil, fmt.Errorf("%w: %s is %d bytes, above 2 GiB", ErrCorrupt, s.path(".log"), fileSize)
+		return fmt.Errorf("%w: %s is %d bytes, above 2 GiB", ErrCorrupt, s.path(".log"), fileSize)
 	}
-	if err := s.mapLog(fileSize, opts.Active); err != nil {
-		s.closeFiles()
-		return nil, err
+	s.capacity = fileSize
+	if opts.Active {
+		s.capacity = max(s.cfg.MaxBytes, fileSize)
+	}
+	if err := s.mapLog(); err != nil {
+		return err
 	}
 	s.size.Store(fileSize)
-	if opts.Recover || !s.loadIndexes(fileSize) {
+	loaded := !opts.Recover && s.loadIndexes(fileSize, opts.Active)
+	if !loaded {
 		if err := s.rebuild(fileSize); err != nil {
-			s.closeFiles()
-			return nil, err
+			return err
 		}
 	}
-	if opts.Active {
-		err = s.activate()
-	} else {
+	if !opts.Active {
 		s.sealed = true
-		err = s.trimIndexes()
-	}
-	if err != nil {
-		s.closeFiles()
-		return nil, err
+		if !loaded {
+			if err := s.writeIndexFiles(); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			err := s.mapIndexesLocked()
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
 	}
 	s.rollBase = s.created.UnixMilli()
 	if s.firstTimestamp >= 0 && s.firstTimestamp < s.rollBase {
 		s.rollBase = s.firstTimestamp
 	}
-	return s, nil
+	return nil
 }
 
 func newSegment(dir string, base int64, cfg Config) *Segment {
@@ -240,29 +262,13 @@ func newSegment(dir string, base int64, cfg Config) *Segment {
 
 func (s *Segment) path(ext string) string { return filepath.Join(s.dir, FileName(s.base, ext)) }
 
-func (s *Segment) openIndexes(flags int) error {
-	var err error
-	if s.idxFile, err = os.OpenFile(s.path(".index"), flags, 0o644); err != nil {
-		return err
-	}
-	if s.timeFile, err = os.OpenFile(s.path(".timeindex"), flags, 0o644); err != nil {
-		return err
-	}
-	return nil
-}
-
-// mapLog maps .log for reading: at its capacity for an active segment, at
-// its size otherwise.
-func (s *Segment) mapLog(fileSize int64, active bool) error {
-	s.setWriter()
-	length := fileSize
-	if active && s.cfg.MaxBytes > length {
-		length = s.cfg.MaxBytes
-	}
-	if length == 0 {
+// mapLog maps .log read-only at its capacity. A mapping past the end of
+// the file costs address space only; reads stop at size.
+func (s *Segment) mapLog() error {
+	if s.capacity == 0 {
 		return nil
 	}
-	m, err := mmap.MapRegion(s.logFile, int(length), mmap.RDONLY, 0, 0)
+	m, err := mmap.MapRegion(s.logFile, int(s.capacity), mmap.RDONLY, 0, 0)
 	if err != nil {
 		return fmt.Errorf("segment: map %s: %w", s.path(".log"), err)
 	}
@@ -278,69 +284,6 @@ func (s *Segment) setWriter() {
 	}
 }
 
-// activate sizes the index files to their preallocated length and maps
-// them read-write, and maps the log at capacity, ready for appends.
-func (s *Segment) activate() error {
-	if s.logMap == nil || int64(len(s.logMap)) < s.cfg.MaxBytes {
-		if err := s.remapLogLocked(); err != nil {
-			return err
-		}
-	}
-	if s.idxFile == nil {
-		if err := s.openIndexes(os.O_RDWR | os.O_CREATE); err != nil {
-			return err
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := unmap(&s.idx); err != nil {
-		return err
-	}
-	if err := unmap(&s.tidx); err != nil {
-		return err
-	}
-	idxLen := s.maxIndexEntries * IndexEntrySize
-	timeLen := s.maxTimeEntries * TimeIndexEntrySize
-	if n := s.indexEntries.Load(); n > s.maxIndexEntries {
-		idxLen = n * IndexEntrySize
-	}
-	if n := s.timeEntries.Load(); n > s.maxTimeEntries {
-		timeLen = n * TimeIndexEntrySize
-	}
-	if err := s.idxFile.Truncate(idxLen); err != nil {
-		return err
-	}
-	if err := s.timeFile.Truncate(timeLen); err != nil {
-		return err
-	}
-	var err error
-	if s.idx, err = mmap.Map(s.idxFile, mmap.RDWR, 0); err != nil {
-		return fmt.Errorf("segment: map %s: %w", s.idxFile.Name(), err)
-	}
-	if s.tidx, err = mmap.Map(s.timeFile, mmap.RDWR, 0); err != nil {
-		return fmt.Errorf("segment: map %s: %w", s.timeFile.Name(), err)
-	}
-	return nil
-}
-
-// remapLogLocked replaces the log mapping by one at capacity. Only called
-// while no reader can hold the segment (during Open).
-func (s *Segment) remapLogLocked() error {
-	if err := unmap(&s.logMap); err != nil {
-		return err
-	}
-	length := s.cfg.MaxBytes
-	if sz := s.size.Load(); sz > length {
-		length = sz
-	}
-	m, err := mmap.MapRegion(s.logFile, int(length), mmap.RDONLY, 0, 0)
-	if err != nil {
-		return fmt.Errorf("segment: map %s: %w", s.path(".log"), err)
-	}
-	s.logMap = m
-	return nil
-}
-
 func unmap(m *mmap.MMap) error {
 	if *m == nil {
 		return nil
@@ -348,218 +291,6 @@ func unmap(m *mmap.MMap) error {
 	err := m.Unmap()
 	*m = nil
 	return err
-}
-
-// loadIndexes adopts the index files of a cleanly closed segment. It
-// reports false when they are missing or fail the sanity check, in which
-// case the caller rebuilds them.
-func (s *Segment) loadIndexes(fileSize int64) bool {
-	if err := s.openIndexes(os.O_RDWR); err != nil {
-		s.closeIndexFiles()
-		return false
-	}
-	ifi, err1 := s.idxFile.Stat()
-	tfi, err2 := s.timeFile.Stat()
-	if err1 != nil || err2 != nil || ifi.Size()%IndexEntrySize != 0 || tfi.Size()%TimeIndexEntrySize != 0 {
-		s.closeIndexFiles()
-		return false
-	}
-	s.mu.Lock()
-	ok := s.mapIndexesLocked(ifi.Size(), tfi.Size(), mmap.RDONLY)
-	s.mu.Unlock()
-	if !ok {
-		s.closeIndexFiles()
-		return false
-	}
-	s.indexEntries.Store(ifi.Size() / IndexEntrySize)
-	s.timeEntries.Store(tfi.Size() / TimeIndexEntrySize)
-	// Sanity: entries increase and point inside the log; the walk from the
-	// last entry to the end of the log finds whole, valid headers.
-	var prevRel uint32
-	var prevPos uint32
-	for i := int64(0); i < s.indexEntries.Load(); i++ {
-		rel, pos := s.indexEntry(i)
-		if (i > 0 && (rel <= prevRel || pos <= prevPos)) || int64(pos) >= fileSize {
-			return s.dropIndexes()
-		}
-		prevRel, prevPos = rel, pos
-	}
-	startPos := int64(0)
-	if n := s.indexEntries.Load(); n > 0 {
-		_, p := s.indexEntry(n - 1)
-		startPos = int64(p)
-	}
-	var h record.Header
-	next := s.base
-	for pos := startPos; pos < fileSize; {
-		if err := record.ParseInto(s.logMap[pos:fileSize], &h); err != nil || h.BaseOffset < next {
-			return s.dropIndexes()
-		}
-		next = h.NextOffset()
-		pos += int64(h.Size())
-	}
-	if fileSize > 0 {
-		if err := record.ParseInto(s.logMap[:fileSize], &h); err != nil {
-			return s.dropIndexes()
-		}
-		s.firstTimestamp = h.MaxTimestamp
-	}
-	s.next.Store(next)
-	if n := s.timeEntries.Load(); n > 0 {
-		ts, rel := s.timeEntry(n - 1)
-		s.maxTimestamp.Store(ts)
-		s.lastTimeEntryTS = ts
-		s.maxTSBase = s.base + int64(rel)
-	} else if fileSize > 0 {
-		// A segment with data always ends with a time index entry.
-		return s.dropIndexes()
-	}
-	return true
-}
-
-func (s *Segment) dropIndexes() bool {
-	s.mu.Lock()
-	unmap(&s.idx)
-	unmap(&s.tidx)
-	s.mu.Unlock()
-	s.closeIndexFiles()
-	s.indexEntries.Store(0)
-	s.timeEntries.Store(0)
-	s.firstTimestamp = -1
-	return false
-}
-
-func (s *Segment) mapIndexesLocked(idxSize, timeSize int64, prot int) bool {
-	var err error
-	if idxSize > 0 {
-		if s.idx, err = mmap.MapRegion(s.idxFile, int(idxSize), prot, 0, 0); err != nil {
-			return false
-		}
-	}
-	if timeSize > 0 {
-		if s.tidx, err = mmap.MapRegion(s.timeFile, int(timeSize), prot, 0, 0); err != nil {
-			unmap(&s.idx)
-			return false
-		}
-	}
-	return true
-}
-
-func (s *Segment) closeIndexFiles() {
-	if s.idxFile != nil {
-		s.idxFile.Close()
-		s.idxFile = nil
-	}
-	if s.timeFile != nil {
-		s.timeFile.Close()
-		s.timeFile = nil
-	}
-}
-
-// rebuild scans the log from the start, keeps the longest prefix of valid
-// batches, truncates the file after it and rebuilds both indexes.
-func (s *Segment) rebuild(fileSize int64) error {
-	s.closeIndexFiles()
-	if err := s.openIndexes(os.O_RDWR | os.O_CREATE | os.O_TRUNC); err != nil {
-		return err
-	}
-	s.indexEntries.Store(0)
-	s.timeEntries.Store(0)
-	s.next.Store(s.base)
-	s.maxTimestamp.Store(-1)
-	s.lastTimeEntryTS = -1
-	s.firstTimestamp = -1
-	s.bytesSinceIndex = 0
-	if err := s.activate(); err != nil {
-		return err
-	}
-	valid := Scan(s.logMap[:min(int64(len(s.logMap)), fileSize)], s.base, func(pos int64, h *record.Header) bool {
-		s.indexBatch(pos, h)
-		s.next.Store(h.NextOffset())
-		return true
-	})
-	s.size.Store(valid)
-	if valid < fileSize {
-		if err := s.logFile.Truncate(valid); err != nil {
-			return err
-		}
-		if err := durable.SyncData(s.logFile); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Scan walks the batches at the start of data, checking each one's length,
-// CRC and record count and that base offsets start at or above base and
-// increase. It calls fn with each valid batch's position and header until fn
-// returns false, and returns the number of bytes of valid batches: the
-// position of the first invalid or torn batch, or len(data).
-func Scan(data []byte, base int64, fn func(pos int64, h *record.Header) bool) int64 {
-	next := base
-	pos := int64(0)
-	var h record.Header
-	for pos < int64(len(data)) {
-		err := record.ValidateInto(data[pos:], &h)
-		if err != nil || h.BaseOffset < next || h.LastOffset() < h.BaseOffset || h.BaseOffset-base > math.MaxUint32 || pos > math.MaxUint32 {
-			break
-		}
-		if fn != nil && !fn(pos, &h) {
-			return pos + int64(h.Size())
-		}
-		next = h.NextOffset()
-		pos += int64(h.Size())
-	}
-	return pos
-}
-
-// indexBatch adds index entries for a batch written at pos, following the
-// index.interval.bytes rule, and updates the timestamp bookkeeping.
-func (s *Segment) indexBatch(pos int64, h *record.Header) {
-	if pos > 0 && s.bytesSinceIndex >= s.cfg.IndexIntervalBytes {
-		n := s.indexEntries.Load()
-		if n < int64(len(s.idx)/IndexEntrySize) {
-			e := s.idx[n*IndexEntrySize:]
-			binary.BigEndian.PutUint32(e, uint32(h.BaseOffset-s.base))
-			binary.BigEndian.PutUint32(e[4:], uint32(pos))
-			s.indexEntries.Store(n + 1)
-		}
-		s.bytesSinceIndex = 0
-		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
-			s.appendTimeEntry()
-		}
-	}
-	s.bytesSinceIndex += h.Size()
-	if pos == 0 {
-		s.firstTimestamp = h.MaxTimestamp
-	}
-	if h.MaxTimestamp > s.maxTimestamp.Load() {
-		s.maxTimestamp.Store(h.MaxTimestamp)
-		s.maxTSBase = h.BaseOffset
-	}
-}
-
-func (s *Segment) appendTimeEntry() {
-	n := s.timeEntries.Load()
-	if n >= int64(len(s.tidx)/TimeIndexEntrySize) {
-		return
-	}
-	ts := s.maxTimestamp.Load()
-	e := s.tidx[n*TimeIndexEntrySize:]
-	binary.BigEndian.PutUint64(e, uint64(ts))
-	binary.BigEndian.PutUint32(e[8:], uint32(s.maxTSBase-s.base))
-	s.timeEntries.Store(n + 1)
-	s.lastTimeEntryTS = ts
-}
-
-func (s *Segment) indexEntry(i int64) (rel, pos uint32) {
-	e := s.idx[i*IndexEntrySize:]
-	return binary.BigEndian.Uint32(e), binary.BigEndian.Uint32(e[4:])
-}
-
-func (s *Segment) timeEntry(i int64) (ts int64, rel uint32) {
-	e := s.tidx[i*TimeIndexEntrySize:]
-	return int64(binary.BigEndian.Uint64(e)), binary.BigEndian.Uint32(e[8:])
 }
 
 // Base is the segment's first offset.
@@ -584,7 +315,7 @@ func (s *Segment) RetentionTimestamp() int64 {
 	if ts := s.maxTimestamp.Load(); ts >= 0 {
 		return ts
 	}
-	fi, err := s.logFile.Stat()
+	fi, err := os.Stat(s.path(".log"))
 	if err != nil {
 		return math.MaxInt64
 	}
@@ -607,16 +338,16 @@ func (s *Segment) indexCounts() (offsets, times int64) {
 }
 
 // Fits reports whether a batch of n bytes can be appended without rolling:
-// it fits in the mapping and under maxBytes (the current segment.bytes),
-// and both indexes have room.
+// it fits in the segment's capacity and under maxBytes (the current
+// segment.bytes), and both indexes have room.
 func (s *Segment) Fits(n int, maxBytes int64) bool {
 	size := s.size.Load()
 	if size == 0 {
-		return int64(n) <= int64(len(s.logMap)) || len(s.logMap) == 0
+		return int64(n) <= s.capacity
 	}
-	return size+int64(n) <= min(maxBytes, int64(len(s.logMap))) &&
-		s.indexEntries.Load() < int64(len(s.idx)/IndexEntrySize) &&
-		s.timeEntries.Load() < int64(len(s.tidx)/TimeIndexEntrySize)-1
+	return size+int64(n) <= min(maxBytes, s.capacity) &&
+		s.indexEntries.Load() < s.maxIndexEntries &&
+		s.timeEntries.Load() < s.maxTimeEntries-1
 }
 
 // Append writes one batch, whose header h the caller has validated and
@@ -634,7 +365,7 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 		return fmt.Errorf("%w: batch at %d, segment next is %d", ErrOffset, h.BaseOffset, s.next.Load())
 	}
 	pos := s.size.Load()
-	if pos+int64(len(batch)) > int64(len(s.logMap)) || h.BaseOffset-s.base > math.MaxUint32-int64(h.LastOffsetDelta) {
+	if pos+int64(len(batch)) > s.capacity || h.BaseOffset-s.base > math.MaxUint32-int64(h.LastOffsetDelta) {
 		return ErrFull
 	}
 	if _, err := s.w.WriteAt(batch, pos); err != nil {
@@ -649,8 +380,9 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 	return nil
 }
 
-// Sync makes every appended byte durable with fdatasync. Index files are
-// not synced here: they are rebuilt by recovery and synced when sealed.
+// Sync makes every appended byte durable (durable.SyncData). Index files
+// are not synced here: recovery rebuilds them, and Seal and Close write
+// and sync them.
 //
 // Sync may run concurrently with Append and Seal.
 func (s *Segment) Sync() error {
@@ -678,8 +410,9 @@ func (s *Segment) fail(err error) error {
 	return s.err()
 }
 
-// Seal stops appends: it writes the final time index entry, trims both
-// indexes to the entries in use and syncs the log and the indexes.
+// Seal stops appends: it writes the final time index entry, syncs the log,
+// writes both index files, syncs them and maps them read-only. A failure
+// is sticky.
 func (s *Segment) Seal() error {
 	if s.sealed {
 		return nil
@@ -693,48 +426,14 @@ func (s *Segment) Seal() error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
+	if err := s.writeIndexFiles(); err != nil {
+		return s.fail(err)
+	}
 	s.sealed = true
-	return s.trimIndexes()
-}
-
-// trimIndexes cuts both index files to the entries in use, syncs them and
-// maps them read-only.
-func (s *Segment) trimIndexes() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.idx != nil {
-		if err := s.idx.Flush(); err != nil {
-			return err
-		}
-	}
-	if s.tidx != nil {
-		if err := s.tidx.Flush(); err != nil {
-			return err
-		}
-	}
-	unmap(&s.idx)
-	unmap(&s.tidx)
-	if s.idxFile == nil {
-		if err := s.openIndexes(os.O_RDWR | os.O_CREATE); err != nil {
-			return err
-		}
-	}
-	idxSize := s.indexEntries.Load() * IndexEntrySize
-	timeSize := s.timeEntries.Load() * TimeIndexEntrySize
-	if err := s.idxFile.Truncate(idxSize); err != nil {
-		return err
-	}
-	if err := s.timeFile.Truncate(timeSize); err != nil {
-		return err
-	}
-	if err := durable.SyncData(s.idxFile); err != nil {
-		return err
-	}
-	if err := durable.SyncData(s.timeFile); err != nil {
-		return err
-	}
-	if !s.mapIndexesLocked(idxSize, timeSize, mmap.RDONLY) {
-		return fmt.Errorf("segment: map indexes of %s", s.path(".log"))
+	if err := s.mapIndexesLocked(); err != nil {
+		return s.fail(err)
 	}
 	return nil
 }
@@ -764,31 +463,30 @@ func (s *Segment) Release() {
 func (s *Segment) destroy() {
 	s.mu.Lock()
 	s.closed = true
-	unmap(&s.idx)
-	unmap(&s.tidx)
+	s.unmapIndexesLocked()
 	s.mu.Unlock()
 	unmap(&s.logMap)
 	s.closeFiles()
 }
 
 func (s *Segment) closeFiles() {
-	s.closeIndexFiles()
 	if s.logFile != nil {
 		s.logFile.Close()
 		s.logFile = nil
 	}
 }
 
-// Close trims the indexes (unless the segment has a write error), and
-// drops the owner's reference; the files are closed when no reader holds
-// the segment. It does not sync the log; callers Sync first.
+// Close writes the index files of an active segment (unless it has a
+// write error) and drops the owner's reference; the files are closed when
+// no reader holds the segment. It does not sync the log; callers Sync
+// first.
 func (s *Segment) Close() error {
 	var err error
 	if !s.sealed && s.err() == nil {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}
-		err = s.trimIndexes()
+		err = s.writeIndexFiles()
 	}
 	s.Release()
 	return err

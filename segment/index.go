@@ -1,0 +1,308 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/edsrzf/mmap-go"
+
+	"github.com/ferrymq/ferry/internal/durable"
+	"github.com/ferrymq/ferry/record"
+)
+
+// indexBatch adds index entries for a batch written at pos, following the
+// index.interval.bytes rule, and updates the timestamp bookkeeping. Only
+// the appender (or Open, before the segment is shared) calls it.
+func (s *Segment) indexBatch(pos int64, h *record.Header) {
+	if pos > 0 && s.bytesSinceIndex >= s.cfg.IndexIntervalBytes {
+		if s.indexEntries.Load() < s.maxIndexEntries {
+			s.mu.Lock()
+			s.idx = binary.BigEndian.AppendUint32(s.idx, uint32(h.BaseOffset-s.base))
+			s.idx = binary.BigEndian.AppendUint32(s.idx, uint32(pos))
+			s.mu.Unlock()
+			s.indexEntries.Add(1)
+		}
+		s.bytesSinceIndex = 0
+		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
+			s.appendTimeEntry()
+		}
+	}
+	s.bytesSinceIndex += h.Size()
+	if pos == 0 {
+		s.firstTimestamp = h.MaxTimestamp
+	}
+	if h.MaxTimestamp > s.maxTimestamp.Load() {
+		s.maxTimestamp.Store(h.MaxTimestamp)
+		s.maxTSBase = h.BaseOffset
+	}
+}
+
+// appendTimeEntry adds a time index entry for the largest timestamp so
+// far. Appender only.
+func (s *Segment) appendTimeEntry() {
+	if s.timeEntries.Load() >= s.maxTimeEntries {
+		return
+	}
+	ts := s.maxTimestamp.Load()
+	s.mu.Lock()
+	s.tidx = binary.BigEndian.AppendUint64(s.tidx, uint64(ts))
+	s.tidx = binary.BigEndian.AppendUint32(s.tidx, uint32(s.maxTSBase-s.base))
+	s.mu.Unlock()
+	s.timeEntries.Add(1)
+	s.lastTimeEntryTS = ts
+}
+
+// writeIndexFiles writes the index entries in use to .index and
+// .timeindex with plain writes (never through a mapping, so a full disk is
+// an error and not a fault) and syncs both files.
+func (s *Segment) writeIndexFiles() error {
+	s.mu.RLock()
+	idx, tidx := s.idx, s.tidx
+	s.mu.RUnlock()
+	if err := writeFileSynced(s.path(".index"), idx); err != nil {
+		return err
+	}
+	return writeFileSynced(s.path(".timeindex"), tidx)
+}
+
+func writeFileSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("segment: write %s: %w", path, err)
+	}
+	if err := durable.SyncData(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// mapIndexFile maps an index file read-only; an empty file gives nil.
+func mapIndexFile(path string) (mmap.MMap, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 {
+		return nil, nil
+	}
+	if fi.Size() > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, path, fi.Size())
+	}
+	m, err := mmap.MapRegion(f, int(fi.Size()), mmap.RDONLY, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("segment: map %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// mapIndexesLocked replaces the in-memory indexes of a sealed segment by
+// read-only mappings of its index files. The caller holds mu.
+func (s *Segment) mapIndexesLocked() error {
+	im, err := mapIndexFile(s.path(".index"))
+	if err != nil {
+		return err
+	}
+	tm, err := mapIndexFile(s.path(".timeindex"))
+	if err != nil {
+		unmap(&im)
+		return err
+	}
+	if int64(len(im)) != s.indexEntries.Load()*IndexEntrySize || int64(len(tm)) != s.timeEntries.Load()*TimeIndexEntrySize {
+		unmap(&im)
+		unmap(&tm)
+		return fmt.Errorf("%w: index files of %s changed size", ErrCorrupt, s.path(".log"))
+	}
+	s.unmapIndexesLocked()
+	s.idxMap, s.tidxMap = im, tm
+	s.idx, s.tidx = []byte(im), []byte(tm)
+	return nil
+}
+
+func (s *Segment) unmapIndexesLocked() {
+	unmap(&s.idxMap)
+	unmap(&s.tidxMap)
+	s.idx, s.tidx = nil, nil
+}
+
+// indexTail is what checkIndexes learns about a segment.
+type indexTail struct {
+	next           int64 // offset after the last batch
+	maxTimestamp   int64 // largest max timestamp, -1 if none
+	maxTSBase      int64 // base offset of the batch carrying it
+	firstTimestamp int64 // max timestamp of the first batch, -1 if empty
+}
+
+// checkIndexes is the sanity check of a segment's indexes against its log,
+// done instead of a scan when the segment was closed cleanly: both indexes
+// hold whole entries; offset entries increase and point inside the log;
+// the last one points at the batch it names; from there to the end the log
+// holds whole batch headers with increasing offsets; time entries increase
+// and name offsets inside the segment, and the last one holds the largest
+// timestamp seen in that walk. It reads the log from the last offset entry
+// on, and the first header.
+func checkIndexes(base int64, log, idx, tidx []byte) (indexTail, error) {
+	t := indexTail{next: base, maxTimestamp: -1, maxTSBase: base, firstTimestamp: -1}
+	size := int64(len(log))
+	if len(idx)%IndexEntrySize != 0 || len(tidx)%TimeIndexEntrySize != 0 {
+		return t, errors.New("partial index entry")
+	}
+	n := int64(len(idx) / IndexEntrySize)
+	var prevRel, prevPos uint32
+	for i := int64(0); i < n; i++ {
+		e := idx[i*IndexEntrySize:]
+		rel, pos := binary.BigEndian.Uint32(e), binary.BigEndian.Uint32(e[4:])
+		if (i > 0 && (rel <= prevRel || pos <= prevPos)) || int64(pos) >= size {
+			return t, fmt.Errorf("offset index entry %d (%d at %d) out of order or past the log", i, rel, pos)
+		}
+		prevRel, prevPos = rel, pos
+	}
+	start, want := int64(0), int64(-1)
+	if n > 0 {
+		start, want = int64(prevPos), base+int64(prevRel)
+	}
+	var h record.Header
+	tailMaxTS := int64(-1)
+	for pos := start; pos < size; pos += int64(h.Size()) {
+		if err := record.ParseInto(log[pos:], &h); err != nil {
+			return t, fmt.Errorf("batch at %d: %w", pos, err)
+		}
+		if h.BaseOffset < t.next || h.LastOffset() < h.BaseOffset || h.BaseOffset-base > math.MaxUint32 ||
+			(pos == start && want >= 0 && h.BaseOffset != want) {
+			return t, fmt.Errorf("batch at %d has offsets %d..%d", pos, h.BaseOffset, h.LastOffset())
+		}
+		t.next = h.NextOffset()
+		tailMaxTS = max(tailMaxTS, h.MaxTimestamp)
+	}
+	if size > 0 {
+		if err := record.ParseInto(log, &h); err != nil {
+			return t, fmt.Errorf("first batch: %w", err)
+		}
+		t.firstTimestamp = h.MaxTimestamp
+	}
+	m := int64(len(tidx) / TimeIndexEntrySize)
+	var prevTS int64
+	var prevTimeRel uint32
+	for i := int64(0); i < m; i++ {
+		e := tidx[i*TimeIndexEntrySize:]
+		ts, rel := int64(binary.BigEndian.Uint64(e)), binary.BigEndian.Uint32(e[8:])
+		if (i > 0 && (ts <= prevTS || rel < prevTimeRel)) || base+int64(rel) >= t.next {
+			return t, fmt.Errorf("time index entry %d (%d, %d) out of order or past the log", i, ts, rel)
+		}
+		prevTS, prevTimeRel = ts, rel
+		t.maxTimestamp, t.maxTSBase = ts, base+int64(rel)
+	}
+	if tailMaxTS > t.maxTimestamp {
+		// A segment whose batches carry timestamps ends with a time index
+		// entry holding the largest.
+		return t, fmt.Errorf("time index ends at %d below a batch timestamp %d", t.maxTimestamp, tailMaxTS)
+	}
+	return t, nil
+}
+
+// loadIndexes adopts the index files of a cleanly closed segment: read
+// into memory for an active one, mapped read-only for a sealed one. It
+// reports false when they are missing or fail checkIndexes, in which case
+// the caller rebuilds them.
+func (s *Segment) loadIndexes(fileSize int64, active bool) bool {
+	var idx, tidx []byte
+	var im, tm mmap.MMap
+	var err error
+	if active {
+		if idx, err = os.ReadFile(s.path(".index")); err == nil {
+			tidx, err = os.ReadFile(s.path(".timeindex"))
+		}
+	} else if im, err = mapIndexFile(s.path(".index")); err == nil {
+		if tm, err = mapIndexFile(s.path(".timeindex")); err != nil {
+			unmap(&im)
+		}
+		idx, tidx = im, tm
+	}
+	if err != nil {
+		return false
+	}
+	t, err := checkIndexes(s.base, s.logMap[:fileSize], idx, tidx)
+	if err != nil {
+		unmap(&im)
+		unmap(&tm)
+		return false
+	}
+	s.mu.Lock()
+	s.idx, s.tidx, s.idxMap, s.tidxMap = idx, tidx, im, tm
+	s.mu.Unlock()
+	s.indexEntries.Store(int64(len(idx) / IndexEntrySize))
+	s.timeEntries.Store(int64(len(tidx) / TimeIndexEntrySize))
+	s.next.Store(t.next)
+	s.maxTimestamp.Store(t.maxTimestamp)
+	s.lastTimeEntryTS = t.maxTimestamp
+	s.maxTSBase = t.maxTSBase
+	s.firstTimestamp = t.firstTimestamp
+	return true
+}
+
+// rebuild scans the log from the start, keeps the longest prefix of valid
+// batches, truncates the file after it and rebuilds both indexes in
+// memory.
+func (s *Segment) rebuild(fileSize int64) error {
+	s.mu.Lock()
+	s.unmapIndexesLocked()
+	s.mu.Unlock()
+	s.indexEntries.Store(0)
+	s.timeEntries.Store(0)
+	s.next.Store(s.base)
+	s.maxTimestamp.Store(-1)
+	s.maxTSBase = s.base
+	s.lastTimeEntryTS = -1
+	s.firstTimestamp = -1
+	s.bytesSinceIndex = 0
+	valid := Scan(s.logMap[:fileSize], s.base, func(pos int64, h *record.Header) bool {
+		s.indexBatch(pos, h)
+		s.next.Store(h.NextOffset())
+		return true
+	})
+	s.size.Store(valid)
+	if valid < fileSize {
+		if err := s.logFile.Truncate(valid); err != nil {
+			return err
+		}
+		if err := durable.SyncData(s.logFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Scan walks the batches at the start of data, checking each one's length,
+// CRC and record count and that base offsets start at or above base and
+// increase. It calls fn with each valid batch's position and header until fn
+// returns false, and returns the number of bytes of valid batches: the
+// position of the first invalid or torn batch, or len(data).
+func Scan(data []byte, base int64, fn func(pos int64, h *record.Header) bool) int64 {
+	next := base
+	pos := int64(0)
+	var h record.Header
+	for pos < int64(len(data)) {
+		err := record.ValidateInto(data[pos:], &h)
+		if err != nil || h.BaseOffset < next || h.LastOffset() < h.BaseOffset || h.BaseOffset-base > math.MaxUint32 || pos > math.MaxUint32 {
+			break
+		}
+		if fn != nil && !fn(pos, &h) {
+			return pos + int64(h.Size())
+		}
+		next = h.NextOffset()
+		pos += int64(h.Size())
+	}
+	return pos
+}
