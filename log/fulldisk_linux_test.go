@@ -1,7 +1,6 @@
 package log
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -196,16 +195,4 @@ func TestFullFileSystemAtSeal(t *testing.T) {
 	l2 := open(t, dir, cfg)
 	checkBatches(t, readAll(t, l2), acked)
 	appendN(t, l2, 3, 1, 10, 0)
-}
-
-func checkBatches(t *testing.T, got, want [][]byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("read %d batches, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("batch %d differs", i)
-		}
-	}
 }

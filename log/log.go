@@ -22,6 +22,9 @@ var (
 	ErrClosed = errors.New("log: closed")
 	// ErrBatchTooLarge is returned for a batch larger than segment.bytes.
 	ErrBatchTooLarge = errors.New("log: batch larger than segment.bytes")
+	// ErrOffsetOverflow is returned for a batch whose offsets would pass
+	// the largest int64 offset. The log stays writable.
+	ErrOffsetOverflow = errors.New("log: batch offsets overflow")
 	// ErrCorrupt marks corruption; it is record.ErrCorrupt.
 	ErrCorrupt = record.ErrCorrupt
 )

@@ -548,3 +548,15 @@ func TestCorruptMiddleSegmentDropsLater(t *testing.T) {
 	}
 	appendN(t, l2, 2, 1, 10, 0)
 }
+
+func checkBatches(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("read %d batches, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("batch %d differs", i)
+		}
+	}
+}

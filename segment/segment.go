@@ -337,23 +337,30 @@ func (s *Segment) indexCounts() (offsets, times int64) {
 	return s.indexEntries.Load(), s.timeEntries.Load()
 }
 
-// Fits reports whether a batch of n bytes can be appended without rolling:
-// it fits in the segment's capacity and under maxBytes (the current
-// segment.bytes), and both indexes have room.
-func (s *Segment) Fits(n int, maxBytes int64) bool {
+// Fits reports whether a batch of n bytes whose last offset is last can be
+// appended without rolling: it fits in the segment's capacity and under
+// maxBytes (the current segment.bytes), so that positions fit the index's
+// uint32; its offsets are at most math.MaxUint32 past the segment's base,
+// so that relative offsets fit too; and both indexes have room.
+func (s *Segment) Fits(n int, last, maxBytes int64) bool {
+	if last-s.base > math.MaxUint32 {
+		return false
+	}
 	size := s.size.Load()
 	if size == 0 {
 		return int64(n) <= s.capacity
 	}
-	return size+int64(n) <= min(maxBytes, s.capacity) &&
+	return size+int64(n) <= min(maxBytes, s.capacity, math.MaxUint32) &&
 		s.indexEntries.Load() < s.maxIndexEntries &&
 		s.timeEntries.Load() < s.maxTimeEntries-1
 }
 
 // Append writes one batch, whose header h the caller has validated and
 // whose base offset is already set, at the end of the log. It does not
-// sync. A failed write is undone (the file is cut back) and the error is
-// sticky: every later Append returns it.
+// sync. A batch that does not fit (ErrFull: call Fits first) or whose
+// offsets do not follow (ErrOffset) is refused before anything is written.
+// A failed write is undone (the file is cut back) and the error is sticky:
+// every later Append returns it.
 func (s *Segment) Append(batch []byte, h *record.Header) error {
 	if err := s.err(); err != nil {
 		return err

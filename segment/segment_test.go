@@ -354,7 +354,7 @@ func TestGolden(t *testing.T) {
 func TestSegmentFull(t *testing.T) {
 	s := newSeg(t, 0, Config{MaxBytes: 4096, MaxIndexBytes: 96})
 	b, h := mkBatch(0, 1, 100, 0)
-	if !s.Fits(len(b), 4096) {
+	if !s.Fits(len(b), h.LastOffset(), 4096) {
 		t.Fatal("empty segment says a small batch does not fit")
 	}
 	big, bh := mkBatch(0, 1, 5000, 0)
@@ -364,7 +364,7 @@ func TestSegmentFull(t *testing.T) {
 	if err := s.Append(b, &h); err != nil {
 		t.Fatal(err)
 	}
-	if s.Fits(4096, 4096) {
+	if s.Fits(4096, h.LastOffset(), 4096) {
 		t.Fatal("Fits ignores the size bound")
 	}
 	if err := s.Append(b, &h); !errors.Is(err, ErrOffset) {
