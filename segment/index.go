@@ -19,11 +19,12 @@ import (
 func (s *Segment) indexBatch(pos int64, h *record.Header) {
 	if pos > 0 && s.bytesSinceIndex >= s.cfg.IndexIntervalBytes {
 		if s.indexEntries.Load() < s.maxIndexEntries {
-			s.mu.Lock()
+			s.idxMu.Lock()
 			s.idx = binary.BigEndian.AppendUint32(s.idx, uint32(h.BaseOffset-s.base))
 			s.idx = binary.BigEndian.AppendUint32(s.idx, uint32(pos))
-			s.mu.Unlock()
+			s.idxMu.Unlock()
 			s.indexEntries.Add(1)
+			s.indexChanged = true
 		}
 		s.bytesSinceIndex = 0
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
@@ -47,25 +48,30 @@ func (s *Segment) appendTimeEntry() {
 		return
 	}
 	ts := s.maxTimestamp.Load()
-	s.mu.Lock()
+	s.idxMu.Lock()
 	s.tidx = binary.BigEndian.AppendUint64(s.tidx, uint64(ts))
 	s.tidx = binary.BigEndian.AppendUint32(s.tidx, uint32(s.maxTSBase-s.base))
-	s.mu.Unlock()
+	s.idxMu.Unlock()
 	s.timeEntries.Add(1)
 	s.lastTimeEntryTS = ts
+	s.indexChanged = true
 }
 
 // writeIndexFiles writes the index entries in use to .index and
 // .timeindex with plain writes (never through a mapping, so a full disk is
 // an error and not a fault) and syncs both files.
 func (s *Segment) writeIndexFiles() error {
-	s.mu.RLock()
+	s.idxMu.RLock()
 	idx, tidx := s.idx, s.tidx
-	s.mu.RUnlock()
+	s.idxMu.RUnlock()
 	if err := writeFileSynced(s.path(".index"), idx); err != nil {
 		return err
 	}
-	return writeFileSynced(s.path(".timeindex"), tidx)
+	if err := writeFileSynced(s.path(".timeindex"), tidx); err != nil {
+		return err
+	}
+	s.indexChanged = false
+	return nil
 }
 
 func writeFileSynced(path string, data []byte) error {
@@ -108,8 +114,8 @@ func mapIndexFile(path string) (mmap.MMap, error) {
 	return m, nil
 }
 
-// mapIndexesLocked replaces the in-memory indexes of a sealed segment by
-// read-only mappings of its index files. The caller holds mu.
+// mapIndexesLocked maps a sealed segment's index files read-only. The
+// caller holds mu.
 func (s *Segment) mapIndexesLocked() error {
 	im, err := mapIndexFile(s.path(".index"))
 	if err != nil {
@@ -125,16 +131,26 @@ func (s *Segment) mapIndexesLocked() error {
 		unmap(&tm)
 		return fmt.Errorf("%w: index files of %s changed size", ErrCorrupt, s.path(".log"))
 	}
-	s.unmapIndexesLocked()
-	s.idxMap, s.tidxMap = im, tm
-	s.idx, s.tidx = []byte(im), []byte(tm)
+	s.installMappedLocked(im, tm)
 	return nil
 }
 
-func (s *Segment) unmapIndexesLocked() {
-	unmap(&s.idxMap)
-	unmap(&s.tidxMap)
-	s.idx, s.tidx = nil, nil
+func (s *Segment) installMappedLocked(im, tm mmap.MMap) {
+	s.idxMu.Lock()
+	s.idxMap, s.tidxMap = im, tm
+	s.idx, s.tidx = []byte(im), []byte(tm)
+	s.idxMu.Unlock()
+	s.indexMapped = true
+	n := 0
+	if im != nil {
+		n++
+	}
+	if tm != nil {
+		n++
+	}
+	if n > 0 {
+		s.files.add(s, 0, n)
+	}
 }
 
 // indexTail is what checkIndexes learns about a segment.
@@ -156,22 +172,13 @@ type indexTail struct {
 func checkIndexes(base int64, log, idx, tidx []byte) (indexTail, error) {
 	t := indexTail{next: base, maxTimestamp: -1, maxTSBase: base, firstTimestamp: -1}
 	size := int64(len(log))
-	if len(idx)%IndexEntrySize != 0 || len(tidx)%TimeIndexEntrySize != 0 {
-		return t, errors.New("partial index entry")
-	}
-	n := int64(len(idx) / IndexEntrySize)
-	var prevRel, prevPos uint32
-	for i := int64(0); i < n; i++ {
-		e := idx[i*IndexEntrySize:]
-		rel, pos := binary.BigEndian.Uint32(e), binary.BigEndian.Uint32(e[4:])
-		if (i > 0 && (rel <= prevRel || pos <= prevPos)) || int64(pos) >= size {
-			return t, fmt.Errorf("offset index entry %d (%d at %d) out of order or past the log", i, rel, pos)
-		}
-		prevRel, prevPos = rel, pos
+	n, lastRel, lastPos, err := checkOffsetEntries(idx, size)
+	if err != nil {
+		return t, err
 	}
 	start, want := int64(0), int64(-1)
 	if n > 0 {
-		start, want = int64(prevPos), base+int64(prevRel)
+		start, want = int64(lastPos), base+int64(lastRel)
 	}
 	var h record.Header
 	tailMaxTS := int64(-1)
@@ -192,17 +199,8 @@ func checkIndexes(base int64, log, idx, tidx []byte) (indexTail, error) {
 		}
 		t.firstTimestamp = h.MaxTimestamp
 	}
-	m := int64(len(tidx) / TimeIndexEntrySize)
-	var prevTS int64
-	var prevTimeRel uint32
-	for i := int64(0); i < m; i++ {
-		e := tidx[i*TimeIndexEntrySize:]
-		ts, rel := int64(binary.BigEndian.Uint64(e)), binary.BigEndian.Uint32(e[8:])
-		if (i > 0 && (ts <= prevTS || rel < prevTimeRel)) || base+int64(rel) >= t.next {
-			return t, fmt.Errorf("time index entry %d (%d, %d) out of order or past the log", i, ts, rel)
-		}
-		prevTS, prevTimeRel = ts, rel
-		t.maxTimestamp, t.maxTSBase = ts, base+int64(rel)
+	if t.maxTimestamp, t.maxTSBase, err = checkTimeEntries(tidx, base, t.next); err != nil {
+		return t, err
 	}
 	if tailMaxTS > t.maxTimestamp {
 		// A segment whose batches carry timestamps ends with a time index
@@ -212,15 +210,80 @@ func checkIndexes(base int64, log, idx, tidx []byte) (indexTail, error) {
 	return t, nil
 }
 
-// loadIndexes adopts the index files of a cleanly closed segment: read
-// into memory for an active one, mapped read-only for a sealed one. It
-// reports false when they are missing or fail checkIndexes, in which case
-// the caller rebuilds them.
-func (s *Segment) loadIndexes(fileSize int64, active bool) bool {
+// checkOffsetEntries checks that the offset index holds whole entries
+// whose relative offsets and positions increase, below size, and returns
+// the count and the last entry.
+func checkOffsetEntries(idx []byte, size int64) (n int64, lastRel, lastPos uint32, err error) {
+	if len(idx)%IndexEntrySize != 0 {
+		return 0, 0, 0, errors.New("partial offset index entry")
+	}
+	n = int64(len(idx) / IndexEntrySize)
+	for i := int64(0); i < n; i++ {
+		e := idx[i*IndexEntrySize:]
+		rel, pos := binary.BigEndian.Uint32(e), binary.BigEndian.Uint32(e[4:])
+		if (i > 0 && (rel <= lastRel || pos <= lastPos)) || int64(pos) >= size {
+			return 0, 0, 0, fmt.Errorf("offset index entry %d (%d at %d) out of order or past the log", i, rel, pos)
+		}
+		lastRel, lastPos = rel, pos
+	}
+	return n, lastRel, lastPos, nil
+}
+
+// checkTimeEntries checks that the time index holds whole entries whose
+// timestamps increase and whose offsets do not decrease and stay below
+// next, and returns the last entry (-1 and base when there is none).
+func checkTimeEntries(tidx []byte, base, next int64) (maxTS, maxTSBase int64, err error) {
+	if len(tidx)%TimeIndexEntrySize != 0 {
+		return 0, 0, errors.New("partial time index entry")
+	}
+	maxTS, maxTSBase = -1, base
+	var prevRel uint32
+	for i := int64(0); i < int64(len(tidx)/TimeIndexEntrySize); i++ {
+		e := tidx[i*TimeIndexEntrySize:]
+		ts, rel := int64(binary.BigEndian.Uint64(e)), binary.BigEndian.Uint32(e[8:])
+		if (i > 0 && (ts <= maxTS || rel < prevRel)) || base+int64(rel) >= next {
+			return 0, 0, fmt.Errorf("time index entry %d (%d, %d) out of order or past the log", i, ts, rel)
+		}
+		prevRel = rel
+		maxTS, maxTSBase = ts, base+int64(rel)
+	}
+	return maxTS, maxTSBase, nil
+}
+
+// checkAgainstMeta checks an active segment's index files against what it
+// was at a clean close, without reading the log, and returns the base
+// offset of the batch carrying the largest timestamp.
+func checkAgainstMeta(m Meta, idx, tidx []byte) (int64, error) {
+	n, lastRel, _, err := checkOffsetEntries(idx, m.Size)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 && m.Base+int64(lastRel) >= m.NextOffset {
+		return 0, errors.New("offset index past the log")
+	}
+	maxTS, maxTSBase, err := checkTimeEntries(tidx, m.Base, m.NextOffset)
+	if err != nil {
+		return 0, err
+	}
+	if maxTS != m.MaxTimestamp {
+		return 0, fmt.Errorf("time index ends at %d, the segment's largest timestamp is %d", maxTS, m.MaxTimestamp)
+	}
+	return maxTSBase, nil
+}
+
+// loadLocked checks the index files against the log: read into memory
+// for an active segment, mapped read-only for a sealed one. When they are
+// missing, fail the check or disagree with what the segment was opened
+// with, it rebuilds them from a scan. The caller holds mu.
+func (s *Segment) loadLocked() error {
+	if err := s.mapLogLocked(); err != nil {
+		return err
+	}
+	size := s.size.Load()
 	var idx, tidx []byte
 	var im, tm mmap.MMap
 	var err error
-	if active {
+	if s.inMemory {
 		if idx, err = os.ReadFile(s.path(".index")); err == nil {
 			tidx, err = os.ReadFile(s.path(".timeindex"))
 		}
@@ -230,35 +293,53 @@ func (s *Segment) loadIndexes(fileSize int64, active bool) bool {
 		}
 		idx, tidx = im, tm
 	}
-	if err != nil {
-		return false
+	var t indexTail
+	if err == nil {
+		t, err = checkIndexes(s.base, s.logMap[:size], idx, tidx)
 	}
-	t, err := checkIndexes(s.base, s.logMap[:fileSize], idx, tidx)
+	if err == nil && s.fromMeta && (t.next != s.next.Load() || t.maxTimestamp != s.maxTimestamp.Load()) {
+		err = errors.New("indexes disagree with the checkpoint")
+	}
 	if err != nil {
 		unmap(&im)
 		unmap(&tm)
-		return false
+		return s.rebuildLocked()
 	}
-	s.mu.Lock()
-	s.idx, s.tidx, s.idxMap, s.tidxMap = idx, tidx, im, tm
-	s.mu.Unlock()
 	s.indexEntries.Store(int64(len(idx) / IndexEntrySize))
 	s.timeEntries.Store(int64(len(tidx) / TimeIndexEntrySize))
+	if s.inMemory {
+		s.idxMu.Lock()
+		s.idx, s.tidx = idx, tidx
+		s.idxMu.Unlock()
+	} else {
+		s.installMappedLocked(im, tm)
+	}
 	s.next.Store(t.next)
 	s.maxTimestamp.Store(t.maxTimestamp)
 	s.lastTimeEntryTS = t.maxTimestamp
 	s.maxTSBase = t.maxTSBase
 	s.firstTimestamp = t.firstTimestamp
-	return true
+	s.loaded = true
+	return nil
 }
 
-// rebuild scans the log from the start, keeps the longest prefix of valid
-// batches, truncates the file after it and rebuilds both indexes in
-// memory.
-func (s *Segment) rebuild(fileSize int64) error {
-	s.mu.Lock()
-	s.unmapIndexesLocked()
-	s.mu.Unlock()
+// rebuildLocked scans the log from the start, keeps the longest prefix of
+// valid batches, truncates the file after it and rebuilds both indexes:
+// in memory for an active segment; a sealed one writes them to its index
+// files, which are mapped when next read. The caller holds mu.
+func (s *Segment) rebuildLocked() error {
+	if err := s.mapLogLocked(); err != nil {
+		return err
+	}
+	s.idxMu.Lock()
+	s.idx, s.tidx = nil, nil
+	s.idxMu.Unlock()
+	if s.indexMapped {
+		n := unmap(&s.idxMap) + unmap(&s.tidxMap)
+		s.files.add(s, 0, -n)
+		s.indexMapped = false
+	}
+	fileSize := s.size.Load()
 	s.indexEntries.Store(0)
 	s.timeEntries.Store(0)
 	s.next.Store(s.base)
@@ -267,13 +348,23 @@ func (s *Segment) rebuild(fileSize int64) error {
 	s.lastTimeEntryTS = -1
 	s.firstTimestamp = -1
 	s.bytesSinceIndex = 0
-	valid := Scan(s.logMap[:fileSize], s.base, func(pos int64, h *record.Header) bool {
+	s.indexChanged = true
+	var log []byte
+	if s.logMap != nil {
+		log = s.logMap[:fileSize]
+	}
+	valid := Scan(log, s.base, func(pos int64, h *record.Header) bool {
 		s.indexBatch(pos, h)
 		s.next.Store(h.NextOffset())
 		return true
 	})
 	s.size.Store(valid)
 	if valid < fileSize {
+		if s.logFile == nil {
+			if err := s.openFileLocked(0); err != nil {
+				return err
+			}
+		}
 		if err := s.logFile.Truncate(valid); err != nil {
 			return err
 		}
@@ -281,6 +372,19 @@ func (s *Segment) rebuild(fileSize int64) error {
 			return err
 		}
 	}
+	if !s.inMemory {
+		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
+			s.appendTimeEntry()
+		}
+		if err := s.writeIndexFiles(); err != nil {
+			return err
+		}
+		s.idxMu.Lock()
+		s.idx, s.tidx = nil, nil
+		s.idxMu.Unlock()
+		s.capacity = valid
+	}
+	s.loaded = true
 	return nil
 }
 

@@ -64,12 +64,15 @@ type Config struct {
 	// of its read mapping. Corresponds to segment.bytes; default 1 GiB,
 	// at most math.MaxInt32.
 	MaxBytes int64
-	// MaxIndexBytes is the preallocated size of each index file of the
-	// active segment. Corresponds to segment.index.bytes; default 10 MiB.
+	// MaxIndexBytes bounds each index of the active segment; a full index
+	// makes Fits say no. Corresponds to segment.index.bytes; default 10 MiB.
 	MaxIndexBytes int
 	// IndexIntervalBytes is how many bytes of log are written between two
 	// offset index entries. Corresponds to index.interval.bytes; default 4096.
 	IndexIntervalBytes int
+	// Files bounds the files and mappings the segment holds open, shared
+	// with every other segment of the broker. Default DefaultFileCache().
+	Files *FileCache
 	// WrapFile, when set, wraps the .log file for writes. For
 	// fault-injection tests only.
 	WrapFile func(*os.File) File
@@ -91,6 +94,9 @@ func (c Config) withDefaults() Config {
 	if c.IndexIntervalBytes <= 0 {
 		c.IndexIntervalBytes = DefaultIndexIntervalBytes
 	}
+	if c.Files == nil {
+		c.Files = DefaultFileCache()
+	}
 	return c
 }
 
@@ -98,20 +104,28 @@ func (c Config) withDefaults() Config {
 // 20 digits followed by ext (".log", ".index", ".timeindex").
 func FileName(base int64, ext string) string { return fmt.Sprintf("%020d%s", base, ext) }
 
+// Meta is what a log records of each segment when it closes cleanly, so
+// that the segment opens again without reading its files
+// (OpenOptions.Meta).
+type Meta struct {
+	Base           int64 // first offset
+	Size           int64 // bytes of batches in .log
+	NextOffset     int64 // offset after the last batch
+	MaxTimestamp   int64 // largest batch max timestamp, -1 if none
+	FirstTimestamp int64 // max timestamp of the first batch, -1 if empty
+}
+
 // Segment is one segment of a partition log. See the package comment for
 // the concurrency contract.
 type Segment struct {
-	dir  string
-	base int64
-	cfg  Config
+	dir   string
+	base  int64
+	cfg   Config
+	files *FileCache
 
-	logFile *os.File
-	w       File
-	// logMap is a read-only view of .log, capacity bytes long; only
-	// [0, size) is read. Nothing is ever written through a mapping.
-	logMap mmap.MMap
 	// capacity is the most bytes .log may hold: MaxBytes for an active
 	// segment (or its size, if larger, when opened), its size once sealed.
+	// Written under mu held exclusively.
 	capacity int64
 
 	// size is the number of bytes of whole batches in .log.
@@ -124,20 +138,51 @@ type Segment struct {
 	indexEntries atomic.Int64
 	timeEntries  atomic.Int64
 
-	// mu guards the indexes and closed. Readers hold it shared while they
-	// search an index; they keep no index slice. The appender holds it to
-	// add an entry.
+	// mu guards the handles (open file and mappings), inMemory, loaded and
+	// closed. The appender holds it shared while it writes or syncs
+	// through logFile; opening or closing a handle holds it exclusively.
+	// Readers hold it shared only to find or open a mapping: the
+	// reference they hold (Acquire) keeps the mapping from being unmapped
+	// while they use it.
 	mu sync.RWMutex
-	// idx and tidx hold the index entries in use: in memory while the
-	// segment is active (the appender appends to them), the read-only
-	// mappings idxMap and tidxMap of the index files once sealed.
-	idx, tidx       []byte
+	// logFile is .log open for writes and syncs, nil while closed; w
+	// writes through it.
+	logFile *os.File
+	w       File
+	// logMap is a read-only mapping of .log, capacity bytes long, nil
+	// while unmapped; only [0, size) is read. Nothing is ever written
+	// through a mapping.
+	logMap mmap.MMap
+	// idxMap and tidxMap map a sealed segment's index files read-only;
+	// indexMapped says they are mapped (a mapping of an empty file is nil).
 	idxMap, tidxMap mmap.MMap
-	closed          bool
-	unmapOnce       sync.Once
+	indexMapped     bool
+	// inMemory: the index entries are Go memory, appended to by the
+	// appender (an active segment). Otherwise they are the mappings.
+	inMemory bool
+	// loaded: the indexes were checked against the log (or rebuilt from
+	// it). A sealed segment opened from Meta loads when first read.
+	loaded bool
+	// fromMeta: opened from Meta, which loading must agree with.
+	fromMeta bool
+	closed   bool
+
+	// idxMu guards idx and tidx, the index entries in use: the appender
+	// appends to them holding it; readers search them holding it shared.
+	// Replacing them by mappings or dropping them also holds mu.
+	idxMu     sync.RWMutex
+	idx, tidx []byte
+
+	// Clock bookkeeping of the FileCache; slot and held* are guarded by
+	// the cache's lock.
+	recent    atomic.Bool
+	slot      int
+	heldFiles int
+	heldMaps  int
 
 	// Appender-only state, guarded by the owning log's append lock.
 	sealed          bool
+	indexChanged    bool // entries added since the index files were written
 	bytesSinceIndex int
 	maxTSBase       int64 // base offset of the batch carrying maxTimestamp
 	lastTimeEntryTS int64 // timestamp of the last time index entry
@@ -148,6 +193,7 @@ type Segment struct {
 	maxTimeEntries  int64
 	werr            atomic.Pointer[error] // sticky write or sync error
 	refs            atomic.Int64
+	destroyOnce     sync.Once
 }
 
 type osFile struct{ *os.File }
@@ -166,14 +212,11 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 			return nil, err
 		}
 	}
-	var err error
-	if s.logFile, err = os.OpenFile(s.path(".log"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-		return nil, err
-	}
-	s.setWriter()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.capacity = s.cfg.MaxBytes
-	if err := s.mapLog(); err != nil {
-		s.closeFiles()
+	s.inMemory, s.loaded = true, true
+	if err := s.openFileLocked(os.O_CREATE | os.O_TRUNC); err != nil {
 		return nil, err
 	}
 	s.rollBase = s.created.UnixMilli()
@@ -189,24 +232,81 @@ type OpenOptions struct {
 	Recover bool
 	// Active opens the segment for appends; otherwise it is sealed.
 	Active bool
+	// Meta, when set (and Recover is not), is what Segment.Meta said when
+	// the segment was last closed cleanly. A sealed segment then opens
+	// without touching its files: its indexes are mapped and checked
+	// against the log when it is first read. An active one reads its index
+	// files into memory and checks them against Meta, not the log.
+	Meta *Meta
 }
 
 // Open opens an existing segment as opts says.
 func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
 	var err error
-	if s.logFile, err = os.OpenFile(s.path(".log"), os.O_RDWR, 0o644); err != nil {
-		return nil, err
+	if m := opts.Meta; m != nil && !opts.Recover && m.Base == base && m.Size >= 0 && m.Size <= math.MaxInt32 && m.NextOffset >= base {
+		err = s.openMeta(*m, opts.Active)
+	} else {
+		err = s.openFiles(opts)
 	}
-	s.setWriter()
-	if err := s.open(opts); err != nil {
+	if err != nil {
 		s.destroy()
 		return nil, err
+	}
+	s.rollBase = s.created.UnixMilli()
+	if s.firstTimestamp >= 0 && s.firstTimestamp < s.rollBase {
+		s.rollBase = s.firstTimestamp
 	}
 	return s, nil
 }
 
-func (s *Segment) open(opts OpenOptions) error {
+// openMeta opens a segment from its Meta.
+func (s *Segment) openMeta(m Meta, active bool) error {
+	s.size.Store(m.Size)
+	s.next.Store(m.NextOffset)
+	s.maxTimestamp.Store(m.MaxTimestamp)
+	s.lastTimeEntryTS = m.MaxTimestamp
+	s.firstTimestamp = m.FirstTimestamp
+	if !active {
+		s.sealed = true
+		s.capacity = m.Size
+		s.fromMeta = true
+		return nil
+	}
+	var idx, tidx []byte
+	var err error
+	if m.Size > 0 {
+		if idx, err = os.ReadFile(s.path(".index")); err == nil {
+			tidx, err = os.ReadFile(s.path(".timeindex"))
+		}
+	}
+	var maxTSBase int64
+	if err == nil {
+		maxTSBase, err = checkAgainstMeta(m, idx, tidx)
+	}
+	if err != nil {
+		// Check the indexes against the log instead, or rebuild them.
+		return s.openFiles(OpenOptions{Active: true})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.capacity = max(s.cfg.MaxBytes, m.Size)
+	s.idx, s.tidx = idx, tidx
+	s.indexEntries.Store(int64(len(idx) / IndexEntrySize))
+	s.timeEntries.Store(int64(len(tidx) / TimeIndexEntrySize))
+	s.maxTSBase = maxTSBase
+	s.inMemory, s.loaded = true, true
+	return nil
+}
+
+// openFiles opens a segment by reading its files: a recovery scan, or a
+// check of its indexes against the log (and a scan if that fails).
+func (s *Segment) openFiles(opts OpenOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.openFileLocked(0); err != nil {
+		return err
+	}
 	fi, err := s.logFile.Stat()
 	if err != nil {
 		return err
@@ -215,43 +315,29 @@ func (s *Segment) open(opts OpenOptions) error {
 	if fileSize > math.MaxInt32 {
 		return fmt.Errorf("%w: %s is %d bytes, above 2 GiB", ErrCorrupt, s.path(".log"), fileSize)
 	}
+	s.size.Store(fileSize)
+	s.inMemory, s.sealed = opts.Active, !opts.Active
 	s.capacity = fileSize
 	if opts.Active {
 		s.capacity = max(s.cfg.MaxBytes, fileSize)
 	}
-	if err := s.mapLog(); err != nil {
+	if opts.Recover {
+		err = s.rebuildLocked()
+	} else {
+		err = s.loadLocked()
+	}
+	if err != nil {
 		return err
 	}
-	s.size.Store(fileSize)
-	loaded := !opts.Recover && s.loadIndexes(fileSize, opts.Active)
-	if !loaded {
-		if err := s.rebuild(fileSize); err != nil {
-			return err
-		}
-	}
-	if !opts.Active {
-		s.sealed = true
-		if !loaded {
-			if err := s.writeIndexFiles(); err != nil {
-				return err
-			}
-			s.mu.Lock()
-			err := s.mapIndexesLocked()
-			s.mu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
-	s.rollBase = s.created.UnixMilli()
-	if s.firstTimestamp >= 0 && s.firstTimestamp < s.rollBase {
-		s.rollBase = s.firstTimestamp
+	if s.sealed {
+		s.closeFileLocked()
 	}
 	return nil
 }
 
 func newSegment(dir string, base int64, cfg Config) *Segment {
-	s := &Segment{dir: dir, base: base, cfg: cfg.withDefaults(), created: time.Now(), firstTimestamp: -1, lastTimeEntryTS: -1, maxTSBase: base}
+	s := &Segment{dir: dir, base: base, cfg: cfg.withDefaults(), created: time.Now(), firstTimestamp: -1, lastTimeEntryTS: -1, maxTSBase: base, slot: -1}
+	s.files = s.cfg.Files
 	s.next.Store(base)
 	s.maxTimestamp.Store(-1)
 	s.refs.Store(1)
@@ -262,35 +348,185 @@ func newSegment(dir string, base int64, cfg Config) *Segment {
 
 func (s *Segment) path(ext string) string { return filepath.Join(s.dir, FileName(s.base, ext)) }
 
-// mapLog maps .log read-only at its capacity. A mapping past the end of
-// the file costs address space only; reads stop at size.
-func (s *Segment) mapLog() error {
+// What an operation needs open.
+type need uint8
+
+const (
+	needFile  need = 1 << iota // .log open for writes and syncs
+	needLog                    // .log mapped
+	needIndex                  // index entries readable
+)
+
+// rlock returns with mu held shared and the handles in want open, opening
+// them (with mu held exclusively) when they are not.
+func (s *Segment) rlock(want need) error {
+	if !s.recent.Load() {
+		s.recent.Store(true)
+	}
+	for {
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return ErrClosed
+		}
+		if s.haveLocked(want) {
+			return nil
+		}
+		s.mu.RUnlock()
+		s.mu.Lock()
+		err := s.openLocked(want)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Segment) haveLocked(want need) bool {
+	if want&needFile != 0 && s.logFile == nil {
+		return false
+	}
+	if want&(needLog|needIndex) != 0 && !s.loaded {
+		return false
+	}
+	if want&needLog != 0 && s.logMap == nil && s.capacity > 0 {
+		return false
+	}
+	return want&needIndex == 0 || s.inMemory || s.indexMapped
+}
+
+func (s *Segment) openLocked(want need) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if want&(needLog|needIndex) != 0 && !s.loaded {
+		if err := s.loadLocked(); err != nil {
+			return err
+		}
+	}
+	if want&needFile != 0 && s.logFile == nil {
+		if err := s.openFileLocked(0); err != nil {
+			return err
+		}
+	}
+	if want&needLog != 0 && s.logMap == nil {
+		if err := s.mapLogLocked(); err != nil {
+			return err
+		}
+	}
+	if want&needIndex != 0 && !s.inMemory && !s.indexMapped {
+		return s.mapIndexesLocked()
+	}
+	return nil
+}
+
+// mapped returns the mapping of .log, opening what want names first. The
+// caller holds a reference (Acquire), which keeps the mapping alive.
+func (s *Segment) mapped(want need) (mmap.MMap, error) {
+	if err := s.rlock(want | needLog); err != nil {
+		return nil, err
+	}
+	m := s.logMap
+	s.mu.RUnlock()
+	return m, nil
+}
+
+// openFileLocked opens .log for writes with extra flags (O_CREATE...).
+func (s *Segment) openFileLocked(flags int) error {
+	f, err := os.OpenFile(s.path(".log"), os.O_RDWR|flags, 0o644)
+	if err != nil {
+		return err
+	}
+	s.logFile = f
+	if s.cfg.WrapFile != nil {
+		s.w = s.cfg.WrapFile(f)
+	} else {
+		s.w = osFile{f}
+	}
+	s.files.add(s, 1, 0)
+	return nil
+}
+
+func (s *Segment) closeFileLocked() {
+	if s.logFile != nil {
+		s.logFile.Close()
+		s.logFile, s.w = nil, nil
+		s.files.add(s, -1, 0)
+	}
+}
+
+// mapLogLocked maps .log read-only at its capacity. A mapping past the
+// end of the file costs address space only; reads stop at size. A file
+// shorter than size (damaged since it was closed) is corrupt: reading a
+// mapping past the end of its file would fault.
+func (s *Segment) mapLogLocked() error {
 	if s.capacity == 0 {
 		return nil
 	}
-	m, err := mmap.MapRegion(s.logFile, int(s.capacity), mmap.RDONLY, 0, 0)
+	f := s.logFile
+	if f == nil {
+		var err error
+		if f, err = os.Open(s.path(".log")); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() < s.size.Load() {
+		return fmt.Errorf("%w: %s is %d bytes, shorter than the %d it held", ErrCorrupt, s.path(".log"), fi.Size(), s.size.Load())
+	}
+	m, err := mmap.MapRegion(f, int(s.capacity), mmap.RDONLY, 0, 0)
 	if err != nil {
 		return fmt.Errorf("segment: map %s: %w", s.path(".log"), err)
 	}
 	s.logMap = m
+	s.files.add(s, 0, 1)
 	return nil
 }
 
-func (s *Segment) setWriter() {
-	if s.cfg.WrapFile != nil {
-		s.w = s.cfg.WrapFile(s.logFile)
-	} else {
-		s.w = osFile{s.logFile}
+func unmap(m *mmap.MMap) int {
+	if *m == nil {
+		return 0
 	}
+	m.Unmap()
+	*m = nil
+	return 1
 }
 
-func unmap(m *mmap.MMap) error {
-	if *m == nil {
-		return nil
+// releaseLocked closes the file and unmaps the mappings, keeping in-memory
+// indexes, and returns how many mappings it dropped.
+func (s *Segment) releaseLocked() (files, maps int) {
+	if s.logFile != nil {
+		s.logFile.Close()
+		s.logFile, s.w = nil, nil
+		files = 1
 	}
-	err := m.Unmap()
-	*m = nil
-	return err
+	maps = unmap(&s.logMap)
+	if s.indexMapped {
+		s.idxMu.Lock()
+		maps += unmap(&s.idxMap) + unmap(&s.tidxMap)
+		s.idx, s.tidx = nil, nil
+		s.indexMapped = false
+		s.idxMu.Unlock()
+	}
+	return files, maps
+}
+
+// tryRelease releases what an idle segment holds, for the FileCache: not
+// when it is busy (mu held) or referenced by anyone but its owner.
+func (s *Segment) tryRelease() bool {
+	if !s.mu.TryLock() {
+		return false
+	}
+	defer s.mu.Unlock()
+	if s.closed || s.refs.Load() > 1 {
+		return false
+	}
+	s.releaseLocked()
+	return true
 }
 
 // Base is the segment's first offset.
@@ -305,6 +541,12 @@ func (s *Segment) Size() int64 { return s.size.Load() }
 // MaxTimestamp is the largest batch max timestamp in the segment, -1 if
 // it is empty.
 func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp.Load() }
+
+// Meta returns what a clean open of the segment needs to know (see
+// OpenOptions.Meta). Call it once appends and seals are over.
+func (s *Segment) Meta() Meta {
+	return Meta{Base: s.base, Size: s.size.Load(), NextOffset: s.next.Load(), MaxTimestamp: s.maxTimestamp.Load(), FirstTimestamp: s.firstTimestamp}
+}
 
 // RetentionTimestamp is what retention.ms measures the segment by, in
 // Unix milliseconds: its max timestamp or, when no batch carries one
@@ -375,10 +617,17 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 	if pos+int64(len(batch)) > s.capacity || h.BaseOffset-s.base > math.MaxUint32-int64(h.LastOffsetDelta) {
 		return ErrFull
 	}
-	if _, err := s.w.WriteAt(batch, pos); err != nil {
+	if err := s.rlock(needFile); err != nil {
+		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
+	}
+	_, err := s.w.WriteAt(batch, pos)
+	if err != nil {
 		if terr := s.w.Truncate(pos); terr != nil {
 			err = errors.Join(err, terr)
 		}
+	}
+	s.mu.RUnlock()
+	if err != nil {
 		return s.fail(fmt.Errorf("segment: write %s at %d: %w", s.path(".log"), pos, err))
 	}
 	s.indexBatch(pos, h)
@@ -396,7 +645,12 @@ func (s *Segment) Sync() error {
 	if err := s.err(); err != nil {
 		return err
 	}
-	if err := s.w.Sync(); err != nil {
+	if err := s.rlock(needFile); err != nil {
+		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
+	}
+	err := s.w.Sync()
+	s.mu.RUnlock()
+	if err != nil {
 		return s.fail(fmt.Errorf("segment: sync %s: %w", s.path(".log"), err))
 	}
 	return nil
@@ -418,8 +672,8 @@ func (s *Segment) fail(err error) error {
 }
 
 // Seal stops appends: it writes the final time index entry, syncs the log,
-// writes both index files, syncs them and maps them read-only. A failure
-// is sticky.
+// writes both index files and syncs them, drops the in-memory entries (the
+// files are mapped when next read) and closes .log. A failure is sticky.
 func (s *Segment) Seal() error {
 	if s.sealed {
 		return nil
@@ -439,13 +693,16 @@ func (s *Segment) Seal() error {
 	s.sealed = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.mapIndexesLocked(); err != nil {
-		return s.fail(err)
-	}
+	s.idxMu.Lock()
+	s.idx, s.tidx = nil, nil
+	s.inMemory, s.indexMapped = false, false
+	s.idxMu.Unlock()
+	s.capacity = s.size.Load()
+	s.closeFileLocked()
 	return nil
 }
 
-// Acquire takes a reference that keeps the segment's mapping alive. It
+// Acquire takes a reference that keeps the segment's mappings alive. It
 // returns false if the segment is already closed.
 func (s *Segment) Acquire() bool {
 	for {
@@ -463,37 +720,34 @@ func (s *Segment) Acquire() bool {
 // dropped by Close and Remove). The last Release unmaps and closes the files.
 func (s *Segment) Release() {
 	if s.refs.Add(-1) == 0 {
-		s.unmapOnce.Do(s.destroy)
+		s.destroyOnce.Do(s.destroy)
 	}
 }
 
 func (s *Segment) destroy() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	s.unmapIndexesLocked()
-	s.mu.Unlock()
-	unmap(&s.logMap)
-	s.closeFiles()
+	s.releaseLocked()
+	s.idxMu.Lock()
+	s.idx, s.tidx = nil, nil
+	s.idxMu.Unlock()
+	s.files.remove(s)
 }
 
-func (s *Segment) closeFiles() {
-	if s.logFile != nil {
-		s.logFile.Close()
-		s.logFile = nil
-	}
-}
-
-// Close writes the index files of an active segment (unless it has a
-// write error) and drops the owner's reference; the files are closed when
-// no reader holds the segment. It does not sync the log; callers Sync
-// first.
+// Close writes the index files of an active segment if they changed
+// (unless it has a write error; an empty segment needs none) and drops the
+// owner's reference; the files are closed when no reader holds the
+// segment. It does not sync the log; callers Sync first.
 func (s *Segment) Close() error {
 	var err error
-	if !s.sealed && s.err() == nil {
+	if !s.sealed && s.err() == nil && s.size.Load() > 0 {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}
-		err = s.writeIndexFiles()
+		if s.indexChanged {
+			err = s.writeIndexFiles()
+		}
 	}
 	s.Release()
 	return err

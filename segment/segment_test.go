@@ -87,7 +87,11 @@ func TestLookup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pos, err := s.position(tt.off, s.Size())
+			m, err := s.mapped(needIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pos, err := s.position(m, tt.off, s.Size())
 			if err != nil || pos != tt.wantPos {
 				t.Fatalf("Position(%d) = %d, %v; want %d", tt.off, pos, err, tt.wantPos)
 			}
