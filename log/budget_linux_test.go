@@ -7,9 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ferrymq/ferry/segment"
 )
@@ -165,4 +170,90 @@ func TestFileCacheCap(t *testing.T) {
 		t.Fatalf("process holds %d files and %d mappings under the data directory, cap 64", f, m)
 	}
 	t.Logf("%d logs of %d segments or more read and appended under a cap of 64", logs, ls[0].Segments())
+}
+
+// TestManyLogs measures the life of a broker's worth of partitions: set
+// FERRY_MANY_LOGS to their number (25000 for the goal in the README). It
+// creates them, writes a few batches to each, closes them, opens them all
+// again in parallel and reads from each, and reports times and the process's
+// mapping and file counts. The data goes to a tmpfs where one can be
+// mounted, so that the figures are the broker's and not the disk's.
+func TestManyLogs(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FERRY_MANY_LOGS"))
+	if n <= 0 {
+		t.Skip("set FERRY_MANY_LOGS to a number of logs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4g"); err == nil {
+		t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	}
+	each := func(fn func(i int)) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		for range 2 * runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+					fn(i)
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	logs := make([]*Log, n)
+	name := func(i int) string { return filepath.Join(dir, fmt.Sprintf("t-%d", i)) }
+	open := func(i int) {
+		l, err := Open(name(i), Config{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		logs[i] = l
+	}
+	created := each(open)
+	if t.Failed() {
+		return
+	}
+	fs, ms := processHandles(t)
+	t.Logf("created %d logs in %v (%v each); process holds %d files, %d mappings", n, created, created/time.Duration(n), fs, ms)
+	written := each(func(i int) {
+		appendN(t, logs[i], 3, 2, 100, 0)
+		if err := logs[i].Sync(); err != nil {
+			t.Error(err)
+		}
+	})
+	fs, ms = processHandles(t)
+	t.Logf("wrote and synced 3 batches to each in %v; process holds %d files, %d mappings", written, fs, ms)
+	closed := each(func(i int) { logs[i].Close() })
+	t.Logf("closed them in %v", closed)
+	reopened := each(open)
+	fs, ms = processHandles(t)
+	t.Logf("opened %d logs after a clean close in %v; process holds %d files, %d mappings", n, reopened, fs, ms)
+	read := each(func(i int) {
+		v, err := logs[i].Read(0, logs[i].NextOffset(), 1<<20, true)
+		if err != nil || len(v.Data) == 0 {
+			t.Errorf("read log %d: %v", i, err)
+		}
+		v.Release()
+	})
+	fs, ms = processHandles(t)
+	files, maps := segment.DefaultFileCache().Held()
+	t.Logf("read from each in %v; process holds %d files, %d mappings (cache: %d files, %d mappings)", read, fs, ms, files, maps)
+	each(func(i int) { logs[i].Close() })
+}
+
+// processHandles counts the process's open files and memory mappings.
+func processHandles(t *testing.T) (files, maps int) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents), bytes.Count(b, []byte("\n"))
 }

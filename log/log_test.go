@@ -560,3 +560,29 @@ func checkBatches(t *testing.T, got, want [][]byte) {
 		}
 	}
 }
+
+func TestWalk(t *testing.T) {
+	l := open(t, t.TempDir(), Config{SegmentBytes: 1000, IndexIntervalBytes: 100})
+	appendN(t, l, 40, 2, 60, 0) // offsets 0..79, batches of two
+	for _, from := range []int64{0, 1, 7, 20, 33, 78, 79, 80} {
+		var got []int64
+		if err := l.Walk(from, func(_ []byte, h *record.Header) bool {
+			got = append(got, h.BaseOffset)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var want []int64
+		for b := from &^ 1; b < 80; b += 2 {
+			want = append(want, b)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("Walk(%d) = %v, want %v", from, got, want)
+		}
+	}
+	n := 0
+	l.Walk(10, func([]byte, *record.Header) bool { n++; return n < 3 })
+	if n != 3 {
+		t.Fatalf("Walk went on after false: %d calls", n)
+	}
+}

@@ -162,9 +162,16 @@ func (l *Log) Walk(from int64, fn func(batch []byte, h *record.Header) bool) err
 			s.Release()
 		}
 	}()
-	for _, s := range segs {
+	for i, s := range segs {
+		var pos int64
+		if i == 0 {
+			var err error
+			if pos, err = s.Position(from); err != nil {
+				return err
+			}
+		}
 		stop := false
-		err := s.Walk(0, func(_ int64, b []byte, h *record.Header) bool {
+		err := s.Walk(pos, func(_ int64, b []byte, h *record.Header) bool {
 			if h.LastOffset() < from {
 				return true
 			}

@@ -69,6 +69,23 @@ func (s *Segment) batchAt(m mmap.MMap, pos, size int64) (base, n int64, err erro
 	return int64(binary.BigEndian.Uint64(b)), int64(sz), nil
 }
 
+// Position returns the byte position of the batch holding offset off, or
+// of the first batch after it, or Size() if there is none: where a Walk
+// from off starts. The caller holds a reference, as for Read.
+func (s *Segment) Position(off int64) (int64, error) {
+	if off <= s.base {
+		return 0, nil
+	}
+	if off >= s.next.Load() {
+		return s.size.Load(), nil
+	}
+	m, err := s.mapped(needIndex)
+	if err != nil {
+		return 0, err
+	}
+	return s.position(m, off, s.size.Load())
+}
+
 // position returns the byte position of the batch holding offset off, or
 // of the first batch after it, or size if there is none.
 func (s *Segment) position(m mmap.MMap, off int64, size int64) (int64, error) {
