@@ -17,9 +17,8 @@ import (
 // Open opens (creating if needed) the log in dir and recovers it if it was
 // not closed cleanly.
 //
-// After a clean close Open reads the checkpoint, lists the directory and
-// reads the active segment's index files: it maps nothing and reads no
-// other segment, which is mapped and checked when first read.
+// After a clean close Open reads the checkpoint and lists the directory,
+// and nothing else: segments are read (and checked) when first used.
 //
 // A new log (a directory with no segment) costs no fsync: Open makes the
 // directory and an empty segment, and the first append makes them durable
@@ -32,15 +31,18 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir))}
 	l.flusher.cond.L = &l.flusher
 	l.appendMu.cfg = cfg
-	if err := os.Mkdir(dir, 0o755); err == nil {
-		l.appendMu.syncParent = true
-	} else if !errors.Is(err, os.ErrExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		l.appendMu.syncParent = true
-	}
 	cp, cpErr := readCheckpoint(dir)
+	if errors.Is(cpErr, os.ErrNotExist) {
+		// Perhaps a new log: make its directory.
+		if err := os.Mkdir(dir, 0o755); err == nil {
+			l.appendMu.syncParent = true
+		} else if !errors.Is(err, os.ErrExist) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			l.appendMu.syncParent = true
+		}
+	}
 	if cpErr != nil && !errors.Is(cpErr, os.ErrNotExist) {
 		l.logger.Warn("checkpoint unreadable, recovering every segment", "err", cpErr)
 	}

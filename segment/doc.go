@@ -54,8 +54,8 @@
 // of its index files) while it is read. A FileCache shared by all segments
 // of a broker bounds what idle segments keep open and evicts the least
 // recently used. A segment opened from the Meta its log recorded at a
-// clean close touches none of its files until first read; the active one
-// reads its index files into memory and nothing else. So a broker opens
+// clean close touches none of its files until it is first read (or, the
+// active one, appended to), when its indexes are checked. So a broker opens
 // thousands of partitions quickly and holds files and mappings in
 // proportion to what is being used, not to what is stored.
 //

@@ -276,6 +276,9 @@ func checkAgainstMeta(m Meta, idx, tidx []byte) (int64, error) {
 // missing, fail the check or disagree with what the segment was opened
 // with, it rebuilds them from a scan. The caller holds mu.
 func (s *Segment) loadLocked() error {
+	if s.inMemory && s.fromMeta && s.loadFromMetaLocked() {
+		return nil
+	}
 	if err := s.mapLogLocked(); err != nil {
 		return err
 	}
@@ -321,6 +324,33 @@ func (s *Segment) loadLocked() error {
 	s.firstTimestamp = t.firstTimestamp
 	s.loaded = true
 	return nil
+}
+
+// loadFromMetaLocked reads an active segment's index files into memory and
+// checks them against the Meta it was opened with, without reading the
+// log. It reports false when they are missing or fail the check.
+func (s *Segment) loadFromMetaLocked() bool {
+	idx, err := os.ReadFile(s.path(".index"))
+	if err != nil {
+		return false
+	}
+	tidx, err := os.ReadFile(s.path(".timeindex"))
+	if err != nil {
+		return false
+	}
+	m := Meta{Base: s.base, Size: s.size.Load(), NextOffset: s.next.Load(), MaxTimestamp: s.maxTimestamp.Load(), FirstTimestamp: s.firstTimestamp}
+	maxTSBase, err := checkAgainstMeta(m, idx, tidx)
+	if err != nil {
+		return false
+	}
+	s.idxMu.Lock()
+	s.idx, s.tidx = idx, tidx
+	s.idxMu.Unlock()
+	s.indexEntries.Store(int64(len(idx) / IndexEntrySize))
+	s.timeEntries.Store(int64(len(tidx) / TimeIndexEntrySize))
+	s.maxTSBase = maxTSBase
+	s.loaded = true
+	return true
 }
 
 // rebuildLocked scans the log from the start, keeps the longest prefix of

@@ -161,7 +161,8 @@ type Segment struct {
 	// appender (an active segment). Otherwise they are the mappings.
 	inMemory bool
 	// loaded: the indexes were checked against the log (or rebuilt from
-	// it). A sealed segment opened from Meta loads when first read.
+	// it). A segment opened from Meta loads when first read or, if
+	// active, appended to.
 	loaded bool
 	// fromMeta: opened from Meta, which loading must agree with.
 	fromMeta bool
@@ -233,10 +234,11 @@ type OpenOptions struct {
 	// Active opens the segment for appends; otherwise it is sealed.
 	Active bool
 	// Meta, when set (and Recover is not), is what Segment.Meta said when
-	// the segment was last closed cleanly. A sealed segment then opens
-	// without touching its files: its indexes are mapped and checked
-	// against the log when it is first read. An active one reads its index
-	// files into memory and checks them against Meta, not the log.
+	// the segment was last closed cleanly. The segment then opens without
+	// touching its files. A sealed one maps its indexes and checks them
+	// against the log when it is first read; an active one reads its index
+	// files into memory and checks them against Meta when it is first read
+	// or appended to.
 	Meta *Meta
 }
 
@@ -260,42 +262,25 @@ func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error
 	return s, nil
 }
 
-// openMeta opens a segment from its Meta.
+// openMeta opens a segment from its Meta without touching its files: they
+// are read when first needed (loadLocked).
 func (s *Segment) openMeta(m Meta, active bool) error {
 	s.size.Store(m.Size)
 	s.next.Store(m.NextOffset)
 	s.maxTimestamp.Store(m.MaxTimestamp)
 	s.lastTimeEntryTS = m.MaxTimestamp
 	s.firstTimestamp = m.FirstTimestamp
-	if !active {
-		s.sealed = true
-		s.capacity = m.Size
-		s.fromMeta = true
-		return nil
-	}
-	var idx, tidx []byte
-	var err error
-	if m.Size > 0 {
-		if idx, err = os.ReadFile(s.path(".index")); err == nil {
-			tidx, err = os.ReadFile(s.path(".timeindex"))
-		}
-	}
-	var maxTSBase int64
-	if err == nil {
-		maxTSBase, err = checkAgainstMeta(m, idx, tidx)
-	}
-	if err != nil {
-		// Check the indexes against the log instead, or rebuild them.
-		return s.openFiles(OpenOptions{Active: true})
-	}
+	s.fromMeta = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.capacity = max(s.cfg.MaxBytes, m.Size)
-	s.idx, s.tidx = idx, tidx
-	s.indexEntries.Store(int64(len(idx) / IndexEntrySize))
-	s.timeEntries.Store(int64(len(tidx) / TimeIndexEntrySize))
-	s.maxTSBase = maxTSBase
-	s.inMemory, s.loaded = true, true
+	if active {
+		s.capacity = max(s.cfg.MaxBytes, m.Size)
+		s.inMemory = true
+		s.loaded = m.Size == 0
+	} else {
+		s.sealed = true
+		s.capacity = m.Size
+	}
 	return nil
 }
 
@@ -617,7 +602,7 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 	if pos+int64(len(batch)) > s.capacity || h.BaseOffset-s.base > math.MaxUint32-int64(h.LastOffsetDelta) {
 		return ErrFull
 	}
-	if err := s.rlock(needFile); err != nil {
+	if err := s.rlock(needFile | needIndex); err != nil {
 		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
 	}
 	_, err := s.w.WriteAt(batch, pos)
@@ -681,6 +666,11 @@ func (s *Segment) Seal() error {
 	if err := s.err(); err != nil {
 		return err
 	}
+	// The index entries are written below: they must be in memory.
+	if err := s.rlock(needIndex); err != nil {
+		return s.fail(fmt.Errorf("segment: load %s: %w", s.path(".log"), err))
+	}
+	s.mu.RUnlock()
 	if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 		s.appendTimeEntry()
 	}
