@@ -2,6 +2,7 @@ package segment
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferrymq/ferry/internal/limits"
 )
@@ -26,6 +27,10 @@ import (
 // locks of the segments it evicts.
 type FileCache struct {
 	maxFiles, maxMaps int
+
+	// over is set while more is held than the limits allow: segments in
+	// use could not be evicted. A reader's last Release then sweeps.
+	over atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -118,5 +123,15 @@ func (c *FileCache) evictLocked() {
 		}
 		// The segment now in this slot is swept next.
 		c.dropLocked(s)
+	}
+	c.over.Store(c.mu.files > c.maxFiles || c.mu.maps > c.maxMaps)
+}
+
+// sweep evicts idle segments if the cache is over its limits.
+func (c *FileCache) sweep() {
+	if c.over.Load() {
+		c.mu.Lock()
+		c.evictLocked()
+		c.mu.Unlock()
 	}
 }

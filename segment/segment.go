@@ -709,8 +709,13 @@ func (s *Segment) Acquire() bool {
 // Release drops a reference taken by Acquire (or the owner's reference
 // dropped by Close and Remove). The last Release unmaps and closes the files.
 func (s *Segment) Release() {
-	if s.refs.Add(-1) == 0 {
+	switch s.refs.Add(-1) {
+	case 0:
 		s.destroyOnce.Do(s.destroy)
+	case 1:
+		// Idle again: evictable if the cache went over its limits while
+		// the segment was in use.
+		s.files.sweep()
 	}
 }
 
