@@ -46,6 +46,22 @@ func handlesUnder(t *testing.T, dir string) (files, maps int) {
 	return files, maps
 }
 
+// fastDir returns a fresh directory on a tmpfs where one can be mounted
+// (building thousands of segments on a disk is thousands of fsyncs), and
+// a plain temporary directory otherwise.
+func fastDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1g"); err == nil {
+		t.Cleanup(func() {
+			if err := syscall.Unmount(dir, 0); err != nil {
+				syscall.Unmount(dir, syscall.MNT_DETACH)
+			}
+		})
+	}
+	return dir
+}
+
 // manySegments makes a log of n segments of three small batches each and
 // closes it cleanly; it returns every batch appended.
 func manySegments(t *testing.T, dir string, n int, cfg Config) [][]byte {
@@ -71,10 +87,10 @@ func manySegments(t *testing.T, dir string, n int, cfg Config) [][]byte {
 // opens without opening or mapping any segment file, reading across it
 // holds no more than the file cache allows, and closing releases all.
 func TestCleanOpenMapsNothing(t *testing.T) {
-	dir := t.TempDir()
+	dir := fastDir(t)
 	cache := segment.NewFileCache(16, 16)
 	cfg := Config{Files: cache}
-	want := manySegments(t, dir, 1000, cfg)
+	want := manySegments(t, dir, 3000, cfg)
 	if f, m := handlesUnder(t, dir); f != 0 || m != 0 {
 		t.Fatalf("after close: %d files and %d mappings still held", f, m)
 	}
@@ -101,7 +117,7 @@ func TestCleanOpenMapsNothing(t *testing.T) {
 // meanwhile, all data correct, and the process holds no more than the cap
 // (plus what readers hold at the moment) under the data directory.
 func TestFileCacheCap(t *testing.T) {
-	dir := t.TempDir()
+	dir := fastDir(t)
 	cache := segment.NewFileCache(64, 64)
 	cfg := Config{Files: cache, SegmentBytes: 4096}
 	const logs = 5
