@@ -276,8 +276,22 @@ func checkAgainstMeta(m Meta, idx, tidx []byte) (int64, error) {
 // missing, fail the check or disagree with what the segment was opened
 // with, it rebuilds them from a scan. The caller holds mu.
 func (s *Segment) loadLocked() error {
-	if s.inMemory && s.fromMeta && s.loadFromMetaLocked() {
-		return nil
+	if s.fromMeta {
+		fi, err := os.Stat(s.path(".log"))
+		if err != nil {
+			return err
+		}
+		if fi.Size() < s.size.Load() {
+			// Cut short since the clean close: keep what is valid.
+			s.size.Store(fi.Size())
+			if !s.inMemory {
+				s.capacity = fi.Size()
+			}
+			return s.rebuildLocked()
+		}
+		if s.inMemory && s.loadFromMetaLocked() {
+			return nil
+		}
 	}
 	if err := s.mapLogLocked(); err != nil {
 		return err
