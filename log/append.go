@@ -51,10 +51,17 @@ func (l *Log) appendLocked(batch []byte, h *record.Header) (int64, error) {
 	if err := l.appendMu.err; err != nil {
 		return 0, err
 	}
+	// Refusals of the batch itself come first and are never sticky: only
+	// a failed write or fsync stops the log.
 	cfg := &l.appendMu.cfg
 	if int64(len(batch)) > cfg.SegmentBytes {
 		return 0, fmt.Errorf("%w: %d bytes, segment.bytes is %d", ErrBatchTooLarge, len(batch), cfg.SegmentBytes)
 	}
+	off := l.nextOffset.Load()
+	if h.LastOffsetDelta < 0 || off > math.MaxInt64-1-int64(h.LastOffsetDelta) {
+		return 0, fmt.Errorf("%w: %d offsets from %d", ErrOffsetOverflow, int64(h.LastOffsetDelta)+1, off)
+	}
+	last := off + int64(h.LastOffsetDelta)
 	if !l.appendMu.dirty {
 		if err := l.writeCheckpointLocked(false); err != nil {
 			return 0, l.failLocked(err)
@@ -62,13 +69,12 @@ func (l *Log) appendLocked(batch []byte, h *record.Header) (int64, error) {
 		l.appendMu.dirty = true
 	}
 	s := l.active()
-	if s.Size() > 0 && (!s.Fits(len(batch), cfg.SegmentBytes) || time.Now().UnixMilli()-s.RollTimestamp() > cfg.SegmentMs) {
+	if s.Size() > 0 && (!s.Fits(len(batch), last, cfg.SegmentBytes) || time.Now().UnixMilli()-s.RollTimestamp() > cfg.SegmentMs) {
 		if err := l.rollLocked(); err != nil {
 			return 0, err
 		}
 		s = l.active()
 	}
-	off := l.nextOffset.Load()
 	record.SetBaseOffset(batch, off)
 	h.BaseOffset = off
 	if err := s.Append(batch, h); err != nil {
@@ -79,6 +85,10 @@ func (l *Log) appendLocked(batch []byte, h *record.Header) (int64, error) {
 				return 0, err
 			}
 			err = l.active().Append(batch, h)
+		}
+		if errors.Is(err, segment.ErrFull) || errors.Is(err, segment.ErrOffset) || errors.Is(err, segment.ErrSealed) {
+			// The segment refused the batch before writing a byte.
+			return 0, err
 		}
 		if err != nil {
 			return 0, l.failLocked(err)

@@ -188,3 +188,55 @@ func BenchmarkRecover(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkOpen measures Open: of a new log (an empty directory: a
+// partition being created), and of a cleanly closed log of 100 segments
+// followed by its Close (a broker's restart, per partition).
+func BenchmarkOpen(b *testing.B) {
+	b.Run("new", func(b *testing.B) {
+		dir := b.TempDir()
+		var logs []*Log
+		b.ReportAllocs()
+		for b.Loop() {
+			l, err := Open(filepath.Join(dir, fmt.Sprint(len(logs))), Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			logs = append(logs, l)
+		}
+		for _, l := range logs {
+			l.Close()
+		}
+	})
+	b.Run("clean/segments=100", func(b *testing.B) {
+		dir := b.TempDir()
+		l, err := Open(dir, Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch, h := benchBatch(1 << 10)
+		for l.Segments() < 100 {
+			for range 4 {
+				if _, err := l.Append(batch, &h); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := l.Roll(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			l, err := Open(dir, Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

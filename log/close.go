@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 )
 
-// Close syncs and seals nothing more than needed: it fsyncs the active
-// segment, trims every index, and writes the clean-shutdown checkpoint.
+// Close syncs and writes nothing more than needed: it fsyncs the active
+// segment if it holds unsynced data, writes its index files if they
+// changed, and writes the clean-shutdown checkpoint (with every segment's
+// Meta) unless the one on disk still describes the log.
 // Readers holding views keep them until they release. Close is idempotent.
 func (l *Log) Close() error {
 	l.appendMu.Lock()
@@ -24,7 +26,10 @@ func (l *Log) Close() error {
 	defer l.appendMu.Unlock()
 	var errs []error
 	clean := l.appendMu.err == nil
-	if clean {
+	l.flusher.Lock()
+	unsynced := l.flusher.durableOffset < l.nextOffset.Load()
+	l.flusher.Unlock()
+	if clean && unsynced {
 		if err := l.active().Sync(); err != nil {
 			errs = append(errs, err)
 			clean = false
@@ -38,7 +43,7 @@ func (l *Log) Close() error {
 		}
 	}
 	l.segMu.Unlock()
-	if clean {
+	if clean && !l.appendMu.cleanOnDisk {
 		l.appendMu.recoveryPoint = l.nextOffset.Load()
 		if err := l.writeCheckpointLocked(true); err != nil {
 			errs = append(errs, err)

@@ -13,12 +13,24 @@
 //	<dir>/log.checkpoint                  recovery state, below
 //
 // log.checkpoint (big-endian, replaced atomically by write, fsync, rename,
-// fsync of the directory):
+// fsync of the directory), version 2:
 //
 //	0        1        2                10               18       22
 //	+--------+--------+----------------+----------------+--------+
-//	|version | clean  | recovery point | log start off. | crc32c |
+//	|version | clean  | recovery point | log start off. | count  |
 //	+--------+--------+----------------+----------------+--------+
+//	| count rows of 40 bytes, one per segment in offset order:   |
+//	| base, size, next offset, max timestamp, first timestamp    |
+//	| (int64 each; segment.Meta)                                 |
+//	+--------+---------------------------------------------------+
+//	| crc32c | of everything before it                           |
+//	+--------+
+//
+// The rows are written only with clean set (count is 0 otherwise): a clean
+// open takes each segment's size, offsets and timestamps from them, so it
+// reads no segment file but the active one's indexes. Version 1 (22 bytes:
+// no count, no rows) is still read; its logs open as before, reading every
+// segment's indexes once.
 //
 // clean is 1 only while the log is closed cleanly; the first append after
 // Open clears it (durably) before writing. The recovery point is an offset
@@ -26,7 +38,14 @@
 // Open finds clean unset, every segment at or past the recovery point is
 // scanned batch by batch, indexes are rebuilt and a torn or corrupt tail is
 // truncated before the log takes appends. A cleanly closed log opens in time
-// proportional to its number of segments, not its bytes.
+// proportional to its number of segments, not its bytes, and maps nothing:
+// segments are mapped when first read (package segment, FileCache).
+//
+// A new log (an empty directory) is created without an fsync: the first
+// append writes the checkpoint, which syncs the directory (and the
+// parent's entry for it), before the batch can be acknowledged. Callers
+// creating many logs at once and needing their creation durable call
+// durable.SyncFS once afterwards.
 //
 // # Durability
 //

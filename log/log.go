@@ -22,6 +22,9 @@ var (
 	ErrClosed = errors.New("log: closed")
 	// ErrBatchTooLarge is returned for a batch larger than segment.bytes.
 	ErrBatchTooLarge = errors.New("log: batch larger than segment.bytes")
+	// ErrOffsetOverflow is returned for a batch whose offsets would pass
+	// the largest int64 offset. The log stays writable.
+	ErrOffsetOverflow = errors.New("log: batch offsets overflow")
 	// ErrCorrupt marks corruption; it is record.ErrCorrupt.
 	ErrCorrupt = record.ErrCorrupt
 )
@@ -57,6 +60,10 @@ type Config struct {
 	FlushMs int64
 	// Logger receives recovery and error reports. nil discards them.
 	Logger *slog.Logger
+	// Files bounds the open files and mappings of the log's segments; one
+	// is shared by every log of a broker. Default
+	// segment.DefaultFileCache().
+	Files *segment.FileCache
 	// WrapFile is passed to every segment. Fault-injection tests only.
 	WrapFile func(*os.File) segment.File
 }
@@ -100,6 +107,7 @@ func (c *Config) segmentConfig() segment.Config {
 		MaxBytes:           c.SegmentBytes,
 		MaxIndexBytes:      c.SegmentIndexBytes,
 		IndexIntervalBytes: c.IndexIntervalBytes,
+		Files:              c.Files,
 		WrapFile:           c.WrapFile,
 	}
 }
@@ -117,9 +125,15 @@ type Log struct {
 	// config changes and Close.
 	appendMu struct {
 		sync.Mutex
-		cfg           Config
-		closed        bool
-		dirty         bool  // the checkpoint on disk says clean=0
+		cfg    Config
+		closed bool
+		dirty  bool // the checkpoint on disk says clean=0
+		// cleanOnDisk: the checkpoint on disk is a clean one that still
+		// describes the log; Close need not write it again.
+		cleanOnDisk bool
+		// syncParent: Open made the log's directory, whose entry in the
+		// parent the first checkpoint write syncs.
+		syncParent    bool
 		recoveryPoint int64 // segments below it are sealed and synced
 		unflushed     int64 // records appended since the last sync
 		flushTimer    *time.Timer
@@ -184,6 +198,7 @@ func (l *Log) SetConfig(cfg Config) {
 	defer l.appendMu.Unlock()
 	cfg.Logger = l.appendMu.cfg.Logger
 	cfg.WrapFile = l.appendMu.cfg.WrapFile
+	cfg.Files = l.appendMu.cfg.Files
 	l.appendMu.cfg = cfg
 }
 

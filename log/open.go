@@ -16,15 +16,33 @@ import (
 
 // Open opens (creating if needed) the log in dir and recovers it if it was
 // not closed cleanly.
+//
+// After a clean close Open reads the checkpoint and lists the directory,
+// and nothing else: segments are read (and checked) when first used.
+//
+// A new log (a directory with no segment) costs no fsync: Open makes the
+// directory and an empty segment, and the first append makes them durable
+// (with the checkpoint it writes) before it can be acknowledged. A caller
+// that needs the creation itself durable, for many logs at once, calls
+// durable.SyncFS once after creating them (or fsyncs each directory and its
+// parent where SyncFS is not supported).
 func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir))}
 	l.flusher.cond.L = &l.flusher
 	l.appendMu.cfg = cfg
 	cp, cpErr := readCheckpoint(dir)
+	if errors.Is(cpErr, os.ErrNotExist) {
+		// Perhaps a new log: make its directory.
+		if err := os.Mkdir(dir, 0o755); err == nil {
+			l.appendMu.syncParent = true
+		} else if !errors.Is(err, os.ErrExist) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			l.appendMu.syncParent = true
+		}
+	}
 	if cpErr != nil && !errors.Is(cpErr, os.ErrNotExist) {
 		l.logger.Warn("checkpoint unreadable, recovering every segment", "err", cpErr)
 	}
@@ -37,13 +55,22 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if cpErr != nil {
 		recoveryPoint = 0
 	}
+	metas := map[int64]*segment.Meta{}
+	if clean {
+		for i := range cp.segments {
+			metas[cp.segments[i].Base] = &cp.segments[i]
+		}
+	}
 	start := time.Now()
 	var scanned int64
 	for i, base := range bases {
 		active := i == len(bases)-1
 		scan := !clean && base >= recoveryPointSegment(bases, recoveryPoint)
-		sizeBefore := fileSize(dir, base)
-		s, err := segment.Open(dir, base, cfg.segmentConfig(), segment.OpenOptions{Recover: scan, Active: active})
+		var sizeBefore int64
+		if scan {
+			sizeBefore = fileSize(dir, base)
+		}
+		s, err := segment.Open(dir, base, cfg.segmentConfig(), segment.OpenOptions{Recover: scan, Active: active, Meta: metas[base]})
 		if err != nil {
 			l.closeSegments()
 			return nil, fmt.Errorf("log: open segment %d of %s: %w", base, dir, err)
@@ -84,6 +111,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 			}
 		}
 	}
+	fresh := len(bases) == 0 && errors.Is(cpErr, os.ErrNotExist)
 	if len(l.segments) == 0 {
 		base := max(cp.logStart, cp.recoveryPoint)
 		s, err := segment.Create(dir, base, cfg.segmentConfig())
@@ -91,9 +119,11 @@ func Open(dir string, cfg Config) (*Log, error) {
 			return nil, err
 		}
 		l.segments = append(l.segments, s)
-		if err := syncDir(dir); err != nil {
-			l.closeSegments()
-			return nil, err
+		if !fresh {
+			if err := syncDir(dir); err != nil {
+				l.closeSegments()
+				return nil, err
+			}
 		}
 	}
 	if !clean && len(bases) > 0 {
@@ -107,7 +137,14 @@ func Open(dir string, cfg Config) (*Log, error) {
 	}
 	l.appendMu.recoveryPoint = active.Base()
 	l.appendMu.dirty = !clean || cpErr != nil
+	l.appendMu.cleanOnDisk = clean
 	l.flusher.durableOffset = l.nextOffset.Load()
+	if fresh {
+		// Nothing to recover; the first append writes the checkpoint,
+		// which syncs the directory, before anything is acknowledged.
+		l.appendMu.dirty = false
+		return l, nil
+	}
 	if !clean {
 		// What recovery scanned came from the page cache, which a crash
 		// of the process (not the machine) keeps: make it durable before

@@ -56,11 +56,28 @@ func (l *Log) Read(off, maxOffset int64, maxBytes int, minOne bool) (View, error
 		}
 		next := s.NextOffset()
 		s.Release()
+		if next <= off {
+			// off is past the segment's last batch (its end was cut while
+			// the log was stopped): go on at the next segment.
+			next = l.baseAfter(off)
+		}
 		if next <= off || next >= maxOffset || next >= l.nextOffset.Load() {
 			return View{}, nil
 		}
 		off = next // a gap at the end of a segment: go on to the next
 	}
+}
+
+// baseAfter returns the base offset of the first segment that starts
+// after off, or off if there is none.
+func (l *Log) baseAfter(off int64) int64 {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].Base() > off })
+	if i == len(l.segments) {
+		return off
+	}
+	return l.segments[i].Base()
 }
 
 // acquireSegment references the segment that holds off: the last one with
@@ -162,9 +179,16 @@ func (l *Log) Walk(from int64, fn func(batch []byte, h *record.Header) bool) err
 			s.Release()
 		}
 	}()
-	for _, s := range segs {
+	for i, s := range segs {
+		var pos int64
+		if i == 0 {
+			var err error
+			if pos, err = s.Position(from); err != nil {
+				return err
+			}
+		}
 		stop := false
-		err := s.Walk(0, func(_ int64, b []byte, h *record.Header) bool {
+		err := s.Walk(pos, func(_ int64, b []byte, h *record.Header) bool {
 			if h.LastOffset() < from {
 				return true
 			}

@@ -34,12 +34,30 @@
 // when the segment is sealed. Lookups binary-search the mapped index for the
 // greatest entry at or below the target and then walk batch headers forward.
 //
-// The active segment's index files are preallocated to segment.index.bytes
-// and mapped read-write; the number of entries in use is tracked in memory,
-// never inferred from the file size. Sealing or closing a segment trims both
-// files to the entries in use, so a cleanly closed segment's entry count is
-// its file size divided by the entry size. A segment opened for recovery
-// ignores its index files and rebuilds them from a scan of the log.
+// The active segment keeps its index entries in memory, at most
+// segment.index.bytes of each index (a full index makes the log roll).
+// Sealing or closing a segment writes both index files with plain writes
+// and syncs them, so a cleanly closed segment's entry count is its file
+// size divided by the entry size; a sealed segment then maps them
+// read-only. Nothing is ever written through a mapping: on a full file
+// system a write returns ENOSPC instead of faulting on an unbacked page.
+// Loading a cleanly closed segment checks its indexes against the log
+// (entries in order and inside the log, whole batches from the last entry
+// to the end) and rebuilds them from a scan if the check fails. A segment
+// opened for recovery ignores its index files and rebuilds them from a
+// scan of the log.
+//
+// # Open files and mappings
+//
+// A segment opens what it needs when it needs it: .log for writing while
+// it takes appends or syncs, a read-only mapping of .log (and, once sealed,
+// of its index files) while it is read. A FileCache shared by all segments
+// of a broker bounds what idle segments keep open and evicts the least
+// recently used. A segment opened from the Meta its log recorded at a
+// clean close touches none of its files until it is first read (or, the
+// active one, appended to), when its indexes are checked. So a broker opens
+// thousands of partitions quickly and holds files and mappings in
+// proportion to what is being used, not to what is stored.
 //
 // # Format version
 //
@@ -50,13 +68,16 @@
 // # Concurrency
 //
 // One goroutine appends (the owning log serializes appends, rolls and
-// seals). Any number of goroutines may call Read, Lookup and the accessors
-// concurrently with the appender. A reader must hold a reference (Acquire)
-// while it uses a slice returned by Read; the mapping is released only when
-// the last reference is dropped, so a slice stays valid until the Release
-// that matches its Acquire, even if the segment is deleted meanwhile.
-// Reads never reach past the bytes appended, so a mapping is never touched
-// beyond the end of its file.
+// seals). Any number of goroutines may call Read, FindTimestamp, Walk and
+// the accessors concurrently with the appender. A reader must hold a
+// reference (Acquire) while it reads and while it uses a slice returned by
+// Read: a segment referenced by anyone but its owner is never unmapped by
+// the FileCache, and the last Release unmaps it, so a slice stays valid
+// until the Release that matches its Acquire, even if the segment is
+// deleted meanwhile. Reads never reach past the bytes appended, so a
+// mapping is never touched beyond the end of its file. Lock order: a
+// segment's mu, its idxMu, then the FileCache's lock (which only tries
+// segment locks).
 //
 // # Usage
 //

@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -65,12 +64,15 @@ type Config struct {
 	// of its read mapping. Corresponds to segment.bytes; default 1 GiB,
 	// at most math.MaxInt32.
 	MaxBytes int64
-	// MaxIndexBytes is the preallocated size of each index file of the
-	// active segment. Corresponds to segment.index.bytes; default 10 MiB.
+	// MaxIndexBytes bounds each index of the active segment; a full index
+	// makes Fits say no. Corresponds to segment.index.bytes; default 10 MiB.
 	MaxIndexBytes int
 	// IndexIntervalBytes is how many bytes of log are written between two
 	// offset index entries. Corresponds to index.interval.bytes; default 4096.
 	IndexIntervalBytes int
+	// Files bounds the files and mappings the segment holds open, shared
+	// with every other segment of the broker. Default DefaultFileCache().
+	Files *FileCache
 	// WrapFile, when set, wraps the .log file for writes. For
 	// fault-injection tests only.
 	WrapFile func(*os.File) File
@@ -92,6 +94,9 @@ func (c Config) withDefaults() Config {
 	if c.IndexIntervalBytes <= 0 {
 		c.IndexIntervalBytes = DefaultIndexIntervalBytes
 	}
+	if c.Files == nil {
+		c.Files = DefaultFileCache()
+	}
 	return c
 }
 
@@ -99,18 +104,29 @@ func (c Config) withDefaults() Config {
 // 20 digits followed by ext (".log", ".index", ".timeindex").
 func FileName(base int64, ext string) string { return fmt.Sprintf("%020d%s", base, ext) }
 
+// Meta is what a log records of each segment when it closes cleanly, so
+// that the segment opens again without reading its files
+// (OpenOptions.Meta).
+type Meta struct {
+	Base           int64 // first offset
+	Size           int64 // bytes of batches in .log
+	NextOffset     int64 // offset after the last batch
+	MaxTimestamp   int64 // largest batch max timestamp, -1 if none
+	FirstTimestamp int64 // max timestamp of the first batch, -1 if empty
+}
+
 // Segment is one segment of a partition log. See the package comment for
 // the concurrency contract.
 type Segment struct {
-	dir  string
-	base int64
-	cfg  Config
+	dir   string
+	base  int64
+	cfg   Config
+	files *FileCache
 
-	logFile *os.File
-	w       File
-	// logMap is a read-only view of .log. Its length is the mapping's
-	// capacity, which may exceed the file size; only [0, size) is read.
-	logMap mmap.MMap
+	// capacity is the most bytes .log may hold: MaxBytes for an active
+	// segment (or its size, if larger, when opened), its size once sealed.
+	// Written under mu held exclusively.
+	capacity int64
 
 	// size is the number of bytes of whole batches in .log.
 	size atomic.Int64
@@ -122,18 +138,52 @@ type Segment struct {
 	indexEntries atomic.Int64
 	timeEntries  atomic.Int64
 
-	// mu guards the index mappings (remapped by Seal) and closed. Readers
-	// hold it shared while they search an index; they keep no index slice.
-	mu        sync.RWMutex
-	idxFile   *os.File
-	timeFile  *os.File
-	idx       mmap.MMap
-	tidx      mmap.MMap
-	closed    bool
-	unmapOnce sync.Once
+	// mu guards the handles (open file and mappings), inMemory, loaded and
+	// closed. The appender holds it shared while it writes or syncs
+	// through logFile; opening or closing a handle holds it exclusively.
+	// Readers hold it shared only to find or open a mapping: the
+	// reference they hold (Acquire) keeps the mapping from being unmapped
+	// while they use it.
+	mu sync.RWMutex
+	// logFile is .log open for writes and syncs, nil while closed; w
+	// writes through it.
+	logFile *os.File
+	w       File
+	// logMap is a read-only mapping of .log, capacity bytes long, nil
+	// while unmapped; only [0, size) is read. Nothing is ever written
+	// through a mapping.
+	logMap mmap.MMap
+	// idxMap and tidxMap map a sealed segment's index files read-only;
+	// indexMapped says they are mapped (a mapping of an empty file is nil).
+	idxMap, tidxMap mmap.MMap
+	indexMapped     bool
+	// inMemory: the index entries are Go memory, appended to by the
+	// appender (an active segment). Otherwise they are the mappings.
+	inMemory bool
+	// loaded: the indexes were checked against the log (or rebuilt from
+	// it). A segment opened from Meta loads when first read or, if
+	// active, appended to.
+	loaded bool
+	// fromMeta: opened from Meta, which loading must agree with.
+	fromMeta bool
+	closed   bool
+
+	// idxMu guards idx and tidx, the index entries in use: the appender
+	// appends to them holding it; readers search them holding it shared.
+	// Replacing them by mappings or dropping them also holds mu.
+	idxMu     sync.RWMutex
+	idx, tidx []byte
+
+	// Clock bookkeeping of the FileCache; slot and held* are guarded by
+	// the cache's lock.
+	recent    atomic.Bool
+	slot      int
+	heldFiles int
+	heldMaps  int
 
 	// Appender-only state, guarded by the owning log's append lock.
 	sealed          bool
+	indexChanged    bool // entries added since the index files were written
 	bytesSinceIndex int
 	maxTSBase       int64 // base offset of the batch carrying maxTimestamp
 	lastTimeEntryTS int64 // timestamp of the last time index entry
@@ -144,28 +194,30 @@ type Segment struct {
 	maxTimeEntries  int64
 	werr            atomic.Pointer[error] // sticky write or sync error
 	refs            atomic.Int64
+	destroyOnce     sync.Once
 }
 
 type osFile struct{ *os.File }
 
 func (f osFile) Sync() error { return durable.SyncData(f.File) }
 
-// Create makes a new, empty, active segment with base offset base in dir.
-// The caller syncs dir so the new files survive a power cut.
+// Create makes a new, empty, active segment with base offset base in dir:
+// its .log only; the index files are written when it is sealed or closed.
+// The caller syncs dir so the new file survives a power cut.
 func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
-	var err error
-	flags := os.O_RDWR | os.O_CREATE | os.O_TRUNC
-	if s.logFile, err = os.OpenFile(s.path(".log"), flags, 0o644); err != nil {
-		return nil, err
+	// Index files left by an older segment of the same name describe
+	// other data.
+	for _, ext := range []string{".index", ".timeindex"} {
+		if err := os.Remove(s.path(ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
-	s.setWriter()
-	if err := s.openIndexes(flags); err != nil {
-		s.closeFiles()
-		return nil, err
-	}
-	if err := s.activate(); err != nil {
-		s.closeFiles()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.capacity = s.cfg.MaxBytes
+	s.inMemory, s.loaded = true, true
+	if err := s.openFileLocked(os.O_CREATE | os.O_TRUNC); err != nil {
 		return nil, err
 	}
 	s.rollBase = s.created.UnixMilli()
@@ -181,44 +233,26 @@ type OpenOptions struct {
 	Recover bool
 	// Active opens the segment for appends; otherwise it is sealed.
 	Active bool
+	// Meta, when set (and Recover is not), is what Segment.Meta said when
+	// the segment was last closed cleanly. The segment then opens without
+	// touching its files. A sealed one maps its indexes and checks them
+	// against the log when it is first read; an active one reads its index
+	// files into memory and checks them against Meta when it is first read
+	// or appended to.
+	Meta *Meta
 }
 
 // Open opens an existing segment as opts says.
 func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
 	var err error
-	if s.logFile, err = os.OpenFile(s.path(".log"), os.O_RDWR, 0o644); err != nil {
-		return nil, err
-	}
-	fi, err := s.logFile.Stat()
-	if err != nil {
-		s.closeFiles()
-		return nil, err
-	}
-	fileSize := fi.Size()
-	if fileSize > math.MaxInt32 {
-		s.closeFiles()
-		return nil, fmt.Errorf("%w: %s is %d bytes, above 2 GiB", ErrCorrupt, s.path(".log"), fileSize)
-	}
-	if err := s.mapLog(fileSize, opts.Active); err != nil {
-		s.closeFiles()
-		return nil, err
-	}
-	s.size.Store(fileSize)
-	if opts.Recover || !s.loadIndexes(fileSize) {
-		if err := s.rebuild(fileSize); err != nil {
-			s.closeFiles()
-			return nil, err
-		}
-	}
-	if opts.Active {
-		err = s.activate()
+	if m := opts.Meta; m != nil && !opts.Recover && m.Base == base && m.Size >= 0 && m.Size <= math.MaxInt32 && m.NextOffset >= base {
+		err = s.openMeta(*m, opts.Active)
 	} else {
-		s.sealed = true
-		err = s.trimIndexes()
+		err = s.openFiles(opts)
 	}
 	if err != nil {
-		s.closeFiles()
+		s.destroy()
 		return nil, err
 	}
 	s.rollBase = s.created.UnixMilli()
@@ -228,8 +262,67 @@ func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error
 	return s, nil
 }
 
+// openMeta opens a segment from its Meta without touching its files: they
+// are read when first needed (loadLocked).
+func (s *Segment) openMeta(m Meta, active bool) error {
+	s.size.Store(m.Size)
+	s.next.Store(m.NextOffset)
+	s.maxTimestamp.Store(m.MaxTimestamp)
+	s.lastTimeEntryTS = m.MaxTimestamp
+	s.firstTimestamp = m.FirstTimestamp
+	s.fromMeta = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if active {
+		s.capacity = max(s.cfg.MaxBytes, m.Size)
+		s.inMemory = true
+		s.loaded = m.Size == 0
+	} else {
+		s.sealed = true
+		s.capacity = m.Size
+	}
+	return nil
+}
+
+// openFiles opens a segment by reading its files: a recovery scan, or a
+// check of its indexes against the log (and a scan if that fails).
+func (s *Segment) openFiles(opts OpenOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.openFileLocked(0); err != nil {
+		return err
+	}
+	fi, err := s.logFile.Stat()
+	if err != nil {
+		return err
+	}
+	fileSize := fi.Size()
+	if fileSize > math.MaxInt32 {
+		return fmt.Errorf("%w: %s is %d bytes, above 2 GiB", ErrCorrupt, s.path(".log"), fileSize)
+	}
+	s.size.Store(fileSize)
+	s.inMemory, s.sealed = opts.Active, !opts.Active
+	s.capacity = fileSize
+	if opts.Active {
+		s.capacity = max(s.cfg.MaxBytes, fileSize)
+	}
+	if opts.Recover {
+		err = s.rebuildLocked()
+	} else {
+		err = s.loadLocked()
+	}
+	if err != nil {
+		return err
+	}
+	if s.sealed {
+		s.closeFileLocked()
+	}
+	return nil
+}
+
 func newSegment(dir string, base int64, cfg Config) *Segment {
-	s := &Segment{dir: dir, base: base, cfg: cfg.withDefaults(), created: time.Now(), firstTimestamp: -1, lastTimeEntryTS: -1, maxTSBase: base}
+	s := &Segment{dir: dir, base: base, cfg: cfg.withDefaults(), created: time.Now(), firstTimestamp: -1, lastTimeEntryTS: -1, maxTSBase: base, slot: -1}
+	s.files = s.cfg.Files
 	s.next.Store(base)
 	s.maxTimestamp.Store(-1)
 	s.refs.Store(1)
@@ -240,326 +333,185 @@ func newSegment(dir string, base int64, cfg Config) *Segment {
 
 func (s *Segment) path(ext string) string { return filepath.Join(s.dir, FileName(s.base, ext)) }
 
-func (s *Segment) openIndexes(flags int) error {
-	var err error
-	if s.idxFile, err = os.OpenFile(s.path(".index"), flags, 0o644); err != nil {
-		return err
+// What an operation needs open.
+type need uint8
+
+const (
+	needFile  need = 1 << iota // .log open for writes and syncs
+	needLog                    // .log mapped
+	needIndex                  // index entries readable
+)
+
+// rlock returns with mu held shared and the handles in want open, opening
+// them (with mu held exclusively) when they are not.
+func (s *Segment) rlock(want need) error {
+	if !s.recent.Load() {
+		s.recent.Store(true)
 	}
-	if s.timeFile, err = os.OpenFile(s.path(".timeindex"), flags, 0o644); err != nil {
-		return err
+	for {
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return ErrClosed
+		}
+		if s.haveLocked(want) {
+			return nil
+		}
+		s.mu.RUnlock()
+		s.mu.Lock()
+		err := s.openLocked(want)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Segment) haveLocked(want need) bool {
+	if want&needFile != 0 && s.logFile == nil {
+		return false
+	}
+	if want&(needLog|needIndex) != 0 && !s.loaded {
+		return false
+	}
+	if want&needLog != 0 && s.logMap == nil && s.capacity > 0 {
+		return false
+	}
+	return want&needIndex == 0 || s.inMemory || s.indexMapped
+}
+
+func (s *Segment) openLocked(want need) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if want&(needLog|needIndex) != 0 && !s.loaded {
+		if err := s.loadLocked(); err != nil {
+			return err
+		}
+	}
+	if want&needFile != 0 && s.logFile == nil {
+		if err := s.openFileLocked(0); err != nil {
+			return err
+		}
+	}
+	if want&needLog != 0 && s.logMap == nil {
+		if err := s.mapLogLocked(); err != nil {
+			return err
+		}
+	}
+	if want&needIndex != 0 && !s.inMemory && !s.indexMapped {
+		return s.mapIndexesLocked()
 	}
 	return nil
 }
 
-// mapLog maps .log for reading: at its capacity for an active segment, at
-// its size otherwise.
-func (s *Segment) mapLog(fileSize int64, active bool) error {
-	s.setWriter()
-	length := fileSize
-	if active && s.cfg.MaxBytes > length {
-		length = s.cfg.MaxBytes
+// mapped returns the mapping of .log, opening what want names first. The
+// caller holds a reference (Acquire), which keeps the mapping alive.
+func (s *Segment) mapped(want need) (mmap.MMap, error) {
+	if err := s.rlock(want | needLog); err != nil {
+		return nil, err
 	}
-	if length == 0 {
-		return nil
-	}
-	m, err := mmap.MapRegion(s.logFile, int(length), mmap.RDONLY, 0, 0)
+	m := s.logMap
+	s.mu.RUnlock()
+	return m, nil
+}
+
+// openFileLocked opens .log for writes with extra flags (O_CREATE...).
+func (s *Segment) openFileLocked(flags int) error {
+	f, err := os.OpenFile(s.path(".log"), os.O_RDWR|flags, 0o644)
 	if err != nil {
-		return fmt.Errorf("segment: map %s: %w", s.path(".log"), err)
+		return err
 	}
-	s.logMap = m
-	return nil
-}
-
-func (s *Segment) setWriter() {
+	s.logFile = f
 	if s.cfg.WrapFile != nil {
-		s.w = s.cfg.WrapFile(s.logFile)
+		s.w = s.cfg.WrapFile(f)
 	} else {
-		s.w = osFile{s.logFile}
+		s.w = osFile{f}
 	}
-}
-
-// activate sizes the index files to their preallocated length and maps
-// them read-write, and maps the log at capacity, ready for appends.
-func (s *Segment) activate() error {
-	if s.logMap == nil || int64(len(s.logMap)) < s.cfg.MaxBytes {
-		if err := s.remapLogLocked(); err != nil {
-			return err
-		}
-	}
-	if s.idxFile == nil {
-		if err := s.openIndexes(os.O_RDWR | os.O_CREATE); err != nil {
-			return err
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := unmap(&s.idx); err != nil {
-		return err
-	}
-	if err := unmap(&s.tidx); err != nil {
-		return err
-	}
-	idxLen := s.maxIndexEntries * IndexEntrySize
-	timeLen := s.maxTimeEntries * TimeIndexEntrySize
-	if n := s.indexEntries.Load(); n > s.maxIndexEntries {
-		idxLen = n * IndexEntrySize
-	}
-	if n := s.timeEntries.Load(); n > s.maxTimeEntries {
-		timeLen = n * TimeIndexEntrySize
-	}
-	if err := s.idxFile.Truncate(idxLen); err != nil {
-		return err
-	}
-	if err := s.timeFile.Truncate(timeLen); err != nil {
-		return err
-	}
-	var err error
-	if s.idx, err = mmap.Map(s.idxFile, mmap.RDWR, 0); err != nil {
-		return fmt.Errorf("segment: map %s: %w", s.idxFile.Name(), err)
-	}
-	if s.tidx, err = mmap.Map(s.timeFile, mmap.RDWR, 0); err != nil {
-		return fmt.Errorf("segment: map %s: %w", s.timeFile.Name(), err)
-	}
+	s.files.add(s, 1, 0)
 	return nil
 }
 
-// remapLogLocked replaces the log mapping by one at capacity. Only called
-// while no reader can hold the segment (during Open).
-func (s *Segment) remapLogLocked() error {
-	if err := unmap(&s.logMap); err != nil {
+func (s *Segment) closeFileLocked() {
+	if s.logFile != nil {
+		s.logFile.Close()
+		s.logFile, s.w = nil, nil
+		s.files.add(s, -1, 0)
+	}
+}
+
+// mapLogLocked maps .log read-only at its capacity. A mapping past the
+// end of the file costs address space only; reads stop at size. A file
+// shorter than size (damaged since it was closed) is corrupt: reading a
+// mapping past the end of its file would fault.
+func (s *Segment) mapLogLocked() error {
+	if s.capacity == 0 {
+		return nil
+	}
+	f := s.logFile
+	if f == nil {
+		var err error
+		if f, err = os.Open(s.path(".log")); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	fi, err := f.Stat()
+	if err != nil {
 		return err
 	}
-	length := s.cfg.MaxBytes
-	if sz := s.size.Load(); sz > length {
-		length = sz
+	if fi.Size() < s.size.Load() {
+		return fmt.Errorf("%w: %s is %d bytes, shorter than the %d it held", ErrCorrupt, s.path(".log"), fi.Size(), s.size.Load())
 	}
-	m, err := mmap.MapRegion(s.logFile, int(length), mmap.RDONLY, 0, 0)
+	m, err := mmap.MapRegion(f, int(s.capacity), mmap.RDONLY, 0, 0)
 	if err != nil {
 		return fmt.Errorf("segment: map %s: %w", s.path(".log"), err)
 	}
 	s.logMap = m
+	s.files.add(s, 0, 1)
 	return nil
 }
 
-func unmap(m *mmap.MMap) error {
+func unmap(m *mmap.MMap) int {
 	if *m == nil {
-		return nil
+		return 0
 	}
-	err := m.Unmap()
+	m.Unmap()
 	*m = nil
-	return err
+	return 1
 }
 
-// loadIndexes adopts the index files of a cleanly closed segment. It
-// reports false when they are missing or fail the sanity check, in which
-// case the caller rebuilds them.
-func (s *Segment) loadIndexes(fileSize int64) bool {
-	if err := s.openIndexes(os.O_RDWR); err != nil {
-		s.closeIndexFiles()
+// releaseLocked closes the file and unmaps the mappings, keeping in-memory
+// indexes, and returns how many mappings it dropped.
+func (s *Segment) releaseLocked() (files, maps int) {
+	if s.logFile != nil {
+		s.logFile.Close()
+		s.logFile, s.w = nil, nil
+		files = 1
+	}
+	maps = unmap(&s.logMap)
+	if s.indexMapped {
+		s.idxMu.Lock()
+		maps += unmap(&s.idxMap) + unmap(&s.tidxMap)
+		s.idx, s.tidx = nil, nil
+		s.indexMapped = false
+		s.idxMu.Unlock()
+	}
+	return files, maps
+}
+
+// tryRelease releases what an idle segment holds, for the FileCache: not
+// when it is busy (mu held) or referenced by anyone but its owner.
+func (s *Segment) tryRelease() bool {
+	if !s.mu.TryLock() {
 		return false
 	}
-	ifi, err1 := s.idxFile.Stat()
-	tfi, err2 := s.timeFile.Stat()
-	if err1 != nil || err2 != nil || ifi.Size()%IndexEntrySize != 0 || tfi.Size()%TimeIndexEntrySize != 0 {
-		s.closeIndexFiles()
+	defer s.mu.Unlock()
+	if s.closed || s.refs.Load() > 1 {
 		return false
 	}
-	s.mu.Lock()
-	ok := s.mapIndexesLocked(ifi.Size(), tfi.Size(), mmap.RDONLY)
-	s.mu.Unlock()
-	if !ok {
-		s.closeIndexFiles()
-		return false
-	}
-	s.indexEntries.Store(ifi.Size() / IndexEntrySize)
-	s.timeEntries.Store(tfi.Size() / TimeIndexEntrySize)
-	// Sanity: entries increase and point inside the log; the walk from the
-	// last entry to the end of the log finds whole, valid headers.
-	var prevRel uint32
-	var prevPos uint32
-	for i := int64(0); i < s.indexEntries.Load(); i++ {
-		rel, pos := s.indexEntry(i)
-		if (i > 0 && (rel <= prevRel || pos <= prevPos)) || int64(pos) >= fileSize {
-			return s.dropIndexes()
-		}
-		prevRel, prevPos = rel, pos
-	}
-	startPos := int64(0)
-	if n := s.indexEntries.Load(); n > 0 {
-		_, p := s.indexEntry(n - 1)
-		startPos = int64(p)
-	}
-	var h record.Header
-	next := s.base
-	for pos := startPos; pos < fileSize; {
-		if err := record.ParseInto(s.logMap[pos:fileSize], &h); err != nil || h.BaseOffset < next {
-			return s.dropIndexes()
-		}
-		next = h.NextOffset()
-		pos += int64(h.Size())
-	}
-	if fileSize > 0 {
-		if err := record.ParseInto(s.logMap[:fileSize], &h); err != nil {
-			return s.dropIndexes()
-		}
-		s.firstTimestamp = h.MaxTimestamp
-	}
-	s.next.Store(next)
-	if n := s.timeEntries.Load(); n > 0 {
-		ts, rel := s.timeEntry(n - 1)
-		s.maxTimestamp.Store(ts)
-		s.lastTimeEntryTS = ts
-		s.maxTSBase = s.base + int64(rel)
-	} else if fileSize > 0 {
-		// A segment with data always ends with a time index entry.
-		return s.dropIndexes()
-	}
+	s.releaseLocked()
 	return true
-}
-
-func (s *Segment) dropIndexes() bool {
-	s.mu.Lock()
-	unmap(&s.idx)
-	unmap(&s.tidx)
-	s.mu.Unlock()
-	s.closeIndexFiles()
-	s.indexEntries.Store(0)
-	s.timeEntries.Store(0)
-	s.firstTimestamp = -1
-	return false
-}
-
-func (s *Segment) mapIndexesLocked(idxSize, timeSize int64, prot int) bool {
-	var err error
-	if idxSize > 0 {
-		if s.idx, err = mmap.MapRegion(s.idxFile, int(idxSize), prot, 0, 0); err != nil {
-			return false
-		}
-	}
-	if timeSize > 0 {
-		if s.tidx, err = mmap.MapRegion(s.timeFile, int(timeSize), prot, 0, 0); err != nil {
-			unmap(&s.idx)
-			return false
-		}
-	}
-	return true
-}
-
-func (s *Segment) closeIndexFiles() {
-	if s.idxFile != nil {
-		s.idxFile.Close()
-		s.idxFile = nil
-	}
-	if s.timeFile != nil {
-		s.timeFile.Close()
-		s.timeFile = nil
-	}
-}
-
-// rebuild scans the log from the start, keeps the longest prefix of valid
-// batches, truncates the file after it and rebuilds both indexes.
-func (s *Segment) rebuild(fileSize int64) error {
-	s.closeIndexFiles()
-	if err := s.openIndexes(os.O_RDWR | os.O_CREATE | os.O_TRUNC); err != nil {
-		return err
-	}
-	s.indexEntries.Store(0)
-	s.timeEntries.Store(0)
-	s.next.Store(s.base)
-	s.maxTimestamp.Store(-1)
-	s.lastTimeEntryTS = -1
-	s.firstTimestamp = -1
-	s.bytesSinceIndex = 0
-	if err := s.activate(); err != nil {
-		return err
-	}
-	valid := Scan(s.logMap[:min(int64(len(s.logMap)), fileSize)], s.base, func(pos int64, h *record.Header) bool {
-		s.indexBatch(pos, h)
-		s.next.Store(h.NextOffset())
-		return true
-	})
-	s.size.Store(valid)
-	if valid < fileSize {
-		if err := s.logFile.Truncate(valid); err != nil {
-			return err
-		}
-		if err := durable.SyncData(s.logFile); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Scan walks the batches at the start of data, checking each one's length,
-// CRC and record count and that base offsets start at or above base and
-// increase. It calls fn with each valid batch's position and header until fn
-// returns false, and returns the number of bytes of valid batches: the
-// position of the first invalid or torn batch, or len(data).
-func Scan(data []byte, base int64, fn func(pos int64, h *record.Header) bool) int64 {
-	next := base
-	pos := int64(0)
-	var h record.Header
-	for pos < int64(len(data)) {
-		err := record.ValidateInto(data[pos:], &h)
-		if err != nil || h.BaseOffset < next || h.LastOffset() < h.BaseOffset || h.BaseOffset-base > math.MaxUint32 || pos > math.MaxUint32 {
-			break
-		}
-		if fn != nil && !fn(pos, &h) {
-			return pos + int64(h.Size())
-		}
-		next = h.NextOffset()
-		pos += int64(h.Size())
-	}
-	return pos
-}
-
-// indexBatch adds index entries for a batch written at pos, following the
-// index.interval.bytes rule, and updates the timestamp bookkeeping.
-func (s *Segment) indexBatch(pos int64, h *record.Header) {
-	if pos > 0 && s.bytesSinceIndex >= s.cfg.IndexIntervalBytes {
-		n := s.indexEntries.Load()
-		if n < int64(len(s.idx)/IndexEntrySize) {
-			e := s.idx[n*IndexEntrySize:]
-			binary.BigEndian.PutUint32(e, uint32(h.BaseOffset-s.base))
-			binary.BigEndian.PutUint32(e[4:], uint32(pos))
-			s.indexEntries.Store(n + 1)
-		}
-		s.bytesSinceIndex = 0
-		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
-			s.appendTimeEntry()
-		}
-	}
-	s.bytesSinceIndex += h.Size()
-	if pos == 0 {
-		s.firstTimestamp = h.MaxTimestamp
-	}
-	if h.MaxTimestamp > s.maxTimestamp.Load() {
-		s.maxTimestamp.Store(h.MaxTimestamp)
-		s.maxTSBase = h.BaseOffset
-	}
-}
-
-func (s *Segment) appendTimeEntry() {
-	n := s.timeEntries.Load()
-	if n >= int64(len(s.tidx)/TimeIndexEntrySize) {
-		return
-	}
-	ts := s.maxTimestamp.Load()
-	e := s.tidx[n*TimeIndexEntrySize:]
-	binary.BigEndian.PutUint64(e, uint64(ts))
-	binary.BigEndian.PutUint32(e[8:], uint32(s.maxTSBase-s.base))
-	s.timeEntries.Store(n + 1)
-	s.lastTimeEntryTS = ts
-}
-
-func (s *Segment) indexEntry(i int64) (rel, pos uint32) {
-	e := s.idx[i*IndexEntrySize:]
-	return binary.BigEndian.Uint32(e), binary.BigEndian.Uint32(e[4:])
-}
-
-func (s *Segment) timeEntry(i int64) (ts int64, rel uint32) {
-	e := s.tidx[i*TimeIndexEntrySize:]
-	return int64(binary.BigEndian.Uint64(e)), binary.BigEndian.Uint32(e[8:])
 }
 
 // Base is the segment's first offset.
@@ -575,6 +527,12 @@ func (s *Segment) Size() int64 { return s.size.Load() }
 // it is empty.
 func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp.Load() }
 
+// Meta returns what a clean open of the segment needs to know (see
+// OpenOptions.Meta). Call it once appends and seals are over.
+func (s *Segment) Meta() Meta {
+	return Meta{Base: s.base, Size: s.size.Load(), NextOffset: s.next.Load(), MaxTimestamp: s.maxTimestamp.Load(), FirstTimestamp: s.firstTimestamp}
+}
+
 // RetentionTimestamp is what retention.ms measures the segment by, in
 // Unix milliseconds: its max timestamp or, when no batch carries one
 // (records of message format v0 have none: -1), the time its .log was last
@@ -584,7 +542,7 @@ func (s *Segment) RetentionTimestamp() int64 {
 	if ts := s.maxTimestamp.Load(); ts >= 0 {
 		return ts
 	}
-	fi, err := s.logFile.Stat()
+	fi, err := os.Stat(s.path(".log"))
 	if err != nil {
 		return math.MaxInt64
 	}
@@ -606,23 +564,30 @@ func (s *Segment) indexCounts() (offsets, times int64) {
 	return s.indexEntries.Load(), s.timeEntries.Load()
 }
 
-// Fits reports whether a batch of n bytes can be appended without rolling:
-// it fits in the mapping and under maxBytes (the current segment.bytes),
-// and both indexes have room.
-func (s *Segment) Fits(n int, maxBytes int64) bool {
+// Fits reports whether a batch of n bytes whose last offset is last can be
+// appended without rolling: it fits in the segment's capacity and under
+// maxBytes (the current segment.bytes), so that positions fit the index's
+// uint32; its offsets are at most math.MaxUint32 past the segment's base,
+// so that relative offsets fit too; and both indexes have room.
+func (s *Segment) Fits(n int, last, maxBytes int64) bool {
+	if last-s.base > math.MaxUint32 {
+		return false
+	}
 	size := s.size.Load()
 	if size == 0 {
-		return int64(n) <= int64(len(s.logMap)) || len(s.logMap) == 0
+		return int64(n) <= s.capacity
 	}
-	return size+int64(n) <= min(maxBytes, int64(len(s.logMap))) &&
-		s.indexEntries.Load() < int64(len(s.idx)/IndexEntrySize) &&
-		s.timeEntries.Load() < int64(len(s.tidx)/TimeIndexEntrySize)-1
+	return size+int64(n) <= min(maxBytes, s.capacity, math.MaxUint32) &&
+		s.indexEntries.Load() < s.maxIndexEntries &&
+		s.timeEntries.Load() < s.maxTimeEntries-1
 }
 
 // Append writes one batch, whose header h the caller has validated and
 // whose base offset is already set, at the end of the log. It does not
-// sync. A failed write is undone (the file is cut back) and the error is
-// sticky: every later Append returns it.
+// sync. A batch that does not fit (ErrFull: call Fits first) or whose
+// offsets do not follow (ErrOffset) is refused before anything is written.
+// A failed write is undone (the file is cut back) and the error is sticky:
+// every later Append returns it.
 func (s *Segment) Append(batch []byte, h *record.Header) error {
 	if err := s.err(); err != nil {
 		return err
@@ -634,13 +599,20 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 		return fmt.Errorf("%w: batch at %d, segment next is %d", ErrOffset, h.BaseOffset, s.next.Load())
 	}
 	pos := s.size.Load()
-	if pos+int64(len(batch)) > int64(len(s.logMap)) || h.BaseOffset-s.base > math.MaxUint32-int64(h.LastOffsetDelta) {
+	if pos+int64(len(batch)) > s.capacity || h.BaseOffset-s.base > math.MaxUint32-int64(h.LastOffsetDelta) {
 		return ErrFull
 	}
-	if _, err := s.w.WriteAt(batch, pos); err != nil {
+	if err := s.rlock(needFile | needIndex); err != nil {
+		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
+	}
+	_, err := s.w.WriteAt(batch, pos)
+	if err != nil {
 		if terr := s.w.Truncate(pos); terr != nil {
 			err = errors.Join(err, terr)
 		}
+	}
+	s.mu.RUnlock()
+	if err != nil {
 		return s.fail(fmt.Errorf("segment: write %s at %d: %w", s.path(".log"), pos, err))
 	}
 	s.indexBatch(pos, h)
@@ -649,15 +621,21 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 	return nil
 }
 
-// Sync makes every appended byte durable with fdatasync. Index files are
-// not synced here: they are rebuilt by recovery and synced when sealed.
+// Sync makes every appended byte durable (durable.SyncData). Index files
+// are not synced here: recovery rebuilds them, and Seal and Close write
+// and sync them.
 //
 // Sync may run concurrently with Append and Seal.
 func (s *Segment) Sync() error {
 	if err := s.err(); err != nil {
 		return err
 	}
-	if err := s.w.Sync(); err != nil {
+	if err := s.rlock(needFile); err != nil {
+		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
+	}
+	err := s.w.Sync()
+	s.mu.RUnlock()
+	if err != nil {
 		return s.fail(fmt.Errorf("segment: sync %s: %w", s.path(".log"), err))
 	}
 	return nil
@@ -678,8 +656,9 @@ func (s *Segment) fail(err error) error {
 	return s.err()
 }
 
-// Seal stops appends: it writes the final time index entry, trims both
-// indexes to the entries in use and syncs the log and the indexes.
+// Seal stops appends: it writes the final time index entry, syncs the log,
+// writes both index files and syncs them, drops the in-memory entries (the
+// files are mapped when next read) and closes .log. A failure is sticky.
 func (s *Segment) Seal() error {
 	if s.sealed {
 		return nil
@@ -687,59 +666,33 @@ func (s *Segment) Seal() error {
 	if err := s.err(); err != nil {
 		return err
 	}
+	// The index entries are written below: they must be in memory.
+	if err := s.rlock(needIndex); err != nil {
+		return s.fail(fmt.Errorf("segment: load %s: %w", s.path(".log"), err))
+	}
+	s.mu.RUnlock()
 	if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 		s.appendTimeEntry()
 	}
 	if err := s.Sync(); err != nil {
 		return err
 	}
+	if err := s.writeIndexFiles(); err != nil {
+		return s.fail(err)
+	}
 	s.sealed = true
-	return s.trimIndexes()
-}
-
-// trimIndexes cuts both index files to the entries in use, syncs them and
-// maps them read-only.
-func (s *Segment) trimIndexes() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.idx != nil {
-		if err := s.idx.Flush(); err != nil {
-			return err
-		}
-	}
-	if s.tidx != nil {
-		if err := s.tidx.Flush(); err != nil {
-			return err
-		}
-	}
-	unmap(&s.idx)
-	unmap(&s.tidx)
-	if s.idxFile == nil {
-		if err := s.openIndexes(os.O_RDWR | os.O_CREATE); err != nil {
-			return err
-		}
-	}
-	idxSize := s.indexEntries.Load() * IndexEntrySize
-	timeSize := s.timeEntries.Load() * TimeIndexEntrySize
-	if err := s.idxFile.Truncate(idxSize); err != nil {
-		return err
-	}
-	if err := s.timeFile.Truncate(timeSize); err != nil {
-		return err
-	}
-	if err := durable.SyncData(s.idxFile); err != nil {
-		return err
-	}
-	if err := durable.SyncData(s.timeFile); err != nil {
-		return err
-	}
-	if !s.mapIndexesLocked(idxSize, timeSize, mmap.RDONLY) {
-		return fmt.Errorf("segment: map indexes of %s", s.path(".log"))
-	}
+	s.idxMu.Lock()
+	s.idx, s.tidx = nil, nil
+	s.inMemory, s.indexMapped = false, false
+	s.idxMu.Unlock()
+	s.capacity = s.size.Load()
+	s.closeFileLocked()
 	return nil
 }
 
-// Acquire takes a reference that keeps the segment's mapping alive. It
+// Acquire takes a reference that keeps the segment's mappings alive. It
 // returns false if the segment is already closed.
 func (s *Segment) Acquire() bool {
 	for {
@@ -756,39 +709,40 @@ func (s *Segment) Acquire() bool {
 // Release drops a reference taken by Acquire (or the owner's reference
 // dropped by Close and Remove). The last Release unmaps and closes the files.
 func (s *Segment) Release() {
-	if s.refs.Add(-1) == 0 {
-		s.unmapOnce.Do(s.destroy)
+	switch s.refs.Add(-1) {
+	case 0:
+		s.destroyOnce.Do(s.destroy)
+	case 1:
+		// Idle again: evictable if the cache went over its limits while
+		// the segment was in use.
+		s.files.sweep()
 	}
 }
 
 func (s *Segment) destroy() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	unmap(&s.idx)
-	unmap(&s.tidx)
-	s.mu.Unlock()
-	unmap(&s.logMap)
-	s.closeFiles()
+	s.releaseLocked()
+	s.idxMu.Lock()
+	s.idx, s.tidx = nil, nil
+	s.idxMu.Unlock()
+	s.files.remove(s)
 }
 
-func (s *Segment) closeFiles() {
-	s.closeIndexFiles()
-	if s.logFile != nil {
-		s.logFile.Close()
-		s.logFile = nil
-	}
-}
-
-// Close trims the indexes (unless the segment has a write error), and
-// drops the owner's reference; the files are closed when no reader holds
-// the segment. It does not sync the log; callers Sync first.
+// Close writes the index files of an active segment if they changed
+// (unless it has a write error; an empty segment needs none) and drops the
+// owner's reference; the files are closed when no reader holds the
+// segment. It does not sync the log; callers Sync first.
 func (s *Segment) Close() error {
 	var err error
-	if !s.sealed && s.err() == nil {
+	if !s.sealed && s.err() == nil && s.size.Load() > 0 {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}
-		err = s.trimIndexes()
+		if s.indexChanged {
+			err = s.writeIndexFiles()
+		}
 	}
 	s.Release()
 	return err

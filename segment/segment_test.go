@@ -87,7 +87,11 @@ func TestLookup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pos, err := s.position(tt.off, s.Size())
+			m, err := s.mapped(needIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pos, err := s.position(m, tt.off, s.Size())
 			if err != nil || pos != tt.wantPos {
 				t.Fatalf("Position(%d) = %d, %v; want %d", tt.off, pos, err, tt.wantPos)
 			}
@@ -354,7 +358,7 @@ func TestGolden(t *testing.T) {
 func TestSegmentFull(t *testing.T) {
 	s := newSeg(t, 0, Config{MaxBytes: 4096, MaxIndexBytes: 96})
 	b, h := mkBatch(0, 1, 100, 0)
-	if !s.Fits(len(b), 4096) {
+	if !s.Fits(len(b), h.LastOffset(), 4096) {
 		t.Fatal("empty segment says a small batch does not fit")
 	}
 	big, bh := mkBatch(0, 1, 5000, 0)
@@ -364,7 +368,7 @@ func TestSegmentFull(t *testing.T) {
 	if err := s.Append(b, &h); err != nil {
 		t.Fatal(err)
 	}
-	if s.Fits(4096, 4096) {
+	if s.Fits(4096, h.LastOffset(), 4096) {
 		t.Fatal("Fits ignores the size bound")
 	}
 	if err := s.Append(b, &h); !errors.Is(err, ErrOffset) {

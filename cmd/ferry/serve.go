@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/limits"
 	"github.com/ferrymq/ferry/server"
 )
 
@@ -109,6 +110,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError("serve: node.id %q is not a number", v)
 		}
 		nodeID = n
+	}
+
+	// Segments and connections share the open file limit; the segment file
+	// cache sizes itself from it when the broker opens its logs.
+	if n, err := limits.RaiseOpenFiles(); err != nil {
+		logger.Warn("cannot raise the open file limit to its hard limit", "limit", n, "err", err)
+	} else {
+		logger.Debug("open file limit", "limit", n)
 	}
 
 	ln, err := net.Listen("tcp", o.listen)

@@ -35,3 +35,7 @@ func SyncData(f *os.File) error {
 	}
 	return nil
 }
+
+// SyncFS is not available here (it is syncfs(2) on Linux): it returns
+// errors.ErrUnsupported, and the caller syncs each file and directory.
+func SyncFS(path string) error { return errors.ErrUnsupported }

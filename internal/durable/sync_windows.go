@@ -1,6 +1,9 @@
 package durable
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // SyncData makes the data written to f durable: File.Sync is
 // FlushFileBuffers on Windows.
@@ -13,3 +16,7 @@ func syncDir(dir string) error {
 	_, err := os.Stat(dir)
 	return err
 }
+
+// SyncFS is not available here (it is syncfs(2) on Linux): it returns
+// errors.ErrUnsupported, and the caller syncs each file and directory.
+func SyncFS(path string) error { return errors.ErrUnsupported }
