@@ -38,7 +38,8 @@ const (
 //
 // FORMAT MIGRATION: the layouts are Kafka's; follow Kafka. A tagged field
 // Kafka adds is skipped here until it is needed. A value of a version this
-// broker does not know is kept as it is (snapshots carry it) and not loaded.
+// broker does not know is skipped at replay like an undecodable one: the
+// key keeps the value before it, which a snapshot writes.
 const consumerValueVersion int16 = 0
 
 // errNewerVersion marks a value of a version this broker cannot read.

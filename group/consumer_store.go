@@ -284,6 +284,44 @@ func (cg *consumerGroup) finishLoad() {
 	cg.rebuildOwners()
 }
 
+// dropOrphansLocked removes, once a group is replayed, what records left
+// without the record that gives it meaning: a KIP-848 group whose group
+// record (key version 3) is deleted or missing, and members without a
+// member-metadata record (key version 5). Kafka deletes those records
+// together; a log that holds only some of them (a torn or damaged one)
+// would otherwise load differently after a snapshot reorders them. Their
+// tombstones are written so the store agrees; if that fails they are
+// dropped again at the next start.
+func (c *Coordinator) dropOrphansLocked(g *group) {
+	cg := g.cg
+	if cg.legacy {
+		return
+	}
+	var recs []Record
+	if !cg.stored.written {
+		recs = cg.tombstones(g.name)
+		recs = append(recs,
+			Record{Key: consumerGroupKey(keyConsumerGroupTargetEpoch, g.name)},
+			Record{Key: consumerGroupKey(keyConsumerGroupPartitions, g.name)})
+		g.resetClassic()
+		g.persisted = false
+	} else {
+		for _, m := range cg.sortedMembers() {
+			if m.stored.meta == nil {
+				recs = append(recs, memberTombstones(g.name, m.id, m.stored)...)
+				delete(cg.members, m.id)
+			}
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	c.log.Warn("dropping KIP-848 records left without their group or member record", "group", g.name, "records", len(recs))
+	if err := c.appendLocked(g, recs); err != nil {
+		c.log.Warn("deleting orphaned KIP-848 records", "group", g.name, "err", err)
+	}
+}
+
 // maxMigrationBatch bounds each batch of the records that replace a group
 // stored in the older single-record form: the group was one record of up
 // to the topic's batch limit, and its records are somewhat larger.

@@ -2,7 +2,6 @@ package group
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -310,31 +309,24 @@ func (c *Coordinator) replayRecord(p int32, r Record) error {
 		if err := val.ReadFrom(r.Value); err != nil {
 			return fmt.Errorf("%w: group value: %v", ErrCorrupt, err)
 		}
+		if g.kind == kindConsumer && (g.cg.stored.written || g.cg.legacy) {
+			// A group changes protocol only once its records of the
+			// other one are deleted; a log that says otherwise keeps
+			// the KIP-848 group, which a snapshot (where KIP-848 keys
+			// sort after this one) would load too.
+			return fmt.Errorf("%w: classic group record for KIP-848 group %s", ErrCorrupt, k.Group)
+		}
 		g.loadClassic(&val)
 	case keyConsumerGroupMetadata, keyConsumerGroupPartitions, keyConsumerGroupMember,
 		keyConsumerGroupTargetEpoch, keyConsumerGroupTarget, keyConsumerGroupCurrent:
-		if err := c.replayConsumerRecord(p, v, r); err != nil {
-			return keepNewer(c, p, v, err)
-		}
+		return c.replayConsumerRecord(p, v, r)
 	case keyConsumerGroupLegacy:
-		if err := c.replayLegacy(p, r); err != nil {
-			return keepNewer(c, p, v, err)
-		}
+		return c.replayLegacy(p, r)
 	default:
 		// A record type this version does not know: keep it live so a
 		// snapshot carries it, but do not interpret it.
 		c.log.Debug("unknown __consumer_offsets record kept", "partition", p, "key_version", v)
 	}
-	return nil
-}
-
-// keepNewer returns err, unless it says the value is of a newer version:
-// such a record is kept live (snapshots carry it) but not loaded.
-func keepNewer(c *Coordinator, p int32, keyVersion int16, err error) error {
-	if !errors.Is(err, errNewerVersion) {
-		return err
-	}
-	c.log.Warn("__consumer_offsets record from a newer version kept unloaded", "partition", p, "key_version", keyVersion, "err", err)
 	return nil
 }
 
@@ -390,6 +382,13 @@ func (g *group) loadClassic(v *kmsg.GroupMetadataValue) {
 // the loaded members.
 func (c *Coordinator) finishReplay() {
 	// No timer is armed yet, so the groups are still ours alone here.
+	for _, g := range c.groupsSnapshot() {
+		g.mu.Lock()
+		if g.kind == kindConsumer {
+			c.dropOrphansLocked(g)
+		}
+		g.mu.Unlock()
+	}
 	c.mu.Lock()
 	var loaded []*group
 	for name, g := range c.mu.groups {
