@@ -78,6 +78,13 @@
 // group found in the older key-1000 form at start is rewritten in Kafka's
 // records at once, and its old record deleted.
 //
+// Replay gives the same state whatever order the records come in (a
+// snapshot writes them sorted by key): KIP-848 records left without their
+// group record (key version 3) or member record (5) are dropped and
+// deleted, a classic group record does not replace a KIP-848 group whose
+// records are live, and a value that does not decode, or is of a newer
+// version, is skipped with a warning so the key keeps its earlier value.
+//
 // A record is appended (and fsynced by the Store) before the request that
 // caused it is answered. New replays every partition from its log start, so
 // a restarted broker has its groups, members, epochs, assignments and
