@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -114,4 +115,44 @@ func BenchmarkConsumerHeartbeat(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestConsumerHeartbeatAllocs: a heartbeat that changes nothing allocates
+// as much in a group of 400 members as in one of 20 (it used to copy and
+// encode the whole group), and writes nothing.
+func TestConsumerHeartbeatAllocs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		allocs := map[int]float64{}
+		for _, n := range []int{20, 400} {
+			store := newMemStore()
+			c, err := New(Config{
+				Store:                  store,
+				Topics:                 func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: topicID("t"), Partitions: int32(n)}} },
+				OffsetsTopicPartitions: 1,
+				Logger:                 slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms := stableGroup(t, c, n)
+			store.mu.Lock()
+			before := store.parts[0].next
+			store.mu.Unlock()
+			i := 0
+			allocs[n] = testing.AllocsPerRun(200, func() {
+				ms[i%n].heartbeat(c, "g", false)
+				i++
+			})
+			store.mu.Lock()
+			after := store.parts[0].next
+			store.mu.Unlock()
+			if after != before {
+				t.Errorf("%d members: no-op heartbeats wrote %d records", n, after-before)
+			}
+			c.Close()
+		}
+		if allocs[400] > allocs[20]+1 {
+			t.Errorf("allocations per no-op heartbeat: %.1f at 20 members, %.1f at 400", allocs[20], allocs[400])
+		}
+	})
 }
