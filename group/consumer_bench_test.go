@@ -126,8 +126,10 @@ func TestConsumerHeartbeatAllocs(t *testing.T) {
 		for _, n := range []int{20, 400} {
 			store := newMemStore()
 			c, err := New(Config{
-				Store:                  store,
-				Topics:                 func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: topicID("t"), Partitions: int32(n)}} },
+				Store: store,
+				Topics: func() map[string]TopicInfo {
+					return map[string]TopicInfo{"t": {ID: topicID("t"), Partitions: int32(n)}}
+				},
 				OffsetsTopicPartitions: 1,
 				Logger:                 slog.New(slog.DiscardHandler),
 			})
