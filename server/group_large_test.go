@@ -158,7 +158,7 @@ func (g *simGroup) leave(ctx context.Context, m *simMember) error {
 // many member changes it took.
 func (g *simGroup) settle(ctx context.Context) (int, error) {
 	total := 0
-	for round := range 20 {
+	for range 20 {
 		g.mu.Lock()
 		ms := slices.Clone(g.members)
 		g.mu.Unlock()
@@ -174,7 +174,6 @@ func (g *simGroup) settle(ctx context.Context) (int, error) {
 		if d.State == "Stable" && changed == 0 {
 			return total, nil
 		}
-		_ = round
 	}
 	return total, fmt.Errorf("group %s not stable after 20 rounds", g.name)
 }
@@ -239,7 +238,7 @@ func (g *simGroup) checkAssignment(t testing.TB, d kmsg.ConsumerGroupDescribeRes
 	}
 }
 
-// offsetsPartition is the __consumer_offsets partition of a group, as the
+// offsetsPartitionOf is the __consumer_offsets partition of a group, as the
 // coordinator computes it (Kafka's abs(hashCode) % partitions, 50
 // partitions by default).
 func offsetsPartitionOf(group string) int32 {
