@@ -155,7 +155,7 @@ func (c *Coordinator) deleteGroup(name string) int16 {
 	}
 	recs := g.offsetTombstones(nil)
 	if g.persisted {
-		recs = append(recs, c.groupTombstoneLocked(g))
+		recs = append(recs, g.groupTombstones()...)
 	}
 	if len(recs) > 0 {
 		if err := c.appendLocked(g, recs); err != nil {
@@ -191,12 +191,12 @@ func (g *group) offsetTombstones(drop func(topic string) bool) []Record {
 	return recs
 }
 
-// groupTombstoneLocked deletes g's group record (classic or KIP-848).
-func (c *Coordinator) groupTombstoneLocked(g *group) Record {
+// groupTombstones deletes g's group records (classic or KIP-848).
+func (g *group) groupTombstones() []Record {
 	if g.kind == kindConsumer {
-		return Record{Key: consumerGroupKey(g.name)}
+		return g.cg.tombstones(g.name)
 	}
-	return Record{Key: groupMetadataKey(g.name)}
+	return []Record{{Key: groupMetadataKey(g.name)}}
 }
 
 // TopicsChanged tells the coordinator that topics were created, deleted or

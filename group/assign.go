@@ -104,12 +104,17 @@ func assignUniform(in assignInput) map[string]assignment {
 	// 3. Balance: move a partition from the most loaded member that has
 	// one some member with at least two fewer can take, to the least
 	// loaded such member; repeat. Always taking from the top keeps
-	// members that give from ever having to take back.
+	// members that give from ever having to take back. Each round finds,
+	// per topic, the least loaded subscriber and the least loaded other
+	// than it (what leastLoaded would answer), so a round costs the
+	// members' subscriptions plus the partitions, not their product.
 	pos := make(map[string]int, len(in.members))
 	for i, m := range in.members {
 		pos[m] = i
 	}
 	order := slices.Clone(in.members)
+	type candidates struct{ best, second string }
+	least := make(map[string]*candidates)
 	for {
 		slices.SortFunc(order, func(a, b string) int {
 			if c := cmp.Compare(count[b], count[a]); c != 0 {
@@ -117,27 +122,52 @@ func assignUniform(in assignInput) map[string]assignment {
 			}
 			return cmp.Compare(pos[a], pos[b])
 		})
+		clear(least)
+		for _, m := range in.members {
+			for t := range in.subs[m] {
+				c := least[t]
+				switch {
+				case c == nil:
+					least[t] = &candidates{best: m}
+				case count[m] < count[c.best]:
+					c.second, c.best = c.best, m
+				case c.second == "" || count[m] < count[c.second]:
+					c.second = m
+				}
+			}
+		}
+		takerFor := func(topic, except string) string {
+			c := least[topic]
+			if c == nil {
+				return ""
+			}
+			if c.best == except {
+				return c.second
+			}
+			return c.best
+		}
 		moved := false
 		for _, a := range order {
-			var mine []int
+			// The partition with the highest index that a member with
+			// at least two fewer can take.
+			best, taker := -1, ""
 			for id, ps := range out[a] {
 				for _, p := range ps {
-					mine = append(mine, index[tpKey{id, p}])
+					i := index[tpKey{id, p}]
+					if i <= best {
+						continue
+					}
+					if b := takerFor(in.parts[i].topic, a); b != "" && count[b] < count[a]-1 {
+						best, taker = i, b
+					}
 				}
 			}
-			slices.Sort(mine)
-			for j := len(mine) - 1; j >= 0 && !moved; j-- {
-				tp := in.parts[mine[j]]
-				b := leastLoaded(tp.topic, a)
-				if b == "" || count[b] >= count[a]-1 {
-					continue
-				}
+			if best >= 0 {
+				tp := in.parts[best]
 				k := tpKey{tp.id, tp.p}
 				take(a, k)
-				give(b, k)
+				give(taker, k)
 				moved = true
-			}
-			if moved {
 				break
 			}
 		}

@@ -116,7 +116,7 @@ type Config struct {
 	// Test hooks, unexported so only this package's tests set them.
 	newID        func(prefix string) string // classic member ID generator; default prefix + "-" + UUID
 	newUUID      func() string              // KIP-848 member ID generator (v0 joins without one)
-	compactSlack int                        // snapshot when records > 2*live + compactSlack; default 1000
+	compactSlack int64                      // snapshot when log bytes > 2*live bytes + compactSlack; default 1 MiB
 }
 
 const (
@@ -129,7 +129,7 @@ const (
 	defaultOffsetMetadataMaxBytes    = 4096
 	defaultConsumerSessionTimeout    = 45 * time.Second
 	defaultConsumerHeartbeatInterval = 5 * time.Second
-	defaultCompactSlack              = 1000
+	defaultCompactSlack              = 1 << 20
 
 	// newMemberJoinTimeout bounds how long a member that has never
 	// completed a join may wait in JoinGroup (Kafka's

@@ -1,7 +1,6 @@
 package group
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -63,14 +62,17 @@ func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, req *kmsg.Cons
 		g.toConsumer()
 		converted = true
 	}
-	before := g.cg.clone()
+	// Nothing is copied up front: a change touches the members it
+	// modifies (consumerGroup.touch), and a failed write rolls back to
+	// what is stored.
 	restore := func() {
-		g.cg = before
-		c.syncConsumerTimersLocked(g)
 		if converted {
 			g.resetClassic()
 			g.persisted = len(extra) > 0
+			return
 		}
+		g.cg.rollback()
+		c.syncConsumerTimersLocked(g)
 	}
 	var e *kerr.Error
 	var msg string
@@ -81,7 +83,10 @@ func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, req *kmsg.Cons
 		e, msg = c.consumerHeartbeatLocked(g, req, clientInfoFrom(ctx), resp)
 	}
 	if e != nil {
-		restore()
+		// Errors are returned before anything changes.
+		if converted {
+			restore()
+		}
 		resp.MemberID, resp.MemberEpoch, resp.Assignment = nil, 0, nil
 		return fail(e, msg)
 	}
@@ -230,6 +235,8 @@ func (c *Coordinator) admitConsumerMemberLocked(g *group, req *kmsg.ConsumerGrou
 	cg := g.cg
 	switch {
 	case replace != nil:
+		cg.touch(replace)
+		cg.touchNew(id)
 		m = replace.clone()
 		m.id = id
 		m.epoch, m.prevEpoch, m.state = 0, 0, memberStable
@@ -241,14 +248,17 @@ func (c *Coordinator) admitConsumerMemberLocked(g *group, req *kmsg.ConsumerGrou
 		cg.members[id] = m
 		cg.claim(m, m.assigned)
 		m.assignedAt = nil
+		m.stored = memberRecords{}
 		m.stampAssigned()
 		c.log.Info("static consumer member replaced", "group", g.name, "instance", *req.InstanceID, "old", replace.id, "new", id)
 	case m == nil:
+		cg.touchNew(id)
 		m = &cmember{id: id, assigned: assignment{}, pendingRevoke: assignment{}, target: assignment{}}
 		cg.members[id] = m
 		c.log.Info("consumer member joins", "group", g.name, "member", id)
 		return m, true
 	case fresh:
+		cg.touch(m)
 		cg.release(m, m.assigned)
 		cg.release(m, m.pendingRevoke)
 		m.assigned, m.pendingRevoke = assignment{}, assignment{}
@@ -261,44 +271,72 @@ func (c *Coordinator) admitConsumerMemberLocked(g *group, req *kmsg.ConsumerGrou
 }
 
 // updateConsumerMember copies the member's fields from the request and
-// reports whether anything that affects the assignment changed.
+// reports whether anything that affects the assignment changed. A
+// heartbeat that repeats what the member said before changes nothing.
 func updateConsumerMember(cg *consumerGroup, m *cmember, req *kmsg.ConsumerGroupHeartbeatRequest, ci ClientInfo) bool {
 	changed := false
-	if req.InstanceID != nil && !sameStr(m.instanceID, req.InstanceID) {
-		if m.instanceID != nil && cg.static[*m.instanceID] == m.id {
+	nm := m.memberMeta
+	if req.InstanceID != nil && !sameStr(nm.instanceID, req.InstanceID) {
+		nm.instanceID = cloneStrPtr(req.InstanceID)
+		changed = true
+	}
+	if req.RackID != nil && !sameStr(nm.rackID, req.RackID) {
+		nm.rackID = cloneStrPtr(req.RackID)
+		changed = true
+	}
+	if req.RebalanceTimeoutMillis != -1 {
+		nm.rebalanceTimeout = req.RebalanceTimeoutMillis
+	}
+	if req.ServerAssignor != nil && *req.ServerAssignor != nm.serverAssignor {
+		nm.serverAssignor = *req.ServerAssignor
+		changed = true
+	}
+	if req.SubscribedTopicNames != nil && !sameTopicNames(nm.topicNames, req.SubscribedTopicNames) {
+		if names := slices.Compact(slices.Sorted(slices.Values(req.SubscribedTopicNames))); !slices.Equal(names, nm.topicNames) {
+			nm.topicNames = names
+			changed = true
+		}
+	}
+	if req.SubscribedTopicRegex != nil && !sameStr(nm.regex, req.SubscribedTopicRegex) {
+		nm.regex = cloneStrPtr(req.SubscribedTopicRegex)
+		changed = true
+	}
+	nm.clientID, nm.clientHost = ci.ClientID, ci.Host
+	if !nm.equal(&m.memberMeta) {
+		cg.touch(m)
+		if m.instanceID != nil && cg.static[*m.instanceID] == m.id && !sameStr(m.instanceID, nm.instanceID) {
 			delete(cg.static, *m.instanceID)
 		}
-		m.instanceID = cloneStrPtr(req.InstanceID)
-		changed = true
+		if nm.regex != nil && !sameStr(m.regex, nm.regex) {
+			m.re, _ = compileSubscriptionRegex(*nm.regex)
+		}
+		m.memberMeta = nm
 	}
 	if m.instanceID != nil {
 		cg.static[*m.instanceID] = m.id
 	}
-	if req.RackID != nil && !sameStr(m.rackID, req.RackID) {
-		m.rackID = cloneStrPtr(req.RackID)
-		changed = true
-	}
-	if req.RebalanceTimeoutMillis != -1 {
-		m.rebalanceTimeout = req.RebalanceTimeoutMillis
-	}
-	if req.ServerAssignor != nil && *req.ServerAssignor != m.serverAssignor {
-		m.serverAssignor = *req.ServerAssignor
-		changed = true
-	}
-	if req.SubscribedTopicNames != nil {
-		names := slices.Compact(slices.Sorted(slices.Values(req.SubscribedTopicNames)))
-		if !slices.Equal(names, m.topicNames) {
-			changed = true
-		}
-		m.topicNames = names
-	}
-	if req.SubscribedTopicRegex != nil && !sameStr(m.regex, req.SubscribedTopicRegex) {
-		m.regex = cloneStrPtr(req.SubscribedTopicRegex)
-		m.re, _ = compileSubscriptionRegex(*m.regex)
-		changed = true
-	}
-	m.clientID, m.clientHost = ci.ClientID, ci.Host
 	return changed
+}
+
+// sameTopicNames reports, without allocating, whether names in the order
+// given are sorted, with duplicates only next to each other: a request
+// that repeats the member's subscription as it was sent before. False
+// means "compare after sorting".
+func sameTopicNames(sorted, names []string) bool {
+	if len(names) < len(sorted) {
+		return false
+	}
+	i := 0
+	for _, n := range names {
+		switch {
+		case i > 0 && n == sorted[i-1]:
+		case i < len(sorted) && n == sorted[i]:
+			i++
+		default:
+			return false
+		}
+	}
+	return i == len(sorted)
 }
 
 func sameStr(a, b *string) bool {
@@ -334,6 +372,7 @@ func (c *Coordinator) consumerLeaveLocked(g *group, req *kmsg.ConsumerGroupHeart
 	if req.MemberEpoch == epochStaticLeave && m.instanceID != nil {
 		// Keep the assignment for the next incarnation until the session
 		// times out; release what it was giving up anyway.
+		cg.touch(m)
 		cg.release(m, m.pendingRevoke)
 		m.pendingRevoke = assignment{}
 		m.stampAssigned()
@@ -350,6 +389,7 @@ func (c *Coordinator) consumerLeaveLocked(g *group, req *kmsg.ConsumerGroupHeart
 // fenceMemberLocked removes m from the group and rebalances the rest.
 func (c *Coordinator) fenceMemberLocked(g *group, m *cmember) {
 	cg := g.cg
+	cg.touch(m)
 	cg.release(m, m.assigned)
 	cg.release(m, m.pendingRevoke)
 	delete(cg.members, m.id)
@@ -446,35 +486,6 @@ func (c *Coordinator) syncConsumerTimersLocked(g *group) {
 			c.scheduleRebalanceTimeoutLocked(g, m)
 		}
 	}
-}
-
-// persistConsumerLocked appends extra and the group's record if the group
-// changed since it was last stored.
-func (c *Coordinator) persistConsumerLocked(g *group, extra []Record) error {
-	val := encodeConsumerGroup(g.cg)
-	if bytes.Equal(val, g.cgPersisted) && len(extra) == 0 {
-		return nil
-	}
-	recs := append(extra, Record{Key: consumerGroupKey(g.name), Value: val})
-	if err := c.appendLocked(g, recs); err != nil {
-		return err
-	}
-	g.cgPersisted = val
-	g.persisted = true
-	return nil
-}
-
-// convertToClassicLocked turns an empty consumer group into a classic one,
-// deleting its consumer group record first.
-func (c *Coordinator) convertToClassicLocked(g *group) error {
-	if g.persisted {
-		if err := c.appendLocked(g, []Record{{Key: consumerGroupKey(g.name)}}); err != nil {
-			return err
-		}
-	}
-	g.resetClassic()
-	g.persisted = false
-	return nil
 }
 
 // ConsumerGroupDescribe handles a ConsumerGroupDescribe request. Unknown

@@ -99,9 +99,13 @@ func (c *Coordinator) computeTargetLocked(g *group, topics map[string]TopicInfo)
 		out = assignUniform(in)
 	}
 	for _, m := range members {
-		m.target = out[m.id]
-		if m.target == nil {
-			m.target = assignment{}
+		t := out[m.id]
+		if t == nil {
+			t = assignment{}
+		}
+		if !t.equal(m.target) {
+			cg.touch(m)
+			m.target = t
 		}
 	}
 	cg.assignmentEpoch = cg.epoch
@@ -151,6 +155,7 @@ func (c *Coordinator) reconcileLocked(g *group, m *cmember, owned []kmsg.Consume
 		}
 	}
 
+	cg.touch(m)
 	oldAssigned, oldPending, oldState := m.assigned, m.pendingRevoke, m.state
 	switch {
 	case len(revoke) > 0 && ownsAny(revoke, owned):

@@ -2,7 +2,6 @@ package group
 
 import (
 	"bytes"
-	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -76,9 +75,9 @@ type tpKey struct {
 	p  int32
 }
 
-// cmember is a member of a KIP-848 group.
-type cmember struct {
-	id               string
+// memberMeta is what a KIP-848 member tells about itself, stored in its
+// ConsumerGroupMemberMetadata record.
+type memberMeta struct {
 	instanceID       *string
 	rackID           *string
 	clientID         string
@@ -87,7 +86,27 @@ type cmember struct {
 	serverAssignor   string
 	topicNames       []string // sorted, deduplicated
 	regex            *string
-	re               *regexp.Regexp // compiled regex; not persisted
+}
+
+func (a *memberMeta) equal(b *memberMeta) bool {
+	return sameStr(a.instanceID, b.instanceID) && sameStr(a.rackID, b.rackID) &&
+		a.clientID == b.clientID && a.clientHost == b.clientHost &&
+		a.rebalanceTimeout == b.rebalanceTimeout && a.serverAssignor == b.serverAssignor &&
+		slices.Equal(a.topicNames, b.topicNames) && sameStr(a.regex, b.regex)
+}
+
+// memberRecords holds the values of a member's three records as last
+// stored (nil: none), so that only a record whose value changed is
+// written again.
+type memberRecords struct {
+	meta, target, current []byte
+}
+
+// cmember is a member of a KIP-848 group.
+type cmember struct {
+	id string
+	memberMeta
+	re *regexp.Regexp // compiled regex; not persisted
 
 	epoch         int32
 	prevEpoch     int32
@@ -98,8 +117,11 @@ type cmember struct {
 
 	// assignedAt holds, for every partition the member holds (assigned or
 	// pending revocation), the member epoch at which it got it (KIP-1251),
-	// to validate commits. Not persisted: after a load it is 0.
+	// to validate commits. Stored as the AssignmentEpochs of the
+	// current-assignment record.
 	assignedAt map[tpKey]int32
+
+	stored memberRecords // the member's records as durable in the store
 }
 
 // stampAssigned updates assignedAt after the member's partitions changed:
@@ -135,11 +157,34 @@ func (m *cmember) clone() *cmember {
 type consumerGroup struct {
 	epoch           int32
 	assignmentEpoch int32
-	subMeta         string // the subscribed partitions as of the last epoch bump
+	subTopics       []subTopic // the subscribed topics as of the last epoch bump, by name
 	metaChecked     time.Time
 	members         map[string]*cmember
 	static          map[string]string // instance ID → member ID
 	owners          map[tpKey]string  // partition → member holding it (assigned or pending revocation)
+
+	// stored is the group-level state as durable in the store; with the
+	// members' stored records and dirty it is what persistConsumerLocked
+	// compares against to write only what changed, and what a failed write
+	// rolls back to.
+	stored groupRecords
+	// dirty holds every member changed since its records were last stored,
+	// mapped to a copy of the member as stored (nil: it was not a member).
+	// A change calls touch before it modifies a member.
+	dirty map[string]*cmember
+	// legacy is set while the group is stored only as the single record
+	// older Ferry versions wrote (key version 1000).
+	legacy bool
+}
+
+// groupRecords is the group-level state a KIP-848 group stores in its
+// ConsumerGroupMetadata, PartitionMetadata and TargetAssignmentMetadata
+// records.
+type groupRecords struct {
+	written         bool // the three records are live in the store
+	epoch           int32
+	assignmentEpoch int32
+	subTopics       []subTopic
 }
 
 func newConsumerGroup() *consumerGroup {
@@ -147,23 +192,59 @@ func newConsumerGroup() *consumerGroup {
 		members: make(map[string]*cmember),
 		static:  make(map[string]string),
 		owners:  make(map[tpKey]string),
+		dirty:   make(map[string]*cmember),
 	}
 }
 
-func (cg *consumerGroup) clone() *consumerGroup {
-	n := &consumerGroup{
-		epoch:           cg.epoch,
-		assignmentEpoch: cg.assignmentEpoch,
-		subMeta:         cg.subMeta,
-		metaChecked:     cg.metaChecked,
-		members:         make(map[string]*cmember, len(cg.members)),
-		static:          maps.Clone(cg.static),
-		owners:          maps.Clone(cg.owners),
+// touch records that m is about to change, keeping a copy of it as stored
+// the first time.
+func (cg *consumerGroup) touch(m *cmember) {
+	if _, ok := cg.dirty[m.id]; !ok {
+		cg.dirty[m.id] = m.clone()
 	}
-	for id, m := range cg.members {
-		n.members[id] = m.clone()
+}
+
+// touchNew records that a member with this ID is about to be added.
+func (cg *consumerGroup) touchNew(id string) {
+	if _, ok := cg.dirty[id]; !ok {
+		cg.dirty[id] = nil
 	}
-	return n
+}
+
+// rollback returns the group to its stored state after a failed write:
+// the group-level fields and every dirty member, with the owner and
+// static-member indexes that follow from them.
+func (cg *consumerGroup) rollback() {
+	cg.epoch = cg.stored.epoch
+	cg.assignmentEpoch = cg.stored.assignmentEpoch
+	cg.subTopics = cg.stored.subTopics
+	for id := range cg.dirty {
+		if m := cg.members[id]; m != nil {
+			cg.release(m, m.assigned)
+			cg.release(m, m.pendingRevoke)
+			if m.instanceID != nil && cg.static[*m.instanceID] == id {
+				delete(cg.static, *m.instanceID)
+			}
+		}
+	}
+	for id, old := range cg.dirty {
+		if old == nil {
+			delete(cg.members, id)
+			continue
+		}
+		cg.members[id] = old
+	}
+	for id, old := range cg.dirty {
+		if old == nil {
+			continue
+		}
+		cg.claim(old, old.assigned)
+		cg.claim(old, old.pendingRevoke)
+		if old.instanceID != nil {
+			cg.static[*old.instanceID] = id
+		}
+	}
+	clear(cg.dirty)
 }
 
 func (cg *consumerGroup) sortedMembers() []*cmember {
@@ -273,22 +354,22 @@ func (cg *consumerGroup) subscribedTo(topic string, topics map[string]TopicInfo)
 	return false
 }
 
-// subscriptionMetadata describes the partitions the group subscribes to;
-// when it changes the group epoch is bumped.
-func (cg *consumerGroup) subscriptionMetadata(topics map[string]TopicInfo) string {
+// subscriptionMetadata lists the topics the group subscribes to, by name,
+// with their IDs and partition counts; when it changes the group epoch is
+// bumped.
+func (cg *consumerGroup) subscriptionMetadata(topics map[string]TopicInfo) []subTopic {
 	all := make(map[string]bool)
 	for _, m := range cg.members {
 		for t := range m.subscribed(topics) {
 			all[t] = true
 		}
 	}
-	names := slices.Sorted(maps.Keys(all))
-	var b strings.Builder
-	for _, t := range names {
+	ts := make([]subTopic, 0, len(all))
+	for _, t := range slices.Sorted(maps.Keys(all)) {
 		info := topics[t]
-		fmt.Fprintf(&b, "%s/%x/%d;", t, info.ID, info.Partitions)
+		ts = append(ts, subTopic{name: t, id: info.ID, partitions: info.Partitions})
 	}
-	return b.String()
+	return ts
 }
 
 // preferredAssignor is the assignor most members ask for, else def.
@@ -318,7 +399,6 @@ func (g *group) toConsumer() {
 	g.cg = newConsumerGroup()
 	g.cgSession = make(map[string]*timerSlot)
 	g.cgRebalance = make(map[string]*timerSlot)
-	g.cgPersisted = nil
 }
 
 // refreshConsumerMetadataLocked bumps the group epoch and recomputes the
@@ -336,10 +416,10 @@ func (c *Coordinator) refreshConsumerMetadataLocked(g *group, topics map[string]
 	}
 	cg.metaChecked = now
 	meta := cg.subscriptionMetadata(topics)
-	if !force && meta == cg.subMeta {
+	if !force && slices.Equal(meta, cg.subTopics) {
 		return false
 	}
-	cg.subMeta = meta
+	cg.subTopics = meta
 	cg.epoch++
 	c.computeTargetLocked(g, topics)
 	c.log.Info("consumer group epoch bumped", "group", g.name, "epoch", cg.epoch, "members", len(cg.members))

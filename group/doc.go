@@ -47,31 +47,53 @@
 // # Storage layout
 //
 // Every change is a record of __consumer_offsets, keyed and encoded as Kafka
-// does (kmsg.OffsetCommitKey/Value, kmsg.GroupMetadataKey/Value), in the
-// partition Partition(group) picks. A record key starts with an int16 that
-// names its type:
+// does, in the partition Partition(group) picks. A record key starts with
+// an int16 that names its type:
 //
 //	key version 0, 1   offset commit      [int16 version][string group][string topic][int32 partition]
 //	                   value v1 or v3     [int16 v][int64 offset]([int32 leader epoch] v3)[string metadata][int64 commit ts]([int64 expire ts] v1)
 //	key version 2      group metadata     [int16 2][string group]
 //	                   value v3           classic group: protocol type, generation, protocol, leader,
 //	                                      state timestamp, members with subscription and assignment
-//	key version 1000   Ferry KIP-848      [int16 1000][string group]
-//	                   group state        see consumerGroupValueVersion in persist.go
+//	key version 3      KIP-848 group      [int16 3][string group] → group epoch
+//	key version 4      subscribed topics  [int16 4][string group] → topic ID, name and partition count per topic
+//	key version 5      member metadata    [int16 5][string group][string member] → instance and rack IDs,
+//	                                      client ID and host, subscription, rebalance timeout, assignor
+//	key version 6      target epoch       [int16 6][string group] → target assignment epoch
+//	key version 7      target assignment  [int16 7][string group][string member] → topic ID + partitions
+//	key version 8      current assignment [int16 8][string group][string member] → member epoch, previous
+//	                                      epoch, state, assigned and pending-revocation partitions, with
+//	                                      the epoch each partition was assigned at (KIP-1251)
+//	key version 1000   older KIP-848 form [int16 1000][string group] → the whole group; read, never written
 //	nil value          tombstone          the key is deleted
 //
-// Strings are int16-length prefixed, arrays int32-count prefixed, all big
-// endian, as in Kafka's non-flexible encodings. Kafka's own KIP-848 records
-// (key versions 3 to 8) are not in kmsg, so a KIP-848 group is one
-// self-contained Ferry record with a key version Kafka does not use.
+// Keys and the values of key versions 0 to 2 use Kafka's non-flexible
+// encodings (int16-length strings, int32-count arrays, big endian, with
+// kmsg); values of key versions 3 to 8 are Kafka's flexible version 0
+// (compact strings and arrays, tagged fields), written with kbin in
+// consumer_records.go. A KIP-848 change writes only the records whose value
+// changed (one member's records for most heartbeats, a target record per
+// member whose target moved at an epoch bump) and tombstones those of a
+// member that left; a heartbeat that changes nothing writes nothing. A
+// group found in the older key-1000 form at start is rewritten in Kafka's
+// records at once, and its old record deleted.
+//
+// Replay gives the same state whatever order the records come in (a
+// snapshot writes them sorted by key): KIP-848 records left without their
+// group record (key version 3) or member record (5) are dropped and
+// deleted, a classic group record does not replace a KIP-848 group whose
+// records are live, and a value that does not decode, or is of a newer
+// version, is skipped with a warning so the key keeps its earlier value.
 //
 // A record is appended (and fsynced by the Store) before the request that
 // caused it is answered. New replays every partition from its log start, so
-// a restarted broker has its groups, members, generations, assignments and
+// a restarted broker has its groups, members, epochs, assignments and
 // offsets back; members must heartbeat within their session timeout again.
-// When a partition holds more than 2×live+1000 records, a background
-// goroutine rewrites the live records through Store.Snapshot, which moves the
-// log start past everything older, so the topic stays bounded.
+// Compaction goes by bytes (key plus value of each record): when a
+// partition's log holds more than twice the bytes of its live records plus
+// 1 MiB, a background goroutine rewrites the live records through
+// Store.Snapshot, which moves the log start past everything older, so the
+// topic stays bounded.
 //
 // # Concurrency
 //

@@ -97,7 +97,6 @@ type group struct {
 	cg          *consumerGroup
 	cgSession   map[string]*timerSlot // member ID → session timeout
 	cgRebalance map[string]*timerSlot // member ID → revocation (rebalance) timeout
-	cgPersisted []byte                // last value written for the consumer group record
 }
 
 // timerSlot gives a map-held timer a stable address for afterFuncLocked.
@@ -206,7 +205,7 @@ func (g *group) resetClassic() {
 	g.pendingSync = nil
 	g.newMemberAdded = false
 	g.subscribed = nil
-	g.cg, g.cgSession, g.cgRebalance, g.cgPersisted = nil, nil, nil, nil
+	g.cg, g.cgSession, g.cgRebalance = nil, nil, nil
 }
 
 func (g *group) transition(s classicState) {

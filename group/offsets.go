@@ -546,7 +546,7 @@ func (c *Coordinator) expireGroupLocked(g *group, topics map[string]TopicInfo, n
 		recs = append(recs, offsetRecord(g.name, e.topic, e.p, nil))
 	}
 	if deleteGroup && g.persisted {
-		recs = append(recs, c.groupTombstoneLocked(g))
+		recs = append(recs, g.groupTombstones()...)
 	}
 	if len(recs) > 0 {
 		if err := c.appendLocked(g, recs); err != nil {

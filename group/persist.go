@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -17,10 +16,8 @@ const (
 	keyOffsetCommitV0 int16 = 0 // kmsg.OffsetCommitKey, read only
 	keyOffsetCommit   int16 = 1 // kmsg.OffsetCommitKey
 	keyGroupMetadata  int16 = 2 // kmsg.GroupMetadataKey
-	// keyConsumerGroup keys Ferry's KIP-848 group record. Kafka uses key
-	// versions 3 to 8 for its own KIP-848 records (not in kmsg) and higher
-	// ones for share and streams groups; 1000 stays clear of them.
-	keyConsumerGroup int16 = 1000
+	// Key versions 3 to 8 are Kafka's KIP-848 records: see
+	// consumer_records.go.
 )
 
 // Value versions written.
@@ -28,29 +25,6 @@ const (
 	offsetValueVersion       int16 = 3 // with leader epoch
 	offsetValueVersionExpire int16 = 1 // with an expire timestamp (OffsetCommit v2-v4 retention)
 	groupValueVersion        int16 = 3 // with static members
-
-	// consumerGroupValueVersion is the version of Ferry's KIP-848 group
-	// value, laid out as:
-	//
-	//	int16  version (0)
-	//	int32  group epoch
-	//	int32  target assignment epoch
-	//	string subscription metadata (the partitions subscribed at the last epoch bump)
-	//	int32  member count, then per member:
-	//	  string member ID; nullable string instance ID; nullable string rack ID
-	//	  string client ID; string client host
-	//	  int32 rebalance timeout ms; string server assignor ("" for none)
-	//	  int32 count + strings: subscribed topic names; nullable string regex
-	//	  int32 member epoch; int32 previous epoch; int8 state
-	//	  assignment assigned; assignment pending revocation; assignment target
-	//	assignment: int32 topic count, then per topic: uuid (16 bytes), int32 count + int32 partitions
-	//
-	// FORMAT MIGRATION: never change version 0's layout. To add a field,
-	// write version 1 with the field appended, keep decoding version 0
-	// (giving the field its default), and only then start writing 1. A
-	// broker that meets a version it does not know keeps the record (it is
-	// carried through snapshots untouched) but does not load the group.
-	consumerGroupValueVersion int16 = 0
 )
 
 func offsetKey(group, topic string, p int32) []byte {
@@ -61,11 +35,6 @@ func offsetKey(group, topic string, p int32) []byte {
 func groupMetadataKey(group string) []byte {
 	k := kmsg.GroupMetadataKey{Version: keyGroupMetadata, Group: group}
 	return k.AppendTo(nil)
-}
-
-func consumerGroupKey(group string) []byte {
-	b := kbin.AppendInt16(nil, keyConsumerGroup)
-	return kbin.AppendString(b, group)
 }
 
 // offsetRecord is the record of a commit, or its tombstone when e is nil.
@@ -125,126 +94,9 @@ func (c *Coordinator) persistClassicLocked(g *group, assign map[string][]byte) e
 	return nil
 }
 
-func appendAssignment(b []byte, a assignment) []byte {
-	ids := a.sortedIDs()
-	b = kbin.AppendArrayLen(b, len(ids))
-	for _, id := range ids {
-		b = kbin.AppendUuid(b, id)
-		b = kbin.AppendArrayLen(b, len(a[id]))
-		for _, p := range a[id] {
-			b = kbin.AppendInt32(b, p)
-		}
-	}
-	return b
-}
-
-func readAssignment(r *kbin.Reader) assignment {
-	a := assignment{}
-	n := r.ArrayLen()
-	for i := int32(0); i < n && r.Ok(); i++ {
-		id := r.Uuid()
-		np := r.ArrayLen()
-		var ps []int32
-		for j := int32(0); j < np && r.Ok(); j++ {
-			ps = append(ps, r.Int32())
-		}
-		slices.Sort(ps)
-		a[id] = slices.Compact(ps)
-	}
-	return a
-}
-
-// encodeConsumerGroup encodes cg as a consumerGroupValueVersion value.
-// Equal states give equal bytes.
-func encodeConsumerGroup(cg *consumerGroup) []byte {
-	b := kbin.AppendInt16(nil, consumerGroupValueVersion)
-	b = kbin.AppendInt32(b, cg.epoch)
-	b = kbin.AppendInt32(b, cg.assignmentEpoch)
-	b = kbin.AppendString(b, cg.subMeta)
-	ms := cg.sortedMembers()
-	b = kbin.AppendArrayLen(b, len(ms))
-	for _, m := range ms {
-		b = kbin.AppendString(b, m.id)
-		b = kbin.AppendNullableString(b, m.instanceID)
-		b = kbin.AppendNullableString(b, m.rackID)
-		b = kbin.AppendString(b, m.clientID)
-		b = kbin.AppendString(b, m.clientHost)
-		b = kbin.AppendInt32(b, m.rebalanceTimeout)
-		b = kbin.AppendString(b, m.serverAssignor)
-		b = kbin.AppendArrayLen(b, len(m.topicNames))
-		for _, t := range m.topicNames {
-			b = kbin.AppendString(b, t)
-		}
-		b = kbin.AppendNullableString(b, m.regex)
-		b = kbin.AppendInt32(b, m.epoch)
-		b = kbin.AppendInt32(b, m.prevEpoch)
-		b = kbin.AppendInt8(b, int8(m.state))
-		b = appendAssignment(b, m.assigned)
-		b = appendAssignment(b, m.pendingRevoke)
-		b = appendAssignment(b, m.target)
-	}
-	return b
-}
-
-func decodeConsumerGroup(val []byte) (*consumerGroup, error) {
-	r := kbin.Reader{Src: val}
-	if v := r.Int16(); v != consumerGroupValueVersion {
-		return nil, fmt.Errorf("%w: consumer group value version %d", ErrCorrupt, v)
-	}
-	cg := newConsumerGroup()
-	cg.epoch = r.Int32()
-	cg.assignmentEpoch = r.Int32()
-	cg.subMeta = r.String()
-	n := r.ArrayLen()
-	for i := int32(0); i < n && r.Ok(); i++ {
-		m := &cmember{}
-		m.id = r.String()
-		m.instanceID = r.NullableString()
-		m.rackID = r.NullableString()
-		m.clientID = r.String()
-		m.clientHost = r.String()
-		m.rebalanceTimeout = r.Int32()
-		m.serverAssignor = r.String()
-		nt := r.ArrayLen()
-		for j := int32(0); j < nt && r.Ok(); j++ {
-			m.topicNames = append(m.topicNames, r.String())
-		}
-		m.regex = r.NullableString()
-		m.epoch = r.Int32()
-		m.prevEpoch = r.Int32()
-		m.state = memberState(r.Int8())
-		m.assigned = readAssignment(&r)
-		m.pendingRevoke = readAssignment(&r)
-		m.target = readAssignment(&r)
-		if m.regex != nil {
-			m.re, _ = compileSubscriptionRegex(*m.regex)
-		}
-		if m.state > memberUnreleasedPartitions {
-			m.state = memberUnreleasedPartitions // reconcile from scratch
-		}
-		m.assignedAt = make(map[tpKey]int32)
-		for _, a := range []assignment{m.assigned, m.pendingRevoke} {
-			for id, ps := range a {
-				for _, p := range ps {
-					m.assignedAt[tpKey{id, p}] = 0
-				}
-			}
-		}
-		cg.members[m.id] = m
-		if m.instanceID != nil {
-			cg.static[*m.instanceID] = m.id
-		}
-	}
-	if err := r.Complete(); err != nil {
-		return nil, fmt.Errorf("%w: consumer group value: %v", ErrCorrupt, err)
-	}
-	cg.rebuildOwners()
-	return cg, nil
-}
-
 // offsetsPartition is the coordinator's view of one __consumer_offsets
 // partition: the live records (latest value per key) a snapshot would
-// write, and how many records the log holds.
+// write, their size, and how many bytes of records the log holds.
 type offsetsPartition struct {
 	id int32
 
@@ -253,11 +105,15 @@ type offsetsPartition struct {
 	// misses a record that is in the log.
 	mu sync.RWMutex
 
-	liveMu  sync.Mutex
-	live    map[string]Record // canonical key → latest record; guarded by liveMu
-	records int               // records in the log from its start; guarded by liveMu
-	retryAt int               // after a failed snapshot, do not retry below this many records
+	liveMu    sync.Mutex
+	live      map[string]Record // canonical key → latest record; guarded by liveMu
+	liveBytes int64             // recordBytes of the live records; guarded by liveMu
+	logBytes  int64             // recordBytes of every record in the log from its start; guarded by liveMu
+	retryAt   int64             // after a failed snapshot, do not retry below this many log bytes
 }
+
+// recordBytes is what a record counts for compaction: its key and value.
+func recordBytes(r Record) int64 { return int64(len(r.Key) + len(r.Value)) }
 
 // canonicalKey maps a record key to the identity it updates: offset keys
 // of version 0 and 1 name the same offset.
@@ -277,17 +133,24 @@ func (p *offsetsPartition) applyLive(recs []Record) {
 	defer p.liveMu.Unlock()
 	for _, r := range recs {
 		k, key := canonicalKey(r.Key)
+		if old, ok := p.live[k]; ok {
+			p.liveBytes -= recordBytes(old)
+		}
 		if r.Value == nil {
 			delete(p.live, k)
 		} else {
-			p.live[k] = Record{Key: key, Value: r.Value}
+			rec := Record{Key: key, Value: r.Value}
+			p.live[k] = rec
+			p.liveBytes += recordBytes(rec)
 		}
-		p.records++
+		p.logBytes += recordBytes(r)
 	}
 }
 
-func (p *offsetsPartition) needsSnapshotLocked(slack int) bool {
-	return p.records > 2*len(p.live)+slack && p.records >= p.retryAt
+// needsSnapshotLocked reports whether the log holds more than twice the
+// live state's bytes plus slack: a snapshot then at least halves it.
+func (p *offsetsPartition) needsSnapshotLocked(slack int64) bool {
+	return p.logBytes > 2*p.liveBytes+slack && p.logBytes >= p.retryAt
 }
 
 // appendLocked appends recs for g (whose lock is held) to g's partition and
@@ -353,7 +216,7 @@ func (c *Coordinator) snapshotPartition(part *offsetsPartition) {
 	for i, k := range keys {
 		recs[i] = part.live[k]
 	}
-	before := part.records
+	before, live := part.logBytes, part.liveBytes
 	part.liveMu.Unlock()
 
 	start := time.Now()
@@ -361,13 +224,13 @@ func (c *Coordinator) snapshotPartition(part *offsetsPartition) {
 	part.liveMu.Lock()
 	defer part.liveMu.Unlock()
 	if err != nil {
-		part.retryAt = part.records + c.cfg.compactSlack
+		part.retryAt = part.logBytes + c.cfg.compactSlack
 		c.log.Warn("snapshotting __consumer_offsets", "partition", part.id, "err", err)
 		return
 	}
-	part.records = len(recs)
+	part.logBytes = live
 	part.retryAt = 0
-	c.log.Info("snapshotted __consumer_offsets", "partition", part.id, "records_before", before, "live", len(recs), "elapsed", time.Since(start))
+	c.log.Info("snapshotted __consumer_offsets", "partition", part.id, "bytes_before", before, "live_bytes", live, "live_records", len(recs), "elapsed", time.Since(start))
 }
 
 // replay loads one partition. It runs in New, before anything else can
@@ -380,7 +243,7 @@ func (c *Coordinator) replay(part *offsetsPartition) error {
 		}
 		if err := c.replayRecord(part.id, rec); err != nil {
 			c.log.Warn("skipping __consumer_offsets record", "partition", part.id, "offset", offset, "err", err)
-			part.records++
+			part.logBytes += recordBytes(rec)
 			return nil
 		}
 		part.applyLive([]Record{rec})
@@ -446,34 +309,19 @@ func (c *Coordinator) replayRecord(p int32, r Record) error {
 		if err := val.ReadFrom(r.Value); err != nil {
 			return fmt.Errorf("%w: group value: %v", ErrCorrupt, err)
 		}
+		if g.kind == kindConsumer && (g.cg.stored.written || g.cg.legacy) {
+			// A group changes protocol only once its records of the
+			// other one are deleted; a log that says otherwise keeps
+			// the KIP-848 group, which a snapshot (where KIP-848 keys
+			// sort after this one) would load too.
+			return fmt.Errorf("%w: classic group record for KIP-848 group %s", ErrCorrupt, k.Group)
+		}
 		g.loadClassic(&val)
-	case keyConsumerGroup:
-		rd := kbin.Reader{Src: r.Key[2:]}
-		name := rd.String()
-		if err := rd.Complete(); err != nil {
-			return fmt.Errorf("%w: consumer group key: %v", ErrCorrupt, err)
-		}
-		g := c.replayGroup(name, p)
-		if r.Value == nil {
-			if g.kind == kindConsumer {
-				g.resetClassic()
-				g.persisted = false
-			}
-			return nil
-		}
-		if len(r.Value) >= 2 && int16(r.Value[0])<<8|int16(r.Value[1]) > consumerGroupValueVersion {
-			c.log.Warn("consumer group record from a newer version; keeping it unloaded", "group", name)
-			return nil
-		}
-		cg, err := decodeConsumerGroup(r.Value)
-		if err != nil {
-			return err
-		}
-		g.resetClassic()
-		g.toConsumer()
-		g.cg = cg
-		g.cgPersisted = r.Value
-		g.persisted = true
+	case keyConsumerGroupMetadata, keyConsumerGroupPartitions, keyConsumerGroupMember,
+		keyConsumerGroupTargetEpoch, keyConsumerGroupTarget, keyConsumerGroupCurrent:
+		return c.replayConsumerRecord(p, v, r)
+	case keyConsumerGroupLegacy:
+		return c.replayLegacy(p, r)
 	default:
 		// A record type this version does not know: keep it live so a
 		// snapshot carries it, but do not interpret it.
@@ -534,6 +382,13 @@ func (g *group) loadClassic(v *kmsg.GroupMetadataValue) {
 // the loaded members.
 func (c *Coordinator) finishReplay() {
 	// No timer is armed yet, so the groups are still ours alone here.
+	for _, g := range c.groupsSnapshot() {
+		g.mu.Lock()
+		if g.kind == kindConsumer {
+			c.dropOrphansLocked(g)
+		}
+		g.mu.Unlock()
+	}
 	c.mu.Lock()
 	var loaded []*group
 	for name, g := range c.mu.groups {
@@ -552,6 +407,14 @@ func (c *Coordinator) finishReplay() {
 				c.scheduleHeartbeatLocked(g, m, m.sessionTimeout)
 			}
 		case kindConsumer:
+			g.cg.finishLoad()
+			if g.cg.legacy {
+				if err := c.migrateLegacyLocked(g); err != nil {
+					c.log.Warn("rewriting consumer group in Kafka's records; it is written with its next change", "group", g.name, "err", err)
+				} else {
+					c.log.Info("consumer group rewritten in Kafka's records", "group", g.name, "members", len(g.cg.members))
+				}
+			}
 			c.syncConsumerTimersLocked(g)
 		}
 		g.mu.Unlock()

@@ -140,6 +140,9 @@ func TestScripts(t *testing.T) {
 				for i := range blocks {
 					if blocks[i].cmd != "" {
 						blocks[i].got = r.run(blocks[i].cmd)
+						if r.c != nil {
+							checkStored(t, r.c)
+						}
 					}
 				}
 			})
@@ -532,7 +535,7 @@ func (r *scriptRunner) run(cmd string) []string {
 		r.cfg.OffsetsRetention = a.dur(r, "retention", 0)
 		r.cfg.OffsetsRetentionCheckInterval = a.dur(r, "retention-check", 0)
 		r.cfg.ConsumerSessionTimeout = a.dur(r, "consumer-session", 0)
-		r.cfg.compactSlack = int(a.int(r, "compact-slack", 0))
+		r.cfg.compactSlack = a.int(r, "compact-slack", 0)
 		if v, ok := a.kv["assignors"]; ok {
 			r.cfg.ConsumerAssignors = strings.Split(v, ",")
 		}

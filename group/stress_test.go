@@ -26,7 +26,7 @@ func TestConcurrentGroups(t *testing.T) {
 			Topics:                 func() map[string]TopicInfo { return testTopics },
 			OffsetsTopicPartitions: 3,
 			InitialRebalanceDelay:  100 * time.Millisecond,
-			compactSlack:           10,
+			compactSlack:           400,
 		}
 		c, err := New(cfg)
 		if err != nil {
@@ -53,6 +53,7 @@ func TestConcurrentGroups(t *testing.T) {
 		})
 		wg.Wait()
 		synctest.Wait()
+		checkStored(t, c)
 
 		live := allOffsets(c)
 		c.Close()
