@@ -140,20 +140,20 @@ func (s *memStore) summary() []string {
 type fakeLog struct {
 	batches  []Batch
 	logStart int64
-	next     int64              // log end offset (= high watermark)
-	lso      int64              // last stable offset; -1: the high watermark
-	times    map[int64]int64    // offset → HeaderDeliverAt
+	next     int64           // log end offset (= high watermark)
+	lso      int64           // last stable offset; -1: the high watermark
+	times    map[int64]int64 // offset → HeaderDeliverAt
 	aborted  []AbortedRange
-	stamps   map[int64]int64    // batch base offset → max timestamp, for OffsetForTime
+	stamps   map[int64]int64 // batch base offset → max timestamp, for OffsetForTime
 }
 
 // fakeReader is an in-memory Reader.
 type fakeReader struct {
-	mu       sync.Mutex
-	logs     map[TopicPartition]*fakeLog
-	fail     error // every call fails with it
-	reads    int   // ReadBatches calls
-	decodes  int   // DeliveryTimes calls
+	mu      sync.Mutex
+	logs    map[TopicPartition]*fakeLog
+	fail    error // every call fails with it
+	reads   int   // ReadBatches calls
+	decodes int   // DeliveryTimes calls
 }
 
 func newFakeReader() *fakeReader { return &fakeReader{logs: make(map[TopicPartition]*fakeLog)} }

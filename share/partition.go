@@ -170,11 +170,11 @@ type acquireEnv struct {
 	maxLocks   int64 // group.share.partition.max.record.locks
 	maxDelayed int64 // group.share.partition.max.delayed.records
 
-	acquired int64     // records acquired so far
-	jobs     []dlqJob  // dead letters to write, from runs archived here
-	err      error     // a reader error
+	acquired int64    // records acquired so far
+	jobs     []dlqJob // dead letters to write, from runs archived here
+	err      error    // a reader error
 	dst      []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord
-	newDelay bool      // a delayed run was added (the timer must know)
+	newDelay bool // a delayed run was added (the timer must know)
 }
 
 // archiveLocked gives up on run i because it used up its deliveries.

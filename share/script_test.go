@@ -212,7 +212,7 @@ func newScriptRunner(t *testing.T) *scriptRunner {
 			defer r.mu.Unlock()
 			r.gone = append(r.gone, group+":"+m)
 		},
-		OtherGroup: func(group string) bool { return strings.HasPrefix(group, "consumer-") },
+		OtherGroup:      func(group string) bool { return strings.HasPrefix(group, "consumer-") },
 		StatePartitions: 4,
 	}
 	return r
