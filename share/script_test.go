@@ -176,6 +176,7 @@ type scriptRunner struct {
 	available []string
 	gone      []string
 	dlqSeen   int
+	epochs    map[string]int32 // group/member → the epoch the client last got
 }
 
 func newScriptRunner(t *testing.T) *scriptRunner {
@@ -187,6 +188,7 @@ func newScriptRunner(t *testing.T) *scriptRunner {
 		start:   time.Now(),
 		topics:  make(map[string]TopicInfo),
 		configs: make(map[string]map[string]string),
+		epochs:  make(map[string]int32),
 	}
 	r.cfg = Config{
 		Store:  r.store,
@@ -698,10 +700,11 @@ func (r *scriptRunner) run(cmd string) []string {
 	case "events":
 		synctest.Wait()
 		r.mu.Lock()
-		for _, s := range r.available {
+		// Timers due at one instant fire in no set order.
+		for _, s := range slices.Sorted(slices.Values(r.available)) {
 			out = append(out, "available "+s)
 		}
-		for _, s := range r.gone {
+		for _, s := range slices.Sorted(slices.Values(r.gone)) {
 			out = append(out, "gone "+s)
 		}
 		r.available, r.gone = nil, nil
@@ -741,10 +744,8 @@ func (r *scriptRunner) heartbeat(a scriptArgs, group string) string {
 		req.MemberEpoch = -1
 	}
 	if !a.has("epoch") && !a.flag("join") && !a.flag("leave") {
-		// A plain heartbeat: the member's current epoch.
-		if m := r.memberEpoch(group, req.MemberID); m >= 0 {
-			req.MemberEpoch = m
-		}
+		// A plain heartbeat: the epoch the client last got.
+		req.MemberEpoch = r.epochs[group+"/"+req.MemberID]
 	}
 	if v, ok := a.kv["topics"]; ok {
 		req.SubscribedTopicNames = []string{}
@@ -757,6 +758,12 @@ func (r *scriptRunner) heartbeat(a scriptArgs, group string) string {
 	}
 	req = wire(r, req)
 	resp := wireResp(r, r.c.ShareGroupHeartbeat(r.ctx(name), req), req.Version)
+	switch resp.ErrorCode {
+	case 0:
+		r.epochs[group+"/"+req.MemberID] = max(resp.MemberEpoch, 0)
+	case kerr.UnknownMemberID.Code, kerr.FencedMemberEpoch.Code:
+		r.epochs[group+"/"+req.MemberID] = 0
+	}
 	if resp.ErrorCode != 0 {
 		msg := ""
 		if resp.ErrorMessage != nil {
@@ -769,20 +776,6 @@ func (r *scriptRunner) heartbeat(a scriptArgs, group string) string {
 		s += " assigned=" + r.formatAssignment(resp.Assignment.TopicPartitions)
 	}
 	return s
-}
-
-// memberEpoch is the epoch the coordinator knows for a member, -1 if none.
-func (r *scriptRunner) memberEpoch(group, id string) int32 {
-	g := r.c.findGroup(group)
-	if g == nil {
-		return -1
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if m := g.members[id]; m != nil {
-		return m.epoch
-	}
-	return -1
 }
 
 func (r *scriptRunner) formatAssignment(tps []kmsg.ShareGroupHeartbeatResponseAssignmentTopicPartition) string {
