@@ -150,6 +150,15 @@ func (c *Coordinator) compactLoop() {
 // per share-partition and the live membership records) through
 // Store.Snapshot, if p needs it or force is set.
 func (c *Coordinator) snapshotPartition(p *statePart, force bool) error {
+	if !force {
+		// Look first, so appends are not held up for nothing.
+		p.liveMu.Lock()
+		due := p.needsSnapshotLocked(c.cfg.SnapshotSlack)
+		p.liveMu.Unlock()
+		if !due {
+			return nil
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.liveMu.Lock()

@@ -165,7 +165,6 @@ func TestConcurrentReplay(t *testing.T) {
 	}
 }
 
-
 // gateStore holds the next Append until released, so a test can make a
 // record reach the log after records built later.
 type gateStore struct {
