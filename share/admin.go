@@ -342,12 +342,12 @@ func (c *Coordinator) DeleteShareGroupOffsets(ctx context.Context, req *kmsg.Del
 }
 
 // TopicsChanged tells the coordinator that topics were created, deleted
-// or grew partitions. The state of deleted topics (or of a topic
+// or grew partitions, or that a topic's delivery.delay.ms changed. The state of deleted topics (or of a topic
 // recreated under a new ID) is deleted from every group, and groups whose
 // subscribed partitions changed bump their epoch and reassign. It returns
 // when every group has been updated.
 func (c *Coordinator) TopicsChanged() {
-	topics := c.cfg.Topics()
+	topics := c.refreshTopics()
 	ids := make(map[[16]byte]bool, len(topics))
 	for _, t := range topics {
 		ids[t.ID] = true

@@ -33,6 +33,7 @@ type Coordinator struct {
 
 	timers timerHeap
 	dlq    dlqQueue
+	topics atomic.Pointer[topicIndex] // topics by ID, as of the last refresh
 
 	mu struct {
 		sync.Mutex
@@ -79,7 +80,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if err := c.replayAll(); err != nil {
 		return nil, err
 	}
-	c.mu.knownTopics = c.cfg.Topics()
+	c.mu.knownTopics = c.refreshTopics()
 	c.log.Info("share coordinator loaded", "groups", len(c.mu.groups), "elapsed", time.Since(start))
 
 	c.wg.Add(3)
@@ -318,6 +319,38 @@ func (c *Coordinator) GroupConfigChanged(group string) {
 // dlqEnabled reports whether records g gives up on are dead-lettered.
 func (c *Coordinator) dlqEnabled(gc *groupConfig) bool {
 	return c.cfg.DLQ != nil && gc.dlqTopic != ""
+}
+
+// topicIndex maps topic IDs to topics, so the fetch path finds a topic
+// without calling Config.Topics.
+type topicIndex map[[16]byte]topicEntry
+
+type topicEntry struct {
+	name string
+	info TopicInfo
+}
+
+// refreshTopics rebuilds the topic index from Config.Topics and returns
+// the topics.
+func (c *Coordinator) refreshTopics() map[string]TopicInfo {
+	topics := c.cfg.Topics()
+	idx := make(topicIndex, len(topics))
+	for name, t := range topics {
+		idx[t.ID] = topicEntry{name, t}
+	}
+	c.topics.Store(&idx)
+	return topics
+}
+
+// topic returns the name and info of the topic with id, refreshing the
+// index once if it does not know the ID (a topic created since).
+func (c *Coordinator) topic(id [16]byte) (string, TopicInfo, bool) {
+	if e, ok := (*c.topics.Load())[id]; ok {
+		return e.name, e.info, true
+	}
+	c.refreshTopics()
+	e, ok := (*c.topics.Load())[id]
+	return e.name, e.info, ok
 }
 
 // topicByID returns the name and info of the topic with id.

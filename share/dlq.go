@@ -169,7 +169,7 @@ func (c *Coordinator) deadLetter(job *dlqJob) bool {
 			DeliveryCount: job.count,
 			Reason:        job.reason,
 		}
-		if name, _, ok := topicByID(c.cfg.Topics(), job.key.tp.TopicID); ok {
+		if name, _, ok := c.topic(job.key.tp.TopicID); ok {
 			dl.SourceTopic = name
 		}
 		if job.check {

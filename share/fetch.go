@@ -46,8 +46,7 @@ func (c *Coordinator) Acquire(opts AcquireOptions, dst []kmsg.ShareFetchResponse
 		return dst, e
 	}
 	gc := c.groupConfig(g)
-	topics := c.cfg.Topics()
-	_, info, ok := topicByID(topics, opts.Partition.TopicID)
+	_, info, ok := c.topic(opts.Partition.TopicID)
 	if !ok {
 		return dst, kerr.UnknownTopicOrPartition
 	}
@@ -153,7 +152,7 @@ func (c *Coordinator) sharePartition(group string, tp TopicPartition, create boo
 	if sp := g.sps[tp]; sp != nil {
 		return g, sp, nil
 	}
-	if _, info, ok := topicByID(c.cfg.Topics(), tp.TopicID); !ok || tp.Partition < 0 || tp.Partition >= info.Partitions {
+	if _, info, ok := c.topic(tp.TopicID); !ok || tp.Partition < 0 || tp.Partition >= info.Partitions {
 		return nil, nil, kerr.UnknownTopicOrPartition
 	}
 	if e := c.initializeLocked(g, []TopicPartition{tp}); e != nil {
@@ -419,3 +418,6 @@ func AckBatchesFromAcknowledge(dst []AckBatch, bs []kmsg.ShareAcknowledgeRequest
 	}
 	return dst
 }
+
+// acquiredRange is one range of ShareFetch's AcquiredRecords.
+type acquiredRange = kmsg.ShareFetchResponseTopicPartitionAcquiredRecord

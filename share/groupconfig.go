@@ -24,6 +24,13 @@ const (
 	isolationReadUncommitted = "read_uncommitted"
 )
 
+// groupConfigNames are the group configs this package reads.
+var groupConfigNames = map[string]bool{
+	GroupSessionTimeout: true, GroupHeartbeatInterval: true, GroupRecordLockDuration: true,
+	GroupDeliveryCountLimit: true, GroupAutoOffsetReset: true, GroupIsolationLevel: true,
+	GroupDLQTopic: true, GroupDLQCopyRecord: true, GroupDeliveryBackoff: true, GroupDeliveryBackoffMax: true,
+}
+
 // resetKind is a share.auto.offset.reset strategy.
 type resetKind int8
 
@@ -96,7 +103,7 @@ func (c *Coordinator) ValidateGroupConfig(name, value string) error {
 func (c *Coordinator) resolveGroupConfig(group string, overrides map[string]string) groupConfig {
 	g := c.defaultGroupConfig()
 	for name, value := range overrides {
-		if _, ok := c.GroupConfigDefaults()[name]; !ok {
+		if !groupConfigNames[name] {
 			continue // not a share config
 		}
 		if err := c.applyGroupConfig(&g, name, value); err != nil {
