@@ -9,7 +9,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
 # Fuzz targets as package:target.
-FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzConvertLegacy ./segment:FuzzScan ./server:FuzzRequest
+FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzConvertLegacy ./segment:FuzzScan ./server:FuzzRequest ./share:FuzzReplay
 
 .PHONY: all build run test vet fuzz-short fuzz bench bench-broker bench-compare clean
 

@@ -344,11 +344,12 @@ func (sp *sharePartition) addBatchLocked(env *acquireEnv, b *Batch, lo, hi int64
 		allowance = env.maxRecords - env.acquired
 	}
 	ti := 0
-	j := sp.rs.find(lo)
 	for cur := lo; cur <= hi; {
+		// Runs merge with their neighbours as they are added, so look
+		// the position up again each time.
+		j := sp.rs.find(cur)
 		if j < len(sp.rs) && sp.rs[j].first <= cur {
 			cur = sp.rs[j].last + 1 // replayed state already covers it
-			j++
 			continue
 		}
 		segEnd := hi
@@ -357,6 +358,7 @@ func (sp *sharePartition) addBatchLocked(env *acquireEnv, b *Batch, lo, hi int64
 		}
 		// Split the segment where the delivery time changes.
 		for cur <= segEnd {
+			j = sp.rs.find(cur)
 			nb, to := notBefore, segEnd
 			for ti < len(times) && times[ti].Offset < cur {
 				ti++
@@ -375,7 +377,7 @@ func (sp *sharePartition) addBatchLocked(env *acquireEnv, b *Batch, lo, hi int64
 				if env.strict {
 					allowance -= take
 				}
-				j = sp.takeLocked(j, env) + 1
+				sp.takeLocked(j, env)
 				cur += take
 				continue
 			}
@@ -391,7 +393,7 @@ func (sp *sharePartition) addBatchLocked(env *acquireEnv, b *Batch, lo, hi int64
 				env.newDelay = true
 			}
 			sp.rs.insert(j, r)
-			j = sp.rs.mergeAround(j) + 1
+			sp.rs.mergeAround(j)
 			cur = to + 1
 		}
 	}
