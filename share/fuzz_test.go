@@ -213,4 +213,3 @@ func FuzzReplay(f *testing.F) {
 		}
 	})
 }
-
