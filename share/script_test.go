@@ -715,6 +715,15 @@ func (r *scriptRunner) run(cmd string) []string {
 	case "store":
 		synctest.Wait()
 		out = append(out, r.store.summary()...)
+		if r.c != nil {
+			for _, p := range r.c.parts {
+				p.liveMu.Lock()
+				if p.bytes > 0 {
+					out = append(out, fmt.Sprintf("state partition %d: bytes=%d snapshot=%d retry-at=%d", p.id, p.bytes, p.base, p.retryAt))
+				}
+				p.liveMu.Unlock()
+			}
+		}
 		r.store.mu.Lock()
 		out = append(out, fmt.Sprintf("snapshots=%d", r.store.snapshots))
 		r.store.mu.Unlock()
