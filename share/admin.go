@@ -122,7 +122,7 @@ func (c *Coordinator) deleteStateLocked(g *group, sp *sharePartition) error {
 	sp.mu.Unlock()
 	p.unregister(sp)
 	c.appended(p, recs, false)
-	delete(g.sps, sp.key.tp)
+	c.removeSPLocked(g, sp)
 	return nil
 }
 
@@ -286,7 +286,7 @@ func (c *Coordinator) resetStateLocked(g *group, tp TopicPartition, start, nowMs
 	}
 	sp.resetLocked(start, epoch)
 	if fresh {
-		g.sps[tp] = sp
+		c.addSPLocked(g, sp)
 		p.register(sp)
 	}
 	c.appended(p, recs, false)

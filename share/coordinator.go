@@ -39,6 +39,10 @@ type Coordinator struct {
 		sync.Mutex
 		closed bool
 		groups map[string]*group
+		// sps indexes every group's share-partitions, so the fetch path
+		// finds one without taking a group lock. Changed with the
+		// group's lock held too.
+		sps map[spKey]*sharePartition
 		// epochs remembers the highest state epoch of every
 		// share-partition that ever had state, deleted ones included, so
 		// a re-created state never reuses an epoch (see stateValue).
@@ -69,6 +73,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c.base = c.clock.Now()
 	c.mu.groups = make(map[string]*group)
+	c.mu.sps = make(map[spKey]*sharePartition)
 	c.mu.epochs = make(map[spKey]int32)
 	c.timers.init()
 	c.dlq.init()
@@ -256,6 +261,34 @@ func (c *Coordinator) groupsSnapshot() []*group {
 		return 0
 	})
 	return gs
+}
+
+// lookup returns the group and share-partition of k, or nils.
+func (c *Coordinator) lookup(k spKey) (*group, *sharePartition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.closed {
+		return nil, nil
+	}
+	return c.mu.groups[k.group], c.mu.sps[k]
+}
+
+// addSPLocked makes sp one of g's share-partitions. g.mu is held.
+func (c *Coordinator) addSPLocked(g *group, sp *sharePartition) {
+	g.sps[sp.key.tp] = sp
+	c.mu.Lock()
+	c.mu.sps[sp.key] = sp
+	c.mu.Unlock()
+}
+
+// removeSPLocked forgets sp. g.mu is held.
+func (c *Coordinator) removeSPLocked(g *group, sp *sharePartition) {
+	delete(g.sps, sp.key.tp)
+	c.mu.Lock()
+	if c.mu.sps[sp.key] == sp {
+		delete(c.mu.sps, sp.key)
+	}
+	c.mu.Unlock()
 }
 
 // Exists reports whether a share group of that name exists. The server

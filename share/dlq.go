@@ -130,15 +130,9 @@ func (c *Coordinator) dlqLoop() {
 
 // deadLetter runs one job; false means retry it later.
 func (c *Coordinator) deadLetter(job *dlqJob) bool {
-	g := c.findGroup(job.key.group)
-	if g == nil {
+	g, sp := c.lookup(job.key)
+	if g == nil || sp == nil {
 		return true // deleted
-	}
-	g.mu.Lock()
-	sp := g.sps[job.key.tp]
-	g.mu.Unlock()
-	if sp == nil {
-		return true
 	}
 	sp.mu.Lock()
 	live := !sp.dead && sp.stateEpoch == job.epoch && sp.archivingLocked(job.first, job.last)

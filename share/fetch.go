@@ -128,14 +128,8 @@ func splitRanges(dst []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord, firs
 // sharePartition returns the group and the state of tp for it,
 // initializing the state (and creating the group) if create is set.
 func (c *Coordinator) sharePartition(group string, tp TopicPartition, create bool) (*group, *sharePartition, *kerr.Error) {
-	if g := c.findGroup(group); g != nil {
-		g.mu.Lock()
-		sp := g.sps[tp]
-		dead := g.dead
-		g.mu.Unlock()
-		if sp != nil && !dead {
-			return g, sp, nil
-		}
+	if g, sp := c.lookup(spKey{group, tp}); g != nil && sp != nil {
+		return g, sp, nil
 	}
 	if !create {
 		return nil, nil, kerr.InvalidRecordState
@@ -246,7 +240,7 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 			continue
 		}
 		for _, sp := range sps {
-			g.sps[sp.key.tp] = sp
+			c.addSPLocked(g, sp)
 			p.register(sp)
 			c.log.Info("share-partition initialized", "group", g.name, "topic_id", kafkaUUID(sp.key.tp.TopicID), "partition", sp.key.tp.Partition, "start_offset", sp.start)
 		}
@@ -360,18 +354,16 @@ func (c *Coordinator) ReleaseSession(group, memberID string, tps []TopicPartitio
 	gc := c.groupConfig(g)
 	var n notes
 	for _, tp := range tps {
-		g.mu.Lock()
-		sp := g.sps[tp]
-		g.mu.Unlock()
-		if sp != nil {
+		if _, sp := c.lookup(spKey{group, tp}); sp != nil {
 			c.releaseWhere(sp, gc, func(r *run) bool { return r.member == memberID }, &n)
 		}
 	}
 	c.fire(&n)
 }
 
-// releaseWhere releases the acquired runs of sp that match, writes the
-// change behind, and notes sp as available if records became deliverable.
+// releaseWhere releases the acquired runs of sp that match, and notes sp
+// as available if records became deliverable and the change to write
+// behind.
 func (c *Coordinator) releaseWhere(sp *sharePartition, gc *groupConfig, match func(*run) bool, n *notes) {
 	_, ms := c.now()
 	sp.mu.Lock()
@@ -389,7 +381,7 @@ func (c *Coordinator) releaseWhere(sp *sharePartition, gc *groupConfig, match fu
 	if available {
 		n.available = append(n.available, sp.key)
 	}
-	c.writeBehind(sp, sbs)
+	n.writes = append(n.writes, behind{sp, sbs})
 }
 
 // LockDuration returns the acquisition lock duration of group, for

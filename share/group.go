@@ -46,6 +46,10 @@ type member struct {
 	target     assignment // what the assignor gives it at the group epoch
 	session    Timer      // session timeout
 	seq        uint64     // session timer generation
+	// gone marks a member on its way out (it left, or its session
+	// ended): its records are released and it is answered as unknown;
+	// removing it from the group and the store follows.
+	gone bool
 }
 
 func (c *Coordinator) newGroup(name string) *group {
@@ -104,13 +108,23 @@ func clientInfoFrom(ctx context.Context) ClientInfo {
 // the partitions it subscribes to when no TopicsChanged call arrives.
 const metadataRefreshInterval = 10 * time.Second
 
-// notes are the callbacks to make once no lock is held.
+// notes are what to do once no lock is held: callbacks, then the
+// records of releases written behind.
 type notes struct {
 	available []spKey
 	gone      []string // members gone, of group
 	group     string
+	writes    []behind
 }
 
+// behind is a change already applied in memory, to be written.
+type behind struct {
+	sp  *sharePartition
+	sbs []stateBatch
+}
+
+// fire tells the server what became deliverable and who left, then
+// writes the releases behind: redelivery does not wait for the store.
 func (c *Coordinator) fire(n *notes) {
 	if c.cfg.Available != nil {
 		for _, k := range n.available {
@@ -122,6 +136,10 @@ func (c *Coordinator) fire(n *notes) {
 			c.cfg.MemberGone(n.group, m)
 		}
 	}
+	for _, w := range n.writes {
+		c.writeBehind(w.sp, w.sbs)
+	}
+	n.available, n.gone, n.writes = nil, nil, nil
 }
 
 // ShareGroupHeartbeat handles a ShareGroupHeartbeat request (v0-v1): join
@@ -165,11 +183,20 @@ func (c *Coordinator) ShareGroupHeartbeat(ctx context.Context, req *kmsg.ShareGr
 	defer c.maybeDropLocked(g)
 	if req.MemberEpoch == -1 {
 		m := g.members[req.MemberID]
-		if m == nil {
+		if m == nil || m.gone {
 			return fail(kerr.UnknownMemberID, fmt.Sprintf("Member %s is not a member of group %s.", req.MemberID, g.name))
 		}
-		if err := c.removeMemberLocked(g, m, &n, true); err != nil {
-			return fail(kerr.CoordinatorNotAvailable, "")
+		// Its records go back first, and are redelivered while the
+		// membership change is written.
+		c.releaseMemberLocked(g, m, &n)
+		g.mu.Unlock()
+		c.fire(&n)
+		g.mu.Lock()
+		if !g.dead && g.members[m.id] == m && m.gone {
+			if err := c.removeMemberLocked(g, m, &n, true); err != nil {
+				m.gone = false
+				return fail(kerr.CoordinatorNotAvailable, "")
+			}
 		}
 		c.log.Info("share member leaves", "group", g.name, "member", m.id)
 		resp.MemberID = strPtr(req.MemberID)
@@ -219,6 +246,14 @@ func (g *group) restore(u undo) {
 // before anything changes.
 func (c *Coordinator) heartbeatLocked(g *group, req *kmsg.ShareGroupHeartbeatRequest, ci ClientInfo, resp *kmsg.ShareGroupHeartbeatResponse) (*kerr.Error, string) {
 	m := g.members[req.MemberID]
+	if m != nil && m.gone {
+		// On its way out: unknown; a join starts a new incarnation.
+		if m.session != nil {
+			m.session.Stop()
+		}
+		delete(g.members, m.id)
+		m = nil
+	}
 	switch {
 	case m == nil && req.MemberEpoch != 0:
 		return kerr.UnknownMemberID, fmt.Sprintf("Member %s is not a member of group %s.", req.MemberID, g.name)
@@ -371,8 +406,17 @@ func (c *Coordinator) scheduleSessionLocked(g *group, m *member) {
 		defer c.wg.Done()
 		var n notes
 		g.mu.Lock()
-		if cur := g.members[id]; !g.dead && !c.isClosed() && cur != nil && cur.seq == seq {
-			c.log.Info("share member session timed out", "group", g.name, "member", id)
+		cur := g.members[id]
+		if g.dead || c.isClosed() || cur == nil || cur.seq != seq || cur.gone {
+			g.mu.Unlock()
+			return
+		}
+		c.log.Info("share member session timed out", "group", g.name, "member", id)
+		c.releaseMemberLocked(g, cur, &n)
+		g.mu.Unlock()
+		c.fire(&n) // redelivery does not wait for the membership change
+		g.mu.Lock()
+		if !g.dead && g.members[id] == cur && cur.gone {
 			if err := c.removeMemberLocked(g, cur, &n, false); err != nil {
 				c.log.Warn("storing share group", "group", g.name, "err", err)
 			}
@@ -383,12 +427,13 @@ func (c *Coordinator) scheduleSessionLocked(g *group, m *member) {
 	})
 }
 
-// removeMemberLocked removes m from g (it left, or its session ended),
-// bumps the group epoch and releases its records at once. With strict, a
-// failure to store the change undoes it and is returned; otherwise the
-// member is removed anyway (after a restart it is back, without a session,
-// and times out again).
+// removeMemberLocked removes m from g (it left, or its session ended) and
+// bumps the group epoch; its records were released by
+// releaseMemberLocked. With strict, a failure to store the change undoes
+// it and is returned; otherwise the member is removed anyway (after a
+// restart it is back, without a session, and times out again).
 func (c *Coordinator) removeMemberLocked(g *group, m *member, n *notes, strict bool) error {
+	c.releaseMemberLocked(g, m, n) // what it acquired since
 	u := g.saveUndo()
 	delete(g.members, m.id)
 	g.epoch++
@@ -414,11 +459,17 @@ func (c *Coordinator) removeMemberLocked(g *group, m *member, n *notes, strict b
 	}
 	n.group = g.name
 	n.gone = append(n.gone, m.id)
+	return nil
+}
+
+// releaseMemberLocked marks m gone and releases every record it holds;
+// n says what became available and writes the release behind.
+func (c *Coordinator) releaseMemberLocked(g *group, m *member, n *notes) {
+	m.gone = true
 	gc := c.groupConfig(g)
 	for _, sp := range g.spsSorted() {
 		c.releaseWhere(sp, gc, func(r *run) bool { return r.member == m.id }, n)
 	}
-	return nil
 }
 
 // spsSorted returns g's share-partitions in topic ID, partition order.

@@ -353,6 +353,7 @@ func (r *replayer) finish() {
 	for key, sp := range r.states {
 		g := r.group(key.group)
 		g.sps[key.tp] = sp
+		c.mu.sps[key] = sp
 		c.parts[sp.part].sps[key] = sp
 		r.jobs = sp.finishReplayLocked(r.jobs)
 		c.scheduleLocked(sp)

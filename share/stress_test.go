@@ -1,10 +1,13 @@
 package share
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // slowStore delays every write by a random few microseconds outside the
@@ -276,4 +279,56 @@ func TestReplayOutOfOrder(t *testing.T) {
 	}
 	defer c.Close()
 	acquire("z", 100, "0-0x2")
+}
+
+// TestSessionEndRedeliversBeforeWriting checks that the records of a
+// member whose session ended can be acquired again before the store has
+// written their release: redelivery waits for no fsync.
+func TestSessionEndRedeliversBeforeWriting(t *testing.T) {
+	store := &gateStore{memStore: newMemStore()}
+	reader := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	reader.produce(tp, 1000, 0, false, false, -1, nil)
+	available := make(chan struct{}, 16)
+	c, err := New(Config{
+		Store:                store,
+		Reader:               reader,
+		Topics:               func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+		StatePartitions:      1,
+		SessionTimeout:       200 * time.Millisecond,
+		HeartbeatInterval:    50 * time.Millisecond,
+		MinHeartbeatInterval: 50 * time.Millisecond,
+		GroupConfigs: func(string) map[string]string {
+			return map[string]string{GroupAutoOffsetReset: "earliest"}
+		},
+		Available: func(string, TopicPartition) { available <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := kmsg.NewPtrShareGroupHeartbeatRequest()
+	req.GroupID, req.MemberID, req.SubscribedTopicNames = "g", "a", []string{"t"}
+	if resp := c.ShareGroupHeartbeat(context.Background(), req); resp.ErrorCode != 0 {
+		t.Fatalf("join: %d", resp.ErrorCode)
+	}
+	got, e := c.Acquire(AcquireOptions{Group: "g", Member: "a", Partition: tp, MaxRecords: 1000}, nil)
+	if e != nil || formatRanges(got) != "0-999x1" {
+		t.Fatalf("a acquired %s (%v)", formatRanges(got), e)
+	}
+	// Every write from now on waits until the end of the test.
+	hold, held := make(chan struct{}), make(chan struct{})
+	store.mu.Lock()
+	store.hold, store.held = hold, held
+	store.mu.Unlock()
+	defer close(hold)
+	select {
+	case <-available:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's records were not made available")
+	}
+	got, e = c.Acquire(AcquireOptions{Group: "g", Member: "b", Partition: tp, MaxRecords: 1000}, nil)
+	if e != nil || formatRanges(got) != "0-999x2" {
+		t.Fatalf("b acquired %s (%v)", formatRanges(got), e)
+	}
 }

@@ -149,10 +149,10 @@ func (c *Coordinator) expire(sp *sharePartition) {
 	c.scheduleLocked(sp)
 	sp.mu.Unlock()
 	c.dlq.push(jobs...)
-	if len(sbs) > 0 {
-		c.writeBehind(sp, sbs)
-	}
 	if available && c.cfg.Available != nil {
 		c.cfg.Available(sp.key.group, sp.key.tp)
+	}
+	if len(sbs) > 0 {
+		c.writeBehind(sp, sbs)
 	}
 }
