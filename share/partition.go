@@ -643,10 +643,12 @@ func (sp *sharePartition) expireLocked(nowMono, nowMs int64, deliveries int16, d
 	available := false
 	if sp.lockDeadline != 0 && sp.lockDeadline <= nowMono {
 		sbs, jobs, available = sp.releaseLocked(func(r *run) bool { return r.expires <= nowMono }, nowMs, deliveries, dlq, cfg, sbs, jobs)
+		// Pending runs are left out: their acknowledgement settles them,
+		// or its rollback reschedules them.
 		sp.lockDeadline = 0
 		for i := range sp.rs {
 			r := &sp.rs[i]
-			if r.state == stAcquired && (sp.lockDeadline == 0 || r.expires < sp.lockDeadline) {
+			if r.state == stAcquired && !r.pending && (sp.lockDeadline == 0 || r.expires < sp.lockDeadline) {
 				sp.lockDeadline = r.expires
 			}
 		}

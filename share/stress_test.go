@@ -332,3 +332,55 @@ func TestSessionEndRedeliversBeforeWriting(t *testing.T) {
 		t.Fatalf("b acquired %s (%v)", formatRanges(got), e)
 	}
 }
+
+// TestExpiryDuringAcknowledgement lets a lock expire while the
+// acknowledgement of its records is being written: the timer must wait
+// for the acknowledgement to settle them instead of visiting again and
+// again.
+func TestExpiryDuringAcknowledgement(t *testing.T) {
+	store := &gateStore{memStore: newMemStore()}
+	reader := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	reader.produce(tp, 10, 0, false, false, -1, nil)
+	c, err := New(Config{
+		Store:                 store,
+		Reader:                reader,
+		Topics:                func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+		StatePartitions:       1,
+		RecordLockDuration:    50 * time.Millisecond,
+		MinRecordLockDuration: 50 * time.Millisecond,
+		GroupConfigs: func(string) map[string]string {
+			return map[string]string{GroupAutoOffsetReset: "earliest"}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, e := c.Acquire(AcquireOptions{Group: "g", Member: "a", Partition: tp, MaxRecords: 10}, nil); e != nil || len(got) == 0 {
+		t.Fatalf("acquired %s (%v)", formatRanges(got), e)
+	}
+	hold, held := make(chan struct{}), make(chan struct{})
+	store.mu.Lock()
+	store.hold, store.held = hold, held
+	store.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if e := c.Acknowledge("g", "a", tp, []AckBatch{{FirstOffset: 0, LastOffset: 9, Types: []int8{ackAccept}}}, false); e != nil {
+			t.Errorf("accept: %v", e)
+		}
+	}()
+	<-held
+	before := c.timers.visits.Load()
+	time.Sleep(300 * time.Millisecond) // the lock expires meanwhile
+	visits := c.timers.visits.Load() - before
+	close(hold)
+	<-done
+	if visits > 5 {
+		t.Errorf("the timer visited the partition %d times while its acknowledgement was written", visits)
+	}
+	if got, _ := c.Acquire(AcquireOptions{Group: "g", Member: "b", Partition: tp, MaxRecords: 10}, nil); len(got) != 0 {
+		t.Errorf("accepted records acquired again: %s", formatRanges(got))
+	}
+}

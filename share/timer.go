@@ -3,6 +3,7 @@ package share
 import (
 	"container/heap"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,7 @@ type timerHeap struct {
 	armedAt int64         // monotonic ns the clock timer is armed for; 0 if not armed
 	timer   Timer
 	stopped bool
+	visits  atomic.Int64 // share-partitions visited, for tests
 }
 
 func (t *timerHeap) init() { t.kick = make(chan struct{}, 1) }
@@ -109,6 +111,7 @@ func (c *Coordinator) timerLoop() {
 		}
 		t.mu.Unlock()
 		for _, sp := range due {
+			t.visits.Add(1)
 			c.expire(sp)
 		}
 		t.mu.Lock()
