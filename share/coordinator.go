@@ -100,7 +100,9 @@ func New(cfg Config) (*Coordinator, error) {
 // Calls made after Close answer COORDINATOR_NOT_AVAILABLE. Dead letters
 // not yet written stay archiving in the store and are finished by the next
 // New. Once Close returns the coordinator makes no more Store, Reader or
-// DLQWriter calls. Close is idempotent and always returns nil.
+// DLQWriter calls of its own; requests still running may, so the server
+// closes it once its requests are done. Close is idempotent and always
+// returns nil.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	if c.mu.closed {

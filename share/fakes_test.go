@@ -149,11 +149,12 @@ type fakeLog struct {
 
 // fakeReader is an in-memory Reader.
 type fakeReader struct {
-	mu      sync.Mutex
-	logs    map[TopicPartition]*fakeLog
-	fail    error // every call fails with it
-	reads   int   // ReadBatches calls
-	decodes int   // DeliveryTimes calls
+	mu       sync.Mutex
+	logs     map[TopicPartition]*fakeLog
+	fail     error // every call fails with it
+	failTime error // DeliveryTimes fails with it
+	reads    int   // ReadBatches calls
+	decodes  int   // DeliveryTimes calls
 }
 
 func newFakeReader() *fakeReader { return &fakeReader{logs: make(map[TopicPartition]*fakeLog)} }
@@ -241,6 +242,9 @@ func (r *fakeReader) DeliveryTimes(dst []RecordTime, tp TopicPartition, b *Batch
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.decodes++
+	if r.failTime != nil {
+		return dst, r.failTime
+	}
 	l := r.logs[tp]
 	for off := b.BaseOffset; off <= b.LastOffset; off++ {
 		if at, ok := l.times[off]; ok {

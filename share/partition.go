@@ -303,8 +303,11 @@ func (sp *sharePartition) acquireNewLocked(env *acquireEnv) {
 			break
 		}
 		sp.addBatchLocked(env, b, lo, hi, aborted)
+		if env.err != nil {
+			break // nothing of b was added: it is read again next time
+		}
 		sp.end = hi + 1
-		if env.err != nil || (env.acquired >= env.maxRecords) {
+		if env.acquired >= env.maxRecords {
 			break
 		}
 	}

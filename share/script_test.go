@@ -404,7 +404,7 @@ func (r *scriptRunner) ctx(name string) context.Context {
 //	delete-offsets [group=g] t1 ...     DeleteShareGroupOffsets
 //	delete-group g                      DeleteGroup
 //	config [group=g] k=v ...            group config overrides (v "-" removes)
-//	fail append|snapshot|cut=N|dlq|dlq-reject|dlq-partial=N|reader|none
+//	fail append|snapshot|cut=N|dlq|dlq-reject|dlq-partial=N|reader|times|none
 //	dlq                                 dead letters written since the last dlq
 //	events                              Available and MemberGone notifications since last
 //	store                               the store's partitions
@@ -640,7 +640,7 @@ func (r *scriptRunner) run(cmd string) []string {
 		r.dlq.fail, r.dlq.partial = nil, -1
 		r.dlq.mu.Unlock()
 		r.reader.mu.Lock()
-		r.reader.fail = nil
+		r.reader.fail, r.reader.failTime = nil, nil
 		r.reader.mu.Unlock()
 		for _, f := range a.pos {
 			switch f {
@@ -663,6 +663,10 @@ func (r *scriptRunner) run(cmd string) []string {
 			case "reader":
 				r.reader.mu.Lock()
 				r.reader.fail = errInjected
+				r.reader.mu.Unlock()
+			case "times":
+				r.reader.mu.Lock()
+				r.reader.failTime = errInjected
 				r.reader.mu.Unlock()
 			case "none":
 			default:
