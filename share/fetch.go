@@ -2,6 +2,7 @@ package share
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -261,19 +262,94 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 // already complete and skipped. renew allows acknowledge type 4 (the
 // request's IsRenewAck, v2+). Rejected records, and released ones out of
 // deliveries, are dead-lettered when the group has a dead-letter topic.
+// For several partitions of one request use AcknowledgeAll.
 func (c *Coordinator) Acknowledge(group, memberID string, tp TopicPartition, batches []AckBatch, renew bool) *kerr.Error {
+	a := c.prepareAck(group, memberID, tp, batches, renew)
+	if a.err != nil || a.sp == nil {
+		return a.err
+	}
+	p := c.parts[a.sp.part]
+	p.mu.RLock()
+	_, err := c.store.Append(p.id, a.recs)
+	c.settleAck(p, &a, err)
+	p.mu.RUnlock()
+	c.afterAck(&a)
+	return a.err
+}
+
+// PartitionAcks are the acknowledgement batches of one partition.
+type PartitionAcks struct {
+	Partition TopicPartition
+	Batches   []AckBatch
+	// Err is set by AcknowledgeAll: the partition's outcome, nil if
+	// every batch applied.
+	Err *kerr.Error
+}
+
+// AcknowledgeAll acknowledges the batches of several partitions of one
+// request, each partition as Acknowledge does (atomically per partition,
+// outcomes in acks[i].Err), with one append per __share_group_state
+// partition, all of them concurrently, so a request touching many
+// partitions waits for about one fsync rather than one per partition.
+func (c *Coordinator) AcknowledgeAll(group, memberID string, acks []PartitionAcks, renew bool) {
+	prepared := make([]preparedAck, len(acks))
+	byPart := make(map[int32][]int)
+	for i := range acks {
+		prepared[i] = c.prepareAck(group, memberID, acks[i].Partition, acks[i].Batches, renew)
+		if a := &prepared[i]; a.err == nil && a.sp != nil {
+			byPart[a.sp.part] = append(byPart[a.sp.part], i)
+		}
+	}
+	var wg sync.WaitGroup
+	for id, idx := range byPart {
+		wg.Go(func() {
+			p := c.parts[id]
+			var recs []Record
+			for _, i := range idx {
+				recs = append(recs, prepared[i].recs...)
+			}
+			p.mu.RLock()
+			_, err := c.store.Append(p.id, recs)
+			for _, i := range idx {
+				c.settleAck(p, &prepared[i], err)
+			}
+			p.mu.RUnlock()
+		})
+	}
+	wg.Wait()
+	for i := range acks {
+		c.afterAck(&prepared[i])
+		acks[i].Err = prepared[i].err
+	}
+}
+
+// preparedAck is an acknowledgement whose runs are frozen, waiting for its
+// record to be durable.
+type preparedAck struct {
+	err       *kerr.Error
+	sp        *sharePartition // nil: nothing to store (or err)
+	items     []ackItem
+	recs      []Record
+	epoch     int32
+	nowMs     int64
+	jobs      []dlqJob
+	available bool
+}
+
+// prepareAck validates batches and freezes the runs they change.
+func (c *Coordinator) prepareAck(group, memberID string, tp TopicPartition, batches []AckBatch, renew bool) preparedAck {
 	if e := validateAckBatches(batches, renew); e != nil {
-		return e
+		return preparedAck{err: e}
 	}
 	if len(batches) == 0 {
-		return nil
+		return preparedAck{}
 	}
 	if c.isClosed() {
-		return kerr.CoordinatorNotAvailable
+		return preparedAck{err: kerr.CoordinatorNotAvailable}
 	}
 	g, sp, e := c.sharePartition(group, tp, false)
 	if e != nil {
-		return e
+		return preparedAck{err: e}
 	}
 	gc := c.groupConfig(g)
 	mono, ms := c.now()
@@ -285,61 +361,66 @@ func (c *Coordinator) Acknowledge(group, memberID string, tp TopicPartition, bat
 		cfg:        gc,
 	}
 	sp.mu.Lock()
+	defer sp.mu.Unlock()
 	if sp.dead {
-		sp.mu.Unlock()
-		return kerr.InvalidRecordState
+		return preparedAck{err: kerr.InvalidRecordState}
 	}
 	if e := sp.validateAckLocked(memberID, batches); e != nil {
-		sp.mu.Unlock()
-		return e
+		return preparedAck{err: e}
 	}
 	sp.applyAckLocked(batches, &env)
 	if len(env.items) == 0 {
-		sp.mu.Unlock()
-		return nil // renewals only: nothing to store
+		return preparedAck{} // renewals only: nothing to store
 	}
 	sbs := make([]stateBatch, 0, len(env.items)+1)
 	for _, it := range env.items {
 		sbs = append(sbs, stateBatch{first: it.first, last: it.last, state: it.state.persisted(), count: it.count, notBefore: it.notBefore, reason: it.reason})
 	}
 	sbs = sp.dirtyLocked(sbs)
-	recs := []Record{{Key: sp.updKey, Value: sp.updateValueLocked(sbs)}}
-	epoch := sp.stateEpoch
-	sp.mu.Unlock()
-
-	// The runs are frozen (pending) while the record is made durable, so
+	// The runs stay frozen (pending) while the record is made durable, so
 	// acknowledgements of other records, of this partition too, proceed
 	// and share the store's group commit.
-	p := c.parts[sp.part]
-	p.mu.RLock()
-	_, err := c.store.Append(p.id, recs)
+	return preparedAck{
+		sp:    sp,
+		items: env.items,
+		recs:  []Record{{Key: sp.updKey, Value: sp.updateValueLocked(sbs)}},
+		epoch: sp.stateEpoch,
+		nowMs: ms,
+	}
+}
+
+// settleAck commits or rolls back a prepared acknowledgement once its
+// append returned err. p.mu is held for reading, so a snapshot sees the
+// commit with the record.
+func (c *Coordinator) settleAck(p *statePart, a *preparedAck, err error) {
+	sp := a.sp
 	sp.mu.Lock()
-	if sp.dead || sp.stateEpoch != epoch {
-		sp.mu.Unlock()
-		p.mu.RUnlock()
+	defer sp.mu.Unlock()
+	switch {
+	case sp.dead || sp.stateEpoch != a.epoch:
+		// Reset meanwhile: the outcome no longer matters.
 		if err != nil {
-			return kerr.KafkaStorageError
+			a.err = kerr.KafkaStorageError
 		}
-		return nil // reset meanwhile: the outcome no longer matters
-	}
-	if err != nil {
-		sp.rollbackAckLocked(env.items)
+		return
+	case err != nil:
+		sp.rollbackAckLocked(a.items)
 		c.scheduleLocked(sp)
-		sp.mu.Unlock()
-		p.mu.RUnlock()
-		c.log.Warn("storing share acknowledgement", "group", group, "partition", tp.Partition, "err", err)
-		return kerr.KafkaStorageError
+		c.log.Warn("storing share acknowledgement", "group", sp.key.group, "partition", sp.key.tp.Partition, "err", err)
+		a.err = kerr.KafkaStorageError
+		return
 	}
-	jobs, available := sp.commitAckLocked(env.items, ms, nil)
+	a.jobs, a.available = sp.commitAckLocked(a.items, a.nowMs, nil)
 	c.scheduleLocked(sp)
-	sp.mu.Unlock()
-	c.appended(p, recs, false)
-	p.mu.RUnlock()
-	c.dlq.push(jobs...)
-	if available && c.cfg.Available != nil {
-		c.cfg.Available(group, tp)
+	c.appended(p, a.recs, false)
+}
+
+// afterAck queues the dead letters and wakes fetchers, with no lock held.
+func (c *Coordinator) afterAck(a *preparedAck) {
+	c.dlq.push(a.jobs...)
+	if a.available && c.cfg.Available != nil {
+		c.cfg.Available(a.sp.key.group, a.sp.key.tp)
 	}
-	return nil
 }
 
 // ReleaseSession releases at once the records memberID holds on tps: its

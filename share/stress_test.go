@@ -384,3 +384,62 @@ func TestExpiryDuringAcknowledgement(t *testing.T) {
 		t.Errorf("accepted records acquired again: %s", formatRanges(got))
 	}
 }
+
+// TestAcknowledgeAll acknowledges several partitions in one call: one
+// append per state partition, outcomes per partition, and a failed
+// partition does not hold back the others.
+func TestAcknowledgeAll(t *testing.T) {
+	store := newMemStore()
+	reader := newFakeReader()
+	var tps []TopicPartition
+	for p := range int32(6) {
+		tp := TopicPartition{topicID("t"), p}
+		tps = append(tps, tp)
+		reader.produce(tp, 5, 0, false, false, -1, nil)
+	}
+	c, err := New(Config{
+		Store:           store,
+		Reader:          reader,
+		Topics:          func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: topicID("t"), Partitions: 6}} },
+		StatePartitions: 2,
+		GroupConfigs: func(string) map[string]string {
+			return map[string]string{GroupAutoOffsetReset: "earliest"}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var acks []PartitionAcks
+	for _, tp := range tps {
+		got, e := c.Acquire(AcquireOptions{Group: "g", Member: "a", Partition: tp, MaxRecords: 5}, nil)
+		if e != nil || formatRanges(got) != "0-4x1" {
+			t.Fatalf("acquired %s (%v)", formatRanges(got), e)
+		}
+		acks = append(acks, PartitionAcks{Partition: tp, Batches: []AckBatch{{FirstOffset: 0, LastOffset: 4, Types: []int8{ackAccept}}}})
+	}
+	acks[2].Batches[0].LastOffset = 9 // past what was acquired
+	store.mu.Lock()
+	before := store.appends
+	store.mu.Unlock()
+	c.AcknowledgeAll("g", "a", acks, false)
+	store.mu.Lock()
+	appends := store.appends - before
+	store.mu.Unlock()
+	if appends != 2 {
+		t.Errorf("%d appends for 6 partitions in 2 state partitions", appends)
+	}
+	for i, a := range acks {
+		want := "ok"
+		if i == 2 {
+			want = "INVALID_REQUEST"
+		}
+		if got := kerrName(a.Err); got != want {
+			t.Errorf("partition %d: %s, want %s", i, got, want)
+		}
+		got, _ := c.Acquire(AcquireOptions{Group: "g", Member: "b", Partition: a.Partition, MaxRecords: 5}, nil)
+		if len(got) != 0 {
+			t.Errorf("partition %d: accepted records acquired again: %s", i, formatRanges(got))
+		}
+	}
+}
