@@ -11,9 +11,11 @@
 // ShareGroupHeartbeat, ShareGroupDescribe, DescribeShareGroupOffsets,
 // AlterShareGroupOffsets and DeleteShareGroupOffsets take and return kmsg
 // messages; ShareFetch and ShareAcknowledge, whose share sessions the
-// server keeps, call Acquire, Acknowledge and ReleaseSession per
-// partition; ListGroups, DescribeGroups and DeleteGroups ask ListGroups,
-// DescribeGroup and DeleteGroup for the share groups. The engine knows no
+// server keeps, call Acquire per partition, AcknowledgeAll (or
+// Acknowledge) for their acknowledgements and ReleaseSession when a
+// session closes; ListGroups, DescribeGroups and DeleteGroups ask
+// ListGroups, DescribeGroup and DeleteGroup for the share groups, and
+// Exists keeps consumer groups from taking a share group's name. The engine knows no
 // connection and no disk of its own: it is given a Store (the partitions
 // of the internal __share_group_state topic), a Reader (batch headers of
 // the partition logs), a DLQWriter (appends to dead-letter topics), a
@@ -195,6 +197,6 @@
 //
 //	resp := c.ShareGroupHeartbeat(share.WithClientInfo(ctx, ci), req)
 //	ranges, kerr := c.Acquire(share.AcquireOptions{Group: g, Member: m, Partition: tp, MaxRecords: 500}, nil)
-//	kerr = c.Acknowledge(g, m, tp, share.AckBatchesFromFetch(nil, p.AcknowledgementBatches), req.IsRenewAck)
+//	c.AcknowledgeAll(g, m, acks, req.IsRenewAck) // acks[i].Err: each partition's outcome
 //	c.TopicsChanged() // after CreateTopics, DeleteTopics, CreatePartitions, delivery.delay.ms changes
 package share
