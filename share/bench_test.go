@@ -149,3 +149,46 @@ func TestAcquireAcceptAllocs(t *testing.T) {
 		t.Errorf("a round of 1000 records allocates %v times, one of 10 %v: allocations grow with records", large, small)
 	}
 }
+
+// BenchmarkRedeliver measures how long records held by a member take to
+// reach another once the first is gone: a releases the 1,000 records it
+// holds (as when its session ends; the release is written behind) and b
+// acquires them. One op is the 1,000 records.
+func BenchmarkRedeliver(b *testing.B) {
+	tp := TopicPartition{topicID("t"), 0}
+	topics := map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}}
+	c, err := New(Config{
+		Store:           &nullStore{},
+		Reader:          endlessReader{batchLen: 10},
+		Topics:          func() map[string]TopicInfo { return topics },
+		StatePartitions: 1,
+		GroupConfigs:    earliest,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	dst := make([]acquiredRange, 0, 64)
+	ack := []AckBatch{{Types: []int8{ackAccept}}}
+	tps := []TopicPartition{tp}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		got, _ := c.Acquire(AcquireOptions{Group: "g", Member: "a", Partition: tp, MaxRecords: 1000}, dst[:0])
+		if len(got) == 0 {
+			b.Fatal("nothing acquired")
+		}
+		b.StartTimer()
+		c.ReleaseSession("g", "a", tps)
+		got, _ = c.Acquire(AcquireOptions{Group: "g", Member: "b", Partition: tp, MaxRecords: 1000}, dst[:0])
+		b.StopTimer()
+		if len(got) != 1 || got[0].LastOffset-got[0].FirstOffset != 999 {
+			b.Fatalf("b acquired %s", formatRanges(got))
+		}
+		ack[0].FirstOffset, ack[0].LastOffset = got[0].FirstOffset, got[0].LastOffset
+		if e := c.Acknowledge("g", "b", tp, ack, false); e != nil {
+			b.Fatal(e)
+		}
+		b.StartTimer()
+	}
+}
