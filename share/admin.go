@@ -352,13 +352,9 @@ func (c *Coordinator) TopicsChanged() {
 	for _, t := range topics {
 		ids[t.ID] = true
 	}
-	c.mu.Lock()
-	if c.mu.closed {
-		c.mu.Unlock()
+	if c.isClosed() {
 		return
 	}
-	c.mu.knownTopics = topics
-	c.mu.Unlock()
 	for _, g := range c.groupsSnapshot() {
 		g.mu.Lock()
 		if g.dead || c.isClosed() {

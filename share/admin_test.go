@@ -106,3 +106,34 @@ func TestValidateGroupConfig(t *testing.T) {
 		t.Errorf("P1DT2H3M4.5S: %v %v", d, err)
 	}
 }
+
+// TestDeliveryTimesOnlyWhenMayDelay checks that record headers are read
+// only for batches the reader says may carry HeaderDeliverAt.
+func TestDeliveryTimesOnlyWhenMayDelay(t *testing.T) {
+	reader := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	for range 3 {
+		reader.produce(tp, 5, 0, false, false, -1, nil)
+	}
+	reader.produce(tp, 5, 0, false, false, -1, map[int]int64{2: 1})
+	c, err := New(Config{
+		Store:           newMemStore(),
+		Reader:          reader,
+		Topics:          func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+		StatePartitions: 1,
+		GroupConfigs:    earliest,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, e := c.Acquire(AcquireOptions{Group: "g", Member: "m", Partition: tp, MaxRecords: 100}, nil)
+	if e != nil || formatRanges(got) != "0-19x1" {
+		t.Fatalf("acquired %s (%v)", formatRanges(got), e)
+	}
+	reader.mu.Lock()
+	defer reader.mu.Unlock()
+	if reader.decodes != 1 {
+		t.Errorf("DeliveryTimes called %d times for 1 batch that may delay", reader.decodes)
+	}
+}

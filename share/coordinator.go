@@ -46,8 +46,7 @@ type Coordinator struct {
 		// epochs remembers the highest state epoch of every
 		// share-partition that ever had state, deleted ones included, so
 		// a re-created state never reuses an epoch (see stateValue).
-		epochs      map[spKey]int32
-		knownTopics map[string]TopicInfo
+		epochs map[spKey]int32
 	}
 }
 
@@ -85,7 +84,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if err := c.replayAll(); err != nil {
 		return nil, err
 	}
-	c.mu.knownTopics = c.refreshTopics()
+	c.refreshTopics()
 	c.log.Info("share coordinator loaded", "groups", len(c.mu.groups), "elapsed", time.Since(start))
 
 	c.wg.Add(3)

@@ -153,7 +153,6 @@ type fakeReader struct {
 	logs     map[TopicPartition]*fakeLog
 	fail     error // every call fails with it
 	failTime error // DeliveryTimes fails with it
-	reads    int   // ReadBatches calls
 	decodes  int   // DeliveryTimes calls
 }
 
@@ -219,7 +218,6 @@ func (r *fakeReader) OffsetForTime(tp TopicPartition, ms int64) (int64, error) {
 func (r *fakeReader) ReadBatches(dst []Batch, tp TopicPartition, from, limit int64, maxRecords int) ([]Batch, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reads++
 	if r.fail != nil {
 		return dst, r.fail
 	}

@@ -393,7 +393,6 @@ func (sp *sharePartition) addBatchLocked(env *acquireEnv, b *Batch, lo, hi int64
 				if sp.delayDeadline == 0 || nb < sp.delayDeadline {
 					sp.delayDeadline = nb
 				}
-				env.newDelay = true
 			}
 			sp.rs.insert(j, r)
 			sp.rs.mergeAround(j)
