@@ -119,10 +119,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
-	if err := s.openImage(); err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.openImage()
 	return s, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -132,4 +134,56 @@ func TestValidation(t *testing.T) {
 	if err := s.AlterBrokerConfigs("7", Alter{Changes: map[string]*string{"num.partitions": str("3")}}); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("other broker: %v", err)
 	}
+}
+
+// TestStartDirectories: at start a partition directory that is gone is
+// created again, empty (as Kafka does); an empty one without
+// partition.metadata (a creation stopped early) is adopted; one with
+// files but no partition.metadata is offline, and kept as it is.
+func TestStartDirectories(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.CreateTopic(NewTopic{Name: "d", Partitions: 3, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.RemoveAll(filepath.Join(dir, "d-0")))
+	must(os.RemoveAll(filepath.Join(dir, "d-1")))
+	must(os.Mkdir(filepath.Join(dir, "d-1"), 0o755))
+	must(os.Remove(filepath.Join(dir, "d-2", "partition.metadata")))
+	kept := dirNames(t, filepath.Join(dir, "d-2"))
+
+	s = openStore(t, dir)
+	d := s.Topic("d")
+	for i := range int32(2) {
+		if _, err := d.Partition(i); err != nil {
+			t.Errorf("partition %d: %v", i, err)
+		}
+	}
+	if _, err := d.Partition(2); !errors.Is(err, ErrOffline) {
+		t.Errorf("partition 2 without partition.metadata: %v", err)
+	}
+	s.Close()
+	if got := dirNames(t, filepath.Join(dir, "d-2")); got != kept {
+		t.Errorf("d-2 holds %s, held %s", got, kept)
+	}
+}
+
+func dirNames(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, " ")
 }
