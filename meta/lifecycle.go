@@ -64,7 +64,7 @@ func (s *Store) check(nt *NewTopic) (map[string]string, error) {
 	set := map[string]string{}
 	for k, v := range nt.Configs {
 		if err := validateTopicConfig(k, v); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		if v != nil {
 			set[k] = *v
