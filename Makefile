@@ -1,7 +1,8 @@
 # Ferry: a Kafka-protocol log broker.
 #
 #   make run    start a broker on localhost:9092 with ./data
-#   make test   vet, gofmt check, all tests with -race, short fuzz runs
+#   make test   vet (also for macOS and Windows), gofmt check, all tests
+#               with -race, short fuzz runs
 #   make bench  Go benchmarks of the hot paths, with -benchmem
 #   make fuzz   every fuzz target for FUZZTIME each
 
@@ -9,9 +10,12 @@ GO        ?= go
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
 # Fuzz targets as package:target.
-FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzConvertLegacy ./segment:FuzzScan ./server:FuzzRequest
+FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzCheckRecords ./record:FuzzConvertLegacy ./partition:FuzzProducerSnapshot ./segment:FuzzScan ./server:FuzzRequest ./txn:FuzzReplay
 
-.PHONY: all build run test vet fuzz-short fuzz bench bench-broker bench-compare clean
+# Systems the module must build and vet for besides the one running make.
+CROSS = darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+
+.PHONY: all build run test vet cross fuzz-short fuzz bench bench-broker bench-compare clean
 
 all: build
 
@@ -26,6 +30,14 @@ run: build
 vet:
 	$(GO) vet ./...
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(MAKE) --no-print-directory cross
+
+# go vet for each of CROSS: platform-specific calls live in per-OS files.
+cross:
+	@set -e; for p in $(CROSS); do \
+		echo "vet GOOS=$${p%/*} GOARCH=$${p#*/}"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./...; \
+	done
 
 test: vet
 	$(GO) test -race -timeout 20m ./...

@@ -11,6 +11,5 @@ require (
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
+	golang.org/x/sys v0.0.0-20211216021012-1d35b9e2eb4e
 )
-
-require golang.org/x/sys v0.0.0-20211216021012-1d35b9e2eb4e // indirect

@@ -14,53 +14,8 @@ import (
 // every partition of the commit answers COORDINATOR_NOT_AVAILABLE and
 // nothing is applied.
 func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitResponse {
-	resp := kmsg.NewPtrOffsetCommitResponse()
-	resp.Version = req.Version
-
-	// One response partition per request partition, in request order.
-	// Partitions that pass the topic checks become slots, decided below.
-	type slot struct {
-		topic string
-		part  *kmsg.OffsetCommitRequestTopicPartition
-		resp  *kmsg.OffsetCommitResponseTopicPartition
-	}
 	topics := c.cfg.Topics()
-	var byID map[[16]byte]string
-	if req.Version >= 10 {
-		byID = topicsByID(topics)
-	}
-	var slots []slot
-	for i := range req.Topics {
-		rt := &req.Topics[i]
-		st := kmsg.NewOffsetCommitResponseTopic()
-		st.Topic = rt.Topic
-		st.TopicID = rt.TopicID
-		st.Partitions = make([]kmsg.OffsetCommitResponseTopicPartition, len(rt.Partitions))
-		resp.Topics = append(resp.Topics, st)
-		name := rt.Topic
-		idKnown := true
-		if req.Version >= 10 {
-			name, idKnown = byID[rt.TopicID]
-		}
-		info, topicKnown := topics[name]
-		for j := range rt.Partitions {
-			rp := &rt.Partitions[j]
-			sp := &resp.Topics[len(resp.Topics)-1].Partitions[j]
-			*sp = kmsg.NewOffsetCommitResponseTopicPartition()
-			sp.Partition = rp.Partition
-			switch {
-			case req.Group == "":
-				sp.ErrorCode = kerr.InvalidGroupID.Code
-			case !idKnown:
-				sp.ErrorCode = kerr.UnknownTopicID.Code
-			case !topicKnown || rp.Partition < 0 || rp.Partition >= info.Partitions:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			default:
-				sp.ErrorCode = -1 // to be decided
-				slots = append(slots, slot{topic: name, part: rp, resp: sp})
-			}
-		}
-	}
+	resp, slots := commitSlots(req, topics)
 	if len(slots) == 0 {
 		return resp
 	}
@@ -89,11 +44,91 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	if code := c.validateCommitLocked(g, req, &m, &cm); code != 0 {
 		return failAll(code)
 	}
+	accepted := c.acceptCommits(req, slots, cm, topics, time.Now())
+	if m != nil {
+		c.scheduleHeartbeatLocked(g, m, m.sessionTimeout)
+	}
+	if len(accepted) == 0 {
+		return resp
+	}
+	recs := make([]Record, len(accepted))
+	for i, a := range accepted {
+		recs[i] = offsetRecord(g.name, a.topic, a.part.Partition, &a.entry)
+	}
+	if err := c.appendLocked(g, recs); err != nil {
+		for _, a := range accepted {
+			a.resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		}
+		return resp
+	}
+	for _, a := range accepted {
+		g.setOffset(a.topic, a.part.Partition, a.entry)
+		a.resp.ErrorCode = 0
+	}
+	return resp
+}
 
-	now := time.Now()
-	var recs []Record
-	var accepted []slot
-	var entries []offsetEntry
+// commitSlot is one partition of an OffsetCommit that passed the topic
+// checks, with its response partition, decided later; entry is filled in
+// once the partition is accepted.
+type commitSlot struct {
+	topic string
+	part  *kmsg.OffsetCommitRequestTopicPartition
+	resp  *kmsg.OffsetCommitResponseTopicPartition
+	entry offsetEntry
+}
+
+// commitSlots builds the response, one partition per request partition in
+// request order, answering the topic-level errors (empty group, unknown
+// topic or topic ID, partition out of range); the partitions that pass are
+// returned as slots.
+func commitSlots(req *kmsg.OffsetCommitRequest, topics map[string]TopicInfo) (*kmsg.OffsetCommitResponse, []*commitSlot) {
+	resp := kmsg.NewPtrOffsetCommitResponse()
+	resp.Version = req.Version
+	var byID map[[16]byte]string
+	if req.Version >= 10 {
+		byID = topicsByID(topics)
+	}
+	var slots []*commitSlot
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		st := kmsg.NewOffsetCommitResponseTopic()
+		st.Topic = rt.Topic
+		st.TopicID = rt.TopicID
+		st.Partitions = make([]kmsg.OffsetCommitResponseTopicPartition, len(rt.Partitions))
+		resp.Topics = append(resp.Topics, st)
+		name := rt.Topic
+		idKnown := true
+		if req.Version >= 10 {
+			name, idKnown = byID[rt.TopicID]
+		}
+		info, topicKnown := topics[name]
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &resp.Topics[len(resp.Topics)-1].Partitions[j]
+			*sp = kmsg.NewOffsetCommitResponseTopicPartition()
+			sp.Partition = rp.Partition
+			switch {
+			case req.Group == "":
+				sp.ErrorCode = kerr.InvalidGroupID.Code
+			case !idKnown:
+				sp.ErrorCode = kerr.UnknownTopicID.Code
+			case !topicKnown || rp.Partition < 0 || rp.Partition >= info.Partitions:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				sp.ErrorCode = -1 // to be decided
+				slots = append(slots, &commitSlot{topic: name, part: rp, resp: sp})
+			}
+		}
+	}
+	return resp, slots
+}
+
+// acceptCommits applies the per-partition checks (a KIP-848 member's
+// partition epochs, the metadata size) and returns the accepted slots with
+// their entries; the refused ones have their error set.
+func (c *Coordinator) acceptCommits(req *kmsg.OffsetCommitRequest, slots []*commitSlot, cm *cmember, topics map[string]TopicInfo, now time.Time) []*commitSlot {
+	var accepted []*commitSlot
 	for _, s := range slots {
 		if cm != nil {
 			// KIP-1251: a KIP-848 member commits partitions it holds,
@@ -108,7 +143,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 			s.resp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
 			continue
 		}
-		e := offsetEntry{
+		s.entry = offsetEntry{
 			offset:      s.part.Offset,
 			leaderEpoch: -1,
 			metadata:    derefStr(s.part.Metadata),
@@ -116,35 +151,17 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 			expireTime:  -1,
 		}
 		if req.Version >= 6 {
-			e.leaderEpoch = s.part.LeaderEpoch
+			s.entry.leaderEpoch = s.part.LeaderEpoch
 		}
 		if req.Version == 1 && s.part.Timestamp != -1 {
-			e.commitTime = s.part.Timestamp
+			s.entry.commitTime = s.part.Timestamp
 		}
 		if req.Version >= 2 && req.Version <= 4 && req.RetentionTimeMillis != -1 {
-			e.expireTime = now.UnixMilli() + req.RetentionTimeMillis
+			s.entry.expireTime = now.UnixMilli() + req.RetentionTimeMillis
 		}
-		recs = append(recs, offsetRecord(g.name, s.topic, s.part.Partition, &e))
 		accepted = append(accepted, s)
-		entries = append(entries, e)
 	}
-	if m != nil {
-		c.scheduleHeartbeatLocked(g, m, m.sessionTimeout)
-	}
-	if len(recs) == 0 {
-		return resp
-	}
-	if err := c.appendLocked(g, recs); err != nil {
-		for _, s := range accepted {
-			s.resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		}
-		return resp
-	}
-	for i, s := range accepted {
-		g.setOffset(s.topic, s.part.Partition, entries[i])
-		s.resp.ErrorCode = 0
-	}
-	return resp
+	return accepted
 }
 
 // validateCommitLocked applies Kafka's group-level OffsetCommit checks. A

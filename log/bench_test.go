@@ -5,9 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/record"
 	"github.com/ferrymq/ferry/segment"
 )
@@ -81,7 +81,7 @@ func benchPlainWrite(b *testing.B, batch []byte, syncEvery int) {
 		}
 		written += len(batch)
 		if syncEvery > 0 && written >= syncEvery {
-			syscall.Fdatasync(int(f.Fd()))
+			durable.SyncData(f)
 			written = 0
 		}
 	}
@@ -178,7 +178,7 @@ func BenchmarkRecover(b *testing.B) {
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := segment.Open(dir, base, segment.Config{}, true, false)
+		s, err := segment.Open(dir, base, segment.Config{}, segment.OpenOptions{Recover: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -43,7 +43,7 @@
 // Every method is safe for concurrent use. Appends, rolls, retention and
 // DeleteRecords serialize on one lock; reads take a shared lock only to
 // pick and reference a segment, and run concurrently with appends. Lock
-// order: appendMu, then segMu, then syncMu.
+// order: appendMu, then segMu, then flusher.
 //
 // # Usage
 //

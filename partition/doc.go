@@ -1,8 +1,11 @@
 // Package partition is one topic-partition on this broker: its log, its
 // high watermark, the idempotent-producer state, and the channel that wakes
-// long-polling fetches. It validates produced batches the way a Kafka
-// broker does and reports what is wrong with sentinel errors that the
-// server maps to Kafka error codes.
+// long-polling fetches. It validates produced batches the way Kafka's
+// LogValidator does (the header, the CRC, and for uncompressed batches,
+// or compressed ones it recompresses, the records themselves against the
+// header's count and offset deltas) and reports what is wrong with
+// sentinel errors that the server maps to Kafka error codes. A refused
+// batch changes nothing: no offset is taken and no error is left sticky.
 //
 // # Producer state
 //
@@ -21,6 +24,11 @@
 //
 //	version u8 | offset i64 | count u32 | count × entry | crc32c u32
 //	entry: producerId i64 | epoch i16 | n u8 | n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)
+//
+// A snapshot is used only when it decodes whole: checksum, offset equal
+// to its name's, n at most 5, each producer once, nothing after the
+// entries. Otherwise the next older one is tried. Removing a stale
+// snapshot at open is followed by an fsync of the directory.
 //
 // # Concurrency
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -16,8 +17,10 @@ var (
 	// record set ends in a partial batch (CORRUPT_MESSAGE).
 	ErrCorruptMessage = errors.New("partition: corrupt message")
 	// ErrInvalidRecord: a batch is well formed but not acceptable, such as
-	// an old magic, a control batch from a client, or a record count that
-	// does not match its offsets (INVALID_RECORD).
+	// an old magic, a control batch from a client, a record count that
+	// does not match its offsets or the records present, offset deltas
+	// other than 0, 1, 2, ..., or offsets past math.MaxInt64
+	// (INVALID_RECORD).
 	ErrInvalidRecord = errors.New("partition: invalid record")
 	// ErrMessageTooLarge: a batch is larger than max.message.bytes
 	// (MESSAGE_TOO_LARGE).
@@ -216,6 +219,15 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	if len(headers) == 0 {
 		return res, fmt.Errorf("%w: empty record set", ErrCorruptMessage)
 	}
+	// Offsets must not pass math.MaxInt64: the log's next offset is
+	// stable here, appends being serialized by mu.
+	next := p.log.NextOffset()
+	for i := range headers {
+		if n := int64(headers[i].LastOffsetDelta) + 1; next > math.MaxInt64-n {
+			return res, fmt.Errorf("%w: %d records at offset %d would pass the largest offset", ErrInvalidRecord, n, next)
+		}
+		next += int64(headers[i].LastOffsetDelta) + 1
+	}
 	// Idempotence checks, in order, against a scratch copy of the state.
 	var dup [4]int64
 	dups := dup[:0]
@@ -320,7 +332,11 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 	if err := checkSize(h, cfg); err != nil {
 		return err
 	}
-	if err := record.Check(h, b); err != nil {
+	err := record.Check(h, b)
+	if err == nil {
+		err = record.CheckRecords(h, b)
+	}
+	if err != nil {
 		if errors.Is(err, record.ErrInvalid) {
 			return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 		}
@@ -328,6 +344,9 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 	}
 	if h.IsControl() {
 		return fmt.Errorf("%w: control batches cannot be produced", ErrInvalidRecord)
+	}
+	if h.ProducerID >= 0 && h.BaseSequence < 0 {
+		return fmt.Errorf("%w: producer %d sent base sequence %d", ErrInvalidRecord, h.ProducerID, h.BaseSequence)
 	}
 	if h.IsTransactional() {
 		return ErrTransactional

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/record"
 )
@@ -151,7 +156,21 @@ func TestProducerSnapshots(t *testing.T) {
 	if err := writeProducerSnapshot(dir, end+5, lost); err != nil {
 		t.Fatal(err)
 	}
+	// The stale snapshot's removal is made durable: the directory is
+	// synced once it is gone.
+	stale := snapshotPath(dir, end+5)
+	syncedGone := false
+	syncDir = func(d string) error {
+		if _, err := os.Stat(stale); d == dir && errors.Is(err, os.ErrNotExist) {
+			syncedGone = true
+		}
+		return durable.SyncDir(d)
+	}
+	t.Cleanup(func() { syncDir = durable.SyncDir })
 	p2 := openP(t, dir, Config{Log: log.Config{SegmentBytes: 400}})
+	if !syncedGone {
+		t.Fatal("the stale snapshot's removal was not followed by a sync of the directory")
+	}
 	for _, off := range snapshotOffsets(dir) {
 		if off > end {
 			t.Fatalf("snapshot at %d above the log end %d kept; it would be taken once the log grows past it", off, end)
@@ -193,6 +212,14 @@ func TestValidation(t *testing.T) {
 		return b
 	}
 	recrc := func(b []byte) { binary.BigEndian.PutUint32(b[17:], record.Checksum(b)) }
+	// claim makes a batch claim n records, header consistent, CRC good.
+	claim := func(b []byte, n int32) []byte {
+		b = bytes.Clone(b)
+		binary.BigEndian.PutUint32(b[23:], uint32(n-1))
+		binary.BigEndian.PutUint32(b[57:], uint32(n))
+		recrc(b)
+		return b
+	}
 	tests := []struct {
 		name string
 		b    []byte
@@ -207,6 +234,19 @@ func TestValidation(t *testing.T) {
 		{"empty", nil, Config{}, ErrCorruptMessage},
 		{"magic 1", mut(func(b []byte) { b[16] = 1 }), Config{}, ErrInvalidRecord},
 		{"count mismatch", mut(func(b []byte) { binary.BigEndian.PutUint32(b[57:], 9); recrc(b) }), Config{}, ErrInvalidRecord},
+		{"one record claiming 2^31-1", claim(batch(bopt{}), 1<<31-1), Config{}, ErrInvalidRecord},
+		{"three records claiming two", claim(good, 2), Config{}, ErrInvalidRecord},
+		{"three records claiming four", claim(good, 4), Config{}, ErrInvalidRecord},
+		{"second batch claims too many", append(bytes.Clone(good), claim(good, 1000)...), Config{}, ErrInvalidRecord},
+		{"offset deltas from 1", mut(func(b []byte) {
+			// The first record's offset delta (its fourth byte, after
+			// length, attributes and timestamp delta) becomes 1.
+			b[record.HeaderSize+3] = 2
+			recrc(b)
+		}), Config{}, ErrInvalidRecord},
+		{"negative last offset delta", mut(func(b []byte) { binary.BigEndian.PutUint32(b[23:], 0xffffffff); recrc(b) }), Config{}, ErrInvalidRecord},
+		{"producer id without a sequence", mut(func(b []byte) { binary.BigEndian.PutUint64(b[43:], 5); binary.BigEndian.PutUint16(b[51:], 0); recrc(b) }), Config{}, ErrInvalidRecord},
+		{"compressed, recompressed for compression.type, claiming too many", claim(zstdBatch(t, 0, []int64{0, 1}), 1<<31-1), Config{Recompress: true, Codec: record.CodecNone}, ErrInvalidRecord},
 		{"control batch", mut(func(b []byte) { b[22] |= record.Control; recrc(b) }), Config{}, ErrInvalidRecord},
 		{"too large", good, Config{MaxMessageBytes: 50}, ErrMessageTooLarge},
 		{"second batch over segment.bytes", append(bytes.Clone(good), batch(bopt{n: 40})...), Config{Log: log.Config{SegmentBytes: int64(len(good)) + 10}}, ErrRecordListTooLarge},
@@ -222,6 +262,41 @@ func TestValidation(t *testing.T) {
 				t.Fatal("a rejected record set was stored")
 			}
 		})
+	}
+}
+
+// TestOffsetOverflow: a record set whose offsets would pass MaxInt64 is
+// refused as a whole, without a sticky error: the partition goes on
+// taking batches that fit.
+func TestOffsetOverflow(t *testing.T) {
+	dir := t.TempDir()
+	// A log whose only (empty) segment starts 5 below the largest offset.
+	const base = math.MaxInt64 - 5
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%020d.log", int64(base))), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := openP(t, dir, Config{})
+	if p.log.NextOffset() != base {
+		t.Fatalf("log starts at %d", p.log.NextOffset())
+	}
+	for _, n := range []int{6, 7, 100} {
+		if _, err := p.Append(batch(bopt{n: n})); !errors.Is(err, ErrInvalidRecord) {
+			t.Fatalf("%d records at %d: %v, want ErrInvalidRecord", n, base, err)
+		}
+	}
+	two := append(batch(bopt{n: 3}), batch(bopt{n: 3})...)
+	if _, err := p.Append(two); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("two batches of 3 at %d: %v, want ErrInvalidRecord", base, err)
+	}
+	if p.log.NextOffset() != base || p.log.Err() != nil {
+		t.Fatalf("after refusals: next %d, sticky error %v", p.log.NextOffset(), p.log.Err())
+	}
+	res, err := p.Append(batch(bopt{n: 5}))
+	if err != nil || res.BaseOffset != base {
+		t.Fatalf("5 records at %d: %+v %v", base, res, err)
+	}
+	if _, err := p.Append(batch(bopt{})); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("one more at %d: %v, want ErrInvalidRecord", p.log.NextOffset(), err)
 	}
 }
 

@@ -23,7 +23,11 @@ import (
 const producerBatches = 5
 
 const (
-	snapshotExt     = ".snapshot"
+	snapshotExt = ".snapshot"
+	// snapshotVersion is the format of the snapshot files. Change it
+	// with the layout: a snapshot of another version does not decode,
+	// and the producers are rebuilt from an older one or from the log
+	// instead, so no migration is needed.
 	snapshotVersion = 1
 	// keptSnapshots is how many snapshot files are kept: the newest may
 	// cover data a crash loses, the older ones are below it.
@@ -55,6 +59,10 @@ func snapshotOffsets(dir string) []int64 {
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// syncDir is durable.SyncDir; tests replace it to see when the directory
+// is synced.
+var syncDir = durable.SyncDir
 
 type batchMeta struct {
 	firstSeq, lastSeq int32
@@ -175,34 +183,12 @@ func (p *Partition) ExpireProducers(now time.Time) int {
 	return n
 }
 
-// ProducerState describes one producer id for DescribeProducers-like uses.
-type ProducerState struct {
-	ProducerID   int64
-	Epoch        int16
-	LastSequence int32
-	LastOffset   int64
-}
-
-// Producers lists the idempotent producers this partition knows.
-func (p *Partition) Producers() []ProducerState {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]ProducerState, 0, len(p.mu.producers))
-	for id, st := range p.mu.producers {
-		ps := ProducerState{ProducerID: id, Epoch: st.epoch, LastSequence: -1, LastOffset: -1}
-		if l := st.last(); l != nil {
-			ps.LastSequence, ps.LastOffset = l.lastSeq, l.last
-		}
-		out = append(out, ps)
-	}
-	return out
-}
-
 // loadProducers rebuilds producer state from the newest snapshot at or
 // below the log end (a newer one describes data a crash lost) plus the
 // batches after it, or from the whole log when there is none.
 func loadProducers(l *log.Log) (map[int64]*producer, error) {
 	m, at := map[int64]*producer{}, l.LogStartOffset()
+	removed := false
 	for _, off := range snapshotOffsets(l.Dir()) {
 		if off > l.NextOffset() {
 			// It describes data a crash lost. Delete it, or it would
@@ -210,11 +196,19 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 			if err := os.Remove(snapshotPath(l.Dir(), off)); err != nil {
 				return nil, err
 			}
+			removed = true
 			continue
 		}
-		if sm, err := readProducerSnapshot(snapshotPath(l.Dir(), off)); err == nil {
+		if sm, err := readProducerSnapshot(snapshotPath(l.Dir(), off), off); err == nil {
 			m, at = sm, off
 			break
+		}
+	}
+	if removed {
+		// The removal must outlast a power cut too: a stale snapshot
+		// that came back would be taken once the log passes it.
+		if err := syncDir(l.Dir()); err != nil {
+			return nil, err
 		}
 	}
 	// Expiry counts from now for every producer loaded: when they last
@@ -235,29 +229,61 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 	return m, err
 }
 
-func readProducerSnapshot(path string) (map[int64]*producer, error) {
+// errSnapshot marks a producer snapshot that does not decode; the next
+// older one, or the log, is used instead.
+var errSnapshot = errors.New("partition: bad producer snapshot")
+
+// readProducerSnapshot reads the snapshot file of the state at offset at.
+func readProducerSnapshot(path string, at int64) (map[int64]*producer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if len(b) < 1+8+4+4 || b[0] != snapshotVersion ||
-		crc32.Checksum(b[:len(b)-4], castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
-		return nil, errors.New("partition: bad producer snapshot")
+	got, m, err := decodeProducerSnapshot(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, path)
 	}
+	if got != at {
+		return nil, fmt.Errorf("%w: %s holds the state at %d", errSnapshot, path, got)
+	}
+	return m, nil
+}
+
+// decodeProducerSnapshot decodes a snapshot (see the package comment):
+// the offset it was taken at and the producers. Anything but a well-formed
+// snapshot, whole, with a matching checksum, one entry per producer and
+// nothing after the entries, is errSnapshot.
+func decodeProducerSnapshot(b []byte) (int64, map[int64]*producer, error) {
+	const (
+		head  = 1 + 8 + 4 // version, offset, count
+		entry = 8 + 2 + 1 // producer id, epoch, n
+		meta  = 4 + 4 + 8 + 8
+	)
 	be := binary.BigEndian
+	if len(b) < head+4 || b[0] != snapshotVersion ||
+		crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
+		return 0, nil, fmt.Errorf("%w: bad version, length or checksum", errSnapshot)
+	}
+	at := int64(be.Uint64(b[1:]))
 	count := be.Uint32(b[9:])
-	rest := b[13 : len(b)-4]
+	rest := b[head : len(b)-4]
+	if uint64(count) > uint64(len(rest)/entry) {
+		return 0, nil, fmt.Errorf("%w: %d producers in %d bytes", errSnapshot, count, len(rest))
+	}
 	m := make(map[int64]*producer, count)
 	for i := uint32(0); i < count; i++ {
-		if len(rest) < 11 {
-			return nil, errors.New("partition: truncated producer snapshot")
+		if len(rest) < entry {
+			return 0, nil, fmt.Errorf("%w: truncated", errSnapshot)
 		}
 		id := int64(be.Uint64(rest))
 		st := &producer{epoch: int16(be.Uint16(rest[8:]))}
 		n := int(rest[10])
-		rest = rest[11:]
-		if n > producerBatches || len(rest) < n*24 {
-			return nil, errors.New("partition: truncated producer snapshot")
+		rest = rest[entry:]
+		if n > producerBatches || len(rest) < n*meta {
+			return 0, nil, fmt.Errorf("%w: truncated", errSnapshot)
+		}
+		if m[id] != nil {
+			return 0, nil, fmt.Errorf("%w: producer %d twice", errSnapshot, id)
 		}
 		for j := 0; j < n; j++ {
 			st.push(batchMeta{
@@ -266,14 +292,18 @@ func readProducerSnapshot(path string) (map[int64]*producer, error) {
 				base:     int64(be.Uint64(rest[8:])),
 				last:     int64(be.Uint64(rest[16:])),
 			})
-			rest = rest[24:]
+			rest = rest[meta:]
 		}
 		m[id] = st
 	}
-	return m, nil
+	if len(rest) != 0 {
+		return 0, nil, fmt.Errorf("%w: %d bytes after the producers", errSnapshot, len(rest))
+	}
+	return at, m, nil
 }
 
-func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
+// encodeProducerSnapshot encodes the state m at offset at.
+func encodeProducerSnapshot(at int64, m map[int64]*producer) []byte {
 	be := binary.BigEndian
 	b := []byte{snapshotVersion}
 	b = be.AppendUint64(b, uint64(at))
@@ -290,8 +320,11 @@ func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
 			b = be.AppendUint64(b, uint64(bm.last))
 		}
 	}
-	b = be.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := durable.WriteFile(snapshotPath(dir, at), b); err != nil {
+	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
+	if err := durable.WriteFile(snapshotPath(dir, at), encodeProducerSnapshot(at, m)); err != nil {
 		return err
 	}
 	for i, off := range snapshotOffsets(dir) {

@@ -56,19 +56,19 @@ func AppendBatch(dst []byte, b Batch) []byte {
 // them) follow it uncompressed, and its CRC.
 func putHeader(h []byte, b *Batch, count int32, maxTS int64) {
 	be := binary.BigEndian
-	be.PutUint64(h[posBaseOffset:], uint64(b.BaseOffset))
-	be.PutUint32(h[posBatchLength:], uint32(len(h)-LengthOverhead))
-	be.PutUint32(h[posLeaderEpoch:], 0)
-	h[posMagic] = Magic
-	be.PutUint16(h[posAttributes:], uint16(b.Attributes&^CodecMask))
-	be.PutUint32(h[posLastOffsetDelta:], uint32(max(count-1, 0)))
-	be.PutUint64(h[posBaseTimestamp:], uint64(b.BaseTimestamp))
-	be.PutUint64(h[posMaxTimestamp:], uint64(maxTS))
-	be.PutUint64(h[posProducerID:], uint64(b.ProducerID))
-	be.PutUint16(h[posProducerEpoch:], uint16(b.ProducerEpoch))
-	be.PutUint32(h[posBaseSequence:], uint32(b.BaseSequence))
-	be.PutUint32(h[posRecordCount:], uint32(count))
-	be.PutUint32(h[posCRC:], Checksum(h))
+	be.PutUint64(h[PosBaseOffset:], uint64(b.BaseOffset))
+	be.PutUint32(h[PosBatchLength:], uint32(len(h)-LengthOverhead))
+	be.PutUint32(h[PosLeaderEpoch:], 0)
+	h[PosMagic] = Magic
+	be.PutUint16(h[PosAttributes:], uint16(b.Attributes&^CodecMask))
+	be.PutUint32(h[PosLastOffsetDelta:], uint32(max(count-1, 0)))
+	be.PutUint64(h[PosBaseTimestamp:], uint64(b.BaseTimestamp))
+	be.PutUint64(h[PosMaxTimestamp:], uint64(maxTS))
+	be.PutUint64(h[PosProducerID:], uint64(b.ProducerID))
+	be.PutUint16(h[PosProducerEpoch:], uint16(b.ProducerEpoch))
+	be.PutUint32(h[PosBaseSequence:], uint32(b.BaseSequence))
+	be.PutUint32(h[PosRecordCount:], uint32(count))
+	be.PutUint32(h[PosCRC:], Checksum(h))
 }
 
 func appendRecord(dst []byte, r *Record, offsetDelta int32) []byte {

@@ -154,7 +154,8 @@ func compressStream(dst, src []byte, newWriter func(io.Writer) io.WriteCloser) (
 // they came with. The header is kept (offsets, timestamps, producer
 // fields, record count); the length, codec bits and CRC are set anew.
 // Records that do not decompress are ErrCorrupt; more than
-// MaxDecompressed bytes of them, ErrInvalid.
+// MaxDecompressed bytes of them, or records that are not what the header
+// says (CheckRecords), ErrInvalid.
 func Recompress(b []byte, codec int) ([]byte, error) {
 	var h Header
 	if err := ParseInto(b, &h); err != nil {
@@ -166,14 +167,17 @@ func Recompress(b []byte, codec int) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("%w: records do not decompress: %v", ErrCorrupt, err)
 	}
+	if err := checkRecords(recs, h.RecordCount); err != nil {
+		return nil, err
+	}
 	out := make([]byte, HeaderSize, HeaderSize+len(recs)/2+64)
 	copy(out, b)
 	if out, err = Compress(out, codec, recs); err != nil {
 		return nil, err
 	}
 	be := binary.BigEndian
-	be.PutUint32(out[posBatchLength:], uint32(len(out)-LengthOverhead))
-	be.PutUint16(out[posAttributes:], be.Uint16(out[posAttributes:])&^CodecMask|uint16(codec))
-	be.PutUint32(out[posCRC:], Checksum(out))
+	be.PutUint32(out[PosBatchLength:], uint32(len(out)-LengthOverhead))
+	be.PutUint16(out[PosAttributes:], be.Uint16(out[PosAttributes:])&^CodecMask|uint16(codec))
+	be.PutUint32(out[PosCRC:], Checksum(out))
 	return out, nil
 }

@@ -1,10 +1,12 @@
 // Package record parses and validates the header of a Kafka record batch
-// (magic 2) without copying or decoding the records inside it, rewrites the
+// (magic 2) without copying the records inside it (a produced batch's
+// records are walked, not decoded, to check them), rewrites the
 // broker-assigned fields in place, builds small uncompressed batches for
 // the broker's own internal logs, and converts message sets of the older
 // formats v0/v1 (Produce v0-v2) into batches v2 (legacy.go). Compression
-// codecs (codec.go) are used only off the hot path: by that conversion and
-// by lookups inside a compressed batch.
+// codecs (codec.go) are used only off the hot path: by that conversion, by
+// recompression for a topic's compression.type (which also checks the
+// records it decompresses) and by lookups inside a compressed batch.
 //
 // # Layout
 //
@@ -39,6 +41,7 @@
 // # Usage
 //
 //	h, err := record.Parse(batch)     // header fields, bounds checked
-//	err = record.Validate(batch)      // plus CRC and record count
+//	h, err = record.Validate(batch)   // plus CRC and record count
+//	err = record.CheckRecords(&h, batch) // a produced batch: its records
 //	record.SetBaseOffset(batch, 42)   // in place, CRC unaffected
 package record

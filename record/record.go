@@ -7,7 +7,7 @@ import (
 	"hash/crc32"
 )
 
-// Sizes and field positions of a record batch v2 header.
+// Sizes of a record batch v2 header.
 const (
 	// HeaderSize is the size of a batch header, up to and including the
 	// record count.
@@ -17,20 +17,25 @@ const (
 	LengthOverhead = 12
 	// Magic is the only batch format Ferry stores.
 	Magic = 2
+)
 
-	posBaseOffset      = 0
-	posBatchLength     = 8
-	posLeaderEpoch     = 12
-	posMagic           = 16
-	posCRC             = 17
-	posAttributes      = 21
-	posLastOffsetDelta = 23
-	posBaseTimestamp   = 27
-	posMaxTimestamp    = 35
-	posProducerID      = 43
-	posProducerEpoch   = 51
-	posBaseSequence    = 53
-	posRecordCount     = 57
+// Byte positions of the header fields in a batch (see the package
+// comment), for code that reads one field of a batch without parsing the
+// whole header.
+const (
+	PosBaseOffset      = 0
+	PosBatchLength     = 8
+	PosLeaderEpoch     = 12
+	PosMagic           = 16
+	PosCRC             = 17
+	PosAttributes      = 21
+	PosLastOffsetDelta = 23
+	PosBaseTimestamp   = 27
+	PosMaxTimestamp    = 35
+	PosProducerID      = 43
+	PosProducerEpoch   = 51
+	PosBaseSequence    = 53
+	PosRecordCount     = 57
 )
 
 // Attribute bits.
@@ -127,7 +132,7 @@ func BatchSize(b []byte) (int, error) {
 	if len(b) < LengthOverhead {
 		return 0, ErrShort
 	}
-	n := int32(binary.BigEndian.Uint32(b[posBatchLength:]))
+	n := int32(binary.BigEndian.Uint32(b[PosBatchLength:]))
 	if n < HeaderSize-LengthOverhead {
 		return 0, fmt.Errorf("%w: batch length %d below header size", ErrCorrupt, n)
 	}
@@ -151,35 +156,38 @@ func ParseInto(b []byte, h *Header) error {
 	if len(b) < size {
 		return fmt.Errorf("%w: have %d of %d bytes", ErrShort, len(b), size)
 	}
-	if m := int8(b[posMagic]); m != Magic {
+	if m := int8(b[PosMagic]); m != Magic {
 		return fmt.Errorf("%w %d", ErrMagic, m)
 	}
 	be := binary.BigEndian
 	*h = Header{
-		BaseOffset:           int64(be.Uint64(b[posBaseOffset:])),
-		BatchLength:          int32(be.Uint32(b[posBatchLength:])),
-		PartitionLeaderEpoch: int32(be.Uint32(b[posLeaderEpoch:])),
-		Magic:                int8(b[posMagic]),
-		CRC:                  be.Uint32(b[posCRC:]),
-		Attributes:           int16(be.Uint16(b[posAttributes:])),
-		LastOffsetDelta:      int32(be.Uint32(b[posLastOffsetDelta:])),
-		BaseTimestamp:        int64(be.Uint64(b[posBaseTimestamp:])),
-		MaxTimestamp:         int64(be.Uint64(b[posMaxTimestamp:])),
-		ProducerID:           int64(be.Uint64(b[posProducerID:])),
-		ProducerEpoch:        int16(be.Uint16(b[posProducerEpoch:])),
-		BaseSequence:         int32(be.Uint32(b[posBaseSequence:])),
-		RecordCount:          int32(be.Uint32(b[posRecordCount:])),
+		BaseOffset:           int64(be.Uint64(b[PosBaseOffset:])),
+		BatchLength:          int32(be.Uint32(b[PosBatchLength:])),
+		PartitionLeaderEpoch: int32(be.Uint32(b[PosLeaderEpoch:])),
+		Magic:                int8(b[PosMagic]),
+		CRC:                  be.Uint32(b[PosCRC:]),
+		Attributes:           int16(be.Uint16(b[PosAttributes:])),
+		LastOffsetDelta:      int32(be.Uint32(b[PosLastOffsetDelta:])),
+		BaseTimestamp:        int64(be.Uint64(b[PosBaseTimestamp:])),
+		MaxTimestamp:         int64(be.Uint64(b[PosMaxTimestamp:])),
+		ProducerID:           int64(be.Uint64(b[PosProducerID:])),
+		ProducerEpoch:        int16(be.Uint16(b[PosProducerEpoch:])),
+		BaseSequence:         int32(be.Uint32(b[PosBaseSequence:])),
+		RecordCount:          int32(be.Uint32(b[PosRecordCount:])),
 	}
 	return nil
 }
 
 // Checksum computes the CRC32C a batch should carry.
-func Checksum(b []byte) uint32 { return crc32.Checksum(b[posAttributes:], castagnoli) }
+func Checksum(b []byte) uint32 { return crc32.Checksum(b[PosAttributes:], castagnoli) }
 
 // Validate parses the batch at the start of b and checks what a broker must
-// before storing it: the whole batch present, magic 2, the CRC, a
-// non-negative last offset delta, and a record count that matches it.
-// Trailing bytes after the batch are ignored.
+// before storing it or serving it from disk: the whole batch present,
+// magic 2, the CRC, a non-negative last offset delta, a record count that
+// matches it, and a known codec. Trailing bytes after the batch are
+// ignored. A batch from a client is also walked by CheckRecords; data read
+// back from disk is not, so that stored batches stay readable whatever
+// the rules they were accepted under.
 func Validate(b []byte) (Header, error) {
 	var h Header
 	err := ValidateInto(b, &h)
@@ -196,13 +204,15 @@ func ValidateInto(b []byte, h *Header) error {
 
 // Check is the second half of Validate, for a header already parsed from
 // the start of b by ParseInto: CRC, offset delta, record count and codec.
+// It reads the header and the checksum only; CheckRecords walks the
+// records themselves.
 func Check(h *Header, b []byte) error {
 	b = b[:h.Size()]
 	if got := Checksum(b); got != h.CRC {
 		return fmt.Errorf("%w: crc %08x, header says %08x", ErrCorrupt, got, h.CRC)
 	}
 	if h.LastOffsetDelta < 0 {
-		return fmt.Errorf("%w: last offset delta %d", ErrCorrupt, h.LastOffsetDelta)
+		return fmt.Errorf("%w: last offset delta %d", ErrInvalid, h.LastOffsetDelta)
 	}
 	if h.RecordCount <= 0 || int64(h.RecordCount) != int64(h.LastOffsetDelta)+1 {
 		return fmt.Errorf("%w: %d records with last offset delta %d", ErrInvalid, h.RecordCount, h.LastOffsetDelta)
@@ -216,12 +226,12 @@ func Check(h *Header, b []byte) error {
 // SetBaseOffset writes off as the batch's base offset. The CRC is unaffected.
 // b must hold at least a batch header.
 func SetBaseOffset(b []byte, off int64) {
-	binary.BigEndian.PutUint64(b[posBaseOffset:], uint64(off))
+	binary.BigEndian.PutUint64(b[PosBaseOffset:], uint64(off))
 }
 
 // SetLeaderEpoch writes the partition leader epoch. The CRC is unaffected.
 func SetLeaderEpoch(b []byte, epoch int32) {
-	binary.BigEndian.PutUint32(b[posLeaderEpoch:], uint32(epoch))
+	binary.BigEndian.PutUint32(b[PosLeaderEpoch:], uint32(epoch))
 }
 
 // SetLogAppendTime marks the batch as timestamped by the broker at ts, as
@@ -231,13 +241,13 @@ func SetLeaderEpoch(b []byte, epoch int32) {
 // batch.
 func SetLogAppendTime(b []byte, ts int64) {
 	be := binary.BigEndian
-	attrs := be.Uint16(b[posAttributes:]) | TimestampLogAppend
-	be.PutUint16(b[posAttributes:], attrs)
-	be.PutUint64(b[posBaseTimestamp:], uint64(ts))
-	be.PutUint64(b[posMaxTimestamp:], uint64(ts))
-	be.PutUint32(b[posCRC:], Checksum(b))
+	attrs := be.Uint16(b[PosAttributes:]) | TimestampLogAppend
+	be.PutUint16(b[PosAttributes:], attrs)
+	be.PutUint64(b[PosBaseTimestamp:], uint64(ts))
+	be.PutUint64(b[PosMaxTimestamp:], uint64(ts))
+	be.PutUint32(b[PosCRC:], Checksum(b))
 }
 
 // BaseOffset reads the base offset of the batch at the start of b, which
 // must hold at least 8 bytes.
-func BaseOffset(b []byte) int64 { return int64(binary.BigEndian.Uint64(b[posBaseOffset:])) }
+func BaseOffset(b []byte) int64 { return int64(binary.BigEndian.Uint64(b[PosBaseOffset:])) }

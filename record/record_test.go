@@ -175,6 +175,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(kmsgBatch(3, CodecZstd))
 	f.Add(AppendBatch(nil, Batch{Records: []Record{{Value: []byte("x")}}}))
 	f.Add([]byte{})
+	f.Add(handBatch(CodecNone, 3, 2, recs(0, 1, 2)))
+	f.Add(handBatch(CodecNone, 2, 1, recs(0, 1, 2)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := Validate(b)
 		if err != nil {
@@ -186,6 +188,22 @@ func FuzzParse(f *testing.F) {
 		// Iterating a valid uncompressed batch must not panic.
 		if h.Codec() == CodecNone {
 			_ = ForEach(b, func(*Record) error { return nil })
+		}
+		// A batch whose records pass the walk holds exactly the records
+		// its header says, at offset deltas 0, 1, 2, ...
+		if h.Codec() != CodecNone || CheckRecords(&h, b) != nil {
+			return
+		}
+		var n int32
+		err = ForEach(b, func(r *Record) error {
+			if r.OffsetDelta != n {
+				t.Fatalf("record %d at offset delta %d passed the walk", n, r.OffsetDelta)
+			}
+			n++
+			return nil
+		})
+		if err != nil || n != h.RecordCount {
+			t.Fatalf("walk passed, but ForEach read %d of %d records: %v", n, h.RecordCount, err)
 		}
 	})
 }

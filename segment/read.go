@@ -7,13 +7,6 @@ import (
 	"github.com/ferrymq/ferry/record"
 )
 
-// Fixed header positions read while walking batches.
-const (
-	hdrLastOffsetDelta = 23
-	hdrMaxTimestamp    = 35
-	hdrWalk            = 43 // bytes needed to read up to the max timestamp
-)
-
 // Read returns a view of whole batches from the segment's mapping: it
 // starts with the batch holding offset off (or the first batch after off),
 // stops before the first batch whose base offset is at or above maxOffset,
@@ -64,12 +57,8 @@ func (s *Segment) batchAt(pos, size int64) (base, n int64, err error) {
 	return int64(binary.BigEndian.Uint64(b)), int64(sz), nil
 }
 
-// Position returns the byte position of the batch holding offset off, or of
-// the first batch after it, or Size() if there is none.
-func (s *Segment) Position(off int64) (int64, error) {
-	return s.position(off, s.size.Load())
-}
-
+// position returns the byte position of the batch holding offset off, or
+// of the first batch after it, or size if there is none.
 func (s *Segment) position(off int64, size int64) (int64, error) {
 	pos := s.indexLookup(off)
 	for pos < size {
@@ -77,7 +66,7 @@ func (s *Segment) position(off int64, size int64) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		last := base + int64(int32(binary.BigEndian.Uint32(s.logMap[pos+hdrLastOffsetDelta:])))
+		last := base + int64(int32(binary.BigEndian.Uint32(s.logMap[pos+record.PosLastOffsetDelta:])))
 		if last >= off {
 			return pos, nil
 		}
@@ -152,7 +141,7 @@ func (s *Segment) FindTimestamp(ts int64) (pos, base int64, ok bool, err error) 
 		if err != nil {
 			return 0, 0, false, err
 		}
-		if int64(binary.BigEndian.Uint64(s.logMap[pos+hdrMaxTimestamp:])) >= ts {
+		if int64(binary.BigEndian.Uint64(s.logMap[pos+record.PosMaxTimestamp:])) >= ts {
 			return pos, b, true, nil
 		}
 		pos += n

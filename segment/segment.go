@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/edsrzf/mmap-go"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/record"
 )
 
@@ -143,25 +143,12 @@ type Segment struct {
 	maxIndexEntries int64
 	maxTimeEntries  int64
 	werr            atomic.Pointer[error] // sticky write or sync error
-	removeOnRelease bool
 	refs            atomic.Int64
 }
 
 type osFile struct{ *os.File }
 
-func (f osFile) Sync() error { return fdatasync(f.File) }
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
-	}
-}
+func (f osFile) Sync() error { return durable.SyncData(f.File) }
 
 // Create makes a new, empty, active segment with base offset base in dir.
 // The caller syncs dir so the new files survive a power cut.
@@ -185,13 +172,19 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	return s, nil
 }
 
-// Open opens an existing segment. With recover set the log is scanned
-// batch by batch (length, CRC, increasing offsets), the indexes are rebuilt,
-// and the file is truncated after the last valid batch; Truncated reports
-// how many bytes were cut. Without recover the indexes are trusted if they
-// pass a sanity check, and rebuilt otherwise. With active set the segment
-// is opened for appends; otherwise it is sealed.
-func Open(dir string, base int64, cfg Config, recover, active bool) (*Segment, error) {
+// OpenOptions says how Open treats an existing segment.
+type OpenOptions struct {
+	// Recover scans the log batch by batch (length, CRC, increasing
+	// offsets), rebuilds the indexes and truncates the file after the last
+	// valid batch. Without it the indexes are trusted if they pass a
+	// sanity check, and rebuilt otherwise.
+	Recover bool
+	// Active opens the segment for appends; otherwise it is sealed.
+	Active bool
+}
+
+// Open opens an existing segment as opts says.
+func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
 	var err error
 	if s.logFile, err = os.OpenFile(s.path(".log"), os.O_RDWR, 0o644); err != nil {
@@ -207,18 +200,18 @@ func Open(dir string, base int64, cfg Config, recover, active bool) (*Segment, e
 		s.closeFiles()
 		return nil, fmt.Errorf("%w: %s is %d bytes, above 2 GiB", ErrCorrupt, s.path(".log"), fileSize)
 	}
-	if err := s.mapLog(fileSize, active); err != nil {
+	if err := s.mapLog(fileSize, opts.Active); err != nil {
 		s.closeFiles()
 		return nil, err
 	}
 	s.size.Store(fileSize)
-	if recover || !s.loadIndexes(fileSize) {
+	if opts.Recover || !s.loadIndexes(fileSize) {
 		if err := s.rebuild(fileSize); err != nil {
 			s.closeFiles()
 			return nil, err
 		}
 	}
-	if active {
+	if opts.Active {
 		err = s.activate()
 	} else {
 		s.sealed = true
@@ -490,7 +483,7 @@ func (s *Segment) rebuild(fileSize int64) error {
 		if err := s.logFile.Truncate(valid); err != nil {
 			return err
 		}
-		if err := fdatasync(s.logFile); err != nil {
+		if err := durable.SyncData(s.logFile); err != nil {
 			return err
 		}
 	}
@@ -608,11 +601,8 @@ func (s *Segment) RollTimestamp() int64 {
 	return s.rollBase
 }
 
-// Sealed reports whether the segment no longer takes appends.
-func (s *Segment) Sealed() bool { return s.sealed }
-
-// IndexEntries returns the number of offset and time index entries in use.
-func (s *Segment) IndexEntries() (offsets, times int64) {
+// indexCounts returns the number of offset and time index entries in use.
+func (s *Segment) indexCounts() (offsets, times int64) {
 	return s.indexEntries.Load(), s.timeEntries.Load()
 }
 
@@ -737,10 +727,10 @@ func (s *Segment) trimIndexes() error {
 	if err := s.timeFile.Truncate(timeSize); err != nil {
 		return err
 	}
-	if err := fdatasync(s.idxFile); err != nil {
+	if err := durable.SyncData(s.idxFile); err != nil {
 		return err
 	}
-	if err := fdatasync(s.timeFile); err != nil {
+	if err := durable.SyncData(s.timeFile); err != nil {
 		return err
 	}
 	if !s.mapIndexesLocked(idxSize, timeSize, mmap.RDONLY) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/record"
 )
 
@@ -66,7 +67,7 @@ func newSeg(t testing.TB, base int64, cfg Config) *Segment {
 func TestLookup(t *testing.T) {
 	s := newSeg(t, 100, Config{IndexIntervalBytes: 256, MaxBytes: 1 << 20})
 	w := fill(t, s, 40, 3, 50)
-	if n, _ := s.IndexEntries(); n < 5 {
+	if n, _ := s.indexCounts(); n < 5 {
 		t.Fatalf("only %d index entries", n)
 	}
 	last := w[len(w)-1]
@@ -86,7 +87,7 @@ func TestLookup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pos, err := s.Position(tt.off)
+			pos, err := s.position(tt.off, s.Size())
 			if err != nil || pos != tt.wantPos {
 				t.Fatalf("Position(%d) = %d, %v; want %d", tt.off, pos, err, tt.wantPos)
 			}
@@ -153,7 +154,7 @@ func TestSealReopenIsCheap(t *testing.T) {
 	if err := s.Seal(); err != nil {
 		t.Fatal(err)
 	}
-	wantIdx, wantTime := s.IndexEntries()
+	wantIdx, wantTime := s.indexCounts()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -161,12 +162,12 @@ func TestSealReopenIsCheap(t *testing.T) {
 	if fi.Size() != wantIdx*IndexEntrySize {
 		t.Fatalf("index not trimmed: %d bytes for %d entries", fi.Size(), wantIdx)
 	}
-	r, err := Open(dir, 0, Config{IndexIntervalBytes: 128}, false, false)
+	r, err := Open(dir, 0, Config{IndexIntervalBytes: 128}, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if gi, gt := r.IndexEntries(); gi != wantIdx || gt != wantTime {
+	if gi, gt := r.indexCounts(); gi != wantIdx || gt != wantTime {
 		t.Fatalf("reopened with %d/%d entries, want %d/%d", gi, gt, wantIdx, wantTime)
 	}
 	if r.NextOffset() != w[len(w)-1].off+2 || r.MaxTimestamp() != w[len(w)-1].ts {
@@ -216,9 +217,9 @@ func TestRecovery(t *testing.T) {
 		}, 20, true},
 	}
 	for _, tc := range cases {
-		for _, recover := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/recover=%v", tc.name, recover), func(t *testing.T) {
-				if !recover && tc.name != "clean" && tc.name != "index deleted" {
+		for _, recovery := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/recover=%v", tc.name, recovery), func(t *testing.T) {
+				if !recovery && tc.name != "clean" && tc.name != "index deleted" {
 					t.Skip("damage to the log is only repaired by a recovery open")
 				}
 				dir := t.TempDir()
@@ -227,10 +228,10 @@ func TestRecovery(t *testing.T) {
 					t.Fatal(err)
 				}
 				w := fill(t, s, 20, 2, 20)
-				wantIdx, _ := s.IndexEntries()
+				wantIdx, _ := s.indexCounts()
 				s.Close()
 				tc.damage(t, dir, w)
-				r, err := Open(dir, 0, Config{IndexIntervalBytes: 100, MaxBytes: 1 << 20}, recover, true)
+				r, err := Open(dir, 0, Config{IndexIntervalBytes: 100, MaxBytes: 1 << 20}, OpenOptions{Recover: recovery, Active: true})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -255,7 +256,7 @@ func TestRecovery(t *testing.T) {
 					t.Fatalf("recovered %d bytes, want %d", len(all), len(want))
 				}
 				if tc.keep == 20 && !tc.idxGone {
-					if gi, _ := r.IndexEntries(); gi != wantIdx {
+					if gi, _ := r.indexCounts(); gi != wantIdx {
 						t.Fatalf("index entries %d, want %d", gi, wantIdx)
 					}
 				}
@@ -302,7 +303,7 @@ func TestDamagedIndexRebuilt(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(dir, FileName(0, ".index")), os.O_RDWR, 0)
 	f.WriteAt([]byte{0, 0, 0, 9, 0x7f, 0, 0, 0}, 0)
 	f.Close()
-	r, err := Open(dir, 0, Config{IndexIntervalBytes: 100}, false, false)
+	r, err := Open(dir, 0, Config{IndexIntervalBytes: 100}, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +386,7 @@ func (f *failFile) WriteAt(b []byte, off int64) (int, error) {
 	}
 	return f.File.WriteAt(b, off)
 }
-func (f *failFile) Sync() error { return fdatasync(f.File) }
+func (f *failFile) Sync() error { return durable.SyncData(f.File) }
 
 func TestWriteErrorIsSticky(t *testing.T) {
 	dir := t.TempDir()
@@ -473,7 +474,7 @@ func fuzzBody(t *testing.T, data []byte, flipAt uint16) {
 		if err := os.WriteFile(filepath.Join(dir, FileName(0, ".log")), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s, err := Open(dir, 0, Config{IndexIntervalBytes: 64, MaxBytes: 1 << 16, MaxIndexBytes: 1024}, true, true)
+		s, err := Open(dir, 0, Config{IndexIntervalBytes: 64, MaxBytes: 1 << 16, MaxIndexBytes: 1024}, OpenOptions{Recover: true, Active: true})
 		if err != nil {
 			return
 		}

@@ -16,9 +16,11 @@ import (
 // Produce, v0-v13.
 //
 // Behavior:
-//   - Every batch is validated (length, magic 2, CRC32C, record count,
-//     max.message.bytes) and idempotent sequences are checked before
-//     anything of a partition is appended; batches v2 are stored as sent.
+//   - Every batch is validated (length, magic 2, CRC32C, record count and
+//     offset deltas against the records of an uncompressed batch, as
+//     Kafka's LogValidator, max.message.bytes) and idempotent sequences
+//     are checked before anything of a partition is appended; batches v2
+//     are stored as sent.
 //   - Appends run on the connection's reader goroutine, so pipelined
 //     requests keep their order.
 //   - acks=0 gets no answer (but an error closes the connection, as in
@@ -213,7 +215,7 @@ func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 // isBatchV2 reports whether a record set starts with a batch of magic 2,
 // which Produce v0-v2 may carry too (Kafka does not check their magic).
 func isBatchV2(b []byte) bool {
-	return len(b) > record.LengthOverhead+4 && b[record.LengthOverhead+4] == record.Magic
+	return len(b) > record.PosMagic && b[record.PosMagic] == record.Magic
 }
 
 // legacyError is Kafka's error for a message set that does not convert.

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -391,6 +393,9 @@ type groupResetOpts struct {
 	shiftBy    int64
 	execute    bool
 	set        map[string]bool // flags given on the command line
+
+	datetime int64              // -to-datetime in unix ms
+	chosen   map[string][]int32 // topic → partitions to reset (nil: all of them)
 }
 
 func groupResetFlags() (*flag.FlagSet, *groupResetOpts) {
@@ -416,45 +421,10 @@ type offsetReset struct {
 }
 
 func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := groupResetFlags()
-	pos, err := parseClient(fs, o.client, args, stdout)
+	group, o, err := parseGroupReset(args, stdout)
 	if err != nil {
 		return err
 	}
-	group := pos[0]
-	o.set = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-	var modes []string
-	for _, m := range []string{"to-earliest", "to-latest", "to-offset", "to-datetime", "shift-by"} {
-		if o.set[m] {
-			modes = append(modes, m)
-		}
-	}
-	if len(modes) != 1 {
-		return usageError("group reset-offsets: give exactly one of -to-earliest, -to-latest, -to-offset N, -to-datetime T, -shift-by N")
-	}
-	var datetime int64
-	if o.set["to-datetime"] {
-		if datetime, err = parseTime(o.toDatetime); err != nil {
-			return usageError("-to-datetime: %v", err)
-		}
-	}
-	chosen := map[string][]int32{} // topic -> partitions (nil: all)
-	for _, t := range o.topics {
-		name, ps, hasParts := strings.Cut(t, ":")
-		if !hasParts {
-			chosen[name] = nil
-			continue
-		}
-		for p := range strings.SplitSeq(ps, ",") {
-			n, err := strconv.ParseInt(p, 10, 32)
-			if err != nil {
-				return usageError("-topic %q: bad partition %q", t, p)
-			}
-			chosen[name] = append(chosen[name], int32(n))
-		}
-	}
-
 	c, rctx, err := o.client.open(ctx)
 	if err != nil {
 		return err
@@ -462,118 +432,18 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 	defer c.close()
 	what := fmt.Sprintf("reset offsets of group %q", group)
 
-	// Kafka's rule: only an inactive group's offsets can be reset.
-	members, state, err := c.groupActivity(rctx, group)
+	committed, err := c.resetTargets(rctx, what, group, o)
+	if err != nil {
+		return err
+	}
+	topics := slices.Sorted(maps.Keys(o.chosen))
+	bounds, err := c.resetBounds(rctx, o, topics)
 	if err != nil {
 		return c.fail(what, err)
 	}
-	if members > 0 || (state != "" && state != "Empty" && state != "Dead") {
-		return c.fail(what, fmt.Errorf("the group has %d active member(s) and is %s; stop its consumers first (offsets can only be reset while the group is inactive): %w",
-			members, state, kerr.NonEmptyGroup))
-	}
-
-	committed, err := c.adm.FetchOffsets(rctx, group)
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		err = nil // nothing committed yet
-	}
+	plan, newOffsets, err := planResets(group, o, topics, committed, bounds)
 	if err != nil {
 		return c.fail(what, err)
-	}
-	if len(chosen) == 0 {
-		for t := range committed {
-			chosen[t] = nil
-		}
-	}
-	if len(chosen) == 0 {
-		return usageError("group reset-offsets: group %q has no committed offsets; name the topics with -topic", group)
-	}
-	topics := make([]string, 0, len(chosen))
-	for t := range chosen {
-		topics = append(topics, t)
-	}
-	sort.Strings(topics)
-	tds, err := c.adm.ListTopicsWithInternal(rctx, topics...)
-	if err != nil {
-		return c.fail(what, err)
-	}
-	for _, t := range topics {
-		td, ok := tds[t]
-		if !ok {
-			return c.fail(fmt.Sprintf("%s: topic %q", what, t), kerr.UnknownTopicOrPartition)
-		}
-		if td.Err != nil {
-			return c.fail(fmt.Sprintf("%s: topic %q", what, t), td.Err)
-		}
-		if chosen[t] == nil {
-			chosen[t] = td.Partitions.Numbers()
-		}
-		for _, p := range chosen[t] {
-			if _, ok := td.Partitions[p]; !ok {
-				return c.fail(fmt.Sprintf("%s: topic %q partition %d", what, t, p), kerr.UnknownTopicOrPartition)
-			}
-		}
-	}
-	starts, err := c.adm.ListStartOffsets(rctx, topics...)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return c.fail(what, err)
-	}
-	ends, err := c.adm.ListEndOffsets(rctx, topics...)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return c.fail(what, err)
-	}
-	var after kadm.ListedOffsets
-	if o.set["to-datetime"] {
-		if after, err = c.adm.ListOffsetsAfterMilli(rctx, datetime, topics...); err == nil {
-			err = after.Error()
-		}
-		if err != nil {
-			return c.fail(what, err)
-		}
-	}
-
-	var plan []offsetReset
-	newOffsets := kadm.Offsets{}
-	for _, t := range topics {
-		ps := append([]int32(nil), chosen[t]...)
-		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-		for _, p := range ps {
-			so, _ := starts.Lookup(t, p)
-			eo, _ := ends.Lookup(t, p)
-			lo, hi := so.Offset, eo.Offset
-			cur := int64(-1)
-			if co, ok := committed.Lookup(t, p); ok && co.Err == nil {
-				cur = co.At
-			}
-			var n int64
-			switch {
-			case o.toEarliest:
-				n = lo
-			case o.toLatest:
-				n = hi
-			case o.set["to-offset"]:
-				n = o.toOffset
-			case o.set["to-datetime"]:
-				n = hi
-				if ao, ok := after.Lookup(t, p); ok && ao.Offset >= 0 {
-					n = ao.Offset
-				}
-			case o.set["shift-by"]:
-				if cur < 0 {
-					// As Kafka: there is nothing to shift from.
-					return c.fail(what, fmt.Errorf("cannot shift offset for partition %s-%d since there is no current committed offset", t, p))
-				}
-				n = cur + o.shiftBy
-			}
-			n = min(max(n, lo), hi)
-			plan = append(plan, offsetReset{Group: group, Topic: t, Partition: p, Current: cur, New: n})
-			newOffsets.Add(kadm.Offset{Topic: t, Partition: p, At: n, LeaderEpoch: -1})
-		}
 	}
 
 	var errs []error
@@ -603,4 +473,172 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 		fmt.Fprintln(stderr, "dry run: nothing committed; add -execute to commit these offsets")
 	}
 	return errors.Join(errs...)
+}
+
+// parseGroupReset reads the command line: the group, exactly one mode, and
+// the -topic choices into o.chosen.
+func parseGroupReset(args []string, stdout io.Writer) (string, *groupResetOpts, error) {
+	fs, o := groupResetFlags()
+	pos, err := parseClient(fs, o.client, args, stdout)
+	if err != nil {
+		return "", nil, err
+	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	var modes []string
+	for _, m := range []string{"to-earliest", "to-latest", "to-offset", "to-datetime", "shift-by"} {
+		if o.set[m] {
+			modes = append(modes, m)
+		}
+	}
+	if len(modes) != 1 {
+		return "", nil, usageError("group reset-offsets: give exactly one of -to-earliest, -to-latest, -to-offset N, -to-datetime T, -shift-by N")
+	}
+	if o.set["to-datetime"] {
+		if o.datetime, err = parseTime(o.toDatetime); err != nil {
+			return "", nil, usageError("-to-datetime: %v", err)
+		}
+	}
+	o.chosen = map[string][]int32{}
+	for _, t := range o.topics {
+		name, ps, hasParts := strings.Cut(t, ":")
+		if !hasParts {
+			o.chosen[name] = nil
+			continue
+		}
+		for p := range strings.SplitSeq(ps, ",") {
+			n, err := strconv.ParseInt(p, 10, 32)
+			if err != nil {
+				return "", nil, usageError("-topic %q: bad partition %q", t, p)
+			}
+			o.chosen[name] = append(o.chosen[name], int32(n))
+		}
+	}
+	return pos[0], o, nil
+}
+
+// resetTargets checks that the group is inactive (Kafka's rule: only an
+// inactive group's offsets can be reset), fetches its committed offsets and
+// completes o.chosen: every committed topic when none was named, every
+// partition of a topic named without partitions. Named partitions must
+// exist. Its errors are ready to return (what names the command).
+func (c *conn) resetTargets(ctx context.Context, what, group string, o *groupResetOpts) (kadm.OffsetResponses, error) {
+	members, state, err := c.groupActivity(ctx, group)
+	if err != nil {
+		return nil, c.fail(what, err)
+	}
+	if members > 0 || (state != "" && state != "Empty" && state != "Dead") {
+		return nil, c.fail(what, fmt.Errorf("the group has %d active member(s) and is %s; stop its consumers first (offsets can only be reset while the group is inactive): %w",
+			members, state, kerr.NonEmptyGroup))
+	}
+	committed, err := c.adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		err = nil // nothing committed yet
+	}
+	if err != nil {
+		return nil, c.fail(what, err)
+	}
+	if len(o.chosen) == 0 {
+		for t := range committed {
+			o.chosen[t] = nil
+		}
+	}
+	if len(o.chosen) == 0 {
+		return nil, usageError("group reset-offsets: group %q has no committed offsets; name the topics with -topic", group)
+	}
+	topics := slices.Sorted(maps.Keys(o.chosen))
+	tds, err := c.adm.ListTopicsWithInternal(ctx, topics...)
+	if err != nil {
+		return nil, c.fail(what, err)
+	}
+	for _, t := range topics {
+		td, ok := tds[t]
+		if !ok {
+			return nil, c.fail(fmt.Sprintf("%s: topic %q", what, t), kerr.UnknownTopicOrPartition)
+		}
+		if td.Err != nil {
+			return nil, c.fail(fmt.Sprintf("%s: topic %q", what, t), td.Err)
+		}
+		if o.chosen[t] == nil {
+			o.chosen[t] = td.Partitions.Numbers()
+		}
+		for _, p := range o.chosen[t] {
+			if _, ok := td.Partitions[p]; !ok {
+				return nil, c.fail(fmt.Sprintf("%s: topic %q partition %d", what, t, p), kerr.UnknownTopicOrPartition)
+			}
+		}
+	}
+	return committed, nil
+}
+
+// resetBounds holds what a reset needs to know of the topics: their start
+// and end offsets, and for -to-datetime the first offset at or after it.
+type resetBounds struct {
+	starts, ends, after kadm.ListedOffsets
+}
+
+func (c *conn) resetBounds(ctx context.Context, o *groupResetOpts, topics []string) (resetBounds, error) {
+	var b resetBounds
+	var err error
+	if b.starts, err = c.adm.ListStartOffsets(ctx, topics...); err == nil {
+		err = b.starts.Error()
+	}
+	if err != nil {
+		return b, err
+	}
+	if b.ends, err = c.adm.ListEndOffsets(ctx, topics...); err == nil {
+		err = b.ends.Error()
+	}
+	if err != nil {
+		return b, err
+	}
+	if o.set["to-datetime"] {
+		if b.after, err = c.adm.ListOffsetsAfterMilli(ctx, o.datetime, topics...); err == nil {
+			err = b.after.Error()
+		}
+	}
+	return b, err
+}
+
+// planResets computes the new offset of every chosen partition, clamped to
+// the log.
+func planResets(group string, o *groupResetOpts, topics []string, committed kadm.OffsetResponses, b resetBounds) ([]offsetReset, kadm.Offsets, error) {
+	var plan []offsetReset
+	newOffsets := kadm.Offsets{}
+	for _, t := range topics {
+		ps := slices.Sorted(slices.Values(o.chosen[t]))
+		for _, p := range ps {
+			so, _ := b.starts.Lookup(t, p)
+			eo, _ := b.ends.Lookup(t, p)
+			lo, hi := so.Offset, eo.Offset
+			cur := int64(-1)
+			if co, ok := committed.Lookup(t, p); ok && co.Err == nil {
+				cur = co.At
+			}
+			var n int64
+			switch {
+			case o.toEarliest:
+				n = lo
+			case o.toLatest:
+				n = hi
+			case o.set["to-offset"]:
+				n = o.toOffset
+			case o.set["to-datetime"]:
+				n = hi
+				if ao, ok := b.after.Lookup(t, p); ok && ao.Offset >= 0 {
+					n = ao.Offset
+				}
+			case o.set["shift-by"]:
+				if cur < 0 {
+					// As Kafka: there is nothing to shift from.
+					return nil, nil, fmt.Errorf("cannot shift offset for partition %s-%d since there is no current committed offset", t, p)
+				}
+				n = cur + o.shiftBy
+			}
+			n = min(max(n, lo), hi)
+			plan = append(plan, offsetReset{Group: group, Topic: t, Partition: p, Current: cur, New: n})
+			newOffsets.Add(kadm.Offset{Topic: t, Partition: p, At: n, LeaderEpoch: -1})
+		}
+	}
+	return plan, newOffsets, nil
 }

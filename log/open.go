@@ -1,0 +1,198 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrymq/ferry/segment"
+)
+
+// Open opens (creating if needed) the log in dir and recovers it if it was
+// not closed cleanly.
+func Open(dir string, cfg Config) (*Log, error) {
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir))}
+	l.flusher.cond.L = &l.flusher
+	l.appendMu.cfg = cfg
+	cp, cpErr := readCheckpoint(dir)
+	if cpErr != nil && !errors.Is(cpErr, os.ErrNotExist) {
+		l.logger.Warn("checkpoint unreadable, recovering every segment", "err", cpErr)
+	}
+	bases, err := l.listSegments()
+	if err != nil {
+		return nil, err
+	}
+	clean := cpErr == nil && cp.clean
+	recoveryPoint := cp.recoveryPoint
+	if cpErr != nil {
+		recoveryPoint = 0
+	}
+	start := time.Now()
+	var scanned int64
+	for i, base := range bases {
+		active := i == len(bases)-1
+		scan := !clean && base >= recoveryPointSegment(bases, recoveryPoint)
+		sizeBefore := fileSize(dir, base)
+		s, err := segment.Open(dir, base, cfg.segmentConfig(), segment.OpenOptions{Recover: scan, Active: active})
+		if err != nil {
+			l.closeSegments()
+			return nil, fmt.Errorf("log: open segment %d of %s: %w", base, dir, err)
+		}
+		if scan {
+			scanned += s.Size()
+		}
+		if len(l.segments) > 0 {
+			prev := l.segments[len(l.segments)-1]
+			if s.Base() < prev.NextOffset() {
+				s.Close()
+				l.closeSegments()
+				return nil, fmt.Errorf("%w: %s: segment %d overlaps the previous one ending at %d", ErrCorrupt, dir, base, prev.NextOffset())
+			}
+		}
+		l.segments = append(l.segments, s)
+		if scan && !active {
+			// A segment that is not the last must end where the next
+			// begins; if recovery cut it short, later segments sit past a
+			// hole and are dropped, as Kafka does.
+			if s.Size() < sizeBefore {
+				l.logger.Error("corrupt segment in the middle of the log; dropping the segments after it", "segment", base, "valid_until", s.NextOffset())
+				for _, b := range bases[i+1:] {
+					removeSegmentFiles(dir, b)
+				}
+				if err := s.Close(); err != nil {
+					l.closeSegments()
+					return nil, err
+				}
+				l.segments = l.segments[:len(l.segments)-1]
+				s, err = segment.Open(dir, base, cfg.segmentConfig(), segment.OpenOptions{Active: true})
+				if err != nil {
+					l.closeSegments()
+					return nil, err
+				}
+				l.segments = append(l.segments, s)
+				break
+			}
+		}
+	}
+	if len(l.segments) == 0 {
+		base := max(cp.logStart, cp.recoveryPoint)
+		s, err := segment.Create(dir, base, cfg.segmentConfig())
+		if err != nil {
+			return nil, err
+		}
+		l.segments = append(l.segments, s)
+		if err := syncDir(dir); err != nil {
+			l.closeSegments()
+			return nil, err
+		}
+	}
+	if !clean && len(bases) > 0 {
+		l.logger.Info("recovered log", "segments", len(bases), "scanned_bytes", scanned, "took", time.Since(start))
+	}
+	active := l.active()
+	l.nextOffset.Store(active.NextOffset())
+	l.logStart.Store(max(cp.logStart, l.segments[0].Base()))
+	if l.logStart.Load() > l.nextOffset.Load() {
+		l.logStart.Store(l.nextOffset.Load())
+	}
+	l.appendMu.recoveryPoint = active.Base()
+	l.appendMu.dirty = !clean || cpErr != nil
+	l.flusher.durableOffset = l.nextOffset.Load()
+	if !clean {
+		// What recovery scanned came from the page cache, which a crash
+		// of the process (not the machine) keeps: make it durable before
+		// the recovery point moves past it.
+		for _, s := range l.segments {
+			if s.Base() >= recoveryPointSegment(bases, recoveryPoint) {
+				if err := s.Sync(); err != nil {
+					l.closeSegments()
+					return nil, err
+				}
+			}
+		}
+		if err := l.writeCheckpointLocked(false); err != nil {
+			l.closeSegments()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func recoveryPointSegment(bases []int64, rp int64) int64 {
+	// The segment holding rp and every later one are scanned.
+	i := sort.Search(len(bases), func(i int) bool { return bases[i] > rp })
+	if i == 0 {
+		return math.MinInt64
+	}
+	return bases[i-1]
+}
+
+func fileSize(dir string, base int64) int64 {
+	fi, err := os.Stat(filepath.Join(dir, segment.FileName(base, ".log")))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// listSegments returns the base offsets of the .log files in the
+// directory, and deletes leftovers: temporary files and index files with
+// no log.
+func (l *Log) listSegments() ([]int64, error) {
+	ents, err := os.ReadDir(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	logs := map[int64]bool{}
+	var bases []int64
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			os.Remove(filepath.Join(l.dir, name))
+			continue
+		}
+		stem, ext, ok := strings.Cut(name, ".")
+		if !ok || len(stem) != 20 {
+			continue
+		}
+		base, err := strconv.ParseInt(stem, 10, 64)
+		if err != nil {
+			continue
+		}
+		if ext == "log" {
+			logs[base] = true
+			bases = append(bases, base)
+		}
+	}
+	for _, e := range ents {
+		stem, ext, _ := strings.Cut(e.Name(), ".")
+		if base, err := strconv.ParseInt(stem, 10, 64); err == nil && (ext == "index" || ext == "timeindex") && !logs[base] {
+			os.Remove(filepath.Join(l.dir, e.Name()))
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	return bases, nil
+}
+
+func removeSegmentFiles(dir string, base int64) {
+	for _, ext := range []string{".log", ".index", ".timeindex"} {
+		os.Remove(filepath.Join(dir, segment.FileName(base, ext)))
+	}
+}
+
+func (l *Log) closeSegments() {
+	for _, s := range l.segments {
+		s.Close()
+	}
+	l.segments = nil
+}

@@ -1,0 +1,98 @@
+package log
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/ferrymq/ferry/segment"
+)
+
+// Sync returns once every batch appended before the call is durable. One
+// fdatasync serves every caller whose data it covers (group commit).
+func (l *Log) Sync() error {
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	target := l.nextOffset.Load()
+	f := &l.flusher
+	f.Lock()
+	defer f.Unlock()
+	for f.durableOffset < target {
+		if f.err != nil {
+			return f.err
+		}
+		if f.syncing {
+			f.cond.Wait()
+			continue
+		}
+		f.syncing = true
+		f.Unlock()
+		// Let the appenders the last fsync just released append before
+		// this one captures the log end, so it covers their batches too.
+		runtime.Gosched()
+		covered, err := l.syncActive()
+		f.Lock()
+		f.syncing = false
+		if err != nil {
+			f.err = err
+		} else if covered > f.durableOffset {
+			f.durableOffset = covered
+		}
+		f.cond.Broadcast()
+	}
+	return nil
+}
+
+// stopFlusher ends group commit: callers waiting for an fsync, and every
+// later Sync, get ErrClosed (unless an fsync failed first).
+func (l *Log) stopFlusher() {
+	f := &l.flusher
+	f.Lock()
+	if f.err == nil {
+		f.err = ErrClosed
+	}
+	f.cond.Broadcast()
+	f.Unlock()
+}
+
+// syncActive fsyncs the active segment, and any rolled segment whose
+// background seal has not finished, and returns the offset below which
+// everything is then durable.
+func (l *Log) syncActive() (int64, error) {
+	l.appendMu.Lock()
+	if err := l.appendMu.err; err != nil {
+		l.appendMu.Unlock()
+		return 0, err
+	}
+	if l.appendMu.closed {
+		l.appendMu.Unlock()
+		return 0, ErrClosed
+	}
+	covered := l.nextOffset.Load()
+	var segs [4]*segment.Segment
+	todo := append(segs[:0], l.appendMu.sealing...)
+	todo = append(todo, l.active())
+	for _, s := range todo {
+		s.Acquire()
+	}
+	l.appendMu.unflushed = 0
+	l.appendMu.Unlock()
+	defer func() {
+		for _, s := range todo {
+			s.Release()
+		}
+	}()
+	start := time.Now()
+	for _, s := range todo {
+		if err := s.Sync(); err != nil {
+			l.appendMu.Lock()
+			err = l.failLocked(err)
+			l.appendMu.Unlock()
+			return 0, err
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		l.logger.Warn("slow fdatasync", "took", d)
+	}
+	return covered, nil
+}

@@ -1,0 +1,137 @@
+package txn
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// startCompletionLocked starts writing the markers of e's prepared
+// transaction and then its Complete record, in a goroutine owned by the
+// coordinator. e.mu is held and e.m is prepared. The returned completion's
+// firstRound closes after the first attempt, at once if the coordinator is
+// closed (the next New completes the transaction).
+func (c *Coordinator) startCompletionLocked(e *entry) *completion {
+	comp := &completion{firstRound: make(chan struct{}), done: make(chan struct{})}
+	e.completion = comp
+	m := Marker{
+		TransactionalID: e.id,
+		ProducerID:      e.m.producerID,
+		ProducerEpoch:   e.m.epoch,
+		Commit:          e.m.state == statePrepareCommit,
+	}
+	parts := slices.Clone(e.m.partitions)
+	if !c.enter() {
+		close(comp.firstRound)
+		return comp
+	}
+	go c.complete(e, comp, m, parts)
+	return comp
+}
+
+// complete writes the markers of parts, retrying the failed ones with
+// backoff, then the Complete record of e. It gives up only when the
+// coordinator closes.
+func (c *Coordinator) complete(e *entry, comp *completion, m Marker, parts []TopicPartition) {
+	defer c.wg.Done()
+	first := true
+	endFirstRound := func() {
+		if first {
+			first = false
+			close(comp.firstRound)
+		}
+	}
+	defer endFirstRound()
+	backoff := c.cfg.retryBackoff
+	for {
+		parts = c.writeMarkers(parts, m)
+		if len(parts) == 0 && c.writeComplete(e, comp) {
+			return
+		}
+		endFirstRound()
+		t := time.NewTimer(backoff)
+		select {
+		case <-c.quit:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxRetryBackoff)
+	}
+}
+
+// writeMarkers writes m to every partition of parts, several at once, and
+// returns those that failed.
+func (c *Coordinator) writeMarkers(parts []TopicPartition, m Marker) []TopicPartition {
+	failed := make([]bool, len(parts))
+	write := func(i int) {
+		err := c.markers.WriteMarker(c.ctx, parts[i], m)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrUnknownPartition):
+			c.log.Info("no marker needed for a partition that no longer exists", "transactional_id", m.TransactionalID, "partition", parts[i].String())
+		default:
+			failed[i] = true
+			if c.ctx.Err() == nil {
+				c.log.Warn("writing a transaction marker; retrying", "transactional_id", m.TransactionalID, "partition", parts[i].String(), "commit", m.Commit, "err", err)
+			}
+		}
+	}
+	if len(parts) == 1 {
+		write(0)
+	} else {
+		sem := make(chan struct{}, markerParallelism)
+		var wg sync.WaitGroup
+		for i := range parts {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				write(i)
+			})
+		}
+		wg.Wait()
+	}
+	var rest []TopicPartition
+	for i, f := range failed {
+		if f {
+			rest = append(rest, parts[i])
+		}
+	}
+	return rest
+}
+
+// writeComplete stores the Complete record of e's prepared transaction. It
+// reports false when the store failed (the caller retries).
+func (c *Coordinator) writeComplete(e *entry, comp *completion) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.completion != comp || !e.m.state.prepared() {
+		panic("txn: completing a transaction that is not prepared")
+	}
+	n := e.m.complete(nowMs())
+	if err := c.transitionLocked(e, n); err != nil {
+		return false
+	}
+	e.completion = nil
+	close(comp.done)
+	c.log.Debug("transaction complete", "transactional_id", e.id, "state", n.state, "producer_id", n.producerID, "epoch", n.epoch)
+	return true
+}
+
+// fenceLocked aborts e's ongoing transaction on the coordinator's own
+// initiative (a timeout, an InitProducerID): it bumps the epoch so the
+// producer that opened the transaction is fenced, stores the PrepareAbort,
+// and starts writing the markers. e.mu is held and e.m is Ongoing.
+func (c *Coordinator) fenceLocked(e *entry) (*completion, error) {
+	fenced := e.m.epoch
+	if fenced < math.MaxInt16 {
+		fenced++
+	}
+	n := e.m.fencedAbort(fenced, c.cfg.TransactionVersion, nowMs())
+	if err := c.transitionLocked(e, n); err != nil {
+		return nil, err
+	}
+	return c.startCompletionLocked(e), nil
+}
