@@ -152,29 +152,75 @@ func newTopicID() [16]byte {
 }
 
 // createPartitions creates and opens partitions from .. to-1 of a topic
-// being created or grown. On failure it removes what it made, and only
-// that, and returns the error.
+// being created or grown. Their directories and files are made without a
+// sync each, in parallel, and then made durable together (syncCreated:
+// one syncfs(2) on Linux); only then may the caller record them. On
+// failure it removes what it made, and only that, and returns the error.
 func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 	cfg := s.partitionConfig(t)
-	var added []slot
-	for i := from; i < to; i++ {
-		dir := partitionDir(s.cfg.DataDir, t.name, i)
-		err := s.makePartitionDir(dir, t.id)
-		if err != nil {
-			s.dropPartitions(added)
-			return nil, fmt.Errorf("create %s: %w", dir, err)
+	n := int(to - from)
+	dirs := make([]string, n)
+	made := make([]bool, n) // the directory was made by this call
+	added := make([]slot, n)
+	errs := make([]error, n)
+	parallel(n, func(k int) {
+		dir := partitionDir(s.cfg.DataDir, t.name, from+int32(k))
+		dirs[k] = dir
+		if err := s.newPartitionDir(dir, t.id); err != nil {
+			errs[k] = fmt.Errorf("create %s: %w", dir, err)
+			return
 		}
-		p, err := partition.Open(dir, cfg)
+		made[k] = true
+		p, err := s.openPart(dir, cfg)
 		if err != nil {
-			s.dropPartitions(added)
-			if rerr := os.RemoveAll(dir); rerr != nil { // made just now, by this call
-				s.logger.Error("removing a partition of a failed change", "dir", dir, "err", rerr)
+			errs[k] = fmt.Errorf("open %s: %w", dir, err)
+			return
+		}
+		added[k] = slot{p: p}
+	})
+	var err error
+	for _, e := range errs {
+		if e != nil {
+			err = e
+			break
+		}
+	}
+	if err == nil {
+		err = syncCreated(s.cfg.DataDir, dirs)
+	}
+	if err != nil {
+		for k := range n {
+			if added[k].p == nil && made[k] {
+				if rerr := os.RemoveAll(dirs[k]); rerr != nil {
+					s.logger.Error("removing a partition of a failed change", "dir", dirs[k], "err", rerr)
+				}
 			}
-			return nil, fmt.Errorf("open %s: %w", dir, err)
 		}
-		added = append(added, slot{p: p})
+		s.dropPartitions(added)
+		return nil, err
 	}
 	return added, nil
+}
+
+// parallel calls fn(0) .. fn(n-1) on up to openWorkers goroutines and
+// returns once every call has.
+func parallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(openWorkers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // dropPartitions closes partitions that were created for a change that
@@ -205,13 +251,14 @@ func parsePartitionMetadata(b []byte) ([16]byte, error) {
 	return ParseTopicID(props["topic_id"])
 }
 
-// makePartitionDir creates dir for a new partition of the topic with id,
-// with its partition.metadata, durably. A non-empty directory already
-// there (left by an older topic of the same name, or by a topic the
-// metadata log does not know) is moved aside, never removed: it is renamed
-// <topic>-<partition>.<id>-stray, as Kafka names a log its metadata does
-// not know, where an operator can find it.
-func (s *Store) makePartitionDir(dir string, id [16]byte) error {
+// newPartitionDir creates dir for a new partition of the topic with id,
+// with its partition.metadata, not yet durably: the caller syncs
+// (syncCreated) before anything depends on it. A non-empty directory
+// already there (left by an older topic of the same name, or by a topic
+// the metadata log does not know) is moved aside, never removed: it is
+// renamed <topic>-<partition>.<id>-stray, as Kafka names a log its
+// metadata does not know, where an operator can find it.
+func (s *Store) newPartitionDir(dir string, id [16]byte) error {
 	err := os.Mkdir(dir, 0o755)
 	if errors.Is(err, fs.ErrExist) {
 		if fi, lerr := os.Lstat(dir); lerr == nil && fi.IsDir() && os.Remove(dir) == nil {
@@ -227,10 +274,9 @@ func (s *Store) makePartitionDir(dir string, id [16]byte) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(dir, "partition.metadata"), partitionMetadata(id)); err != nil {
-		return err
-	}
-	return syncDir(s.cfg.DataDir)
+	// A new file in a new directory: no rename is needed to replace an
+	// old one atomically, and syncCreated makes it durable.
+	return os.WriteFile(filepath.Join(dir, "partition.metadata"), partitionMetadata(id), 0o644)
 }
 
 // moveAside renames a directory that is in the way of a new partition.
@@ -274,7 +320,10 @@ func (s *Store) checkPartitionDir(dir string, id [16]byte) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		s.logger.Warn("partition directory missing; creating it empty", "dir", dir)
-		return s.makePartitionDir(dir, id)
+		if err := s.newPartitionDir(dir, id); err != nil {
+			return err
+		}
+		return syncCreated(s.cfg.DataDir, []string{dir})
 	case err != nil:
 		return err
 	}
@@ -312,22 +361,7 @@ func (s *Store) openImage() {
 		}
 	}
 	slots := make([]slot, len(jobs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(openWorkers, len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= len(jobs) {
-					return
-				}
-				slots[k] = s.openPartition(jobs[k].t, jobs[k].i)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(len(jobs), func(k int) { slots[k] = s.openPartition(jobs[k].t, jobs[k].i) })
 	k := 0
 	for _, t := range topics {
 		n := int(t.NumPartitions())
@@ -353,7 +387,7 @@ func (s *Store) openPartition(t *Topic, i int32) slot {
 	err := s.checkPartitionDir(dir, t.id)
 	var p *partition.Partition
 	if err == nil {
-		p, err = partition.Open(dir, s.partitionConfig(t))
+		p, err = s.openPart(dir, s.partitionConfig(t))
 	}
 	if err != nil {
 		s.logger.Error("partition offline: it could not be opened, and is left as it is; a restart once the fault is repaired serves it", "topic", t.name, "partition", i, "dir", dir, "err", err)

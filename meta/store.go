@@ -74,6 +74,10 @@ type Store struct {
 	}
 
 	closed atomic.Bool
+
+	// openPart opens a partition: partition.Open, but for tests that
+	// inject a failure.
+	openPart func(dir string, cfg partition.Config) (*partition.Partition, error)
 }
 
 // Open opens the data directory: it reads (or writes) meta.properties,
@@ -98,7 +102,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger}
+	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open}
 	s.image.byName = map[string]*Topic{}
 	s.image.byID = map[[16]byte]*Topic{}
 	s.image.pending = map[[16]byte]*Topic{}

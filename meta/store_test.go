@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferrymq/ferry/partition"
 )
 
 func testLogger() *slog.Logger {
@@ -186,4 +188,57 @@ func dirNames(t *testing.T, dir string) string {
 		names = append(names, e.Name())
 	}
 	return strings.Join(names, " ")
+}
+
+// TestCreateFailureRemovesOnlyItsOwn: a creation that fails part way
+// removes the partitions it made, and moves aside (never removes) a
+// directory that was in its way; nothing is recorded.
+func TestCreateFailureRemovesOnlyItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	stray := filepath.Join(dir, "f-2")
+	if err := os.MkdirAll(stray, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stray, "00000000000000000000.log"), []byte("someone's data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open := s.openPart
+	s.openPart = func(d string, cfg partition.Config) (*partition.Partition, error) {
+		if filepath.Base(d) == "f-5" {
+			return nil, errors.New("injected")
+		}
+		return open(d, cfg)
+	}
+	if _, err := s.CreateTopic(NewTopic{Name: "f", Partitions: 8, ReplicationFactor: 1}); !errors.Is(err, ErrStorage) {
+		t.Fatalf("CreateTopic with a failing partition: %v", err)
+	}
+	if s.Topic("f") != nil {
+		t.Fatal("the failed topic exists")
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "f-") {
+			left = append(left, e.Name())
+		}
+	}
+	if len(left) != 1 || !strings.HasPrefix(left[0], "f-2.") || !strings.HasSuffix(left[0], "-stray") {
+		t.Fatalf("left in the data directory: %v", left)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, left[0], "00000000000000000000.log")); err != nil || string(b) != "someone's data" {
+		t.Fatalf("the directory moved aside: %q, %v", b, err)
+	}
+	s.openPart = open
+	if _, err := s.CreateTopic(NewTopic{Name: "f", Partitions: 8, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, dir)
+	if f := s.Topic("f"); f == nil || f.NumPartitions() != 8 {
+		t.Fatalf("topic f after reopen: %v", f)
+	}
 }
