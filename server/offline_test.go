@@ -460,3 +460,51 @@ func TestCreateOverStrayDirectory(t *testing.T) {
 	checkValues(t, b, "y", 0, 3)
 	checkValues(t, b, "x", 0, 5)
 }
+
+// TestStartOffsetsPartitionOffline: a partition of __consumer_offsets that
+// cannot be opened stops the start (the coordinator cannot load the groups
+// it holds), with the reason, and deletes nothing; once repaired, the
+// broker starts and the committed offsets are there.
+func TestStartOffsetsPartitionOffline(t *testing.T) {
+	dir := t.TempDir()
+	b := startSmallBroker(t, dir)
+	if _, err := b.admin().CreateTopic(testCtx(t), 1, 1, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	offsets := kadm.Offsets{}
+	offsets.Add(kadm.Offset{Topic: "t", Partition: 0, At: 7})
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
+		if _, err := b.admin().CommitOffsets(testCtx(t), g, offsets); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.stop()
+
+	broken := filepath.Join(dir, offsetsTopic+"-0")
+	metaFile := filepath.Join(broken, "partition.metadata")
+	saved, err := os.ReadFile(metaFile)
+	must(t, err)
+	must(t, os.WriteFile(metaFile, []byte("garbage\n"), 0o644))
+	before := dirFiles(t, broken)
+	srv, err := New(Config{DataDir: dir, Props: offlineProps})
+	if err == nil {
+		srv.Close()
+		t.Fatal("the broker started without a partition of __consumer_offsets")
+	}
+	if !strings.Contains(err.Error(), "offline") || !strings.Contains(err.Error(), "partition.metadata") {
+		t.Fatalf("start error does not say why: %v", err)
+	}
+	checkUntouched(t, broken, before)
+
+	must(t, os.WriteFile(metaFile, saved, 0o644))
+	b = startSmallBroker(t, dir)
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
+		got, err := b.admin().FetchOffsets(testCtx(t), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := got.Lookup("t", 0); !ok || o.At != 7 {
+			t.Fatalf("group %s: committed offset %+v after the repair", g, o)
+		}
+	}
+}
