@@ -323,6 +323,9 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	// Wait for a change in progress; later ones see closed.
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
 	var errs []error
 	for _, t := range s.Topics() {
 		ps, ids := t.online()
