@@ -148,13 +148,15 @@ var partitionFaults = []partitionFault{
 		repair: func(t *testing.T, d string) { must(t, os.Remove(filepath.Join(d, laterSegment))) },
 	},
 	{
-		name: "index is a directory",
+		name: "partition directory is a file",
 		inject: func(t *testing.T, d string) {
-			idx := filepath.Join(d, "00000000000000000000.index")
-			must(t, os.Remove(idx))
-			must(t, os.Mkdir(idx, 0o755))
+			must(t, os.Rename(d, d+".saved"))
+			must(t, os.WriteFile(d, []byte("not a directory"), 0o644))
 		},
-		repair: func(t *testing.T, d string) { must(t, os.Remove(filepath.Join(d, "00000000000000000000.index"))) },
+		repair: func(t *testing.T, d string) {
+			must(t, os.Remove(d))
+			must(t, os.Rename(d+".saved", d))
+		},
 	},
 	{
 		name: "checkpoint cannot be written",
