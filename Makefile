@@ -10,7 +10,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
 # Fuzz targets as package:target.
-FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzCheckRecords ./record:FuzzConvertLegacy ./partition:FuzzProducerSnapshot ./segment:FuzzScan ./server:FuzzRequest ./txn:FuzzReplay ./segment:FuzzIndexLoad ./log:FuzzCheckpoint ./group:FuzzConsumerOffsetsRecords ./share:FuzzReplay
+FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzCheckRecords ./record:FuzzConvertLegacy ./partition:FuzzProducerSnapshot ./segment:FuzzScan ./server:FuzzRequest ./txn:FuzzReplay ./segment:FuzzIndexLoad ./log:FuzzCheckpoint ./group:FuzzConsumerOffsetsRecords ./share:FuzzReplay ./meta:FuzzApply
 
 # Systems the module must build and vet for besides the one running make.
 CROSS = darwin/amd64 darwin/arm64 windows/amd64 windows/arm64

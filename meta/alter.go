@@ -25,7 +25,7 @@ type Alter struct {
 func (s *Store) AlterTopicConfigs(t *Topic, a Alter) error {
 	for k, v := range a.Changes {
 		if err := validateTopicConfig(k, v); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
 	s.adminMu.Lock()
@@ -63,7 +63,7 @@ func (s *Store) AlterBrokerConfigs(name string, a Alter) error {
 		}
 		if v != nil {
 			if err := validateBrokerConfig(k, *v); err != nil {
-				return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+				return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 			}
 		}
 	}

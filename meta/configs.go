@@ -185,7 +185,7 @@ func validateTopicConfig(name string, value *string) error {
 		return nil
 	}
 	if err := tc.validate(*value); err != nil {
-		return fmt.Errorf("invalid value for %s: %v", name, err)
+		return fmt.Errorf("invalid value for %s: %w", name, err)
 	}
 	if tc.typ == typeInt {
 		if n, _ := strconv.ParseInt(*value, 10, 64); n > math.MaxInt32 {
@@ -205,7 +205,7 @@ func validateBrokerConfig(name, value string) error {
 		return nil
 	}
 	if err := bc.validate(value); err != nil {
-		return fmt.Errorf("invalid value for %s: %v", name, err)
+		return fmt.Errorf("invalid value for %s: %w", name, err)
 	}
 	return nil
 }

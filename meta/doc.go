@@ -38,7 +38,20 @@
 //
 // A topic's partitions are created and opened before its record is
 // proposed, so a recorded topic always has its partitions; if the
-// proposal fails, what the creation made is removed.
+// proposal fails, what that creation made is removed, and nothing else.
+// A non-empty directory in the way of a new partition (an older topic of
+// the same name, or one the metadata log lost) is renamed
+// <topic>-<partition>.<id>-stray, never removed.
+//
+// A start deletes nothing. A partition of the image that cannot be opened
+// (a segment that does not parse or open, an index or checkpoint that
+// cannot be written, a partition.metadata that is unreadable or names
+// another topic, ...) is offline: Topic.Partition returns ErrOffline with
+// the reason, which is logged, and its files stay as they are, while every
+// other partition serves; a restart once the fault is repaired serves it.
+// A partition directory the image does not name is reported and left in
+// place. A directory of the image that is gone is created again, empty,
+// as Kafka does. Partitions are opened in parallel.
 //
 // # Concurrency
 //

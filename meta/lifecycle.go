@@ -4,10 +4,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ferrymq/ferry/partition"
 )
@@ -61,7 +64,7 @@ func (s *Store) check(nt *NewTopic) (map[string]string, error) {
 	set := map[string]string{}
 	for k, v := range nt.Configs {
 		if err := validateTopicConfig(k, v); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		if v != nil {
 			set[k] = *v
@@ -148,29 +151,79 @@ func newTopicID() [16]byte {
 	return id
 }
 
-// createPartitions opens (creating) partitions from .. to-1 of t. On
-// failure it removes what it created and returns the error.
+// createPartitions creates and opens partitions from .. to-1 of a topic
+// being created or grown. Their directories and files are made without a
+// sync each, in parallel, and then made durable together (syncCreated:
+// one syncfs(2) on Linux); only then may the caller record them. On
+// failure it removes what it made, and only that, and returns the error.
 func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 	cfg := s.partitionConfig(t)
-	var added []slot
-	for i := from; i < to; i++ {
-		dir := partitionDir(s.cfg.DataDir, t.name, i)
-		err := s.claimPartitionDir(dir, t.id)
-		var p *partition.Partition
-		if err == nil {
-			p, err = partition.Open(dir, cfg)
+	n := int(to - from)
+	dirs := make([]string, n)
+	made := make([]bool, n) // the directory was made by this call
+	added := make([]slot, n)
+	errs := make([]error, n)
+	parallel(n, func(k int) {
+		dir := partitionDir(s.cfg.DataDir, t.name, from+int32(k))
+		dirs[k] = dir
+		if err := s.newPartitionDir(dir, t.id); err != nil {
+			errs[k] = fmt.Errorf("create %s: %w", dir, err)
+			return
 		}
+		made[k] = true
+		p, err := s.openPart(dir, cfg)
 		if err != nil {
-			s.dropPartitions(added)
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("open %s: %w", dir, err)
+			errs[k] = fmt.Errorf("open %s: %w", dir, err)
+			return
 		}
-		added = append(added, slot{p: p})
+		added[k] = slot{p: p}
+	})
+	var err error
+	for _, e := range errs {
+		if e != nil {
+			err = e
+			break
+		}
+	}
+	if err == nil {
+		err = syncCreated(s.cfg.DataDir, dirs)
+	}
+	if err != nil {
+		for k := range n {
+			if added[k].p == nil && made[k] {
+				if rerr := os.RemoveAll(dirs[k]); rerr != nil {
+					s.logger.Error("removing a partition of a failed change", "dir", dirs[k], "err", rerr)
+				}
+			}
+		}
+		s.dropPartitions(added)
+		return nil, err
 	}
 	return added, nil
 }
 
-// dropPartitions closes partitions that were opened for a change that
+// parallel calls fn(0) .. fn(n-1) on up to openWorkers goroutines and
+// returns once every call has.
+func parallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(openWorkers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// dropPartitions closes partitions that were created for a change that
 // failed and removes their directories.
 func (s *Store) dropPartitions(parts []slot) {
 	for _, sl := range parts {
@@ -183,70 +236,164 @@ func (s *Store) dropPartitions(parts []slot) {
 	}
 }
 
-// claimPartitionDir makes sure dir belongs to the topic with id: a
-// directory left by a deleted topic of the same name is removed first.
-// The id is kept in partition.metadata, as Kafka keeps it.
-func (s *Store) claimPartitionDir(dir string, id [16]byte) error {
-	want := "version: 0\ntopic_id: " + TopicIDString(id) + "\n"
-	meta := filepath.Join(dir, "partition.metadata")
-	have, err := os.ReadFile(meta)
-	if err == nil && string(have) == want {
-		return nil
+// partitionMetadata is the content of partition.metadata, which names the
+// topic a partition directory belongs to, as Kafka's does.
+func partitionMetadata(id [16]byte) []byte {
+	return []byte("version: 0\ntopic_id: " + TopicIDString(id) + "\n")
+}
+
+// parsePartitionMetadata reads the topic id from partition.metadata.
+func parsePartitionMetadata(b []byte) ([16]byte, error) {
+	props := ParseProperties(string(b))
+	if v := props["version"]; v != "0" {
+		return [16]byte{}, fmt.Errorf("partition.metadata: version %q is not 0", v)
 	}
-	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		s.logger.Warn("removing partition directory of an older topic", "dir", dir)
-		if err := os.RemoveAll(dir); err != nil {
-			return err
-		}
-	}
-	if _, err := os.Stat(dir); err == nil {
-		// A directory with data but no metadata file: an older topic too.
-		if ents, _ := os.ReadDir(dir); len(ents) > 0 {
-			s.logger.Warn("removing partition directory with no topic id", "dir", dir)
-			if err := os.RemoveAll(dir); err != nil {
-				return err
+	return ParseTopicID(props["topic_id"])
+}
+
+// newPartitionDir creates dir for a new partition of the topic with id,
+// with its partition.metadata, not yet durably: the caller syncs
+// (syncCreated) before anything depends on it. A non-empty directory
+// already there (left by an older topic of the same name, or by a topic
+// the metadata log does not know) is moved aside, never removed: it is
+// renamed <topic>-<partition>.<id>-stray, as Kafka names a log its
+// metadata does not know, where an operator can find it.
+func (s *Store) newPartitionDir(dir string, id [16]byte) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		if fi, lerr := os.Lstat(dir); lerr == nil && fi.IsDir() && os.Remove(dir) == nil {
+			// It was an empty directory: nothing to keep.
+			err = os.Mkdir(dir, 0o755)
+		} else {
+			err = s.moveAside(dir)
+			if err == nil {
+				err = os.Mkdir(dir, 0o755)
 			}
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := writeFileSync(meta, []byte(want)); err != nil {
-		return err
-	}
-	return syncDir(s.cfg.DataDir)
-}
-
-// openImage opens the partitions of every topic replayed from the log.
-// Partition directories that belong to no topic are removed.
-func (s *Store) openImage() error {
-	live := map[string]bool{}
-	for _, t := range s.Topics() {
-		n := t.NumPartitions()
-		t.parts.Store(&[]slot{})
-		added, err := s.createPartitions(t, 0, n)
-		if err != nil {
-			return fmt.Errorf("meta: open topic %s: %w", t.name, err)
-		}
-		t.grow(n, added)
-		for i := int32(0); i < n; i++ {
-			live[filepath.Base(partitionDir(s.cfg.DataDir, t.name, i))] = true
-		}
-	}
-	ents, err := os.ReadDir(s.cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if !e.IsDir() || e.Name() == MetadataDir || live[e.Name()] || !partitionDirName.MatchString(e.Name()) {
-			continue
+	// A new file in a new directory: no rename is needed to replace an
+	// old one atomically, and syncCreated makes it durable.
+	return os.WriteFile(filepath.Join(dir, "partition.metadata"), partitionMetadata(id), 0o644)
+}
+
+// moveAside renames a directory that is in the way of a new partition.
+func (s *Store) moveAside(dir string) error {
+	owner, err := os.ReadFile(filepath.Join(dir, "partition.metadata"))
+	id, perr := parsePartitionMetadata(owner)
+	if err != nil || perr != nil {
+		id = newTopicID()
+	}
+	aside := dir + "." + TopicIDString(id) + "-stray"
+	if err := os.Rename(dir, aside); err != nil {
+		return err
+	}
+	s.logger.Warn("moved a partition directory the metadata does not know out of the way of a new partition", "dir", filepath.Base(dir), "now", filepath.Base(aside))
+	return syncDir(s.cfg.DataDir)
+}
+
+// checkPartitionDir makes sure the directory of a partition the image
+// names belongs to the topic with id before it is opened at start. It
+// never removes anything: a directory that names another topic, or holds
+// files but no partition.metadata, or cannot be read, is an error (the
+// partition stays offline, its files as they are). A directory that is
+// gone is created again, empty, as Kafka does for a log it should have.
+func (s *Store) checkPartitionDir(dir string, id [16]byte) error {
+	path := filepath.Join(dir, "partition.metadata")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		got, err := parsePartitionMetadata(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
-		s.logger.Warn("removing partition directory of a deleted topic", "dir", e.Name())
-		if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, e.Name())); err != nil {
+		if got != id {
+			return fmt.Errorf("%s names topic id %s, not %s: the directory belongs to another topic", path, TopicIDString(got), TopicIDString(id))
+		}
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.logger.Warn("partition directory missing; creating it empty", "dir", dir)
+		if err := s.newPartitionDir(dir, id); err != nil {
 			return err
 		}
+		return syncCreated(s.cfg.DataDir, []string{dir})
+	case err != nil:
+		return err
 	}
-	return syncDir(s.cfg.DataDir)
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".tmp") {
+			return fmt.Errorf("%s holds %s but no partition.metadata", dir, e.Name())
+		}
+	}
+	// Empty: a creation stopped before it wrote partition.metadata.
+	if err := writeFileSync(path, partitionMetadata(id)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openWorkers bounds the partitions opened at once at start.
+const openWorkers = 16
+
+// openImage opens the partitions of every topic replayed from the log. A
+// partition that cannot be opened is offline: its error is logged and
+// answered for it, and nothing of it is touched. A partition directory
+// the image does not name is reported and left where it is.
+func (s *Store) openImage() {
+	type job struct {
+		t *Topic
+		i int32
+	}
+	topics := s.Topics()
+	var jobs []job
+	live := map[string]bool{MetadataDir: true}
+	for _, t := range topics {
+		for i := range t.NumPartitions() {
+			jobs = append(jobs, job{t, i})
+			live[filepath.Base(partitionDir(s.cfg.DataDir, t.name, i))] = true
+		}
+	}
+	slots := make([]slot, len(jobs))
+	parallel(len(jobs), func(k int) { slots[k] = s.openPartition(jobs[k].t, jobs[k].i) })
+	k := 0
+	for _, t := range topics {
+		n := int(t.NumPartitions())
+		parts := slots[k : k+n : k+n]
+		t.parts.Store(&parts)
+		k += n
+	}
+	ents, err := os.ReadDir(s.cfg.DataDir)
+	if err != nil {
+		s.logger.Error("listing the data directory", "err", err)
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() && !live[e.Name()] && partitionDirName.MatchString(e.Name()) {
+			s.logger.Warn("partition directory not in the metadata; left in place", "dir", e.Name())
+		}
+	}
+}
+
+// openPartition opens partition i of t at start.
+func (s *Store) openPartition(t *Topic, i int32) slot {
+	dir := partitionDir(s.cfg.DataDir, t.name, i)
+	err := s.checkPartitionDir(dir, t.id)
+	var p *partition.Partition
+	if err == nil {
+		p, err = s.openPart(dir, s.partitionConfig(t))
+	}
+	if err != nil {
+		s.logger.Error("partition offline: it could not be opened, and is left as it is; a restart once the fault is repaired serves it", "topic", t.name, "partition", i, "dir", dir, "err", err)
+		return slot{err: offline(err)}
+	}
+	return slot{p: p}
 }
 
 var partitionDirName = regexp.MustCompile(`^[a-zA-Z0-9._-]+-[0-9]+$`)
@@ -272,11 +419,14 @@ func (s *Store) DeleteTopic(t *Topic) error {
 		return fmt.Errorf("%w: recording deletion: %w", ErrStorage, err)
 	}
 	var errs []error
-	for _, sl := range *t.parts.Load() {
-		if sl.p != nil {
-			if err := sl.p.Delete(); err != nil {
-				errs = append(errs, err)
-			}
+	for i, sl := range *t.parts.Load() {
+		if sl.p == nil {
+			// Offline: what is there may not even be this topic's.
+			s.logger.Warn("partition of a deleted topic was offline; its directory is left in place", "topic", t.name, "partition", i, "dir", partitionDir(s.cfg.DataDir, t.name, int32(i)))
+			continue
+		}
+		if err := sl.p.Delete(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	s.logger.Info("deleted topic", "topic", t.name)

@@ -85,11 +85,10 @@ func (m *localLog) Replay(apply func(Entry) error) error {
 	err := m.log.Walk(m.log.LogStartOffset(), func(batch []byte, h *record.Header) bool {
 		e := Entry{Offset: h.BaseOffset}
 		ferr = record.ForEach(batch, func(rec *record.Record) error {
-			var r Record
-			if err := json.Unmarshal(rec.Value, &r); err != nil {
+			r, err := decodeRecord(rec.Key, rec.Value)
+			if err != nil {
 				return fmt.Errorf("meta: record at %d: %w", h.BaseOffset+int64(rec.OffsetDelta), err)
 			}
-			r.Type = RecordType(rec.Key)
 			e.Records = append(e.Records, r)
 			return nil
 		})
@@ -102,6 +101,16 @@ func (m *localLog) Replay(apply func(Entry) error) error {
 		return err
 	}
 	return ferr
+}
+
+// decodeRecord decodes one record of the local log.
+func decodeRecord(key, value []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(value, &r); err != nil {
+		return r, err
+	}
+	r.Type = RecordType(key)
+	return r, nil
 }
 
 func (m *localLog) Propose(recs []Record) error {

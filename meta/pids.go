@@ -1,5 +1,7 @@
 package meta
 
+import "fmt"
+
 // producerIDBlock is how many producer ids one metadata record reserves.
 const producerIDBlock = 1000
 
@@ -11,7 +13,7 @@ func (s *Store) NextProducerID() (int64, error) {
 	if s.pids.next >= s.reservedPIDs.Load() {
 		end := s.pids.next + producerIDBlock
 		if err := s.log.Propose([]Record{{Type: TypeProducerIDs, NextProducerID: end}}); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%w: reserving producer ids: %w", ErrStorage, err)
 		}
 	}
 	id := s.pids.next

@@ -74,6 +74,10 @@ type Store struct {
 	}
 
 	closed atomic.Bool
+
+	// openPart opens a partition: partition.Open, but for tests that
+	// inject a failure.
+	openPart func(dir string, cfg partition.Config) (*partition.Partition, error)
 }
 
 // Open opens the data directory: it reads (or writes) meta.properties,
@@ -98,12 +102,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger}
-	s.image.byName = map[string]*Topic{}
-	s.image.byID = map[[16]byte]*Topic{}
-	s.image.pending = map[[16]byte]*Topic{}
-	s.image.pendingParts = map[[16]byte][]slot{}
-	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	s := newStore(cfg, static)
 	var err error
 	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
 		return nil, err
@@ -119,11 +118,19 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
-	if err := s.openImage(); err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.openImage()
 	return s, nil
+}
+
+// newStore returns a store with an empty image and no log.
+func newStore(cfg Config, static map[string]string) *Store {
+	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open}
+	s.image.byName = map[string]*Topic{}
+	s.image.byID = map[[16]byte]*Topic{}
+	s.image.pending = map[[16]byte]*Topic{}
+	s.image.pendingParts = map[[16]byte][]slot{}
+	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	return s
 }
 
 // ClusterID is the cluster id from meta.properties.
@@ -186,8 +193,13 @@ func (s *Store) apply(e Entry) error {
 				t = newTopic(r.Topic, id, r.Internal, r.Configs)
 				t.grow(r.Partitions, nil)
 			}
+			// Ids and names are unique; a log that says otherwise (from
+			// a damaged disk) has its later record win.
 			if old := s.image.byName[t.name]; old != nil {
 				delete(s.image.byID, old.id)
+			}
+			if old := s.image.byID[id]; old != nil && s.image.byName[old.name] == old {
+				delete(s.image.byName, old.name)
 			}
 			s.image.byName[t.name] = t
 			s.image.byID[id] = t
@@ -322,6 +334,9 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	// Wait for a change in progress; later ones see closed.
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
 	var errs []error
 	for _, t := range s.Topics() {
 		ps, ids := t.online()

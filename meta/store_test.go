@@ -4,7 +4,11 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/ferrymq/ferry/partition"
 )
 
 func testLogger() *slog.Logger {
@@ -131,5 +135,110 @@ func TestValidation(t *testing.T) {
 	}
 	if err := s.AlterBrokerConfigs("7", Alter{Changes: map[string]*string{"num.partitions": str("3")}}); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("other broker: %v", err)
+	}
+}
+
+// TestStartDirectories: at start a partition directory that is gone is
+// created again, empty (as Kafka does); an empty one without
+// partition.metadata (a creation stopped early) is adopted; one with
+// files but no partition.metadata is offline, and kept as it is.
+func TestStartDirectories(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.CreateTopic(NewTopic{Name: "d", Partitions: 3, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.RemoveAll(filepath.Join(dir, "d-0")))
+	must(os.RemoveAll(filepath.Join(dir, "d-1")))
+	must(os.Mkdir(filepath.Join(dir, "d-1"), 0o755))
+	must(os.Remove(filepath.Join(dir, "d-2", "partition.metadata")))
+	kept := dirNames(t, filepath.Join(dir, "d-2"))
+
+	s = openStore(t, dir)
+	d := s.Topic("d")
+	for i := range int32(2) {
+		if _, err := d.Partition(i); err != nil {
+			t.Errorf("partition %d: %v", i, err)
+		}
+	}
+	if _, err := d.Partition(2); !errors.Is(err, ErrOffline) {
+		t.Errorf("partition 2 without partition.metadata: %v", err)
+	}
+	s.Close()
+	if got := dirNames(t, filepath.Join(dir, "d-2")); got != kept {
+		t.Errorf("d-2 holds %s, held %s", got, kept)
+	}
+}
+
+func dirNames(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, " ")
+}
+
+// TestCreateFailureRemovesOnlyItsOwn: a creation that fails part way
+// removes the partitions it made, and moves aside (never removes) a
+// directory that was in its way; nothing is recorded.
+func TestCreateFailureRemovesOnlyItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	stray := filepath.Join(dir, "f-2")
+	if err := os.MkdirAll(stray, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stray, "00000000000000000000.log"), []byte("someone's data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open := s.openPart
+	s.openPart = func(d string, cfg partition.Config) (*partition.Partition, error) {
+		if filepath.Base(d) == "f-5" {
+			return nil, errors.New("injected")
+		}
+		return open(d, cfg)
+	}
+	if _, err := s.CreateTopic(NewTopic{Name: "f", Partitions: 8, ReplicationFactor: 1}); !errors.Is(err, ErrStorage) {
+		t.Fatalf("CreateTopic with a failing partition: %v", err)
+	}
+	if s.Topic("f") != nil {
+		t.Fatal("the failed topic exists")
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "f-") {
+			left = append(left, e.Name())
+		}
+	}
+	if len(left) != 1 || !strings.HasPrefix(left[0], "f-2.") || !strings.HasSuffix(left[0], "-stray") {
+		t.Fatalf("left in the data directory: %v", left)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, left[0], "00000000000000000000.log")); err != nil || string(b) != "someone's data" {
+		t.Fatalf("the directory moved aside: %q, %v", b, err)
+	}
+	s.openPart = open
+	if _, err := s.CreateTopic(NewTopic{Name: "f", Partitions: 8, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, dir)
+	if f := s.Topic("f"); f == nil || f.NumPartitions() != 8 {
+		t.Fatalf("topic f after reopen: %v", f)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -12,157 +13,203 @@ import (
 	"github.com/ferrymq/ferry/record"
 )
 
-// Produce, v0-v13 (v13 names topics by id).
+// Produce, v0-v13.
 //
-// v3 and up carry record batches v2, stored as sent. v0-v2 carry message
-// sets of format v0/v1 (or batches v2, taken as they are): each
-// partition's set is converted into one batch v2 first
-// (record.ConvertLegacy), keeping the producer's codec. Every
-// batch is validated (length, magic 2, CRC32C, record count and offset
-// deltas against the records of an uncompressed batch, as Kafka's
-// LogValidator, max.message.bytes) and idempotent sequences are checked
-// before anything of a partition is appended. Appends run on the connection's reader
-// goroutine, so pipelined requests keep their order. acks=0 gets no
-// answer, acks=1 is answered once the batch is in the page cache, and
-// acks=-1 only once it is fsynced; the fsync waits run concurrently, so
-// pipelined requests and other connections share fsyncs (group commit).
+// Behavior:
+//   - Every batch is validated (length, magic 2, CRC32C, record count and
+//     offset deltas against the records of an uncompressed batch, as
+//     Kafka's LogValidator, max.message.bytes) and idempotent sequences
+//     are checked before anything of a partition is appended; batches v2
+//     are stored as sent.
+//   - Appends run on the connection's reader goroutine, so pipelined
+//     requests keep their order.
+//   - acks=0 gets no answer (but an error closes the connection, as in
+//     Kafka); acks=1 is answered once the batch is in the page cache;
+//     acks=-1 only once it is fsynced. The fsync waits run concurrently,
+//     so pipelined requests and other connections share fsyncs (group
+//     commit).
+//   - Internal topics refuse produce; an offline partition answers
+//     KAFKA_STORAGE_ERROR with the reason.
+//
+// Version notes:
+//   - v0-v2 carry message sets of format v0/v1 (or batches v2, taken as
+//     they are): each partition's set is converted into one batch v2
+//     first (record.ConvertLegacy), keeping the producer's codec.
+//   - v8+ carries an error message per partition.
+//   - v13 names topics by id.
 
 func init() { regKey(0, 0, 13, handleProduce) }
+
+// produceSyncs collects the partitions an acks=all produce must fsync and
+// the answers that wait for them.
+type produceSyncs struct {
+	parts   []*partition.Partition
+	answers []*kmsg.ProduceResponseTopicPartition
+}
 
 func handleProduce(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp
+		return refuseAcks(req, resp)
 	}
-	var toSync []*partition.Partition
-	var synced []*kmsg.ProduceResponseTopicPartition
+	var syncs *produceSyncs
+	if req.Acks == -1 {
+		syncs = &produceSyncs{}
+	}
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i := range req.Topics {
-		rt := &req.Topics[i]
-		st := &resp.Topics[i]
-		*st = kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		var t *meta.Topic
-		if r.version >= 13 {
-			t = s.meta.TopicByID(rt.TopicID)
-		} else {
-			t = s.meta.Topic(rt.Topic)
-		}
-		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		for j := range rt.Partitions {
-			rp := &rt.Partitions[j]
-			sp := &st.Partitions[j]
-			*sp = kmsg.NewProduceResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.BaseOffset = -1
-			sp.LogAppendTime = -1
-			sp.LogStartOffset = -1
-			p, err := t.Partition(rp.Partition)
-			if err != nil {
-				code, msg := errorCode(err)
-				sp.ErrorCode = code
-				if r.version >= 13 && t == nil {
-					sp.ErrorCode = kerr.UnknownTopicID.Code
-				} else if r.version >= 8 && code != kerr.UnknownTopicOrPartition.Code {
-					sp.ErrorMessage = msg
-				}
-				continue
-			}
-			if t.Internal() {
-				sp.ErrorCode = kerr.InvalidTopicException.Code
-				sp.ErrorMessage = errMsg("internal topics cannot be produced to")
-				continue
-			}
-			records := rp.Records
-			if r.version < 3 && !isBatchV2(records) {
-				var err error
-				if records, err = record.ConvertLegacy(records); err != nil {
-					sp.ErrorCode = legacyErrorCode(err)
-					continue
-				} else if records == nil {
-					continue // no complete message: nothing appended, as in Kafka
-				}
-			}
-			res, err := p.Append(records)
-			if err != nil {
-				code, msg := errorCode(err)
-				sp.ErrorCode = code
-				if r.version >= 8 {
-					sp.ErrorMessage = msg
-				}
-				if code == kerr.KafkaStorageError.Code {
-					s.logger.Error("produce failed", "topic", t.Name(), "partition", rp.Partition, "err", err)
-				}
-				continue
-			}
-			sp.BaseOffset = res.BaseOffset
-			sp.LogAppendTime = res.LogAppendTime
-			sp.LogStartOffset = res.LogStartOffset
-			if req.Acks == -1 {
-				toSync = append(toSync, p)
-				synced = append(synced, sp)
-			}
-		}
+		s.produceTopic(r, &req.Topics[i], &resp.Topics[i], syncs)
 	}
 	switch {
 	case req.Acks == 0:
-		// No answer; but, as Kafka does, an error closes the connection
-		// so the client learns that something it sent was refused.
-		for i := range resp.Topics {
-			for j := range resp.Topics[i].Partitions {
-				if code := resp.Topics[i].Partitions[j].ErrorCode; code != 0 {
-					r.c.logger.Info("acks=0 produce refused; closing the connection", "topic", resp.Topics[i].Topic, "partition", resp.Topics[i].Partitions[j].Partition, "error", kerr.ErrorForCode(code))
-					r.closeConnection()
-					return nil
-				}
-			}
-		}
-		r.skipResponse()
+		answerAcksZero(r, resp)
 		return nil
-	case len(toSync) == 0:
+	case syncs == nil || len(syncs.parts) == 0:
 		return resp
 	}
 	r.await(func() kmsg.Response {
-		errs := make([]error, len(toSync))
-		if len(toSync) == 1 {
-			errs[0] = toSync[0].Sync()
-		} else {
-			var wg sync.WaitGroup
-			for i, p := range toSync {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errs[i] = p.Sync()
-				}()
-			}
-			wg.Wait()
-		}
-		for i, err := range errs {
-			if err != nil {
-				code, msg := errorCode(err)
-				synced[i].ErrorCode = code
-				synced[i].BaseOffset = -1
-				if r.version >= 8 {
-					synced[i].ErrorMessage = msg
-				}
-				s.logger.Error("fsync failed; produce not acknowledged", "err", err)
-			}
-		}
+		s.syncProduced(r, syncs)
 		return resp
 	})
 	return nil
+}
+
+// refuseAcks answers a produce whose acks is not 0, 1 or -1.
+func refuseAcks(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) kmsg.Response {
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// produceTopic appends the partitions of one topic of a produce into st.
+// With syncs (acks=all) the partitions appended to are added to it.
+func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg.ProduceResponseTopic, syncs *produceSyncs) {
+	*st = kmsg.NewProduceResponseTopic()
+	st.Topic, st.TopicID = rt.Topic, rt.TopicID
+	var t *meta.Topic
+	if r.version >= 13 {
+		t = s.meta.TopicByID(rt.TopicID)
+	} else {
+		t = s.meta.Topic(rt.Topic)
+	}
+	st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+	for j := range rt.Partitions {
+		rp := &rt.Partitions[j]
+		sp := &st.Partitions[j]
+		*sp = kmsg.NewProduceResponseTopicPartition()
+		sp.Partition = rp.Partition
+		sp.BaseOffset = -1
+		sp.LogAppendTime = -1
+		sp.LogStartOffset = -1
+		p, err := s.producePartition(r, t, rp, sp)
+		if err != nil {
+			code, msg := errorCode(err)
+			sp.ErrorCode = code
+			switch {
+			case r.version >= 13 && t == nil:
+				sp.ErrorCode = kerr.UnknownTopicID.Code
+			case r.version >= 8 && code != kerr.UnknownTopicOrPartition.Code:
+				sp.ErrorMessage = msg
+			}
+			if code == kerr.KafkaStorageError.Code && !errors.Is(err, meta.ErrOffline) {
+				// (Why a partition is offline was logged at start.)
+				s.logger.Error("produce failed", "topic", t.Name(), "partition", rp.Partition, "err", err)
+			}
+			continue
+		}
+		if p != nil && syncs != nil {
+			syncs.parts = append(syncs.parts, p)
+			syncs.answers = append(syncs.answers, sp)
+		}
+	}
+}
+
+// producePartition appends one partition's records and fills in its
+// answer. It returns the partition appended to, nil when there was
+// nothing to append.
+func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) (*partition.Partition, error) {
+	p, err := t.Partition(rp.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if t.Internal() {
+		return nil, fmt.Errorf("%w: internal topics cannot be produced to", kerr.InvalidTopicException)
+	}
+	records := rp.Records
+	if r.version < 3 && !isBatchV2(records) {
+		if records, err = record.ConvertLegacy(records); err != nil {
+			return nil, legacyError(err)
+		}
+		if records == nil {
+			return nil, nil // no complete message: nothing appended, as in Kafka
+		}
+	}
+	res, err := p.Append(records)
+	if err != nil {
+		return nil, err
+	}
+	sp.BaseOffset = res.BaseOffset
+	sp.LogAppendTime = res.LogAppendTime
+	sp.LogStartOffset = res.LogStartOffset
+	return p, nil
+}
+
+// answerAcksZero sends no answer to an acks=0 produce; but, as Kafka
+// does, an error closes the connection so the client learns that
+// something it sent was refused.
+func answerAcksZero(r *request, resp *kmsg.ProduceResponse) {
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if code := resp.Topics[i].Partitions[j].ErrorCode; code != 0 {
+				r.c.logger.Info("acks=0 produce refused; closing the connection", "topic", resp.Topics[i].Topic, "partition", resp.Topics[i].Partitions[j].Partition, "error", kerr.ErrorForCode(code))
+				r.closeConnection()
+				return
+			}
+		}
+	}
+	r.skipResponse()
+}
+
+// syncProduced fsyncs the partitions of an acks=all produce, concurrently,
+// and turns the answers of those that fail into errors.
+func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
+	errs := make([]error, len(syncs.parts))
+	if len(syncs.parts) == 1 {
+		errs[0] = syncs.parts[0].Sync()
+	} else {
+		var wg sync.WaitGroup
+		for i, p := range syncs.parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = p.Sync()
+			}()
+		}
+		wg.Wait()
+	}
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		sp := syncs.answers[i]
+		code, msg := errorCode(err)
+		sp.ErrorCode = code
+		sp.BaseOffset = -1
+		if r.version >= 8 {
+			sp.ErrorMessage = msg
+		}
+		s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+	}
 }
 
 // isBatchV2 reports whether a record set starts with a batch of magic 2,
@@ -171,13 +218,13 @@ func isBatchV2(b []byte) bool {
 	return len(b) > record.PosMagic && b[record.PosMagic] == record.Magic
 }
 
-// legacyErrorCode is Kafka's code for a message set that does not convert.
-func legacyErrorCode(err error) int16 {
+// legacyError is Kafka's error for a message set that does not convert.
+func legacyError(err error) error {
 	switch {
 	case errors.Is(err, record.ErrCodec):
-		return kerr.UnsupportedCompressionType.Code
+		return fmt.Errorf("%w: %w", kerr.UnsupportedCompressionType, err)
 	case errors.Is(err, record.ErrCorrupt):
-		return kerr.CorruptMessage.Code
+		return fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
 	}
-	return kerr.InvalidRecord.Code
+	return fmt.Errorf("%w: %w", kerr.InvalidRecord, err)
 }

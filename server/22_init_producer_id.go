@@ -33,7 +33,7 @@ func handleInitProducerID(s *Server, r *request) kmsg.Response {
 		id, err := s.meta.NextProducerID()
 		if err != nil {
 			s.logger.Error("reserving producer ids", "err", err)
-			resp.ErrorCode = kerr.KafkaStorageError.Code
+			resp.ErrorCode = codeOf(err)
 			return resp
 		}
 		resp.ProducerID, resp.ProducerEpoch = id, 0

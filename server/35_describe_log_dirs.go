@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"path/filepath"
-	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -25,12 +24,7 @@ func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
 		abs = s.cfg.DataDir
 	}
 	dir.Dir = abs
-	dir.TotalBytes, dir.UsableBytes = -1, -1
-	var st syscall.Statfs_t
-	if syscall.Statfs(s.cfg.DataDir, &st) == nil {
-		dir.TotalBytes = int64(st.Blocks) * st.Bsize
-		dir.UsableBytes = int64(st.Bavail) * st.Bsize
-	}
+	dir.TotalBytes, dir.UsableBytes = diskSpace(s.cfg.DataDir)
 	add := func(t *meta.Topic, parts []int32) {
 		dt := kmsg.NewDescribeLogDirsResponseDirTopic()
 		dt.Topic = t.Name()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -192,12 +193,14 @@ func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 			return c.fail(fmt.Sprintf("describe topic %q", t), td.Err)
 		}
 	}
+	// A partition without a leader (offline) fails its own shard only:
+	// its offsets show as unknown, the others as they are.
 	starts, err := c.adm.ListStartOffsets(rctx, topics...)
-	if err != nil {
+	if err != nil && !isShardErrors(err) {
 		return c.fail(fmt.Sprintf("list start offsets of %q", topics[0]), err)
 	}
 	ends, err := c.adm.ListEndOffsets(rctx, topics...)
-	if err != nil {
+	if err != nil && !isShardErrors(err) {
 		return c.fail(fmt.Sprintf("list end offsets of %q", topics[0]), err)
 	}
 	sizes := map[string]map[int32]int64{}
@@ -262,12 +265,12 @@ func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 			fmt.Fprintln(stdout)
 		}
 		fmt.Fprintf(stdout, "TOPIC %s  ID %s  PARTITIONS %d  REPLICAS %d\n", d.Topic, d.ID, len(d.Partitions), d.ReplicationFactor)
-		err = writeTable(stdout, []string{"PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE"}, d.Partitions, func(p partitionDescribed) []any {
+		err = writeTable(stdout, []string{"PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE", "STATUS"}, d.Partitions, func(p partitionDescribed) []any {
 			size := "-"
 			if p.Size >= 0 {
 				size = fmtBytes(p.Size)
 			}
-			return []any{p.Partition, p.Leader, p.LeaderEpoch, joinInt32(p.Replicas), joinInt32(p.ISR), p.LogStart, p.LogEnd, size}
+			return []any{p.Partition, p.Leader, p.LeaderEpoch, joinInt32(p.Replicas), joinInt32(p.ISR), p.LogStart, p.LogEnd, size, partitionStatus(p.Error)}
 		})
 		if err != nil {
 			return err
@@ -285,6 +288,26 @@ func runTopicDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}
 	return nil
+}
+
+// isShardErrors reports an error of some shards of a request, which
+// leaves the answers of the others.
+func isShardErrors(err error) bool {
+	var se *kadm.ShardErrors
+	return errors.As(err, &se)
+}
+
+// partitionStatus is the STATUS column of topic describe: "online", or
+// the partition's error; KAFKA_STORAGE_ERROR marks a partition the broker
+// could not open at start (offline; its log says why).
+func partitionStatus(errText string) string {
+	switch {
+	case errText == "":
+		return "online"
+	case strings.HasPrefix(errText, kerr.KafkaStorageError.Message):
+		return "offline (" + kerr.KafkaStorageError.Message + ")"
+	}
+	return errText
 }
 
 func configSourceName(s kmsg.ConfigSource) string {

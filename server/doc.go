@@ -1,0 +1,45 @@
+// Package server is a Ferry broker's wire protocol and nothing else: the
+// listeners and accept loop (accept.go), one connection's reader and writer
+// goroutines with framing and ordered responses (conn.go), kmsg decoding
+// and dispatch by API key, one file per API named by its key
+// (00_produce.go, 01_fetch.go, ...) that registers the versions it serves
+// (handlers.go; ApiVersions advertises exactly those), fetch sessions
+// (fetch_session.go), the broker's background schedulers (schedule.go),
+// and the one mapping from errors to Kafka codes (errors.go).
+//
+// What the handlers act on lives below: topics, partitions, configs,
+// producer ids and the metadata log in package meta; each partition's data
+// in package partition (server never reaches log or segment); the
+// consumer-group coordinator in package group, whose state is kept in
+// __consumer_offsets by package coordstate (groups.go wires them).
+//
+// # Requests
+//
+// The reader goroutine decodes each request and calls its handler in
+// request order. A handler must not block: work that waits (an fsync, a
+// long poll, a rebalance, a metadata change) goes into r.await, and the
+// responses still leave in request order, through the writer goroutine.
+// Up to 64 requests per connection are in flight.
+//
+// # Lock order
+//
+// Server.mu guards the listeners, connections and advertised address; it
+// is held only for those fields, never across a call into another package.
+// fetchSessions.mu guards the session cache and is held only for it; a
+// fetchSession's own mu is held for the whole of one fetch, which takes
+// partition locks inside it. Below the server, in order: meta's adminMu
+// (topic and config changes; it replaces the server's former topics and
+// broker-config mutexes) or its pids mutex (producer-id blocks), then the
+// metadata log's lock, then meta's image lock; a partition's mutex before
+// its log's locks (package partition and log document theirs). The group
+// coordinator's locks are its own and are never held while calling back
+// into the server. Apart from a fetch session's, no lock of this package
+// is held while a handler calls meta, partition or group.
+//
+// # Usage
+//
+//	srv, err := server.New(server.Config{DataDir: dir, Logger: logger})
+//	ln, err := net.Listen("tcp", "127.0.0.1:9092")
+//	go srv.Serve(ln)  // returns ErrServerClosed after Close
+//	defer srv.Close() // drains requests in flight, closes every log cleanly
+package server
