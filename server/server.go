@@ -57,6 +57,7 @@ type Server struct {
 	pids     producerIDs
 	sessions *fetchSessions
 	groups   *group.Coordinator
+	limits   *connLimits // connection counts and the request budget (limits.go)
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -109,6 +110,10 @@ func New(cfg Config) (*Server, error) {
 
 	start := time.Now()
 	var err error
+	if s.limits, err = newConnLimits(s.settings()); err != nil {
+		cancel()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
 		cancel()
 		return nil, err
