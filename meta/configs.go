@@ -106,6 +106,10 @@ var brokerConfigs = []brokerConfig{
 	{"log.roll.hours", "168", typeInt, false, atLeast(1)},
 	{"log.roll.jitter.hours", "0", typeInt, false, atLeast(0)},
 	{"log.dirs", "", typeString, false, nil},
+	{"fetch.max.bytes", "57671680", typeInt, false, atLeast(1024)},
+	{"max.connections", "2147483647", typeInt, true, atLeast(0)},
+	{"max.connections.per.ip", "1000", typeInt, true, atLeast(0)},
+	{"max.connections.per.ip.overrides", "", typeString, false, validConnOverrides},
 	{"max.incremental.fetch.session.cache.slots", "1000", typeInt, false, atLeast(0)},
 	{"num.partitions", "1", typeInt, true, atLeast(1)},
 	{"offsets.retention.check.interval.ms", "600000", typeLong, false, atLeast(1)},
@@ -113,6 +117,7 @@ var brokerConfigs = []brokerConfig{
 	{"offsets.topic.num.partitions", "50", typeInt, false, atLeast(1)},
 	{"offsets.topic.replication.factor", "1", typeShort, false, atLeast(1)},
 	{"producer.id.expiration.ms", "86400000", typeInt, true, atLeast(1)},
+	{"queued.max.request.bytes", "268435456", typeLong, false, isInt},
 	{"offsets.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
 	{"socket.request.max.bytes", "104857600", typeInt, false, atLeast(1)},
 	{"transaction.state.log.replication.factor", "1", typeShort, false, atLeast(1)},
@@ -135,6 +140,33 @@ var brokerConfigByName = func() map[string]*brokerConfig {
 func isBool(v string) error {
 	if v != "true" && v != "false" {
 		return fmt.Errorf("must be true or false")
+	}
+	return nil
+}
+
+func isInt(v string) error {
+	if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+		return fmt.Errorf("%q is not an integer", v)
+	}
+	return nil
+}
+
+// validConnOverrides checks the form of max.connections.per.ip.overrides:
+// comma-separated host:count items (host names are resolved when the
+// broker starts).
+func validConnOverrides(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		i := strings.LastIndexByte(item, ':')
+		if i <= 0 {
+			return fmt.Errorf("max.connections.per.ip.overrides: %q is not host:count", item)
+		}
+		if n, err := strconv.ParseInt(item[i+1:], 10, 32); err != nil || n < 0 {
+			return fmt.Errorf("max.connections.per.ip.overrides: %q: count must be an integer of at least 0", item)
+		}
 	}
 	return nil
 }

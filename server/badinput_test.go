@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -545,7 +546,7 @@ func TestIdleConnections(t *testing.T) {
 		}
 		t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
 	}
-	b := startBroker(t, nil)
+	b := startBroker(t, map[string]string{"max.connections.per.ip": strconv.Itoa(2 * n)})
 	ctx := testCtx(t)
 	if _, err := b.admin().CreateTopic(ctx, 1, 1, nil, "idle"); err != nil {
 		t.Fatal(err)

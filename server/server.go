@@ -42,6 +42,7 @@ type Server struct {
 	meta     *meta.Store
 	sessions *fetchSessions
 	groups   *group.Coordinator
+	limits   *connLimits // connection counts and the request budget (limits.go)
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -87,6 +88,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.sessions = newFetchSessions(int(s.settings().int64("max.incremental.fetch.session.cache.slots")))
+	if s.limits, err = newConnLimits(s.settings()); err != nil {
+		s.closeStorage()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if err := s.startGroups(); err != nil {
 		s.closeStorage()
 		return nil, err
