@@ -19,9 +19,10 @@ build:
 	$(GO) build -o bin/ferry ./cmd/ferry
 
 # group.initial.rebalance.delay.ms is lowered from Kafka's 3000 so that a
-# local consumer group starts at once.
+# local consumer group starts at once. The admin listener (metrics, health
+# checks) is on localhost:9644.
 run: build
-	./bin/ferry serve -listen localhost:9092 -data-dir ./data -c group.initial.rebalance.delay.ms=0
+	./bin/ferry serve -listen localhost:9092 -data-dir ./data -admin-listen localhost:9644 -c group.initial.rebalance.delay.ms=0
 
 vet:
 	$(GO) vet ./...

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferrymq/ferry/admin"
 	"github.com/ferrymq/ferry/server"
 )
 
@@ -42,6 +43,7 @@ type serveOptions struct {
 	configFile                  string
 	shutdownTimeout             time.Duration
 	pprofAddr                   string
+	adminListen                 string
 }
 
 func serveFlags() (*flag.FlagSet, *serveOptions) {
@@ -56,6 +58,7 @@ func serveFlags() (*flag.FlagSet, *serveOptions) {
 	fs.Var(o.props, "c", "broker config by its Kafka name, key=value (repeatable), e.g. -c num.partitions=3")
 	fs.StringVar(&o.configFile, "config", "", "Java properties file of broker configs (-c flags win)")
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	fs.StringVar(&o.adminListen, "admin-listen", "", "serve the admin HTTP listener (/metrics, /healthz, /readyz) on this address, e.g. localhost:9644 (default: off)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to let requests in flight finish on SIGTERM")
 	return fs, o
 }
@@ -136,6 +139,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stop()
 	}
 
+	var adminDone chan error
+	if o.adminListen != "" {
+		stop, done, err := serveAdmin(o.adminListen, srv, logger, stdout)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("serve: -admin-listen: %w", err)
+		}
+		defer stop()
+		adminDone = done
+	}
+
 	// A second SIGINT/SIGTERM while shutting down exits at once.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -146,6 +160,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	select {
 	case err := <-served:
 		srv.Close()
+		return fmt.Errorf("serve: %w", err)
+	case err := <-adminDone:
+		srv.Close()
+		<-served
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -173,6 +191,39 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	<-served
 	return nil
+}
+
+// serveAdmin starts the admin listener on addr (metrics, health checks),
+// prints its address and returns a stop function that shuts it down and
+// waits for it, and a channel that receives Serve's error if it stops on
+// its own. The broker is shut down before stop is called, so /readyz says
+// "not ready" while requests in flight drain.
+func serveAdmin(addr string, srv *server.Server, logger *slog.Logger, stdout io.Writer) (stop func(), done chan error, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	adm := admin.New(admin.Config{
+		Registry: admin.NewRegistry(),
+		Ready:    srv.Ready,
+		Logger:   logger.With("component", "admin"),
+	})
+	done = make(chan error, 1)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := adm.Serve(ln); !errors.Is(err, admin.ErrServerClosed) {
+			done <- err
+		}
+	}()
+	fmt.Fprintf(stdout, "ferry admin listening on http://%s\n", ln.Addr())
+	logger.Info("admin listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		adm.Shutdown(ctx)
+		<-served
+	}, done, nil
 }
 
 // servePprof serves the runtime profiles on addr until stop is called.
