@@ -60,8 +60,8 @@ func serveInProcess(t *testing.T, args ...string) (adminAddr string, stop func()
 }
 
 // TestServeAdminListener starts `ferry serve -admin-listen`, reads its
-// metrics and health with `ferry health`, and stops it: the admin listener
-// goes with it.
+// metrics and health with `ferry health`, loads the console, and stops
+// it: the admin listener goes with it.
 func TestServeAdminListener(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	base, stop := serveInProcess(t, "-listen", "127.0.0.1:0", "-data-dir", dir, "-log-level", "warn", "-admin-listen", "127.0.0.1:0")
@@ -82,6 +82,28 @@ func TestServeAdminListener(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	contains(t, "/metrics", string(b), "go_goroutines ", "process_open_fds ", "go_build_info{")
+
+	// The web console is on the same listener and talks to the broker.
+	resp, err = http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	contains(t, "console page", string(b), "<title>Ferry</title>")
+	resp, err = http.Get(base + "/api/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster struct {
+		ClusterID      string `json:"cluster_id"`
+		InternalTopics int    `json:"internal_topics"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&cluster)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || cluster.ClusterID == "" || cluster.InternalTopics != 1 {
+		t.Fatalf("/api/cluster: %d %v %+v", resp.StatusCode, err, cluster)
+	}
 
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exited %d", code)
