@@ -4,6 +4,7 @@
 #   make test   vet, gofmt check, all tests with -race, short fuzz runs
 #   make bench  Go benchmarks of the hot paths, with -benchmem
 #   make fuzz   every fuzz target for FUZZTIME each
+#   make test-console   the web console's API and browser tests
 
 GO        ?= go
 FUZZTIME  ?= 60s
@@ -11,7 +12,7 @@ BENCHTIME ?= 1s
 # Fuzz targets as package:target.
 FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzConvertLegacy ./segment:FuzzScan ./server:FuzzRequest
 
-.PHONY: all build run test vet fuzz-short fuzz bench bench-broker bench-compare clean
+.PHONY: all build run test vet fuzz-short fuzz bench bench-broker bench-compare test-console screenshots test-console-scale clean
 
 all: build
 
@@ -54,6 +55,20 @@ bench-broker:
 # one run; medians and ratios in bench-report/.
 bench-compare:
 	FERRY_BENCH_COMPARE=1 FERRY_BENCH_REPORT=bench-report $(GO) test -run CompareKfake -v -timeout 30m ./bench/
+
+# The web console: its JSON API against a real broker, and its pages in
+# headless Chromium (skipped when chromium is not installed).
+test-console:
+	$(GO) test -race -count=1 ./console ./admin
+
+# Regenerate the screenshots the README shows (docs/console-*.png).
+screenshots:
+	$(GO) test -count=1 -run TestBrowser ./console -update-screenshots
+
+# The console's API on a topic of 10,000 partitions (FERRY_CONSOLE_PARTITIONS
+# sets another count); the latency of each call is logged.
+test-console-scale:
+	FERRY_CONSOLE_PARTITIONS=$${FERRY_CONSOLE_PARTITIONS:-1} $(GO) test -count=1 -run TestScale -v -timeout 30m ./console
 
 clean:
 	rm -rf bin

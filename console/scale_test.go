@@ -121,15 +121,20 @@ func TestScale(t *testing.T) {
 		partitions = n
 	}
 	tc := startConsole(t, nil, func(c *Config) { c.SampleInterval = -1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	start := time.Now()
-	var e apiError
-	if code := tc.call("POST", "/api/topics", createRequest{Name: "huge", Partitions: int32(partitions)}, &e); code != http.StatusCreated {
-		t.Fatalf("create %d partitions: %d %+v", partitions, code, e)
+	adm := tc.admin()
+	adm.SetTimeoutMillis(int32((5 * time.Minute).Milliseconds()))
+	resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, "huge")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %d partitions: %v", partitions, err)
 	}
 	t.Logf("created a topic of %d partitions in %v", partitions, time.Since(start).Round(time.Millisecond))
 	cl := tc.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(10*time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	start = time.Now()
 	for p := range int32(partitions) {
 		cl.Produce(ctx, &kgo.Record{Topic: "huge", Partition: p, Value: fmt.Appendf(nil, "record of partition %d", p)}, func(_ *kgo.Record, err error) {
@@ -161,8 +166,8 @@ func TestScale(t *testing.T) {
 		"/api/topics",
 		"/api/topics/huge",
 		"/api/topics/huge/partitions",
-		"/api/topics/huge/partitions?offset=9950",
-		"/api/topics/huge/records?partition=9999&from=oldest",
+		fmt.Sprintf("/api/topics/huge/partitions?offset=%d", partitions-50),
+		fmt.Sprintf("/api/topics/huge/records?partition=%d&from=oldest", partitions-1),
 		"/api/groups",
 		"/api/groups/all",
 	} {
