@@ -110,6 +110,12 @@ func (c *Console) getRecords(w http.ResponseWriter, r *http.Request) error {
 	if pm == nil {
 		return fmt.Errorf("topic %q partition %d: %w", name, partition, kerr.UnknownTopicOrPartition)
 	}
+	if pm.err != nil {
+		return fmt.Errorf("topic %q partition %d: %w", name, partition, pm.err)
+	}
+	if pm.leader < 0 {
+		return fmt.Errorf("topic %q partition %d: %w", name, partition, kerr.LeaderNotAvailable)
+	}
 	one := map[string][]int32{name: {pm.partition}}
 	k := tp{name, pm.partition}
 	bounds := [2]int64{}

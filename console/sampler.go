@@ -86,12 +86,17 @@ func (s *sampler) run() {
 	defer s.c.wg.Done()
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	// soon fires once for a second sample shortly after a first one, so a
+	// rate shows within a second of opening the console.
+	var soon <-chan time.Time
 	for {
 		select {
 		case <-s.c.ctx.Done():
 			return
 		case <-t.C:
 		case <-s.kickc:
+		case <-soon:
+			soon = nil
 		}
 		now := time.Now()
 		if !s.c.inUse(now) {
@@ -104,7 +109,9 @@ func (s *sampler) run() {
 		if s.c.ctx.Err() != nil {
 			return
 		}
-		s.record(snap, err)
+		if first := s.record(snap, err); first && s.interval > time.Second {
+			soon = time.After(time.Second)
+		}
 	}
 }
 
@@ -163,14 +170,15 @@ func (s *sampler) take(ctx context.Context) (*snapshot, error) {
 	return snap, nil
 }
 
-// record adds a sample and the rates since the previous one.
-func (s *sampler) record(snap *snapshot, err error) {
+// record adds a sample and the rates since the previous one. It reports
+// whether the sample was the first since a rest (no rate yet).
+func (s *sampler) record(snap *snapshot, err error) (first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.err = err
 	if err != nil {
 		s.c.logger.Debug("throughput sample failed", "err", err)
-		return
+		return false
 	}
 	p := point{Time: snap.at.UnixMilli(), Records: snap.records, Bytes: snap.bytes}
 	if prev := s.mu.last; prev != nil {
@@ -195,7 +203,9 @@ func (s *sampler) record(snap *snapshot, err error) {
 		}
 		s.mu.points = append(s.mu.points, p)
 	}
+	first = s.mu.last == nil
 	s.mu.last = snap
+	return first
 }
 
 // since returns the samples newer than ms (unix milliseconds) and the
