@@ -61,11 +61,26 @@ type Config struct {
 	// FlushMs syncs this long after the first unsynced append.
 	// Corresponds to flush.ms; default MaxInt64 (never).
 	FlushMs int64
+	// FlushMaxDelayMs bounds how long an appended batch waits for a
+	// sync when nothing else syncs it (acks 0 and 1): a background sync
+	// runs at most this long after the first unsynced append, as
+	// FlushMs does, whichever is sooner. Readers see a batch only once
+	// it is durable, so this is also the longest it stays invisible.
+	// Corresponds to flush.max.delay.ms; default
+	// DefaultFlushMaxDelayMs.
+	FlushMaxDelayMs int64
+	// OnDurable, when set, is called each time the durable offset
+	// advances, by the goroutine whose sync advanced it, with no lock of
+	// the log held. It must not block. Read at Open only.
+	OnDurable func()
 	// Logger receives recovery and error reports. nil discards them.
 	Logger *slog.Logger
 	// WrapFile is passed to every segment. Fault-injection tests only.
 	WrapFile func(*os.File) segment.File
 }
+
+// DefaultFlushMaxDelayMs is the default of Config.FlushMaxDelayMs.
+const DefaultFlushMaxDelayMs = 10
 
 func (c Config) withDefaults() Config {
 	if c.SegmentBytes <= 0 {
@@ -94,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushMs <= 0 {
 		c.FlushMs = math.MaxInt64
+	}
+	if c.FlushMaxDelayMs <= 0 {
+		c.FlushMaxDelayMs = DefaultFlushMaxDelayMs
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -149,12 +167,17 @@ type Log struct {
 	segMu    sync.RWMutex
 	segments []*segment.Segment // by base offset; the last is active
 
+	// onDurable is Config.OnDurable.
+	onDurable func()
+
 	// syncMu guards the group-commit state.
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
 	syncing  bool
-	durable  int64 // every offset below it is on disk
-	syncErr  error
+	// durable is the durable offset: every offset below it is on
+	// disk. Written under syncMu, read without it.
+	durable atomic.Int64
+	syncErr error
 }
 
 // Open opens (creating if needed) the log in dir and recovers it if it was
@@ -164,7 +187,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir))}
+	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir)), onDurable: cfg.OnDurable}
 	l.syncCond = sync.NewCond(&l.syncMu)
 	l.appendMu.cfg = cfg
 	cp, cpErr := readCheckpoint(dir)
@@ -250,7 +273,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	}
 	l.appendMu.recoveryPoint = active.Base()
 	l.appendMu.dirty = !clean || cpErr != nil
-	l.durable = l.nextOffset.Load()
+	l.durable.Store(l.nextOffset.Load())
 	if !clean {
 		// What recovery scanned came from the page cache, which a crash
 		// of the process (not the machine) keeps: make it durable before
@@ -426,9 +449,12 @@ func (l *Log) append(batch []byte, h *record.Header) (off int64, flush bool, err
 	if l.appendMu.unflushed >= cfg.FlushMessages {
 		return off, true, nil
 	}
-	if cfg.FlushMs != math.MaxInt64 && l.appendMu.flushTimer == nil {
+	if l.appendMu.flushTimer == nil {
+		// A background sync (flush.ms, or flush.max.delay.ms if sooner)
+		// covers batches no caller syncs.
+		delay := min(cfg.FlushMs, cfg.FlushMaxDelayMs, int64(math.MaxInt64/time.Millisecond))
 		l.timerWG.Add(1)
-		l.appendMu.flushTimer = time.AfterFunc(time.Duration(cfg.FlushMs)*time.Millisecond, l.flushTimerFired)
+		l.appendMu.flushTimer = time.AfterFunc(time.Duration(delay)*time.Millisecond, l.flushTimerFired)
 	}
 	return off, false, nil
 }
@@ -613,7 +639,7 @@ func (l *Log) Sync() error {
 	target := l.nextOffset.Load()
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	for l.durable < target {
+	for l.durable.Load() < target {
 		if l.syncErr != nil {
 			return l.syncErr
 		}
@@ -629,15 +655,27 @@ func (l *Log) Sync() error {
 		covered, err := l.syncActive()
 		l.syncMu.Lock()
 		l.syncing = false
+		advanced := false
 		if err != nil {
 			l.syncErr = err
-		} else if covered > l.durable {
-			l.durable = covered
+		} else if covered > l.durable.Load() {
+			l.durable.Store(covered)
+			advanced = true
 		}
 		l.syncCond.Broadcast()
+		if advanced && l.onDurable != nil {
+			l.syncMu.Unlock()
+			l.onDurable()
+			l.syncMu.Lock()
+		}
 	}
 	return nil
 }
+
+// DurableOffset is the offset below which every batch is durable (has
+// been fdatasynced, or was recovered and synced at Open). Readers that
+// must not see what a power cut could take back read up to it.
+func (l *Log) DurableOffset() int64 { return l.durable.Load() }
 
 // syncActive fsyncs the active segment, and any rolled segment whose
 // background seal has not finished, and returns the offset below which

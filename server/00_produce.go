@@ -23,7 +23,9 @@ import (
 // before anything of a partition is appended. Appends run on the connection's reader
 // goroutine, so pipelined requests keep their order. acks=0 gets no
 // answer, acks=1 is answered once the batch is in the page cache, and
-// acks=-1 only once it is fsynced; the fsync waits run concurrently, so
+// acks=-1 only once it is fsynced (consumers see a batch only once it is
+// fsynced, whatever the acks: by the partition's background flush for
+// acks 0 and 1); the fsync waits run concurrently, so
 // pipelined requests and other connections share fsyncs (group commit).
 
 func init() { regKey(0, 0, 13, handleProduce) }

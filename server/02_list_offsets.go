@@ -10,12 +10,14 @@ import (
 // ListOffsets, v0-v11.
 //
 // Timestamp -2 is the log start offset (earliest), -1 the high watermark
-// (latest; also the last stable offset for read_committed, there being no
-// open transactions), -3 the record with the largest timestamp (v7+,
-// KIP-734), -4 the earliest local offset (= earliest); -5 (latest tiered)
-// and -6 (earliest pending upload) find nothing, there being no tiered
-// storage. A timestamp >= 0 finds the first record at
-// or after it; none gives offset -1. v0 answers in OldStyleOffsets.
+// (latest: the durable offset that Fetch serves up to; also the last
+// stable offset for read_committed, there being no open transactions), -3
+// the record with the largest timestamp (v7+, KIP-734), -4 the earliest
+// local offset (= earliest); -5 (latest tiered) and -6 (earliest pending
+// upload) find nothing, there being no tiered storage. A timestamp >= 0
+// finds the first record at or after it; none gives offset -1. As in
+// Kafka, lookups by timestamp answer only offsets below the high
+// watermark. v0 answers in OldStyleOffsets.
 
 func init() { regKey(2, 0, 11, handleListOffsets) }
 
@@ -66,10 +68,11 @@ func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTo
 	case -1:
 		sp.Offset = p.HighWatermark()
 	case -3:
+		hw := p.HighWatermark()
 		off, t, ok, err := p.MaxTimestamp()
 		if err != nil {
 			sp.ErrorCode, _ = kafkaError(err)
-		} else if ok {
+		} else if ok && off < hw {
 			sp.Offset, sp.Timestamp = off, t
 		}
 	default:
@@ -77,7 +80,13 @@ func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTo
 			sp.ErrorCode = kerr.InvalidRequest.Code
 			return
 		}
+		// As in Kafka, an offset found at or past the high watermark
+		// (not durable yet) is not answered.
+		hw := p.HighWatermark()
 		off, t, ok, err := p.OffsetForTimestamp(ts)
+		if ok && off >= hw {
+			ok = false
+		}
 		if err != nil {
 			sp.ErrorCode, _ = kafkaError(err)
 		} else if ok && off >= p.LogStartOffset() {

@@ -42,6 +42,11 @@ type Config struct {
 	// log.retention.ms, group.initial.rebalance.delay.ms, ...), as given
 	// on the command line or in a properties file.
 	Props map[string]string
+
+	// testPartitionConfig, when set, adjusts the settings of every
+	// partition before it opens: fault-injection tests set
+	// log.Config.WrapFile with it.
+	testPartitionConfig func(topic string, cfg *partition.Config)
 }
 
 // Server is one Ferry broker.

@@ -299,6 +299,9 @@ func (s *Server) partitionConfig(t *topic) partition.Config {
 	s.topics.mu.RUnlock()
 	cfg := s.settings().partitionConfig(overrides)
 	cfg.Logger = s.logger.With("topic", t.name)
+	if f := s.cfg.testPartitionConfig; f != nil {
+		f(t.name, &cfg)
+	}
 	return cfg
 }
 
