@@ -89,3 +89,21 @@ func TestOnlyDurableVisible(t *testing.T) {
 		}
 	}
 }
+
+// TestHighWatermarkNotBelowLogStart: retention may delete segments that
+// no fdatasync covered yet; the high watermark is then the new log start,
+// never below it.
+func TestHighWatermarkNotBelowLogStart(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{Log: log.Config{RetentionMs: 1000, FlushMaxDelayMs: 1 << 40}})
+	for range 3 {
+		if _, err := p.Append(batch(bopt{ts: 1, n: 2})); err != nil { // timestamps long expired
+			t.Fatal(err)
+		}
+	}
+	if n, err := p.EnforceRetention(time.Now()); err != nil || n == 0 {
+		t.Fatalf("retention deleted %d segments: %v", n, err)
+	}
+	if start, hw := p.LogStartOffset(), p.HighWatermark(); start != 6 || hw != 6 {
+		t.Fatalf("after retention: log start %d, high watermark %d; want 6, 6", start, hw)
+	}
+}

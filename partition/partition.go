@@ -145,8 +145,11 @@ func (p *Partition) Log() *log.Log { return p.log }
 // fdatasynced. A batch above it is answered to an acks=0 or 1 producer
 // but not yet served, so that nothing a consumer sees (and commits past)
 // can be lost to a power cut; the log's background flush
-// (flush.max.delay.ms) bounds how long it waits.
-func (p *Partition) HighWatermark() int64 { return p.log.DurableOffset() }
+// (flush.max.delay.ms) bounds how long it waits. It is never below the
+// log start offset (retention may delete segments before they are synced).
+func (p *Partition) HighWatermark() int64 {
+	return max(p.log.DurableOffset(), p.log.LogStartOffset())
+}
 
 // LogEndOffset is the offset the next record will get. Offsets from the
 // high watermark up to it are valid to fetch from but return nothing yet.
