@@ -204,8 +204,9 @@ func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
 		}
 		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
 		// Past the high watermark but not the log end (an acks=1
-		// batch not yet durable): nothing to return yet, as in Kafka.
-		if fp.offset < res.logStart || (fp.offset > res.hw && fp.offset > p.LogEndOffset()) {
+		// batch not yet durable) is in range, with nothing to return
+		// yet, as in Kafka.
+		if fp.offset < res.logStart || fp.offset > p.LogEndOffset() {
 			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
 			continue
 		}
