@@ -48,6 +48,7 @@ var topicConfigs = []topicConfig{
 	{"compression.type", "compression.type", "producer", typeString, true, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "producer: batches stored as sent; a codec (or uncompressed): batches sent otherwise are recompressed with it"},
 	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, false, atLeast(0), ""},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", typeLong, false, atLeast(0), ""},
+	{"flush.max.delay.ms", "log.flush.max.delay.ms", "10", typeLong, true, atLeast(0), "fdatasync a batch no producer waits for (acks 0 or 1) at most this long after it is appended; consumers see only fdatasynced records"},
 	{"flush.messages", "log.flush.interval.messages", "9223372036854775807", typeLong, true, atLeast(1), "sync after this many records"},
 	{"flush.ms", "log.flush.interval.ms", "9223372036854775807", typeLong, true, atLeast(0), "sync this long after the first unsynced append"},
 	{"index.interval.bytes", "log.index.interval.bytes", "4096", typeInt, true, atLeast(0), "bytes of log between offset index entries"},
@@ -367,6 +368,7 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 			Compact:            !strings.Contains(str("cleanup.policy"), "delete"),
 			FlushMessages:      num("flush.messages"),
 			FlushMs:            num("flush.ms"),
+			FlushMaxDelayMs:    max(num("flush.max.delay.ms"), 1), // 0: as soon as possible
 		},
 	}
 	if cfg.MaxMessageBytes == 0 {

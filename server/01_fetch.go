@@ -17,8 +17,10 @@ import (
 
 // Fetch, v4-v18 (record batch v2 only; v13+ names topics by id).
 //
-// Long poll: if less than MinBytes is ready the request waits, without a
-// goroutine sleeping, for an append to any of its partitions (Watch), for
+// Only durable records are served: the high watermark is the offset below
+// which everything is fdatasynced. Long poll: if less than MinBytes is
+// ready the request waits, without a goroutine sleeping, for the high
+// watermark of any of its partitions to advance (Watch), for
 // MaxWaitMillis, or for the connection to close. Per-partition and
 // per-response byte limits apply, except that the first batch of the
 // response is returned whole even when larger (KIP-74). v7+ fetch
@@ -231,11 +233,14 @@ func (f *fetch) read() (total int, anyErr bool) {
 			continue
 		}
 		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
-		if fp.offset < res.logStart || fp.offset > res.hw {
+		// Past the high watermark but not the log end (an acks=1
+		// batch not yet durable) is in range, with nothing to return
+		// yet, as in Kafka.
+		if fp.offset < res.logStart || fp.offset > p.LogEndOffset() {
 			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
 			continue
 		}
-		if fp.offset == res.hw || (remaining <= 0 && total > 0) {
+		if fp.offset >= res.hw || (remaining <= 0 && total > 0) {
 			continue
 		}
 		limit := min(int(fp.maxBytes), remaining)
@@ -291,9 +296,9 @@ func (f *fetch) try(final bool) bool {
 	return true
 }
 
-// wait is the long poll: it re-reads after every append to a watched
-// partition until the fetch is satisfied, the wait is over or the
-// connection goes away.
+// wait is the long poll: it re-reads each time the high watermark of a
+// watched partition advances until the fetch is satisfied, the wait is
+// over or the connection goes away.
 func (f *fetch) wait() kmsg.Response {
 	ch := make(chan struct{}, 1)
 	for _, fp := range f.parts {

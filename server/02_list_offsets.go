@@ -10,12 +10,14 @@ import (
 // ListOffsets, v0-v11.
 //
 // Timestamp -2 is the log start offset (earliest), -1 the high watermark
-// (latest; also the last stable offset for read_committed, there being no
-// open transactions), -3 the record with the largest timestamp (v7+,
-// KIP-734), -4 the earliest local offset (= earliest); -5 (latest tiered)
-// and -6 (earliest pending upload) find nothing, there being no tiered
-// storage. A timestamp >= 0 finds the first record at
-// or after it; none gives offset -1. v0 answers in OldStyleOffsets.
+// (latest: the durable offset that Fetch serves up to; also the last
+// stable offset for read_committed, there being no open transactions), -3
+// the record with the largest timestamp (v7+, KIP-734), -4 the earliest
+// local offset (= earliest); -5 (latest tiered) and -6 (earliest pending
+// upload) find nothing, there being no tiered storage. A timestamp >= 0
+// finds the first record at or after it; none gives offset -1. As in
+// Kafka, lookups by timestamp answer only offsets below the high
+// watermark. v0 answers in OldStyleOffsets.
 //
 // Behavior:
 //   - v1+: a partition named more than once gets INVALID_REQUEST at each
@@ -100,6 +102,7 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	for _, l := range lookups {
+		hw := l.p.HighWatermark()
 		matches, err := l.p.OffsetsForTimestamps(l.ts)
 		logStart := l.p.LogStartOffset()
 		for i, at := range l.at {
@@ -107,7 +110,9 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 			switch {
 			case err != nil:
 				sp.ErrorCode = codeOf(err)
-			case matches[i].OK:
+			case matches[i].OK && matches[i].Offset < hw:
+				// As in Kafka, an offset at or past the high watermark
+				// (not durable yet) is not answered.
 				// A record below the log start (still in a segment that
 				// DeleteRecords cut into) answers the log start.
 				sp.Offset, sp.Timestamp = max(matches[i].Offset, logStart), matches[i].Timestamp
@@ -142,10 +147,11 @@ func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTo
 	case -1:
 		sp.Offset = p.HighWatermark()
 	case -3:
+		hw := p.HighWatermark()
 		off, t, ok, err := p.MaxTimestamp()
 		if err != nil {
 			sp.ErrorCode = codeOf(err)
-		} else if ok {
+		} else if ok && off < hw {
 			sp.Offset, sp.Timestamp = off, t
 		}
 	default:

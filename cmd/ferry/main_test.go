@@ -187,6 +187,14 @@ func TestProduceConsume(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Offset != 3 {
 		t.Fatalf("produce json: %v %+v\n%s", err, p, out)
 	}
+	// Consumers see an acks=1 record once the broker's background flush
+	// has made it durable (flush.max.delay.ms).
+	for deadline := time.Now().Add(10 * time.Second); mustFerry(t, "", "consume", "events", b, "-e", "-offset", "3") != "plain\n"; {
+		if time.Now().After(deadline) {
+			t.Fatal("the acks=1 record never became visible")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	tests := []struct {
 		name string
