@@ -48,10 +48,7 @@ func (f *lingerFlag) Set(s string) error {
 	if err != nil {
 		return err
 	}
-	if d < 0 {
-		return fmt.Errorf("negative linger %s", s)
-	}
-	f.d, f.set = d, true
+	f.d, f.set = max(d, 0), true // negative, as 0: none
 	return nil
 }
 
