@@ -5,6 +5,7 @@
 #               with -race, short fuzz runs
 #   make bench  Go benchmarks of the hot paths, with -benchmem
 #   make fuzz   every fuzz target for FUZZTIME each
+#   make test-console   the web console's API and browser tests
 
 GO        ?= go
 FUZZTIME  ?= 60s
@@ -15,7 +16,7 @@ FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzCheckRecords ./record:FuzzConvert
 # Systems the module must build and vet for besides the one running make.
 CROSS = darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 
-.PHONY: all build run test vet cross fuzz-short fuzz bench bench-broker bench-compare clean
+.PHONY: all build run test vet cross fuzz-short fuzz bench bench-broker bench-compare test-console screenshots test-console-scale clean
 
 all: build
 
@@ -23,9 +24,10 @@ build:
 	$(GO) build -o bin/ferry ./cmd/ferry
 
 # group.initial.rebalance.delay.ms is lowered from Kafka's 3000 so that a
-# local consumer group starts at once.
+# local consumer group starts at once. The admin listener (metrics, health
+# checks) is on localhost:9644.
 run: build
-	./bin/ferry serve -listen localhost:9092 -data-dir ./data -c group.initial.rebalance.delay.ms=0
+	./bin/ferry serve -listen localhost:9092 -data-dir ./data -admin-listen localhost:9644 -c group.initial.rebalance.delay.ms=0
 
 vet:
 	$(GO) vet ./...
@@ -65,6 +67,20 @@ bench-broker:
 # one run; medians and ratios in bench-report/.
 bench-compare:
 	FERRY_BENCH_COMPARE=1 FERRY_BENCH_REPORT=bench-report $(GO) test -run CompareKfake -v -timeout 30m ./bench/
+
+# The web console: its JSON API against a real broker, and its pages in
+# headless Chromium (skipped when chromium is not installed).
+test-console:
+	$(GO) test -race -count=1 ./console ./admin
+
+# Regenerate the screenshots the README shows (docs/console-*.png).
+screenshots:
+	$(GO) test -count=1 -run TestBrowser ./console -update-screenshots
+
+# The console's API on a topic of 10,000 partitions (FERRY_CONSOLE_PARTITIONS
+# sets another count); the latency of each call is logged.
+test-console-scale:
+	FERRY_CONSOLE_PARTITIONS=$${FERRY_CONSOLE_PARTITIONS:-1} $(GO) test -count=1 -run TestScale -v -timeout 30m ./console
 
 clean:
 	rm -rf bin

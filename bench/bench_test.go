@@ -12,7 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferrymq/ferry/bench"
-	"github.com/ferrymq/ferry/bench/benchtest"
+	"github.com/ferrymq/ferry/ferrytest"
+	"github.com/ferrymq/ferry/internal/benchpeers"
 )
 
 func testConfig(addr, topic string) bench.Config {
@@ -27,32 +28,27 @@ func testConfig(addr, topic string) bench.Config {
 }
 
 func TestRuns(t *testing.T) {
-	addr := benchtest.StartBroker(t)
+	addr := ferrytest.Start(t).Addr()
 	ctx := t.Context()
 	tests := []struct {
 		name string
 		run  func(context.Context, bench.Config) (*bench.Result, error)
 		cfg  func(c *bench.Config)
 		kind string
-		// groups marks runs that need consumer groups.
-		groups bool
 	}{
-		{"produce", bench.Produce, func(c *bench.Config) {}, bench.LatencyAck, false},
+		{"produce", bench.Produce, func(c *bench.Config) {}, bench.LatencyAck},
 		{"produce-acks1-keys-zstd", bench.Produce, func(c *bench.Config) {
 			c.Acks, c.KeySpace, c.Compression, c.Producers = "1", 10, "zstd", 2
-		}, bench.LatencyAck, false},
+		}, bench.LatencyAck},
 		{"produce-rate-duration", bench.Produce, func(c *bench.Config) {
 			c.Records, c.Duration, c.Rate, c.Warmup = 0, 500*time.Millisecond, 2000, 200*time.Millisecond
-		}, bench.LatencyAck, false},
-		{"consume-plain", bench.Consume, func(c *bench.Config) { c.Consumers = 2 }, bench.LatencyFirstRecord, false},
-		{"consume-group", bench.Consume, func(c *bench.Config) { c.GroupConsume = true }, bench.LatencyFirstRecord, true},
-		{"e2e", bench.E2E, func(c *bench.Config) { c.Rate, c.Records = 2000, 1000 }, bench.LatencyEndToEnd, false},
+		}, bench.LatencyAck},
+		{"consume-plain", bench.Consume, func(c *bench.Config) { c.Consumers = 2 }, bench.LatencyFirstRecord},
+		{"consume-group", bench.Consume, func(c *bench.Config) { c.GroupConsume = true }, bench.LatencyFirstRecord},
+		{"e2e", bench.E2E, func(c *bench.Config) { c.Rate, c.Records = 2000, 1000 }, bench.LatencyEndToEnd},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.groups {
-				benchtest.RequireGroups(t, addr)
-			}
 			cfg := testConfig(addr, "bench-"+tt.name)
 			tt.cfg(&cfg)
 			var progress bytes.Buffer
@@ -134,7 +130,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestNullBrokerCannotBeConsumed(t *testing.T) {
-	addr := benchtest.StartNullBroker(t)
+	addr := benchpeers.StartNullBroker(t)
 	for _, run := range []func(context.Context, bench.Config) (*bench.Result, error){bench.Consume, bench.E2E} {
 		cfg := testConfig(addr, "sink")
 		start := time.Now()
@@ -224,14 +220,14 @@ func TestRateHeldWithSlowAcks(t *testing.T) {
 // what the process burns during the warmup is not charged to the measured
 // records.
 func TestCPUExcludesWarmup(t *testing.T) {
-	ferry := benchtest.StartBroker(t)
+	ferry := ferrytest.Start(t).Addr()
 	for _, tt := range []struct {
 		name string
 		addr string
 		run  func(context.Context, bench.Config) (*bench.Result, error)
 		cfg  func(*bench.Config)
 	}{
-		{"produce", benchtest.StartNullBroker(t), bench.Produce, func(c *bench.Config) {
+		{"produce", benchpeers.StartNullBroker(t), bench.Produce, func(c *bench.Config) {
 			c.Records, c.Duration = 0, 300*time.Millisecond
 		}},
 		{"e2e", ferry, bench.E2E, func(c *bench.Config) { c.Records = 300 }},

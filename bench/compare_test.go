@@ -12,7 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferrymq/ferry/bench"
-	"github.com/ferrymq/ferry/bench/benchtest"
+	"github.com/ferrymq/ferry/ferrytest"
+	"github.com/ferrymq/ferry/internal/benchpeers"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -40,14 +41,10 @@ func TestParseTarget(t *testing.T) {
 	}
 }
 
-// smallScenarios is the standard set cut down for tests (and without the
-// group scenario when a target cannot do groups yet).
-func smallScenarios(groups bool) []bench.Scenario {
+// smallScenarios is the standard set cut down for tests.
+func smallScenarios() []bench.Scenario {
 	var out []bench.Scenario
 	for _, sc := range bench.StandardScenarios() {
-		if sc.Group && !groups {
-			continue
-		}
 		sc.Size = min(sc.Size, 256)
 		if sc.Rate > 0 {
 			sc.Rate = 1000
@@ -58,9 +55,9 @@ func smallScenarios(groups bool) []bench.Scenario {
 }
 
 func TestCompareAndReport(t *testing.T) {
-	a := benchtest.StartBroker(t)
-	b := benchtest.StartKfake(t)
-	scenarios := smallScenarios(benchtest.SupportsGroups(t, a))
+	a := ferrytest.Start(t).Addr()
+	b := benchpeers.StartKfake(t)
+	scenarios := smallScenarios()
 	var progress bytes.Buffer
 	cmp, err := bench.Compare(t.Context(), bench.CompareConfig{
 		Targets:   []bench.Target{{Name: "first", Brokers: []string{a}}, {Name: "second", Brokers: []string{b}}},

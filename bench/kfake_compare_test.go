@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/bench"
-	"github.com/ferrymq/ferry/bench/benchtest"
+	"github.com/ferrymq/ferry/ferrytest"
+	"github.com/ferrymq/ferry/internal/benchpeers"
 )
 
 // TestCompareKfake runs the standard comparison against an in-process Ferry
@@ -29,16 +30,15 @@ func TestCompareKfake(t *testing.T) {
 	var err error
 	ferry := os.Getenv("FERRY_BENCH_FERRY")
 	if ferry == "" {
-		if ferry, err = benchtest.StartFerry(t, nil); err != nil {
-			t.Fatalf("Ferry server: %v", err)
-		}
+		// Kafka's defaults, the group delay included.
+		ferry = ferrytest.Start(t, ferrytest.Props(map[string]string{"group.initial.rebalance.delay.ms": "3000"})).Addr()
 	}
 	targets := []bench.Target{
 		{Name: "ferry", Brokers: []string{ferry}},
-		{Name: "kfake", Brokers: []string{benchtest.StartKfake(t)}},
+		{Name: "kfake", Brokers: []string{benchpeers.StartKfake(t)}},
 	}
 	if os.Getenv("FERRY_BENCH_SINK") != "" {
-		targets = append(targets, bench.Target{Name: "sink", Brokers: []string{benchtest.StartNullBroker(t)}})
+		targets = append(targets, bench.Target{Name: "sink", Brokers: []string{benchpeers.StartNullBroker(t)}})
 	}
 	duration := 5 * time.Second
 	if v := os.Getenv("FERRY_BENCH_DURATION"); v != "" {

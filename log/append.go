@@ -37,9 +37,12 @@ func (l *Log) append(batch []byte, h *record.Header) (off int64, flush bool, err
 	if l.appendMu.unflushed >= cfg.FlushMessages {
 		return off, true, nil
 	}
-	if cfg.FlushMs != math.MaxInt64 && l.appendMu.flushTimer == nil {
+	if l.appendMu.flushTimer == nil {
+		// A background sync (flush.ms, or flush.max.delay.ms if sooner)
+		// covers batches no caller syncs.
+		delay := min(cfg.FlushMs, cfg.FlushMaxDelayMs, int64(math.MaxInt64/time.Millisecond))
 		l.timerWG.Add(1)
-		l.appendMu.flushTimer = time.AfterFunc(time.Duration(cfg.FlushMs)*time.Millisecond, l.flushTimerFired)
+		l.appendMu.flushTimer = time.AfterFunc(time.Duration(delay)*time.Millisecond, l.flushTimerFired)
 	}
 	return off, false, nil
 }

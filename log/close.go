@@ -27,7 +27,7 @@ func (l *Log) Close() error {
 	var errs []error
 	clean := l.appendMu.err == nil
 	l.flusher.Lock()
-	unsynced := l.flusher.durableOffset < l.nextOffset.Load()
+	unsynced := l.flusher.durableOffset.Load() < l.nextOffset.Load()
 	l.flusher.Unlock()
 	if clean && unsynced {
 		if err := l.active().Sync(); err != nil {

@@ -52,8 +52,11 @@
 // Append writes to the page cache. Sync returns once every batch appended
 // before the call is on disk: one fdatasync runs at a time, and every
 // caller waiting when it finishes whose data it covered is released by it
-// (group commit). flush.messages and flush.ms add background flushes as in
-// Kafka. A failed write or fsync is sticky: every later Append and Sync
+// (group commit). DurableOffset is the offset below which everything is on
+// disk; Config.OnDurable is told each time it advances. A batch that no
+// caller syncs is synced in the background at most flush.max.delay.ms
+// (FlushMaxDelayMs) after it is appended; flush.messages and flush.ms add
+// flushes as in Kafka. A failed write or fsync is sticky: every later Append and Sync
 // returns it until the log is reopened, so nothing is acknowledged that was
 // not stored. Reads keep working after such an error.
 //

@@ -58,6 +58,18 @@ type Config struct {
 	// FlushMs syncs this long after the first unsynced append.
 	// Corresponds to flush.ms; default MaxInt64 (never).
 	FlushMs int64
+	// FlushMaxDelayMs bounds how long an appended batch waits for a
+	// sync when nothing else syncs it (acks 0 and 1): a background sync
+	// runs at most this long after the first unsynced append, as
+	// FlushMs does, whichever is sooner. Readers see a batch only once
+	// it is durable, so this is also the longest it stays invisible.
+	// Corresponds to flush.max.delay.ms; default
+	// DefaultFlushMaxDelayMs.
+	FlushMaxDelayMs int64
+	// OnDurable, when set, is called each time the durable offset
+	// advances, by the goroutine whose sync advanced it, with no lock of
+	// the log held. It must not block. Read at Open only.
+	OnDurable func()
 	// Logger receives recovery and error reports. nil discards them.
 	Logger *slog.Logger
 	// Files bounds the open files and mappings of the log's segments; one
@@ -67,6 +79,9 @@ type Config struct {
 	// WrapFile is passed to every segment. Fault-injection tests only.
 	WrapFile func(*os.File) segment.File
 }
+
+// DefaultFlushMaxDelayMs is the default of Config.FlushMaxDelayMs.
+const DefaultFlushMaxDelayMs = 10
 
 func (c Config) withDefaults() Config {
 	if c.SegmentBytes <= 0 {
@@ -95,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushMs <= 0 {
 		c.FlushMs = math.MaxInt64
+	}
+	if c.FlushMaxDelayMs <= 0 {
+		c.FlushMaxDelayMs = DefaultFlushMaxDelayMs
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -165,8 +183,11 @@ type Log struct {
 		cond sync.Cond
 		// syncing is set while one caller runs an fsync for everyone.
 		syncing bool
-		// durableOffset: every offset below it is on disk.
-		durableOffset int64
+		// durableOffset: every offset below it is on disk. Written
+		// under the flusher's lock, read without it.
+		durableOffset atomic.Int64
+		// onDurable is Config.OnDurable.
+		onDurable func()
 		// err ends group commit: the first failed fsync, or ErrClosed.
 		err error
 	}

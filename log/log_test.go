@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -406,7 +407,7 @@ func TestGroupCommit(t *testing.T) {
 
 func TestFlushMessages(t *testing.T) {
 	var syncs atomic.Int64
-	l := open(t, t.TempDir(), Config{FlushMessages: 10, WrapFile: func(f *os.File) segment.File { return &countingFile{File: f, syncs: &syncs} }})
+	l := open(t, t.TempDir(), Config{FlushMessages: 10, FlushMaxDelayMs: math.MaxInt64, WrapFile: func(f *os.File) segment.File { return &countingFile{File: f, syncs: &syncs} }})
 	syncs.Store(0) // ignore the sync done by Open
 	appendN(t, l, 9, 1, 10, 0)
 	if syncs.Load() != 0 {
@@ -420,7 +421,7 @@ func TestFlushMessages(t *testing.T) {
 
 func TestFlushMs(t *testing.T) {
 	var syncs atomic.Int64
-	l := open(t, t.TempDir(), Config{FlushMs: 20, WrapFile: func(f *os.File) segment.File { return &countingFile{File: f, syncs: &syncs} }})
+	l := open(t, t.TempDir(), Config{FlushMs: 20, FlushMaxDelayMs: math.MaxInt64, WrapFile: func(f *os.File) segment.File { return &countingFile{File: f, syncs: &syncs} }})
 	appendN(t, l, 1, 1, 10, 0)
 	deadline := time.Now().Add(5 * time.Second)
 	for syncs.Load() == 0 && time.Now().Before(deadline) {

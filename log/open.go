@@ -30,6 +30,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()
 	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir))}
 	l.flusher.cond.L = &l.flusher
+	l.flusher.onDurable = cfg.OnDurable
 	l.appendMu.cfg = cfg
 	cp, cpErr := readCheckpoint(dir)
 	if errors.Is(cpErr, os.ErrNotExist) {
@@ -138,7 +139,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.appendMu.recoveryPoint = active.Base()
 	l.appendMu.dirty = !clean || cpErr != nil
 	l.appendMu.cleanOnDisk = clean
-	l.flusher.durableOffset = l.nextOffset.Load()
+	l.flusher.durableOffset.Store(l.nextOffset.Load())
 	if fresh {
 		// Nothing to recover; the first append writes the checkpoint,
 		// which syncs the directory, before anything is acknowledged.

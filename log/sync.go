@@ -17,7 +17,7 @@ func (l *Log) Sync() error {
 	f := &l.flusher
 	f.Lock()
 	defer f.Unlock()
-	for f.durableOffset < target {
+	for f.durableOffset.Load() < target {
 		if f.err != nil {
 			return f.err
 		}
@@ -33,15 +33,27 @@ func (l *Log) Sync() error {
 		covered, err := l.syncActive()
 		f.Lock()
 		f.syncing = false
+		advanced := false
 		if err != nil {
 			f.err = err
-		} else if covered > f.durableOffset {
-			f.durableOffset = covered
+		} else if covered > f.durableOffset.Load() {
+			f.durableOffset.Store(covered)
+			advanced = true
 		}
 		f.cond.Broadcast()
+		if advanced && f.onDurable != nil {
+			f.Unlock()
+			f.onDurable()
+			f.Lock()
+		}
 	}
 	return nil
 }
+
+// DurableOffset is the offset below which every batch is durable (has
+// been fdatasynced, or was recovered and synced at Open). Readers that
+// must not see what a power cut could take back read up to it.
+func (l *Log) DurableOffset() int64 { return l.flusher.durableOffset.Load() }
 
 // stopFlusher ends group commit: callers waiting for an fsync, and every
 // later Sync, get ErrClosed (unless an fsync failed first).

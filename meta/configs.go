@@ -48,6 +48,7 @@ var topicConfigs = []topicConfig{
 	{"compression.type", "compression.type", "producer", typeString, true, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "producer: batches stored as sent; a codec (or uncompressed): batches sent otherwise are recompressed with it"},
 	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, false, atLeast(0), ""},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", typeLong, false, atLeast(0), ""},
+	{"flush.max.delay.ms", "log.flush.max.delay.ms", "10", typeLong, true, atLeast(0), "fdatasync a batch no producer waits for (acks 0 or 1) at most this long after it is appended; consumers see only fdatasynced records"},
 	{"flush.messages", "log.flush.interval.messages", "9223372036854775807", typeLong, true, atLeast(1), "sync after this many records"},
 	{"flush.ms", "log.flush.interval.ms", "9223372036854775807", typeLong, true, atLeast(0), "sync this long after the first unsynced append"},
 	{"index.interval.bytes", "log.index.interval.bytes", "4096", typeInt, true, atLeast(0), "bytes of log between offset index entries"},
@@ -106,6 +107,10 @@ var brokerConfigs = []brokerConfig{
 	{"log.roll.hours", "168", typeInt, false, atLeast(1)},
 	{"log.roll.jitter.hours", "0", typeInt, false, atLeast(0)},
 	{"log.dirs", "", typeString, false, nil},
+	{"fetch.max.bytes", "57671680", typeInt, false, atLeast(1024)},
+	{"max.connections", "2147483647", typeInt, true, atLeast(0)},
+	{"max.connections.per.ip", "1000", typeInt, true, atLeast(0)},
+	{"max.connections.per.ip.overrides", "", typeString, false, validConnOverrides},
 	{"max.incremental.fetch.session.cache.slots", "1000", typeInt, false, atLeast(0)},
 	{"num.partitions", "1", typeInt, true, atLeast(1)},
 	{"offsets.retention.check.interval.ms", "600000", typeLong, false, atLeast(1)},
@@ -113,6 +118,7 @@ var brokerConfigs = []brokerConfig{
 	{"offsets.topic.num.partitions", "50", typeInt, false, atLeast(1)},
 	{"offsets.topic.replication.factor", "1", typeShort, false, atLeast(1)},
 	{"producer.id.expiration.ms", "86400000", typeInt, true, atLeast(1)},
+	{"queued.max.request.bytes", "268435456", typeLong, false, isInt},
 	{"offsets.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
 	{"socket.request.max.bytes", "104857600", typeInt, false, atLeast(1)},
 	{"transaction.state.log.replication.factor", "1", typeShort, false, atLeast(1)},
@@ -135,6 +141,33 @@ var brokerConfigByName = func() map[string]*brokerConfig {
 func isBool(v string) error {
 	if v != "true" && v != "false" {
 		return fmt.Errorf("must be true or false")
+	}
+	return nil
+}
+
+func isInt(v string) error {
+	if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+		return fmt.Errorf("%q is not an integer", v)
+	}
+	return nil
+}
+
+// validConnOverrides checks the form of max.connections.per.ip.overrides:
+// comma-separated host:count items (host names are resolved when the
+// broker starts).
+func validConnOverrides(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		i := strings.LastIndexByte(item, ':')
+		if i <= 0 {
+			return fmt.Errorf("max.connections.per.ip.overrides: %q is not host:count", item)
+		}
+		if n, err := strconv.ParseInt(item[i+1:], 10, 32); err != nil || n < 0 {
+			return fmt.Errorf("max.connections.per.ip.overrides: %q: count must be an integer of at least 0", item)
+		}
 	}
 	return nil
 }
@@ -335,6 +368,7 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 			Compact:            !strings.Contains(str("cleanup.policy"), "delete"),
 			FlushMessages:      num("flush.messages"),
 			FlushMs:            num("flush.ms"),
+			FlushMaxDelayMs:    max(num("flush.max.delay.ms"), 1), // 0: as soon as possible
 		},
 	}
 	if cfg.MaxMessageBytes == 0 {

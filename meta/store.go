@@ -34,6 +34,10 @@ type Config struct {
 	TopicsChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
+	// AdjustPartition, if set, changes the settings of every partition
+	// before it opens or its configs change. For fault-injection tests
+	// (log.Config.WrapFile).
+	AdjustPartition func(topic string, cfg *partition.Config)
 }
 
 // Store is this broker's metadata: the log of metadata records, the image
@@ -295,6 +299,9 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	if f := s.cfg.AdjustPartition; f != nil {
+		f(t.name, &cfg)
+	}
 	return cfg
 }
 

@@ -1,5 +1,5 @@
 // Package partition is one topic-partition on this broker: its log, its
-// high watermark, the idempotent-producer state, and the channel that wakes
+// high watermark, the idempotent-producer state, and the channels that wake
 // long-polling fetches. It validates produced batches the way Kafka's
 // LogValidator does (the header, the CRC, and for uncompressed batches,
 // or compressed ones it recompresses, the records themselves against the
@@ -30,16 +30,30 @@
 // entries. Otherwise the next older one is tried. Removing a stale
 // snapshot at open is followed by an fsync of the directory.
 //
+// # High watermark
+//
+// Consumers read only durable records, as Redpanda serves them: the high
+// watermark is the log's durable offset, below which every batch has been
+// fdatasynced, not the log end in the page cache. A consumer therefore
+// never reads, and never commits past, a record that a power cut could
+// take back and whose offset a later record could reuse. acks=all batches
+// become visible when their fsync returns; acks 0 and 1 batches when the
+// log's background flush (flush.max.delay.ms, 10 ms by default) or a later
+// fsync covers them. Fetch waiters (Watch) are woken when the high
+// watermark advances, not at append.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Appends are serialized by the
-// partition's mutex (mu), which is taken before any lock of the log.
+// partition's mutex (mu), which is taken before any lock of the log. The
+// waiters' mutex (watch) is taken last: the log wakes waiters from inside
+// Sync, which runs under mu at Close.
 //
 // # Usage
 //
 //	p, err := partition.Open(dir, partition.Config{})
 //	res, err := p.Append(records)      // raw record set from a produce
 //	err = p.Sync()                     // acks=all
-//	p.Watch(ch)                        // ch gets a send after each append
+//	p.Watch(ch)                        // ch gets a send when the high watermark advances
 //	v, err := p.Read(off, 1<<20, true)
 package partition

@@ -103,12 +103,20 @@ type Partition struct {
 		sync.Mutex
 		cfg       Config
 		producers map[int64]*producer
-		// watchers get a non-blocking send after every append.
-		watchers map[chan<- struct{}]struct{}
-		closed   bool
+		closed    bool
 		// snapRolls is the log's roll count at the last producer
 		// snapshot; a snapshot is written at each roll.
 		snapRolls int64
+	}
+
+	// watch guards the fetch waiters. It is taken last, after mu and
+	// the log's locks (the log wakes waiters from inside Sync).
+	watch struct {
+		sync.Mutex
+		// watchers get a non-blocking send each time the high
+		// watermark advances, and at Close.
+		watchers map[chan<- struct{}]struct{}
+		closed   bool
 	}
 }
 
@@ -116,13 +124,15 @@ type Partition struct {
 // the producer state.
 func Open(dir string, cfg Config) (*Partition, error) {
 	cfg = cfg.withDefaults()
+	p := &Partition{logger: cfg.Logger}
+	p.watch.watchers = map[chan<- struct{}]struct{}{}
+	cfg.Log.OnDurable = p.notify
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
-	p := &Partition{log: l, logger: cfg.Logger}
+	p.log = l
 	p.mu.cfg = cfg
-	p.mu.watchers = map[chan<- struct{}]struct{}{}
 	if p.mu.producers, err = loadProducers(l); err != nil {
 		l.Close()
 		return nil, err
@@ -148,9 +158,20 @@ func (p *Partition) Walk(from int64, fn func(batch []byte, h *record.Header) boo
 	return p.log.Walk(from, fn)
 }
 
-// HighWatermark is the offset up to which consumers may read. With one
-// replica it is the log end offset.
-func (p *Partition) HighWatermark() int64 { return p.log.NextOffset() }
+// HighWatermark is the offset up to which consumers may read: with one
+// replica, the log's durable offset, below which every batch has been
+// fdatasynced. A batch above it is answered to an acks=0 or 1 producer
+// but not yet served, so that nothing a consumer sees (and commits past)
+// can be lost to a power cut; the log's background flush
+// (flush.max.delay.ms) bounds how long it waits. It is never below the
+// log start offset (retention may delete segments before they are synced).
+func (p *Partition) HighWatermark() int64 {
+	return max(p.log.DurableOffset(), p.log.LogStartOffset())
+}
+
+// LogEndOffset is the offset the next record will get. Offsets from the
+// high watermark up to it are valid to fetch from but return nothing yet.
+func (p *Partition) LogEndOffset() int64 { return p.log.NextOffset() }
 
 // LogStartOffset is the first readable offset.
 func (p *Partition) LogStartOffset() int64 { return p.log.LogStartOffset() }
@@ -277,7 +298,6 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		}
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
-	p.notifyLocked()
 	if r := p.log.Rolls(); r != p.mu.snapRolls {
 		// A new segment: snapshot producer state so that recovery after a
 		// crash walks at most the segments since, not the whole log.
@@ -357,37 +377,51 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 // Sync returns once everything appended so far is durable.
 func (p *Partition) Sync() error { return p.log.Sync() }
 
-// Watch registers ch to receive a non-blocking send after every append
-// (and at Close). A waiter registers, then reads, then waits on ch, so no
-// append between the read and the wait is missed. One channel may watch
-// many partitions; give it a buffer of 1.
+// Watch registers ch to receive a non-blocking send each time the high
+// watermark advances (records become durable, not when they are
+// appended) and at Close. A waiter registers, then reads, then waits on
+// ch, so no advance between the read and the wait is missed. One channel
+// may watch many partitions; give it a buffer of 1.
 func (p *Partition) Watch(ch chan<- struct{}) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.mu.closed {
+	p.watch.Lock()
+	defer p.watch.Unlock()
+	if p.watch.closed {
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 		return
 	}
-	p.mu.watchers[ch] = struct{}{}
+	p.watch.watchers[ch] = struct{}{}
 }
 
 // Unwatch removes a channel registered with Watch.
 func (p *Partition) Unwatch(ch chan<- struct{}) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.mu.watchers, ch)
+	p.watch.Lock()
+	defer p.watch.Unlock()
+	delete(p.watch.watchers, ch)
 }
 
-func (p *Partition) notifyLocked() {
-	for ch := range p.mu.watchers {
+// notify wakes every watcher: the high watermark advanced. The log calls
+// it after a sync (log.Config.OnDurable).
+func (p *Partition) notify() {
+	p.watch.Lock()
+	defer p.watch.Unlock()
+	for ch := range p.watch.watchers {
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// closeWatchers wakes every watcher a last time; later ones are woken as
+// they register.
+func (p *Partition) closeWatchers() {
+	p.watch.Lock()
+	p.watch.closed = true
+	p.watch.Unlock()
+	p.notify()
 }
 
 // Read returns batches starting at off up to the high watermark; see
@@ -431,7 +465,7 @@ func (p *Partition) Close() error {
 		return nil
 	}
 	p.mu.closed = true
-	p.notifyLocked()
+	p.closeWatchers()
 	var errs []error
 	if p.log.Err() == nil {
 		if err := p.log.Sync(); err != nil {
@@ -451,7 +485,7 @@ func (p *Partition) Delete() error {
 	p.mu.Lock()
 	if !p.mu.closed {
 		p.mu.closed = true
-		p.notifyLocked()
+		p.closeWatchers()
 	}
 	p.mu.Unlock()
 	return p.log.Delete()

@@ -310,6 +310,9 @@ func TestLogAppendTime(t *testing.T) {
 	if res.LogAppendTime < before {
 		t.Fatalf("log append time %d", res.LogAppendTime)
 	}
+	if err := p.Sync(); err != nil { // only durable batches are read
+		t.Fatal(err)
+	}
 	v, _ := p.Read(0, 1<<20, true)
 	defer v.Release()
 	h, err := record.Validate(v.Data)
@@ -328,11 +331,19 @@ func TestWatch(t *testing.T) {
 		t.Fatal("closed before any append")
 	default:
 	}
-	go p.Append(batch(bopt{}))
+	// The batch becomes durable (the background flush, or this Sync)
+	// and that wakes the waiter.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Append(batch(bopt{}))
+		p.Sync()
+	}()
+	defer func() { <-done }()
 	select {
 	case <-ch:
 	case <-time.After(5 * time.Second):
-		t.Fatal("append did not wake the waiter")
+		t.Fatal("a durable append did not wake the waiter")
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 //     Kafka); acks=1 is answered once the batch is in the page cache;
 //     acks=-1 only once it is fsynced. The fsync waits run concurrently,
 //     so pipelined requests and other connections share fsyncs (group
-//     commit).
+//     commit). Consumers see a batch only once it is fsynced, whatever
+//     the acks: for acks 0 and 1, by the partition's background flush
+//     (flush.max.delay.ms).
 //   - Internal topics refuse produce; an offline partition answers
 //     KAFKA_STORAGE_ERROR with the reason.
 //

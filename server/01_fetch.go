@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -16,16 +17,37 @@ import (
 
 // Fetch, v4-v18 (record batch v2 only; v13+ names topics by id).
 //
-// Long poll: if less than MinBytes is ready the request waits, without a
-// goroutine sleeping, for an append to any of its partitions (Watch), for
+// Only durable records are served: the high watermark is the offset below
+// which everything is fdatasynced. Long poll: if less than MinBytes is
+// ready the request waits, without a goroutine sleeping, for the high
+// watermark of any of its partitions to advance (Watch), for
 // MaxWaitMillis, or for the connection to close. Per-partition and
 // per-response byte limits apply, except that the first batch of the
 // response is returned whole even when larger (KIP-74). v7+ fetch
 // sessions (KIP-227) are in fetch_session.go. Record data is not copied:
 // the response is encoded with a placeholder per partition and written
 // with writev as [encoded bytes, mapped segment bytes, encoded bytes, ...].
+//
+// Behavior:
+//   - The response's byte limit is MaxBytes capped by the broker's
+//     fetch.max.bytes (55 MiB), as in Kafka; MinBytes is capped by it too.
+//     MaxBytes or a partition's max bytes of 0 or less give the first
+//     batch found and nothing more.
+//   - A response never passes int32 sizes: partitions whose data would
+//     take the frame past maxResponseSize are answered without data
+//     (the client fetches them again).
+//   - The mapped segment bytes a fetch holds are released however it ends:
+//     written, abandoned, or a handler panic.
 
 func init() { regKey(1, 4, 18, handleFetch) }
+
+// maxResponseSize bounds the size field of a fetch response frame (an
+// int32).
+var maxResponseSize int64 = math.MaxInt32
+
+// fetchRespondHook, when set (by tests, before the server starts), runs
+// once a response holds its views and before it is sent.
+var fetchRespondHook func(*kmsg.FetchRequest)
 
 type fetchPart struct {
 	key      sessionKey
@@ -38,6 +60,8 @@ type fetchResult struct {
 	errCode      int16
 	hw, logStart int64
 	view         partition.View
+	placeholder  bool // the encoded response holds a placeholder for view
+	tooLarge     bool // left out: the response would pass maxResponseSize
 }
 
 type fetch struct {
@@ -50,11 +74,20 @@ type fetch struct {
 	parts       []fetchPart
 	watched     []*partition.Partition
 	unlocked    bool // the session lock was released
+	// maxBytes and minBytes are the request's limits, capped by
+	// fetch.max.bytes.
+	maxBytes, minBytes int
+	// results of the read in progress; the views in it are this fetch's
+	// until respond hands them to the response.
+	results []fetchResult
 }
 
 func handleFetch(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FetchRequest)
 	f := &fetch{s: s, r: r, req: req}
+	limit := int(s.settings().int64("fetch.max.bytes"))
+	f.maxBytes = max(0, min(int(req.MaxBytes), limit))
+	f.minBytes = min(int(req.MinBytes), f.maxBytes)
 	if code := f.plan(); code != 0 {
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
 		resp.ErrorCode = code
@@ -181,16 +214,18 @@ func (f *fetch) lookup(k sessionKey) (*meta.Topic, *partition.Partition, int16) 
 	return t, p, 0
 }
 
-// read reads every partition once, within the byte limits.
-func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
-	results = make([]fetchResult, len(f.parts))
-	remaining := int(f.req.MaxBytes)
-	if f.r.version < 3 || remaining <= 0 {
-		remaining = 1<<31 - 1
+// read reads every partition once, within the byte limits, into
+// f.results.
+func (f *fetch) read() (total int, anyErr bool) {
+	if cap(f.results) < len(f.parts) {
+		f.results = make([]fetchResult, len(f.parts))
 	}
+	f.results = f.results[:len(f.parts)]
+	clear(f.results)
+	remaining := f.maxBytes
 	for i := range f.parts {
 		fp := &f.parts[i]
-		res := &results[i]
+		res := &f.results[i]
 		res.hw, res.logStart = -1, -1
 		_, p, code := f.lookup(fp.key)
 		if code != 0 {
@@ -198,11 +233,14 @@ func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
 			continue
 		}
 		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
-		if fp.offset < res.logStart || fp.offset > res.hw {
+		// Past the high watermark but not the log end (an acks=1
+		// batch not yet durable) is in range, with nothing to return
+		// yet, as in Kafka.
+		if fp.offset < res.logStart || fp.offset > p.LogEndOffset() {
 			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
 			continue
 		}
-		if fp.offset == res.hw || (remaining <= 0 && total > 0) {
+		if fp.offset >= res.hw || (remaining <= 0 && total > 0) {
 			continue
 		}
 		limit := min(int(fp.maxBytes), remaining)
@@ -219,7 +257,14 @@ func (f *fetch) read() (results []fetchResult, total int, anyErr bool) {
 		total += len(v.Data)
 		remaining -= len(v.Data)
 	}
-	return results, total, anyErr
+	return total, anyErr
+}
+
+// releaseResults releases the views still held in f.results.
+func (f *fetch) releaseResults() {
+	for i := range f.results {
+		f.results[i].view.Release()
+	}
 }
 
 // unlockSession releases the fetch session, once.
@@ -235,24 +280,25 @@ func (f *fetch) unlockSession() {
 func (f *fetch) try(final bool) bool {
 	defer func() {
 		if v := recover(); v != nil {
-			f.unlockSession() // a panic must not leave the session locked
+			// A panic must not leave the session locked, nor the
+			// segments read referenced.
+			f.unlockSession()
+			f.releaseResults()
 			panic(v)
 		}
 	}()
-	results, total, anyErr := f.read()
-	if !final && total < int(f.req.MinBytes) && !anyErr {
-		for i := range results {
-			results[i].view.Release()
-		}
+	total, anyErr := f.read()
+	if !final && total < f.minBytes && !anyErr {
+		f.releaseResults()
 		return false
 	}
-	f.respond(results)
+	f.respond()
 	return true
 }
 
-// wait is the long poll: it re-reads after every append to a watched
-// partition until the fetch is satisfied, the wait is over or the
-// connection goes away.
+// wait is the long poll: it re-reads each time the high watermark of a
+// watched partition advances until the fetch is satisfied, the wait is
+// over or the connection goes away.
 func (f *fetch) wait() kmsg.Response {
 	ch := make(chan struct{}, 1)
 	for _, fp := range f.parts {
@@ -284,26 +330,97 @@ func (f *fetch) wait() kmsg.Response {
 	}
 }
 
-// respond builds the response from the results and sends it, splicing the
-// mapped record data in without copying it.
-func (f *fetch) respond(results []fetchResult) {
-	req, r := f.req, f.r
-	resp := req.ResponseKind().(*kmsg.FetchResponse)
+// respond builds the response from f.results and sends it, splicing the
+// mapped record data in without copying it. The views pass from
+// f.results to the response, which releases them once written; until
+// then they are f.results', released by try if anything panics.
+func (f *fetch) respond() {
+	r := f.r
 	if f.sess != nil {
-		resp.SessionID = f.sess.id
 		defer f.unlockSession()
 	}
-	var views []partition.View
 	var salt [8]byte
 	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
+	for {
+		resp := f.build(salt)
+		var views []partition.View
+		for i := range f.results {
+			if f.results[i].placeholder {
+				views = append(views, f.results[i].view)
+			}
+		}
+		if fetchRespondHook != nil {
+			fetchRespondHook(f.req)
+		}
+		buf := getBuf()
+		*buf = appendResponse((*buf)[:0], r.corr, resp)
+		if len(views) == 0 {
+			r.send(&response{buf: buf})
+			return
+		}
+		bufs, size, ok := splice(*buf, salt, views, resp.IsFlexible())
+		if ok && size-4 > maxResponseSize {
+			// Past int32 sizes: answer the last partition holding data
+			// without it, and build again.
+			putBuf(buf)
+			for i := len(f.results) - 1; i >= 0; i-- {
+				if res := &f.results[i]; res.placeholder {
+					f.s.logger.Warn("fetch response too large; a partition is answered without data", "partition", f.parts[i].key.partition, "bytes", len(res.view.Data), "response_bytes", size)
+					res.view.Release()
+					res.view, res.tooLarge = partition.View{}, true
+					break
+				}
+			}
+			continue
+		}
+		if !ok {
+			// The placeholders could not be found (never expected): encode
+			// again with the data copied in.
+			f.s.logger.Warn("fetch splice failed; copying record data")
+			for ti := range resp.Topics {
+				for pi := range resp.Topics[ti].Partitions {
+					rp := &resp.Topics[ti].Partitions[pi]
+					if len(rp.RecordBatches) == sentinelSize && bytes.Equal(rp.RecordBatches[:8], salt[:]) {
+						rp.RecordBatches = views[binary.BigEndian.Uint64(rp.RecordBatches[8:])].Data
+					}
+				}
+			}
+			*buf = appendResponse((*buf)[:0], r.corr, resp)
+			f.releaseResults()
+			r.send(&response{buf: buf})
+			return
+		}
+		for i := range f.results {
+			f.results[i].view = partition.View{} // the response's now
+		}
+		r.send(&response{bufs: bufs, buf: buf, release: func() {
+			for i := range views {
+				views[i].Release()
+			}
+		}})
+		return
+	}
+}
+
+// build encodes the response for f.results, with a placeholder in place of
+// each partition's record data (marked placeholder in its result).
+func (f *fetch) build(salt [8]byte) *kmsg.FetchResponse {
+	req := f.req
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SetVersion(f.r.version)
+	if f.sess != nil {
+		resp.SessionID = f.sess.id
+	}
 	// Partitions of one topic are grouped only while they are adjacent, as
 	// Kafka does: the placeholders must appear in the encoded response in
-	// the order of views.
+	// the order of the views.
 	prevTopic, ti := sessionKey{}, -1
+	n := 0
 	for i := range f.parts {
-		fp, res := &f.parts[i], &results[i]
+		fp, res := &f.parts[i], &f.results[i]
+		res.placeholder = false
 		if fp.sp != nil {
-			changed := len(res.view.Data) > 0 || res.errCode != 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart
+			changed := len(res.view.Data) > 0 || res.tooLarge || res.errCode != 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart
 			fp.sp.hw, fp.sp.logStart, fp.sp.errCode = res.hw, res.logStart, res.errCode
 			if f.incremental && !changed {
 				continue
@@ -329,43 +446,14 @@ func (f *fetch) respond(results []fetchResult) {
 		// Empty, never null: librdkafka rejects a null record set.
 		rp.RecordBatches = []byte{}
 		if len(res.view.Data) > 0 {
-			ph := sentinel(salt, len(views))
+			ph := sentinel(salt, n)
 			rp.RecordBatches = ph[:]
-			views = append(views, res.view)
+			res.placeholder = true
+			n++
 		}
 		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
 	}
-	resp.SetVersion(r.version)
-	buf := getBuf()
-	*buf = appendResponse((*buf)[:0], r.corr, resp)
-	release := func() {
-		for i := range views {
-			views[i].Release()
-		}
-	}
-	if len(views) == 0 {
-		r.send(&response{buf: buf})
-		return
-	}
-	bufs, ok := splice(*buf, salt, views, resp.IsFlexible())
-	if !ok {
-		// The placeholders could not be found (never expected): encode
-		// again with the data copied in.
-		f.s.logger.Warn("fetch splice failed; copying record data")
-		for ti := range resp.Topics {
-			for pi := range resp.Topics[ti].Partitions {
-				rp := &resp.Topics[ti].Partitions[pi]
-				if len(rp.RecordBatches) == sentinelSize && bytes.Equal(rp.RecordBatches[:8], salt[:]) {
-					rp.RecordBatches = views[binary.BigEndian.Uint64(rp.RecordBatches[8:])].Data
-				}
-			}
-		}
-		*buf = appendResponse((*buf)[:0], r.corr, resp)
-		release()
-		r.send(&response{buf: buf})
-		return
-	}
-	r.send(&response{bufs: bufs, buf: buf, release: release})
+	return resp
 }
 
 const sentinelSize = 16
@@ -380,8 +468,10 @@ func sentinel(salt [8]byte, i int) [sentinelSize]byte {
 
 // splice cuts the encoded frame at each placeholder and puts the mapped
 // record data there, with its real length prefix, then fixes the frame
-// size. It reports false if a placeholder is missing.
-func splice(frame []byte, salt [8]byte, views []partition.View, flexible bool) ([][]byte, bool) {
+// size. It returns the buffers and the size of the whole frame, or false
+// if a placeholder is missing. A size past int32 leaves the frame's size
+// field wrong: the caller must not send it.
+func splice(frame []byte, salt [8]byte, views []partition.View, flexible bool) ([][]byte, int64, bool) {
 	out := make([][]byte, 0, 3*len(views)+1)
 	prefixes := make([]byte, 0, 5*len(views))
 	pos := 0
@@ -398,11 +488,11 @@ func splice(frame []byte, salt [8]byte, views []partition.View, flexible bool) (
 		s := sentinel(salt, i)
 		at := bytes.Index(frame[pos:], s[:])
 		if at < 0 {
-			return nil, false
+			return nil, 0, false
 		}
 		at += pos
 		if at-plen < pos || !bytes.Equal(frame[at-plen:at], want) {
-			return nil, false
+			return nil, 0, false
 		}
 		n := len(views[i].Data)
 		start := len(prefixes)
@@ -418,5 +508,5 @@ func splice(frame []byte, salt [8]byte, views []partition.View, flexible bool) (
 	out = append(out, frame[pos:])
 	total += len(frame) - pos
 	binary.BigEndian.PutUint32(frame[0:4], uint32(total-4))
-	return out, true
+	return out, int64(total), true
 }

@@ -14,9 +14,9 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -532,20 +532,8 @@ func TestIdleConnections(t *testing.T) {
 		t.Skip("10,000 connections: skipped with -short")
 	}
 	const n = 10000
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Skipf("getrlimit: %v", err)
-	}
-	const need = n + 1000
-	if rl.Cur < need {
-		old := rl
-		raised := syscall.Rlimit{Cur: need, Max: max(rl.Max, need)}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err != nil {
-			t.Skipf("open file limit %d, cannot raise it to %d: %v", rl.Cur, need, err)
-		}
-		t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
-	}
-	b := startBroker(t, nil)
+	raiseOpenFiles(t, n+1000)
+	b := startBroker(t, map[string]string{"max.connections.per.ip": strconv.Itoa(2 * n)})
 	ctx := testCtx(t)
 	if _, err := b.admin().CreateTopic(ctx, 1, 1, nil, "idle"); err != nil {
 		t.Fatal(err)

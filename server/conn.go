@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -19,17 +20,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// maxInflight bounds the requests of one connection that are being
-// handled or waiting to be written.
-const maxInflight = 64
-
 // conn is one client connection: a reader goroutine that decodes requests
 // and dispatches them in order, and a writer goroutine that writes the
 // responses in request order (handlers may finish out of order).
+//
+// The reader reads a request only when the connection has room for it
+// (fewer than maxInflight requests and maxInflightBytes in flight), and
+// takes the request's size from the broker's request budget before it
+// allocates the body; the budget is given back once the request is
+// answered (a produce request: once its batches are appended).
 type conn struct {
 	s      *Server
 	nc     net.Conn
 	remote string
+	addr   netip.Addr // the client's address, as connection limits count it
 	logger *slog.Logger
 
 	// ctx is cancelled when the connection dies or drains; handlers
@@ -38,11 +42,19 @@ type conn struct {
 	cancel context.CancelFunc
 
 	respCh      chan *response
-	slots       chan struct{} // in-flight semaphore
+	slots       chan struct{} // one per request read and not yet answered
+	room        chan struct{} // kicked when requests or bytes in flight drop
 	outstanding atomic.Int64  // dispatched requests not yet answered
-	readerDone  chan struct{}
-	done        chan struct{} // closed when both goroutines are gone
-	draining    atomic.Bool
+	// inflight counts request bytes held (see held) plus the bytes of
+	// responses queued and not yet written.
+	inflight atomic.Int64
+	// held is the request budget each request holds until its body is done
+	// with, by sequence number modulo maxInflight: the requests read and
+	// not yet answered have at most maxInflight consecutive numbers.
+	held       [maxInflight]atomic.Int64
+	readerDone chan struct{}
+	done       chan struct{} // closed when both goroutines are gone
+	draining   atomic.Bool
 }
 
 // response is one answer for the writer: a pooled buffer holding the
@@ -53,8 +65,24 @@ type response struct {
 	buf     *[]byte
 	bufs    net.Buffers
 	release func()
-	skip    bool // acks=0 produce: nothing to write
-	fatal   bool // close the connection after earlier responses
+	skip    bool  // acks=0 produce: nothing to write
+	fatal   bool  // close the connection after earlier responses
+	size    int64 // bytes counted in conn.inflight until written
+}
+
+// bytes is what the response will write.
+func (r *response) bytes() int64 {
+	if r.bufs != nil {
+		var n int64
+		for _, b := range r.bufs {
+			n += int64(len(b))
+		}
+		return n
+	}
+	if r.buf != nil {
+		return int64(len(*r.buf))
+	}
+	return 0
 }
 
 // Request bodies of produce requests are recycled once the handler
@@ -65,15 +93,38 @@ var bodyPool sync.Pool
 
 const minPooledBody = 64 << 10
 
-func getBody(n int) []byte {
+// firstBodyChunk is what a body not taken from the pool starts with; it
+// doubles as bytes arrive, so a request announced large and sent slowly
+// (or never) holds about what has arrived.
+const firstBodyChunk = 1 << 20
+
+// readBody reads a request body of n bytes from r, into a pooled buffer
+// when one is large enough.
+func readBody(r io.Reader, n int) ([]byte, error) {
 	if n >= minPooledBody {
 		if p, ok := bodyPool.Get().(*[]byte); ok && cap(*p) >= n {
-			return (*p)[:n]
+			b := (*p)[:n]
+			_, err := io.ReadFull(r, b)
+			return b, err
 		} else if ok {
 			bodyPool.Put(p)
 		}
 	}
-	return make([]byte, n)
+	b := make([]byte, 0, min(n, firstBodyChunk))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = append(make([]byte, 0, min(2*cap(b), n)), b...)
+		}
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil && len(b) < n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 func putBody(b []byte) {
@@ -94,6 +145,12 @@ func putBuf(b *[]byte) {
 }
 
 func (s *Server) startConn(nc net.Conn) {
+	addr := connAddr(nc)
+	if refused := s.limits.admit(addr, s.settings()); refused != "" {
+		s.logger.Warn("connection refused; closing it", "remote", nc.RemoteAddr().String(), "reason", refused)
+		nc.Close()
+		return
+	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -101,8 +158,10 @@ func (s *Server) startConn(nc net.Conn) {
 		s:          s,
 		nc:         nc,
 		remote:     nc.RemoteAddr().String(),
+		addr:       addr,
 		respCh:     make(chan *response, maxInflight),
 		slots:      make(chan struct{}, maxInflight),
+		room:       make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -113,6 +172,7 @@ func (s *Server) startConn(nc net.Conn) {
 		s.mu.Unlock()
 		nc.Close()
 		c.cancel()
+		s.limits.leave(addr)
 		return
 	}
 	s.mu.conns[c] = struct{}{}
@@ -186,7 +246,7 @@ func (r *request) await(fn func() kmsg.Response) {
 // itself must set r.deferred and return nil.
 func (r *request) send(resp *response) {
 	resp.seq = r.seq
-	r.c.respCh <- resp
+	r.c.queue(resp)
 }
 
 // closeConnection answers a request by closing the connection once the
@@ -194,19 +254,19 @@ func (r *request) send(resp *response) {
 func (r *request) closeConnection() {
 	r.deferred = true
 	r.closing = true
-	r.c.respCh <- &response{seq: r.seq, fatal: true}
+	r.c.queue(&response{seq: r.seq, fatal: true})
 }
 
 // skipResponse marks a request that gets no response (acks=0).
 func (r *request) skipResponse() {
 	r.deferred = true
-	r.c.respCh <- &response{seq: r.seq, skip: true}
+	r.c.queue(&response{seq: r.seq, skip: true})
 }
 
 func (r *request) recoverPanic() {
 	if v := recover(); v != nil {
 		r.c.logger.Error("panic handling request; closing connection", "key", r.key, "version", r.version, "panic", v, "stack", string(debug.Stack()))
-		r.c.respCh <- &response{seq: r.seq, fatal: true}
+		r.c.queue(&response{seq: r.seq, fatal: true})
 	}
 }
 
@@ -215,7 +275,67 @@ func (r *request) respond(resp kmsg.Response) {
 	resp.SetVersion(r.version)
 	b := getBuf()
 	*b = appendResponse((*b)[:0], r.corr, resp)
-	r.c.respCh <- &response{seq: r.seq, buf: b}
+	r.c.queue(&response{seq: r.seq, buf: b})
+}
+
+// queue hands the response of a request to the writer. The request is
+// done with: its budget is given back and the response's bytes are
+// counted in flight instead.
+func (c *conn) queue(r *response) {
+	c.releaseBody(r.seq)
+	r.size = r.bytes()
+	c.inflight.Add(r.size)
+	c.respCh <- r
+}
+
+// hold records that request seq holds n bytes of the request budget.
+func (c *conn) hold(seq uint64, n int64) {
+	c.held[seq%maxInflight].Store(n)
+	c.inflight.Add(n)
+}
+
+// releaseBody gives back the request budget request seq holds, once.
+func (c *conn) releaseBody(seq uint64) {
+	if n := c.held[seq%maxInflight].Swap(0); n > 0 {
+		c.s.limits.budget.release(n)
+		c.inflight.Add(-n)
+		c.kick()
+	}
+}
+
+// releaseAll gives back whatever budget the connection still holds, when
+// it ends.
+func (c *conn) releaseAll() {
+	for i := range c.held {
+		c.releaseBody(uint64(i))
+	}
+}
+
+// kick wakes the reader if it waits for room.
+func (c *conn) kick() {
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
+
+// awaitRoom waits until the connection may read one more request: it
+// takes one of the maxInflight slots, then waits while maxInflightBytes or
+// more are in flight. It returns false when the connection is closing.
+func (c *conn) awaitRoom() bool {
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.ctx.Done():
+		return false
+	}
+	for c.inflight.Load() >= maxInflightBytes {
+		select {
+		case <-c.room:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // appendResponse appends a whole response frame: size, header, body.
@@ -245,19 +365,25 @@ func (c *conn) read() {
 		if v := recover(); v != nil {
 			c.logger.Error("panic reading requests; closing connection", "panic", v, "stack", string(debug.Stack()))
 			c.nc.Close()
+			c.releaseAll()
 		}
 	}()
 	br := bufio.NewReaderSize(c.nc, 8<<10) // small: large bodies are read past it
 	maxSize := int(c.s.settings().int64("socket.request.max.bytes"))
 	idle := time.Duration(c.s.settings().int64("connections.max.idle.ms")) * time.Millisecond
+	budget := c.s.limits.budget
 	var seq uint64
 	var size [4]byte
 	for {
-		if c.draining.Load() {
+		if c.draining.Load() || !c.awaitRoom() {
 			return
 		}
-		c.nc.SetReadDeadline(time.Now().Add(idle))
-		if _, err := io.ReadFull(br, size[:]); err != nil {
+		for {
+			c.nc.SetReadDeadline(time.Now().Add(idle))
+			_, err := io.ReadFull(br, size[:])
+			if err == nil {
+				break
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.draining.Load() {
 				if c.outstanding.Load() > 0 {
@@ -276,13 +402,18 @@ func (c *conn) read() {
 			c.logger.Warn("bad request size; closing connection", "size", n, "socket.request.max.bytes", maxSize)
 			return
 		}
-		body := getBody(n)
+		seq++
+		if err := budget.acquire(c.ctx, int64(n)); err != nil {
+			return // closing
+		}
+		c.hold(seq, int64(n))
 		c.nc.SetReadDeadline(time.Now().Add(idle))
-		if _, err := io.ReadFull(br, body); err != nil {
+		body, err := readBody(br, n)
+		if err != nil {
+			c.releaseBody(seq)
 			c.logger.Info("connection closed mid-request", "err", err)
 			return
 		}
-		seq++
 		if !c.dispatch(seq, body) {
 			return
 		}
@@ -290,38 +421,36 @@ func (c *conn) read() {
 }
 
 // dispatch decodes one request and runs its handler. It returns false when
-// the connection must close.
+// the connection must close. Every request dispatched gets a response,
+// if only a fatal one that closes the connection after the earlier ones.
 func (c *conn) dispatch(seq uint64, body []byte) bool {
+	c.outstanding.Add(1)
 	rd := kbin.Reader{Src: body}
 	key, version, corr := rd.Int16(), rd.Int16(), rd.Int32()
 	clientID := rd.NullableString()
 	if !rd.Ok() {
 		c.logger.Warn("truncated request header; closing connection")
+		c.queue(&response{seq: seq, fatal: true})
 		return false
 	}
 	h := handlerFor(key)
 	if h == nil {
 		c.logger.Warn("unknown API key; closing connection", "key", key, "version", version)
+		c.queue(&response{seq: seq, fatal: true})
 		return false
 	}
 	r := &request{c: c, seq: seq, key: key, version: version, corr: corr}
 	if clientID != nil {
 		r.clientID = *clientID
 	}
-	select {
-	case c.slots <- struct{}{}:
-	case <-c.ctx.Done():
-		return false
-	}
-	c.outstanding.Add(1)
 	if version < h.min || version > h.max {
 		if key == 18 {
 			// KIP-511: answer in v0 with our ranges so the client retries.
-			c.respCh <- &response{seq: seq, buf: apiVersionsUnsupported(corr)}
+			c.queue(&response{seq: seq, buf: apiVersionsUnsupported(corr)})
 			return true
 		}
 		c.logger.Warn("unsupported API version; closing connection", "key", key, "api", kmsg.NameForKey(key), "version", version, "supported", fmt.Sprintf("%d-%d", h.min, h.max))
-		c.respCh <- &response{seq: seq, fatal: true}
+		c.queue(&response{seq: seq, fatal: true})
 		return false
 	}
 	kreq := kmsg.RequestForKey(key)
@@ -331,7 +460,7 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 	}
 	if err := kreq.ReadFrom(rd.Src); err != nil || !rd.Ok() {
 		c.logger.Warn("request does not decode; closing connection", "api", kmsg.NameForKey(key), "version", version, "err", err)
-		c.respCh <- &response{seq: seq, fatal: true}
+		c.queue(&response{seq: seq, fatal: true})
 		return false
 	}
 	r.kreq = kreq
@@ -350,6 +479,8 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		r.respond(resp)
 	}
 	if key == 0 {
+		// The batches are appended: the body is done with.
+		c.releaseBody(seq)
 		putBody(body)
 	}
 	return !r.closing
@@ -361,6 +492,8 @@ func (c *conn) write() {
 	defer func() {
 		c.nc.Close()
 		c.cancel()
+		c.releaseAll()
+		c.s.limits.leave(c.addr)
 		c.s.mu.Lock()
 		delete(c.s.mu.conns, c)
 		c.s.mu.Unlock()
@@ -433,6 +566,8 @@ func (c *conn) finish(r *response) {
 	if r.release != nil {
 		r.release()
 	}
+	c.inflight.Add(-r.size)
 	c.outstanding.Add(-1)
 	<-c.slots
+	c.kick()
 }

@@ -189,6 +189,24 @@ func FuzzRequest(f *testing.F) {
 	ft.Partitions = append(ft.Partitions, fp)
 	fetch.Topics = append(fetch.Topics, ft)
 	f.Add(requestFrame(fetch, 1)[4:])
+	// Byte limits of zero or less, and a partition named twice.
+	unbounded := kmsg.NewPtrFetchRequest()
+	unbounded.Version, unbounded.MaxBytes, unbounded.SessionEpoch = 11, -1, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	ft.Partitions[1].PartitionMaxBytes = -1
+	unbounded.Topics = append(unbounded.Topics, ft)
+	f.Add(requestFrame(unbounded, 1)[4:])
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lo.Version = 7
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = "fuzz"
+	lp := kmsg.NewListOffsetsRequestTopicPartition()
+	lp.Timestamp = 0
+	lt.Partitions = append(lt.Partitions, lp, lp)
+	lo.Topics = append(lo.Topics, lt)
+	f.Add(requestFrame(lo, 1)[4:])
+	lo.Version = 0
+	f.Add(requestFrame(lo, 1)[4:])
 	md := kmsg.NewPtrMetadataRequest()
 	md.Version = 12
 	md.Topics = append(md.Topics, kmsg.MetadataRequestTopic{Topic: kmsg.StringPtr("fuzz")})

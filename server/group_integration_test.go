@@ -959,9 +959,7 @@ func TestGroupMemberStopped(t *testing.T) {
 	childParts := child.owned()
 
 	child.awaitRecord(t)
-	if err := child.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	pauseProcess(t, child.cmd.Process)
 	child.mu.Lock()
 	lastSeen := map[int32]int64{}
 	for _, p := range childParts {
@@ -987,9 +985,7 @@ func TestGroupMemberStopped(t *testing.T) {
 		return true
 	}, func() string { return histories(in) })
 
-	if err := child.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	resumeProcess(t, child.cmd.Process)
 	// Its first word after waking up is about its commit: refused (E) or,
 	// wrongly, acknowledged (C).
 	var verdict string

@@ -31,10 +31,19 @@ func startBroker(t testing.TB, props map[string]string, dir ...string) *testBrok
 	} else {
 		d = t.TempDir()
 	}
+	return startBrokerConfig(t, Config{DataDir: d, Props: props})
+}
+
+// startBrokerConfig starts a broker with cfg on 127.0.0.1:0 (its
+// advertised address and logger filled in) and stops it when the test
+// ends.
+func startBrokerConfig(t testing.TB, cfg Config) *testBroker {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	props := cfg.Props
 	if props == nil {
 		props = map[string]string{}
 	}
@@ -45,13 +54,15 @@ func startBroker(t testing.TB, props map[string]string, dir ...string) *testBrok
 	if os.Getenv("FERRY_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := New(Config{DataDir: d, AdvertisedAddr: ln.Addr().String(), Logger: logger, Props: props})
+	cfg.Props = props
+	cfg.AdvertisedAddr = ln.Addr().String()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	srv, err := New(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
 	}
-	b := &testBroker{t: t, srv: srv, addr: ln.Addr().String(), dir: d, done: make(chan error, 1)}
+	b := &testBroker{t: t, srv: srv, addr: ln.Addr().String(), dir: cfg.DataDir, done: make(chan error, 1)}
 	go func() { b.done <- srv.Serve(ln) }()
 	t.Cleanup(b.stop)
 	return b

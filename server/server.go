@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
+	"github.com/ferrymq/ferry/partition"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -32,6 +33,11 @@ type Config struct {
 	// log.retention.ms, group.initial.rebalance.delay.ms, ...), as given
 	// on the command line or in a properties file.
 	Props map[string]string
+
+	// testPartitionConfig, when set, adjusts the settings of every
+	// partition before it opens: fault-injection tests set
+	// log.Config.WrapFile with it.
+	testPartitionConfig func(topic string, cfg *partition.Config)
 }
 
 // Server is one Ferry broker.
@@ -42,6 +48,7 @@ type Server struct {
 	meta     *meta.Store
 	sessions *fetchSessions
 	groups   *group.Coordinator
+	limits   *connLimits // connection counts and the request budget (limits.go)
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -77,16 +84,21 @@ func New(cfg Config) (*Server, error) {
 	s.mu.advertised = cfg.AdvertisedAddr
 	var err error
 	s.meta, err = meta.Open(meta.Config{
-		DataDir:       cfg.DataDir,
-		NodeID:        cfg.NodeID,
-		Props:         cfg.Props,
-		TopicsChanged: s.topicsChanged,
-		Logger:        s.logger,
+		DataDir:         cfg.DataDir,
+		NodeID:          cfg.NodeID,
+		Props:           cfg.Props,
+		TopicsChanged:   s.topicsChanged,
+		Logger:          s.logger,
+		AdjustPartition: cfg.testPartitionConfig,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.sessions = newFetchSessions(int(s.settings().int64("max.incremental.fetch.session.cache.slots")))
+	if s.limits, err = newConnLimits(s.settings()); err != nil {
+		s.closeStorage()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if err := s.startGroups(); err != nil {
 		s.closeStorage()
 		return nil, err

@@ -1,9 +1,11 @@
 // Command ferry is the Ferry broker and its command line: one binary that
 // serves the Kafka protocol (`ferry serve`), measures any Kafka-protocol
-// broker (`ferry bench`), and administers topics, records and consumer
-// groups (`ferry topic|produce|consume|group|cluster`).
+// broker (`ferry bench`), administers topics, records and consumer groups
+// (`ferry topic|produce|consume|group|cluster`), and checks a broker's
+// health through its admin listener (`ferry health`).
 //
-//	ferry serve -listen 127.0.0.1:9092 -data-dir ./data
+//	ferry serve -listen 127.0.0.1:9092 -data-dir ./data -admin-listen localhost:9644
+//	ferry health -admin localhost:9644
 //	ferry topic create orders -partitions 3 -c retention.ms=86400000
 //	printf 'k1:hello\nk2:world\n' | ferry produce orders -key-delimiter : -v
 //	ferry consume orders -group billing -e -f '%p/%o %k=%v\n'

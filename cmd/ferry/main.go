@@ -64,6 +64,7 @@ func init() {
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
 		}},
+		{name: "health", summary: "is a broker up (/healthz) and serving (/readyz)? reads its admin listener", run: runHealth, flags: flagsOnly(healthFlags)},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: runCompletion},
 		{name: "help", args: "[COMMAND...]", summary: "show help", run: runHelp},
 	}

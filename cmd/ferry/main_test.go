@@ -16,7 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ferrymq/ferry/bench/benchtest"
+	"github.com/ferrymq/ferry/ferrytest"
+	"github.com/ferrymq/ferry/internal/benchpeers"
 )
 
 // stdinMu serializes tests that replace stdin.
@@ -60,7 +61,7 @@ func contains(t *testing.T, what, got string, want ...string) {
 }
 
 func TestTopicCommands(t *testing.T) {
-	b := "-brokers=" + benchtest.StartBroker(t)
+	b := "-brokers=" + ferrytest.Start(t).Addr()
 
 	out := mustFerry(t, "", "topic", "create", "orders", b, "-partitions", "3", "-c", "retention.ms=3600000")
 	contains(t, "create", out, "TOPIC", "orders", "created")
@@ -129,7 +130,7 @@ func TestTopicCommands(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	addr := benchtest.StartBroker(t)
+	addr := ferrytest.Start(t).Addr()
 	b := "-brokers=" + addr
 	unreachable := []string{"-brokers=127.0.0.1:1", "-timeout=1s"}
 	tests := []struct {
@@ -175,7 +176,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestProduceConsume(t *testing.T) {
-	b := "-brokers=" + benchtest.StartBroker(t)
+	b := "-brokers=" + ferrytest.Start(t).Addr()
 	mustFerry(t, "", "topic", "create", "events", b, "-partitions", "1")
 	before := time.Now().Add(-time.Second).UnixMilli()
 
@@ -185,6 +186,14 @@ func TestProduceConsume(t *testing.T) {
 	var p produced
 	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Offset != 3 {
 		t.Fatalf("produce json: %v %+v\n%s", err, p, out)
+	}
+	// Consumers see an acks=1 record once the broker's background flush
+	// has made it durable (flush.max.delay.ms).
+	for deadline := time.Now().Add(10 * time.Second); mustFerry(t, "", "consume", "events", b, "-e", "-offset", "3") != "plain\n"; {
+		if time.Now().After(deadline) {
+			t.Fatal("the acks=1 record never became visible")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	tests := []struct {
@@ -233,8 +242,7 @@ func TestProduceConsume(t *testing.T) {
 }
 
 func TestGroupCommands(t *testing.T) {
-	addr := benchtest.StartBroker(t)
-	benchtest.RequireGroups(t, addr)
+	addr := ferrytest.Start(t).Addr()
 	b := "-brokers=" + addr
 	mustFerry(t, "", "topic", "create", "jobs", b, "-partitions", "2")
 	mustFerry(t, "a\nb\nc\nd\ne\nf\n", "produce", "jobs", b)
@@ -328,7 +336,7 @@ func TestGroupCommands(t *testing.T) {
 }
 
 func TestClusterInfo(t *testing.T) {
-	b := "-brokers=" + benchtest.StartBroker(t)
+	b := "-brokers=" + ferrytest.Start(t).Addr()
 	out := mustFerry(t, "", "cluster", "info", b)
 	contains(t, "cluster info", out, "CLUSTER-ID", "CONTROLLER", "BROKER", "HOST", "API VERSIONS", "Produce", "Fetch", "ApiVersions")
 	out = mustFerry(t, "", "cluster", "info", b, "-o", "json")
@@ -339,7 +347,7 @@ func TestClusterInfo(t *testing.T) {
 }
 
 func TestBenchCommands(t *testing.T) {
-	addr := benchtest.StartBroker(t)
+	addr := ferrytest.Start(t).Addr()
 	b := "-brokers=" + addr
 	tests := []struct {
 		name string
@@ -355,9 +363,6 @@ func TestBenchCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if strings.Contains(tt.name, "group") {
-				benchtest.RequireGroups(t, addr)
-			}
 			out, errOut, code := ferry(t, "", tt.args...)
 			if code == 1 && strings.Contains(errOut, "rate not held") {
 				// A loaded test machine can stall a short run: the
@@ -392,12 +397,9 @@ func TestBenchCommands(t *testing.T) {
 }
 
 func TestBenchCompare(t *testing.T) {
-	a, c := benchtest.StartBroker(t), benchtest.StartKfake(t)
+	a, c := ferrytest.Start(t).Addr(), benchpeers.StartKfake(t)
 	dir := filepath.Join(t.TempDir(), "report")
-	consume := "consume-8p-1KiB"
-	if benchtest.SupportsGroups(t, a) {
-		consume = "consume-group-8p-1KiB"
-	}
+	consume := "consume-group-8p-1KiB"
 	out, errOut, code := ferry(t, "", "bench", "compare", "-target", "one="+a, "-target", "two="+c,
 		"-repeat", "1", "-duration", "200ms", "-fill-records", "500",
 		"-scenarios", "produce-1p-100B,"+consume, "-report", dir)
@@ -484,14 +486,7 @@ func TestBrokersFromEnv(t *testing.T) {
 func TestGroupCommandsKIP848(t *testing.T) {
 	// Members heartbeat at the interval the broker tells them; the default
 	// 5s would slow every step.
-	props := map[string]string{"group.consumer.heartbeat.interval.ms": "100"}
-	for k, v := range benchtest.TestProps {
-		props[k] = v
-	}
-	addr, err := benchtest.StartFerry(t, props)
-	if err != nil {
-		t.Skipf("Ferry server unavailable: %v", err)
-	}
+	addr := ferrytest.Start(t, ferrytest.Props(map[string]string{"group.consumer.heartbeat.interval.ms": "100"})).Addr()
 	b := "-brokers=" + addr
 	mustFerry(t, "", "topic", "create", "jobs", b, "-partitions", "2")
 	mustFerry(t, "a\nb\nc\n", "produce", "jobs", b, "-partition", "0")
@@ -576,8 +571,7 @@ func TestGroupCommandsKIP848(t *testing.T) {
 // shift from; like Kafka, refuse a partition that has none rather than
 // shifting from the log start.
 func TestGroupResetShiftWithoutCommit(t *testing.T) {
-	addr := benchtest.StartBroker(t)
-	benchtest.RequireGroups(t, addr)
+	addr := ferrytest.Start(t).Addr()
 	b := "-brokers=" + addr
 	mustFerry(t, "", "topic", "create", "jobs", b, "-partitions", "2")
 	mustFerry(t, "a\nb\nc\nd\ne\n", "produce", "jobs", b, "-partition", "0")

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferrymq/ferry/admin"
+	"github.com/ferrymq/ferry/console"
 	"github.com/ferrymq/ferry/internal/limits"
 	"github.com/ferrymq/ferry/server"
 )
@@ -43,6 +45,8 @@ type serveOptions struct {
 	configFile                  string
 	shutdownTimeout             time.Duration
 	pprofAddr                   string
+	adminListen                 string
+	console                     bool
 }
 
 func serveFlags() (*flag.FlagSet, *serveOptions) {
@@ -57,6 +61,8 @@ func serveFlags() (*flag.FlagSet, *serveOptions) {
 	fs.Var(o.props, "c", "broker config by its Kafka name, key=value (repeatable), e.g. -c num.partitions=3")
 	fs.StringVar(&o.configFile, "config", "", "Java properties file of broker configs (-c flags win)")
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	fs.StringVar(&o.adminListen, "admin-listen", "", "serve the admin HTTP listener (web console, /metrics, /healthz, /readyz) on this address, e.g. localhost:9644 (default: off)")
+	fs.BoolVar(&o.console, "console", true, "serve the web console on the admin listener")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to let requests in flight finish on SIGTERM")
 	return fs, o
 }
@@ -145,6 +151,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stop()
 	}
 
+	var adminDone chan error
+	if o.adminListen != "" {
+		var consoleAddr string
+		if o.console {
+			consoleAddr = selfAddr(ln.Addr())
+		}
+		stop, done, err := serveAdmin(o.adminListen, srv, consoleAddr, logger, stdout)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("serve: -admin-listen: %w", err)
+		}
+		defer stop()
+		adminDone = done
+	}
+
 	// A second SIGINT/SIGTERM while shutting down exits at once.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -155,6 +176,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	select {
 	case err := <-served:
 		srv.Close()
+		return fmt.Errorf("serve: %w", err)
+	case err := <-adminDone:
+		srv.Close()
+		<-served
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -182,6 +207,70 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	<-served
 	return nil
+}
+
+// serveAdmin starts the admin listener on addr (metrics, health checks
+// and, unless consoleAddr is empty, the web console talking to the broker
+// at consoleAddr), prints its address and returns a stop function that
+// shuts it down and waits for it, and a channel that receives Serve's
+// error if it stops on its own. The broker is shut down before stop is
+// called, so /readyz says "not ready" while requests in flight drain.
+func serveAdmin(addr string, srv *server.Server, consoleAddr string, logger *slog.Logger, stdout io.Writer) (stop func(), done chan error, err error) {
+	var web *console.Console
+	var handler http.Handler
+	if consoleAddr != "" {
+		web, err = console.New(console.Config{Brokers: []string{consoleAddr}, Logger: logger.With("component", "console")})
+		if err != nil {
+			return nil, nil, err
+		}
+		handler = web
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if web != nil {
+			web.Close()
+		}
+		return nil, nil, err
+	}
+	adm := admin.New(admin.Config{
+		Registry: admin.NewRegistry(),
+		Ready:    srv.Ready,
+		Handler:  handler,
+		Logger:   logger.With("component", "admin"),
+	})
+	done = make(chan error, 1)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := adm.Serve(ln); !errors.Is(err, admin.ErrServerClosed) {
+			done <- err
+		}
+	}()
+	fmt.Fprintf(stdout, "ferry admin listening on http://%s\n", ln.Addr())
+	logger.Info("admin listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		adm.Shutdown(ctx)
+		<-served
+		if web != nil {
+			web.Close()
+		}
+	}, done, nil
+}
+
+// selfAddr is the address to reach a listener bound to a from this host:
+// a wildcard address (0.0.0.0, or ::, which Go listens on for IPv4 too)
+// becomes 127.0.0.1.
+func selfAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // servePprof serves the runtime profiles on addr until stop is called.

@@ -1,0 +1,54 @@
+// Package benchpeers starts, for the tests of bench and cmd/ferry, the
+// brokers Ferry is measured against: a kfake cluster
+// (github.com/twmb/franz-go/pkg/kfake, franz-go's in-memory Kafka) and
+// bench's null broker, which acknowledges produce requests and stores
+// nothing. A test starts Ferry itself with ferrytest.Start; nothing here
+// stands in for it.
+//
+// It is imported only by tests, so kfake never becomes part of the ferry
+// binary. Every broker it starts is closed by t.Cleanup.
+//
+//	kfake := benchpeers.StartKfake(t)
+//	sink := benchpeers.StartNullBroker(t)
+package benchpeers
+
+import (
+	"net"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/ferrymq/ferry/bench"
+)
+
+// StartKfake starts a one-broker kfake cluster on 127.0.0.1:0 that creates
+// topics on first use, and returns its address.
+func StartKfake(t testing.TB, opts ...kfake.Opt) string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(0),
+		kfake.AllowAutoTopicCreation(),
+	}, opts...)...)
+	if err != nil {
+		t.Fatalf("benchpeers: kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+// StartNullBroker starts a bench.NullBroker on 127.0.0.1:0 and returns its
+// address.
+func StartNullBroker(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("benchpeers: listen: %v", err)
+	}
+	nb, err := bench.StartNullBroker(ln, bench.NullBrokerConfig{})
+	if err != nil {
+		t.Fatalf("benchpeers: null broker: %v", err)
+	}
+	t.Cleanup(func() { nb.Close() })
+	return nb.Addr()
+}
