@@ -40,12 +40,14 @@ func (l *Log) Sync() error {
 			f.durableOffset.Store(covered)
 			advanced = true
 		}
-		f.cond.Broadcast()
 		if advanced && f.onDurable != nil {
+			// Before the waiters wake: a caller whose Sync returns finds
+			// the readers told already.
 			f.Unlock()
 			f.onDurable()
 			f.Lock()
 		}
+		f.cond.Broadcast()
 	}
 	return nil
 }

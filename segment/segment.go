@@ -194,7 +194,10 @@ type Segment struct {
 	maxTimeEntries  int64
 	werr            atomic.Pointer[error] // sticky write or sync error
 	refs            atomic.Int64
-	destroyOnce     sync.Once
+	// syncing counts fdatasyncs in flight, which hold the file open
+	// without holding mu: the FileCache does not close it meanwhile.
+	syncing     atomic.Int64
+	destroyOnce sync.Once
 }
 
 type osFile struct{ *os.File }
@@ -507,7 +510,7 @@ func (s *Segment) tryRelease() bool {
 		return false
 	}
 	defer s.mu.Unlock()
-	if s.closed || s.refs.Load() > 1 {
+	if s.closed || s.refs.Load() > 1 || s.syncing.Load() > 0 {
 		return false
 	}
 	s.releaseLocked()
@@ -633,8 +636,15 @@ func (s *Segment) Sync() error {
 	if err := s.rlock(needFile); err != nil {
 		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
 	}
-	err := s.w.Sync()
+	// The fdatasync runs without mu, so that a reader mapping the
+	// segment meanwhile does not wait for it; syncing keeps the file
+	// open (tryRelease skips the segment, and destroy needs the
+	// reference the caller holds).
+	w := s.w
+	s.syncing.Add(1)
 	s.mu.RUnlock()
+	err := w.Sync()
+	s.syncing.Add(-1)
 	if err != nil {
 		return s.fail(fmt.Errorf("segment: sync %s: %w", s.path(".log"), err))
 	}

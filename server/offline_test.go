@@ -317,22 +317,22 @@ func checkOffline(t *testing.T, b *testBroker, topic string, id [16]byte, p int3
 		t.Errorf("fetch of offline %s-%d: error %d", topic, p, code)
 	}
 
-	lreq := kmsg.NewPtrListOffsetsRequest()
-	lt := kmsg.NewListOffsetsRequestTopic()
-	lt.Topic = topic
+	// One request per timestamp: a partition named twice in one request
+	// is INVALID_REQUEST (v1+).
 	for _, ts := range []int64{-2, -1} {
+		lreq := kmsg.NewPtrListOffsetsRequest()
+		lt := kmsg.NewListOffsetsRequestTopic()
+		lt.Topic = topic
 		lp := kmsg.NewListOffsetsRequestTopicPartition()
 		lp.Partition, lp.Timestamp = p, ts
 		lt.Partitions = append(lt.Partitions, lp)
-	}
-	lreq.Topics = append(lreq.Topics, lt)
-	lresp, err := lreq.RequestWith(ctx, broker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, lp := range lresp.Topics[0].Partitions {
-		if lp.ErrorCode != storage {
-			t.Errorf("list offsets of offline %s-%d: error %d", topic, p, lp.ErrorCode)
+		lreq.Topics = append(lreq.Topics, lt)
+		lresp, err := lreq.RequestWith(ctx, broker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := lresp.Topics[0].Partitions[0].ErrorCode; code != storage {
+			t.Errorf("list offsets (%d) of offline %s-%d: error %d", ts, topic, p, code)
 		}
 	}
 
