@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrymq/ferry/partition"
 )
@@ -100,6 +101,7 @@ func (s *Store) CreateTopic(nt NewTopic) (*Topic, error) {
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	t := newTopic(nt.Name, newTopicID(), nt.Internal, set)
 	// Partitions first, the record second: a failure leaves nothing
 	// behind, and a recorded topic always has its partitions.
@@ -120,7 +122,7 @@ func (s *Store) CreateTopic(nt NewTopic) (*Topic, error) {
 		s.dropPartitions(added)
 		return nil, fmt.Errorf("%w: recording topic: %w", ErrStorage, err)
 	}
-	s.logger.Info("created topic", "topic", nt.Name, "partitions", nt.Partitions, "configs", set)
+	s.logger.Info("created topic", "topic", nt.Name, "partitions", nt.Partitions, "configs", set, "took", time.Since(start))
 	s.topicsChanged()
 	return t, nil
 }
@@ -186,7 +188,9 @@ func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 		}
 	}
 	if err == nil {
+		synced := time.Now()
 		err = syncCreated(s.cfg.DataDir, dirs)
+		s.logger.Debug("partitions made durable", "topic", t.name, "partitions", n, "sync_took", time.Since(synced))
 	}
 	if err != nil {
 		for k := range n {
