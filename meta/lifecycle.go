@@ -208,10 +208,13 @@ func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 
 // parallel calls fn(0) .. fn(n-1) on up to openWorkers goroutines and
 // returns once every call has.
-func parallel(n int, fn func(i int)) {
+func parallel(n int, fn func(i int)) { parallelN(openWorkers, n, fn) }
+
+// parallelN is parallel on up to workers goroutines.
+func parallelN(workers, n int, fn func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(openWorkers, n) {
+	for range min(workers, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -345,6 +348,11 @@ func (s *Store) checkPartitionDir(dir string, id [16]byte) error {
 
 // openWorkers bounds the partitions opened at once at start.
 const openWorkers = 16
+
+// closeWorkers bounds the partitions closed at once at shutdown. A close
+// is mostly waiting for fsyncs, which the file system's journal commits
+// together when many are in flight.
+const closeWorkers = 64
 
 // openImage opens the partitions of every topic replayed from the log. A
 // partition that cannot be opened is offline: its error is logged and

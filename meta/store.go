@@ -359,7 +359,7 @@ func (s *Store) Close() error {
 		}
 	}
 	errs := make([]error, len(all)+1)
-	parallel(len(all), func(i int) {
+	parallelN(closeWorkers, len(all), func(i int) {
 		if err := all[i].p.Close(); err != nil {
 			errs[i] = fmt.Errorf("close %s: %w", all[i].name, err)
 		}
