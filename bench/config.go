@@ -236,6 +236,9 @@ func (b BulkLoad) config(cfg Config) Config {
 	bc.Size = b.Size
 	bc.Acks = "all"
 	bc.Rate, bc.RoundRobin, bc.KeySpace, bc.Linger = 0, false, 0, 0
+	// It runs until the e2e producer stops it, whether that one counts
+	// records or time; the day is only a bound.
+	bc.Records, bc.Duration = 0, 24*time.Hour
 	bc.Bulk = BulkLoad{}
 	bc.Label = cmp.Or(cfg.Label, "e2e") + "-bulk"
 	return bc

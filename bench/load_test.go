@@ -102,6 +102,11 @@ func TestE2EBulk(t *testing.T) {
 	if bk.Topic != "e2e-bulk-bulk" || bk.Partitions != 2 || bk.Acks != "all" || bk.Records == 0 || bk.Size != 1024 {
 		t.Fatalf("bulk: topic %s, %d partitions, acks %s, %d records of %d B", bk.Topic, bk.Partitions, bk.Acks, bk.Records, bk.Size)
 	}
+	// The e2e producer counts records (1000 at 2000/s: half a second);
+	// the bulk load runs as long as it does, not for as many records.
+	if bk.Records <= 1000 || bk.Seconds < 0.4 {
+		t.Fatalf("bulk: %d records in %.2fs; the e2e producer ran %.2fs", bk.Records, bk.Seconds, float64(1000)/2000)
+	}
 	// The bulk records are in their topic, every one acknowledged.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
