@@ -47,15 +47,6 @@
 // opened for recovery ignores its index files and rebuilds them from a
 // scan of the log.
 //
-// # Writeback
-//
-// Append hands every Config.WritebackBytes (1 MiB) of appended data to the
-// kernel to write (sync_file_range SYNC_FILE_RANGE_WRITE on Linux, as
-// RocksDB's bytes_per_sync does), without waiting: the next fdatasync finds
-// most of it written, and dirty pages do not pile up to go out in one burst
-// that other partitions' fsyncs queue behind. It changes nothing about what
-// is durable when: only Sync makes data durable.
-//
 // # Open files and mappings
 //
 // A segment opens what it needs when it needs it: .log for writing while

@@ -31,7 +31,6 @@ const (
 	DefaultMaxBytes           = 1 << 30  // segment.bytes
 	DefaultMaxIndexBytes      = 10 << 20 // segment.index.bytes
 	DefaultIndexIntervalBytes = 4096     // index.interval.bytes
-	DefaultWritebackBytes     = 1 << 20  // Config.WritebackBytes
 )
 
 var (
@@ -71,15 +70,6 @@ type Config struct {
 	// IndexIntervalBytes is how many bytes of log are written between two
 	// offset index entries. Corresponds to index.interval.bytes; default 4096.
 	IndexIntervalBytes int
-	// WritebackBytes is how many bytes of appends go by between two
-	// requests to the kernel to start writing them to the disk
-	// (sync_file_range on Linux; nothing elsewhere), as RocksDB's
-	// bytes_per_sync does: an fdatasync then finds most of its data
-	// written already, and dirty pages never pile up to be written in a
-	// burst that other files' fsyncs would wait behind. It makes nothing
-	// durable sooner or later. Default DefaultWritebackBytes; negative:
-	// never.
-	WritebackBytes int
 	// Files bounds the files and mappings the segment holds open, shared
 	// with every other segment of the broker. Default DefaultFileCache().
 	Files *FileCache
@@ -103,9 +93,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IndexIntervalBytes <= 0 {
 		c.IndexIntervalBytes = DefaultIndexIntervalBytes
-	}
-	if c.WritebackBytes == 0 {
-		c.WritebackBytes = DefaultWritebackBytes
 	}
 	if c.Files == nil {
 		c.Files = DefaultFileCache()
@@ -211,12 +198,6 @@ type Segment struct {
 	// without holding mu: the FileCache does not close it meanwhile.
 	syncing     atomic.Int64
 	destroyOnce sync.Once
-
-	// writebackFrom is where the next request to start writeback begins
-	// (Config.WritebackBytes): the bytes before it were handed to the
-	// kernel already. Appender-only state, guarded by the owning log's
-	// append lock.
-	writebackFrom int64
 }
 
 type osFile struct{ *os.File }
@@ -278,7 +259,6 @@ func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error
 		return nil, err
 	}
 	s.rollBase = s.created.UnixMilli()
-	s.writebackFrom = s.size.Load()
 	if s.firstTimestamp >= 0 && s.firstTimestamp < s.rollBase {
 		s.rollBase = s.firstTimestamp
 	}
@@ -633,9 +613,6 @@ func (s *Segment) Append(batch []byte, h *record.Header) error {
 		if terr := s.w.Truncate(pos); terr != nil {
 			err = errors.Join(err, terr)
 		}
-	} else if end := pos + int64(len(batch)); s.cfg.WritebackBytes > 0 && end-s.writebackFrom >= int64(s.cfg.WritebackBytes) {
-		startWriteback(s.logFile, s.writebackFrom, end-s.writebackFrom)
-		s.writebackFrom = end
 	}
 	s.mu.RUnlock()
 	if err != nil {
