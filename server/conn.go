@@ -51,15 +51,16 @@ type conn struct {
 	// held is the request budget each request holds until its body is done
 	// with, by sequence number modulo maxInflight: the requests read and
 	// not yet answered have at most maxInflight consecutive numbers.
-	held [maxInflight]atomic.Int64
+	held       [maxInflight]atomic.Int64
+	readerDone chan struct{}
+	done       chan struct{} // closed when both goroutines are gone
+	draining   atomic.Bool
+
 	// reqs holds each request dispatched and not yet answered, by
 	// sequence number modulo maxInflight, for the writer to count once
 	// its response is written. The reader sets a slot only after the
 	// writer has finished the request that held it (slots orders them).
-	reqs       [maxInflight]*request
-	readerDone chan struct{}
-	done       chan struct{} // closed when both goroutines are gone
-	draining   atomic.Bool
+	reqs [maxInflight]*request
 }
 
 // response is one answer for the writer: a pooled buffer holding the
