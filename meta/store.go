@@ -51,7 +51,7 @@ type Store struct {
 	clusterID string
 	// lock keeps the data directory to this process until Close.
 	lock *dirlock.Lock
-	log       Log
+	log  Log
 
 	// adminMu serializes changes: create, delete, add partitions, config
 	// changes. It is taken before the log's lock and image.mu.
