@@ -369,3 +369,40 @@ func implies(have, want Operation) bool {
 	}
 	return false
 }
+
+// AuthorizeAny reports whether principal, from host, may do op on some
+// resource of type rt, as Kafka's authorizeByResourceType answers (an
+// idempotent producer needs WRITE on some topic): a super user may; an
+// ALLOW that counts, on any name, allows unless a DENY of the principal
+// covers every name (the wildcard, or the empty prefix); with no ACL of
+// that type at all the answer is AllowIfNoACL. It walks every ACL of the
+// type: use it for rare requests only.
+func (a *Authorizer) AuthorizeAny(principal, host string, rt ResourceType, op Operation) bool {
+	if a.super[principal] {
+		return true
+	}
+	ix := a.index.Load()
+	var v verdict
+	var any bool
+	for _, m := range []map[resourceKey][]meta.ACL{ix.literal, ix.prefixed} {
+		for k, acls := range m {
+			if k.typ != rt {
+				continue
+			}
+			any = true
+			var one verdict
+			one.add(acls, principal, host, op)
+			v.allowed = v.allowed || one.allowed
+			if one.denied && (k.name == "*" && PatternType(acls[0].PatternType) == PatternLiteral || k.name == "") {
+				v.denied = true
+			}
+		}
+	}
+	switch {
+	case v.denied:
+		return false
+	case v.allowed:
+		return true
+	}
+	return !any && a.allowIfNoACL
+}

@@ -162,7 +162,10 @@ func (e *scramExchange) final(msg string) ([]byte, bool, error) {
 	}
 	withoutProof := msg[:i]
 	attrs := scramAttrs(withoutProof)
-	if attrs["r"] != e.nonce {
+	// The nonce must end with the one the server sent, as Kafka checks
+	// it: librdkafka sends its own nonce in front of it again. The proof
+	// covers the message as sent either way.
+	if !strings.HasSuffix(attrs["r"], e.nonce) {
 		return nil, false, fmt.Errorf("%w: SCRAM nonce mismatch", ErrAuthentication)
 	}
 	proof, err := base64.StdEncoding.DecodeString(msg[i+3:])
