@@ -242,3 +242,21 @@ func TestCreateFailureRemovesOnlyItsOwn(t *testing.T) {
 		t.Fatalf("topic f after reopen: %v", f)
 	}
 }
+
+// TestSyncTree: the fallback of syncCreated where syncfs(2) is missing
+// fsyncs the files of a directory and the directory.
+func TestSyncTree(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncTree(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncTree(filepath.Join(dir, "gone")); err == nil {
+		t.Fatal("syncTree of a missing directory succeeded")
+	}
+}
