@@ -296,6 +296,20 @@ func TestSASL(t *testing.T) {
 		}
 	})
 
+	t.Run("token expiry bounds the session", func(t *testing.T) {
+		nc := dialRaw(t, b.addrs["SASL_PLAINTEXT"])
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 1, "OAUTHBEARER"
+		roundTrip(t, nc, hs, 1)
+		au := kmsg.NewPtrSASLAuthenticateRequest()
+		au.Version = 1
+		au.SASLAuthBytes = []byte("n,,\x01auth=Bearer " + signer.token(t, "svc", time.Now().Add(3*time.Second)) + "\x01\x01")
+		resp := roundTrip(t, nc, au, 2).(*kmsg.SASLAuthenticateResponse)
+		if resp.ErrorCode != 0 || resp.SessionLifetimeMillis <= 0 || resp.SessionLifetimeMillis > 3000 {
+			t.Fatalf("session of a token expiring in 3s: %+v", resp)
+		}
+	})
+
 	t.Run("unsupported mechanism", func(t *testing.T) {
 		nc := dialRaw(t, b.addrs["SASL_PLAINTEXT"])
 		hs := kmsg.NewPtrSASLHandshakeRequest()
