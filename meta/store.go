@@ -86,6 +86,9 @@ type Store struct {
 
 	closed atomic.Bool
 
+	// storageStats counts the fsyncs of every partition of the store.
+	storageStats *partition.StorageStats
+
 	// openPart opens a partition: partition.Open, but for tests that
 	// inject a failure.
 	openPart func(dir string, cfg partition.Config) (*partition.Partition, error)
@@ -136,7 +139,7 @@ func Open(cfg Config) (*Store, error) {
 
 // newStore returns a store with an empty image and no log.
 func newStore(cfg Config, static map[string]string) *Store {
-	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open}
+	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open, storageStats: partition.NewStorageStats()}
 	s.image.byName = map[string]*Topic{}
 	s.image.byID = map[[16]byte]*Topic{}
 	s.image.pending = map[[16]byte]*Topic{}
@@ -144,6 +147,18 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
 	s.sec.init()
 	return s
+}
+
+// StorageStats counts the fsyncs of every partition of the store, for
+// the broker's metrics.
+func (s *Store) StorageStats() *partition.StorageStats { return s.storageStats }
+
+// partitionLogger names partition i in the log lines of a partition
+// opened with cfg, besides its topic, so every storage error says which
+// partition (and, from the log and segment, which file) failed.
+func partitionLogger(cfg partition.Config, i int32) partition.Config {
+	cfg.Logger = cfg.Logger.With("partition", i)
+	return cfg
 }
 
 // ClusterID is the cluster id from meta.properties.
@@ -315,6 +330,7 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
 	}

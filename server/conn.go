@@ -67,6 +67,12 @@ type conn struct {
 	readerDone chan struct{}
 	done       chan struct{} // closed when both goroutines are gone
 	draining   atomic.Bool
+
+	// reqs holds each request dispatched and not yet answered, by
+	// sequence number modulo maxInflight, for the writer to count once
+	// its response is written. The reader sets a slot only after the
+	// writer has finished the request that held it (slots orders them).
+	reqs [maxInflight]*request
 }
 
 // response is one answer for the writer: a pooled buffer holding the
@@ -161,10 +167,12 @@ func putBuf(b *[]byte) {
 func (s *Server) startConn(nc net.Conn, ep *endpoint) {
 	addr := connAddr(nc)
 	if refused := s.limits.admit(addr, s.settings()); refused != "" {
+		s.stats.connsRefused.Add(1)
 		s.logger.Warn("connection refused; closing it", "remote", nc.RemoteAddr().String(), "reason", refused)
 		nc.Close()
 		return
 	}
+	s.stats.connsAccepted.Add(1)
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -183,7 +191,7 @@ func (s *Server) startConn(nc net.Conn, ep *endpoint) {
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	c.logger = s.logger.With("remote", c.remote)
+	c.logger = s.logger.With("remote", c.remote, "conn", s.stats.nextConn.Add(1))
 	if len(s.listeners) > 1 {
 		c.logger = c.logger.With("listener", ep.l.Name)
 	}
@@ -246,6 +254,12 @@ type request struct {
 	kreq     kmsg.Request
 	deferred bool
 	closing  bool // the handler closes the connection: read no more
+	// start is when the request was read; size its frame's bytes.
+	start time.Time
+	size  int64
+	// allowance is how long the request may wait by design (a long
+	// poll), added to the slow-request threshold.
+	allowance time.Duration
 	// closeAfterResp closes the connection once the response is written.
 	closeAfterResp bool
 	// principal ("User:name") and user are who sent the request, as the
@@ -312,6 +326,7 @@ func (r *request) recoverPanic() {
 
 // respond encodes resp into a frame and hands it to the writer.
 func (r *request) respond(resp kmsg.Response) {
+	r.countErrors(resp)
 	resp.SetVersion(r.version)
 	r.c.s.throttleResponse(r, resp)
 	b := getBuf()
@@ -477,6 +492,7 @@ func (c *conn) read() {
 // the connection must close. Every request dispatched gets a response,
 // if only a fatal one that closes the connection after the earlier ones.
 func (c *conn) dispatch(seq uint64, body []byte) bool {
+	start := time.Now()
 	c.outstanding.Add(1)
 	rd := kbin.Reader{Src: body}
 	key, version, corr := rd.Int16(), rd.Int16(), rd.Int32()
@@ -521,15 +537,20 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		return false
 	}
 	r.kreq = kreq
+	r.start, r.size, r.allowance = start, int64(len(body))+4, waitAllowance(kreq)
+	st := c.s.stats.api(key)
+	st.requests.Add(1)
+	st.requestBytes.Add(uint64(r.size))
+	c.reqs[seq%maxInflight] = r
 	if c.logger.Enabled(c.ctx, slog.LevelDebug) {
 		c.logger.Debug("request", "api", kmsg.NameForKey(key), "version", version, "client_id", r.clientID)
 	}
 	if key == 0 {
 		r.quotaProduce(len(body))
 	}
-	var start time.Time
+	var handlerStart time.Time
 	if c.s.quotas.enabled.Load() {
-		start = time.Now()
+		handlerStart = time.Now()
 	}
 	var resp kmsg.Response
 	func() {
@@ -539,8 +560,8 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 			panic(fmt.Sprintf("handler for %s returned no response", kmsg.NameForKey(key)))
 		}
 	}()
-	if !start.IsZero() {
-		r.quotaRequestTime(time.Since(start))
+	if !handlerStart.IsZero() {
+		r.quotaRequestTime(time.Since(handlerStart))
 	}
 	if resp != nil {
 		r.respond(resp)
@@ -632,6 +653,10 @@ func (c *conn) writeResponse(r *response) bool {
 }
 
 func (c *conn) finish(r *response) {
+	if req := c.reqs[r.seq%maxInflight]; req != nil && req.seq == r.seq {
+		c.reqs[r.seq%maxInflight] = nil
+		c.requestDone(req, r)
+	}
 	if r.buf != nil {
 		putBuf(r.buf)
 	}

@@ -8,9 +8,12 @@
 // (authorize.go, security.go: each handler states the resource and
 // operation it needs), client quotas and throttling (quota.go), fetch
 // sessions (fetch_session.go), the broker's background schedulers
-// (schedule.go), and the one mapping from errors to Kafka codes
-// (errors.go). Authentication and the ACL decisions themselves are in
-// package auth.
+// (schedule.go), the one mapping from errors to Kafka codes (errors.go),
+// and the broker's metrics: request, error-code and connection counters
+// kept with atomic adds and slow-request log lines (stats.go), and the
+// Prometheus collector that reads them, with the partitions', fsyncs' and
+// groups' own counters, at scrape time (metrics.go, Server.Collector).
+// Authentication and the ACL decisions themselves are in package auth.
 //
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data

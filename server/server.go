@@ -62,6 +62,8 @@ type Server struct {
 	authFailures authFailures
 	// quotas measures clients against their quotas (quota.go).
 	quotas *quotas
+	// stats counts requests and connections for the metrics (stats.go).
+	stats *serverStats
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -90,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
-	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
 	s.mu.listeners = map[net.Listener]*endpoint{}
 	s.mu.conns = map[*conn]struct{}{}
 	var err error
