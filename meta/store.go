@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/partition"
 )
@@ -51,7 +52,9 @@ type Store struct {
 	cfg       Config
 	logger    *slog.Logger
 	clusterID string
-	log       Log
+	// lock keeps the data directory to this process until Close.
+	lock *dirlock.Lock
+	log  Log
 
 	// adminMu serializes changes: create, delete, add partitions, config
 	// changes. It is taken before the log's lock and image.mu.
@@ -116,19 +119,28 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
+	// One broker per data directory: a second one would write beside
+	// the first and corrupt both.
+	lock, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
 	s := newStore(cfg, static)
-	var err error
+	s.lock = lock
 	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
+		lock.Release()
 		return nil, err
 	}
 	s.log = cfg.Log
 	if s.log == nil {
 		if s.log, err = openLocalLog(cfg.DataDir, s.logger); err != nil {
+			lock.Release()
 			return nil, err
 		}
 	}
 	if err := s.log.Replay(s.apply); err != nil {
 		s.log.Close()
+		lock.Release()
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
@@ -399,6 +411,7 @@ func (s *Store) Close() error {
 	if err := s.log.Close(); err != nil {
 		errs[len(all)] = err
 	}
+	s.lock.Release()
 	return errors.Join(errs...)
 }
 
