@@ -33,6 +33,9 @@ type Config struct {
 	// TopicsChanged, if set, is called after a topic is created, grows or
 	// is deleted (not during Open).
 	TopicsChanged func()
+	// SecurityChanged, if set, is called after SCRAM credentials, ACLs or
+	// client quotas change (not during Open).
+	SecurityChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
 	// AdjustPartition, if set, changes the settings of every partition
@@ -73,6 +76,10 @@ type Store struct {
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
 	reservedPIDs atomic.Int64
+	// sec holds SCRAM credentials, ACLs and client quotas (security.go).
+	sec securityImage
+	// replayed is set once Open's replay is done.
+	replayed atomic.Bool
 
 	pids struct {
 		// mu serializes NextProducerID; taken before the log's lock.
@@ -137,6 +144,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
+	s.replayed.Store(true)
 	s.openImage()
 	return s, nil
 }
@@ -149,6 +157,7 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.image.pending = map[[16]byte]*Topic{}
 	s.image.pendingParts = map[[16]byte][]slot{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	s.sec.init()
 	return s
 }
 
@@ -207,7 +216,7 @@ func (s *Store) Topics() []*Topic {
 // order, during Replay and for every entry committed after.
 func (s *Store) apply(e Entry) error {
 	var changed []*Topic
-	brokerChanged := false
+	brokerChanged, securityChanged := false, false
 	s.image.mu.Lock()
 	for i := range e.Records {
 		r := &e.Records[i]
@@ -282,10 +291,17 @@ func (s *Store) apply(e Entry) error {
 				s.reservedPIDs.Store(r.NextProducerID)
 			}
 		default:
+			if s.applySecurity(r) {
+				securityChanged = true
+				continue
+			}
 			s.logger.Warn("unknown metadata record type; skipped", "type", r.Type)
 		}
 	}
 	s.image.mu.Unlock()
+	if securityChanged && s.cfg.SecurityChanged != nil && s.replayed.Load() {
+		s.cfg.SecurityChanged()
+	}
 	if brokerChanged {
 		changed = s.Topics()
 	}
