@@ -365,7 +365,7 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 			IndexIntervalBytes: int(num("index.interval.bytes")),
 			RetentionMs:        retentionMs,
 			RetentionBytes:     num("retention.bytes"),
-			Compact:            !strings.Contains(str("cleanup.policy"), "delete"),
+			NoDelete:           !strings.Contains(str("cleanup.policy"), "delete"),
 			FlushMessages:      num("flush.messages"),
 			FlushMs:            num("flush.ms"),
 			FlushMaxDelayMs:    max(num("flush.max.delay.ms"), 1), // 0: as soon as possible

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ferrymq/ferry/record"
 )
@@ -308,5 +310,47 @@ func TestRemovedSegmentKeepsReaderMapping(t *testing.T) {
 	b.Release()
 	if _, err := os.Stat(filepath.Join(a.dir, FileName(0, ".log"))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("removed file: %v", err)
+	}
+}
+
+// heldFile holds its first Sync until release is closed.
+type heldFile struct {
+	*os.File
+	calls   atomic.Int64
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (f *heldFile) Sync() error {
+	if f.calls.Add(1) == 1 {
+		close(f.held)
+		<-f.release
+	}
+	return f.File.Sync()
+}
+
+// TestSealWaitsForSync: Seal does not close the file under an fdatasync
+// in flight (a background flush of a segment being sealed), which would
+// fail with "use of closed file" and stop the log.
+func TestSealWaitsForSync(t *testing.T) {
+	hf := &heldFile{held: make(chan struct{}), release: make(chan struct{})}
+	s, err := Create(t.TempDir(), 0, Config{MaxBytes: 1 << 20, WrapFile: func(f *os.File) File { hf.File = f; return hf }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fill(t, s, 3, 1, 10)
+	synced := make(chan error, 1)
+	go func() { synced <- s.Sync() }()
+	<-hf.held
+	sealed := make(chan error, 1)
+	go func() { sealed <- s.Seal() }()
+	time.Sleep(50 * time.Millisecond) // Seal reaches the close
+	close(hf.release)
+	if err := <-synced; err != nil {
+		t.Fatalf("a sync in flight during Seal: %v", err)
+	}
+	if err := <-sealed; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -213,8 +213,11 @@ type Segment struct {
 	// must not evict what they read.
 	orphan atomic.Bool
 	// syncing counts fdatasyncs in flight, which hold the file open
-	// without holding mu: the FileCache does not close it meanwhile.
+	// without holding mu: the FileCache does not close it meanwhile, and
+	// Seal waits for them (syncWG) before it closes it. Both are added to
+	// under mu held shared, so none starts while mu is held exclusively.
 	syncing     atomic.Int64
+	syncWG      sync.WaitGroup
 	destroyOnce sync.Once
 }
 
@@ -461,6 +464,9 @@ func (s *Segment) openFileLocked(flags int) error {
 
 func (s *Segment) closeFileLocked() {
 	if s.logFile != nil {
+		// An fdatasync in flight (a background flush of a segment being
+		// sealed) still uses the file.
+		s.syncWG.Wait()
 		s.logFile.Close()
 		s.logFile, s.w = nil, nil
 		s.files.add(s, -1, 0)
@@ -553,6 +559,14 @@ func (s *Segment) Size() int64 { return s.size.Load() }
 // MaxTimestamp is the largest batch max timestamp in the segment, -1 if
 // it is empty.
 func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp.Load() }
+
+// FirstTimestamp is the max timestamp of the segment's first batch, -1
+// if it is empty: what max.compaction.lag.ms measures a sealed segment by.
+func (s *Segment) FirstTimestamp() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.firstTimestamp
+}
 
 // Meta returns what a clean open of the segment needs to know (see
 // OpenOptions.Meta). Call it once appends and seals are over.
@@ -666,9 +680,11 @@ func (s *Segment) Sync() error {
 	// reference the caller holds).
 	w := s.w
 	s.syncing.Add(1)
+	s.syncWG.Add(1)
 	s.mu.RUnlock()
 	err := w.Sync()
 	s.syncing.Add(-1)
+	s.syncWG.Done()
 	if err != nil {
 		return s.fail(fmt.Errorf("segment: sync %s: %w", s.path(".log"), err))
 	}
