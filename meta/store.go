@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/internal/durable"
+	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -79,6 +80,11 @@ type Store struct {
 
 	closed atomic.Bool
 
+	// cleaner compacts the partitions of topics whose cleanup.policy has
+	// compact, but internal ones (their coordinators snapshot them); nil
+	// with log.cleaner.enable false.
+	cleaner *log.Cleaner
+
 	// openPart opens a partition: partition.Open, but for tests that
 	// inject a failure.
 	openPart func(dir string, cfg partition.Config) (*partition.Partition, error)
@@ -122,8 +128,25 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
+	s.startCleaner()
 	s.openImage()
 	return s, nil
+}
+
+// startCleaner starts the log cleaner the broker configs ask for.
+func (s *Store) startCleaner() {
+	bs := s.Settings()
+	if !bs.Bool("log.cleaner.enable") || bs.Int64("log.cleaner.threads") <= 0 {
+		return
+	}
+	s.cleaner = log.NewCleaner(log.CleanerConfig{
+		Threads:             int(bs.Int64("log.cleaner.threads")),
+		DedupeBufferSize:    max(bs.Int64("log.cleaner.dedupe.buffer.size"), 1),
+		LoadFactor:          bs.Float64("log.cleaner.io.buffer.load.factor"),
+		IOMaxBytesPerSecond: bs.Float64("log.cleaner.io.max.bytes.per.second"),
+		Backoff:             max(time.Duration(bs.Int64("log.cleaner.backoff.ms"))*time.Millisecond, time.Millisecond),
+		Logger:              s.logger,
+	})
 }
 
 // newStore returns a store with an empty image and no log.
@@ -299,6 +322,9 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	if !t.internal {
+		cfg.Log.Cleaner = s.cleaner
+	}
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
 	}
@@ -314,6 +340,9 @@ func (s *Store) applyConfigs(t *Topic) {
 	cfg := s.partitionConfig(t)
 	for _, p := range ps {
 		p.SetConfig(cfg)
+	}
+	if s.cleaner != nil && cfg.Log.Compact {
+		s.cleaner.Wake() // it may be due now
 	}
 }
 
@@ -344,6 +373,9 @@ func (s *Store) Close() error {
 	// Wait for a change in progress; later ones see closed.
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
+	if s.cleaner != nil {
+		s.cleaner.Close() // passes in progress stop; nothing is lost
+	}
 	var errs []error
 	for _, t := range s.Topics() {
 		ps, ids := t.online()
