@@ -34,9 +34,12 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.appendMu.cfg = cfg
 	// A swap of cleaned segments that a crash interrupted is finished
 	// first: after it the directory holds whole segments only.
-	swapped, err := recoverSwaps(dir)
+	swapped, removed, err := recoverSwaps(dir)
 	if err != nil {
 		return nil, fmt.Errorf("log: %s: %w", dir, err)
+	}
+	if swapped > 0 || removed > 0 {
+		l.logger.Info("finished what a cleaning pass stopped by a crash left", "swaps_finished", swapped, "cleaned_files_removed", removed)
 	}
 	cp, cpErr := readCheckpoint(dir)
 	if errors.Is(cpErr, os.ErrNotExist) {
@@ -57,7 +60,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	clean := cpErr == nil && cp.clean && !swapped
+	clean := cpErr == nil && cp.clean && swapped == 0
 	recoveryPoint := cp.recoveryPoint
 	if cpErr != nil {
 		recoveryPoint = 0

@@ -151,17 +151,17 @@ func applySwap(dir string, m *swapManifest, hook func(cleanStep) bool) (err erro
 // recoverSwaps, at Open, finishes every swap whose manifest is in dir and
 // then removes what an unfinished cleaning left: files with the .cleaned
 // suffix that no manifest names, which copy data the log still holds. It
-// reports whether it finished a swap (the log's checkpoint then no longer
-// describes its segments). A manifest that does not decode, or whose new
+// returns how many swaps it finished (the log's checkpoint then no longer
+// describes its segments) and how many files it removed. A manifest that does not decode, or whose new
 // .log is not the size it says, is an error and nothing is touched: a
 // swap is never half undone.
-func recoverSwaps(dir string) (bool, error) {
+func recoverSwaps(dir string) (swapped, removed int, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
+			return 0, 0, nil
 		}
-		return false, err
+		return 0, 0, err
 	}
 	var manifests []swapManifest
 	var names []string
@@ -183,45 +183,46 @@ func recoverSwaps(dir string) (bool, error) {
 			m, err = decodeSwapManifest(b)
 		}
 		if err != nil {
-			return false, fmt.Errorf("%w: swap manifest %s: %v", ErrCorrupt, p, err)
+			return 0, 0, fmt.Errorf("%w: swap manifest %s: %v", ErrCorrupt, p, err)
 		}
 		if fi, err := os.Stat(filepath.Join(dir, segment.FileName(m.base, ".log")+segment.CleanedSuffix)); err == nil && fi.Size() != m.size {
-			return false, fmt.Errorf("%w: swap manifest %s names a .log of %d bytes, %d found", ErrCorrupt, p, m.size, fi.Size())
+			return 0, 0, fmt.Errorf("%w: swap manifest %s names a .log of %d bytes, %d found", ErrCorrupt, p, m.size, fi.Size())
 		}
 		manifests = append(manifests, m)
 		names = append(names, p)
 	}
 	for i := range manifests {
 		if err := applySwap(dir, &manifests[i], nil); err != nil {
-			return false, err
+			return 0, 0, err
 		}
 	}
 	if len(manifests) > 0 {
 		// The renames are durable before the manifests go.
 		if err := syncDir(dir); err != nil {
-			return false, err
+			return 0, 0, err
 		}
 		for _, p := range names {
 			if err := os.Remove(p); err != nil {
-				return false, err
+				return 0, 0, err
 			}
 		}
 	}
-	removed := false
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), segment.CleanedSuffix) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return false, err
+			err := os.Remove(filepath.Join(dir, e.Name()))
+			if err == nil {
+				removed++
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return 0, 0, err
 			}
-			removed = true
 		}
 	}
-	if len(manifests) > 0 || removed {
+	if len(manifests) > 0 || removed > 0 {
 		if err := syncDir(dir); err != nil {
-			return false, err
+			return 0, 0, err
 		}
 	}
-	return len(manifests) > 0, nil
+	return len(manifests), removed, nil
 }
 
 // cleanerState is what cleaner.checkpoint holds.
