@@ -1098,3 +1098,68 @@ func TestCleanerThrottles(t *testing.T) {
 		t.Fatalf("%d bytes in %v at %d B/s: under the %v the rate allows", io, took, rate, min)
 	}
 }
+
+// TestCleanConcurrentReaders reads the whole log over and over from
+// several goroutines while batches are appended and passes swap segments
+// in, under a FileCache of four mappings: every batch read is whole and
+// valid and offsets only increase. Run with -race.
+func TestCleanConcurrentReaders(t *testing.T) {
+	cfg := compactCfg()
+	cfg.Files = segment.NewFileCache(4, 4)
+	l := open(t, t.TempDir(), cfg)
+	m := newModel()
+	fillKeys(t, l, m, 20, 10, 1)
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			var err error
+			defer func() { errs <- err }()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				last := int64(-1)
+				for off := l.LogStartOffset(); off < l.NextOffset(); {
+					v, rerr := l.Read(off, l.NextOffset(), 1000, true)
+					if rerr != nil {
+						err = rerr
+						return
+					}
+					if len(v.Data) == 0 {
+						break
+					}
+					for data := v.Data; len(data) > 0; {
+						var h record.Header
+						if err = record.ValidateStored(data, &h); err != nil {
+							v.Release()
+							return
+						}
+						if h.BaseOffset <= last {
+							v.Release()
+							err = fmt.Errorf("batch at %d after %d", h.BaseOffset, last)
+							return
+						}
+						last, off = h.LastOffset(), h.NextOffset()
+						data = data[h.Size():]
+					}
+					v.Release()
+				}
+			}
+		}()
+	}
+	for range 40 {
+		fillKeys(t, l, m, 2, 10, 1)
+		waitSealed(t, l)
+		cleanAt(t, l, 10, bigMap())
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkView(t, l, m)
+}

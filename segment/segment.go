@@ -410,6 +410,9 @@ func (s *Segment) openLocked(want need) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.haveLocked(want) {
+		return nil // another goroutine opened it meanwhile
+	}
 	if s.retired {
 		// Its files may be another segment's now.
 		return fmt.Errorf("%w: %s was replaced", ErrClosed, s.path(".log"))
