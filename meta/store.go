@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
@@ -33,6 +34,9 @@ type Config struct {
 	// TopicsChanged, if set, is called after a topic is created, grows or
 	// is deleted (not during Open).
 	TopicsChanged func()
+	// SecurityChanged, if set, is called after SCRAM credentials, ACLs or
+	// client quotas change (not during Open).
+	SecurityChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
 	// AdjustPartition, if set, changes the settings of every partition
@@ -49,7 +53,9 @@ type Store struct {
 	cfg       Config
 	logger    *slog.Logger
 	clusterID string
-	log       Log
+	// lock keeps the data directory to this process until Close.
+	lock *dirlock.Lock
+	log  Log
 
 	// adminMu serializes changes: create, delete, add partitions, config
 	// changes. It is taken before the log's lock and image.mu.
@@ -71,6 +77,10 @@ type Store struct {
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
 	reservedPIDs atomic.Int64
+	// sec holds SCRAM credentials, ACLs and client quotas (security.go).
+	sec securityImage
+	// replayed is set once Open's replay is done.
+	replayed atomic.Bool
 
 	pids struct {
 		// mu serializes NextProducerID; taken before the log's lock.
@@ -84,6 +94,9 @@ type Store struct {
 	// compact, but internal ones (their coordinators snapshot them); nil
 	// with log.cleaner.enable false.
 	cleaner *log.Cleaner
+
+	// storageStats counts the fsyncs of every partition of the store.
+	storageStats *partition.StorageStats
 
 	// openPart opens a partition: partition.Open, but for tests that
 	// inject a failure.
@@ -112,22 +125,32 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
+	// One broker per data directory: a second one would write beside
+	// the first and corrupt both.
+	lock, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
 	s := newStore(cfg, static)
-	var err error
+	s.lock = lock
 	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
+		lock.Release()
 		return nil, err
 	}
 	s.log = cfg.Log
 	if s.log == nil {
 		if s.log, err = openLocalLog(cfg.DataDir, s.logger); err != nil {
+			lock.Release()
 			return nil, err
 		}
 	}
 	if err := s.log.Replay(s.apply); err != nil {
 		s.log.Close()
+		lock.Release()
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
+	s.replayed.Store(true)
 	s.startCleaner()
 	s.openImage()
 	return s, nil
@@ -151,13 +174,26 @@ func (s *Store) startCleaner() {
 
 // newStore returns a store with an empty image and no log.
 func newStore(cfg Config, static map[string]string) *Store {
-	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open}
+	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open, storageStats: partition.NewStorageStats()}
 	s.image.byName = map[string]*Topic{}
 	s.image.byID = map[[16]byte]*Topic{}
 	s.image.pending = map[[16]byte]*Topic{}
 	s.image.pendingParts = map[[16]byte][]slot{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	s.sec.init()
 	return s
+}
+
+// StorageStats counts the fsyncs of every partition of the store, for
+// the broker's metrics.
+func (s *Store) StorageStats() *partition.StorageStats { return s.storageStats }
+
+// partitionLogger names partition i in the log lines of a partition
+// opened with cfg, besides its topic, so every storage error says which
+// partition (and, from the log and segment, which file) failed.
+func partitionLogger(cfg partition.Config, i int32) partition.Config {
+	cfg.Logger = cfg.Logger.With("partition", i)
+	return cfg
 }
 
 // ClusterID is the cluster id from meta.properties.
@@ -203,7 +239,7 @@ func (s *Store) Topics() []*Topic {
 // order, during Replay and for every entry committed after.
 func (s *Store) apply(e Entry) error {
 	var changed []*Topic
-	brokerChanged := false
+	brokerChanged, securityChanged := false, false
 	s.image.mu.Lock()
 	for i := range e.Records {
 		r := &e.Records[i]
@@ -278,10 +314,17 @@ func (s *Store) apply(e Entry) error {
 				s.reservedPIDs.Store(r.NextProducerID)
 			}
 		default:
+			if s.applySecurity(r) {
+				securityChanged = true
+				continue
+			}
 			s.logger.Warn("unknown metadata record type; skipped", "type", r.Type)
 		}
 	}
 	s.image.mu.Unlock()
+	if securityChanged && s.cfg.SecurityChanged != nil && s.replayed.Load() {
+		s.cfg.SecurityChanged()
+	}
 	if brokerChanged {
 		changed = s.Topics()
 	}
@@ -325,6 +368,7 @@ func (s *Store) partitionConfig(t *Topic) partition.Config {
 	if !t.internal {
 		cfg.Log.Cleaner = s.cleaner
 	}
+	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
 	}
@@ -376,18 +420,30 @@ func (s *Store) Close() error {
 	if s.cleaner != nil {
 		s.cleaner.Close() // passes in progress stop; nothing is lost
 	}
-	var errs []error
+	// Each close may fsync data, indexes, a producer snapshot and a
+	// checkpoint: with thousands of partitions they run in parallel, so
+	// the disk sees many syncs at once instead of one after another.
+	type closing struct {
+		p    *partition.Partition
+		name string
+	}
+	var all []closing
 	for _, t := range s.Topics() {
 		ps, ids := t.online()
 		for i, p := range ps {
-			if err := p.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close %s-%d: %w", t.name, ids[i], err))
-			}
+			all = append(all, closing{p, fmt.Sprintf("%s-%d", t.name, ids[i])})
 		}
 	}
+	errs := make([]error, len(all)+1)
+	parallelN(closeWorkers, len(all), func(i int) {
+		if err := all[i].p.Close(); err != nil {
+			errs[i] = fmt.Errorf("close %s: %w", all[i].name, err)
+		}
+	})
 	if err := s.log.Close(); err != nil {
-		errs = append(errs, err)
+		errs[len(all)] = err
 	}
+	s.lock.Release()
 	return errors.Join(errs...)
 }
 
