@@ -185,8 +185,18 @@ func (p *Partition) ExpireProducers(now time.Time) int {
 
 // loadProducers rebuilds producer state from the newest snapshot at or
 // below the log end (a newer one describes data a crash lost) plus the
-// batches after it, or from the whole log when there is none.
-func loadProducers(l *log.Log) (map[int64]*producer, error) {
+// batches after it, or from the whole log when there is none. snapAt is
+// the offset of the snapshot taken when it describes the whole log (it is
+// at the log end), else -1.
+func loadProducers(l *log.Log) (m map[int64]*producer, snapAt int64, err error) {
+	m, snapAt, err = loadProducerState(l)
+	if err != nil || snapAt < l.NextOffset() {
+		snapAt = -1
+	}
+	return m, snapAt, err
+}
+
+func loadProducerState(l *log.Log) (map[int64]*producer, int64, error) {
 	m, at := map[int64]*producer{}, l.LogStartOffset()
 	removed := false
 	for _, off := range snapshotOffsets(l.Dir()) {
@@ -194,7 +204,7 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 			// It describes data a crash lost. Delete it, or it would
 			// be taken once the log grows past it again.
 			if err := os.Remove(snapshotPath(l.Dir(), off)); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			removed = true
 			continue
@@ -208,7 +218,7 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 		// The removal must outlast a power cut too: a stale snapshot
 		// that came back would be taken once the log passes it.
 		if err := syncDir(l.Dir()); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	// Expiry counts from now for every producer loaded: when they last
@@ -218,7 +228,7 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 		st.lastSeen = now
 	}
 	if at >= l.NextOffset() {
-		return m, nil
+		return m, at, nil
 	}
 	err := l.Walk(at, func(_ []byte, h *record.Header) bool {
 		if h.ProducerID >= 0 && !h.IsControl() && h.BaseOffset >= at {
@@ -226,7 +236,7 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 		}
 		return true
 	})
-	return m, err
+	return m, at, err
 }
 
 // errSnapshot marks a producer snapshot that does not decode; the next
@@ -323,14 +333,19 @@ func encodeProducerSnapshot(at int64, m map[int64]*producer) []byte {
 	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
-	if err := durable.WriteFile(snapshotPath(dir, at), encodeProducerSnapshot(at, m)); err != nil {
+// writeProducerSnapshot writes the snapshot at offset at, durably at once
+// or when b commits (b nil: at once), then removes the oldest beyond
+// keptSnapshots.
+func writeProducerSnapshot(b *durable.Batch, dir string, at int64, m map[int64]*producer) error {
+	if err := b.WriteFile(snapshotPath(dir, at), encodeProducerSnapshot(at, m)); err != nil {
 		return err
 	}
-	for i, off := range snapshotOffsets(dir) {
-		if i >= keptSnapshots {
-			os.Remove(snapshotPath(dir, off))
+	b.After(func() {
+		for i, off := range snapshotOffsets(dir) {
+			if i >= keptSnapshots {
+				os.Remove(snapshotPath(dir, off))
+			}
 		}
-	}
+	})
 	return nil
 }

@@ -730,7 +730,7 @@ func (s *Segment) Seal() error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
-	if err := s.writeIndexFiles(); err != nil {
+	if err := s.writeIndexFiles(nil); err != nil {
 		return s.fail(err)
 	}
 	s.sealed = true
@@ -787,15 +787,23 @@ func (s *Segment) destroy() {
 // (unless it has a write error; an empty segment needs none) and drops the
 // owner's reference; the files are closed when no reader holds the
 // segment. It does not sync the log; callers Sync first.
-func (s *Segment) Close() error {
+func (s *Segment) Close() error { return s.CloseInto(nil) }
+
+// CloseInto is Close with the index files left for b to make durable
+// (durable.Batch): the caller commits b once every segment, log and
+// partition is closed. A nil b is Close.
+func (s *Segment) CloseInto(b *durable.Batch) error {
 	var err error
 	if !s.sealed && s.err() == nil && s.size.Load() > 0 {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}
 		if s.indexChanged {
-			err = s.writeIndexFiles()
+			err = s.writeIndexFiles(b)
 		}
+		// Where b cannot sync the file system at once it syncs each
+		// file it was told of; the active segment may hold unsynced data.
+		b.Written(s.path(".log"))
 	}
 	s.Release()
 	return err
