@@ -9,6 +9,7 @@
 //	<dir>/00000000000000000000.log        segment files, named by base
 //	<dir>/00000000000000000000.index      offset (package segment)
 //	<dir>/00000000000000000000.timeindex
+//	<dir>/00000000000000000000.txnindex   aborted transactions, if any
 //	<dir>/00000000000000004096.log        ...
 //	<dir>/log.checkpoint                  recovery state, below
 //
@@ -40,6 +41,13 @@
 // truncated before the log takes appends. A cleanly closed log opens in time
 // proportional to its number of segments, not its bytes, and maps nothing:
 // segments are mapped when first read (package segment, FileCache).
+//
+// The aborted-transaction index (.txnindex, package segment) is kept by
+// the caller, which knows transactions: AppendAbortedTxn adds an entry to
+// the segment holding the abort marker, AbortedTxns finds those a
+// read_committed read overlaps. Recovery removes the index of every
+// segment it scans and calls Config.Recovered, which rebuilds it from the
+// markers, before the recovery point moves past those segments.
 //
 // A new log (an empty directory) is created without an fsync: the first
 // append writes the checkpoint, which syncs the directory (and the

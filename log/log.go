@@ -70,6 +70,14 @@ type Config struct {
 	// advances, by the goroutine whose sync advanced it, with no lock of
 	// the log held. It must not block. Read at Open only.
 	OnDurable func()
+	// Recovered, when set, is called by Open after an unclean stop, once
+	// every segment from offset from on has been scanned, cut after its
+	// last valid batch and synced, and before the recovery point moves
+	// past them: the caller rebuilds what it keeps about those segments
+	// (the partition's aborted transactions, with AppendAbortedTxn) using
+	// l, whose reads work. Open then syncs what was added. An error fails
+	// Open. Read at Open only.
+	Recovered func(l *Log, from int64) error
 	// Logger receives recovery and error reports. nil discards them.
 	Logger *slog.Logger
 	// Files bounds the open files and mappings of the log's segments; one

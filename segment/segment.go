@@ -198,6 +198,9 @@ type Segment struct {
 	// without holding mu: the FileCache does not close it meanwhile.
 	syncing     atomic.Int64
 	destroyOnce sync.Once
+
+	// txn is the aborted-transaction index (txnindex.go).
+	txn txnIndex
 }
 
 type osFile struct{ *os.File }
@@ -211,7 +214,7 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
 	// Index files left by an older segment of the same name describe
 	// other data.
-	for _, ext := range []string{".index", ".timeindex"} {
+	for _, ext := range []string{".index", ".timeindex", ".txnindex"} {
 		if err := os.Remove(s.path(ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -220,6 +223,7 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	defer s.mu.Unlock()
 	s.capacity = s.cfg.MaxBytes
 	s.inMemory, s.loaded = true, true
+	s.txn.loaded = true
 	if err := s.openFileLocked(os.O_CREATE | os.O_TRUNC); err != nil {
 		return nil, err
 	}
@@ -243,16 +247,25 @@ type OpenOptions struct {
 	// files into memory and checks them against Meta when it is first read
 	// or appended to.
 	Meta *Meta
+	// TxnIndex says the directory holds the segment's .txnindex (the
+	// caller lists the directory anyway); it is read when first needed.
+	// With Recover it is removed instead: the caller rebuilds the
+	// segment's aborted transactions (AppendAbortedTxn).
+	TxnIndex bool
 }
 
 // Open opens an existing segment as opts says.
 func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
+	s.txn.exists.Store(opts.TxnIndex)
 	var err error
 	if m := opts.Meta; m != nil && !opts.Recover && m.Base == base && m.Size >= 0 && m.Size <= math.MaxInt32 && m.NextOffset >= base {
 		err = s.openMeta(*m, opts.Active)
 	} else {
 		err = s.openFiles(opts)
+	}
+	if err == nil && opts.Recover {
+		err = s.resetTxnIndex()
 	}
 	if err != nil {
 		s.destroy()
@@ -690,6 +703,9 @@ func (s *Segment) Seal() error {
 	if err := s.writeIndexFiles(); err != nil {
 		return s.fail(err)
 	}
+	if err := s.SyncTxnIndex(); err != nil {
+		return s.fail(err)
+	}
 	s.sealed = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -754,6 +770,9 @@ func (s *Segment) Close() error {
 			err = s.writeIndexFiles()
 		}
 	}
+	if s.err() == nil {
+		err = errors.Join(err, s.SyncTxnIndex())
+	}
 	s.Release()
 	return err
 }
@@ -763,7 +782,7 @@ func (s *Segment) Close() error {
 // releases it. The caller syncs the directory.
 func (s *Segment) Remove() error {
 	var errs []error
-	for _, ext := range []string{".log", ".index", ".timeindex"} {
+	for _, ext := range []string{".log", ".index", ".timeindex", ".txnindex"} {
 		if err := os.Remove(s.path(ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
