@@ -121,21 +121,22 @@ func init() {
 	regKey(69, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupDescribe) })
 }
 
-// FindCoordinator, v0-v6. This broker coordinates every group; v4+
-// batches keys. Transaction coordinators (key type 1) do not exist yet:
-// COORDINATOR_NOT_AVAILABLE.
+// FindCoordinator, v0-v6. This broker coordinates every group (key type
+// 0) and every transactional id (key type 1); v4+ batches keys. Other key
+// types answer COORDINATOR_NOT_AVAILABLE.
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := s.brokerHostPort()
 	answer := func(key string) (int32, string, int32, int16, *string) {
-		if req.CoordinatorType != 0 {
-			msg := "transaction coordinators are not supported yet"
+		if req.CoordinatorType != 0 && req.CoordinatorType != 1 {
+			msg := fmt.Sprintf("coordinator type %d is not served", req.CoordinatorType)
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
-		if key == "" && r.version < 4 {
-			// Kafka answers an empty group id with INVALID_REQUEST.
-			msg := "group id is empty"
+		if key == "" && (r.version < 4 || req.CoordinatorType == 1) {
+			// Kafka answers an empty group or transactional id with
+			// INVALID_REQUEST.
+			msg := "coordinator key is empty"
 			return -1, "", -1, kerr.InvalidRequest.Code, &msg
 		}
 		return s.cfg.NodeID, host, port, 0, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/txn"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -48,7 +49,8 @@ type Server struct {
 	meta     *meta.Store
 	sessions *fetchSessions
 	groups   *group.Coordinator
-	limits   *connLimits // connection counts and the request budget (limits.go)
+	txn      *txn.Coordinator // transactions (txn.go)
+	limits   *connLimits      // connection counts and the request budget (limits.go)
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -103,6 +105,10 @@ func New(cfg Config) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
+	if err := s.startTxn(); err != nil {
+		s.closeStorage()
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	n := 0
@@ -154,10 +160,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.closeErr
 }
 
-// closeStorage stops the coordinator, then closes every partition and the
-// metadata log.
+// closeStorage stops the coordinators, then closes every partition and
+// the metadata log.
 func (s *Server) closeStorage() error {
 	var errs []error
+	if err := s.stopTxn(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.stopGroups(); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeProducers, v0 (KIP-664).
+//
+// Behavior:
+//   - Every producer a partition remembers (idempotent and transactional):
+//     its epoch, last sequence, when it last appended (this broker's clock,
+//     or when the state was loaded after a restart), and the first offset
+//     of its transaction open in the partition (-1 if none). The
+//     coordinator epoch is always 0 (one coordinator).
+//   - An unknown partition answers UNKNOWN_TOPIC_OR_PARTITION, an offline
+//     one KAFKA_STORAGE_ERROR.
+
+func init() { regKey(61, 0, 0, handleDescribeProducers) }
+
+func handleDescribeProducers(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.DescribeProducersRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDescribeProducersResponseTopic()
+		st.Topic = rt.Topic
+		t := s.meta.Topic(rt.Topic)
+		for _, part := range rt.Partitions {
+			sp := kmsg.NewDescribeProducersResponseTopicPartition()
+			sp.Partition = part
+			p, err := t.Partition(part)
+			if err != nil {
+				sp.ErrorCode, sp.ErrorMessage = errorCode(err)
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			for _, ps := range p.Producers() {
+				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
+				ap.ProducerID = ps.ProducerID
+				ap.ProducerEpoch = int32(ps.ProducerEpoch)
+				ap.LastSequence = ps.LastSequence
+				ap.LastTimestamp = ps.LastTimestamp
+				ap.CoordinatorEpoch = 0
+				ap.CurrentTxnStartOffset = ps.TxnStartOffset
+				sp.ActiveProducers = append(sp.ActiveProducers, ap)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
