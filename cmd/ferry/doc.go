@@ -1,8 +1,9 @@
 // Command ferry is the Ferry broker and its command line: one binary that
 // serves the Kafka protocol (`ferry serve`), measures any Kafka-protocol
-// broker (`ferry bench`), administers topics, records and consumer groups
-// (`ferry topic|produce|consume|group|cluster`), and checks a broker's
-// health through its admin listener (`ferry health`).
+// broker (`ferry bench`), administers topics, records, consumer groups and
+// transactions (`ferry topic|produce|consume|group|txn|producers|cluster`),
+// and checks a broker's health through its admin listener (`ferry
+// health`).
 //
 //	ferry serve -listen 127.0.0.1:9092 -data-dir ./data -admin-listen localhost:9644
 //	ferry health -admin localhost:9644
@@ -11,6 +12,9 @@
 //	ferry consume orders -group billing -e -f '%p/%o %k=%v\n'
 //	ferry group describe billing
 //	ferry group reset-offsets billing -to-earliest -execute
+//	ferry txn list -state Ongoing
+//	ferry txn describe billing-etl
+//	ferry producers describe orders -partition 0
 //	ferry bench produce -embedded -duration 10s
 //	ferry bench compare -target ferry=localhost:9092 -target kafka=kafka:9092 -report ./report
 //	source <(ferry completion bash)
