@@ -48,6 +48,9 @@ type Scenario struct {
 	// reads back; without it (or when the source is not run) the consume
 	// scenario fills its own topic.
 	Source string `json:"source,omitempty"`
+	// TxnRecords makes a produce scenario transactional: each producer
+	// commits every TxnRecords records (Config.TxnRecords).
+	TxnRecords int `json:"txn_records,omitempty"`
 }
 
 // StandardScenarios is the built-in comparison set: produce with acks=all to
@@ -62,6 +65,19 @@ func StandardScenarios() []Scenario {
 		{Name: "consume-8p-1KiB", Mode: "consume", Partitions: 8, Size: 1024, Source: "produce-8p-1KiB"},
 		{Name: "consume-group-8p-1KiB", Mode: "consume", Partitions: 8, Size: 1024, Group: true, Source: "produce-8p-1KiB"},
 		{Name: "e2e-1p-1KiB-10k", Mode: "e2e", Partitions: 1, Size: 1024, Acks: "all", Rate: 10_000},
+	}
+}
+
+// TransactionScenarios compares transactional produce with 100-record
+// transactions (throughput and commit latency) with the same load
+// produced without transactions (ack latency): 1 partition and 8, 100 B
+// records, acks=all. `ferry bench compare -scenarios` takes their names.
+func TransactionScenarios() []Scenario {
+	return []Scenario{
+		{Name: "produce-1p-100B", Mode: "produce", Partitions: 1, Size: 100, Acks: "all"},
+		{Name: "produce-txn100-1p-100B", Mode: "produce", Partitions: 1, Size: 100, Acks: "all", TxnRecords: 100},
+		{Name: "produce-8p-100B", Mode: "produce", Partitions: 8, Size: 100, Acks: "all"},
+		{Name: "produce-txn100-8p-100B", Mode: "produce", Partitions: 8, Size: 100, Acks: "all", TxnRecords: 100},
 	}
 }
 
@@ -179,7 +195,7 @@ func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 				cfg := cc.Base
 				cfg.Brokers = tg.Brokers
 				cfg.Topic = fmt.Sprintf("ferry-compare-%d-%s-%d", stamp, sc.Name, rep)
-				cfg.Partitions, cfg.Size, cfg.Acks, cfg.Rate = sc.Partitions, sc.Size, sc.Acks, sc.Rate
+				cfg.Partitions, cfg.Size, cfg.Acks, cfg.Rate, cfg.TxnRecords = sc.Partitions, sc.Size, sc.Acks, sc.Rate, sc.TxnRecords
 				cfg.Records, cfg.Duration, cfg.Keep = 0, cc.Duration, false
 				cfg.Label = tg.Name + "/" + sc.Name
 				cfg.Progress = cc.Progress

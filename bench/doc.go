@@ -5,15 +5,19 @@
 // Four runs:
 //
 //   - Produce: Producers clients send Size-byte records as fast as they can
-//     (or at Rate) and record each acknowledgement's latency.
+//     (or at Rate) and record each acknowledgement's latency. With
+//     TxnRecords each client is a transactional producer committing every
+//     TxnRecords records, and the latency is each commit's.
 //   - Consume: Consumers clients read a topic back, assigned partitions
 //     directly or as a consumer group, and record the time to first record.
 //   - E2E: a producer at a fixed rate and consumers at once; each record's
 //     value carries its scheduled send time (unix nanoseconds, big endian,
 //     in bytes 0..8), and the consumer records now minus that.
-//   - Compare: the StandardScenarios against several targets, Repeat times,
-//     medians side by side with ratios to the first target; WriteReport
-//     writes Markdown, JSON, SVG charts and an HTML page.
+//   - Compare: the StandardScenarios (or TransactionScenarios: produce in
+//     100-record transactions beside the same load without) against
+//     several targets, Repeat times, medians side by side with ratios to
+//     the first target; WriteReport writes Markdown, JSON, SVG charts and
+//     an HTML page.
 //
 // Every run prints one progress line per second to Config.Progress (that
 // second's records/s and MiB/s, and p50/p99 latency of the run so far) and

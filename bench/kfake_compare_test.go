@@ -23,6 +23,7 @@ import (
 // null broker as a third target, the load generator's own ceiling.
 // FERRY_BENCH_FERRY=HOST:PORT measures a Ferry running elsewhere (`ferry
 // serve`) instead of one in this process; kfake stays in process.
+// FERRY_BENCH_SCENARIOS=txn runs the TransactionScenarios instead.
 func TestCompareKfake(t *testing.T) {
 	if os.Getenv("FERRY_BENCH_COMPARE") == "" {
 		t.Skip("set FERRY_BENCH_COMPARE=1 to compare Ferry with kfake")
@@ -52,11 +53,16 @@ func TestCompareKfake(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var scenarios []bench.Scenario
+	if os.Getenv("FERRY_BENCH_SCENARIOS") == "txn" {
+		scenarios = bench.TransactionScenarios()
+	}
 	cmp, err := bench.Compare(t.Context(), bench.CompareConfig{
-		Targets:  targets,
-		Repeat:   repeat,
-		Duration: duration,
-		Progress: os.Stderr,
+		Targets:   targets,
+		Scenarios: scenarios,
+		Repeat:    repeat,
+		Duration:  duration,
+		Progress:  os.Stderr,
 	})
 	if err != nil {
 		t.Fatal(err)

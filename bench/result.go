@@ -24,8 +24,11 @@ type Result struct {
 	Acks        string   `json:"acks,omitempty"`
 	Compression string   `json:"compression,omitempty"`
 	Producers   int      `json:"producers,omitempty"`
-	Consumers   int      `json:"consumers,omitempty"`
-	Group       string   `json:"group,omitempty"`
+	// TxnRecords is the size of each producer's transactions, zero when
+	// it did not use transactions.
+	TxnRecords int    `json:"txn_records,omitempty"`
+	Consumers  int    `json:"consumers,omitempty"`
+	Group      string `json:"group,omitempty"`
 
 	// Records and Bytes are what was measured: acknowledged for produce,
 	// received for consume and e2e. Bytes count keys and values.
@@ -154,6 +157,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "%s: topic %s (%d partitions), %d B records", title, r.Topic, r.Partitions, r.Size)
 	if r.Mode != "consume" {
 		fmt.Fprintf(&b, ", acks=%s, compression=%s, %d producer(s)", r.Acks, r.Compression, r.Producers)
+	}
+	if r.TxnRecords > 0 {
+		fmt.Fprintf(&b, ", transactions of %d records", r.TxnRecords)
 	}
 	if r.Mode != "produce" {
 		fmt.Fprintf(&b, ", %d consumer(s)", r.Consumers)

@@ -151,6 +151,7 @@ type benchOpts struct {
 	group       string
 	warmup      time.Duration
 	json        bool
+	txnRecords  int
 }
 
 func benchFlags(mode string) (*flag.FlagSet, *benchOpts) {
@@ -177,6 +178,9 @@ func benchFlags(mode string) (*flag.FlagSet, *benchOpts) {
 	fs.StringVar(&o.group, "group", "", "consume as this consumer group (consume, e2e)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run this long before measuring")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+	if mode == "produce" {
+		fs.IntVar(&o.txnRecords, "txn-records", 0, "produce in transactions of `N` records, one transactional id per producer; latency is then each commit's (0: no transactions)")
+	}
 	return fs, o
 }
 
@@ -242,7 +246,8 @@ func runBench(ctx context.Context, mode string, fn func(context.Context, bench.C
 		Records: o.records, Duration: o.duration, Size: o.size, KeySpace: o.keySpace,
 		Acks: o.acks, Compression: o.compression, Linger: o.linger, BatchBytes: o.batchBytes,
 		Producers: o.producers, Consumers: o.consumers, Rate: o.rate, Group: o.group, Warmup: o.warmup,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		TxnRecords: o.txnRecords,
+		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if !o.src.quiet {
 		cfg.Progress = stderr
@@ -297,11 +302,15 @@ func compareFlags() (*flag.FlagSet, *compareOpts) {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each produce and e2e run")
 	fs.StringVar(&o.report, "report", "", "write report.md, report.json, SVG charts and index.html into `DIR`")
 	fs.BoolVar(&o.json, "json", false, "print the comparison as JSON instead of a table")
-	var names []string
+	var names, txnNames []string
 	for _, sc := range bench.StandardScenarios() {
 		names = append(names, sc.Name)
 	}
-	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated subset of the standard scenarios: "+strings.Join(names, ", "))
+	for _, sc := range bench.TransactionScenarios() {
+		txnNames = append(txnNames, sc.Name)
+	}
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios (default the standard ones): "+strings.Join(names, ", ")+
+		"; or `txn` for the transaction set, or any of "+strings.Join(txnNames, ", "))
 	fs.Int64Var(&o.fillRecords, "fill-records", 200_000, "records a consume scenario writes first when its source scenario is not run")
 	fs.IntVar(&o.producers, "producers", 1, "producer clients per run")
 	fs.IntVar(&o.consumers, "consumers", 1, "consumer clients per run")
@@ -356,13 +365,17 @@ func runBenchCompare(ctx context.Context, args []string, stdout, stderr io.Write
 		targets = append(targets, bench.Target{Name: "default", Brokers: splitBrokers(o.src.brokers)})
 	}
 	scenarios := bench.StandardScenarios()
-	if o.scenarios != "" {
+	switch o.scenarios {
+	case "":
+	case "txn":
+		scenarios = bench.TransactionScenarios()
+	default:
 		want := map[string]bool{}
 		for s := range strings.SplitSeq(o.scenarios, ",") {
 			want[strings.TrimSpace(s)] = true
 		}
 		var picked []bench.Scenario
-		for _, sc := range scenarios {
+		for _, sc := range append(scenarios, bench.TransactionScenarios()...) {
 			if want[sc.Name] {
 				picked = append(picked, sc)
 				delete(want, sc.Name)

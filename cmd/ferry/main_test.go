@@ -358,6 +358,7 @@ func TestBenchCommands(t *testing.T) {
 		{"consume", []string{"bench", "consume", b, "-records", "2000", "-topic", "bc", "-consumers", "2", "-partitions", "2"}, []string{"records     2,000", "first-record"}},
 		{"consume group", []string{"bench", "consume", b, "-records", "1000", "-topic", "bg", "-group", "bench-g"}, []string{"in group bench-g"}},
 		{"e2e", []string{"bench", "e2e", b, "-records", "500", "-rate", "2000", "-topic", "be"}, []string{"end-to-end", "rate        target 2,000/s"}},
+		{"produce in transactions", []string{"bench", "produce", b, "-records", "1000", "-txn-records", "100", "-topic", "bt"}, []string{"records     1,000", "transactions of 100 records", "commit"}},
 		{"sink", []string{"bench", "produce", "-sink", "-duration", "300ms"}, []string{"null broker", "throughput"}},
 		{"embedded default produce", []string{"bench", "-embedded", "-records", "2000"}, []string{"produce: topic ferry-bench", "records     2,000", "-embedded"}},
 	}
@@ -413,6 +414,13 @@ func TestBenchCompare(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// The transaction set, against kfake too.
+	out, errOut, code = ferry(t, "", "bench", "compare", "-target", "one="+a, "-target", "two="+c,
+		"-repeat", "1", "-duration", "300ms", "-scenarios", "produce-txn100-1p-100B")
+	if code != 0 {
+		t.Fatalf("transactions: exit %d\n%s\n%s", code, out, errOut)
+	}
+	contains(t, "compare transactions", out, "produce-txn100-1p-100B", "commit")
 	_, errOut, code = ferry(t, "", "bench", "compare", "-scenarios", "nope", "-target", "x=127.0.0.1:1")
 	if code != 2 || !strings.Contains(errOut, `unknown scenario "nope"`) {
 		t.Fatalf("unknown scenario: exit %d %s", code, errOut)
