@@ -326,7 +326,7 @@ func TestTransactionCrashPhases(t *testing.T) {
 	// the decision, so most land in between.
 	maxDelay := 4 * time.Millisecond
 	for round := 0; round < 60; round++ {
-		if round >= 10 && len(seen) == len(want) {
+		if round >= 5 && len(seen) == len(want) {
 			break
 		}
 		v2 := round%2 == 0
