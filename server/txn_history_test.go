@@ -38,7 +38,7 @@ import (
 //   - inconsistent read: an offset read with different values, or offsets
 //     going backwards within a consumer.
 //
-// FERRY_HISTORY_DURATION (a Go duration, 40s by default) sets how long the
+// FERRY_HISTORY_DURATION (a Go duration, 30s by default) sets how long the
 // workload runs; FERRY_HISTORY_SEED repeats a run.
 
 // txnRecord is one transaction of the history.
@@ -70,7 +70,7 @@ func (h *history) add(tr *txnRecord) {
 }
 
 func TestTransactionHistory(t *testing.T) {
-	duration := 40 * time.Second
+	duration := 30 * time.Second
 	if s := os.Getenv("FERRY_HISTORY_DURATION"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
