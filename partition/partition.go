@@ -101,6 +101,9 @@ type Partition struct {
 	log    *log.Log
 	logger *slog.Logger
 
+	// counters count the bytes and records in and out (stats.go).
+	counters counters
+
 	// mu serializes appends and guards the fields in it.
 	mu struct {
 		sync.Mutex
@@ -340,6 +343,8 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 		if i == 0 {
 			res.BaseOffset = base
 		}
+		p.counters.bytesIn.Add(int64(len(batch)))
+		p.counters.recordsIn.Add(int64(h.RecordCount))
 		if h.ProducerID >= 0 {
 			if _, started := recordBatch(p.mu.producers, h); started {
 				p.beginTxnLocked(h.ProducerID, h.BaseOffset)

@@ -64,6 +64,7 @@ func init() { regKey(0, 0, 13, handleProduce) }
 type produceSyncs struct {
 	parts   []*partition.Partition
 	answers []*kmsg.ProduceResponseTopicPartition
+	topics  []string // of each partition, for log lines
 }
 
 func handleProduce(s *Server, r *request) kmsg.Response {
@@ -86,6 +87,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	}
 	switch {
 	case req.Acks == 0:
+		r.countErrors(resp)
 		answerAcksZero(r, resp)
 		return nil
 	case syncs == nil || len(syncs.parts) == 0:
@@ -148,6 +150,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		if p != nil && syncs != nil {
 			syncs.parts = append(syncs.parts, p)
 			syncs.answers = append(syncs.answers, sp)
+			syncs.topics = append(syncs.topics, t.Name())
 		}
 	}
 }
@@ -322,7 +325,7 @@ func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 		if r.version >= 8 {
 			sp.ErrorMessage = msg
 		}
-		s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+		s.logger.Error("fsync failed; produce not acknowledged", "topic", syncs.topics[i], "partition", sp.Partition, "err", err)
 	}
 }
 

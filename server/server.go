@@ -52,6 +52,9 @@ type Server struct {
 	txn      *txn.Coordinator // transactions (txn.go)
 	limits   *connLimits      // connection counts and the request budget (limits.go)
 
+	// stats counts requests and connections for the metrics (stats.go).
+	stats *serverStats
+
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
 	ctx    context.Context
@@ -80,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
-	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
 	s.mu.advertised = cfg.AdvertisedAddr
