@@ -119,6 +119,7 @@ func TestTransactionHistory(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var cl *kgo.Client
+			var err error
 			defer func() {
 				if cl != nil {
 					cl.Close()
