@@ -507,9 +507,15 @@ func (c *Coordinator) resolveTxn(name string, pid int64, epoch int16, commit boo
 	if pt == nil || pt.epoch > epoch {
 		return nil
 	}
+	// Offsets of topics deleted since they were committed are dropped,
+	// as TopicsChanged drops committed ones.
+	var topics map[string]TopicInfo
+	if commit {
+		topics = c.cfg.Topics()
+	}
 	var recs []Record
 	pt.sorted(func(topic string, part int32, e offsetEntry) {
-		if commit {
+		if info, ok := topics[topic]; ok && part < info.Partitions {
 			recs = append(recs, offsetRecord(g.name, topic, part, &e))
 		}
 		recs = append(recs, txnOffsetRecord(g.name, pid, 0, topic, part, nil))
@@ -517,9 +523,11 @@ func (c *Coordinator) resolveTxn(name string, pid int64, epoch int16, commit boo
 	if err := c.appendLocked(g, recs); err != nil {
 		return fmt.Errorf("group: marker (commit %v) of producer %d in group %s: %w", commit, pid, g.name, err)
 	}
-	if commit {
-		pt.sorted(func(topic string, part int32, e offsetEntry) { g.setOffset(topic, part, e) })
-	}
+	pt.sorted(func(topic string, part int32, e offsetEntry) {
+		if info, ok := topics[topic]; ok && part < info.Partitions {
+			g.setOffset(topic, part, e)
+		}
+	})
 	delete(g.txnOffsets, pid)
 	c.log.Debug("transactional offsets resolved", "group", g.name, "producer_id", pid, "commit", commit, "offsets", len(recs))
 	return nil

@@ -3,6 +3,8 @@ package group
 import (
 	"context"
 	"errors"
+	"maps"
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -316,6 +318,32 @@ func TestTxnOffsetCommitVersions(t *testing.T) {
 			}
 			if len(back.Topics) != 1 || back.Topics[0].Partitions[0].ErrorCode != 0 {
 				t.Fatalf("v%d: %+v", v, back.Topics)
+			}
+		}
+	})
+}
+
+// TestTxnOffsetsOfDeletedTopic: a commit marker drops the pending offsets
+// of a topic deleted since they were committed.
+func TestTxnOffsetsOfDeletedTopic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		topics := map[string]TopicInfo{"t1": testTopics["t1"]}
+		c, _ := newTestCoordinator(t, func(cfg *Config) {
+			cfg.Topics = func() map[string]TopicInfo { mu.Lock(); defer mu.Unlock(); return maps.Clone(topics) }
+		})
+		allCodes(t, txnCommit(t, c, txnCommitReq(3, "g", 7, 0, map[int32]int64{0: 5})), 0)
+		mu.Lock()
+		delete(topics, "t1")
+		mu.Unlock()
+		if err := c.WriteTxnMarker(context.Background(), c.Partition("g"), 7, 0, true); err != nil {
+			t.Fatal(err)
+		}
+		g, _ := c.lockGroup("g", false)
+		if g != nil {
+			defer g.mu.Unlock()
+			if n := g.offsetCount(); n != 0 || len(g.txnOffsets) != 0 {
+				t.Fatalf("offsets %d, pending %v after committing offsets of a deleted topic", n, g.txnOffsets)
 			}
 		}
 	})
