@@ -74,12 +74,14 @@ type Config struct {
 	// the log held. It must not block. Read at Open only.
 	OnDurable func()
 	// Recovered, when set, is called by Open after an unclean stop, once
-	// every segment from offset from on has been scanned, cut after its
-	// last valid batch and synced, and before the recovery point moves
-	// past them: the caller rebuilds what it keeps about those segments
-	// (the partition's aborted transactions, with AppendAbortedTxn) using
-	// l, whose reads work. Open then syncs what was added. An error fails
-	// Open. Read at Open only.
+	// the segments past the recovery point have been scanned, cut after
+	// their last valid batch and synced, and before the recovery point
+	// moves past them: the caller rebuilds the aborted-transaction entries
+	// of those segments (AppendAbortedTxn), which recovery dropped, using
+	// l, whose reads work. from is the base of the first scanned segment
+	// holding a control batch, or the log end when none does (nothing to
+	// rebuild). Open then syncs what was added. An error fails Open. Read
+	// at Open only.
 	Recovered func(l *Log, from int64) error
 	// Logger receives recovery and error reports. nil discards them.
 	Logger *slog.Logger

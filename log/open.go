@@ -162,9 +162,17 @@ func Open(dir string, cfg Config) (*Log, error) {
 		}
 		// The caller rebuilds what it keeps per segment (the aborted
 		// transactions) for the scanned segments, durably, before the
-		// recovery point moves past them.
+		// recovery point moves past them: from the first one holding a
+		// control batch (a transaction marker), the log end if none does.
 		if cfg.Recovered != nil {
-			if err := cfg.Recovered(l, max(from, l.segments[0].Base())); err != nil {
+			rebuild := l.nextOffset.Load()
+			for _, s := range l.segments {
+				if s.Base() >= from && s.ScannedControl() {
+					rebuild = s.Base()
+					break
+				}
+			}
+			if err := cfg.Recovered(l, rebuild); err != nil {
 				l.closeSegments()
 				return nil, err
 			}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/ferrymq/ferry/record"
 )
 
 func abortedIDs(t *testing.T, l *Log, from, to int64) []int64 {
@@ -96,6 +98,15 @@ func TestRecoveredRebuildsTxnIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, l, 20, 1, 50, 0)
+	// A marker in the active segment: its scan finds a control batch.
+	marker := record.AppendControlBatch(nil, 9, 0, false, 0, 0)
+	mh, err := record.Validate(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(marker, &mh); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +157,23 @@ func TestRecoveredRebuildsTxnIndex(t *testing.T) {
 	if l4, err := Open(dir, cfg); err == nil {
 		l4.Close()
 		t.Fatal("Open succeeded although Recovered failed")
+	}
+
+	// Scanned segments without a control batch have nothing to rebuild:
+	// from is the log end.
+	dir = t.TempDir()
+	l5, err := Open(dir, Config{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l5, 5, 1, 50, 0)
+	if err := l5.Close(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, checkpointName))
+	cfg.Recovered = func(r *Log, f int64) error { from = f; return nil }
+	l6 := open(t, dir, cfg)
+	if from != l6.NextOffset() {
+		t.Fatalf("Recovered from %d without markers, want the log end %d", from, l6.NextOffset())
 	}
 }

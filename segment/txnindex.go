@@ -43,6 +43,10 @@ type txnIndex struct {
 	// exists says the segment has entries (or a file that may hold
 	// some), known without reading it.
 	exists atomic.Bool
+	// scannedControl: a scan of the log (recovery) found a control
+	// batch, so the caller may have aborted transactions to rebuild.
+	// Written before the segment is shared.
+	scannedControl bool
 
 	mu       sync.Mutex
 	loaded   bool         // entries holds the file's entries
@@ -167,6 +171,11 @@ func (s *Segment) AbortedTxns(from, to int64, dst []AbortedTxn) (out []AbortedTx
 	}
 	return dst, false, nil
 }
+
+// ScannedControl reports whether the scan that opened the segment for
+// recovery (OpenOptions.Recover) found a control batch: only then may it
+// hold abort markers whose entries the caller must add again.
+func (s *Segment) ScannedControl() bool { return s.txn.scannedControl }
 
 // SyncTxnIndex makes the entries written to .txnindex durable.
 func (s *Segment) SyncTxnIndex() error {
