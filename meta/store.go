@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
+	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	// TopicsChanged, if set, is called after a topic is created, grows or
 	// is deleted (not during Open).
 	TopicsChanged func()
+	// SecurityChanged, if set, is called after SCRAM credentials, ACLs or
+	// client quotas change (not during Open).
+	SecurityChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
 	// AdjustPartition, if set, changes the settings of every partition
@@ -73,6 +77,10 @@ type Store struct {
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
 	reservedPIDs atomic.Int64
+	// sec holds SCRAM credentials, ACLs and client quotas (security.go).
+	sec securityImage
+	// replayed is set once Open's replay is done.
+	replayed atomic.Bool
 
 	pids struct {
 		// mu serializes NextProducerID; taken before the log's lock.
@@ -81,6 +89,11 @@ type Store struct {
 	}
 
 	closed atomic.Bool
+
+	// cleaner compacts the partitions of topics whose cleanup.policy has
+	// compact, but internal ones (their coordinators snapshot them); nil
+	// with log.cleaner.enable false.
+	cleaner *log.Cleaner
 
 	// storageStats counts the fsyncs of every partition of the store.
 	storageStats *partition.StorageStats
@@ -137,8 +150,26 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
+	s.replayed.Store(true)
+	s.startCleaner()
 	s.openImage()
 	return s, nil
+}
+
+// startCleaner starts the log cleaner the broker configs ask for.
+func (s *Store) startCleaner() {
+	bs := s.Settings()
+	if !bs.Bool("log.cleaner.enable") || bs.Int64("log.cleaner.threads") <= 0 {
+		return
+	}
+	s.cleaner = log.NewCleaner(log.CleanerConfig{
+		Threads:             int(bs.Int64("log.cleaner.threads")),
+		DedupeBufferSize:    max(bs.Int64("log.cleaner.dedupe.buffer.size"), 1),
+		LoadFactor:          bs.Float64("log.cleaner.io.buffer.load.factor"),
+		IOMaxBytesPerSecond: bs.Float64("log.cleaner.io.max.bytes.per.second"),
+		Backoff:             max(time.Duration(bs.Int64("log.cleaner.backoff.ms"))*time.Millisecond, time.Millisecond),
+		Logger:              s.logger,
+	})
 }
 
 // newStore returns a store with an empty image and no log.
@@ -149,6 +180,7 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.image.pending = map[[16]byte]*Topic{}
 	s.image.pendingParts = map[[16]byte][]slot{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	s.sec.init()
 	return s
 }
 
@@ -207,7 +239,7 @@ func (s *Store) Topics() []*Topic {
 // order, during Replay and for every entry committed after.
 func (s *Store) apply(e Entry) error {
 	var changed []*Topic
-	brokerChanged := false
+	brokerChanged, securityChanged := false, false
 	s.image.mu.Lock()
 	for i := range e.Records {
 		r := &e.Records[i]
@@ -282,10 +314,17 @@ func (s *Store) apply(e Entry) error {
 				s.reservedPIDs.Store(r.NextProducerID)
 			}
 		default:
+			if s.applySecurity(r) {
+				securityChanged = true
+				continue
+			}
 			s.logger.Warn("unknown metadata record type; skipped", "type", r.Type)
 		}
 	}
 	s.image.mu.Unlock()
+	if securityChanged && s.cfg.SecurityChanged != nil && s.replayed.Load() {
+		s.cfg.SecurityChanged()
+	}
 	if brokerChanged {
 		changed = s.Topics()
 	}
@@ -326,6 +365,9 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	if !t.internal {
+		cfg.Log.Cleaner = s.cleaner
+	}
 	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
@@ -342,6 +384,9 @@ func (s *Store) applyConfigs(t *Topic) {
 	cfg := s.partitionConfig(t)
 	for _, p := range ps {
 		p.SetConfig(cfg)
+	}
+	if s.cleaner != nil && cfg.Log.Compact {
+		s.cleaner.Wake() // it may be due now
 	}
 }
 
@@ -372,6 +417,9 @@ func (s *Store) Close() error {
 	// Wait for a change in progress; later ones see closed.
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
+	if s.cleaner != nil {
+		s.cleaner.Close() // passes in progress stop; nothing is lost
+	}
 	// Each close may fsync data, indexes, a producer snapshot and a
 	// checkpoint: with thousands of partitions they run in parallel, so
 	// the disk sees many syncs at once instead of one after another.

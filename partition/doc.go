@@ -62,6 +62,17 @@
 // its markers before the recovery point moves past it. Producers with a
 // transaction open are never expired.
 //
+// # Compaction
+//
+// On a compacted topic (log.Config.Compact, cleanup.policy with
+// "compact") every record must have a key, as Kafka requires: a batch
+// holding one without is refused with ErrInvalidRecord
+// (INVALID_RECORD), compressed batches decompressed to see. The log's
+// cleaner asks the partition for the last offset of each tracked
+// producer's newest batch (log.Config.ProducerLastOffsets) and keeps
+// that batch, emptied if its records are superseded, so the producer
+// state rebuilt from the log after compaction still recognizes retries.
+//
 // # High watermark
 //
 // Consumers read only durable records, as Redpanda serves them: the high
@@ -88,7 +99,9 @@
 //
 // All methods are safe for concurrent use. Appends and markers are
 // serialized by the partition's mutex (mu), which is taken before any lock
-// of the log. The last stable offset's state (stable) has a leaf lock of
+// of the log but its clean lock: a cleaning pass holds that one while it
+// asks for the producer state (under mu), so mu is never held while the
+// log closes. The last stable offset's state (stable) has a leaf lock of
 // its own, and the waiters' mutex (watch) is taken last: the log wakes
 // waiters (and prunes the transactions its sync made durable) from inside
 // Sync, which runs under mu at Close. LastStableOffset takes no lock.
