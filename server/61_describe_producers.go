@@ -1,7 +1,10 @@
 package server
 
 import (
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // DescribeProducers, v0 (KIP-664).
@@ -13,7 +16,8 @@ import (
 //     of its transaction open in the partition (-1 if none). The
 //     coordinator epoch is always 0 (one coordinator).
 //   - An unknown partition answers UNKNOWN_TOPIC_OR_PARTITION, an offline
-//     one KAFKA_STORAGE_ERROR.
+//     one KAFKA_STORAGE_ERROR; one of a topic the principal may not READ
+//     TOPIC_AUTHORIZATION_FAILED.
 
 func init() { regKey(61, 0, 0, handleDescribeProducers) }
 
@@ -24,9 +28,15 @@ func handleDescribeProducers(s *Server, r *request) kmsg.Response {
 		st := kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic
 		t := s.meta.Topic(rt.Topic)
+		denied := !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpRead)
 		for _, part := range rt.Partitions {
 			sp := kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = part
+			if denied {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			p, err := t.Partition(part)
 			if err != nil {
 				sp.ErrorCode, sp.ErrorMessage = errorCode(err)

@@ -141,17 +141,10 @@ func txnCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn fun
 }
 
 // AddPartitionsToTxn v0-v5, AddOffsetsToTxn v0-v4, EndTxn v0-v5,
-// DescribeTransactions v0, ListTransactions v0-v2: answered by the
-// transaction coordinator (package txn documents each). v4+ of
-// AddPartitionsToTxn is the broker-to-broker form (batched, VerifyOnly);
-// it is answered as well.
-func init() {
-	regKey(24, 0, 5, func(s *Server, r *request) kmsg.Response { return txnCall(s, r, s.txn.AddPartitionsToTxn) })
-	regKey(25, 0, 4, func(s *Server, r *request) kmsg.Response { return txnCall(s, r, s.txn.AddOffsetsToTxn) })
-	regKey(26, 0, 5, func(s *Server, r *request) kmsg.Response { return txnCall(s, r, s.txn.EndTxn) })
-	regKey(65, 0, 0, func(s *Server, r *request) kmsg.Response { return txnCall(s, r, s.txn.DescribeTransactions) })
-	regKey(66, 0, 2, func(s *Server, r *request) kmsg.Response { return txnCall(s, r, s.txn.ListTransactions) })
-}
+// DescribeTransactions v0, ListTransactions v0-v2 are answered by the
+// transaction coordinator (package txn documents each), once
+// txn_authz.go has authorized them. v4+ of AddPartitionsToTxn is the
+// broker-to-broker form (batched, VerifyOnly); it is answered as well.
 
 // verificationError maps the transaction coordinator's answer to a
 // partition leader's verification (AddPartitionsImplicitly,
