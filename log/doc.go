@@ -91,6 +91,14 @@
 // be, so its sequence numbers survive; control batches stay whole. A
 // group from which nothing goes is left as it is.
 //
+// Transactions: a pass maps and cleans nothing at or past the owner's
+// last stable offset (Config.LastStableOffset), so a transaction not yet
+// decided is left whole. The batches of aborted transactions (found
+// through the aborted-transaction index) are not mapped, so they
+// supersede no committed record, and are removed; their markers stay,
+// and the new segment's .txnindex holds the entries of the segments it
+// replaces.
+//
 // Swaps are atomic across crashes. A group's new segment is written as
 // <base>.log.cleaned (and .index.cleaned, ...), synced, and the
 // directory synced. Then, under the append lock, the log's checkpoint is

@@ -83,6 +83,13 @@ type Config struct {
 	// that the producer's sequence outlives compaction, as Kafka does.
 	// It is called with no lock of the log held. Read at Open only.
 	ProducerLastOffsets func() (map[int64]int64, bool)
+	// LastStableOffset, when set, returns the owner's last stable offset:
+	// the cleaner leaves the records at and past it (transactions not yet
+	// decided) as they are, as Kafka's cleaner stops at the first
+	// unstable offset; a negative value cleans nothing. It is called with
+	// the log's append lock held and must take no lock of the log. Read
+	// at Open only.
+	LastStableOffset func() int64
 	// FlushMessages syncs after this many records since the last sync.
 	// Corresponds to flush.messages; default MaxInt64 (never).
 	FlushMessages int64
@@ -305,6 +312,7 @@ func (l *Log) SetConfig(cfg Config) {
 	cfg.Files = l.appendMu.cfg.Files
 	cfg.Cleaner = l.appendMu.cfg.Cleaner
 	cfg.ProducerLastOffsets = l.appendMu.cfg.ProducerLastOffsets
+	cfg.LastStableOffset = l.appendMu.cfg.LastStableOffset
 	l.appendMu.cfg = cfg
 }
 

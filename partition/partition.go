@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymq/ferry/log"
@@ -126,6 +127,9 @@ type Partition struct {
 
 	// stable is what the last stable offset is computed from (txn.go).
 	stable stableState
+	// opened: Open finished, so p.log and stable may be read (by the
+	// log cleaner, through log.Config.LastStableOffset).
+	opened atomic.Bool
 
 	// watch guards the fetch waiters. It is taken last, after mu and
 	// the log's locks (the log wakes waiters from inside Sync).
@@ -155,6 +159,12 @@ func Open(dir string, cfg Config) (*Partition, error) {
 		return err
 	}
 	cfg.Log.ProducerLastOffsets = p.producerLastOffsets
+	cfg.Log.LastStableOffset = func() int64 {
+		if !p.opened.Load() {
+			return -1 // the cleaner waits for Open
+		}
+		return p.LastStableOffset()
+	}
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -179,6 +189,7 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	}
 	p.stable.init(p.mu.ongoing)
 	p.mu.Unlock()
+	p.opened.Store(true)
 	return p, nil
 }
 
