@@ -21,6 +21,8 @@ import (
 //   - A partition that does not exist answers UNKNOWN_TOPIC_OR_PARTITION; a
 //     marker older than its producer's epoch there is dropped, with no
 //     error, as Kafka's coordinator drops it.
+//   - It needs CLUSTER_ACTION on the cluster: every partition answers
+//     CLUSTER_AUTHORIZATION_FAILED otherwise, as in Kafka.
 //
 // Version notes:
 //   - v2 carries the transaction version (KIP-1228), which changes nothing

@@ -22,7 +22,9 @@
 // __consumer_offsets by package coordstate (groups.go wires them); the
 // transaction coordinator in package txn, whose state is kept in
 // __transaction_state the same way and whose markers txn.go writes to the
-// partitions and hands to the group coordinator for __consumer_offsets.
+// partitions and hands to the group coordinator for __consumer_offsets
+// (groups_authz.go and txn_authz.go authorize the coordinators' APIs, which
+// know no principals).
 //
 // # Requests
 //
