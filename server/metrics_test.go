@@ -143,7 +143,15 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A request's latency is observed once its response is written, a
+	// moment after the client has it: scrape until the last is in.
 	m := scrape(t, url)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); m = scrape(t, url) {
+		if m.get(t, "ferry_kafka_request_latency_seconds_count", "api", "Produce") == m.get(t, "ferry_kafka_requests_total", "api", "Produce") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	p0 := []string{"topic", topic, "partition", "0"}
 	size := m.get(t, "ferry_storage_log_size_bytes", p0...)
 	for _, c := range []struct {
