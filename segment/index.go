@@ -406,6 +406,9 @@ func (s *Segment) rebuildLocked() error {
 	valid := Scan(log, s.base, func(pos int64, h *record.Header) bool {
 		s.indexBatch(pos, h)
 		s.next.Store(h.NextOffset())
+		if h.IsControl() {
+			s.txn.scannedControl = true
+		}
 		return true
 	})
 	s.size.Store(valid)

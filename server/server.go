@@ -13,6 +13,7 @@ import (
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/txn"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -50,7 +51,8 @@ type Server struct {
 	meta     *meta.Store
 	sessions *fetchSessions
 	groups   *group.Coordinator
-	limits   *connLimits // connection counts and the request budget (limits.go)
+	txn      *txn.Coordinator // transactions (txn.go)
+	limits   *connLimits      // connection counts and the request budget (limits.go)
 
 	// listeners are the configured listeners (listener.go); the first is
 	// the one Serve serves.
@@ -121,6 +123,10 @@ func New(cfg Config) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
+	if err := s.startTxn(); err != nil {
+		s.closeStorage()
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	n := 0
@@ -172,10 +178,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.closeErr
 }
 
-// closeStorage stops the coordinator, then closes every partition and the
-// metadata log.
+// closeStorage stops the coordinators, then closes every partition and
+// the metadata log.
 func (s *Server) closeStorage() error {
 	var errs []error
+	if err := s.stopTxn(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.stopGroups(); err != nil {
 		errs = append(errs, err)
 	}
