@@ -530,7 +530,7 @@ func TestCleanMapFull(t *testing.T) {
 }
 
 // TestCleanKeylessAndControl: records without a key go (as in Kafka),
-// control batches stay whole.
+// a control batch stays (for delete.retention.ms: TestCleanTxnMarkers).
 func TestCleanKeylessAndControl(t *testing.T) {
 	l := open(t, t.TempDir(), compactCfg())
 	m := newModel()
@@ -1168,8 +1168,9 @@ func TestCleanConcurrentReaders(t *testing.T) {
 // TestCleanTransactions: the cleaner leaves the records of a transaction
 // not yet decided (at or past the owner's last stable offset) as they
 // are; an aborted transaction's records supersede nothing and go; its
-// abort marker stays, and so does its entry in the aborted-transaction
-// index, carried into the cleaned segment and kept across a reopen.
+// abort marker stays (for delete.retention.ms: TestCleanTxnMarkers), and
+// so does its entry in the aborted-transaction index, carried into the
+// cleaned segment and kept across a reopen.
 func TestCleanTransactions(t *testing.T) {
 	dir := t.TempDir()
 	var lso atomic.Int64
