@@ -35,6 +35,7 @@ type batchOpts struct {
 	producer int64 // -1: none
 	epoch    int16
 	seq      int32
+	txn      bool // transactional (needs a producer)
 }
 
 // kvBatch builds a validated batch of recs. t may be nil (a child
@@ -53,7 +54,11 @@ func kvBatch(t testing.TB, recs []kv, o batchOpts) ([]byte, record.Header) {
 	if o.producer >= 0 {
 		pid, epoch, seq = o.producer, o.epoch, o.seq
 	}
-	b := record.AppendBatch(nil, record.Batch{BaseTimestamp: o.ts, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Records: rs})
+	var attrs int16
+	if o.txn {
+		attrs = record.Transactional
+	}
+	b := record.AppendBatch(nil, record.Batch{BaseTimestamp: o.ts, Attributes: attrs, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Records: rs})
 	if o.codec != record.CodecNone {
 		var err error
 		if b, err = record.Recompress(b, o.codec); err != nil {

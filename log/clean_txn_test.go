@@ -1,6 +1,7 @@
 package log
 
 import (
+	"errors"
 	"maps"
 	"math"
 	"slices"
@@ -278,5 +279,172 @@ func TestCleanTxnMarkerKeepsEntry(t *testing.T) {
 	})
 	if len(p7) != 1 || p7[0].RecordCount != 0 {
 		t.Fatalf("producer 7's data batches: %+v", p7)
+	}
+}
+
+// txnModel follows the transactions of a property test as their owner
+// (package partition) would.
+type txnModel struct {
+	first   map[int64]int64        // producer id -> first offset of its open transaction
+	pending map[int64][]pendingRec // producer id -> its open transaction's records
+	entries map[int64]AbortedTxn   // abort marker offset -> its index entry
+}
+
+// pendingRec is a record of a transaction not yet decided.
+type pendingRec struct {
+	off int64
+	rec kv
+}
+
+func newTxnModel() *txnModel {
+	return &txnModel{first: map[int64]int64{}, pending: map[int64][]pendingRec{}, entries: map[int64]AbortedTxn{}}
+}
+
+// lastStable is the first offset of the oldest open transaction, or end.
+func (x *txnModel) lastStable(end int64) int64 {
+	for _, f := range x.first {
+		end = min(end, f)
+	}
+	return end
+}
+
+// data appends recs as a transactional batch of o.producer, in its open
+// transaction or a new one.
+func (x *txnModel) data(t testing.TB, l *Log, o batchOpts, recs []kv) int64 {
+	t.Helper()
+	o.txn = true
+	off := appendKV(t, l, o, recs...)
+	if _, ok := x.first[o.producer]; !ok {
+		x.first[o.producer] = off
+	}
+	for i, r := range recs {
+		x.pending[o.producer] = append(x.pending[o.producer], pendingRec{off + int64(i), r})
+	}
+	return off
+}
+
+// end appends the marker of pid's open transaction: a commit applies its
+// records to m (where no newer record of the key came before the
+// commit), an abort adds its index entry.
+func (x *txnModel) end(t testing.TB, l *Log, m *model, pid int64, commit bool, ts int64) {
+	t.Helper()
+	b := record.AppendControlBatch(nil, pid, 0, commit, 0, ts)
+	h, err := record.Validate(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := l.Append(b, &h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := x.first[pid]
+	delete(x.first, pid)
+	if commit {
+		for _, p := range x.pending[pid] {
+			if o, ok := m.offs[string(p.rec.key)]; p.rec.key != nil && (!ok || o < p.off) {
+				m.apply(p.off, []kv{p.rec})
+			}
+		}
+	} else {
+		e := AbortedTxn{ProducerID: pid, FirstOffset: first, LastOffset: off, LastStableOffset: x.lastStable(off + 1)}
+		if err := l.AppendAbortedTxn(e); err != nil {
+			t.Fatal(err)
+		}
+		x.entries[off] = e
+	}
+	delete(x.pending, pid)
+}
+
+// recovered is Config.Recovered: it adds back the entries of the abort
+// markers from from on.
+func (x *txnModel) recovered(l *Log, from int64) error {
+	var err error
+	werr := l.Walk(from, func(_ []byte, h *record.Header) bool {
+		if e, ok := x.entries[h.BaseOffset]; ok && h.IsControl() && h.BaseOffset >= from {
+			err = l.AppendAbortedTxn(e)
+		}
+		return err == nil
+	})
+	return errors.Join(werr, err)
+}
+
+// check reads the log as a read_committed consumer does (the records of
+// aborted transactions, by the log's index, and of open ones left out)
+// and checks that it gives the model; and that every entry of the
+// aborted-transaction index has its marker in the log.
+func (x *txnModel) check(t testing.TB, l *Log, m *model) []readRec {
+	t.Helper()
+	recs := readRecords(t, l)
+	aborted, err := l.AbortedTxns(l.LogStartOffset(), l.NextOffset(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, offs := map[string]string{}, map[string]int64{}
+	for _, r := range recs {
+		h := &r.batch
+		if h.IsControl() || r.nokey {
+			continue
+		}
+		if h.IsTransactional() {
+			if f, ok := x.first[h.ProducerID]; ok && r.off >= f {
+				continue
+			}
+			if slices.ContainsFunc(aborted, func(e AbortedTxn) bool {
+				return e.ProducerID == h.ProducerID && e.FirstOffset <= r.off && r.off <= e.LastOffset
+			}) {
+				continue
+			}
+		}
+		if r.tomb {
+			delete(got, r.key)
+		} else {
+			got[r.key] = r.val
+		}
+		offs[r.key] = r.off
+	}
+	for k, v := range m.vals {
+		if got[k] != v || offs[k] != m.offs[k] {
+			t.Fatalf("key %q reads %q at %d, want %q at %d", k, got[k], offs[k], v, m.offs[k])
+		}
+	}
+	for k := range got {
+		if _, ok := m.vals[k]; !ok {
+			t.Fatalf("key %q reads %q, it was deleted or never committed", k, got[k])
+		}
+	}
+	ctrl := controlBatches(t, l)
+	for _, e := range aborted {
+		if h, ok := ctrl[e.LastOffset]; !ok || h.ProducerID != e.ProducerID {
+			t.Fatalf("aborted transaction %+v: its marker is not in the log", e)
+		}
+	}
+	return recs
+}
+
+// checkMarkers checks, after a full compaction, that every marker below
+// the last stable offset and the active segment has a batch of its
+// transaction before it: the others are gone.
+func (x *txnModel) checkMarkers(t testing.TB, l *Log) {
+	t.Helper()
+	limit := min(x.lastStable(math.MaxInt64), l.active().Base())
+	batch := map[int64]bool{}
+	var bad []int64
+	if err := l.Walk(l.LogStartOffset(), func(_ []byte, h *record.Header) bool {
+		switch {
+		case !h.IsTransactional():
+		case !h.IsControl():
+			batch[h.ProducerID] = true
+		default:
+			if h.BaseOffset < limit && !batch[h.ProducerID] {
+				bad = append(bad, h.BaseOffset)
+			}
+			delete(batch, h.ProducerID)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		t.Fatalf("markers without a batch of their transaction left after a full compaction: %v", bad)
 	}
 }
