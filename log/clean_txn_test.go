@@ -1,11 +1,14 @@
 package log
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ferrymq/ferry/record"
 )
@@ -325,8 +328,8 @@ func (x *txnModel) data(t testing.TB, l *Log, o batchOpts, recs []kv) int64 {
 
 // end appends the marker of pid's open transaction: a commit applies its
 // records to m (where no newer record of the key came before the
-// commit), an abort adds its index entry.
-func (x *txnModel) end(t testing.TB, l *Log, m *model, pid int64, commit bool, ts int64) {
+// commit), an abort adds its index entry. It returns the marker's offset.
+func (x *txnModel) end(t testing.TB, l *Log, m *model, pid int64, commit bool, ts int64) int64 {
 	t.Helper()
 	b := record.AppendControlBatch(nil, pid, 0, commit, 0, ts)
 	h, err := record.Validate(b)
@@ -353,6 +356,7 @@ func (x *txnModel) end(t testing.TB, l *Log, m *model, pid int64, commit bool, t
 		x.entries[off] = e
 	}
 	delete(x.pending, pid)
+	return off
 }
 
 // recovered is Config.Recovered: it adds back the entries of the abort
@@ -446,5 +450,77 @@ func (x *txnModel) checkMarkers(t testing.TB, l *Log) {
 	}
 	if len(bad) > 0 {
 		t.Fatalf("markers without a batch of their transaction left after a full compaction: %v", bad)
+	}
+}
+
+// TestCleanTxnMarkersCrash stops the pass that removes an abort marker
+// and a commit marker at each of its steps as if the process died there
+// and reopens the log: a read_committed reader reads the same, the abort
+// marker and its .txnindex entry are both there or both gone, and the
+// next pass removes both markers.
+func TestCleanTxnMarkersCrash(t *testing.T) {
+	steps := []cleanStep{stepCleaned, stepCommitted, stepOldRemoved, stepLogRenamed, stepSwapped, stepManifestsRemoved}
+	for _, step := range steps {
+		t.Run(fmt.Sprintf("step%d", step), func(t *testing.T) {
+			dir := t.TempDir()
+			x := newTxnModel()
+			last := map[int64]int64{}
+			cfg := compactCfg()
+			cfg.ProducerLastOffsets = func() (map[int64]int64, bool) { return maps.Clone(last), true }
+			cfg.Recovered = x.recovered
+			l, err := Open(dir, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newModel()
+			seqs := map[int64]int32{}
+			txn := func(pid int64, commit bool, recs ...kv) int64 {
+				off := x.data(t, l, batchOpts{producer: pid, seq: seqs[pid]}, recs)
+				seqs[pid] += int32(len(recs))
+				last[pid] = off + int64(len(recs)) - 1
+				return x.end(t, l, m, pid, commit, 1)
+			}
+			gone := []int64{txn(10, false, put("a", "aborted")), txn(11, true, put("b", "1"))}
+			recs := []kv{put("b", "2")}
+			m.apply(appendKV(t, l, batchOpts{producer: -1}, recs...), recs)
+			// Newer batches of both producers, so their first ones go.
+			txn(10, true, put("c", "1"))
+			txn(11, true, put("d", "1"))
+			fillKeys(t, l, m, 40, 3, 1)
+			waitSealed(t, l)
+			cleanAt(t, l, 10, bigMap()) // the first two markers get a horizon
+			markersThere := func(l *Log) (abort, commit bool) {
+				ctrl := controlBatches(t, l)
+				_, abort = ctrl[gone[0]]
+				_, commit = ctrl[gone[1]]
+				return abort, commit
+			}
+			if a, c := markersThere(l); !a || !c {
+				t.Fatalf("markers at %v after the first pass: abort %v, commit %v", gone, a, c)
+			}
+			l.clean.hook = func(s cleanStep) bool { return s == step }
+			if _, err := l.cleanOnce(context.Background(), time.UnixMilli(2000), bigMap(), newThrottle(0), true); !errors.Is(err, errCrashed) {
+				t.Fatalf("the pass removing the markers did not reach step %d (%v)", step, err)
+			}
+			crash(l)
+			if l, err = Open(dir, cfg); err != nil {
+				t.Fatalf("reopen after a crash at step %d: %v", step, err)
+			}
+			defer func() { l.Close() }()
+			checkDir(t, dir)
+			x.check(t, l, m)
+			abort, _ := markersThere(l)
+			if entries := abortedIDs(t, l, 0, l.NextOffset()); abort != slices.Contains(entries, 10) {
+				t.Fatalf("after a crash at step %d: abort marker there %v, aborted transactions %v", step, abort, entries)
+			}
+			cleanAt(t, l, 3000, bigMap())
+			x.check(t, l, m)
+			if a, c := markersThere(l); a || c {
+				t.Fatalf("markers at %v after the pass past their horizon: abort %v, commit %v", gone, a, c)
+			}
+			if entries := abortedIDs(t, l, 0, l.NextOffset()); len(entries) != 0 {
+				t.Fatalf("aborted transactions left: %v", entries)
+			}
+		})
 	}
 }
