@@ -217,8 +217,9 @@ func (c *cleaning) check() error {
 // as m holds), then rewrites the segments from the log start to the end
 // of what it mapped, in groups of at most segment.bytes, keeping the
 // newest record of each key, tombstones until their delete horizon and
-// transaction markers as marker says, and swaps each group's new segment in for the old ones. Offsets never
-// change. force runs the pass even when the log is not due (tests).
+// transaction markers as marker says, and swaps each group's new segment
+// in for the old ones. Offsets never change. force runs the pass even
+// when the log is not due (tests).
 func (l *Log) cleanOnce(ctx context.Context, now time.Time, m *offsetMap, io *throttle, force bool) (cleanStats, error) {
 	l.clean.Lock()
 	defer l.clean.Unlock()
@@ -594,7 +595,8 @@ func (c *cleaning) marker(batch []byte, h *record.Header) ([]byte, error) {
 	}
 	hz, ok := h.DeleteHorizonMs()
 	if h.RecordCount == 0 || ok && c.now >= hz {
-		// Its horizon passed (or an earlier pass emptied it): it goes.
+		// Its horizon passed, or it is empty (Kafka's cleaner empties
+		// markers; this one never does): it goes.
 		c.goneMarkers[h.BaseOffset] = struct{}{}
 		return nil, nil
 	}
