@@ -25,6 +25,7 @@
 //	partitions    {"v":1,"topic":name,"topic_id":hex,"partitions":n}
 //	remove_topic  {"v":1,"topic":name,"topic_id":hex}
 //	config        {"v":1,"resource":"topic"|"broker","topic_id":hex,"key":k,"value":v|absent}
+//	              {"v":1,"resource":"group","name":group,"key":k,"value":v|absent}
 //	producer_ids  {"v":1,"next_producer_id":n}
 //
 // # The data directory
@@ -59,7 +60,7 @@
 // shared; a Topic's configs and partitions are replaced atomically, never
 // mutated, so reading them takes no lock. Changes serialize on adminMu;
 // producer ids on pids. Lock order: adminMu or pids, then the log's lock,
-// then image.mu.
+// then image.mu, then the group configs' lock.
 //
 // # Usage
 //

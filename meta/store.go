@@ -70,6 +70,8 @@ type Store struct {
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
 	reservedPIDs atomic.Int64
+	// groups holds the dynamic group configs (group.go).
+	groups groupConfigs
 
 	pids struct {
 		// mu serializes NextProducerID; taken before the log's lock.
@@ -231,6 +233,10 @@ func (s *Store) apply(e Entry) error {
 				}
 			}
 		case TypeConfig:
+			if r.Resource == "group" {
+				s.applyGroupConfig(r)
+				continue
+			}
 			if r.Resource == "broker" {
 				old := s.settings.Load()
 				dynamic := maps.Clone(old.dynamic)
