@@ -139,6 +139,7 @@ var brokerConfigs = []brokerConfig{
 	{"group.share.max.delivery.count.limit", "10", typeInt, false, atLeast(1)},
 	{"group.share.partition.max.record.locks", "2000", typeInt, false, atLeast(1)},
 	{"group.share.max.size", "200", typeShort, false, atLeast(1)},
+	{"group.share.max.share.sessions", "2000", typeInt, false, atLeast(1)},
 	{"share.coordinator.state.topic.num.partitions", "50", typeInt, false, atLeast(1)},
 	{"share.coordinator.state.topic.replication.factor", "1", typeShort, false, atLeast(1)},
 	{"share.coordinator.state.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},

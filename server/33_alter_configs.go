@@ -35,7 +35,9 @@ func handleAlterConfigs(s *Server, r *request) kmsg.Response {
 					err = fmt.Errorf("%w: topic %q does not exist", kerr.UnknownTopicOrPartition, rr.ResourceName)
 					break
 				}
-				err = s.meta.AlterTopicConfigs(t, alter)
+				if err = s.meta.AlterTopicConfigs(t, alter); err == nil && !req.ValidateOnly {
+					s.shares.TopicsChanged() // delivery.delay.ms
+				}
 			case resourceBroker:
 				err = s.meta.AlterBrokerConfigs(rr.ResourceName, alter)
 			default:

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -53,6 +55,7 @@ func (s *Server) startGroups() error {
 	c, err := group.New(group.Config{
 		Store:                         coordstate.New[group.Record](offsetsTopic, t.Partition),
 		Topics:                        s.groupTopics,
+		OtherGroup:                    s.shareGroupExists,
 		Logger:                        s.logger,
 		NodeID:                        s.cfg.NodeID,
 		OffsetsTopicPartitions:        t.NumPartitions(),
@@ -86,6 +89,9 @@ func (s *Server) topicsChanged() {
 	if s.groups != nil {
 		s.groups.TopicsChanged()
 	}
+	if s.shares != nil {
+		s.shares.TopicsChanged()
+	}
 }
 
 func (s *Server) groupTopics() map[string]group.TopicInfo {
@@ -113,23 +119,27 @@ func init() {
 	regKey(12, 0, 4, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.Heartbeat) })
 	regKey(13, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.LeaveGroup) })
 	regKey(14, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.SyncGroup) })
-	regKey(15, 0, 6, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DescribeGroups) })
-	regKey(16, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ListGroups) })
-	regKey(42, 0, 3, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DeleteGroups) })
+	regKey(15, 0, 6, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.describeGroups) })
+	regKey(16, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.listGroups) })
+	regKey(42, 0, 3, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.deleteGroups) })
 	regKey(47, 0, 0, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.OffsetDelete) })
 	regKey(68, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupHeartbeat) })
 	regKey(69, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupDescribe) })
 }
 
-// FindCoordinator, v0-v6. This broker coordinates every group; v4+
-// batches keys. Transaction coordinators (key type 1) do not exist yet:
+// FindCoordinator, v0-v6. This broker coordinates every group and every
+// share-partition (key type 2, "group:topicID:partition"); v4+ batches
+// keys. Transaction coordinators (key type 1) do not exist yet:
 // COORDINATOR_NOT_AVAILABLE.
+// coordinatorShare is FindCoordinator's key type of share coordinators.
+const coordinatorShare = 2
+
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := s.brokerHostPort()
 	answer := func(key string) (int32, string, int32, int16, *string) {
-		if req.CoordinatorType != 0 {
+		if req.CoordinatorType != 0 && req.CoordinatorType != coordinatorShare {
 			msg := "transaction coordinators are not supported yet"
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
@@ -150,5 +160,60 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 		return resp
 	}
 	resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = answer(req.CoordinatorKey)
+	return resp
+}
+
+// listGroups lists consumer groups and share groups together, by name.
+func (s *Server) listGroups(ctx context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
+	resp := s.groups.ListGroups(ctx, req)
+	if resp.ErrorCode != 0 {
+		return resp
+	}
+	if shared := s.shares.ListGroups(req); len(shared) > 0 {
+		resp.Groups = append(resp.Groups, shared...)
+		slices.SortFunc(resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int { return strings.Compare(a.Group, b.Group) })
+	}
+	return resp
+}
+
+// describeGroups describes share groups as Kafka does (Dead, and from v6
+// GROUP_ID_NOT_FOUND: "not a classic group"), consumer groups through
+// their coordinator.
+func (s *Server) describeGroups(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
+	resp := s.groups.DescribeGroups(ctx, req)
+	for i := range resp.Groups {
+		if dg, ok := s.shares.DescribeGroup(req.Version, resp.Groups[i].Group); ok {
+			resp.Groups[i] = dg
+		}
+	}
+	return resp
+}
+
+// deleteGroups deletes share groups through the share coordinator and
+// the others through the group coordinator.
+func (s *Server) deleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
+	resp := kmsg.NewPtrDeleteGroupsResponse()
+	resp.Version = req.Version
+	var rest []string
+	codes := make(map[string]int16)
+	for _, name := range req.Groups {
+		if code, ok := s.shares.DeleteGroup(name); ok {
+			codes[name] = code
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	if len(rest) > 0 {
+		sub := *req
+		sub.Groups = rest
+		for _, g := range s.groups.DeleteGroups(ctx, &sub).Groups {
+			codes[g.Group] = g.ErrorCode
+		}
+	}
+	for _, name := range req.Groups {
+		g := kmsg.NewDeleteGroupsResponseGroup()
+		g.Group, g.ErrorCode = name, codes[name]
+		resp.Groups = append(resp.Groups, g)
+	}
 	return resp
 }

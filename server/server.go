@@ -12,6 +12,7 @@ import (
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/share"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -49,6 +50,12 @@ type Server struct {
 	sessions *fetchSessions
 	groups   *group.Coordinator
 	limits   *connLimits // connection counts and the request budget (limits.go)
+
+	// Share groups (shares.go): the engine, the share sessions of
+	// ShareFetch and ShareAcknowledge, the ShareFetch requests waiting.
+	shares        *share.Coordinator
+	shareSessions *shareSessions
+	shareWaiters  *shareWaiters
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -103,6 +110,10 @@ func New(cfg Config) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
+	if err := s.startShares(); err != nil {
+		s.closeStorage()
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	n := 0
@@ -154,10 +165,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.closeErr
 }
 
-// closeStorage stops the coordinator, then closes every partition and the
-// metadata log.
+// closeStorage stops the coordinators, then closes every partition and
+// the metadata log.
 func (s *Server) closeStorage() error {
 	var errs []error
+	if err := s.stopShares(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.stopGroups(); err != nil {
 		errs = append(errs, err)
 	}
