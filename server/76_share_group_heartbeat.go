@@ -13,5 +13,5 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 //   - A group ID used by a consumer group answers GROUP_ID_NOT_FOUND.
 
 func init() {
-	regKey(76, 0, 1, func(s *Server, r *request) kmsg.Response { return shareCall(s, r, s.shares.ShareGroupHeartbeat) })
+	regKey(76, 0, 1, func(s *Server, r *request) kmsg.Response { return shareCall(s, r, true, s.shares.ShareGroupHeartbeat) })
 }

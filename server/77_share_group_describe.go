@@ -6,5 +6,5 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 // members with their subscriptions and assignments.
 
 func init() {
-	regKey(77, 0, 1, func(s *Server, r *request) kmsg.Response { return shareCall(s, r, s.shares.ShareGroupDescribe) })
+	regKey(77, 0, 1, func(s *Server, r *request) kmsg.Response { return shareCall(s, r, false, s.shares.ShareGroupDescribe) })
 }

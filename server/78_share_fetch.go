@@ -88,6 +88,7 @@ type shareFetch struct {
 	// parts holds the response's partitions, in order; byTP indexes it.
 	parts []shareFetchPart
 	byTP  map[share.TopicPartition]int
+	salt  [8]byte // of the response's placeholders
 }
 
 // shareFetchPart is one partition of the response.
@@ -218,10 +219,30 @@ func (f *shareFetch) releaseOld() {
 }
 
 // run acknowledges, acquires (waiting if there is nothing), and responds.
-// The session is locked until it returns.
+// The session is unlocked before the response goes out: the client's
+// next request may arrive as soon as it is read.
 func (f *shareFetch) run() kmsg.Response {
-	defer f.sess.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			f.sess.mu.Unlock()
+		}
+		// Views not handed to the response (a panic on the way).
+		for i := range f.parts {
+			for j := range f.parts[i].views {
+				f.parts[i].views[j].Release()
+			}
+		}
+	}()
 	f.releaseOld()
+	if err := f.s.ensureShareState(); err != nil {
+		resp := f.req.ResponseKind().(*kmsg.ShareFetchResponse)
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		locked = false
+		f.sess.mu.Unlock()
+		f.r.respond(resp)
+		return nil
+	}
 	if len(f.acks) > 0 {
 		f.s.shares.AcknowledgeAll(f.group, f.member, f.acks, f.renew)
 		for _, a := range f.acks {
@@ -242,7 +263,10 @@ func (f *shareFetch) run() kmsg.Response {
 		}
 		f.sess.bump()
 	}
-	f.respond()
+	resp, groups := f.build()
+	locked = false
+	f.sess.mu.Unlock()
+	f.send(resp, groups)
 	return nil
 }
 
@@ -401,19 +425,10 @@ func (f *shareFetch) wait() {
 	}
 }
 
-// respond builds the response and sends it, splicing the mapped record
-// data in without copying it.
-func (f *shareFetch) respond() {
-	sent := false
-	defer func() {
-		if !sent {
-			for i := range f.parts {
-				for j := range f.parts[i].views {
-					f.parts[i].views[j].Release()
-				}
-			}
-		}
-	}()
+// build builds the response, with a placeholder for the record data of
+// each partition that has some; groups holds that data, in the order of
+// the placeholders. The session is locked.
+func (f *shareFetch) build() (*kmsg.ShareFetchResponse, [][]partition.View) {
 	resp := f.req.ResponseKind().(*kmsg.ShareFetchResponse)
 	resp.SetVersion(f.r.version)
 	resp.AcquisitionLockTimeoutMillis = f.s.shares.LockDuration(f.group)
@@ -430,8 +445,7 @@ func (f *shareFetch) respond() {
 			}
 		}
 	}
-	var salt [8]byte
-	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
+	binary.BigEndian.PutUint64(f.salt[:], rand.Uint64())
 	var groups [][]partition.View
 	topicIdx := make(map[[16]byte]int)
 	for i := range f.parts {
@@ -451,12 +465,26 @@ func (f *shareFetch) respond() {
 		rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = -1, -1
 		rp.AcquiredRecords = p.ranges
 		if len(p.views) > 0 {
-			ph := sentinel(salt, len(groups))
+			ph := sentinel(f.salt, len(groups))
 			rp.Records = ph[:]
 			groups = append(groups, p.views)
+			p.views = nil // the response's now
 		}
 		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
 	}
+	return resp, groups
+}
+
+// send encodes the response and sends it, splicing the mapped record data
+// in without copying it; the views are released once it is written.
+func (f *shareFetch) send(resp *kmsg.ShareFetchResponse, groups [][]partition.View) {
+	sent := false
+	defer func() {
+		if !sent {
+			releaseGroups(groups)
+		}
+	}()
+	salt := f.salt
 	buf := getBuf()
 	*buf = appendResponse((*buf)[:0], f.r.corr, resp)
 	if len(groups) == 0 {
@@ -485,13 +513,15 @@ func (f *shareFetch) respond() {
 		return
 	}
 	sent = true
-	f.r.send(&response{bufs: bufs, buf: buf, release: func() {
-		for _, g := range groups {
-			for i := range g {
-				g[i].Release()
-			}
+	f.r.send(&response{bufs: bufs, buf: buf, release: func() { releaseGroups(groups) }})
+}
+
+func releaseGroups(groups [][]partition.View) {
+	for _, g := range groups {
+		for i := range g {
+			g[i].Release()
 		}
-	}})
+	}
 }
 
 // spliceGroups cuts the encoded frame (a flexible response) at each

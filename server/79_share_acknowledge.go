@@ -78,6 +78,10 @@ func handleShareAcknowledge(s *Server, r *request) kmsg.Response {
 	}
 	r.await(func() kmsg.Response {
 		defer ss.mu.Unlock()
+		if err := s.ensureShareState(); err != nil {
+			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			return resp
+		}
 		s.shares.AcknowledgeAll(group, member, acks, renew)
 		if final {
 			s.releaseSession(ss, true)

@@ -8,6 +8,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 
 func init() {
 	regKey(90, 0, 1, func(s *Server, r *request) kmsg.Response {
-		return shareCall(s, r, s.shares.DescribeShareGroupOffsets)
+		return shareCall(s, r, false, s.shares.DescribeShareGroupOffsets)
 	})
 }

@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 
 func init() {
 	regKey(91, 0, 0, func(s *Server, r *request) kmsg.Response {
-		return shareCall(s, r, s.shares.AlterShareGroupOffsets)
+		return shareCall(s, r, true, s.shares.AlterShareGroupOffsets)
 	})
 }

@@ -8,6 +8,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 
 func init() {
 	regKey(92, 0, 0, func(s *Server, r *request) kmsg.Response {
-		return shareCall(s, r, s.shares.DeleteShareGroupOffsets)
+		return shareCall(s, r, true, s.shares.DeleteShareGroupOffsets)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymq/ferry/group"
@@ -56,6 +57,11 @@ type Server struct {
 	shares        *share.Coordinator
 	shareSessions *shareSessions
 	shareWaiters  *shareWaiters
+	shareState    struct {
+		mu         sync.Mutex  // serializes creating __share_group_state
+		ready      atomic.Bool // __share_group_state exists
+		partitions int32       // its partition count
+	}
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.

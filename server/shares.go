@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ferrymq/ferry/coordstate"
 	"github.com/ferrymq/ferry/meta"
+	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/share"
 	"github.com/ferrymq/ferry/shareio"
 )
@@ -28,34 +30,23 @@ import (
 // shareStateTopic is Kafka's internal topic holding share-group state.
 const shareStateTopic = "__share_group_state"
 
-// startShares creates __share_group_state if it does not exist yet, and
-// the share coordinator, which replays it.
+// startShares starts the share coordinator, which replays
+// __share_group_state. The topic is created when the first share group
+// needs it (ensureShareState), as Kafka creates it, so a broker whose
+// clients never use share groups does not have it.
 func (s *Server) startShares() error {
 	bs := s.settings()
-	t := s.meta.Topic(shareStateTopic)
-	if t == nil {
-		var err error
-		t, err = s.meta.CreateTopic(meta.NewTopic{
-			Name:              shareStateTopic,
-			Partitions:        int32(bs.int64("share.coordinator.state.topic.num.partitions")),
-			ReplicationFactor: 1,
-			Configs: map[string]*string{
-				"cleanup.policy":    ptr("delete"),
-				"retention.ms":      ptr("-1"),
-				"segment.bytes":     ptr(strconv.FormatInt(bs.int64("share.coordinator.state.topic.segment.bytes"), 10)),
-				"max.message.bytes": ptr("10485760"),
-			},
-			Internal: true,
-		})
-		if err != nil {
-			return fmt.Errorf("server: create %s: %w", shareStateTopic, err)
-		}
+	parts := int32(bs.int64("share.coordinator.state.topic.num.partitions"))
+	if t := s.meta.Topic(shareStateTopic); t != nil {
+		parts = t.NumPartitions()
+		s.shareState.ready.Store(true)
 	}
+	s.shareState.partitions = parts
 	ms := func(name string) time.Duration { return time.Duration(bs.int64(name)) * time.Millisecond }
 	s.shareSessions = newShareSessions(int(bs.int64("group.share.max.share.sessions")))
 	s.shareWaiters = newShareWaiters()
 	c, err := share.New(share.Config{
-		Store:                      coordstate.New[share.Record](shareStateTopic, t.Partition),
+		Store:                      shareStore{s, coordstate.New[share.Record](shareStateTopic, s.shareStatePartition)},
 		Reader:                     shareio.NewReader(s.meta),
 		DLQ:                        shareio.NewDLQWriter(s.meta, s.logger),
 		Topics:                     s.shareTopics,
@@ -65,7 +56,7 @@ func (s *Server) startShares() error {
 		OtherGroup:                 s.groups.Exists,
 		Logger:                     s.logger,
 		NodeID:                     s.cfg.NodeID,
-		StatePartitions:            t.NumPartitions(),
+		StatePartitions:            parts,
 		SessionTimeout:             ms("group.share.session.timeout.ms"),
 		MinSessionTimeout:          ms("group.share.min.session.timeout.ms"),
 		MaxSessionTimeout:          ms("group.share.max.session.timeout.ms"),
@@ -90,6 +81,65 @@ func (s *Server) startShares() error {
 	}
 	s.shares = c
 	return nil
+}
+
+// shareStateTopicConfigs are the configs __share_group_state is created
+// with: its records are kept until the coordinator's snapshots move its
+// log start (coordstate), never deleted by time or size.
+func shareStateTopicConfigs(bs brokerSettings) map[string]*string {
+	return map[string]*string{
+		"cleanup.policy":    ptr("delete"),
+		"retention.ms":      ptr("-1"),
+		"retention.bytes":   ptr("-1"),
+		"segment.bytes":     ptr(strconv.FormatInt(bs.int64("share.coordinator.state.topic.segment.bytes"), 10)),
+		"max.message.bytes": ptr("10485760"),
+	}
+}
+
+// ensureShareState creates __share_group_state if it does not exist yet.
+// Every share API that may write state calls it first, off the reader
+// goroutine and with no coordinator lock held (creating a topic tells the
+// coordinators that topics changed).
+func (s *Server) ensureShareState() error {
+	if s.shareState.ready.Load() {
+		return nil
+	}
+	s.shareState.mu.Lock()
+	defer s.shareState.mu.Unlock()
+	if s.meta.Topic(shareStateTopic) == nil {
+		_, err := s.meta.CreateTopic(meta.NewTopic{
+			Name:              shareStateTopic,
+			Partitions:        s.shareState.partitions,
+			ReplicationFactor: 1,
+			Configs:           shareStateTopicConfigs(s.settings()),
+			Internal:          true,
+		})
+		if err != nil && !errors.Is(err, meta.ErrTopicExists) {
+			s.logger.Error("creating "+shareStateTopic, "err", err)
+			return err
+		}
+	}
+	s.shareState.ready.Store(true)
+	return nil
+}
+
+// shareStatePartition returns partition p of __share_group_state.
+func (s *Server) shareStatePartition(p int32) (*partition.Partition, error) {
+	return s.meta.Topic(shareStateTopic).Partition(p)
+}
+
+// shareStore is the share coordinator's Store: __share_group_state, which
+// replays as empty until it exists.
+type shareStore struct {
+	s *Server
+	*coordstate.Store[share.Record]
+}
+
+func (st shareStore) Replay(p int32, fn func(int64, share.Record) error) error {
+	if st.s.meta.Topic(shareStateTopic) == nil {
+		return nil
+	}
+	return st.Store.Replay(p, fn)
 }
 
 // dlqPrefix is errors.deadletterqueue.topic.name.prefix as the engine
@@ -379,12 +429,36 @@ func (w *shareWaiters) wake(group string, tp share.TopicPartition) {
 }
 
 // shareCall runs a share coordinator call off the reader goroutine, with
-// the client's ID and host for ShareGroupHeartbeat.
-func shareCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn func(context.Context, Req) Resp) kmsg.Response {
+// the client's ID and host for ShareGroupHeartbeat. A call that may write
+// state (writes) first makes sure __share_group_state exists; if it cannot
+// be created the answer is COORDINATOR_NOT_AVAILABLE.
+func shareCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, writes bool, fn func(context.Context, Req) Resp) kmsg.Response {
 	req := r.kreq.(Req)
 	ctx := share.WithClientInfo(r.c.ctx, share.ClientInfo{ClientID: r.clientID, Host: "/" + r.c.remoteIP()})
-	r.await(func() kmsg.Response { return fn(ctx, req) })
+	r.await(func() kmsg.Response {
+		if writes {
+			if err := s.ensureShareState(); err != nil {
+				resp := req.ResponseKind()
+				setErrorCode(resp, kerr.CoordinatorNotAvailable)
+				return resp
+			}
+		}
+		return fn(ctx, req)
+	})
 	return nil
+}
+
+// setErrorCode sets the top-level error of a share API response that
+// writes state.
+func setErrorCode(resp kmsg.Response, e *kerr.Error) {
+	switch r := resp.(type) {
+	case *kmsg.ShareGroupHeartbeatResponse:
+		r.ErrorCode = e.Code
+	case *kmsg.AlterShareGroupOffsetsResponse:
+		r.ErrorCode = e.Code
+	case *kmsg.DeleteShareGroupOffsetsResponse:
+		r.ErrorCode = e.Code
+	}
 }
 
 // resourceGroup is the GROUP config resource type (KIP-848, KIP-932).

@@ -55,11 +55,12 @@ func init() {
 		}},
 		{name: "produce", args: "TOPIC", summary: "produce stdin, one record per line", run: runProduce, flags: flagsOnly(produceFlags)},
 		{name: "consume", args: "TOPIC", summary: "print records", run: runConsume, flags: flagsOnly(consumeFlags)},
-		{name: "group", summary: "list, describe, delete consumer groups and reset their offsets", sub: []*command{
+		{name: "group", summary: "list, describe, delete consumer and share groups, reset their offsets", sub: []*command{
 			{name: "list", summary: "list groups", run: runGroupList, flags: flagsOnly(groupListFlags)},
-			{name: "describe", args: "GROUP...", summary: "members, assignments, committed offsets and lag", run: runGroupDescribe, flags: flagsOnly(groupDescribeFlags)},
+			{name: "describe", args: "GROUP...", summary: "members, assignments, committed (share: start) offsets and lag", run: runGroupDescribe, flags: flagsOnly(groupDescribeFlags)},
 			{name: "delete", args: "GROUP...", summary: "delete empty groups", run: runGroupDelete, flags: flagsOnly(groupDeleteFlags)},
-			{name: "reset-offsets", args: "GROUP", summary: "move committed offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
+			{name: "reset-offsets", args: "GROUP", summary: "move committed (share: start) offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
+			{name: "alter-config", args: "GROUP...", summary: "set (-set k=v) or reset (-delete k) a share group's configs", run: runGroupAlterConfig, flags: flagsOnly(groupAlterConfigFlags)},
 		}},
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},

@@ -427,7 +427,7 @@ func TestHelpAndCompletion(t *testing.T) {
 	out = mustFerry(t, "", "consume", "-h")
 	contains(t, "consume -h", out, "Usage: ferry consume [flags] TOPIC", "-offset")
 	out = mustFerry(t, "", "completion", "bash")
-	contains(t, "bash", out, "complete -o default -F _ferry ferry", `"topic create"*`, "-partitions", `"group") cands="list describe delete reset-offsets"`)
+	contains(t, "bash", out, "complete -o default -F _ferry ferry", `"topic create"*`, "-partitions", `"group") cands="list describe delete reset-offsets alter-config"`)
 	out = mustFerry(t, "", "completion", "zsh")
 	contains(t, "zsh", out, "#compdef ferry", "compdef _ferry ferry", "reset-offsets")
 	if _, _, code := ferry(t, "", "bench", "produce", "-h"); code != 0 {
