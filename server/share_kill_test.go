@@ -6,8 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -295,4 +300,159 @@ func TestShareProcesses(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestShareCrash kills the broker with SIGKILL at random moments while a
+// share member fetches and acknowledges, restarts it on the same
+// directory, and goes on: a record whose acceptance the broker confirmed
+// is never delivered again, and in the end every record is accepted.
+func TestShareCrash(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FERRY_CRASH_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("seed %d (set FERRY_CRASH_SEED=%d to repeat)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	rounds := 6
+	if testing.Short() {
+		rounds = 2
+	}
+	dir := t.TempDir()
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "broker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	addr := freeLowPort(t, rng)
+	child := startChild(t, dir, addr, logFile, true)
+	b := &testBroker{t: t, addr: addr, dir: dir}
+	const topic, partitions, n = "crashq", 3, 3000
+	id := newShareTopic(t, b, topic, partitions, "g", "share.record.lock.duration.ms", "15000")
+	prod := newTestClient(t, addr, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Value: fmt.Appendf(nil, "%d", i)})
+	}
+	if err := prod.ProduceSync(testCtx(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	prod.Close()
+	parts := partitionsOf(id, partitions)
+
+	type key struct {
+		p   int32
+		off int64
+	}
+	confirmed := map[key]bool{} // accepted, and the broker said so
+	inDoubt := map[key]bool{}   // accepted by a request the broker died under
+	m := newRawShare(t, addr, "g")
+	member := m.member
+	connect := func() {
+		m = newRawShare(t, addr, "g")
+		m.member = member // the same member carries on
+		m.strict = true
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := m.tryHeartbeat(topic)
+			if err == nil && resp.ErrorCode == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cannot join after a restart: %v %v", err, resp)
+			}
+		}
+	}
+	connect()
+	var pending []ackRange
+	killAt := 1 + rng.IntN(15)
+	round := 0
+	progress := time.Now()
+	done := func() bool {
+		for _, o := range describeShareOffsets(t, b, "g") {
+			if o.Lag != 0 || o.StartOffset != n/partitions {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		if time.Since(progress) > 20*time.Second {
+			var missing []key
+			for p := range int32(partitions) {
+				for o := range int64(n) {
+					if !confirmed[key{p, o}] && len(missing) < 20 {
+						missing = append(missing, key{p, o})
+					}
+				}
+			}
+			t.Fatalf("round %d: nothing accepted for 20s; %d of %d accepted; offsets %+v; some not accepted: %v\nbroker log:\n%s",
+				round, len(confirmed), n, describeShareOffsets(t, b, "g"), missing, tailFile(logFile.Name()))
+		}
+		if killAt--; killAt == 0 && round < rounds {
+			round++
+			delay := time.Duration(rng.IntN(3000)) * time.Microsecond
+			go func(c *childBroker) { time.Sleep(delay); c.kill() }(child)
+			killAt = 1 + rng.IntN(15)
+		}
+		resp, err := m.tryFetch(parts, pending, 200*time.Millisecond, 25)
+		if err == nil && resp.ErrorCode != 0 {
+			err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+		if err != nil {
+			// The broker died (or the session was lost with it):
+			// restart it if it is gone and carry on.
+			select {
+			case <-child.exited:
+				fmt.Fprintf(logFile, "--- round %d: killed\n", round)
+				child = startChild(t, dir, addr, logFile, true)
+			case <-time.After(time.Second):
+			}
+			connect()
+			for _, a := range pending {
+				inDoubt[key{a.tp.p, a.first}] = true
+			}
+			pending = nil
+			continue
+		}
+		for p, e := range ackErrors(resp) {
+			if e != nil {
+				t.Fatalf("accepting records of partition %d: %v", p.p, e)
+			}
+		}
+		for _, a := range pending {
+			for o := a.first; o <= a.last; o++ {
+				confirmed[key{a.tp.p, o}] = true
+			}
+			progress = time.Now()
+		}
+		pending = nil
+		got := acquired(t, resp)
+		for p, offs := range got {
+			for _, o := range offs {
+				if confirmed[key{p.p, o}] {
+					t.Fatalf("round %d: partition %d offset %d was delivered again after its acceptance was confirmed", round, p.p, o)
+				}
+				delete(inDoubt, key{p.p, o}) // its acceptance was lost
+				pending = append(pending, ackRange{p, o, o, 1})
+			}
+		}
+		if len(got) == 0 && len(pending) == 0 && round >= rounds && done() {
+			break
+		}
+	}
+	// Every record was accepted: confirmed, or by a request whose answer
+	// the broker died before sending (then it was not delivered again).
+	for p := range int32(partitions) {
+		for o := range int64(n / partitions) {
+			if k := (key{p, o}); !confirmed[k] && !inDoubt[k] {
+				t.Errorf("partition %d offset %d was never accepted, yet the group is done with it", p, o)
+			}
+		}
+	}
+	t.Logf("%d restarts; %d acceptances confirmed, %d lost with the broker and not delivered again", round, len(confirmed), len(inDoubt))
+	if log := tailFile(logFile.Name()); strings.Contains(log, "DATA RACE") || strings.Contains(log, "panic") {
+		t.Fatalf("broker process log shows a race or a panic:\n%s", log)
+	}
 }

@@ -22,6 +22,7 @@ type rawShare struct {
 	member      string
 	memberEpoch int32
 	epoch       int32 // share session epoch of the next request
+	strict      bool  // acquire no more than maxRecords (ShareAcquireMode 1)
 }
 
 func newRawShare(t testing.TB, addr, group string) *rawShare {
@@ -36,29 +37,39 @@ func newRawShare(t testing.TB, addr, group string) *rawShare {
 	return &rawShare{t: t, cl: cl, group: group, member: base64.RawURLEncoding.EncodeToString(id[:])}
 }
 
-func (rs *rawShare) ctx() context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	rs.t.Cleanup(cancel)
-	return ctx
+// ctx bounds one request.
+func (rs *rawShare) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
 // heartbeat sends a ShareGroupHeartbeat (joining with the topics on the
 // first) and returns the response.
 func (rs *rawShare) heartbeat(topics ...string) *kmsg.ShareGroupHeartbeatResponse {
 	rs.t.Helper()
+	resp, err := rs.tryHeartbeat(topics...)
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	return resp
+}
+
+// tryHeartbeat is heartbeat returning a request error.
+func (rs *rawShare) tryHeartbeat(topics ...string) (*kmsg.ShareGroupHeartbeatResponse, error) {
 	req := kmsg.NewPtrShareGroupHeartbeatRequest()
 	req.GroupID, req.MemberID, req.MemberEpoch = rs.group, rs.member, rs.memberEpoch
 	if rs.memberEpoch == 0 {
 		req.SubscribedTopicNames = topics
 	}
-	resp, err := req.RequestWith(rs.ctx(), rs.cl)
+	ctx, cancel := rs.ctx()
+	defer cancel()
+	resp, err := req.RequestWith(ctx, rs.cl)
 	if err != nil {
-		rs.t.Fatal(err)
+		return nil, err
 	}
 	if resp.ErrorCode == 0 {
 		rs.memberEpoch = resp.MemberEpoch
 	}
-	return resp
+	return resp, nil
 }
 
 // join joins the group subscribed to topics.
@@ -96,12 +107,24 @@ type ackRange struct {
 // has no top-level error.
 func (rs *rawShare) fetch(parts []tp, acks []ackRange, maxWait time.Duration, maxRecords int32) *kmsg.ShareFetchResponse {
 	rs.t.Helper()
+	resp, err := rs.tryFetch(parts, acks, maxWait, maxRecords)
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	return resp
+}
+
+// tryFetch is fetch returning a request error.
+func (rs *rawShare) tryFetch(parts []tp, acks []ackRange, maxWait time.Duration, maxRecords int32) (*kmsg.ShareFetchResponse, error) {
 	req := kmsg.NewPtrShareFetchRequest()
 	req.GroupID, req.MemberID = &rs.group, &rs.member
 	req.ShareSessionEpoch = rs.epoch
 	req.MaxWaitMillis = int32(maxWait / time.Millisecond)
 	req.MinBytes, req.MaxBytes = 1, 50<<20
 	req.MaxRecords, req.BatchSize = maxRecords, maxRecords
+	if rs.strict {
+		req.ShareAcquireMode = 1
+	}
 	idx := map[tp]*kmsg.ShareFetchRequestTopicPartition{}
 	add := func(x tp) *kmsg.ShareFetchRequestTopicPartition {
 		if p := idx[x]; p != nil {
@@ -132,14 +155,16 @@ func (rs *rawShare) fetch(parts []tp, acks []ackRange, maxWait time.Duration, ma
 			FirstOffset: a.first, LastOffset: a.last, AcknowledgeTypes: []int8{a.typ},
 		})
 	}
-	resp, err := req.RequestWith(rs.ctx(), rs.cl)
+	ctx, cancel := rs.ctx()
+	defer cancel()
+	resp, err := req.RequestWith(ctx, rs.cl)
 	if err != nil {
-		rs.t.Fatal(err)
+		return nil, err
 	}
 	if resp.ErrorCode == 0 {
 		rs.bump()
 	}
-	return resp
+	return resp, nil
 }
 
 func (rs *rawShare) bump() {
@@ -154,6 +179,15 @@ func (rs *rawShare) bump() {
 // response; the epoch advances when it has no top-level error.
 func (rs *rawShare) ack(acks []ackRange) *kmsg.ShareAcknowledgeResponse {
 	rs.t.Helper()
+	resp, err := rs.tryAck(acks)
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	return resp
+}
+
+// tryAck is ack returning a request error.
+func (rs *rawShare) tryAck(acks []ackRange) (*kmsg.ShareAcknowledgeResponse, error) {
 	req := kmsg.NewPtrShareAcknowledgeRequest()
 	req.GroupID, req.MemberID = &rs.group, &rs.member
 	req.ShareSessionEpoch = rs.epoch
@@ -182,14 +216,16 @@ func (rs *rawShare) ack(acks []ackRange) *kmsg.ShareAcknowledgeResponse {
 			FirstOffset: a.first, LastOffset: a.last, AcknowledgeTypes: []int8{a.typ},
 		})
 	}
-	resp, err := req.RequestWith(rs.ctx(), rs.cl)
+	ctx, cancel := rs.ctx()
+	defer cancel()
+	resp, err := req.RequestWith(ctx, rs.cl)
 	if err != nil {
-		rs.t.Fatal(err)
+		return nil, err
 	}
 	if resp.ErrorCode == 0 {
 		rs.bump()
 	}
-	return resp
+	return resp, nil
 }
 
 // acquired lists the offsets a ShareFetch response acquired, per
