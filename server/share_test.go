@@ -94,8 +94,10 @@ func (m *shareMember) received() []*kgo.Record {
 	return append([]*kgo.Record(nil), m.recs...)
 }
 
-// TestShareGroupBasic: two share consumers take the records of a topic
-// between them, each record once.
+// TestShareGroupBasic: three share consumers in goroutines take the
+// records of a topic between them while they are produced; each record
+// is delivered, and accepted, exactly once, and the group ends with no
+// lag.
 func TestShareGroupBasic(t *testing.T) {
 	b := startBroker(t, nil)
 	ctx := testCtx(t)
@@ -104,11 +106,32 @@ func TestShareGroupBasic(t *testing.T) {
 	}
 	setGroupConfigs(t, b, "g", "share.auto.offset.reset", "earliest")
 	produceN(t, b, "q", 300)
-	m1 := startShareMember(t, b, "g", nil, kgo.ConsumeTopics("q"))
-	m2 := startShareMember(t, b, "g", nil, kgo.ConsumeTopics("q"))
-	waitUntil(t, 30*time.Second, "300 records received", func() bool { return len(m1.received())+len(m2.received()) >= 300 })
+	var ms []*shareMember
+	for range 3 {
+		ms = append(ms, startShareMember(t, b, "g", nil, kgo.ConsumeTopics("q")))
+	}
+	prod := b.client(kgo.DefaultProduceTopic("q"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := range 3000 {
+		prod.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, "x%d", i)}, nil)
+	}
+	if err := prod.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	total := func() int {
+		n := 0
+		for _, m := range ms {
+			n += len(m.received())
+		}
+		return n
+	}
+	waitUntil(t, 60*time.Second, "3300 records received", func() bool { return total() >= 3300 })
+	for _, m := range ms {
+		m.stop() // flushes the acceptances
+	}
 	seen := map[string]int{}
-	for _, m := range []*shareMember{m1, m2} {
+	var counts []int
+	for _, m := range ms {
+		counts = append(counts, len(m.received()))
 		for _, r := range m.received() {
 			seen[fmt.Sprintf("%d/%d", r.Partition, r.Offset)]++
 		}
@@ -118,10 +141,20 @@ func TestShareGroupBasic(t *testing.T) {
 			t.Errorf("%s received %d times", k, n)
 		}
 	}
-	if len(seen) != 300 {
+	if len(seen) != 3300 {
 		t.Errorf("%d distinct records", len(seen))
 	}
-	t.Logf("m1 %d m2 %d", len(m1.received()), len(m2.received()))
+	sum := int64(0)
+	for p, o := range describeShareOffsets(t, b, "g") {
+		if o.Lag != 0 {
+			t.Errorf("partition %d: start offset %d, lag %d", p, o.StartOffset, o.Lag)
+		}
+		sum += o.StartOffset
+	}
+	if sum != 3300 {
+		t.Errorf("start offsets sum to %d, want 3300 (the log ends)", sum)
+	}
+	t.Logf("records per member: %v", counts)
 }
 
 // shareProps are broker configs that let share tests use short locks and
