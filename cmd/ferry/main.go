@@ -39,11 +39,12 @@ var commands []*command
 func init() {
 	commands = []*command{
 		{name: "serve", summary: "run a Ferry broker", run: runServe},
-		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare)", defaultSub: "produce", sub: []*command{
+		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare, queue)", defaultSub: "produce", sub: []*command{
 			{name: "produce", summary: "produce as fast as possible (or at -rate); ack latency", run: runBenchProduce, flags: benchFlagsFor("produce")},
 			{name: "consume", summary: "read a topic back; time to first record", run: runBenchConsume, flags: benchFlagsFor("consume")},
 			{name: "e2e", summary: "fixed-rate producer and consumer together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
 			{name: "compare", summary: "the standard scenarios against several -target brokers, side by side", run: runBenchCompare, flags: compareFlagsOnly},
+			{name: "queue", summary: "share groups: publish and acknowledged-consume rates, end-to-end latency, redelivery after a consumer dies", run: runBenchQueue, flags: queueFlagsOnly},
 		}},
 		{name: "topic", summary: "create, list, describe, delete and change topics", sub: []*command{
 			{name: "create", args: "TOPIC...", summary: "create topics", run: runTopicCreate, flags: flagsOnly(topicCreateFlags)},

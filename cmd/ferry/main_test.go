@@ -360,6 +360,8 @@ func TestBenchCommands(t *testing.T) {
 		{"e2e", []string{"bench", "e2e", b, "-records", "500", "-rate", "2000", "-topic", "be"}, []string{"end-to-end", "rate        target 2,000/s"}},
 		{"sink", []string{"bench", "produce", "-sink", "-duration", "300ms"}, []string{"null broker", "throughput"}},
 		{"embedded default produce", []string{"bench", "-embedded", "-records", "2000"}, []string{"produce: topic ferry-bench", "records     2,000", "-embedded"}},
+		{"queue", []string{"bench", "queue", b, "-duration", "500ms", "-warmup", "200ms", "-consumers", "1,2", "-rate", "1000", "-size", "100", "-trials", "1", "-held", "100"},
+			[]string{"acked consume rec/s", "e2e p99 ms", "1,000/s", "redelivery of 100 records"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
