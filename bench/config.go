@@ -90,6 +90,9 @@ type Config struct {
 	Group string
 	// GroupConsume consumes as a group even when Group is empty.
 	GroupConsume bool
+	// ShareMaxRecords is how many records a share consumer (Queue) asks
+	// for in one fetch (kgo ShareMaxRecords). Default 500, Kafka's.
+	ShareMaxRecords int
 	// Warmup runs the load this long before measuring starts.
 	Warmup time.Duration
 	// Progress receives one line per second while the run goes; nil means

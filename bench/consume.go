@@ -161,6 +161,9 @@ func (c *consumeRun) open(progress bool) error {
 		}
 		if c.share {
 			opts = append(opts, kgo.ShareGroup(c.group), kgo.ConsumeTopics(cfg.Topic))
+			if cfg.ShareMaxRecords > 0 {
+				opts = append(opts, kgo.ShareMaxRecords(int32(cfg.ShareMaxRecords)))
+			}
 		} else if c.group != "" {
 			reset := kgo.NewOffset().AtStart()
 			if !c.resetAfter.IsZero() {

@@ -243,13 +243,21 @@ func (f *shareFetch) run() kmsg.Response {
 		f.r.respond(resp)
 		return nil
 	}
+	// The acknowledgements are made durable while records are acquired:
+	// the answer waits for the longer of the two, not for both in turn.
+	// Records being acknowledged are the member's, so no acquisition
+	// depends on them. (Closing the session releases what is left, so it
+	// waits for them first.)
+	var acked chan any
 	if len(f.acks) > 0 {
-		f.s.shares.AcknowledgeAll(f.group, f.member, f.acks, f.renew)
-		for _, a := range f.acks {
-			p := f.part(a.Partition)
-			if a.Err != nil {
-				p.ackCode = a.Err.Code
-			}
+		acked = make(chan any, 1)
+		go func() {
+			defer func() { acked <- recover() }()
+			f.s.shares.AcknowledgeAll(f.group, f.member, f.acks, f.renew)
+		}()
+		if f.final || f.renew {
+			f.joinAcks(acked)
+			acked = nil
 		}
 	}
 	switch {
@@ -263,11 +271,28 @@ func (f *shareFetch) run() kmsg.Response {
 		}
 		f.sess.bump()
 	}
+	if acked != nil {
+		f.joinAcks(acked)
+	}
 	resp, groups := f.build()
 	locked = false
 	f.sess.mu.Unlock()
 	f.send(resp, groups)
 	return nil
+}
+
+// joinAcks waits for the acknowledgements to be durable and puts their
+// outcomes in the response.
+func (f *shareFetch) joinAcks(acked chan any) {
+	if v := <-acked; v != nil {
+		panic(v)
+	}
+	for _, a := range f.acks {
+		p := f.part(a.Partition)
+		if a.Err != nil {
+			p.ackCode = a.Err.Code
+		}
+	}
 }
 
 // part returns the response partition of tp, adding it.

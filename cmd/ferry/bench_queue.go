@@ -30,6 +30,8 @@ type queueOpts struct {
 	trials     int
 	held       int64
 	warmup     time.Duration
+	linger     time.Duration
+	maxRecords int
 	json       bool
 }
 
@@ -47,6 +49,8 @@ func queueFlags() (*flag.FlagSet, *queueOpts) {
 	fs.IntVar(&o.trials, "trials", 5, "redelivery trials (0: skip)")
 	fs.Int64Var(&o.held, "held", bench.DefaultRedeliveryRecords, "records the killed consumer holds in a redelivery trial")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "run this long before measuring (members join meanwhile)")
+	fs.DurationVar(&o.linger, "linger", 0, "producer linger (0: none, every record is sent at once, as a queue's publisher does)")
+	fs.IntVar(&o.maxRecords, "max-records", 500, "records a share consumer asks for in one fetch (Kafka's default: 500)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON")
 	return fs, o
 }
@@ -73,6 +77,8 @@ type queueReport struct {
 	Rows       []queueRow      `json:"rows"`
 	Redelivery *bench.Latency  `json:"redelivery,omitempty"`
 	Held       int64           `json:"held"`
+	MaxRecords int             `json:"max_records"`
+	Linger     string          `json:"linger"`
 	Results    []*bench.Result `json:"results"`
 }
 
@@ -131,12 +137,15 @@ func runBenchQueue(ctx context.Context, args []string, stdout, stderr io.Writer)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	base := bench.Config{
 		Brokers: brokers, Partitions: o.partitions, Size: o.size, Acks: o.acks, Producers: o.producers,
-		Duration: o.duration, Warmup: o.warmup, Logger: logger,
+		Duration: o.duration, Warmup: o.warmup, Logger: logger, Linger: o.linger, ShareMaxRecords: o.maxRecords,
+	}
+	if o.linger == 0 {
+		base.Linger = -1 // none
 	}
 	if !o.src.quiet {
 		base.Progress = stderr
 	}
-	rep := queueReport{Size: o.size, Acks: o.acks, Partitions: o.partitions, Held: o.held}
+	rep := queueReport{Size: o.size, Acks: o.acks, Partitions: o.partitions, Held: o.held, MaxRecords: o.maxRecords, Linger: o.linger.String()}
 	rates := []int{0}
 	if o.rate > 0 {
 		rates = append(rates, o.rate)
@@ -204,7 +213,8 @@ func rateName(r int) string {
 }
 
 func (rep queueReport) writeTable(w io.Writer, repeat int) error {
-	fmt.Fprintf(w, "queue: %d B records, acks=%s, %d partitions, share consumers accept every record", rep.Size, rep.Acks, rep.Partitions)
+	fmt.Fprintf(w, "queue: %d B records, acks=%s, linger %s, %d partitions, share consumers accept every record (up to %d a fetch)",
+		rep.Size, rep.Acks, rep.Linger, rep.Partitions, rep.MaxRecords)
 	if repeat > 1 {
 		fmt.Fprintf(w, "; medians of %d runs", repeat)
 	}
