@@ -2,6 +2,7 @@ package coordstate
 
 import (
 	"github.com/ferrymq/ferry/group"
+	"github.com/ferrymq/ferry/share"
 	"github.com/ferrymq/ferry/txn"
 )
 
@@ -10,4 +11,5 @@ import (
 var (
 	_ group.Store = (*Store[group.Record])(nil)
 	_ txn.Store   = (*Store[txn.Record])(nil)
+	_ share.Store = (*Store[share.Record])(nil)
 )

@@ -114,6 +114,7 @@ var brokerConfigs = []brokerConfig{
 	{"max.connections.per.ip", "1000", typeInt, true, atLeast(0)},
 	{"max.connections.per.ip.overrides", "", typeString, false, validConnOverrides},
 	{"max.incremental.fetch.session.cache.slots", "1000", typeInt, false, atLeast(0)},
+	{"metrics.partition.series.max.partitions", "1000", typeInt, true, atLeast(-1)},
 	{"num.partitions", "1", typeInt, true, atLeast(1)},
 	{"offsets.retention.check.interval.ms", "600000", typeLong, false, atLeast(1)},
 	{"offsets.retention.minutes", "10080", typeInt, false, atLeast(1)},
@@ -122,6 +123,7 @@ var brokerConfigs = []brokerConfig{
 	{"producer.id.expiration.ms", "86400000", typeInt, true, atLeast(1)},
 	{"queued.max.request.bytes", "268435456", typeLong, false, isInt},
 	{"offsets.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
+	{"slow.request.threshold.ms", "1000", typeLong, true, atLeast(-1)},
 	{"socket.request.max.bytes", "104857600", typeInt, false, atLeast(1)},
 	{"transaction.state.log.replication.factor", "1", typeShort, false, atLeast(1)},
 	// Share groups (KIP-932, KIP-1191); the last three are Ferry's.
@@ -148,6 +150,39 @@ var brokerConfigs = []brokerConfig{
 	{"group.share.partition.max.delayed.records", "100000", typeInt, false, atLeast(1)},
 	{"group.share.delivery.backoff.ms", "0", typeInt, false, atLeast(0)},
 	{"group.share.delivery.backoff.max.ms", "60000", typeInt, false, atLeast(1)},
+
+	// Listeners, TLS, SASL, ACLs and quotas (package server: listener.go,
+	// tls.go, sasl.go, security.go, quota.go). Settings of one listener
+	// may also be given as listener.name.<name>.<config>.
+	{"listeners", "", typeString, false, nil},
+	{"advertised.listeners", "", typeString, false, nil},
+	{"listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", typeString, false, nil},
+	{"ssl.keystore.type", "PEM", typeString, false, oneOf("PEM", "pem")},
+	{"ssl.keystore.location", "", typeString, false, nil},
+	{"ssl.keystore.key", "", typePassword, false, nil},
+	{"ssl.keystore.certificate.chain", "", typePassword, false, nil},
+	{"ssl.keystore.password", "", typePassword, false, nil},
+	{"ssl.key.password", "", typePassword, false, nil},
+	{"ssl.truststore.type", "PEM", typeString, false, oneOf("PEM", "pem")},
+	{"ssl.truststore.location", "", typeString, false, nil},
+	{"ssl.truststore.certificates", "", typePassword, false, nil},
+	{"ssl.truststore.password", "", typePassword, false, nil},
+	{"ssl.client.auth", "none", typeString, false, oneOf("none", "requested", "required")},
+	{"ssl.enabled.protocols", "TLSv1.2,TLSv1.3", typeList, false, oneOfList("TLSv1.2", "TLSv1.3")},
+	{"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", typeList, false, oneOfList("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")},
+	{"sasl.jaas.config", "", typePassword, false, nil},
+	{"sasl.oauthbearer.jwks.endpoint.url", "", typeString, false, nil},
+	{"sasl.oauthbearer.expected.audience", "", typeList, false, nil},
+	{"sasl.oauthbearer.expected.issuer", "", typeString, false, nil},
+	{"sasl.oauthbearer.sub.claim.name", "sub", typeString, false, nil},
+	{"sasl.oauthbearer.clock.skew.seconds", "30", typeInt, false, atLeast(0)},
+	{"connections.max.reauth.ms", "0", typeLong, false, atLeast(0)},
+	{"connection.failed.authentication.delay.ms", "100", typeInt, false, atLeast(0)},
+	{"authorizer.class.name", "", typeString, false, nil},
+	{"super.users", "", typeString, false, nil},
+	{"allow.everyone.if.no.acl.found", "false", typeBoolean, false, isBool},
+	{"quota.window.num", "11", typeInt, false, atLeast(1)},
+	{"quota.window.size.seconds", "1", typeInt, false, atLeast(1)},
 }
 
 var brokerConfigByName = func() map[string]*brokerConfig {
@@ -427,7 +462,9 @@ type ConfigEntry struct {
 	// ReadOnly marks a broker config that cannot change while the
 	// broker runs.
 	ReadOnly bool
-	Type     ConfigType
+	// Sensitive marks a password config: its value is never described.
+	Sensitive bool
+	Type      ConfigType
 	// Doc is the config's documentation, when asked for and known.
 	Doc string
 	// Synonyms lists where the value could come from, in the order of
@@ -507,6 +544,11 @@ func (b *Settings) DescribeBrokerConfigs(o DescribeOptions) []ConfigEntry {
 		c := ConfigEntry{Name: name, Value: &v, Source: src, IsDefault: src == SourceDefault, ReadOnly: !bc.dynamic, Type: bc.typ}
 		if v == "" && bc.def == "" && src == SourceDefault {
 			c.Value = nil
+		}
+		if bc.typ == typePassword {
+			c.Value, c.Sensitive = nil, true
+			out = append(out, c)
+			continue
 		}
 		if o.Synonyms {
 			if dv, ok := b.dynamic[name]; ok {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrymq/ferry/partition"
 )
@@ -100,6 +101,7 @@ func (s *Store) CreateTopic(nt NewTopic) (*Topic, error) {
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	t := newTopic(nt.Name, newTopicID(), nt.Internal, set)
 	// Partitions first, the record second: a failure leaves nothing
 	// behind, and a recorded topic always has its partitions.
@@ -120,7 +122,7 @@ func (s *Store) CreateTopic(nt NewTopic) (*Topic, error) {
 		s.dropPartitions(added)
 		return nil, fmt.Errorf("%w: recording topic: %w", ErrStorage, err)
 	}
-	s.logger.Info("created topic", "topic", nt.Name, "partitions", nt.Partitions, "configs", set)
+	s.logger.Info("created topic", "topic", nt.Name, "partitions", nt.Partitions, "configs", set, "took", time.Since(start))
 	s.topicsChanged()
 	return t, nil
 }
@@ -171,7 +173,7 @@ func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 			return
 		}
 		made[k] = true
-		p, err := s.openPart(dir, cfg)
+		p, err := s.openPart(dir, partitionLogger(cfg, from+int32(k)))
 		if err != nil {
 			errs[k] = fmt.Errorf("open %s: %w", dir, err)
 			return
@@ -186,7 +188,9 @@ func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 		}
 	}
 	if err == nil {
+		synced := time.Now()
 		err = syncCreated(s.cfg.DataDir, dirs)
+		s.logger.Debug("partitions made durable", "topic", t.name, "partitions", n, "sync_took", time.Since(synced))
 	}
 	if err != nil {
 		for k := range n {
@@ -204,10 +208,13 @@ func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 
 // parallel calls fn(0) .. fn(n-1) on up to openWorkers goroutines and
 // returns once every call has.
-func parallel(n int, fn func(i int)) {
+func parallel(n int, fn func(i int)) { parallelN(openWorkers, n, fn) }
+
+// parallelN is parallel on up to workers goroutines.
+func parallelN(workers, n int, fn func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(openWorkers, n) {
+	for range min(workers, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -342,6 +349,11 @@ func (s *Store) checkPartitionDir(dir string, id [16]byte) error {
 // openWorkers bounds the partitions opened at once at start.
 const openWorkers = 16
 
+// closeWorkers bounds the partitions closed at once at shutdown. A close
+// is mostly waiting for fsyncs, which the file system's journal commits
+// together when many are in flight.
+const closeWorkers = 64
+
 // openImage opens the partitions of every topic replayed from the log. A
 // partition that cannot be opened is offline: its error is logged and
 // answered for it, and nothing of it is touched. A partition directory
@@ -387,7 +399,7 @@ func (s *Store) openPartition(t *Topic, i int32) slot {
 	err := s.checkPartitionDir(dir, t.id)
 	var p *partition.Partition
 	if err == nil {
-		p, err = s.openPart(dir, s.partitionConfig(t))
+		p, err = s.openPart(dir, partitionLogger(s.partitionConfig(t), i))
 	}
 	if err != nil {
 		s.logger.Error("partition offline: it could not be opened, and is left as it is; a restart once the fault is repaired serves it", "topic", t.name, "partition", i, "dir", dir, "err", err)

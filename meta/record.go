@@ -22,6 +22,11 @@ const (
 	TypeConfig      RecordType = "config"       // a topic, broker or group config was set or removed
 	TypeRemoveTopic RecordType = "remove_topic" // a topic was deleted
 	TypeProducerIDs RecordType = "producer_ids" // a block of producer ids was reserved
+	TypeScram       RecordType = "scram"        // a user's SCRAM credential was set
+	TypeRemoveScram RecordType = "remove_scram" // a user's SCRAM credential was removed
+	TypeACL         RecordType = "acl"          // an ACL was created
+	TypeRemoveACL   RecordType = "remove_acl"   // an ACL was deleted
+	TypeClientQuota RecordType = "client_quota" // a client quota was set or removed
 )
 
 // Record is one change to the metadata: its key in the log is Type, its
@@ -55,6 +60,19 @@ type Record struct {
 
 	// NextProducerID: producer ids below it are reserved (producer_ids).
 	NextProducerID int64 `json:"next_producer_id,omitempty"`
+
+	// User and Mechanism name a SCRAM credential (scram, remove_scram);
+	// Scram is the credential (scram).
+	User      string           `json:"user,omitempty"`
+	Mechanism string           `json:"mechanism,omitempty"`
+	Scram     *ScramCredential `json:"scram,omitempty"`
+
+	// ACL is the ACL created or deleted (acl, remove_acl).
+	ACL *ACL `json:"acl,omitempty"`
+
+	// Entity names a client quota's entity (client_quota); the quota is
+	// Key, its value Value as a decimal number, nil to remove it.
+	Entity QuotaEntity `json:"entity,omitempty"`
 }
 
 // TopicIDString is the hex form of a topic id, as records and

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/partition"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	// TopicsChanged, if set, is called after a topic is created, grows or
 	// is deleted (not during Open).
 	TopicsChanged func()
+	// SecurityChanged, if set, is called after SCRAM credentials, ACLs or
+	// client quotas change (not during Open).
+	SecurityChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
 	// AdjustPartition, if set, changes the settings of every partition
@@ -48,7 +52,9 @@ type Store struct {
 	cfg       Config
 	logger    *slog.Logger
 	clusterID string
-	log       Log
+	// lock keeps the data directory to this process until Close.
+	lock *dirlock.Lock
+	log  Log
 
 	// adminMu serializes changes: create, delete, add partitions, config
 	// changes. It is taken before the log's lock and image.mu.
@@ -72,6 +78,10 @@ type Store struct {
 	reservedPIDs atomic.Int64
 	// groups holds the dynamic group configs (group.go).
 	groups groupConfigs
+	// sec holds SCRAM credentials, ACLs and client quotas (security.go).
+	sec securityImage
+	// replayed is set once Open's replay is done.
+	replayed atomic.Bool
 
 	pids struct {
 		// mu serializes NextProducerID; taken before the log's lock.
@@ -80,6 +90,9 @@ type Store struct {
 	}
 
 	closed atomic.Bool
+
+	// storageStats counts the fsyncs of every partition of the store.
+	storageStats *partition.StorageStats
 
 	// openPart opens a partition: partition.Open, but for tests that
 	// inject a failure.
@@ -108,35 +121,58 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
+	// One broker per data directory: a second one would write beside
+	// the first and corrupt both.
+	lock, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
 	s := newStore(cfg, static)
-	var err error
+	s.lock = lock
 	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
+		lock.Release()
 		return nil, err
 	}
 	s.log = cfg.Log
 	if s.log == nil {
 		if s.log, err = openLocalLog(cfg.DataDir, s.logger); err != nil {
+			lock.Release()
 			return nil, err
 		}
 	}
 	if err := s.log.Replay(s.apply); err != nil {
 		s.log.Close()
+		lock.Release()
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.pids.next = s.reservedPIDs.Load()
+	s.replayed.Store(true)
 	s.openImage()
 	return s, nil
 }
 
 // newStore returns a store with an empty image and no log.
 func newStore(cfg Config, static map[string]string) *Store {
-	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open}
+	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open, storageStats: partition.NewStorageStats()}
 	s.image.byName = map[string]*Topic{}
 	s.image.byID = map[[16]byte]*Topic{}
 	s.image.pending = map[[16]byte]*Topic{}
 	s.image.pendingParts = map[[16]byte][]slot{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	s.sec.init()
 	return s
+}
+
+// StorageStats counts the fsyncs of every partition of the store, for
+// the broker's metrics.
+func (s *Store) StorageStats() *partition.StorageStats { return s.storageStats }
+
+// partitionLogger names partition i in the log lines of a partition
+// opened with cfg, besides its topic, so every storage error says which
+// partition (and, from the log and segment, which file) failed.
+func partitionLogger(cfg partition.Config, i int32) partition.Config {
+	cfg.Logger = cfg.Logger.With("partition", i)
+	return cfg
 }
 
 // ClusterID is the cluster id from meta.properties.
@@ -182,7 +218,7 @@ func (s *Store) Topics() []*Topic {
 // order, during Replay and for every entry committed after.
 func (s *Store) apply(e Entry) error {
 	var changed []*Topic
-	brokerChanged := false
+	brokerChanged, securityChanged := false, false
 	s.image.mu.Lock()
 	for i := range e.Records {
 		r := &e.Records[i]
@@ -261,10 +297,17 @@ func (s *Store) apply(e Entry) error {
 				s.reservedPIDs.Store(r.NextProducerID)
 			}
 		default:
+			if s.applySecurity(r) {
+				securityChanged = true
+				continue
+			}
 			s.logger.Warn("unknown metadata record type; skipped", "type", r.Type)
 		}
 	}
 	s.image.mu.Unlock()
+	if securityChanged && s.cfg.SecurityChanged != nil && s.replayed.Load() {
+		s.cfg.SecurityChanged()
+	}
 	if brokerChanged {
 		changed = s.Topics()
 	}
@@ -305,6 +348,7 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
 	}
@@ -350,18 +394,30 @@ func (s *Store) Close() error {
 	// Wait for a change in progress; later ones see closed.
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
-	var errs []error
+	// Each close may fsync data, indexes, a producer snapshot and a
+	// checkpoint: with thousands of partitions they run in parallel, so
+	// the disk sees many syncs at once instead of one after another.
+	type closing struct {
+		p    *partition.Partition
+		name string
+	}
+	var all []closing
 	for _, t := range s.Topics() {
 		ps, ids := t.online()
 		for i, p := range ps {
-			if err := p.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close %s-%d: %w", t.name, ids[i], err))
-			}
+			all = append(all, closing{p, fmt.Sprintf("%s-%d", t.name, ids[i])})
 		}
 	}
+	errs := make([]error, len(all)+1)
+	parallelN(closeWorkers, len(all), func(i int) {
+		if err := all[i].p.Close(); err != nil {
+			errs[i] = fmt.Errorf("close %s: %w", all[i].name, err)
+		}
+	})
 	if err := s.log.Close(); err != nil {
-		errs = append(errs, err)
+		errs[len(all)] = err
 	}
+	s.lock.Release()
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -240,6 +241,45 @@ func TestCreateFailureRemovesOnlyItsOwn(t *testing.T) {
 	s = openStore(t, dir)
 	if f := s.Topic("f"); f == nil || f.NumPartitions() != 8 {
 		t.Fatalf("topic f after reopen: %v", f)
+	}
+}
+
+// TestSyncTree: the fallback of syncCreated where syncfs(2) is missing
+// fsyncs the files of a directory and the directory.
+func TestSyncTree(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncTree(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncTree(filepath.Join(dir, "gone")); err == nil {
+		t.Fatal("syncTree of a missing directory succeeded")
+	}
+}
+
+// TestOneStorePerDirectory: a second broker on a data directory in use
+// fails to start with a clear error and changes nothing; once the first
+// closes, the directory opens again.
+func TestOneStorePerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.CreateTopic(NewTopic{Name: "kept", Partitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Config{DataDir: dir, Logger: testLogger()}); !errors.Is(err, dirlock.ErrLocked) {
+		t.Fatalf("second Open: %v, want dirlock.ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir)
+	if s2.Topic("kept") == nil {
+		t.Fatal("topic lost")
 	}
 }
 

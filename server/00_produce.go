@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/record"
@@ -47,6 +48,7 @@ func init() { regKey(0, 0, 13, handleProduce) }
 type produceSyncs struct {
 	parts   []*partition.Partition
 	answers []*kmsg.ProduceResponseTopicPartition
+	topics  []string // of each partition, for log lines
 }
 
 func handleProduce(s *Server, r *request) kmsg.Response {
@@ -54,6 +56,9 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
 		return refuseAcks(req, resp)
+	}
+	if req.TransactionID != nil && !r.allowed(auth.ResourceTransactionalID, *req.TransactionID, auth.OpWrite) {
+		return refuseProduce(req, resp, kerr.TransactionalIDAuthorizationFailed)
 	}
 	var syncs *produceSyncs
 	if req.Acks == -1 {
@@ -65,6 +70,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	}
 	switch {
 	case req.Acks == 0:
+		r.countErrors(resp)
 		answerAcksZero(r, resp)
 		return nil
 	case syncs == nil || len(syncs.parts) == 0:
@@ -79,13 +85,18 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 
 // refuseAcks answers a produce whose acks is not 0, 1 or -1.
 func refuseAcks(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) kmsg.Response {
+	return refuseProduce(req, resp, kerr.InvalidRequiredAcks)
+}
+
+// refuseProduce answers every partition of a produce with code.
+func refuseProduce(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, code *kerr.Error) kmsg.Response {
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
-			sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			sp.ErrorCode = code.Code
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -104,6 +115,11 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 	} else {
 		t = s.meta.Topic(rt.Topic)
 	}
+	name := rt.Topic
+	if t != nil {
+		name = t.Name()
+	}
+	denied := (t != nil || r.version < 13) && !r.allowed(auth.ResourceTopic, name, auth.OpWrite)
 	st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 	for j := range rt.Partitions {
 		rp := &rt.Partitions[j]
@@ -113,6 +129,10 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		sp.BaseOffset = -1
 		sp.LogAppendTime = -1
 		sp.LogStartOffset = -1
+		if denied {
+			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			continue
+		}
 		p, err := s.producePartition(r, t, rp, sp)
 		if err != nil {
 			code, msg := errorCode(err)
@@ -132,6 +152,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		if p != nil && syncs != nil {
 			syncs.parts = append(syncs.parts, p)
 			syncs.answers = append(syncs.answers, sp)
+			syncs.topics = append(syncs.topics, t.Name())
 		}
 	}
 }
@@ -210,7 +231,7 @@ func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 		if r.version >= 8 {
 			sp.ErrorMessage = msg
 		}
-		s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+		s.logger.Error("fsync failed; produce not acknowledged", "topic", syncs.topics[i], "partition", sp.Partition, "err", err)
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/record"
 )
 
 // Fetch, v4-v18 (record batch v2 only; v13+ names topics by id).
@@ -57,6 +59,7 @@ type fetchPart struct {
 }
 
 type fetchResult struct {
+	part         *partition.Partition // nil when not found
 	errCode      int16
 	hw, logStart int64
 	view         partition.View
@@ -80,6 +83,9 @@ type fetch struct {
 	// results of the read in progress; the views in it are this fetch's
 	// until respond hands them to the response.
 	results []fetchResult
+	// allowed caches, with an authorizer, whether the principal may read
+	// each topic (a follower: whether it has CLUSTER_ACTION).
+	allowed map[string]bool
 }
 
 func handleFetch(s *Server, r *request) kmsg.Response {
@@ -93,6 +99,19 @@ func handleFetch(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = code
 		resp.SessionID = req.SessionID
 		return resp
+	}
+	if s.quotas.enabled.Load() {
+		if ms := s.quotas.throttle(quotaFetch, r.user, r.clientID, time.Now()); ms > 0 {
+			// Over quota already: no data now, as Kafka answers (the
+			// session, if any, has moved to its next epoch).
+			r.throttleAtLeast(ms)
+			resp := req.ResponseKind().(*kmsg.FetchResponse)
+			if f.sess != nil {
+				resp.SessionID = f.sess.id
+				f.unlockSession()
+			}
+			return resp
+		}
 	}
 	r.deferred = true // answered by try, inline or from wait
 	if f.try(req.MaxWaitMillis <= 0) {
@@ -207,11 +226,37 @@ func (f *fetch) lookup(k sessionKey) (*meta.Topic, *partition.Partition, int16) 
 	} else {
 		t = f.s.meta.Topic(k.topic)
 	}
+	if f.s.authz != nil && !f.readAllowed(k.topic, t) {
+		return t, nil, kerr.TopicAuthorizationFailed.Code
+	}
 	p, err := t.Partition(k.partition)
 	if err != nil {
 		return t, nil, codeOf(err)
 	}
 	return t, p, 0
+}
+
+// readAllowed reports whether the principal may read the topic (named
+// name, or t when named by id): READ on the topic, or CLUSTER_ACTION for
+// a follower's fetch, as Kafka checks them.
+func (f *fetch) readAllowed(name string, t *meta.Topic) bool {
+	if t != nil {
+		name = t.Name()
+	}
+	if ok, seen := f.allowed[name]; seen {
+		return ok
+	}
+	var ok bool
+	if f.req.ReplicaID >= 0 || f.req.ReplicaState.ID >= 0 {
+		ok = f.r.allowedCluster(auth.OpClusterAction)
+	} else {
+		ok = f.r.allowed(auth.ResourceTopic, name, auth.OpRead)
+	}
+	if f.allowed == nil {
+		f.allowed = map[string]bool{}
+	}
+	f.allowed[name] = ok
+	return ok
 }
 
 // read reads every partition once, within the byte limits, into
@@ -227,11 +272,12 @@ func (f *fetch) read() (total int, anyErr bool) {
 		fp := &f.parts[i]
 		res := &f.results[i]
 		res.hw, res.logStart = -1, -1
-		_, p, code := f.lookup(fp.key)
+		t, p, code := f.lookup(fp.key)
 		if code != 0 {
 			res.errCode, anyErr = code, true
 			continue
 		}
+		res.part = p
 		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
 		// Past the high watermark but not the log end (an acks=1
 		// batch not yet durable) is in range, with nothing to return
@@ -248,7 +294,7 @@ func (f *fetch) read() (total int, anyErr bool) {
 		if err != nil {
 			code := codeOf(err)
 			if !errors.Is(err, partition.ErrOffsetOutOfRange) {
-				f.s.logger.Error("fetch read failed", "partition", fp.key.partition, "err", err)
+				f.s.logger.Error("fetch read failed", "topic", t.Name(), "partition", fp.key.partition, "err", err)
 			}
 			res.errCode, anyErr = code, true
 			continue
@@ -341,8 +387,19 @@ func (f *fetch) respond() {
 	}
 	var salt [8]byte
 	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
+	if f.s.quotas.enabled.Load() {
+		n := 0
+		for i := range f.results {
+			n += len(f.results[i].view.Data)
+		}
+		r.throttleAtLeast(f.s.quotas.record(quotaFetch, r.user, r.clientID, float64(n), time.Now()))
+	}
 	for {
 		resp := f.build(salt)
+		if ms := r.throttle.Load(); ms > 0 {
+			resp.ThrottleMillis = ms
+			r.c.mute(ms)
+		}
 		var views []partition.View
 		for i := range f.results {
 			if f.results[i].placeholder {
@@ -355,6 +412,7 @@ func (f *fetch) respond() {
 		buf := getBuf()
 		*buf = appendResponse((*buf)[:0], r.corr, resp)
 		if len(views) == 0 {
+			f.count(resp)
 			r.send(&response{buf: buf})
 			return
 		}
@@ -373,6 +431,7 @@ func (f *fetch) respond() {
 			}
 			continue
 		}
+		f.count(resp)
 		if !ok {
 			// The placeholders could not be found (never expected): encode
 			// again with the data copied in.
@@ -400,6 +459,41 @@ func (f *fetch) respond() {
 		}})
 		return
 	}
+}
+
+// count counts the error codes of the response about to be sent and,
+// per partition, the record bytes and records it sends.
+func (f *fetch) count(resp *kmsg.FetchResponse) {
+	f.r.countErrors(resp)
+	for i := range f.results {
+		if res := &f.results[i]; res.placeholder && res.part != nil {
+			res.part.CountFetched(int64(len(res.view.Data)), fetchedRecords(res.view.Data, f.parts[i].offset))
+		}
+	}
+}
+
+// fetchedRecords is how many records from offset from on the whole
+// batches in data hold: the offsets the consumer moves past (a first
+// batch holding offsets below from is sent whole, as Kafka does, and
+// those are not counted).
+func fetchedRecords(data []byte, from int64) int64 {
+	first, last := int64(-1), int64(-1)
+	for pos := 0; len(data)-pos >= record.HeaderSize; {
+		n, err := record.BatchSize(data[pos:])
+		if err != nil || n > len(data)-pos {
+			break
+		}
+		base := int64(binary.BigEndian.Uint64(data[pos:]))
+		if first < 0 {
+			first = base
+		}
+		last = base + int64(int32(binary.BigEndian.Uint32(data[pos+record.PosLastOffsetDelta:])))
+		pos += n
+	}
+	if last < 0 {
+		return 0
+	}
+	return max(0, last+1-max(from, first))
 }
 
 // build encodes the response for f.results, with a placeholder in place of

@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -21,12 +22,20 @@ func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
 		t := s.meta.Topic(rt.Topic)
+		denied := !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpDescribe)
+		if req.ReplicaID >= 0 {
+			denied = !r.allowedCluster(auth.OpClusterAction)
+		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
 			p, err := t.Partition(rp.Partition)
 			switch {
+			case denied && req.ReplicaID >= 0:
+				sp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+			case denied:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case err != nil:
 				sp.ErrorCode = codeOf(err)
 			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -32,6 +33,10 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 			switch rr.ResourceType {
 			case resourceTopic:
 				t := s.meta.Topic(rr.ResourceName)
+				if !r.allowed(auth.ResourceTopic, rr.ResourceName, auth.OpAlterConfigs) {
+					err = kerr.TopicAuthorizationFailed
+					break
+				}
 				if t == nil {
 					err = fmt.Errorf("%w: topic %q does not exist", kerr.UnknownTopicOrPartition, rr.ResourceName)
 					break
@@ -48,6 +53,10 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 					s.shares.TopicsChanged() // delivery.delay.ms
 				}
 			case resourceBroker:
+				if !r.allowedCluster(auth.OpAlterConfigs) {
+					err = kerr.ClusterAuthorizationFailed
+					break
+				}
 				var changes map[string]*string
 				if changes, err = meta.IncrementalChanges(ops, func(k string) string {
 					v, _ := bs.Get(k)

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // conn is one client connection: a reader goroutine that decodes requests
@@ -31,10 +34,19 @@ import (
 // answered (a produce request: once its batches are appended).
 type conn struct {
 	s      *Server
-	nc     net.Conn
+	nc     net.Conn // a *tls.Conn on SSL and SASL_SSL listeners
+	ep     *endpoint
 	remote string
 	addr   netip.Addr // the client's address, as connection limits count it
+	host   string     // the client's IP address, as ACLs name hosts
 	logger *slog.Logger
+
+	// auth is the connection's identity and SASL state; only the reader
+	// goroutine touches it (sasl.go).
+	auth connAuth
+	// mutedUntil (Unix ns) is when the reader may read again after a
+	// response that was throttled for a quota (quota.go).
+	mutedUntil atomic.Int64
 
 	// ctx is cancelled when the connection dies or drains; handlers
 	// waiting on it answer at once with what they have.
@@ -55,6 +67,12 @@ type conn struct {
 	readerDone chan struct{}
 	done       chan struct{} // closed when both goroutines are gone
 	draining   atomic.Bool
+
+	// reqs holds each request dispatched and not yet answered, by
+	// sequence number modulo maxInflight, for the writer to count once
+	// its response is written. The reader sets a slot only after the
+	// writer has finished the request that held it (slots orders them).
+	reqs [maxInflight]*request
 }
 
 // response is one answer for the writer: a pooled buffer holding the
@@ -65,9 +83,11 @@ type response struct {
 	buf     *[]byte
 	bufs    net.Buffers
 	release func()
-	skip    bool  // acks=0 produce: nothing to write
-	fatal   bool  // close the connection after earlier responses
-	size    int64 // bytes counted in conn.inflight until written
+	skip    bool // acks=0 produce: nothing to write
+	fatal   bool // close the connection after earlier responses
+	// closeAfter closes the connection once this response is written.
+	closeAfter bool
+	size       int64 // bytes counted in conn.inflight until written
 }
 
 // bytes is what the response will write.
@@ -144,19 +164,25 @@ func putBuf(b *[]byte) {
 	}
 }
 
-func (s *Server) startConn(nc net.Conn) {
+func (s *Server) startConn(nc net.Conn, ep *endpoint) {
 	addr := connAddr(nc)
 	if refused := s.limits.admit(addr, s.settings()); refused != "" {
+		s.stats.connsRefused.Add(1)
 		s.logger.Warn("connection refused; closing it", "remote", nc.RemoteAddr().String(), "reason", refused)
 		nc.Close()
 		return
 	}
+	s.stats.connsAccepted.Add(1)
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if ep.l.tls != nil {
+		nc = tls.Server(nc, ep.l.tls.serverConfig())
 	}
 	c := &conn{
 		s:          s,
 		nc:         nc,
+		ep:         ep,
 		remote:     nc.RemoteAddr().String(),
 		addr:       addr,
 		respCh:     make(chan *response, maxInflight),
@@ -165,7 +191,14 @@ func (s *Server) startConn(nc net.Conn) {
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	c.logger = s.logger.With("remote", c.remote)
+	c.logger = s.logger.With("remote", c.remote, "conn", s.stats.nextConn.Add(1))
+	if len(s.listeners) > 1 {
+		c.logger = c.logger.With("listener", ep.l.Name)
+	}
+	c.host = c.remoteIP()
+	c.auth.principal = auth.Anonymous
+	c.auth.user = "ANONYMOUS"
+	c.auth.authenticated = ep.l.sasl == nil
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	s.mu.Lock()
 	if s.mu.closed {
@@ -221,6 +254,27 @@ type request struct {
 	kreq     kmsg.Request
 	deferred bool
 	closing  bool // the handler closes the connection: read no more
+	// start is when the request was read; size its frame's bytes.
+	start time.Time
+	size  int64
+	// allowance is how long the request may wait by design (a long
+	// poll), added to the slow-request threshold.
+	allowance time.Duration
+	// closeAfterResp closes the connection once the response is written.
+	closeAfterResp bool
+	// principal ("User:name") and user are who sent the request, as the
+	// connection was authenticated when it was read.
+	principal, user string
+	// throttle is the quota throttle, in ms, to put in the response and
+	// mute the connection for (quota.go).
+	throttle atomic.Int32
+}
+
+// closeAfter makes the request's response the connection's last: nothing
+// more is read, and the connection closes once it is written.
+func (r *request) closeAfter() {
+	r.closing = true
+	r.closeAfterResp = true
 }
 
 // await runs fn in its own goroutine and writes its response when it
@@ -272,10 +326,12 @@ func (r *request) recoverPanic() {
 
 // respond encodes resp into a frame and hands it to the writer.
 func (r *request) respond(resp kmsg.Response) {
+	r.countErrors(resp)
 	resp.SetVersion(r.version)
+	r.c.s.throttleResponse(r, resp)
 	b := getBuf()
 	*b = appendResponse((*b)[:0], r.corr, resp)
-	r.c.queue(&response{seq: r.seq, buf: b})
+	r.c.queue(&response{seq: r.seq, buf: b, closeAfter: r.closeAfterResp})
 }
 
 // queue hands the response of a request to the writer. The request is
@@ -368,6 +424,9 @@ func (c *conn) read() {
 			c.releaseAll()
 		}
 	}()
+	if !c.handshake() {
+		return
+	}
 	br := bufio.NewReaderSize(c.nc, 8<<10) // small: large bodies are read past it
 	maxSize := int(c.s.settings().int64("socket.request.max.bytes"))
 	idle := time.Duration(c.s.settings().int64("connections.max.idle.ms")) * time.Millisecond
@@ -398,7 +457,7 @@ func (c *conn) read() {
 			return
 		}
 		n := int(int32(binary.BigEndian.Uint32(size[:])))
-		if n < 8 || n > maxSize {
+		if n < 8 && !c.auth.raw || n < 0 || n > maxSize {
 			c.logger.Warn("bad request size; closing connection", "size", n, "socket.request.max.bytes", maxSize)
 			return
 		}
@@ -414,7 +473,16 @@ func (c *conn) read() {
 			c.logger.Info("connection closed mid-request", "err", err)
 			return
 		}
+		if c.auth.raw {
+			if !c.rawSASL(seq, body) {
+				return
+			}
+			continue
+		}
 		if !c.dispatch(seq, body) {
+			return
+		}
+		if !c.awaitUnmuted() {
 			return
 		}
 	}
@@ -424,6 +492,7 @@ func (c *conn) read() {
 // the connection must close. Every request dispatched gets a response,
 // if only a fatal one that closes the connection after the earlier ones.
 func (c *conn) dispatch(seq uint64, body []byte) bool {
+	start := time.Now()
 	c.outstanding.Add(1)
 	rd := kbin.Reader{Src: body}
 	key, version, corr := rd.Int16(), rd.Int16(), rd.Int32()
@@ -439,7 +508,11 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		c.queue(&response{seq: seq, fatal: true})
 		return false
 	}
-	r := &request{c: c, seq: seq, key: key, version: version, corr: corr}
+	if !c.saslGate(key) {
+		c.queue(&response{seq: seq, fatal: true})
+		return false
+	}
+	r := &request{c: c, seq: seq, key: key, version: version, corr: corr, principal: c.auth.principal, user: c.auth.user}
 	if clientID != nil {
 		r.clientID = *clientID
 	}
@@ -464,8 +537,20 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		return false
 	}
 	r.kreq = kreq
+	r.start, r.size, r.allowance = start, int64(len(body))+4, waitAllowance(kreq)
+	st := c.s.stats.api(key)
+	st.requests.Add(1)
+	st.requestBytes.Add(uint64(r.size))
+	c.reqs[seq%maxInflight] = r
 	if c.logger.Enabled(c.ctx, slog.LevelDebug) {
 		c.logger.Debug("request", "api", kmsg.NameForKey(key), "version", version, "client_id", r.clientID)
+	}
+	if key == 0 {
+		r.quotaProduce(len(body))
+	}
+	var handlerStart time.Time
+	if c.s.quotas.enabled.Load() {
+		handlerStart = time.Now()
 	}
 	var resp kmsg.Response
 	func() {
@@ -475,6 +560,9 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 			panic(fmt.Sprintf("handler for %s returned no response", kmsg.NameForKey(key)))
 		}
 	}()
+	if !handlerStart.IsZero() {
+		r.quotaRequestTime(time.Since(handlerStart))
+	}
 	if resp != nil {
 		r.respond(resp)
 	}
@@ -557,10 +645,19 @@ func (c *conn) writeResponse(r *response) bool {
 		c.cancel()
 		return false
 	}
+	if r.closeAfter {
+		c.nc.Close()
+		c.cancel()
+		return false
+	}
 	return true
 }
 
 func (c *conn) finish(r *response) {
+	if req := c.reqs[r.seq%maxInflight]; req != nil && req.seq == r.seq {
+		c.reqs[r.seq%maxInflight] = nil
+		c.requestDone(req, r)
+	}
 	if r.buf != nil {
 		putBuf(r.buf)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
@@ -26,14 +27,15 @@ type Config struct {
 	DataDir string
 	// NodeID is this broker's id (node.id). Default 0.
 	NodeID int32
-	// AdvertisedAddr is the host:port given to clients in Metadata.
-	// Default: the address of the listener passed to Serve.
+	// AdvertisedAddr is the host:port given to clients of the first
+	// listener in Metadata, unless advertised.listeners names it.
+	// Default: see listener.go.
 	AdvertisedAddr string
 	// Logger receives the broker's log lines. nil discards them.
 	Logger *slog.Logger
 	// Props holds broker configs by their Kafka names (num.partitions,
-	// log.retention.ms, group.initial.rebalance.delay.ms, ...), as given
-	// on the command line or in a properties file.
+	// log.retention.ms, group.initial.rebalance.delay.ms, listeners,
+	// ssl.*, ...), as given on the command line or in a properties file.
 	Props map[string]string
 
 	// testPartitionConfig, when set, adjusts the settings of every
@@ -51,6 +53,19 @@ type Server struct {
 	sessions *fetchSessions
 	groups   *group.Coordinator
 	limits   *connLimits // connection counts and the request budget (limits.go)
+
+	// listeners are the configured listeners (listener.go); the first is
+	// the one Serve serves.
+	listeners []*listener
+	// authz decides what principals may do (authorize.go); nil when no
+	// authorizer is configured, and then everyone may do everything.
+	authz *auth.Authorizer
+	// authFailures slows down failed authentications per address.
+	authFailures authFailures
+	// quotas measures clients against their quotas (quota.go).
+	quotas *quotas
+	// stats counts requests and connections for the metrics (stats.go).
+	stats *serverStats
 
 	// Share groups (shares.go): the engine, the share sessions of
 	// ShareFetch and ShareAcknowledge, the ShareFetch requests waiting.
@@ -71,10 +86,9 @@ type Server struct {
 
 	mu struct {
 		sync.Mutex
-		listeners  map[net.Listener]struct{}
-		conns      map[*conn]struct{}
-		advertised string
-		closed     bool
+		listeners map[net.Listener]*endpoint
+		conns     map[*conn]struct{}
+		closed    bool
 	}
 	closeOnce sync.Once
 	closeErr  error
@@ -91,16 +105,16 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
-	s := &Server{cfg: cfg, logger: cfg.Logger}
-	s.mu.listeners = map[net.Listener]struct{}{}
+	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
+	s.mu.listeners = map[net.Listener]*endpoint{}
 	s.mu.conns = map[*conn]struct{}{}
-	s.mu.advertised = cfg.AdvertisedAddr
 	var err error
 	s.meta, err = meta.Open(meta.Config{
 		DataDir:         cfg.DataDir,
 		NodeID:          cfg.NodeID,
 		Props:           cfg.Props,
 		TopicsChanged:   s.topicsChanged,
+		SecurityChanged: s.securityChanged,
 		Logger:          s.logger,
 		AdjustPartition: cfg.testPartitionConfig,
 	})
@@ -109,6 +123,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sessions = newFetchSessions(int(s.settings().int64("max.incremental.fetch.session.cache.slots")))
 	if s.limits, err = newConnLimits(s.settings()); err != nil {
+		s.closeStorage()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.startSecurity(); err != nil {
 		s.closeStorage()
 		return nil, fmt.Errorf("server: %w", err)
 	}

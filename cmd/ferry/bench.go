@@ -27,6 +27,7 @@ type brokerSource struct {
 	props    kvFlag
 	pprof    string
 	quiet    bool
+	sec      *clientSecurity // TLS and SASL towards -brokers (clientsec.go)
 }
 
 func addBrokerSourceFlags(fs *flag.FlagSet) *brokerSource {
@@ -37,6 +38,7 @@ func addBrokerSourceFlags(fs *flag.FlagSet) *brokerSource {
 	fs.Var(&bs.props, "c", "broker config `key=value` for -embedded (repeatable)")
 	fs.StringVar(&bs.pprof, "pprof", "", "serve net/http/pprof on this `address` while running")
 	fs.BoolVar(&bs.quiet, "q", false, "no progress lines on stderr")
+	bs.sec = addSecurityFlags(fs)
 	return bs
 }
 
@@ -247,6 +249,9 @@ func runBench(ctx context.Context, mode string, fn func(context.Context, bench.C
 	if !o.src.quiet {
 		cfg.Progress = stderr
 	}
+	if cfg.ClientOpts, err = o.src.sec.opts(); err != nil {
+		return err
+	}
 	res, err := fn(ctx, cfg)
 	if errors.Is(err, bench.ErrConfig) {
 		return usageError("bench %s: %v", mode, err)
@@ -383,6 +388,9 @@ func runBenchCompare(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	if !o.src.quiet {
 		cc.Progress = stderr
+	}
+	if cc.Base.ClientOpts, err = o.src.sec.opts(); err != nil {
+		return err
 	}
 	cmp, err := bench.Compare(ctx, cc)
 	if errors.Is(err, bench.ErrConfig) {

@@ -66,6 +66,21 @@ func init() {
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
 		}},
+		{name: "user", summary: "create, list and delete SCRAM users", sub: []*command{
+			{name: "create", args: "USER...", summary: "set users' SCRAM passwords (-password, or stdin)", run: runUserCreate, flags: flagsOnly(userCreateFlags)},
+			{name: "list", summary: "users and their SCRAM mechanisms", run: runUserList, flags: flagsOnly(userListFlags)},
+			{name: "delete", args: "USER...", summary: "delete users' SCRAM credentials", run: runUserDelete, flags: flagsOnly(userDeleteFlags)},
+		}},
+		{name: "acl", summary: "create, list and delete ACLs", sub: []*command{
+			{name: "create", summary: "allow (or -deny) a principal an operation on a resource", run: runACLCreate, flags: flagsOnly(aclCreateFlags)},
+			{name: "list", summary: "ACLs matching the flags (all without any)", run: runACLList, flags: flagsOnly(aclListFlags)},
+			{name: "delete", summary: "delete the ACLs matching the flags", run: runACLDelete, flags: flagsOnly(aclDeleteFlags)},
+		}},
+		{name: "quota", summary: "set and list client quotas", sub: []*command{
+			{name: "set", summary: "set (-set k=v) or remove (-delete k) quotas of a user and/or client id", run: runQuotaSet, flags: flagsOnly(quotaSetFlags)},
+			{name: "list", summary: "every quota set", run: runQuotaList, flags: flagsOnly(quotaListFlags)},
+		}},
+
 		{name: "health", summary: "is a broker up (/healthz) and serving (/readyz)? reads its admin listener", run: runHealth, flags: flagsOnly(healthFlags)},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: runCompletion},
 		{name: "help", args: "[COMMAND...]", summary: "show help", run: runHelp},
@@ -160,7 +175,9 @@ func writeUsage(w io.Writer, path []string, cmds []*command) {
 		fmt.Fprintf(w, "  %-28s %s\n", name, c.summary)
 	}
 	if len(path) == 0 {
-		fmt.Fprintf(w, "\nEvery client command takes -brokers (default $%s or %s) and -o table|json.\n", envBrokers, defaultBrokers)
+		fmt.Fprintf(w, "\nEvery client command takes -brokers (default $%s or %s), -o table|json,\n", envBrokers, defaultBrokers)
+		fmt.Fprintf(w, "and -tls, -tls-ca, -tls-cert, -tls-key, -sasl-mechanism, -sasl-user, -sasl-password\n")
+		fmt.Fprintf(w, "or -command-config FILE (Kafka client properties; default $%s).\n", envClientConfig)
 		fmt.Fprintln(w, "Run 'ferry help COMMAND' or 'ferry COMMAND -h' for its flags.")
 	}
 }

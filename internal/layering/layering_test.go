@@ -28,6 +28,7 @@ const (
 	kmsg = "github.com/twmb/franz-go/pkg/kmsg"
 	kerr = "github.com/twmb/franz-go/pkg/kerr"
 	kgo  = "github.com/twmb/franz-go/pkg/kgo"
+	prom = "github.com/prometheus/..."
 )
 
 var rules = []rule{
@@ -43,9 +44,27 @@ var rules = []rule{
 		transitive: true,
 	},
 	{
+		what:       "only the broker's collector (server) and the admin listener know Prometheus: the layers below count with plain atomics and internal/metric",
+		from:       []string{"record", "segment", "log", "partition", "meta", "coordstate", "group", "txn", "share", "internal/metric"},
+		not:        []string{prom},
+		transitive: true,
+	},
+	{
+		what:       "internal/metric is a leaf: standard library only",
+		from:       []string{"internal/metric"},
+		not:        []string{m("..."), prom, kmsg, kerr, kgo},
+		transitive: true,
+	},
+	{
 		what:       "metadata and coordinator state know no wire protocol and nothing above them",
 		from:       []string{"meta", "coordstate"},
 		not:        []string{kmsg, kerr, "net/...", m("server"), m("group"), m("txn"), m("share"), m("cmd/...")},
+		transitive: true,
+	},
+	{
+		what:       "auth knows no wire protocol and nothing above it",
+		from:       []string{"auth"},
+		not:        []string{kmsg, kerr, kgo, m("server"), m("group"), m("txn"), m("share"), m("cmd/...")},
 		transitive: true,
 	},
 	{
