@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // severableDialer dials for a kgo client until it is severed: then it
@@ -173,10 +175,30 @@ func TestShareMemberDies(t *testing.T) {
 // shareProcess is `ferry consume -share` running as a child process; it
 // records the lines it prints.
 type shareProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	recs []consumedLine
+	cmd    *exec.Cmd
+	done   chan struct{}
+	mu     sync.Mutex
+	recs   []consumedLine
+	stderr lockedBuffer // what it said, logged if the test fails
+}
+
+// lockedBuffer is a bytes.Buffer written by a child's stderr copier and
+// read by the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type consumedLine struct {
@@ -194,10 +216,11 @@ func startShareProcess(t *testing.T, addr, topic, group string) *shareProcess {
 		t.Fatal(err)
 	}
 	cmd.SysProcAttr = childProcAttr()
+	p := &shareProcess{cmd: cmd, done: make(chan struct{})}
+	cmd.Stderr = &p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &shareProcess{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(out)
@@ -211,7 +234,12 @@ func startShareProcess(t *testing.T, addr, topic, group string) *shareProcess {
 		}
 		cmd.Wait()
 	}()
-	t.Cleanup(func() { p.signal(syscall.SIGKILL) })
+	t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("ferry consume -share %s (pid %d) printed %d records; its stderr:\n%s", group, cmd.Process.Pid, len(p.lines()), p.stderr.String())
+		}
+	})
 	return p
 }
 
@@ -224,6 +252,32 @@ func (p *shareProcess) lines() []consumedLine {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]consumedLine(nil), p.recs...)
+}
+
+// shareMembersAssigned returns how many members of a share group have a
+// non-empty assignment.
+func shareMembersAssigned(t testing.TB, b *testBroker, group string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrShareGroupDescribeRequest()
+	req.GroupIDs = []string{group}
+	resp, err := req.RequestWith(ctx, b.client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range resp.Groups {
+		for _, m := range g.Members {
+			for _, tp := range m.Assignment.TopicPartitions {
+				if len(tp.Partitions) > 0 {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n
 }
 
 // TestShareProcesses: three `ferry consume -share` processes share a
@@ -241,13 +295,19 @@ func TestShareProcesses(t *testing.T) {
 		startShareProcess(t, b.addr, "queue", "workers"),
 		startShareProcess(t, b.addr, "queue", "workers"),
 	}
+	// The first member to join is given every partition; records are
+	// produced once each of the three has a partition of its own, so the
+	// victim has records to print before it is killed.
+	waitUntil(t, 60*time.Second, "three members with an assignment each", func() bool {
+		return shareMembersAssigned(t, b, "workers") == len(procs)
+	})
 	prod := b.client(kgo.ProducerLinger(0), kgo.DefaultProduceTopic("queue"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	const n = 3000
 	ctx := testCtx(t)
 	for i := range n {
 		prod.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, "%d", i)}, nil)
 		if i == n/3 {
-			waitUntil(t, 20*time.Second, "the victim printed records", func() bool { return len(procs[0].lines()) > 0 })
+			waitUntil(t, 60*time.Second, "the victim printed records", func() bool { return len(procs[0].lines()) > 0 })
 			procs[0].signal(syscall.SIGKILL)
 		}
 		if i%100 == 0 {
