@@ -56,6 +56,10 @@ func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
 			}
 			res.Configs = describeConfigs(bs.DescribeBrokerConfigs(opts))
 		case resourceGroup:
+			if !r.allowed(auth.ResourceGroup, rr.ResourceName, auth.OpDescribeConfigs) {
+				res.ErrorCode = kerr.GroupAuthorizationFailed.Code
+				break
+			}
 			res.Configs = s.describeGroupConfigs(rr.ResourceName, opts)
 		default:
 			res.ErrorCode = kerr.InvalidRequest.Code

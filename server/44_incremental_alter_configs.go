@@ -65,6 +65,10 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 					err = s.meta.AlterBrokerConfigs(rr.ResourceName, meta.Alter{Changes: changes, ValidateOnly: req.ValidateOnly})
 				}
 			case resourceGroup:
+				if !r.allowed(auth.ResourceGroup, rr.ResourceName, auth.OpAlterConfigs) {
+					err = kerr.GroupAuthorizationFailed
+					break
+				}
 				err = s.alterGroupConfigs(rr.ResourceName, ops, req.ValidateOnly)
 			default:
 				err = fmt.Errorf("%w: unsupported resource type %d", kerr.InvalidRequest, rr.ResourceType)

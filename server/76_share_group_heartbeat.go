@@ -1,7 +1,5 @@
 package server
 
-import "github.com/twmb/franz-go/pkg/kmsg"
-
 // ShareGroupHeartbeat, v0-v1 (KIP-932): a share group member joins
 // (member epoch 0), heartbeats, and leaves (-1); the answer carries its
 // assignment. Package share owns the membership; changes are durable in
@@ -13,5 +11,5 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 //   - A group ID used by a consumer group answers GROUP_ID_NOT_FOUND.
 
 func init() {
-	regKey(76, 0, 1, func(s *Server, r *request) kmsg.Response { return shareCall(s, r, true, s.shares.ShareGroupHeartbeat) })
+	regKey(76, 0, 1, handleShareGroupHeartbeat) // shares_authz.go
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/record"
 	"github.com/ferrymq/ferry/share"
@@ -48,6 +49,11 @@ import (
 //     advance or for the engine to make records available (released,
 //     lock expired, delay passed), then tries again. MinBytes is not
 //     waited for beyond the first record, as in Kafka.
+//   - Authorization (with an authorizer): READ on the group, else
+//     GROUP_AUTHORIZATION_FAILED; READ on each topic of the session,
+//     checked at every request: a partition of a topic without it is
+//     TOPIC_AUTHORIZATION_FAILED, nothing of it is acquired or
+//     acknowledged.
 //   - IsRenewAck (v2) renews the locks of the acknowledged records and
 //     fetches nothing; the fetch fields must then be 0 and every
 //     partition must carry acknowledgements (INVALID_REQUEST otherwise).
@@ -79,6 +85,9 @@ type shareFetch struct {
 	final  bool          // epoch -1: acknowledge and close
 	renew  bool
 	acks   []share.PartitionAcks
+	// denied holds the topics of the session and of the acknowledgements
+	// the principal may not read (nil without an authorizer).
+	denied map[[16]byte]bool
 
 	maxRecords int
 	strict     bool
@@ -116,6 +125,9 @@ func handleShareFetch(s *Server, r *request) kmsg.Response {
 	}
 	if f.group == "" || f.member == "" || len(f.member) > maxMemberIDLength {
 		return fail(kerr.InvalidRequest)
+	}
+	if !r.allowed(auth.ResourceGroup, f.group, auth.OpRead) {
+		return fail(kerr.GroupAuthorizationFailed)
 	}
 	f.renew = r.version >= 2 && req.IsRenewAck
 	for i := range req.Topics {
@@ -235,6 +247,7 @@ func (f *shareFetch) run() kmsg.Response {
 		}
 	}()
 	f.releaseOld()
+	f.authorize()
 	if err := f.s.ensureShareState(); err != nil {
 		resp := f.req.ResponseKind().(*kmsg.ShareFetchResponse)
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
@@ -266,7 +279,7 @@ func (f *shareFetch) run() kmsg.Response {
 	case f.renew:
 		f.sess.bump()
 	default:
-		if !f.try() && f.req.MaxWaitMillis > 0 && len(f.sess.order) > 0 {
+		if !f.try() && f.req.MaxWaitMillis > 0 && f.readable() {
 			f.wait()
 		}
 		f.sess.bump()
@@ -279,6 +292,60 @@ func (f *shareFetch) run() kmsg.Response {
 	f.sess.mu.Unlock()
 	f.send(resp, groups)
 	return nil
+}
+
+// authorize checks READ on the topics of the session and of the
+// acknowledgements: the partitions of a topic the principal may not read
+// answer TOPIC_AUTHORIZATION_FAILED, their acknowledgements are dropped
+// and nothing of them is acquired. The session is locked.
+func (f *shareFetch) authorize() {
+	if f.s.authz == nil {
+		return
+	}
+	check := func(id [16]byte) bool {
+		denied, seen := f.denied[id]
+		if !seen {
+			denied = !f.r.topicAllowed(id, auth.OpRead)
+			if f.denied == nil {
+				f.denied = make(map[[16]byte]bool)
+			}
+			f.denied[id] = denied
+		}
+		return denied
+	}
+	code := kerr.TopicAuthorizationFailed.Code
+	kept := f.acks[:0]
+	for _, a := range f.acks {
+		if check(a.Partition.TopicID) {
+			f.part(a.Partition).ackCode = code
+			continue
+		}
+		kept = append(kept, a)
+	}
+	f.acks = kept
+	if !f.final && !f.renew {
+		for _, tp := range f.sess.order {
+			if check(tp.TopicID) {
+				f.part(tp).errCode = code
+			}
+		}
+	}
+	for id, denied := range f.denied {
+		if !denied {
+			delete(f.denied, id)
+		}
+	}
+}
+
+// readable reports whether the session has a partition the principal
+// may read.
+func (f *shareFetch) readable() bool {
+	for _, tp := range f.sess.order {
+		if !f.denied[tp.TopicID] {
+			return true
+		}
+	}
+	return false
 }
 
 // joinAcks waits for the acknowledgements to be durable and puts their
@@ -322,6 +389,9 @@ func (f *shareFetch) try() bool {
 			break
 		}
 		tp := ss.order[(start+i)%n]
+		if f.denied[tp.TopicID] {
+			continue
+		}
 		ranges, e := f.s.shares.Acquire(share.AcquireOptions{
 			Group:      f.group,
 			Member:     f.member,
@@ -424,6 +494,9 @@ func (f *shareFetch) wait() {
 	keys := make([]shareWaitKey, 0, len(f.sess.order))
 	var watched []*partition.Partition
 	for _, tp := range f.sess.order {
+		if f.denied[tp.TopicID] {
+			continue
+		}
 		keys = append(keys, shareWaitKey{f.group, tp})
 		if p, err := f.s.meta.TopicByID(tp.TopicID).Partition(tp.Partition); err == nil {
 			p.Watch(ch)
@@ -509,6 +582,7 @@ func (f *shareFetch) send(resp *kmsg.ShareFetchResponse, groups [][]partition.Vi
 			releaseGroups(groups)
 		}
 	}()
+	f.r.countErrors(resp)
 	salt := f.salt
 	buf := getBuf()
 	*buf = appendResponse((*buf)[:0], f.r.corr, resp)

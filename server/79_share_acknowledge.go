@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/share"
 )
 
@@ -24,6 +25,9 @@ import (
 //   - Rejected records, and records out of deliveries, go to the group's
 //     dead-letter topic if it has one.
 //   - An unknown group is GROUP_ID_NOT_FOUND.
+//   - Authorization (with an authorizer): READ on the group, else
+//     GROUP_AUTHORIZATION_FAILED; a partition of a topic without READ is
+//     TOPIC_AUTHORIZATION_FAILED and its batches are not applied.
 
 func init() { regKey(79, 0, 2, handleShareAcknowledge) }
 
@@ -43,6 +47,9 @@ func handleShareAcknowledge(s *Server, r *request) kmsg.Response {
 	}
 	if group == "" || member == "" || len(member) > maxMemberIDLength {
 		return fail(kerr.InvalidRequest)
+	}
+	if !r.allowed(auth.ResourceGroup, group, auth.OpRead) {
+		return fail(kerr.GroupAuthorizationFailed)
 	}
 	if !s.shares.Exists(group) {
 		return fail(kerr.GroupIDNotFound)
@@ -65,9 +72,18 @@ func handleShareAcknowledge(s *Server, r *request) kmsg.Response {
 		return fail(kerr.InvalidShareSessionEpoch)
 	}
 	renew := r.version >= 2 && req.IsRenewAck
-	var acks []share.PartitionAcks
+	var acks, denied []share.PartitionAcks
 	for i := range req.Topics {
 		t := &req.Topics[i]
+		if !r.topicAllowed(t.TopicID, auth.OpRead) {
+			for _, p := range t.Partitions {
+				denied = append(denied, share.PartitionAcks{
+					Partition: share.TopicPartition{TopicID: t.TopicID, Partition: p.Partition},
+					Err:       kerr.TopicAuthorizationFailed,
+				})
+			}
+			continue
+		}
 		for j := range t.Partitions {
 			p := &t.Partitions[j]
 			acks = append(acks, share.PartitionAcks{
@@ -90,7 +106,7 @@ func handleShareAcknowledge(s *Server, r *request) kmsg.Response {
 		}
 		resp.AcquisitionLockTimeoutMillis = s.shares.LockDuration(group)
 		topicIdx := make(map[[16]byte]int)
-		for _, a := range acks {
+		for _, a := range append(acks, denied...) {
 			ti, ok := topicIdx[a.Partition.TopicID]
 			if !ok {
 				ti = len(resp.Topics)
