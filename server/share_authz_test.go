@@ -282,6 +282,16 @@ func TestShareACLs(t *testing.T) {
 		}
 		return true
 	})
+	// Deleting the share group: alice may not, bob (DELETE) may.
+	if res, err := kadm.NewClient(alice).DeleteGroup(ctx, "workers"); err == nil && res.Err == nil {
+		t.Error("alice deleted the share group")
+	}
+	if res, err := kadm.NewClient(bob).DeleteGroup(ctx, "workers"); err != nil || res.Err != nil {
+		t.Errorf("bob deletes the share group: %v %v", err, res.Err)
+	}
+	if got := listed(admin); slices.Contains(got, "workers") {
+		t.Errorf("after its deletion the groups are %v", got)
+	}
 }
 
 // kgoUUID is a topic id as Kafka prints it (URL-safe base64, no padding).
