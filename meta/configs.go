@@ -44,9 +44,9 @@ type topicConfig struct {
 }
 
 var topicConfigs = []topicConfig{
-	{"cleanup.policy", "log.cleanup.policy", "delete", typeList, true, oneOfList("delete", "compact"), "delete or compact (compact: retention never deletes; compaction itself is not run)"},
+	{"cleanup.policy", "log.cleanup.policy", "delete", typeList, true, oneOfList("delete", "compact"), "delete (retention deletes old segments), compact (the log cleaner keeps the newest record of each key) or both"},
 	{"compression.type", "compression.type", "producer", typeString, true, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "producer: batches stored as sent; a codec (or uncompressed): batches sent otherwise are recompressed with it"},
-	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, false, atLeast(0), ""},
+	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, true, atLeast(0), "how long the cleaner keeps a tombstone after it first cleaned it"},
 	{"delivery.delay.ms", "", "0", typeLong, true, atLeast(0), "share groups deliver each record no earlier than this long after its batch's timestamp (Ferry's; plain consumers and consumer groups see it at once)"},
 	{"errors.deadletterqueue.group.enable", "", "false", typeBoolean, true, isBool, "share groups may write dead letters to this topic (KIP-1191)"},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", typeLong, false, atLeast(0), ""},
@@ -54,13 +54,13 @@ var topicConfigs = []topicConfig{
 	{"flush.messages", "log.flush.interval.messages", "9223372036854775807", typeLong, true, atLeast(1), "sync after this many records"},
 	{"flush.ms", "log.flush.interval.ms", "9223372036854775807", typeLong, true, atLeast(0), "sync this long after the first unsynced append"},
 	{"index.interval.bytes", "log.index.interval.bytes", "4096", typeInt, true, atLeast(0), "bytes of log between offset index entries"},
-	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", "9223372036854775807", typeLong, false, atLeast(1), ""},
+	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", "9223372036854775807", typeLong, true, atLeast(1), "a record stays uncompacted at most this long (the active segment rolls at this age)"},
 	{"max.message.bytes", "message.max.bytes", "1048588", typeInt, true, atLeast(0), "largest record batch accepted"},
 	{"message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", "9223372036854775807", typeLong, false, atLeast(0), ""},
 	{"message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", "9223372036854775807", typeLong, false, atLeast(0), ""},
 	{"message.timestamp.type", "log.message.timestamp.type", "CreateTime", typeString, true, oneOf("CreateTime", "LogAppendTime"), "CreateTime or LogAppendTime"},
-	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", typeDouble, false, nil, ""},
-	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", typeLong, false, atLeast(0), ""},
+	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", typeDouble, true, between(0, 1), "clean a compacted log once this share of its bytes is not yet cleaned"},
+	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", typeLong, true, atLeast(0), "a record stays uncompacted at least this long"},
 	{"min.insync.replicas", "min.insync.replicas", "1", typeInt, false, atLeast(1), ""},
 	{"preallocate", "log.preallocate", "false", typeBoolean, false, isBool, ""},
 	{"retention.bytes", "log.retention.bytes", "-1", typeLong, true, nil, "delete old segments while the partition is larger; -1 for no limit"},
@@ -103,6 +103,12 @@ var brokerConfigs = []brokerConfig{
 	{"group.min.session.timeout.ms", "6000", typeInt, false, atLeast(1)},
 	{"group.consumer.session.timeout.ms", "45000", typeInt, false, atLeast(1)},
 	{"group.consumer.heartbeat.interval.ms", "5000", typeInt, false, atLeast(1)},
+	{"log.cleaner.enable", "true", typeBoolean, false, isBool},
+	{"log.cleaner.threads", "1", typeInt, false, atLeast(0)},
+	{"log.cleaner.dedupe.buffer.size", "134217728", typeLong, false, atLeast(0)},
+	{"log.cleaner.io.buffer.load.factor", "0.9", typeDouble, false, between(0.01, 1)},
+	{"log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308", typeDouble, false, between(0, math.MaxFloat64)},
+	{"log.cleaner.backoff.ms", "15000", typeLong, false, atLeast(0)},
 	{"log.retention.check.interval.ms", "300000", typeLong, false, atLeast(1)},
 	{"log.retention.hours", "168", typeInt, false, nil},
 	{"log.retention.minutes", "", typeInt, false, nil},
@@ -249,6 +255,19 @@ func atLeast(min int64) func(string) error {
 	}
 }
 
+func between(lo, hi float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		if f < lo || f > hi {
+			return fmt.Errorf("%v is not between %v and %v", f, lo, hi)
+		}
+		return nil
+	}
+}
+
 func oneOf(vals ...string) func(string) error {
 	return func(v string) error {
 		for _, ok := range vals {
@@ -370,6 +389,14 @@ func (b *Settings) Int64(name string) int64 {
 	return n
 }
 
+// Float64 returns a broker config's value as a number (0 if it is not
+// one).
+func (b *Settings) Float64(name string) float64 {
+	v, _ := b.Get(name)
+	f, _ := strconv.ParseFloat(v, 64)
+	return f
+}
+
 // Bool reports whether a broker config is "true".
 func (b *Settings) Bool(name string) bool {
 	v, _ := b.Get(name)
@@ -419,6 +446,11 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 	if retentionMs == 0 {
 		retentionMs = 1
 	}
+	ratio, _ := strconv.ParseFloat(str("min.cleanable.dirty.ratio"), 64)
+	if ratio <= 0 {
+		ratio = 1e-9 // Kafka's 0: clean whatever is dirty
+	}
+	policy := str("cleanup.policy")
 	cfg := partition.Config{
 		ProducerIDExpirationMs: b.Int64("producer.id.expiration.ms"),
 		MaxMessageBytes:        int(num("max.message.bytes")),
@@ -426,16 +458,21 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 		Recompress:             str("compression.type") != "producer",
 		Codec:                  storedCodecs[str("compression.type")],
 		Log: log.Config{
-			SegmentBytes:       num("segment.bytes"),
-			SegmentMs:          num("segment.ms"),
-			SegmentIndexBytes:  int(num("segment.index.bytes")),
-			IndexIntervalBytes: int(num("index.interval.bytes")),
-			RetentionMs:        retentionMs,
-			RetentionBytes:     num("retention.bytes"),
-			Compact:            !strings.Contains(str("cleanup.policy"), "delete"),
-			FlushMessages:      num("flush.messages"),
-			FlushMs:            num("flush.ms"),
-			FlushMaxDelayMs:    max(num("flush.max.delay.ms"), 1), // 0: as soon as possible
+			SegmentBytes:           num("segment.bytes"),
+			SegmentMs:              num("segment.ms"),
+			SegmentIndexBytes:      int(num("segment.index.bytes")),
+			IndexIntervalBytes:     int(num("index.interval.bytes")),
+			RetentionMs:            retentionMs,
+			RetentionBytes:         num("retention.bytes"),
+			NoDelete:               !strings.Contains(policy, "delete"),
+			Compact:                strings.Contains(policy, "compact"),
+			MinCleanableDirtyRatio: ratio,
+			MinCompactionLagMs:     num("min.compaction.lag.ms"),
+			MaxCompactionLagMs:     num("max.compaction.lag.ms"),
+			DeleteRetentionMs:      max(num("delete.retention.ms"), 1), // 0: at the next pass
+			FlushMessages:          num("flush.messages"),
+			FlushMs:                num("flush.ms"),
+			FlushMaxDelayMs:        max(num("flush.max.delay.ms"), 1), // 0: as soon as possible
 		},
 	}
 	if cfg.MaxMessageBytes == 0 {

@@ -4,7 +4,10 @@
 // the image names, opened on this broker. It owns the topic lifecycle
 // (create, grow, delete), the topic and broker config definitions with
 // Kafka's names, defaults and validation, producer-id blocks and
-// meta.properties. It knows nothing of the wire protocol: package server
+// meta.properties. It runs the broker's log cleaner (log.Cleaner, from
+// the log.cleaner.* configs) for the partitions of topics whose
+// cleanup.policy has compact, internal topics excepted: their
+// coordinators keep them bounded with snapshots (package coordstate). It knows nothing of the wire protocol: package server
 // calls it and turns its errors into Kafka codes.
 //
 // # The log

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
+	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -91,6 +92,11 @@ type Store struct {
 
 	closed atomic.Bool
 
+	// cleaner compacts the partitions of topics whose cleanup.policy has
+	// compact, but internal ones (their coordinators snapshot them); nil
+	// with log.cleaner.enable false.
+	cleaner *log.Cleaner
+
 	// storageStats counts the fsyncs of every partition of the store.
 	storageStats *partition.StorageStats
 
@@ -147,8 +153,25 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.pids.next = s.reservedPIDs.Load()
 	s.replayed.Store(true)
+	s.startCleaner()
 	s.openImage()
 	return s, nil
+}
+
+// startCleaner starts the log cleaner the broker configs ask for.
+func (s *Store) startCleaner() {
+	bs := s.Settings()
+	if !bs.Bool("log.cleaner.enable") || bs.Int64("log.cleaner.threads") <= 0 {
+		return
+	}
+	s.cleaner = log.NewCleaner(log.CleanerConfig{
+		Threads:             int(bs.Int64("log.cleaner.threads")),
+		DedupeBufferSize:    max(bs.Int64("log.cleaner.dedupe.buffer.size"), 1),
+		LoadFactor:          bs.Float64("log.cleaner.io.buffer.load.factor"),
+		IOMaxBytesPerSecond: bs.Float64("log.cleaner.io.max.bytes.per.second"),
+		Backoff:             max(time.Duration(bs.Int64("log.cleaner.backoff.ms"))*time.Millisecond, time.Millisecond),
+		Logger:              s.logger,
+	})
 }
 
 // newStore returns a store with an empty image and no log.
@@ -348,6 +371,9 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	if !t.internal {
+		cfg.Log.Cleaner = s.cleaner
+	}
 	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
@@ -364,6 +390,9 @@ func (s *Store) applyConfigs(t *Topic) {
 	cfg := s.partitionConfig(t)
 	for _, p := range ps {
 		p.SetConfig(cfg)
+	}
+	if s.cleaner != nil && cfg.Log.Compact {
+		s.cleaner.Wake() // it may be due now
 	}
 }
 
@@ -394,6 +423,9 @@ func (s *Store) Close() error {
 	// Wait for a change in progress; later ones see closed.
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
+	if s.cleaner != nil {
+		s.cleaner.Close() // passes in progress stop; nothing is lost
+	}
 	// Each close may fsync data, indexes, a producer snapshot and a
 	// checkpoint: with thousands of partitions they run in parallel, so
 	// the disk sees many syncs at once instead of one after another.

@@ -42,7 +42,7 @@ func init() {
 		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare, queue)", defaultSub: "produce", sub: []*command{
 			{name: "produce", summary: "produce as fast as possible (or at -rate); ack latency", run: runBenchProduce, flags: benchFlagsFor("produce")},
 			{name: "consume", summary: "read a topic back; time to first record", run: runBenchConsume, flags: benchFlagsFor("consume")},
-			{name: "e2e", summary: "fixed-rate producer and consumer together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
+			{name: "e2e", summary: "producer (fixed rate, or -rate 0 flat out; optional -bulk-size load beside it) and consumers together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
 			{name: "compare", summary: "the standard scenarios against several -target brokers, side by side", run: runBenchCompare, flags: compareFlagsOnly},
 			{name: "queue", summary: "share groups: publish and acknowledged-consume rates, end-to-end latency, redelivery after a consumer dies", run: runBenchQueue, flags: queueFlagsOnly},
 		}},
