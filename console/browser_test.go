@@ -393,6 +393,9 @@ func TestBrowser(t *testing.T) {
 	if s := b.text("#group-type"); s != "share" {
 		t.Fatalf("group type: %q", s)
 	}
+	if s := b.text("main"); strings.Contains(s, "null") || strings.Contains(s, "undefined") {
+		t.Fatalf("the share group's page shows a missing value:\n%s", s)
+	}
 	sc.accept(sctx, 120)
 	b.waitText("#group-lag", "share lag after 210 records", func(s string) bool { return s == "90" })
 	b.screenshot("share-group")

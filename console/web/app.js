@@ -532,7 +532,7 @@ function groupPage(page, group) {
     // A share group (KIP-932) has start offsets instead of committed
     // offsets, and a partition may be assigned to several members.
     const share = g.type === "share";
-    head.replaceChildren(
+    head.replaceChildren(...[
       h("div", { class: "headline" }, h("h1", { id: "group-name" }, g.group), h("span", { class: "badge", id: "group-type" }, g.type), stateBadge(g.state),
         h("span", { class: "spacer" }), h("label", { class: "live" }, live, "live"),
         h("button", { id: "reset-offsets", onclick: () => resetDialog(g, () => refresh()) }, share ? "Reset start offsets" : "Reset offsets"),
@@ -540,10 +540,10 @@ function groupPage(page, group) {
       h("div", { class: "sub" }, share ? `share group, assignor ${g.protocol || "–"}, coordinator ${g.coordinator}` : `protocol ${g.protocol_type || "–"} / ${g.protocol || "–"}, coordinator ${g.coordinator}`),
       g.error ? h("div", { class: "note" }, g.error) : null,
       h("div", { class: "cards" }, card("Members", num(g.members.length), "group-members"),
-        card(share ? "Lag (not yet acknowledged)" : "Lag", g.lag_known ? num(g.lag) : "–", "group-lag"), card("Partitions", num(g.total)),
-        card("Topics", num(g.topics.length))));
+        card("Lag", g.lag_known ? num(g.lag) : "–", "group-lag"), card("Partitions", num(g.total)),
+        card("Topics", num(g.topics.length)))].filter(Boolean));
     const subscribed = g.type !== "classic";
-    body.replaceChildren(
+    body.replaceChildren(...[
       h("h2", {}, "Lag by topic"),
       table("topic-lag-table", ["Topic", ["Partitions", "num"], ["Lag", "num"]],
         g.topic_lag.map((t) => h("tr", {}, h("td", {}, h("a", { href: "#/topics/" + enc(t.topic) }, t.topic)), h("td", { class: "num" }, num(t.partitions)), h("td", { class: "num" }, num(t.lag)))),
@@ -566,7 +566,7 @@ function groupPage(page, group) {
           h("td", { class: "num" }, o.error ? h("span", { class: "badge bad" }, o.error) : num(o.lag)),
           h("td", { class: "mono" }, o.member ? o.member.split(",").map((id) => h("div", {}, id)) : "–"))),
         share ? "No state yet: a partition gets a start offset when a member first fetches from it." : "Nothing committed."),
-      pager(page, base, g, "Partitions"));
+      pager(page, base, g, "Partitions")].filter(Boolean));
   });
   refresh();
   page.every(2000, () => { if (live.checked) refresh(); });
