@@ -393,6 +393,9 @@ func TestBrowser(t *testing.T) {
 	if s := b.text("#group-type"); s != "share" {
 		t.Fatalf("group type: %q", s)
 	}
+	if s := b.text("#group-configs-table"); !strings.Contains(s, "share.auto.offset.reset") || !strings.Contains(s, "earliest") || !strings.Contains(s, "set on group") {
+		t.Fatalf("share group configs: %q", s)
+	}
 	if s := b.text("main"); strings.Contains(s, "null") || strings.Contains(s, "undefined") {
 		t.Fatalf("the share group's page shows a missing value:\n%s", s)
 	}

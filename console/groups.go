@@ -404,8 +404,9 @@ type topicLag struct {
 }
 
 // getGroup describes one group, with its lag per topic and a page of its
-// partitions: one ListGroups per broker, one describe, one OffsetFetch,
-// one Metadata for the topics members subscribe to, two ListOffsets per
+// partitions: one ListGroups per broker, one describe, one OffsetFetch (a
+// DescribeShareGroupOffsets and a DescribeConfigs for a share group), one
+// Metadata for the topics members subscribe to, two ListOffsets per
 // broker.
 func (c *Console) getGroup(w http.ResponseWriter, r *http.Request) error {
 	pg, err := parsePage(r)
@@ -434,13 +435,24 @@ func (c *Console) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if topics == nil {
 		topics = []topicLag{}
 	}
+	// A share group's configs say where it starts, how long a member
+	// holds a record and how often it is delivered.
+	var configs []configRow
+	configsErr := ""
+	if g.Type == "share" {
+		if configs, err = c.groupConfigs(r.Context(), name); err != nil {
+			configsErr = err.Error()
+		}
+	}
 	lo, hi := pg.window(len(rows))
 	writeJSON(w, http.StatusOK, struct {
 		*groupInfo
 		TopicLag []topicLag `json:"topic_lag"`
 		page
-		Offsets []offsetRow `json:"offsets"`
-	}{g, topics, pg, rows[lo:hi]})
+		Offsets      []offsetRow `json:"offsets"`
+		Configs      []configRow `json:"configs,omitempty"`
+		ConfigsError string      `json:"configs_error,omitempty"`
+	}{g, topics, pg, rows[lo:hi], configs, configsErr})
 	return nil
 }
 

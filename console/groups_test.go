@@ -14,7 +14,9 @@ type groupAnswer struct {
 	groupInfo
 	TopicLag []topicLag `json:"topic_lag"`
 	page
-	Offsets []offsetRow `json:"offsets"`
+	Offsets      []offsetRow `json:"offsets"`
+	Configs      []configRow `json:"configs"`
+	ConfigsError string      `json:"configs_error"`
 }
 
 // TestGroupsAPI follows a classic consumer group: its lag before and

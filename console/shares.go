@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Share groups (KIP-932) in the console: ShareGroupDescribe gives their
@@ -113,4 +115,37 @@ func (c *Console) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 		Deleted bool   `json:"deleted"`
 	}{name, true})
 	return nil
+}
+
+// groupConfigs returns the configs of a group (DescribeConfigs of the
+// GROUP resource, KIP-848 and KIP-932): share.auto.offset.reset,
+// share.record.lock.duration.ms and the rest, with their sources.
+func (c *Console) groupConfigs(ctx context.Context, group string) ([]configRow, error) {
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, c.cl)
+	if err != nil {
+		return nil, err
+	}
+	out := []configRow{}
+	for _, rr := range resp.Resources {
+		if err := kerr.ErrorForCode(rr.ErrorCode); err != nil {
+			if rr.ErrorMessage != nil && *rr.ErrorMessage != "" {
+				return nil, fmt.Errorf("configs of group %q: %s: %w", group, *rr.ErrorMessage, err)
+			}
+			return nil, fmt.Errorf("configs of group %q: %w", group, err)
+		}
+		for _, cfg := range rr.Configs {
+			out = append(out, configRow{
+				Name: cfg.Name, Value: cfg.Value, Sensitive: cfg.IsSensitive,
+				Source:  strings.TrimSuffix(cfg.Source.String(), "_CONFIG"),
+				Default: cfg.Source != kmsg.ConfigSourceGroupConfig,
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

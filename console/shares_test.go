@@ -42,6 +42,16 @@ func TestShareGroupAPI(t *testing.T) {
 	if g.Type != "share" || g.State != "Stable" || g.ProtocolType != "share" || g.Lag != 30 || !g.LagKnown || g.Error != "" {
 		t.Fatalf("group: %+v", g.groupInfo)
 	}
+	cfgs := map[string]configRow{}
+	for _, c := range g.Configs {
+		cfgs[c.Name] = c
+	}
+	if c := cfgs["share.auto.offset.reset"]; c.Value == nil || *c.Value != "earliest" || c.Default || c.Source != "GROUP" {
+		t.Fatalf("share.auto.offset.reset: %+v", c)
+	}
+	if c := cfgs["share.record.lock.duration.ms"]; c.Value == nil || *c.Value != "30000" || !c.Default {
+		t.Fatalf("share.record.lock.duration.ms: %+v", c)
+	}
 	m := g.Members[0]
 	if m.ClientID != "sharer-1" || m.Host == "" || m.Assignment[0].Topic != "queue" || m.Assignment[0].Partitions != "0-1" || !hasString(m.Subscribed, "queue") {
 		t.Fatalf("member: %+v", m)

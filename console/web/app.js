@@ -566,7 +566,15 @@ function groupPage(page, group) {
           h("td", { class: "num" }, o.error ? h("span", { class: "badge bad" }, o.error) : num(o.lag)),
           h("td", { class: "mono" }, o.member ? o.member.split(",").map((id) => h("div", {}, id)) : "–"))),
         share ? "No state yet: a partition gets a start offset when a member first fetches from it." : "Nothing committed."),
-      pager(page, base, g, "Partitions")].filter(Boolean));
+      pager(page, base, g, "Partitions"),
+      share ? h("h2", {}, "Configs") : null,
+      share && g.configs_error ? h("div", { class: "note" }, g.configs_error) : null,
+      share && g.configs ? table("group-configs-table", ["Config", "Value", "Source"],
+        g.configs.map((c) => h("tr", {},
+          h("td", { class: "mono" }, c.name),
+          h("td", { class: "mono" }, c.sensitive ? h("span", { class: "null" }, "(sensitive)") : c.value === null ? h("span", { class: "null" }, "none") : c.value),
+          h("td", {}, c.default ? h("span", { class: "badge" }, c.source.toLowerCase().replaceAll("_", " ")) : h("span", { class: "badge ok" }, "set on group"))))) : null,
+    ].filter(Boolean));
   });
   refresh();
   page.every(2000, () => { if (live.checked) refresh(); });
