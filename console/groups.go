@@ -51,8 +51,9 @@ type groupInfo struct {
 	Coordinator  int32        `json:"coordinator"`
 	Members      []memberView `json:"members"`
 	// Lag is the sum of the lag of every partition the group commits to
-	// or is assigned; LagKnown is false when some end offset could not
-	// be listed.
+	// or is assigned (for a share group, has state for: the broker's
+	// lag); LagKnown is false when some end offset (a share group's lag)
+	// could not be had.
 	Lag      int64    `json:"lag"`
 	LagKnown bool     `json:"lag_known"`
 	Topics   []string `json:"topics"`

@@ -176,11 +176,13 @@ func hasString(xs []string, s string) bool {
 }
 
 // shareProps are broker configs that let share-group tests run fast:
-// members heartbeat every 500ms.
+// members heartbeat every 500ms, and a group may hold records for as
+// little as 200ms.
 func shareProps() map[string]string {
 	return map[string]string{
-		"group.share.min.heartbeat.interval.ms": "100",
-		"group.share.heartbeat.interval.ms":     "500",
+		"group.share.min.heartbeat.interval.ms":   "100",
+		"group.share.heartbeat.interval.ms":       "500",
+		"group.share.min.record.lock.duration.ms": "200",
 	}
 }
 

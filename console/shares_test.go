@@ -163,3 +163,44 @@ func TestShareGroupAPI(t *testing.T) {
 		t.Fatalf("deleting it again: %d %+v", code, e)
 	}
 }
+
+// TestShareGroupSharedPartition: two members of a share group on a topic
+// of one partition are both assigned it, and its row names both.
+func TestShareGroupSharedPartition(t *testing.T) {
+	tc := startConsole(t, shareProps())
+	tc.call("POST", "/api/topics", createRequest{Name: "one", Partitions: 1}, nil)
+	// The records the first member fetches ahead and holds come back
+	// for the second within a second.
+	tc.setGroupConfigs("pair", "share.auto.offset.reset", "earliest", "share.record.lock.duration.ms", "1000", "share.delivery.count.limit", "10")
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, &kgo.Record{Topic: "one", Value: fmt.Appendf(nil, "r%d", i)})
+	}
+	tc.produce(recs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := tc.shareConsumer("pair", kgo.ConsumeTopics("one"), kgo.ClientID("a"))
+	a.accept(ctx, 4)
+	b := tc.shareConsumer("pair", kgo.ConsumeTopics("one"), kgo.ClientID("b"))
+	b.accept(ctx, 3)
+	var g groupAnswer
+	waitFor(t, "both members assigned partition 0", func() bool {
+		tc.mustGet("/api/groups/pair", &g)
+		if len(g.Members) != 2 || len(g.Offsets) != 1 {
+			return false
+		}
+		for _, m := range g.Members {
+			if len(m.Assignment) != 1 || m.Assignment[0].Partitions != "0" {
+				return false
+			}
+		}
+		return true
+	})
+	row := g.Offsets[0]
+	if row.Member != g.Members[0].MemberID+","+g.Members[1].MemberID && row.Member != g.Members[1].MemberID+","+g.Members[0].MemberID {
+		t.Fatalf("partition 0 is assigned to %q, want both of %+v", row.Member, g.Members)
+	}
+	if g.Lag != 3 || row.Lag != 3 || row.End != 10 {
+		t.Fatalf("lag %d, row %+v", g.Lag, row)
+	}
+}
