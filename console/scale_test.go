@@ -131,7 +131,8 @@ func TestScale(t *testing.T) {
 		}
 		partitions = n
 	}
-	tc := startConsole(t, nil, func(c *Config) { c.SampleInterval = -1 })
+	tc := startConsole(t, shareProps(), func(c *Config) { c.SampleInterval = -1 })
+	tc.setGroupConfigs("shared", "share.auto.offset.reset", "earliest")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -171,6 +172,9 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("a group committed %d partitions", len(got))
+	start = time.Now()
+	tc.shareConsumer("shared", kgo.ConsumeTopics("huge")).accept(ctx, partitions/2)
+	t.Logf("a share group accepted %d records in %v", partitions/2, time.Since(start).Round(time.Millisecond))
 
 	for _, path := range []string{
 		"/api/cluster",
@@ -181,6 +185,7 @@ func TestScale(t *testing.T) {
 		fmt.Sprintf("/api/topics/huge/records?partition=%d&from=oldest", partitions-1),
 		"/api/groups",
 		"/api/groups/all",
+		"/api/groups/shared",
 	} {
 		var raw map[string]any
 		var took []time.Duration
