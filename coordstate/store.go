@@ -51,6 +51,27 @@ func (s *Store[R]) Append(p int32, recs []R) (int64, error) {
 	return res.BaseOffset, part.Sync()
 }
 
+// AppendNoSync is Append without waiting for durability: the batch is in
+// the partition's log (read by a replay after a process restart) and
+// becomes durable with the next Append or Snapshot of the partition, or
+// the log's background flush. For records whose loss to a power cut the
+// coordinator recovers from (the transaction coordinator's Complete
+// records).
+func (s *Store[R]) AppendNoSync(p int32, recs []R) (int64, error) {
+	part, err := s.get(p)
+	if err != nil {
+		return 0, err
+	}
+	if len(recs) == 0 {
+		return part.HighWatermark(), nil
+	}
+	res, err := part.Append(batch(recs))
+	if err != nil {
+		return 0, err
+	}
+	return res.BaseOffset, nil
+}
+
 // batch encodes recs as one uncompressed record batch.
 func batch[R ~struct{ Key, Value []byte }](recs []R) []byte {
 	rs := make([]record.Record, len(recs))

@@ -761,8 +761,8 @@ func TestClassicErrors(t *testing.T) {
 }
 
 // TestOtherGroup: a name Config.OtherGroup claims (a share group's) is
-// not made a consumer group by JoinGroup, ConsumerGroupHeartbeat or
-// OffsetCommit; an existing consumer group is unaffected, and Exists
+// not made a consumer group by JoinGroup, ConsumerGroupHeartbeat,
+// OffsetCommit or TxnOffsetCommit; an existing consumer group is unaffected, and Exists
 // tells them apart.
 func TestOtherGroup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -787,6 +787,9 @@ func TestOtherGroup(t *testing.T) {
 		if resp := c.OffsetCommit(ctx, oc); resp.Topics[0].Partitions[0].ErrorCode != kerr.GroupIDNotFound.Code {
 			t.Errorf("OffsetCommit: %v", kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode))
 		}
+		tc := txnCommitReq(3, "shared", 7, 0, map[int32]int64{0: 1})
+		tc.Generation = -1
+		allCodes(t, txnCommit(t, c, tc), kerr.GroupIDNotFound.Code)
 		if c.Exists("shared") {
 			t.Error("a refused group exists")
 		}

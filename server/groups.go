@@ -116,11 +116,11 @@ func groupCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn f
 // coordinatorShare is FindCoordinator's key type of share coordinators.
 const coordinatorShare = 2
 
-// FindCoordinator, v0-v6. This broker coordinates every group and every
-// share-partition (key type 2, "group:topicID:partition"); v4+ batches
-// keys. Transaction coordinators (key type 1) do not exist yet:
-// COORDINATOR_NOT_AVAILABLE. Share coordinators are found by brokers
-// only: CLUSTER_ACTION on the cluster, as Kafka asks.
+// FindCoordinator, v0-v6. This broker coordinates every group (key type
+// 0), every transactional id (key type 1) and every share-partition (key
+// type 2, "group:topicID:partition"); v4+ batches keys. Other key types
+// answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
+// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks.
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -134,13 +134,14 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 		case req.CoordinatorType == coordinatorShare && !r.allowedCluster(auth.OpClusterAction):
 			return -1, "", -1, kerr.ClusterAuthorizationFailed.Code, nil
 		}
-		if req.CoordinatorType != 0 && req.CoordinatorType != coordinatorShare {
-			msg := "transaction coordinators are not supported yet"
+		if req.CoordinatorType != 0 && req.CoordinatorType != 1 && req.CoordinatorType != coordinatorShare {
+			msg := fmt.Sprintf("coordinator type %d is not served", req.CoordinatorType)
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
-		if key == "" && r.version < 4 {
-			// Kafka answers an empty group id with INVALID_REQUEST.
-			msg := "group id is empty"
+		if key == "" && (r.version < 4 || req.CoordinatorType == 1) {
+			// Kafka answers an empty group or transactional id with
+			// INVALID_REQUEST.
+			msg := "coordinator key is empty"
 			return -1, "", -1, kerr.InvalidRequest.Code, &msg
 		}
 		return s.cfg.NodeID, host, port, 0, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/share"
+	"github.com/ferrymq/ferry/txn"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -52,7 +53,8 @@ type Server struct {
 	meta     *meta.Store
 	sessions *fetchSessions
 	groups   *group.Coordinator
-	limits   *connLimits // connection counts and the request budget (limits.go)
+	txn      *txn.Coordinator // transactions (txn.go)
+	limits   *connLimits      // connection counts and the request budget (limits.go)
 
 	// listeners are the configured listeners (listener.go); the first is
 	// the one Serve serves.
@@ -134,6 +136,10 @@ func New(cfg Config) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
+	if err := s.startTxn(); err != nil {
+		s.closeStorage()
+		return nil, err
+	}
 	if err := s.startShares(); err != nil {
 		s.closeStorage()
 		return nil, err
@@ -194,6 +200,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) closeStorage() error {
 	var errs []error
 	if err := s.stopShares(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.stopTxn(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.stopGroups(); err != nil {

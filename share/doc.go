@@ -61,7 +61,9 @@
 //     archived without a dead letter.
 //   - With share.isolation.level=read_committed, records are read up to
 //     the last stable offset and aborted transactions are skipped
-//     (Reader.AbortedTransactions; Ferry has no transactions yet).
+//     (Reader.AbortedTransactions): a record of an open transaction is
+//     not delivered until its transaction is decided, nor are records
+//     after it, and a record of an aborted transaction never is.
 //   - Control batches are never delivered.
 //
 // Delays, which Kafka does not have: a record whose HeaderDeliverAt header

@@ -13,9 +13,10 @@
 // header when it is compressed (its records cannot be seen without
 // decompressing them) or when its uncompressed records contain the
 // header's name; only such batches are decoded, once each, when the
-// engine first reads them. The read_committed offsets (last stable
-// offset, aborted transactions) are the high watermark and none until
-// the partition layer has transactions.
+// engine first reads them. For share.isolation.level=read_committed
+// the last stable offset and the aborted transactions are the
+// partition's (partition.LastStableOffset, AbortedTxns), as a
+// read_committed Fetch reads them.
 //
 // # Dead letters
 //

@@ -41,19 +41,21 @@ func (r *Reader) partition(tp share.TopicPartition) (*partition.Partition, error
 	return p, err
 }
 
-// Offsets returns the partition's log start offset and high watermark
-// (the durable offset). Without transactions the last stable offset is
-// the high watermark.
+// Offsets returns the partition's log start offset, high watermark (the
+// durable offset) and last stable offset (below the first offset of the
+// oldest open transaction; the high watermark without one).
 func (r *Reader) Offsets(tp share.TopicPartition) (share.PartitionOffsets, error) {
 	p, err := r.partition(tp)
 	if err != nil {
 		return share.PartitionOffsets{}, err
 	}
-	hw := p.HighWatermark()
+	// The last stable offset first: it never passes the high watermark
+	// read after it.
+	lso := p.LastStableOffset()
 	return share.PartitionOffsets{
 		LogStart:      p.LogStartOffset(),
-		HighWatermark: hw,
-		LastStable:    hw,
+		HighWatermark: p.HighWatermark(),
+		LastStable:    lso,
 		LeaderEpoch:   partition.LeaderEpoch,
 	}, nil
 }
@@ -164,8 +166,20 @@ func (r *Reader) DeliveryTimes(dst []share.RecordTime, tp share.TopicPartition, 
 	return dst, nil
 }
 
-// AbortedTransactions returns dst unchanged: the partition layer has no
-// transactions yet.
+// AbortedTransactions appends the aborted transactions of tp that
+// overlap offsets [from, to), from the partition's aborted-transaction
+// index, as a read_committed Fetch reports them.
 func (r *Reader) AbortedTransactions(dst []share.AbortedRange, tp share.TopicPartition, from, to int64) ([]share.AbortedRange, error) {
+	p, err := r.partition(tp)
+	if err != nil {
+		return dst, err
+	}
+	txns, err := p.AbortedTxns(from, to)
+	if err != nil {
+		return dst, err
+	}
+	for _, a := range txns {
+		dst = append(dst, share.AbortedRange{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset, LastOffset: a.LastOffset})
+	}
 	return dst, nil
 }

@@ -63,6 +63,13 @@ func init() {
 			{name: "reset-offsets", args: "GROUP", summary: "move committed (share: start) offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
 			{name: "alter-config", args: "GROUP...", summary: "set (-set k=v) or reset (-delete k) a share group's configs", run: runGroupAlterConfig, flags: flagsOnly(groupAlterConfigFlags)},
 		}},
+		{name: "txn", summary: "list and describe transactions", sub: []*command{
+			{name: "list", summary: "transactional ids, their producer ids and states", run: runTxnList, flags: flagsOnly(txnListFlags)},
+			{name: "describe", args: "TRANSACTIONAL-ID...", summary: "state, producer id and epoch, timeout, start, partitions", run: runTxnDescribe, flags: flagsOnly(txnDescribeFlags)},
+		}},
+		{name: "producers", summary: "the producers partitions remember", sub: []*command{
+			{name: "describe", args: "TOPIC...", summary: "producer ids, epochs, last sequences, open transactions per partition", run: runProducersDescribe, flags: flagsOnly(producersDescribeFlags)},
+		}},
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
 		}},
