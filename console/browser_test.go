@@ -385,6 +385,13 @@ func TestBrowser(t *testing.T) {
 	if s := b.text("#groups-table"); strings.Contains(s, "billing") || !strings.Contains(s, "share") {
 		t.Fatalf("share groups tab: %q", s)
 	}
+	b.open("#/groups", `tr[data-group="dispatch"]`)
+	if s := b.text(`tr[data-group="dispatch"]`); !strings.Contains(s, "share") || !strings.Contains(s, "tasks") {
+		t.Fatalf("share group among all groups: %q", s)
+	}
+	if s := b.text("#groups-table"); !strings.Contains(s, "billing") {
+		t.Fatalf("all groups: %q", s)
+	}
 	b.do("open the share group", chromedp.Click(chromedp.CSS(`tr[data-group="dispatch"] a`)), chromedp.WaitVisible(chromedp.CSS("#group-lag")))
 	b.waitText("#group-lag", "share lag after 90 records", func(s string) bool { return s == "210" })
 	b.waitText("#members-table", "share member", func(s string) bool {
