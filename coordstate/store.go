@@ -37,18 +37,15 @@ func (s *Store[R]) get(p int32) (*partition.Partition, error) {
 // Append writes recs as one batch to partition p (all or nothing) and
 // fsyncs it. It returns the offset of the first record.
 func (s *Store[R]) Append(p int32, recs []R) (int64, error) {
+	off, err := s.AppendNoSync(p, recs)
+	if err != nil || len(recs) == 0 {
+		return off, err
+	}
 	part, err := s.get(p)
 	if err != nil {
 		return 0, err
 	}
-	if len(recs) == 0 {
-		return part.HighWatermark(), nil
-	}
-	res, err := part.Append(batch(recs))
-	if err != nil {
-		return 0, err
-	}
-	return res.BaseOffset, part.Sync()
+	return off, part.Sync()
 }
 
 // AppendNoSync is Append without waiting for durability: the batch is in

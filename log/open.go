@@ -35,12 +35,19 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.appendMu.cfg = cfg
 	// A swap of cleaned segments that a crash interrupted is finished
 	// first: after it the directory holds whole segments only.
-	swapped, removed, err := recoverSwaps(dir)
+	// The directory is listed once for both, unless the swaps change it:
+	// with thousands of partitions the listings are much of a start.
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	swapped, removed, err := recoverSwaps(dir, ents)
 	if err != nil {
 		return nil, fmt.Errorf("log: %s: %w", dir, err)
 	}
 	if swapped > 0 || removed > 0 {
 		l.logger.Info("finished what a cleaning pass stopped by a crash left", "swaps_finished", swapped, "cleaned_files_removed", removed)
+		ents = nil
 	}
 	cp, cpErr := readCheckpoint(dir)
 	if errors.Is(cpErr, os.ErrNotExist) {
@@ -57,7 +64,13 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if cpErr != nil && !errors.Is(cpErr, os.ErrNotExist) {
 		l.logger.Warn("checkpoint unreadable, recovering every segment", "err", cpErr)
 	}
-	bases, txnIndexes, err := l.listSegments()
+	if ents == nil {
+		ents, err = os.ReadDir(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	bases, txnIndexes, err := l.segmentsIn(ents)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +256,11 @@ func (l *Log) listSegments() ([]int64, map[int64]bool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return l.segmentsIn(ents)
+}
+
+// segmentsIn is listSegments over the directory's entries ents.
+func (l *Log) segmentsIn(ents []os.DirEntry) ([]int64, map[int64]bool, error) {
 	logs := map[int64]bool{}
 	var bases []int64
 	for _, e := range ents {

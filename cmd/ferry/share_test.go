@@ -100,3 +100,20 @@ func TestShareCommands(t *testing.T) {
 	out = mustFerry(t, "", "group", "delete", "workers", b)
 	contains(t, "delete", out, "workers", "deleted")
 }
+
+// TestQueueTableNotHeld: a bench queue row whose run could not hold its
+// rate says so in the table, since its latency includes a backlog.
+func TestQueueTableNotHeld(t *testing.T) {
+	rep := queueReport{Size: 100, Acks: "all", Partitions: 3, MaxRecords: 500, Rows: []queueRow{
+		{Consumers: 1, Rate: 1000, Publish: 1000, Consumed: 1000, P50: 1, P99: 2},
+		{Consumers: 2, Rate: 1000, Publish: 900, Consumed: 800, P50: 300, P99: 900, NotHeld: true},
+	}}
+	var b strings.Builder
+	if err := rep.writeTable(&b, 1); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	if len(lines) < 4 || strings.Contains(lines[2], "NOT HELD") || !strings.Contains(lines[3], "NOT HELD") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+}
