@@ -190,6 +190,10 @@ type Log struct {
 		onDurable func()
 		// err ends group commit: the first failed fsync, or ErrClosed.
 		err error
+		// truncations counts TruncateTo calls: a sync that started
+		// before one must not advance the durable offset past the new
+		// end.
+		truncations int64
 	}
 }
 
