@@ -22,6 +22,9 @@ const (
 	TypeConfig      RecordType = "config"       // a topic or broker config was set or removed
 	TypeRemoveTopic RecordType = "remove_topic" // a topic was deleted
 	TypeProducerIDs RecordType = "producer_ids" // a block of producer ids was reserved
+	// In a cluster (a replicated log) only:
+	TypeBroker          RecordType = "broker"           // a broker registered, or was fenced or unfenced
+	TypePartitionChange RecordType = "partition_change" // a partition's leader, ISR or replicas changed
 )
 
 // Record is one change to the metadata: its key in the log is Type, its
@@ -54,6 +57,38 @@ type Record struct {
 
 	// NextProducerID: producer ids below it are reserved (producer_ids).
 	NextProducerID int64 `json:"next_producer_id,omitempty"`
+
+	// The fields below are written in a cluster only.
+
+	// Assignments lists each partition's replicas, by broker id (topic:
+	// every partition; partitions: the new ones).
+	Assignments [][]int32 `json:"assignments,omitempty"`
+	// Block is the size of a block of producer ids reserved for Broker
+	// (producer_ids): it starts where the previous block ended.
+	Block int64 `json:"block,omitempty"`
+
+	// Broker is the broker a record is about (broker, producer_ids).
+	Broker *int32 `json:"broker,omitempty"`
+	// Host and Port are its advertised Kafka listener (broker).
+	Host string `json:"host,omitempty"`
+	Port int32  `json:"port,omitempty"`
+	// Fenced: the controller lost contact with it (broker).
+	Fenced bool `json:"fenced,omitempty"`
+
+	// Partition is the partition a partition_change is about; the fields
+	// after it are its new state, whole.
+	Partition      *int32  `json:"partition,omitempty"`
+	Leader         *int32  `json:"leader,omitempty"`
+	LeaderEpoch    int32   `json:"leader_epoch,omitempty"`
+	PartitionEpoch int32   `json:"partition_epoch,omitempty"`
+	ISR            []int32 `json:"isr,omitempty"`
+	Replicas       []int32 `json:"replicas,omitempty"`
+	// Target is a reassignment's target replicas, until it completes.
+	Target []int32 `json:"target_replicas,omitempty"`
+	// ExpectEpoch, when set, makes the change conditional: it applies
+	// only if the partition epoch is still this (a change computed from
+	// an older state is dropped, as Kafka's AlterPartition is refused).
+	ExpectEpoch *int32 `json:"expect_partition_epoch,omitempty"`
 }
 
 // TopicIDString is the hex form of a topic id, as records and

@@ -109,6 +109,10 @@ type Partition struct {
 		snapRolls int64
 	}
 
+	// repl is the replication state in a cluster (replica.go); taken
+	// after mu, before watch.
+	repl replica
+
 	// watch guards the fetch waiters. It is taken last, after mu and
 	// the log's locks (the log wakes waiters from inside Sync).
 	watch struct {
@@ -126,7 +130,7 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	cfg = cfg.withDefaults()
 	p := &Partition{logger: cfg.Logger}
 	p.watch.watchers = map[chan<- struct{}]struct{}{}
-	cfg.Log.OnDurable = p.notify
+	cfg.Log.OnDurable = p.durable
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -166,7 +170,11 @@ func (p *Partition) Walk(from int64, fn func(batch []byte, h *record.Header) boo
 // (flush.max.delay.ms) bounds how long it waits. It is never below the
 // log start offset (retention may delete segments before they are synced).
 func (p *Partition) HighWatermark() int64 {
-	return max(p.log.DurableOffset(), p.log.LogStartOffset())
+	durable := max(p.log.DurableOffset(), p.log.LogStartOffset())
+	if hw, ok := p.replicatedHW(); ok {
+		return max(min(hw, durable), p.log.LogStartOffset())
+	}
+	return durable
 }
 
 // LogEndOffset is the offset the next record will get. Offsets from the
@@ -216,6 +224,10 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	defer p.mu.Unlock()
 	if p.mu.closed {
 		return res, ErrClosed
+	}
+	leader, epoch := p.Leader()
+	if !leader {
+		return res, ErrNotLeader
 	}
 	cfg := &p.mu.cfg
 	// Validate every batch before appending any.
@@ -278,7 +290,7 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	}
 	for i := range headers {
 		h, batch := &headers[i], batches[i]
-		record.SetLeaderEpoch(batch, LeaderEpoch)
+		record.SetLeaderEpoch(batch, epoch)
 		if now >= 0 {
 			record.SetLogAppendTime(batch, now)
 			h.MaxTimestamp = now
@@ -298,6 +310,9 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		}
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
+	if epoch > LeaderEpoch || p.Replicated() {
+		p.notify() // followers fetch up to the log end
+	}
 	if r := p.log.Rolls(); r != p.mu.snapRolls {
 		// A new segment: snapshot producer state so that recovery after a
 		// crash walks at most the segments since, not the whole log.
@@ -402,8 +417,17 @@ func (p *Partition) Unwatch(ch chan<- struct{}) {
 	delete(p.watch.watchers, ch)
 }
 
-// notify wakes every watcher: the high watermark advanced. The log calls
-// it after a sync (log.Config.OnDurable).
+// durable is told by the log that its durable offset advanced: the
+// leader's high watermark may rise with it; watchers wake.
+func (p *Partition) durable() {
+	p.repl.Lock()
+	p.recomputeHWLocked()
+	p.repl.Unlock()
+	p.notify()
+}
+
+// notify wakes every watcher: the high watermark advanced (or, on a
+// leader of a cluster, the log end, which followers fetch up to).
 func (p *Partition) notify() {
 	p.watch.Lock()
 	defer p.watch.Unlock()
