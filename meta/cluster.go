@@ -436,7 +436,10 @@ func (t *Topic) markPending() {
 }
 
 // setSlot replaces slot i under mu.
-func (t *Topic) setSlot(mu interface{ Lock(); Unlock() }, i int32, sl slot) {
+func (t *Topic) setSlot(mu interface {
+	Lock()
+	Unlock()
+}, i int32, sl slot) {
 	mu.Lock()
 	defer mu.Unlock()
 	parts := slices.Clone(*t.parts.Load())
