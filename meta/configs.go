@@ -362,6 +362,7 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 	}
 	cfg := partition.Config{
 		ProducerIDExpirationMs: b.Int64("producer.id.expiration.ms"),
+		MinInsyncReplicas:      int(num("min.insync.replicas")),
 		MaxMessageBytes:        int(num("max.message.bytes")),
 		LogAppendTime:          str("message.timestamp.type") == "LogAppendTime",
 		Recompress:             str("compression.type") != "producer",

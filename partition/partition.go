@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,12 @@ type Config struct {
 	// LogAppendTime makes the broker stamp batches with its own clock.
 	// Corresponds to message.timestamp.type=LogAppendTime.
 	LogAppendTime bool
+	// MinInsyncReplicas: in a cluster, an append is refused
+	// (ErrNotEnoughReplicas) while fewer replicas are in sync, and an
+	// acks=all wait ends with ErrNotEnoughReplicasAfterAppend if the ISR
+	// shrank below it meanwhile. Corresponds to min.insync.replicas;
+	// default 1.
+	MinInsyncReplicas int
 	// ProducerIDExpirationMs forgets an idempotent producer's state after
 	// it has not appended for this long. Corresponds to
 	// producer.id.expiration.ms; default one day.
@@ -211,6 +218,12 @@ type Result struct {
 	LogStartOffset int64
 	// Duplicate is true when every batch was a retry already stored.
 	Duplicate bool
+	// NextOffset is the log end after the append (for a duplicate, the
+	// end of the original batch): an acks=all produce waits for the
+	// high watermark to reach it (SyncReplicated).
+	NextOffset int64
+	// LeaderEpoch is the leader epoch the batches were written in.
+	LeaderEpoch int32
 }
 
 // Append validates and appends a produced record set: one or more record
@@ -229,6 +242,7 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	if !leader {
 		return res, ErrNotLeader
 	}
+	res.LeaderEpoch = epoch
 	cfg := &p.mu.cfg
 	// Validate every batch before appending any.
 	var hdrs [4]record.Header
@@ -276,8 +290,10 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	if len(dups) == len(headers) {
 		res.BaseOffset, res.Duplicate = dups[0], true
 		res.LogStartOffset = p.log.LogStartOffset()
+		res.NextOffset = dups[len(dups)-1] + int64(headers[len(headers)-1].LastOffsetDelta) + 1
 		return res, nil
 	}
+
 	if len(dups) > 0 {
 		// A mix of retried and new batches in one request cannot happen
 		// with a well-behaved producer.
@@ -310,6 +326,7 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		}
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
+	res.NextOffset = p.log.NextOffset()
 	if epoch > LeaderEpoch || p.Replicated() {
 		p.notify() // followers fetch up to the log end
 	}
@@ -390,7 +407,21 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 }
 
 // Sync returns once everything appended so far is durable.
-func (p *Partition) Sync() error { return p.log.Sync() }
+//
+// On the leader of a cluster it also waits (up to 30 s) for the in-sync
+// replicas to hold them, so that what a coordinator stores survives a
+// change of leader; on a follower it is the local sync.
+func (p *Partition) Sync() error {
+	p.repl.Lock()
+	leader, epoch := p.repl.on && p.repl.leader, p.repl.epoch
+	p.repl.Unlock()
+	if !leader {
+		return p.log.Sync()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), replicationTimeout)
+	defer cancel()
+	return p.SyncReplicated(ctx, epoch, p.log.NextOffset())
+}
 
 // Watch registers ch to receive a non-blocking send each time the high
 // watermark advances (records become durable, not when they are

@@ -34,7 +34,67 @@ var (
 	// ErrUnknownEpoch: a request named a newer leader epoch than this
 	// replica knows (UNKNOWN_LEADER_EPOCH).
 	ErrUnknownEpoch = errors.New("partition: unknown leader epoch")
+	// ErrNotEnoughReplicas: fewer replicas are in sync than
+	// min.insync.replicas (NOT_ENOUGH_REPLICAS).
+	ErrNotEnoughReplicas = errors.New("partition: not enough in-sync replicas")
+	// ErrNotEnoughReplicasAfterAppend: the batch was appended but the
+	// ISR shrank below min.insync.replicas before it was replicated
+	// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+	ErrNotEnoughReplicasAfterAppend = errors.New("partition: not enough in-sync replicas after append")
 )
+
+// replicationTimeout bounds Sync's wait for the in-sync replicas.
+const replicationTimeout = 30 * time.Second
+
+// CheckMinISR refuses an acks=all append on a leader whose ISR is
+// smaller than min.insync.replicas (ErrNotEnoughReplicas), as Kafka does
+// before appending.
+func (p *Partition) CheckMinISR() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.repl.Lock()
+	defer p.repl.Unlock()
+	if !p.repl.on || !p.repl.leader {
+		return nil
+	}
+	if n := len(p.repl.isr); n < p.mu.cfg.MinInsyncReplicas {
+		return fmt.Errorf("%w: %d in sync, min.insync.replicas is %d", ErrNotEnoughReplicas, n, p.mu.cfg.MinInsyncReplicas)
+	}
+	return nil
+}
+
+// SyncReplicated returns once the records below end, appended by this
+// replica as leader at epoch, are durable here and on every in-sync
+// replica: the answer of an acks=all produce. On a single broker it is
+// Sync. It fails with ErrNotLeader if the replica stopped leading at
+// epoch, and with ctx's error when ctx ends first.
+func (p *Partition) SyncReplicated(ctx context.Context, epoch int32, end int64) error {
+	if err := p.log.Sync(); err != nil {
+		return err
+	}
+	p.repl.Lock()
+	on, leader, cur := p.repl.on, p.repl.leader, p.repl.epoch
+	p.repl.Unlock()
+	if !on {
+		return nil
+	}
+	if !leader || cur != epoch {
+		return fmt.Errorf("%w: leadership moved while the batch was replicated", ErrNotLeader)
+	}
+	if err := p.WaitReplicated(ctx, end); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	minISR := p.mu.cfg.MinInsyncReplicas
+	p.mu.Unlock()
+	p.repl.Lock()
+	n := len(p.repl.isr)
+	p.repl.Unlock()
+	if n < minISR {
+		return fmt.Errorf("%w: %d in sync, min.insync.replicas is %d", ErrNotEnoughReplicasAfterAppend, n, minISR)
+	}
+	return nil
+}
 
 // replica is the replication state of a partition of a cluster; its
 // zero value is a single broker's partition.
@@ -65,7 +125,6 @@ type follower struct {
 
 type hwWaiter struct {
 	offset int64
-	gen    int64
 	ch     chan error
 }
 
@@ -317,7 +376,7 @@ func (p *Partition) WaitReplicated(ctx context.Context, offset int64) error {
 		p.repl.Unlock()
 		return nil
 	}
-	w := hwWaiter{offset: offset, gen: p.repl.roleGen, ch: make(chan error, 1)}
+	w := hwWaiter{offset: offset, ch: make(chan error, 1)}
 	p.repl.waiters = append(p.repl.waiters, w)
 	p.repl.Unlock()
 	select {

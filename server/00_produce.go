@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -47,6 +49,10 @@ func init() { regKey(0, 0, 13, handleProduce) }
 type produceSyncs struct {
 	parts   []*partition.Partition
 	answers []*kmsg.ProduceResponseTopicPartition
+	// results hold, per partition, the leader epoch and log end of the
+	// append: in a cluster the answer waits for the ISR to reach it.
+	results []partition.Result
+	timeout time.Duration
 }
 
 func handleProduce(s *Server, r *request) kmsg.Response {
@@ -57,7 +63,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	}
 	var syncs *produceSyncs
 	if req.Acks == -1 {
-		syncs = &produceSyncs{}
+		syncs = &produceSyncs{timeout: time.Duration(req.TimeoutMillis) * time.Millisecond}
 	}
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i := range req.Topics {
@@ -113,7 +119,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		sp.BaseOffset = -1
 		sp.LogAppendTime = -1
 		sp.LogStartOffset = -1
-		p, err := s.producePartition(r, t, rp, sp)
+		p, res, err := s.producePartition(r, t, rp, sp)
 		if err != nil {
 			code, msg := errorCode(err)
 			sp.ErrorCode = code
@@ -132,6 +138,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		if p != nil && syncs != nil {
 			syncs.parts = append(syncs.parts, p)
 			syncs.answers = append(syncs.answers, sp)
+			syncs.results = append(syncs.results, res)
 		}
 	}
 }
@@ -139,31 +146,37 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 // producePartition appends one partition's records and fills in its
 // answer. It returns the partition appended to, nil when there was
 // nothing to append.
-func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) (*partition.Partition, error) {
+func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) (*partition.Partition, partition.Result, error) {
+	var res partition.Result
 	p, err := t.Partition(rp.Partition)
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	if t.Internal() {
-		return nil, fmt.Errorf("%w: internal topics cannot be produced to", kerr.InvalidTopicException)
+		return nil, res, fmt.Errorf("%w: internal topics cannot be produced to", kerr.InvalidTopicException)
 	}
 	records := rp.Records
 	if r.version < 3 && !isBatchV2(records) {
 		if records, err = record.ConvertLegacy(records); err != nil {
-			return nil, legacyError(err)
+			return nil, res, legacyError(err)
 		}
 		if records == nil {
-			return nil, nil // no complete message: nothing appended, as in Kafka
+			return nil, res, nil // no complete message: nothing appended, as in Kafka
 		}
 	}
-	res, err := p.Append(records)
+	if r.kreq.(*kmsg.ProduceRequest).Acks == -1 {
+		if err := p.CheckMinISR(); err != nil {
+			return nil, res, err
+		}
+	}
+	res, err = p.Append(records)
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	sp.BaseOffset = res.BaseOffset
 	sp.LogAppendTime = res.LogAppendTime
 	sp.LogStartOffset = res.LogStartOffset
-	return p, nil
+	return p, res, nil
 }
 
 // answerAcksZero sends no answer to an acks=0 produce; but, as Kafka
@@ -186,15 +199,21 @@ func answerAcksZero(r *request, resp *kmsg.ProduceResponse) {
 // and turns the answers of those that fail into errors.
 func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 	errs := make([]error, len(syncs.parts))
+	ctx, cancel := context.WithTimeout(r.c.ctx, max(syncs.timeout, time.Millisecond))
+	defer cancel()
+	// On one broker: the fsync. In a cluster: the fsync and the ISR.
+	sync1 := func(i int) error {
+		return syncs.parts[i].SyncReplicated(ctx, syncs.results[i].LeaderEpoch, syncs.results[i].NextOffset)
+	}
 	if len(syncs.parts) == 1 {
-		errs[0] = syncs.parts[0].Sync()
+		errs[0] = sync1(0)
 	} else {
 		var wg sync.WaitGroup
-		for i, p := range syncs.parts {
+		for i := range syncs.parts {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = p.Sync()
+				errs[i] = sync1(i)
 			}()
 		}
 		wg.Wait()
@@ -210,7 +229,9 @@ func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 		if r.version >= 8 {
 			sp.ErrorMessage = msg
 		}
-		s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+		if code == kerr.KafkaStorageError.Code {
+			s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+		}
 	}
 }
 

@@ -13,8 +13,13 @@ import (
 
 // Metadata, v0-v13.
 //
-// One broker leads every partition, with itself as the only replica and
-// in-sync replica, at leader epoch 0. v0 with an empty topic list, and
+// On one broker it leads every partition, with itself as the only replica
+// and in-sync replica, at leader epoch 0. In a cluster the brokers are the
+// registered, unfenced ones with their advertised addresses, the
+// controller is the metadata quorum's leader, and each partition shows
+// its leader, epoch, replicas and ISR from the metadata log; one without
+// a leader answers LEADER_NOT_AVAILABLE, and a replica on a fenced broker
+// is listed offline. v0 with an empty topic list, and
 // v1+ with a null list, mean every topic; v1+ with an empty list means
 // none. A requested topic that does not exist is created when
 // auto.create.topics.enable is true and the request allows it (v4+;
@@ -35,11 +40,10 @@ func (s *Server) brokerHostPort() (string, int32) {
 func handleMetadata(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := s.brokerHostPort()
-	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
+	resp.Brokers = s.metadataBrokers()
 	clusterID := s.meta.ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = s.cfg.NodeID
+	resp.ControllerID = s.controllerID()
 	if r.version >= 8 && r.version <= 10 {
 		resp.AuthorizedOperations = -2147483648
 	}
@@ -103,6 +107,29 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 	}
 	n := t.NumPartitions()
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
+	if s.cluster != nil {
+		fenced := s.fencedBrokers()
+		for i := range n {
+			st := t.State(i)
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition = i
+			mp.Leader = st.Leader
+			mp.LeaderEpoch = st.LeaderEpoch
+			mp.Replicas = st.Replicas
+			mp.ISR = st.ISR
+			for _, r := range st.Replicas {
+				if fenced[r] {
+					mp.OfflineReplicas = append(mp.OfflineReplicas, r)
+				}
+			}
+			if st.Leader < 0 || fenced[st.Leader] {
+				mp.ErrorCode = kerr.LeaderNotAvailable.Code
+				mp.Leader = -1
+			}
+			mt.Partitions[i] = mp
+		}
+		return mt
+	}
 	for i := range n {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = i
@@ -121,4 +148,32 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 		mt.Partitions[i] = mp
 	}
 	return mt
+}
+
+// metadataBrokers lists the brokers for Metadata: this one on a single
+// node; the registered, unfenced ones in a cluster.
+func (s *Server) metadataBrokers() []kmsg.MetadataResponseBroker {
+	if s.cluster == nil {
+		host, port := s.brokerHostPort()
+		return []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
+	}
+	var out []kmsg.MetadataResponseBroker
+	for _, b := range s.meta.Brokers() {
+		if !b.Fenced && b.Host != "" {
+			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port})
+		}
+	}
+	return out
+}
+
+// fencedBrokers are the brokers of a cluster that are fenced or not
+// registered.
+func (s *Server) fencedBrokers() map[int32]bool {
+	m := map[int32]bool{}
+	for _, b := range s.meta.Brokers() {
+		if b.Fenced {
+			m[b.ID] = true
+		}
+	}
+	return m
 }

@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/raftlog"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -27,12 +29,20 @@ type Config struct {
 	// AdvertisedAddr is the host:port given to clients in Metadata.
 	// Default: the address of the listener passed to Serve.
 	AdvertisedAddr string
+	// ControllerListen is where the controller listener (the metadata
+	// quorum's raft transport) binds when controller.quorum.voters is
+	// set. Default: this node's address in the voters.
+	ControllerListen string
 	// Logger receives the broker's log lines. nil discards them.
 	Logger *slog.Logger
 	// Props holds broker configs by their Kafka names (num.partitions,
 	// log.retention.ms, group.initial.rebalance.delay.ms, ...), as given
 	// on the command line or in a properties file.
 	Props map[string]string
+
+	// controllerListener, when set, is the controller listener to use
+	// (tests listen on free ports first).
+	controllerListener net.Listener
 
 	// testPartitionConfig, when set, adjusts the settings of every
 	// partition before it opens: fault-injection tests set
@@ -46,6 +56,8 @@ type Server struct {
 	logger *slog.Logger
 
 	meta     *meta.Store
+	raft     *raftlog.Log  // the replicated metadata log; nil on a single node
+	cluster  *cluster.Node // this node's part of the cluster; nil on a single node
 	sessions *fetchSessions
 	groups   *group.Coordinator
 	limits   *connLimits // connection counts and the request budget (limits.go)
@@ -82,8 +94,7 @@ func New(cfg Config) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
 	s.mu.advertised = cfg.AdvertisedAddr
-	var err error
-	s.meta, err = meta.Open(meta.Config{
+	err := s.openMeta(meta.Config{
 		DataDir:         cfg.DataDir,
 		NodeID:          cfg.NodeID,
 		Props:           cfg.Props,
@@ -105,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
+	s.startCluster()
 	n := 0
 	topics := s.meta.Topics()
 	for _, t := range topics {
@@ -158,6 +170,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // metadata log.
 func (s *Server) closeStorage() error {
 	var errs []error
+	s.closeCluster()
 	if err := s.stopGroups(); err != nil {
 		errs = append(errs, err)
 	}

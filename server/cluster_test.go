@@ -1,0 +1,242 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// testCluster is a cluster of brokers started in-process on 127.0.0.1.
+type testCluster struct {
+	t      testing.TB
+	voters string
+	props  map[string]string
+	nodes  []*clusterNode
+}
+
+type clusterNode struct {
+	id       int32
+	dir      string
+	addr     string // Kafka listener
+	ctrlAddr string
+	srv      *Server
+	done     chan error
+}
+
+// clusterProps are timeouts short enough for tests on a loaded machine.
+var clusterProps = map[string]string{
+	"group.initial.rebalance.delay.ms":      "0",
+	"controller.quorum.election.timeout.ms": "500",
+	"broker.session.timeout.ms":             "1500",
+	"replica.fetch.wait.max.ms":             "200",
+	"offsets.topic.num.partitions":          "3",
+}
+
+func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, props: map[string]string{}}
+	for k, v := range clusterProps {
+		c.props[k] = v
+	}
+	for k, v := range props {
+		c.props[k] = v
+	}
+	var vs []string
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctrl := ln.Addr().String()
+		ln.Close()
+		kl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := kl.Addr().String()
+		kl.Close()
+		c.nodes = append(c.nodes, &clusterNode{id: int32(i), dir: t.TempDir(), addr: addr, ctrlAddr: ctrl})
+		vs = append(vs, fmt.Sprintf("%d@%s", i, ctrl))
+	}
+	c.voters = strings.Join(vs, ",")
+	for i := range c.nodes {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	nd := c.nodes[i]
+	props := map[string]string{"controller.quorum.voters": c.voters, "node.id": fmt.Sprint(nd.id)}
+	for k, v := range c.props {
+		props[k] = v
+	}
+	level := slog.LevelWarn
+	if os.Getenv("FERRY_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	var ln, cl net.Listener
+	var err error
+	for range 100 {
+		if ln, err = net.Listen("tcp", nd.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for range 100 {
+		if cl, err = net.Listen("tcp", nd.ctrlAddr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", nd.id)
+	srv, err := New(Config{DataDir: nd.dir, NodeID: nd.id, AdvertisedAddr: nd.addr, Props: props, Logger: logger, controllerListener: cl})
+	if err != nil {
+		ln.Close()
+		c.t.Fatal(err)
+	}
+	nd.srv = srv
+	nd.done = make(chan error, 1)
+	go func() { nd.done <- srv.Serve(ln) }()
+}
+
+func (c *testCluster) stop(i int) {
+	nd := c.nodes[i]
+	if nd.srv == nil {
+		return
+	}
+	if err := nd.srv.Close(); err != nil {
+		c.t.Errorf("node %d close: %v", nd.id, err)
+	}
+	<-nd.done
+	nd.srv = nil
+}
+
+func (c *testCluster) addrs() []string {
+	var out []string
+	for _, nd := range c.nodes {
+		out = append(out, nd.addr)
+	}
+	return out
+}
+
+func (c *testCluster) client(opts ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.addrs()...), kgo.MetadataMinAge(50 * time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond })}, opts...)...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
+
+func waitCluster(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	cl := c.client()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	waitCluster(t, "three brokers registered", 20*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			m, err := kadm.NewClient(c.nodeClient(nd)).BrokerMetadata(ctx)
+			if err != nil || len(m.Brokers) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// A topic created through one node appears on every node.
+	resp, err := kadm.NewClient(c.nodeClient(c.nodes[2])).CreateTopics(ctx, 2, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "orders")
+	if err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	for _, nd := range c.nodes {
+		waitCluster(t, "the topic on every node", 10*time.Second, func() bool { return nd.srv.meta.Topic("orders") != nil })
+	}
+	td, err := adm.ListTopics(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range td["orders"].Partitions {
+		if len(p.Replicas) != 3 || len(p.ISR) != 3 || p.Leader < 0 {
+			t.Fatalf("partition %d: leader %d replicas %v isr %v", p.Partition, p.Leader, p.Replicas, p.ISR)
+		}
+	}
+	// acks=all produce, then a consumer reads every record.
+	pcl := c.client(kgo.DefaultProduceTopic("orders"))
+	const n = 200
+	for i := range n {
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i % 7)), Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	ccl := c.client(kgo.ConsumeTopics("orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := 0
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for got < n {
+		fs := ccl.PollFetches(cctx)
+		if err := cctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d: %v", got, n, err)
+		}
+		got += fs.NumRecords()
+	}
+	// Every replica holds every record.
+	waitCluster(t, "followers caught up", 10*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			tp := nd.srv.meta.Topic("orders")
+			total := int64(0)
+			for i := range tp.NumPartitions() {
+				p, err := tp.Partition(i)
+				if err != nil {
+					return false
+				}
+				total += p.LogEndOffset()
+			}
+			if total != n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// nodeClient is a client that talks to one node only.
+func (c *testCluster) nodeClient(nd *clusterNode) *kgo.Client {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(nd.addr))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
