@@ -3,8 +3,8 @@ package cluster
 import (
 	"log/slog"
 	"net"
-	"strconv"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 

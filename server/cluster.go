@@ -12,8 +12,8 @@ import (
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/coordstate"
 	"github.com/ferrymq/ferry/group"
-	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/meta"
+	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
 )
 
