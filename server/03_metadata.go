@@ -158,10 +158,20 @@ func (s *Server) metadataBrokers() []kmsg.MetadataResponseBroker {
 		return []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
 	}
 	var out []kmsg.MetadataResponseBroker
+	registered := false
 	for _, b := range s.meta.Brokers() {
+		if b.ID == s.cfg.NodeID {
+			registered = true
+		}
 		if !b.Fenced && b.Host != "" {
 			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port})
 		}
+	}
+	if !registered {
+		// Not registered yet (the quorum is forming): a client that
+		// asks now still learns of the broker it asked.
+		host, port := s.brokerHostPort()
+		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port})
 	}
 	return out
 }

@@ -166,15 +166,7 @@ func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
 	cl := c.client()
 	adm := kadm.NewClient(cl)
 	ctx := context.Background()
-	waitCluster(t, "three brokers registered", 20*time.Second, func() bool {
-		for _, nd := range c.nodes {
-			m, err := kadm.NewClient(c.nodeClient(nd)).BrokerMetadata(ctx)
-			if err != nil || len(m.Brokers) != 3 {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitRegistered()
 	// A topic created through one node appears on every node.
 	resp, err := kadm.NewClient(c.nodeClient(c.nodes[2])).CreateTopics(ctx, 2, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "orders")
 	if err != nil || resp.Error() != nil {
@@ -231,6 +223,25 @@ func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
 	})
 }
 
+// waitRegistered waits until every node lists every broker.
+func (c *testCluster) waitRegistered() {
+	c.t.Helper()
+	waitCluster(c.t, "every broker registered", 20*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			n := 0
+			for _, b := range nd.srv.meta.Brokers() {
+				if !b.Fenced {
+					n++
+				}
+			}
+			if n != len(c.nodes) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // nodeClient is a client that talks to one node only.
 func (c *testCluster) nodeClient(nd *clusterNode) *kgo.Client {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(nd.addr))
@@ -239,4 +250,96 @@ func (c *testCluster) nodeClient(nd *clusterNode) *kgo.Client {
 	}
 	c.t.Cleanup(cl.Close)
 	return cl
+}
+
+// TestClusterFailover stops the leader of a partition while an
+// idempotent acks=all producer writes to it: the producer goes on through
+// the new leader, nothing acknowledged is lost, nothing is duplicated, and
+// the old leader rejoins as a follower when it returns.
+func TestClusterFailover(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	ctx := context.Background()
+	adm := kadm.NewClient(c.client())
+	c.waitRegistered()
+	if resp, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "ha"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	leaderOf := func() int32 {
+		for _, nd := range c.nodes {
+			if nd.srv == nil {
+				continue
+			}
+			if tp := nd.srv.meta.Topic("ha"); tp != nil {
+				return tp.State(0).Leader
+			}
+		}
+		return -1
+	}
+	waitCluster(t, "a leader", 10*time.Second, func() bool { return leaderOf() >= 0 })
+	pcl := c.client(kgo.DefaultProduceTopic("ha"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var acked []string
+	produce := func(i int) error {
+		v := fmt.Sprint(i)
+		err := pcl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr()
+		if err == nil {
+			acked = append(acked, v)
+		}
+		return err
+	}
+	i := 0
+	for ; i < 100; i++ {
+		if err := produce(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := leaderOf()
+	stopped := time.Now()
+	c.stop(int(old))
+	var firstAck time.Duration
+	for deadline := time.Now().Add(30 * time.Second); len(acked) < 200; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d acknowledged after the leader stopped", len(acked))
+		}
+		if err := produce(i); err == nil && firstAck == 0 {
+			firstAck = time.Since(stopped)
+		}
+	}
+	t.Logf("first acknowledged produce %v after the leader stopped", firstAck)
+	if nl := leaderOf(); nl == old || nl < 0 {
+		t.Fatalf("leader %d after stopping %d", nl, old)
+	}
+	c.start(int(old))
+	ccl := c.client(kgo.ConsumeTopics("ha"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []string
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for len(got) < len(acked) {
+		fs := ccl.PollFetches(cctx)
+		if cctx.Err() != nil {
+			t.Fatalf("consumed %d of %d", len(got), len(acked))
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	seen := map[string]bool{}
+	for _, v := range got {
+		if seen[v] {
+			t.Fatalf("record %s read twice", v)
+		}
+		seen[v] = true
+	}
+	for _, v := range acked {
+		if !seen[v] {
+			t.Fatalf("acknowledged record %s lost", v)
+		}
+	}
+	// The old leader catches up as a follower.
+	waitCluster(t, "the old leader caught up", 20*time.Second, func() bool {
+		nd := c.nodes[old]
+		tp := nd.srv.meta.Topic("ha")
+		if tp == nil {
+			return false
+		}
+		p, err := tp.Partition(0)
+		return err == nil && p.LogEndOffset() >= int64(len(got))
+	})
 }

@@ -64,6 +64,9 @@ func init() {
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
 		}},
+		{name: "dev", summary: "development helpers", sub: []*command{
+			{name: "cluster", summary: "run a cluster of -nodes local brokers (replicated partitions, failover)", run: runDevCluster, flags: flagsOnly(devClusterFlags)},
+		}},
 		{name: "health", summary: "is a broker up (/healthz) and serving (/readyz)? reads its admin listener", run: runHealth, flags: flagsOnly(healthFlags)},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: runCompletion},
 		{name: "help", args: "[COMMAND...]", summary: "show help", run: runHelp},
