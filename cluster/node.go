@@ -308,6 +308,21 @@ func (n *Node) shrinkISRs() {
 			if err != nil {
 				continue
 			}
+			if err := p.Err(); err != nil && len(st.ISR) > 1 {
+				// A replica that cannot write (a full disk) stops
+				// leading: the next in-sync replica takes over.
+				isr := slices.DeleteFunc(slices.Clone(st.ISR), func(r int32) bool { return r == n.cfg.NodeID })
+				leader := isr[0]
+				for _, r := range st.Replicas {
+					if slices.Contains(isr, r) {
+						leader = r
+						break
+					}
+				}
+				n.logger.Warn("leader cannot write; handing leadership over", "topic", t.Name(), "partition", i, "leader", leader, "err", err)
+				changes = append(changes, meta.PartitionChange{Topic: t, Partition: i, Expect: st.PartitionEpoch, State: meta.NextState(st, leader, isr, nil, st.Target)})
+				continue
+			}
 			lag := p.LaggingReplicas(now, n.cfg.LagMax)
 			if len(lag) == 0 {
 				continue

@@ -302,12 +302,42 @@ func (s *Store) assign(n int32, rf int16) ([][]int32, error) {
 	return out, nil
 }
 
+// checkAssignments checks replica assignments given by a client: every
+// broker registered, none twice in a partition, as many replicas in each.
+func (s *Store) checkAssignments(asg [][]int32) error {
+	known := map[int32]bool{}
+	for _, b := range s.Brokers() {
+		known[b.ID] = true
+	}
+	for i, reps := range asg {
+		if len(reps) == 0 || len(reps) != len(asg[0]) {
+			return fmt.Errorf("%w: partition %d has %d replicas", ErrInvalidReplicationFactor, i, len(reps))
+		}
+		for j, b := range reps {
+			if !known[b] {
+				return fmt.Errorf("%w: broker %d does not exist", ErrInvalidRequest, b)
+			}
+			if slices.Contains(reps[:j], b) {
+				return fmt.Errorf("%w: broker %d named twice for partition %d", ErrInvalidRequest, b, i)
+			}
+		}
+	}
+	return nil
+}
+
 // createTopicReplicated records a new topic with its placement; the nodes
 // holding its replicas create them when the record commits (Reconcile).
 func (s *Store) createTopicReplicated(nt NewTopic, set map[string]string) (*Topic, error) {
-	asg, err := s.assign(nt.Partitions, nt.ReplicationFactor)
-	if err != nil {
-		return nil, err
+	asg := nt.Assignments
+	if asg != nil {
+		if err := s.checkAssignments(asg); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if asg, err = s.assign(nt.Partitions, nt.ReplicationFactor); err != nil {
+			return nil, err
+		}
 	}
 	id := newTopicID()
 	rec := Record{Type: TypeTopic, Topic: nt.Name, TopicID: TopicIDString(id), Partitions: nt.Partitions, Internal: nt.Internal, Configs: set, Assignments: asg}

@@ -34,6 +34,10 @@ type NewTopic struct {
 	Configs map[string]*string
 	// Internal marks a topic of the broker's own (__consumer_offsets).
 	Internal bool
+	// Assignments, in a cluster, places each partition's replicas
+	// (CreateTopics with a replica assignment); nil places them on the
+	// unfenced brokers round robin.
+	Assignments [][]int32
 }
 
 // check validates nt, fills in the defaults and returns its configs.

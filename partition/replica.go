@@ -567,6 +567,10 @@ func (p *Partition) afterTruncateLocked(end int64) error {
 	return nil
 }
 
+// Err returns the log's sticky write error (a full disk, an I/O error),
+// if any: a leader with one hands its leadership over.
+func (p *Partition) Err() error { return p.log.Err() }
+
 // ReplicaState describes a replica for DescribeLogDirs and metrics.
 type ReplicaState struct {
 	Leader        bool
