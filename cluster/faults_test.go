@@ -63,10 +63,16 @@ func TestFaults(t *testing.T) {
 	var wg sync.WaitGroup
 	for p := range 2 {
 		wg.Add(1)
-		go func() { defer wg.Done(); h.produce(ctx, c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second), kgo.ProduceRequestTimeout(5*time.Second)), topic, parts, p) }()
+		go func() {
+			defer wg.Done()
+			h.produce(ctx, c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second), kgo.ProduceRequestTimeout(5*time.Second)), topic, parts, p)
+		}()
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); h.consume(ctx, c.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), true) }()
+	go func() {
+		defer wg.Done()
+		h.consume(ctx, c.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), true)
+	}()
 
 	time.Sleep(2 * time.Second)
 	faults := c.faults()
@@ -620,4 +626,3 @@ func (nw *netns) heal() {
 // freePorts returns the first of n ports from a random base; a clash
 // fails the start, which the test reports.
 func freePorts(n int) int { return 30000 + rand.IntN(20000-n) }
-
