@@ -39,8 +39,10 @@ type PartitionState struct {
 	PartitionEpoch int32
 	// Target holds the replicas of a reassignment in progress (nil if
 	// none): Replicas holds both the old and the new until the new are
-	// in sync.
+	// in sync. Adding are the replicas of Target that were not replicas
+	// before (a cancelled reassignment removes them).
 	Target []int32
+	Adding []int32
 }
 
 // Broker is a registered broker of the cluster.
@@ -139,7 +141,7 @@ func (s *Store) ChangePartitions(cs []PartitionChange) error {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
 		recs[i] = Record{Type: TypePartitionChange, Topic: c.Topic.name, TopicID: TopicIDString(c.Topic.id), Partition: &p,
 			Leader: &leader, LeaderEpoch: c.State.LeaderEpoch, PartitionEpoch: c.State.PartitionEpoch,
-			ISR: c.State.ISR, Replicas: c.State.Replicas, Target: c.State.Target, ExpectEpoch: &expect}
+			ISR: c.State.ISR, Replicas: c.State.Replicas, Target: c.State.Target, Adding: c.State.Adding, ExpectEpoch: &expect}
 	}
 	return s.log.Propose(recs)
 }
@@ -156,6 +158,9 @@ func NextState(st PartitionState, leader int32, isr, replicas, target []int32) P
 		n.Replicas = replicas
 	}
 	n.Target = target
+	if target == nil {
+		n.Adding = nil
+	}
 	if leader != st.Leader {
 		n.Leader = leader
 		n.LeaderEpoch++
@@ -191,7 +196,7 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 		if r.Leader != nil {
 			leader = *r.Leader
 		}
-		t.setStateLocked(*r.Partition, PartitionState{Replicas: r.Replicas, ISR: r.ISR, Leader: leader, LeaderEpoch: r.LeaderEpoch, PartitionEpoch: r.PartitionEpoch, Target: r.Target})
+		t.setStateLocked(*r.Partition, PartitionState{Replicas: r.Replicas, ISR: r.ISR, Leader: leader, LeaderEpoch: r.LeaderEpoch, PartitionEpoch: r.PartitionEpoch, Target: r.Target, Adding: r.Adding})
 		return true, nil
 	case TypeProducerIDs:
 		if r.Block <= 0 || r.Broker == nil {
@@ -259,7 +264,7 @@ func (s *Store) snapshotRecords() []Record {
 			st := t.State(i)
 			p, leader := i, st.Leader
 			recs = append(recs, Record{Type: TypePartitionChange, Topic: t.name, TopicID: TopicIDString(t.id), Partition: &p,
-				Leader: &leader, LeaderEpoch: st.LeaderEpoch, PartitionEpoch: st.PartitionEpoch, ISR: st.ISR, Replicas: st.Replicas, Target: st.Target})
+				Leader: &leader, LeaderEpoch: st.LeaderEpoch, PartitionEpoch: st.PartitionEpoch, ISR: st.ISR, Replicas: st.Replicas, Target: st.Target, Adding: st.Adding})
 		}
 	}
 	for k, v := range s.Settings().dynamic {
@@ -485,4 +490,44 @@ func (t *Topic) setSlot(mu interface {
 func ClusterIDFromVoters(voters string) string {
 	sum := sha256.Sum256([]byte("ferry cluster " + voters))
 	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// Reassign starts moving partition i of t to the replicas target (their
+// order the preferred one), or with target nil cancels a reassignment in
+// progress. The new replicas join, catch up and enter the ISR; the
+// controller then drops the old ones (package cluster).
+func (s *Store) Reassign(t *Topic, i int32, target []int32) error {
+	if i < 0 || i >= t.NumPartitions() {
+		return fmt.Errorf("%w: partition %d of %q", ErrUnknownTopicOrPartition, i, t.name)
+	}
+	st := t.State(i)
+	var next PartitionState
+	if target == nil {
+		if st.Target == nil {
+			return fmt.Errorf("%w: no reassignment in progress for %s-%d", ErrNoReassignment, t.name, i)
+		}
+		drop := func(r int32) bool { return slices.Contains(st.Adding, r) }
+		replicas := slices.DeleteFunc(slices.Clone(st.Replicas), drop)
+		isr := slices.DeleteFunc(slices.Clone(st.ISR), drop)
+		leader := st.Leader
+		if drop(leader) && len(isr) > 0 {
+			leader = isr[0]
+		}
+		next = NextState(st, leader, isr, replicas, nil)
+	} else {
+		if err := s.checkAssignments([][]int32{target}); err != nil {
+			return err
+		}
+		replicas := slices.Clone(st.Replicas)
+		var adding []int32
+		for _, r := range target {
+			if !slices.Contains(replicas, r) {
+				replicas = append(replicas, r)
+				adding = append(adding, r)
+			}
+		}
+		next = NextState(st, st.Leader, nil, replicas, slices.Clone(target))
+		next.Adding = adding
+	}
+	return s.ChangePartitions([]PartitionChange{{Topic: t, Partition: i, Expect: st.PartitionEpoch, State: next}})
 }

@@ -83,8 +83,10 @@ type Record struct {
 	PartitionEpoch int32   `json:"partition_epoch,omitempty"`
 	ISR            []int32 `json:"isr,omitempty"`
 	Replicas       []int32 `json:"replicas,omitempty"`
-	// Target is a reassignment's target replicas, until it completes.
+	// Target is a reassignment's target replicas, until it completes;
+	// Adding those of them that were not replicas before it.
 	Target []int32 `json:"target_replicas,omitempty"`
+	Adding []int32 `json:"adding_replicas,omitempty"`
 	// ExpectEpoch, when set, makes the change conditional: it applies
 	// only if the partition epoch is still this (a change computed from
 	// an older state is dropped, as Kafka's AlterPartition is refused).

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // testCluster is a cluster of brokers started in-process on 127.0.0.1.
@@ -342,4 +344,104 @@ func TestClusterFailover(t *testing.T) {
 		p, err := tp.Partition(0)
 		return err == nil && p.LogEndOffset() >= int64(len(got))
 	})
+}
+
+// TestClusterReassignAndElect moves a partition to other brokers
+// (AlterPartitionReassignments), watches it complete, and moves its
+// leadership back to the preferred replica (ElectLeaders).
+func TestClusterReassignAndElect(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	ctx := context.Background()
+	c.waitRegistered()
+	adm := kadm.NewClient(c.client())
+	var req kadm.AlterPartitionAssignmentsReq
+	if _, err := adm.CreateTopic(ctx, -1, -1, nil, "move"); err != nil {
+		t.Fatal(err)
+	}
+	// Create it on brokers 0 and 1 explicitly, then move it to 1 and 2.
+	if _, err := adm.DeleteTopics(ctx, "move"); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "the topic deleted", 10*time.Second, func() bool { return c.nodes[0].srv.meta.Topic("move") == nil })
+	creq := kmsgCreateWithAssignment("move", [][]int32{{0, 1}})
+	if err := c.request(ctx, creq); err != nil {
+		t.Fatal(err)
+	}
+	pcl := c.client(kgo.DefaultProduceTopic("move"))
+	for i := range 50 {
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req.Assign("move", 0, []int32{2, 1})
+	res, err := adm.AlterPartitionAssignments(ctx, req)
+	if err != nil || res.Error() != nil {
+		t.Fatal(err, res.Error())
+	}
+	waitCluster(t, "the reassignment done", 20*time.Second, func() bool {
+		st := c.nodes[1].srv.meta.Topic("move").State(0)
+		return st.Target == nil && len(st.Replicas) == 2 && st.Replicas[0] == 2
+	})
+	lr, err := adm.ListPartitionReassignments(ctx, nil)
+	if err != nil || len(lr) != 0 {
+		t.Fatalf("reassignments in progress after completion: %v %v", lr, err)
+	}
+	// Broker 0 dropped its replica; broker 2 holds every record.
+	waitCluster(t, "the moved replica", 10*time.Second, func() bool {
+		_, err0 := c.nodes[0].srv.meta.Topic("move").Partition(0)
+		p2, err2 := c.nodes[2].srv.meta.Topic("move").Partition(0)
+		return err0 != nil && err2 == nil && p2.LogEndOffset() == 50
+	})
+	// The leader is 1 or 2; a preferred election makes it 2.
+	waitCluster(t, "the preferred leader", 20*time.Second, func() bool {
+		st := c.nodes[0].srv.meta.Topic("move").State(0)
+		if st.Leader == 2 {
+			return true
+		}
+		// PREFERRED_LEADER_NOT_AVAILABLE until broker 2 is in sync.
+		adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{"move": {0: {}}})
+		return false
+	})
+	ccl := c.client(kgo.ConsumeTopics("move"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	got := 0
+	for got < 50 {
+		fs := ccl.PollFetches(cctx)
+		if cctx.Err() != nil {
+			t.Fatalf("read %d of 50 after the move", got)
+		}
+		got += fs.NumRecords()
+	}
+}
+
+func kmsgCreateWithAssignment(topic string, asg [][]int32) *kmsg.CreateTopicsRequest {
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic = topic
+	rt.NumPartitions, rt.ReplicationFactor = -1, -1
+	for i, reps := range asg {
+		ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		ra.Partition = int32(i)
+		ra.Replicas = reps
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+	}
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	return req
+}
+
+// request sends req through a client and fails on any error code in a
+// CreateTopics answer.
+func (c *testCluster) request(ctx context.Context, req *kmsg.CreateTopicsRequest) error {
+	resp, err := req.RequestWith(ctx, c.client())
+	if err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		if t.ErrorCode != 0 {
+			return kerr.ErrorForCode(t.ErrorCode)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
@@ -29,6 +30,10 @@ var errorCodes = []struct {
 	{partition.ErrUnknownEpoch, kerr.UnknownLeaderEpoch},
 	{partition.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
 	{partition.ErrNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
+	{meta.ErrNoReassignment, kerr.NoReassignmentInProgress},
+	{cluster.ErrElectionNotNeeded, kerr.ElectionNotNeeded},
+	{cluster.ErrPreferredNotAvailable, kerr.PreferredLeaderNotAvailable},
+	{cluster.ErrNoEligibleLeader, kerr.EligibleLeadersNotAvailable},
 	{meta.ErrUnknownTopicOrPartition, kerr.UnknownTopicOrPartition},
 	{meta.ErrTopicExists, kerr.TopicAlreadyExists},
 	{meta.ErrInvalidTopic, kerr.InvalidTopicException},
