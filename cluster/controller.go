@@ -72,16 +72,15 @@ func (n *Node) controlOnce(leaderSince time.Time, prevLeader int32) {
 	st := n.cfg.Store
 	now := time.Now()
 	fenced := map[int32]bool{}
+	var fences []meta.Broker
 	for _, b := range st.Brokers() {
 		alive := n.alive(b.ID, now, leaderSince, prevLeader)
 		fenced[b.ID] = !alive
 		if b.Fenced == !alive {
 			continue
 		}
-		if err := st.FenceBroker(b, !alive); err != nil {
-			n.logger.Warn("fencing change failed", "broker", b.ID, "err", err)
-			return
-		}
+		b.Fenced = !alive
+		fences = append(fences, b)
 		if alive {
 			n.logger.Info("broker unfenced", "broker", b.ID)
 		} else {
@@ -93,24 +92,29 @@ func (n *Node) controlOnce(leaderSince time.Time, prevLeader int32) {
 		return known && !f
 	}
 	var changes []meta.PartitionChange
+	flush := func() bool {
+		// The fencing and the leader changes it causes commit together,
+		// in one entry: a failover costs one round of the quorum.
+		err := st.ChangeCluster(fences, changes)
+		fences, changes = nil, changes[:0]
+		if err != nil {
+			n.logger.Warn("controller changes failed", "err", err)
+			return false
+		}
+		return true
+	}
 	for _, t := range st.Topics() {
 		for i := range t.NumPartitions() {
 			ps := t.State(i)
 			if next, ok := n.decide(t, ps, live); ok {
 				changes = append(changes, meta.PartitionChange{Topic: t, Partition: i, Expect: ps.PartitionEpoch, State: next})
 			}
-			if len(changes) >= 1000 {
-				if err := st.ChangePartitions(changes); err != nil {
-					n.logger.Warn("partition changes failed", "err", err)
-					return
-				}
-				changes = changes[:0]
+			if len(changes) >= 1000 && !flush() {
+				return
 			}
 		}
 	}
-	if err := st.ChangePartitions(changes); err != nil {
-		n.logger.Warn("partition changes failed", "err", err)
-	}
+	flush()
 }
 
 // decide returns the next state of a partition, if it must change.

@@ -45,7 +45,7 @@ func TestFaults(t *testing.T) {
 	t.Logf("seed %d (FERRY_FAULTS_SEED replays the order of faults)", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
-	c := newProcCluster(t, 3)
+	c := newProcCluster(t, 3, faultTimeouts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	adm := kadm.NewClient(c.client(t))
@@ -306,7 +306,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newProcCluster(t *testing.T, n int) *procCluster {
+// faultTimeouts are the timeouts of TestFaults, lower than the defaults
+// so that a run is short.
+var faultTimeouts = []string{
+	"controller.quorum.election.timeout.ms=500",
+	"broker.session.timeout.ms=1500",
+	"replica.lag.time.max.ms=3000",
+}
+
+func newProcCluster(t *testing.T, n int, props ...string) *procCluster {
 	c := &procCluster{t: t, bin: buildFerry(t)}
 	c.net = newNetns(t, n)
 	port := 0
@@ -343,12 +351,11 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 		nd.log = f
 		nd.args = []string{"serve", "-node-id", strconv.Itoa(nd.id), "-listen", nd.addr, "-data-dir", filepath.Join(nd.dir, "data"),
 			"-c", "controller.quorum.voters=" + strings.Join(voters, ","),
-			"-c", "controller.quorum.election.timeout.ms=500",
-			"-c", "broker.session.timeout.ms=1500",
-			"-c", "replica.lag.time.max.ms=3000",
-			"-c", "replica.fetch.wait.max.ms=200",
 			"-c", "offsets.topic.num.partitions=3",
 			"-c", "group.initial.rebalance.delay.ms=0"}
+		for _, p := range props {
+			nd.args = append(nd.args, "-c", p)
+		}
 		c.start(nd)
 	}
 	t.Cleanup(func() {
@@ -626,3 +633,70 @@ func (nw *netns) heal() {
 // freePorts returns the first of n ports from a random base; a clash
 // fails the start, which the test reports.
 func freePorts(n int) int { return 30000 + rand.IntN(20000-n) }
+
+// TestFailoverTime measures, with the default timeouts, the time from a
+// SIGKILL of a partition's leader to the first produce acknowledged
+// through the new leader, FERRY_FAILOVER_RUNS times (it runs only when
+// that is set), and logs each and the median.
+func TestFailoverTime(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("FERRY_FAILOVER_RUNS"))
+	if runs <= 0 {
+		t.Skip("FERRY_FAILOVER_RUNS=N measures N failovers")
+	}
+	var debug []string
+	if os.Getenv("FERRY_FAILOVER_DEBUG") != "" {
+		debug = append(debug, "log.level=debug")
+	}
+	c := newProcCluster(t, 3, debug...)
+	for _, nd := range c.nodes {
+		if debug != nil {
+			nd.args = append(nd.args, "-log-level", "debug")
+		}
+	}
+	ctx := context.Background()
+	adm := kadm.NewClient(c.client(t))
+	waitFor(t, "the cluster to form", 30*time.Second, func() bool {
+		m, err := adm.BrokerMetadata(ctx)
+		return err == nil && len(m.Brokers) == 3
+	})
+	waitFor(t, "the topic", 30*time.Second, func() bool {
+		r, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "failover")
+		return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
+	})
+	cl := c.client(t, kgo.DefaultProduceTopic("failover"), kgo.RecordDeliveryTimeout(30*time.Second))
+	var took []time.Duration
+	for range runs {
+		for range 20 {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "a full ISR", 60*time.Second, func() bool {
+			td, err := adm.ListTopics(ctx, "failover")
+			return err == nil && len(td["failover"].Partitions[0].ISR) == 3
+		})
+		l := leaderOf(ctx, adm, "failover", 0)
+		killed := time.Now()
+		c.kill(c.nodes[l])
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("y")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(killed)
+		took = append(took, d)
+		t.Logf("leader %d killed at %s: first acknowledged produce after %v", l, killed.Format("15:04:05.000"), d.Round(time.Millisecond))
+		if os.Getenv("FERRY_FAILOVER_DEBUG") != "" {
+			for _, nd := range c.nodes {
+				b, _ := os.ReadFile(nd.log.Name())
+				for _, line := range strings.Split(string(b), "\n") {
+					if strings.Contains(line, "fenced") || strings.Contains(line, "topic=failover") || strings.Contains(line, "quorum leader") {
+						t.Logf("node %d: %s", nd.id, line)
+					}
+				}
+				nd.log.Truncate(0)
+			}
+		}
+		c.healAll(t)
+	}
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	t.Logf("median %v, min %v, max %v over %d runs", took[len(took)/2].Round(time.Millisecond), took[0].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(took))
+}

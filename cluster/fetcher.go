@@ -143,7 +143,7 @@ func (f *fetcher) once(conn *brokerConn) error {
 	var trunc []*fetchPart
 	now := time.Now()
 	for _, fp := range parts {
-		if now.Sub(fp.failed) < 200*time.Millisecond {
+		if now.Sub(fp.failed) < 50*time.Millisecond {
 			continue
 		}
 		if !fp.truncated {

@@ -223,6 +223,9 @@ func (n *Node) applyRoles() {
 			k := partKey{t.Name(), i}
 			switch {
 			case st.Leader == self:
+				if was, epoch := p.Leader(); !was || epoch != st.LeaderEpoch || !p.Replicated() {
+					n.logger.Debug("leading partition", "topic", t.Name(), "partition", i, "epoch", st.LeaderEpoch, "isr", st.ISR)
+				}
 				if err := p.BecomeLeader(self, st.LeaderEpoch, st.ISR, st.Replicas); err != nil {
 					n.logger.Error("becoming leader failed", "topic", t.Name(), "partition", i, "err", err)
 					continue

@@ -112,13 +112,6 @@ func (s *Store) RegisterBroker(host string, port int32) error {
 	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port}})
 }
 
-// FenceBroker records a broker as fenced (fenced) or back (not fenced).
-// The controller calls it.
-func (s *Store) FenceBroker(b Broker, fenced bool) error {
-	id := b.ID
-	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: fenced}})
-}
-
 // PartitionChange is a new state for one partition, proposed on the
 // condition that its partition epoch is still Expect.
 type PartitionChange struct {
@@ -133,15 +126,26 @@ type PartitionChange struct {
 // callers compute the new state from State and bump the epochs
 // (NextState).
 func (s *Store) ChangePartitions(cs []PartitionChange) error {
-	if len(cs) == 0 {
+	return s.ChangeCluster(nil, cs)
+}
+
+// ChangeCluster records fencing changes of brokers (their Fenced field
+// the new state) and partition changes (as ChangePartitions) in one
+// entry.
+func (s *Store) ChangeCluster(fences []Broker, cs []PartitionChange) error {
+	if len(cs) == 0 && len(fences) == 0 {
 		return nil
 	}
-	recs := make([]Record, len(cs))
-	for i, c := range cs {
+	recs := make([]Record, 0, len(fences)+len(cs))
+	for _, b := range fences {
+		id := b.ID
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+	}
+	for _, c := range cs {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
-		recs[i] = Record{Type: TypePartitionChange, Topic: c.Topic.name, TopicID: TopicIDString(c.Topic.id), Partition: &p,
+		recs = append(recs, Record{Type: TypePartitionChange, Topic: c.Topic.name, TopicID: TopicIDString(c.Topic.id), Partition: &p,
 			Leader: &leader, LeaderEpoch: c.State.LeaderEpoch, PartitionEpoch: c.State.PartitionEpoch,
-			ISR: c.State.ISR, Replicas: c.State.Replicas, Target: c.State.Target, Adding: c.State.Adding, ExpectEpoch: &expect}
+			ISR: c.State.ISR, Replicas: c.State.Replicas, Target: c.State.Target, Adding: c.State.Adding, ExpectEpoch: &expect})
 	}
 	return s.log.Propose(recs)
 }
