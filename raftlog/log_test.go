@@ -1,12 +1,16 @@
 package raftlog
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/ferrymq/ferry/meta"
 )
@@ -181,5 +185,54 @@ func TestParseVoters(t *testing.T) {
 		if _, err := ParseVoters(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestDiskRecovery: a torn record at the end of the WAL is cut off and
+// the entries before it kept; a corrupt record in an older file is an
+// error, and nothing is removed.
+func TestDiskRecovery(t *testing.T) {
+	dir := t.TempDir()
+	d, _, err := openDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ents []*pb.Entry
+	for i := uint64(1); i <= 5; i++ {
+		ents = append(ents, &pb.Entry{Term: new(uint64(1)), Index: new(i), Data: []byte(fmt.Sprint("e", i))})
+	}
+	if err := d.save(&pb.HardState{Term: new(uint64(1)), Commit: new(uint64(5))}, ents, true); err != nil {
+		t.Fatal(err)
+	}
+	// A new leader overwrote entries 4 and 5.
+	if err := d.save(nil, []*pb.Entry{{Term: new(uint64(2)), Index: new(uint64(4)), Data: []byte("x4")}}, true); err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+	wal := filepath.Join(dir, walName(1))
+	f, err := os.OpenFile(wal, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0, 0, 0, 40, 1, 2}) // torn: a length and no body
+	f.Close()
+	d, ld, err := openDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+	if len(ld.entries) != 4 || string(ld.entries[3].GetData()) != "x4" || ld.hard.GetCommit() != 5 {
+		t.Fatalf("recovered %d entries, last %q, commit %d", len(ld.entries), ld.entries[len(ld.entries)-1].GetData(), ld.hard.GetCommit())
+	}
+	// A bit flipped in a file that is not the newest: an error.
+	b, _ := os.ReadFile(wal)
+	b[20] ^= 1
+	os.WriteFile(wal, b, 0o644)
+	os.WriteFile(filepath.Join(dir, walName(2)), nil, 0o644)
+	if _, _, err := openDisk(dir); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupt older WAL: %v", err)
+	}
+	if _, err := os.Stat(wal); err != nil {
+		t.Fatalf("the corrupt file was removed: %v", err)
 	}
 }
