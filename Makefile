@@ -63,7 +63,7 @@ fuzz:
 
 # Three runs of each, to quote medians; baselines run beside each case.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 3 ./record ./segment ./log
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 3 ./record ./segment ./log ./partition ./internal/metric
 
 # Whole-broker throughput with the load generator, broker in process.
 bench-broker:

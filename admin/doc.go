@@ -14,9 +14,10 @@
 //	/              Config.Handler (the web console), else a list of the above
 //
 // The registry is the seam for metrics: NewRegistry holds the Go runtime,
-// process and build collectors; the broker's own collectors (per-partition
-// bytes and offsets, per-API latency, fsync, group commit, lag) join it
-// with Registry.MustRegister when they exist, and nothing here changes.
+// process and build collectors; the broker's own collector
+// (server.Server.Collector: per-partition bytes and offsets, per-API
+// latency and errors, fsync, group commit, lag) joins it with
+// Registry.MustRegister, and nothing here changes.
 //
 // Concurrency: a Server is started once with Serve, which runs until
 // Shutdown; Shutdown may be called from any goroutine and waits for the
@@ -24,6 +25,7 @@
 // use.
 //
 //	reg := admin.NewRegistry()
+//	reg.MustRegister(srv.Collector())
 //	adm := admin.New(admin.Config{Registry: reg, Ready: srv.Ready, Handler: consoleHandler})
 //	go adm.Serve(ln)
 //	...

@@ -206,12 +206,17 @@ func TestRateHeldWithSlowAcks(t *testing.T) {
 	if res.Seconds < 1.2 {
 		t.Fatalf("the last acknowledgement came %.2fs after measuring began; the test needs it late", res.Seconds)
 	}
+	// A loaded machine may fall behind the schedule itself; the generator
+	// must then say so in its notes, and the rate is not judged. Short of
+	// that, the rate is held although every acknowledgement is late.
+	if res.MaxBehind >= 10 && len(res.Notes) > 0 {
+		t.Logf("the machine fell %.1fms behind the schedule; rate not judged", res.MaxBehind)
+		return
+	}
 	if res.ProducedRate < 0.95*rate || res.ProducedRate > 1.05*rate {
 		t.Errorf("produced rate %.0f/s, want about %d/s", res.ProducedRate, rate)
 	}
-	// A loaded machine may fall behind the schedule itself; short of
-	// that, the rate is held.
-	if res.MaxBehind < 10 && (res.RateHeld == nil || !*res.RateHeld || len(res.Notes) > 0) {
+	if res.RateHeld == nil || !*res.RateHeld || len(res.Notes) > 0 {
 		t.Errorf("rate held %v, notes %q", res.RateHeld, res.Notes)
 	}
 }

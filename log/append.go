@@ -34,6 +34,8 @@ func (l *Log) append(batch []byte, h *record.Header) (off int64, flush bool, err
 	}
 	cfg := &l.appendMu.cfg
 	l.appendMu.unflushed += int64(h.RecordCount)
+	l.appendMu.unsyncedBatches++
+	l.appendMu.unsyncedBytes += int64(len(batch))
 	if l.appendMu.unflushed >= cfg.FlushMessages {
 		return off, true, nil
 	}

@@ -66,6 +66,9 @@ type Config struct {
 	// Corresponds to flush.max.delay.ms; default
 	// DefaultFlushMaxDelayMs.
 	FlushMaxDelayMs int64
+	// Stats, when set, counts this log's fsyncs with every other log's
+	// (one Stats per broker). Read at Open only.
+	Stats *Stats
 	// OnDurable, when set, is called each time the durable offset
 	// advances, by the goroutine whose sync advanced it, with no lock of
 	// the log held. It must not block. Read at Open only.
@@ -159,6 +162,10 @@ type Log struct {
 		// sealing holds rolled segments whose seal (fsync, index trim)
 		// runs in the background; the recovery point stays at the first.
 		sealing []*segment.Segment
+
+		// unsyncedBatches and unsyncedBytes count what was appended
+		// since the last sync started, for Stats.
+		unsyncedBatches, unsyncedBytes int64
 	}
 	// sealWG counts background seals; Close and Delete wait for them.
 	sealWG sync.WaitGroup
@@ -167,6 +174,9 @@ type Log struct {
 	// timerWG counts an armed or running flush.ms timer; Close and
 	// Delete stop it and wait for a callback already running.
 	timerWG sync.WaitGroup
+
+	// stats is Config.Stats; nil counts nothing.
+	stats *Stats
 
 	// failed mirrors appendMu.err for lock-free checks.
 	failed atomic.Pointer[error]
@@ -250,11 +260,12 @@ func (l *Log) Segments() int {
 	return len(l.segments)
 }
 
-// Err returns the sticky write error, if any.
+// Err returns the sticky write error, if any. It takes no lock.
 func (l *Log) Err() error {
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
-	return l.appendMu.err
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // syncDir fsyncs a directory so that entries created, renamed or removed

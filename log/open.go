@@ -31,6 +31,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l := &Log{dir: dir, logger: cfg.Logger.With("log", filepath.Base(dir))}
 	l.flusher.cond.L = &l.flusher
 	l.flusher.onDurable = cfg.OnDurable
+	l.stats = cfg.Stats
 	l.appendMu.cfg = cfg
 	cp, cpErr := readCheckpoint(dir)
 	if errors.Is(cpErr, os.ErrNotExist) {
@@ -93,7 +94,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 			// begins; if recovery cut it short, later segments sit past a
 			// hole and are dropped, as Kafka does.
 			if s.Size() < sizeBefore {
-				l.logger.Error("corrupt segment in the middle of the log; dropping the segments after it", "segment", base, "valid_until", s.NextOffset())
+				l.logger.Error("corrupt segment in the middle of the log; dropping the segments after it", "segment", base, "file", filepath.Join(dir, segment.FileName(base, ".log")), "valid_until", s.NextOffset())
 				for _, b := range bases[i+1:] {
 					removeSegmentFiles(dir, b)
 				}

@@ -92,6 +92,8 @@ func (l *Log) syncActive() (int64, error) {
 		s.Acquire()
 	}
 	l.appendMu.unflushed = 0
+	batches, bytes := l.appendMu.unsyncedBatches, l.appendMu.unsyncedBytes
+	l.appendMu.unsyncedBatches, l.appendMu.unsyncedBytes = 0, 0
 	l.appendMu.Unlock()
 	defer func() {
 		for _, s := range todo {
@@ -107,8 +109,14 @@ func (l *Log) syncActive() (int64, error) {
 			return 0, err
 		}
 	}
-	if d := time.Since(start); d > time.Second {
-		l.logger.Warn("slow fdatasync", "took", d)
+	d := time.Since(start)
+	if d > time.Second {
+		l.logger.Warn("slow fdatasync", "took", d, "bytes", bytes)
+	}
+	if st := l.stats; st != nil {
+		st.FsyncLatency.Observe(int64(d))
+		st.FsyncBytes.Observe(bytes)
+		st.GroupCommit.Observe(batches)
 	}
 	return covered, nil
 }

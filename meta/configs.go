@@ -112,6 +112,7 @@ var brokerConfigs = []brokerConfig{
 	{"max.connections.per.ip", "1000", typeInt, true, atLeast(0)},
 	{"max.connections.per.ip.overrides", "", typeString, false, validConnOverrides},
 	{"max.incremental.fetch.session.cache.slots", "1000", typeInt, false, atLeast(0)},
+	{"metrics.partition.series.max.partitions", "1000", typeInt, true, atLeast(-1)},
 	{"num.partitions", "1", typeInt, true, atLeast(1)},
 	{"offsets.retention.check.interval.ms", "600000", typeLong, false, atLeast(1)},
 	{"offsets.retention.minutes", "10080", typeInt, false, atLeast(1)},
@@ -120,6 +121,7 @@ var brokerConfigs = []brokerConfig{
 	{"producer.id.expiration.ms", "86400000", typeInt, true, atLeast(1)},
 	{"queued.max.request.bytes", "268435456", typeLong, false, isInt},
 	{"offsets.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
+	{"slow.request.threshold.ms", "1000", typeLong, true, atLeast(-1)},
 	{"socket.request.max.bytes", "104857600", typeInt, false, atLeast(1)},
 	{"transaction.state.log.replication.factor", "1", typeShort, false, atLeast(1)},
 	// A cluster (see package raftlog and package cluster).

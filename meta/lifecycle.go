@@ -181,7 +181,7 @@ func (s *Store) createPartitions(t *Topic, from, to int32) ([]slot, error) {
 			return
 		}
 		made[k] = true
-		p, err := s.openPart(dir, cfg)
+		p, err := s.openPart(dir, partitionLogger(cfg, from+int32(k)))
 		if err != nil {
 			errs[k] = fmt.Errorf("open %s: %w", dir, err)
 			return
@@ -413,7 +413,7 @@ func (s *Store) openPartition(t *Topic, i int32) slot {
 	err := s.checkPartitionDir(dir, t.id)
 	var p *partition.Partition
 	if err == nil {
-		p, err = s.openPart(dir, s.partitionConfig(t))
+		p, err = s.openPart(dir, partitionLogger(s.partitionConfig(t), i))
 	}
 	if err != nil {
 		s.logger.Error("partition offline: it could not be opened, and is left as it is; a restart once the fault is repaired serves it", "topic", t.name, "partition", i, "dir", dir, "err", err)

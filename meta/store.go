@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/partition"
 )
@@ -58,7 +59,9 @@ type Store struct {
 	cfg       Config
 	logger    *slog.Logger
 	clusterID string
-	log       Log
+	// lock keeps the data directory to this process until Close.
+	lock *dirlock.Lock
+	log  Log
 
 	// adminMu serializes changes: create, delete, add partitions, config
 	// changes. It is taken before the log's lock and image.mu.
@@ -104,6 +107,9 @@ type Store struct {
 
 	closed atomic.Bool
 
+	// storageStats counts the fsyncs of every partition of the store.
+	storageStats *partition.StorageStats
+
 	// openPart opens a partition: partition.Open, but for tests that
 	// inject a failure.
 	openPart func(dir string, cfg partition.Config) (*partition.Partition, error)
@@ -131,14 +137,22 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
+	// One broker per data directory: a second one would write beside
+	// the first and corrupt both.
+	lock, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
 	s := newStore(cfg, static)
-	var err error
+	s.lock = lock
 	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID, cfg.ClusterID); err != nil {
+		lock.Release()
 		return nil, err
 	}
 	s.log = cfg.Log
 	if s.log == nil {
 		if s.log, err = openLocalLog(cfg.DataDir, s.logger); err != nil {
+			lock.Release()
 			return nil, err
 		}
 	}
@@ -147,6 +161,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if err := s.log.Replay(s.apply); err != nil {
 		s.log.Close()
+		lock.Release()
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
 	s.applyMu.Lock()
@@ -161,7 +176,7 @@ func Open(cfg Config) (*Store, error) {
 
 // newStore returns a store with an empty image and no log.
 func newStore(cfg Config, static map[string]string) *Store {
-	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open}
+	s := &Store{cfg: cfg, logger: cfg.Logger, openPart: partition.Open, storageStats: partition.NewStorageStats()}
 	s.image.byName = map[string]*Topic{}
 	s.image.byID = map[[16]byte]*Topic{}
 	s.image.pending = map[[16]byte]*Topic{}
@@ -170,6 +185,18 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.image.pidBlocks = map[int32]int64{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
 	return s
+}
+
+// StorageStats counts the fsyncs of every partition of the store, for
+// the broker's metrics.
+func (s *Store) StorageStats() *partition.StorageStats { return s.storageStats }
+
+// partitionLogger names partition i in the log lines of a partition
+// opened with cfg, besides its topic, so every storage error says which
+// partition (and, from the log and segment, which file) failed.
+func partitionLogger(cfg partition.Config, i int32) partition.Config {
+	cfg.Logger = cfg.Logger.With("partition", i)
+	return cfg
 }
 
 // ClusterID is the cluster id from meta.properties.
@@ -384,6 +411,7 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
 	}
@@ -454,6 +482,7 @@ func (s *Store) Close() error {
 	if err := s.log.Close(); err != nil {
 		errs[len(all)] = err
 	}
+	s.lock.Release()
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -258,5 +259,26 @@ func TestSyncTree(t *testing.T) {
 	}
 	if err := syncTree(filepath.Join(dir, "gone")); err == nil {
 		t.Fatal("syncTree of a missing directory succeeded")
+	}
+}
+
+// TestOneStorePerDirectory: a second broker on a data directory in use
+// fails to start with a clear error and changes nothing; once the first
+// closes, the directory opens again.
+func TestOneStorePerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.CreateTopic(NewTopic{Name: "kept", Partitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Config{DataDir: dir, Logger: testLogger()}); !errors.Is(err, dirlock.ErrLocked) {
+		t.Fatalf("second Open: %v, want dirlock.ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir)
+	if s2.Topic("kept") == nil {
+		t.Fatal("topic lost")
 	}
 }

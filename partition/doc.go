@@ -42,6 +42,16 @@
 // fsync covers them. Fetch waiters (Watch) are woken when the high
 // watermark advances, not at append.
 //
+// # Metrics
+//
+// Stats reports a partition's traffic (bytes and records appended, and
+// those fetches sent, which the server counts with CountFetched), its size
+// and offsets, read with atomic loads; counting is an atomic add per batch.
+// Config.Log.Stats, one per broker (NewStorageStats), counts the fsyncs of
+// every partition, and FileCache reports the broker's segment file cache.
+// The broker's metrics collector turns them into Prometheus series; this
+// package knows nothing of Prometheus.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Appends are serialized by the

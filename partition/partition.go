@@ -105,6 +105,9 @@ type Partition struct {
 	log    *log.Log
 	logger *slog.Logger
 
+	// counters count the bytes and records in and out (stats.go).
+	counters counters
+
 	// mu serializes appends and guards the fields in it.
 	mu struct {
 		sync.Mutex
@@ -321,6 +324,8 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		if i == 0 {
 			res.BaseOffset = base
 		}
+		p.counters.bytesIn.Add(int64(len(batch)))
+		p.counters.recordsIn.Add(int64(h.RecordCount))
 		if h.ProducerID >= 0 {
 			p.recordBatchLocked(h)
 		}

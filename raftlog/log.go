@@ -204,15 +204,10 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = self.Addr
 	}
-	d, ld, err := openDisk(cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: %w", err)
-	}
 	l := &Log{
 		cfg:      cfg,
 		logger:   cfg.Logger.With("component", "raft"),
 		id:       raftID(cfg.NodeID),
-		disk:     d,
 		storage:  raft.NewMemoryStorage(),
 		recvc:    make(chan *pb.Message, 4096),
 		propc:    make(chan proposal, 256),
@@ -222,57 +217,10 @@ func Open(cfg Config) (*Log, error) {
 		replayed: make(chan struct{}),
 	}
 	l.waiters.m = map[uint64]chan error{}
-	fresh := ld.snap == nil && ld.hard == nil && len(ld.entries) == 0
-	if ld.snap != nil {
-		if err := l.storage.ApplySnapshot(ld.snap); err != nil {
-			d.close()
-			return nil, err
-		}
-		l.snapIndex = ld.snap.GetMetadata().GetIndex()
-		l.applied = l.snapIndex
-		l.confState = ld.snap.GetMetadata().GetConfState()
-	}
-	if ld.hard != nil {
-		l.storage.SetHardState(ld.hard)
-		l.initialCommit = ld.hard.GetCommit()
-	}
-	if err := l.storage.Append(ld.entries); err != nil {
-		d.close()
-		return nil, err
-	}
-	ticks := int(cfg.ElectionTimeout / cfg.TickInterval)
-	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                        l.id,
-		ElectionTick:              max(ticks, 2),
-		HeartbeatTick:             1,
-		Storage:                   l.storage,
-		Applied:                   l.applied,
-		MaxSizePerMsg:             1 << 20,
-		MaxInflightMsgs:           256,
-		MaxUncommittedEntriesSize: 64 << 20,
-		CheckQuorum:               true,
-		PreVote:                   true,
-		Logger:                    raftLogger{l.logger},
-	})
-	if err != nil {
-		d.close()
-		return nil, fmt.Errorf("raftlog: %w", err)
-	}
-	if fresh {
-		peers := make([]raft.Peer, 0, len(cfg.Voters))
-		for _, v := range cfg.Voters {
-			peers = append(peers, raft.Peer{ID: raftID(v.NodeID)})
-		}
-		if err := rn.Bootstrap(peers); err != nil {
-			d.close()
-			return nil, fmt.Errorf("raftlog: bootstrap: %w", err)
-		}
-	}
-	l.rn = rn
 	ln := cfg.Listener
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
-			d.close()
 			return nil, fmt.Errorf("raftlog: controller listener: %w", err)
 		}
 	}
@@ -298,6 +246,62 @@ func Open(cfg Config) (*Log, error) {
 	return l, nil
 }
 
+// load recovers the node's raft state from its directory. Replay calls
+// it: by then meta.Store holds the data directory's lock, so no other
+// broker writes the WAL.
+func (l *Log) load() error {
+	cfg := l.cfg
+	d, ld, err := openDisk(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	l.disk = d
+	fresh := ld.snap == nil && ld.hard == nil && len(ld.entries) == 0
+	if ld.snap != nil {
+		if err := l.storage.ApplySnapshot(ld.snap); err != nil {
+			return err
+		}
+		l.snapIndex = ld.snap.GetMetadata().GetIndex()
+		l.applied = l.snapIndex
+		l.confState = ld.snap.GetMetadata().GetConfState()
+	}
+	if ld.hard != nil {
+		l.storage.SetHardState(ld.hard)
+		l.initialCommit = ld.hard.GetCommit()
+	}
+	if err := l.storage.Append(ld.entries); err != nil {
+		return err
+	}
+	ticks := int(cfg.ElectionTimeout / cfg.TickInterval)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        l.id,
+		ElectionTick:              max(ticks, 2),
+		HeartbeatTick:             1,
+		Storage:                   l.storage,
+		Applied:                   l.applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 64 << 20,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{l.logger},
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if fresh {
+		peers := make([]raft.Peer, 0, len(cfg.Voters))
+		for _, v := range cfg.Voters {
+			peers = append(peers, raft.Peer{ID: raftID(v.NodeID)})
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return fmt.Errorf("raftlog: bootstrap: %w", err)
+		}
+	}
+	l.rn = rn
+	return nil
+}
+
 // Addr is the controller listener's address.
 func (l *Log) Addr() net.Addr { return l.tr.ln.Addr() }
 
@@ -311,6 +315,10 @@ func (l *Log) SetSnapshotSource(fn func() []meta.Record) { l.snapshotFn = fn }
 func (l *Log) Replay(apply func(meta.Entry) error) error {
 	if l.started.Swap(true) {
 		return errors.New("raftlog: Replay called twice")
+	}
+	if err := l.load(); err != nil {
+		l.started.Store(false)
+		return err
 	}
 	l.apply = apply
 	if l.snapIndex > 0 {
@@ -470,7 +478,9 @@ func (l *Log) Close() error {
 		<-l.done
 	}
 	l.tr.stop()
-	l.closeErr = l.disk.close()
+	if l.disk != nil {
+		l.closeErr = l.disk.close()
+	}
 	return l.closeErr
 }
 

@@ -31,6 +31,9 @@ type FileCache struct {
 	// over is set while more is held than the limits allow: segments in
 	// use could not be evicted. A reader's last Release then sweeps.
 	over atomic.Bool
+	// evictions counts the segments whose files and mappings the cache
+	// closed.
+	evictions atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -68,6 +71,24 @@ func (c *FileCache) Held() (files, maps int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.files, c.mu.maps
+}
+
+// CacheStats describes a FileCache at one moment, for metrics.
+type CacheStats struct {
+	// Files and Maps are the open files and mappings segments hold.
+	Files, Maps int
+	// MaxFiles and MaxMaps are the limits beyond which idle segments'
+	// are closed.
+	MaxFiles, MaxMaps int
+	// Evictions counts the segments whose files and mappings the cache
+	// has closed since it was made.
+	Evictions int64
+}
+
+// Stats returns what the cache holds and has evicted.
+func (c *FileCache) Stats() CacheStats {
+	files, maps := c.Held()
+	return CacheStats{Files: files, Maps: maps, MaxFiles: c.maxFiles, MaxMaps: c.maxMaps, Evictions: c.evictions.Load()}
 }
 
 // add records that s opened files and mapped maps more, then evicts idle
@@ -123,6 +144,7 @@ func (c *FileCache) evictLocked() {
 		}
 		// The segment now in this slot is swept next.
 		c.dropLocked(s)
+		c.evictions.Add(1)
 	}
 	c.over.Store(c.mu.files > c.maxFiles || c.mu.maps > c.maxMaps)
 }

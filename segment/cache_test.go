@@ -75,6 +75,9 @@ func TestFileCacheEvictsIdleOnly(t *testing.T) {
 	if f, m := c.Held(); f > 1 || m > 1 {
 		t.Fatalf("idle segments hold %d files and %d mappings, limit 1 and 1", f, m)
 	}
+	if st := c.Stats(); st.Evictions == 0 || st.MaxFiles != 1 || st.MaxMaps != 1 || st.Files > 1 || st.Maps > 1 {
+		t.Fatalf("stats after evictions: %+v", st)
+	}
 	// And it reads again.
 	segs[0].Acquire()
 	b, err := segs[0].Read(0, 1<<62, 1<<20, true)

@@ -53,7 +53,7 @@
 // it takes appends or syncs, a read-only mapping of .log (and, once sealed,
 // of its index files) while it is read. A FileCache shared by all segments
 // of a broker bounds what idle segments keep open and evicts the least
-// recently used. A segment opened from the Meta its log recorded at a
+// recently used; its Stats report what it holds and has evicted. A segment opened from the Meta its log recorded at a
 // clean close touches none of its files until it is first read (or, the
 // active one, appended to), when its indexes are checked. So a broker opens
 // thousands of partitions quickly and holds files and mappings in

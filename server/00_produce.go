@@ -49,6 +49,7 @@ func init() { regKey(0, 0, 13, handleProduce) }
 type produceSyncs struct {
 	parts   []*partition.Partition
 	answers []*kmsg.ProduceResponseTopicPartition
+	topics  []string // of each partition, for log lines
 	// results hold, per partition, the leader epoch and log end of the
 	// append: in a cluster the answer waits for the ISR to reach it.
 	results []partition.Result
@@ -71,6 +72,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	}
 	switch {
 	case req.Acks == 0:
+		r.countErrors(resp)
 		answerAcksZero(r, resp)
 		return nil
 	case syncs == nil || len(syncs.parts) == 0:
@@ -138,6 +140,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		if p != nil && syncs != nil {
 			syncs.parts = append(syncs.parts, p)
 			syncs.answers = append(syncs.answers, sp)
+			syncs.topics = append(syncs.topics, t.Name())
 			syncs.results = append(syncs.results, res)
 		}
 	}
@@ -230,7 +233,7 @@ func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 			sp.ErrorMessage = msg
 		}
 		if code == kerr.KafkaStorageError.Code {
-			s.logger.Error("fsync failed; produce not acknowledged", "err", err)
+			s.logger.Error("fsync failed; produce not acknowledged", "topic", syncs.topics[i], "partition", sp.Partition, "err", err)
 		}
 	}
 }

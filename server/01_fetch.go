@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/record"
 )
 
 // Fetch, v4-v18 (record batch v2 only; v13+ names topics by id).
@@ -58,6 +59,7 @@ type fetchPart struct {
 }
 
 type fetchResult struct {
+	part         *partition.Partition // nil when not found
 	errCode      int16
 	hw, logStart int64
 	view         partition.View
@@ -240,7 +242,7 @@ func (f *fetch) read() (total int, anyErr bool) {
 		fp := &f.parts[i]
 		res := &f.results[i]
 		res.hw, res.logStart = -1, -1
-		_, p, code := f.lookup(fp.key)
+		t, p, code := f.lookup(fp.key)
 		if code != 0 {
 			res.errCode, anyErr = code, true
 			continue
@@ -249,6 +251,7 @@ func (f *fetch) read() (total int, anyErr bool) {
 			res.errCode, anyErr = code, true
 			continue
 		}
+		res.part = p
 		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
 		// Past the high watermark but not the log end (an acks=1
 		// batch not yet durable) is in range, with nothing to return
@@ -269,7 +272,7 @@ func (f *fetch) read() (total int, anyErr bool) {
 		if err != nil {
 			code := codeOf(err)
 			if !errors.Is(err, partition.ErrOffsetOutOfRange) {
-				f.s.logger.Error("fetch read failed", "partition", fp.key.partition, "err", err)
+				f.s.logger.Error("fetch read failed", "topic", t.Name(), "partition", fp.key.partition, "err", err)
 			}
 			res.errCode, anyErr = code, true
 			continue
@@ -416,6 +419,7 @@ func (f *fetch) respond() {
 		buf := getBuf()
 		*buf = appendResponse((*buf)[:0], r.corr, resp)
 		if len(views) == 0 {
+			f.count(resp)
 			r.send(&response{buf: buf})
 			return
 		}
@@ -434,6 +438,7 @@ func (f *fetch) respond() {
 			}
 			continue
 		}
+		f.count(resp)
 		if !ok {
 			// The placeholders could not be found (never expected): encode
 			// again with the data copied in.
@@ -461,6 +466,41 @@ func (f *fetch) respond() {
 		}})
 		return
 	}
+}
+
+// count counts the error codes of the response about to be sent and,
+// per partition, the record bytes and records it sends.
+func (f *fetch) count(resp *kmsg.FetchResponse) {
+	f.r.countErrors(resp)
+	for i := range f.results {
+		if res := &f.results[i]; res.placeholder && res.part != nil {
+			res.part.CountFetched(int64(len(res.view.Data)), fetchedRecords(res.view.Data, f.parts[i].offset))
+		}
+	}
+}
+
+// fetchedRecords is how many records from offset from on the whole
+// batches in data hold: the offsets the consumer moves past (a first
+// batch holding offsets below from is sent whole, as Kafka does, and
+// those are not counted).
+func fetchedRecords(data []byte, from int64) int64 {
+	first, last := int64(-1), int64(-1)
+	for pos := 0; len(data)-pos >= record.HeaderSize; {
+		n, err := record.BatchSize(data[pos:])
+		if err != nil || n > len(data)-pos {
+			break
+		}
+		base := int64(binary.BigEndian.Uint64(data[pos:]))
+		if first < 0 {
+			first = base
+		}
+		last = base + int64(int32(binary.BigEndian.Uint32(data[pos+record.PosLastOffsetDelta:])))
+		pos += n
+	}
+	if last < 0 {
+		return 0
+	}
+	return max(0, last+1-max(from, first))
 }
 
 // build encodes the response for f.results, with a placeholder in place of

@@ -55,6 +55,12 @@ type conn struct {
 	readerDone chan struct{}
 	done       chan struct{} // closed when both goroutines are gone
 	draining   atomic.Bool
+
+	// reqs holds each request dispatched and not yet answered, by
+	// sequence number modulo maxInflight, for the writer to count once
+	// its response is written. The reader sets a slot only after the
+	// writer has finished the request that held it (slots orders them).
+	reqs [maxInflight]*request
 }
 
 // response is one answer for the writer: a pooled buffer holding the
@@ -147,10 +153,12 @@ func putBuf(b *[]byte) {
 func (s *Server) startConn(nc net.Conn) {
 	addr := connAddr(nc)
 	if refused := s.limits.admit(addr, s.settings()); refused != "" {
+		s.stats.connsRefused.Add(1)
 		s.logger.Warn("connection refused; closing it", "remote", nc.RemoteAddr().String(), "reason", refused)
 		nc.Close()
 		return
 	}
+	s.stats.connsAccepted.Add(1)
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -165,7 +173,7 @@ func (s *Server) startConn(nc net.Conn) {
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	c.logger = s.logger.With("remote", c.remote)
+	c.logger = s.logger.With("remote", c.remote, "conn", s.stats.nextConn.Add(1))
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	s.mu.Lock()
 	if s.mu.closed {
@@ -221,6 +229,12 @@ type request struct {
 	kreq     kmsg.Request
 	deferred bool
 	closing  bool // the handler closes the connection: read no more
+	// start is when the request was read; size its frame's bytes.
+	start time.Time
+	size  int64
+	// allowance is how long the request may wait by design (a long
+	// poll), added to the slow-request threshold.
+	allowance time.Duration
 }
 
 // await runs fn in its own goroutine and writes its response when it
@@ -272,6 +286,7 @@ func (r *request) recoverPanic() {
 
 // respond encodes resp into a frame and hands it to the writer.
 func (r *request) respond(resp kmsg.Response) {
+	r.countErrors(resp)
 	resp.SetVersion(r.version)
 	b := getBuf()
 	*b = appendResponse((*b)[:0], r.corr, resp)
@@ -424,6 +439,7 @@ func (c *conn) read() {
 // the connection must close. Every request dispatched gets a response,
 // if only a fatal one that closes the connection after the earlier ones.
 func (c *conn) dispatch(seq uint64, body []byte) bool {
+	start := time.Now()
 	c.outstanding.Add(1)
 	rd := kbin.Reader{Src: body}
 	key, version, corr := rd.Int16(), rd.Int16(), rd.Int32()
@@ -464,6 +480,11 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		return false
 	}
 	r.kreq = kreq
+	r.start, r.size, r.allowance = start, int64(len(body))+4, waitAllowance(kreq)
+	st := c.s.stats.api(key)
+	st.requests.Add(1)
+	st.requestBytes.Add(uint64(r.size))
+	c.reqs[seq%maxInflight] = r
 	if c.logger.Enabled(c.ctx, slog.LevelDebug) {
 		c.logger.Debug("request", "api", kmsg.NameForKey(key), "version", version, "client_id", r.clientID)
 	}
@@ -560,6 +581,10 @@ func (c *conn) writeResponse(r *response) bool {
 }
 
 func (c *conn) finish(r *response) {
+	if req := c.reqs[r.seq%maxInflight]; req != nil && req.seq == r.seq {
+		c.reqs[r.seq%maxInflight] = nil
+		c.requestDone(req, r)
+	}
 	if r.buf != nil {
 		putBuf(r.buf)
 	}

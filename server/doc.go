@@ -5,7 +5,11 @@
 // (00_produce.go, 01_fetch.go, ...) that registers the versions it serves
 // (handlers.go; ApiVersions advertises exactly those), fetch sessions
 // (fetch_session.go), the broker's background schedulers (schedule.go),
-// and the one mapping from errors to Kafka codes (errors.go).
+// the one mapping from errors to Kafka codes (errors.go), and the
+// broker's metrics: request, error-code and connection counters kept with
+// atomic adds and slow-request log lines (stats.go), and the Prometheus
+// collector that reads them, with the partitions', fsyncs' and groups'
+// own counters, at scrape time (metrics.go, Server.Collector).
 //
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data

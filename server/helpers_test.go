@@ -35,8 +35,8 @@ func startBroker(t testing.TB, props map[string]string, dir ...string) *testBrok
 }
 
 // startBrokerConfig starts a broker with cfg on 127.0.0.1:0 (its
-// advertised address and logger filled in) and stops it when the test
-// ends.
+// advertised address filled in, and its logger unless cfg has one) and
+// stops it when the test ends.
 func startBrokerConfig(t testing.TB, cfg Config) *testBroker {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -56,7 +56,9 @@ func startBrokerConfig(t testing.TB, cfg Config) *testBroker {
 	}
 	cfg.Props = props
 	cfg.AdvertisedAddr = ln.Addr().String()
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		ln.Close()

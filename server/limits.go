@@ -149,6 +149,13 @@ func (b *requestBudget) held() int64 {
 	return b.mu.used
 }
 
+// waiting returns how many readers wait for budget.
+func (b *requestBudget) waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.mu.smallQ) + len(b.mu.largeQ)
+}
+
 func (b *requestBudget) fitsLocked(n int64) bool {
 	if b.mu.used+n > b.total {
 		return false

@@ -62,6 +62,9 @@ type Server struct {
 	groups   *group.Coordinator
 	limits   *connLimits // connection counts and the request budget (limits.go)
 
+	// stats counts requests and connections for the metrics (stats.go).
+	stats *serverStats
+
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
 	ctx    context.Context
@@ -90,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
-	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
 	s.mu.advertised = cfg.AdvertisedAddr

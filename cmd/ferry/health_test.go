@@ -60,7 +60,7 @@ func serveInProcess(t *testing.T, args ...string) (adminAddr string, stop func()
 }
 
 // TestServeAdminListener starts `ferry serve -admin-listen`, reads its
-// metrics and health with `ferry health`, loads the console, and stops
+// metrics (the broker's among them) and health with `ferry health`, loads the console, and stops
 // it: the admin listener goes with it.
 func TestServeAdminListener(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
@@ -81,7 +81,11 @@ func TestServeAdminListener(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	contains(t, "/metrics", string(b), "go_goroutines ", "process_open_fds ", "go_build_info{")
+	// The runtime's metrics and the broker's (the ones that exist before
+	// any client connects).
+	contains(t, "/metrics", string(b), "go_goroutines ", "process_open_fds ", "go_build_info{",
+		`ferry_kafka_topic_partitions{topic="__consumer_offsets"} 50`, "ferry_kafka_offline_partitions 0",
+		"ferry_storage_fsync_latency_seconds_count ", "ferry_kafka_request_memory_limit_bytes 2.68435456e+08")
 
 	// The web console is on the same listener and talks to the broker.
 	resp, err = http.Get(base + "/")

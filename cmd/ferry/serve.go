@@ -235,8 +235,10 @@ func serveAdmin(addr string, srv *server.Server, consoleAddr string, logger *slo
 		}
 		return nil, nil, err
 	}
+	reg := admin.NewRegistry()
+	reg.MustRegister(srv.Collector())
 	adm := admin.New(admin.Config{
-		Registry: admin.NewRegistry(),
+		Registry: reg,
 		Ready:    srv.Ready,
 		Handler:  handler,
 		Logger:   logger.With("component", "admin"),

@@ -28,6 +28,7 @@ const (
 	kmsg = "github.com/twmb/franz-go/pkg/kmsg"
 	kerr = "github.com/twmb/franz-go/pkg/kerr"
 	kgo  = "github.com/twmb/franz-go/pkg/kgo"
+	prom = "github.com/prometheus/..."
 )
 
 var rules = []rule{
@@ -40,6 +41,18 @@ var rules = []rule{
 		what:       "the storage stack knows no wire protocol and no network",
 		from:       []string{"record", "segment", "log", "partition", "internal/durable"},
 		not:        []string{kmsg, kerr, kgo, "net/...", m("server"), m("meta"), m("coordstate"), m("group")},
+		transitive: true,
+	},
+	{
+		what:       "only the broker's collector (server) and the admin listener know Prometheus: the layers below count with plain atomics and internal/metric",
+		from:       []string{"record", "segment", "log", "partition", "meta", "coordstate", "group", "txn", "share", "internal/metric"},
+		not:        []string{prom},
+		transitive: true,
+	},
+	{
+		what:       "internal/metric is a leaf: standard library only",
+		from:       []string{"internal/metric"},
+		not:        []string{m("..."), prom, kmsg, kerr, kgo},
 		transitive: true,
 	},
 	{

@@ -1,0 +1,14 @@
+package dirlock
+
+import (
+	"os"
+
+	"golang.org/x/sys/windows"
+)
+
+var errWouldBlock = windows.ERROR_LOCK_VIOLATION
+
+func lockFile(f *os.File) error {
+	var ol windows.Overlapped
+	return windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ol)
+}
