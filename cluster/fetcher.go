@@ -302,9 +302,21 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart) error {
 			}
 		}
 	}
-	// What was appended is durable before the next fetch says so.
-	for _, fp := range synced {
-		if err := fp.p.Sync(); err != nil {
+	// What was appended is durable before the next fetch says so; the
+	// partitions' fdatasyncs run together.
+	errs := make([]error, len(synced))
+	var wg sync.WaitGroup
+	for i, fp := range synced {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fp.p.Sync()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			fp := synced[i]
 			f.n.logger.Error("replica sync failed", "topic", fp.topic, "partition", fp.partition, "err", err)
 			fp.failed = time.Now()
 		}

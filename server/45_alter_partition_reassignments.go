@@ -10,7 +10,7 @@ import (
 	"github.com/ferrymq/ferry/meta"
 )
 
-// AlterPartitionReassignments, v0; ListPartitionReassignments, v0.
+// AlterPartitionReassignments, v0-v1; ListPartitionReassignments, v0.
 //
 // Behavior:
 //   - A partition given replicas starts moving to them: the new replicas
@@ -19,13 +19,15 @@ import (
 //     leadership if its leader is one of them). Null replicas cancel a
 //     reassignment in progress (NO_REASSIGNMENT_IN_PROGRESS if none):
 //     the replicas it added are removed.
+//   - v1 with AllowReplicationFactorChange false refuses a target of
+//     another replica count (INVALID_REPLICATION_FACTOR, KIP-860).
 //   - List shows each partition being moved: its replicas (old and new),
 //     those being added and those being removed.
 //   - On a single broker the only assignment is the broker itself, and
 //     nothing is ever in progress.
 
 func init() {
-	regKey(45, 0, 0, handleAlterPartitionReassignments)
+	regKey(45, 0, 1, handleAlterPartitionReassignments)
 	regKey(46, 0, 0, handleListPartitionReassignments)
 }
 
@@ -52,6 +54,8 @@ func handleAlterPartitionReassignments(s *Server, r *request) kmsg.Response {
 					}
 				case t.Internal():
 					err = fmt.Errorf("%w: the replicas of internal topics are placed by the cluster", kerr.InvalidReplicaAssignment)
+				case r.version >= 1 && !req.AllowReplicationFactorChange && rp.Replicas != nil && len(rp.Replicas) != len(t.State(rp.Partition).Replicas):
+					err = fmt.Errorf("%w: %d replicas for a partition of %d, and the request does not allow a change", kerr.InvalidReplicationFactor, len(rp.Replicas), len(t.State(rp.Partition).Replicas))
 				default:
 					err = s.meta.Reassign(t, rp.Partition, rp.Replicas)
 				}
