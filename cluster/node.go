@@ -64,6 +64,10 @@ type Node struct {
 
 	mu struct {
 		sync.Mutex
+		// passes counts the reconcile passes done; passed is closed
+		// and replaced at the end of each.
+		passes int64
+		passed chan struct{}
 		// leading are the partitions this broker leads, as the roles
 		// last applied; the LeadershipChanged callback follows it.
 		leading map[partKey]bool
@@ -105,6 +109,7 @@ func Start(cfg Config) *Node {
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("component", "cluster"), kick: make(chan struct{}, 1), quit: make(chan struct{}), fetchers: map[int32]*fetcher{}}
 	n.mu.leading = map[partKey]bool{}
 	n.mu.expanding = map[partKey][]int32{}
+	n.mu.passed = make(chan struct{})
 	n.wg.Add(3)
 	go n.registerLoop()
 	go n.reconcileLoop()
@@ -200,6 +205,40 @@ func (n *Node) reconcileLoop() {
 		n.applyRoles()
 		n.shrinkISRs()
 		n.expandISRs()
+		n.mu.Lock()
+		n.mu.passes++
+		close(n.mu.passed)
+		n.mu.passed = make(chan struct{})
+		n.mu.Unlock()
+	}
+}
+
+// Settle returns once this node has reconciled its replicas with the
+// metadata it holds now (a pass that started after the call has ended),
+// or when ctx ends. CreateTopics waits for it, so that a client that
+// creates a topic and uses it at once finds its partitions led: every
+// node applies the same record at about the same time, and does the same
+// work for it.
+func (n *Node) Settle(done <-chan struct{}) {
+	n.mu.Lock()
+	target := n.mu.passes + 2
+	n.mu.Unlock()
+	n.Kick()
+	for {
+		n.mu.Lock()
+		if n.mu.passes >= target {
+			n.mu.Unlock()
+			return
+		}
+		ch := n.mu.passed
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-done:
+			return
+		case <-n.quit:
+			return
+		}
 	}
 }
 

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -62,6 +64,13 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 				}
 			}
 			resp.Topics = append(resp.Topics, st)
+		}
+		if s.cluster != nil && !req.ValidateOnly {
+			// The new partitions opened and led here, as they are on
+			// the other nodes at about the same time.
+			ctx, cancel := context.WithTimeout(r.c.ctx, max(time.Duration(req.TimeoutMillis)*time.Millisecond, time.Second))
+			s.cluster.Settle(ctx.Done())
+			cancel()
 		}
 		return resp
 	})
