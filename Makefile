@@ -5,6 +5,7 @@
 #   make test   vet (also for macOS and Windows), gofmt check, all tests
 #               with -race, short fuzz runs
 #   make bench  Go benchmarks of the hot paths, with -benchmem
+#   make bench-load   every bench scenario, Ferry against kfake with fsync
 #   make fuzz   every fuzz target for FUZZTIME each
 #   make test-console   the web console's API and browser tests
 
@@ -17,7 +18,7 @@ FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzCheckRecords ./record:FuzzConvert
 # Systems the module must build and vet for besides the one running make.
 CROSS = darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 
-.PHONY: all build run cluster test vet cross fuzz-short fuzz bench bench-broker bench-compare test-console screenshots test-console-scale clean
+.PHONY: all build run cluster test vet cross fuzz-short fuzz bench bench-broker bench-compare bench-load test-console screenshots test-console-scale clean
 
 all: build
 
@@ -73,6 +74,23 @@ bench-broker:
 # one run; medians and ratios in bench-report/.
 bench-compare:
 	FERRY_BENCH_COMPARE=1 FERRY_BENCH_REPORT=bench-report $(GO) test -run CompareKfake -v -timeout 30m ./bench/
+
+# Every scenario (standard and load) against `ferry serve` and kfake with an
+# fsync per batch (the peer as durable as Ferry), each a process of its own,
+# so each broker's CPU per GB is its own; medians in bench-report/.
+# BENCH_FLAGS adds flags (-scenarios load -repeat 5 ...); BENCH_PORT and the
+# next port are used.
+BENCH_PORT  ?= 19092
+BENCH_FLAGS ?=
+bench-load: build
+	$(GO) build -o bin/kfakeserve ./internal/benchpeers/kfakeserve
+	@d=$$(mktemp -d); kport=$$(($(BENCH_PORT) + 1)); \
+	bin/ferry serve -listen 127.0.0.1:$(BENCH_PORT) -data-dir $$d/ferry -console=false >$$d/ferry.log 2>&1 & f=$$!; \
+	bin/kfakeserve -sync -data-dir $$d/kfake -port $$kport >$$d/kfake.log 2>&1 & k=$$!; \
+	sleep 2; \
+	bin/ferry bench compare -target ferry=127.0.0.1:$(BENCH_PORT),pid=$$f -target kfake=127.0.0.1:$$kport,pid=$$k \
+		-report bench-report $(BENCH_FLAGS); rc=$$?; \
+	kill $$f $$k; wait $$f $$k; rm -rf $$d; exit $$rc
 
 # The web console: its JSON API against a real broker, and its pages in
 # headless Chromium (skipped when chromium is not installed).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,19 +17,47 @@ type Target struct {
 	Name string `json:"name"`
 	// Brokers are its seed brokers.
 	Brokers []string `json:"brokers"`
+	// Process names the broker's process, for its CPU per GB; zero: not
+	// measured.
+	Process BrokerProcess `json:"process,omitzero"`
 }
 
-// ParseTarget reads "name=host:port[,host:port...]". Without "name=" the
-// address is the name.
+// ParseTarget reads "name=host:port[,host:port...][,pid=N][,admin=HOST:PORT]".
+// Without "name=" the address is the name. pid= names the broker's process
+// on this machine, admin= its admin listener; either lets the comparison
+// report the broker's CPU per GB.
 func ParseTarget(s string) (Target, error) {
-	name, addrs, ok := strings.Cut(s, "=")
-	if !ok {
-		name, addrs = s, s
+	var t Target
+	rest := s
+	if name, after, ok := strings.Cut(s, "="); ok && !strings.Contains(name, ",") && name != "pid" && name != "admin" {
+		if name == "" {
+			return Target{}, fmt.Errorf("%w: target %q: want name=host:port", ErrConfig, s)
+		}
+		t.Name, rest = name, after
 	}
-	if name == "" || addrs == "" {
+	for item := range strings.SplitSeq(rest, ",") {
+		switch {
+		case strings.HasPrefix(item, "pid="):
+			pid, err := strconv.Atoi(item[len("pid="):])
+			if err != nil || pid <= 0 {
+				return Target{}, fmt.Errorf("%w: target %q: bad %s", ErrConfig, s, item)
+			}
+			t.Process.PID = pid
+		case strings.HasPrefix(item, "admin="):
+			if t.Process.Admin = item[len("admin="):]; t.Process.Admin == "" {
+				return Target{}, fmt.Errorf("%w: target %q: empty admin=", ErrConfig, s)
+			}
+		case item != "":
+			t.Brokers = append(t.Brokers, item)
+		}
+	}
+	if len(t.Brokers) == 0 {
 		return Target{}, fmt.Errorf("%w: target %q: want name=host:port", ErrConfig, s)
 	}
-	return Target{Name: name, Brokers: strings.Split(addrs, ",")}, nil
+	if t.Name == "" {
+		t.Name = strings.Join(t.Brokers, ",")
+	}
+	return t, nil
 }
 
 // Scenario is one entry of a comparison.
@@ -40,8 +69,23 @@ type Scenario struct {
 	Partitions int    `json:"partitions"`
 	Size       int    `json:"size"`
 	Acks       string `json:"acks,omitempty"`
-	// Rate is the e2e rate in records/s.
+	// Rate is the rate in records/s over all producers: an e2e run's
+	// (default 10,000; -1 as fast as possible), or a produce run's cap.
 	Rate int `json:"rate,omitempty"`
+	// Producers and Consumers are client counts; zero takes
+	// CompareConfig.Base's.
+	Producers int `json:"producers,omitempty"`
+	Consumers int `json:"consumers,omitempty"`
+	// Fanout makes every consumer read every partition (Config.Fanout).
+	Fanout bool `json:"fanout,omitempty"`
+	// RoundRobin spreads records over the partitions in turn
+	// (Config.RoundRobin).
+	RoundRobin bool `json:"round_robin,omitempty"`
+	// Linger overrides CompareConfig.Base's linger when not zero;
+	// negative means none.
+	Linger time.Duration `json:"linger_ns,omitempty"`
+	// Bulk is a bulk load beside an e2e run (Config.Bulk).
+	Bulk BulkLoad `json:"bulk,omitzero"`
 	// Group consumes as a consumer group.
 	Group bool `json:"group,omitempty"`
 	// Source names the produce scenario whose topic a consume scenario
@@ -53,7 +97,8 @@ type Scenario struct {
 // StandardScenarios is the built-in comparison set: produce with acks=all to
 // 1 partition with 100 B and 1 KiB records and to 8 partitions with 1 KiB
 // records; read the 8-partition topic back with plain consumers and as a
-// group; end-to-end latency at 10,000 records/s of 1 KiB.
+// group; end-to-end latency at 10,000 records/s of 1 KiB, each record sent
+// at once (no linger).
 func StandardScenarios() []Scenario {
 	return []Scenario{
 		{Name: "produce-1p-100B", Mode: "produce", Partitions: 1, Size: 100, Acks: "all"},
@@ -63,6 +108,74 @@ func StandardScenarios() []Scenario {
 		{Name: "consume-group-8p-1KiB", Mode: "consume", Partitions: 8, Size: 1024, Group: true, Source: "produce-8p-1KiB"},
 		{Name: "e2e-1p-1KiB-10k", Mode: "e2e", Partitions: 1, Size: 1024, Acks: "all", Rate: 10_000},
 	}
+}
+
+// LoadScenarios is the comparison set of real load, all with 1 KiB records
+// and acks=all:
+//
+//   - e2e-1p-1KiB-10k-bulk: end-to-end latency at 10,000 records/s on one
+//     topic while another takes bulk produce as fast as it goes;
+//   - e2e-8p-1KiB-max: produce as fast as possible and consume at once,
+//     8 partitions, end-to-end latency of the consumed records;
+//   - produce-64p-1KiB-16c: 16 producer clients over 64 partitions;
+//   - produce-1000p-1KiB-trickle: 10,000 records/s spread over 1,000
+//     partitions in turn, each sent at once: 10 a second each, group
+//     commit across many partitions;
+//   - consume-3x-8p-1KiB: 3 consumers each reading the whole 8-partition
+//     topic of produce-8p-1KiB (filled first when that is not run).
+func LoadScenarios() []Scenario {
+	return []Scenario{
+		{Name: "e2e-1p-1KiB-10k-bulk", Mode: "e2e", Partitions: 1, Size: 1024, Acks: "all", Rate: 10_000,
+			Bulk: BulkLoad{Size: 1024, Partitions: 1, Producers: 1}},
+		{Name: "e2e-8p-1KiB-max", Mode: "e2e", Partitions: 8, Size: 1024, Acks: "all", Rate: -1},
+		{Name: "produce-64p-1KiB-16c", Mode: "produce", Partitions: 64, Size: 1024, Acks: "all", Producers: 16},
+		{Name: "produce-1000p-1KiB-trickle", Mode: "produce", Partitions: 1000, Size: 1024, Acks: "all", Rate: 10_000,
+			RoundRobin: true, Linger: -1},
+		{Name: "consume-3x-8p-1KiB", Mode: "consume", Partitions: 8, Size: 1024, Consumers: 3, Fanout: true, Source: "produce-8p-1KiB"},
+	}
+}
+
+// AllScenarios is StandardScenarios followed by LoadScenarios.
+func AllScenarios() []Scenario { return append(StandardScenarios(), LoadScenarios()...) }
+
+// PickScenarios returns the scenarios named in the comma-separated list
+// names, in AllScenarios order: scenario names, or "standard", "load" and
+// "all" for those sets. An empty list is every scenario.
+func PickScenarios(names string) ([]Scenario, error) {
+	all := AllScenarios()
+	if strings.TrimSpace(names) == "" {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for n := range strings.SplitSeq(names, ",") {
+		n = strings.TrimSpace(n)
+		var set []Scenario
+		switch n {
+		case "":
+			continue
+		case "standard":
+			set = StandardScenarios()
+		case "load":
+			set = LoadScenarios()
+		case "all":
+			set = all
+		default:
+			if !slices.ContainsFunc(all, func(sc Scenario) bool { return sc.Name == n }) {
+				return nil, fmt.Errorf("%w: unknown scenario %q", ErrConfig, n)
+			}
+			want[n] = true
+		}
+		for _, sc := range set {
+			want[sc.Name] = true
+		}
+	}
+	var out []Scenario
+	for _, sc := range all {
+		if want[sc.Name] {
+			out = append(out, sc)
+		}
+	}
+	return out, nil
 }
 
 // CompareConfig configures Compare.
@@ -114,10 +227,24 @@ type Row struct {
 	RecordsPerSec float64 `json:"records_per_sec"`
 	MiBPerSec     float64 `json:"mib_per_sec"`
 	LatencyKind   string  `json:"latency_kind"`
-	P50           float64 `json:"p50_ms"`
-	P99           float64 `json:"p99_ms"`
-	P999          float64 `json:"p99_9_ms"`
-	CPUPercent    float64 `json:"cpu_percent"`
+	// Linger is the producers' linger in ms, for produce and e2e.
+	Linger *float64 `json:"linger_ms,omitempty"`
+	P50    float64  `json:"p50_ms"`
+	P90    float64  `json:"p90_ms"`
+	P99    float64  `json:"p99_ms"`
+	P999   float64  `json:"p99_9_ms"`
+	Max    float64  `json:"max_ms"`
+	// CPUPercent is the load generator's CPU use.
+	CPUPercent float64 `json:"cpu_percent"`
+	// BrokerCPUPerGB is the broker's CPU seconds per 10^9 bytes
+	// (BrokerCPU.PerGB), zero when not measured; BrokerCPUSource says
+	// where it was read.
+	BrokerCPUPerGB  float64 `json:"broker_cpu_s_per_gb,omitempty"`
+	BrokerCPUSource string  `json:"broker_cpu_source,omitempty"`
+	// BulkMiBPerSec is the bulk load's throughput beside an e2e run.
+	BulkMiBPerSec float64 `json:"bulk_mib_per_sec,omitempty"`
+	// LoadAverages are the 1-minute load averages at the end of each run.
+	LoadAverages []float64 `json:"load_averages,omitempty"`
 	// Ratio is RecordsPerSec over the first target's; P99Ratio likewise
 	// for p99 latency. Zero when the first target has no figure.
 	Ratio    float64 `json:"ratio"`
@@ -130,16 +257,17 @@ type Row struct {
 }
 
 // Compare runs every scenario against every target, Repeat times, in the
-// order repetition, target, scenario (so slow drift of the machine spreads
-// over all targets), and returns the medians. A failed run is counted in
-// Row.Failed and its error kept; Compare itself fails only on bad config or
-// when ctx ends.
+// order repetition, scenario, target: the targets take turns at each
+// scenario, so the figures compared were taken minutes apart at most on a
+// machine whose load drifts. It returns the medians. A failed run is
+// counted in Row.Failed and its error kept; Compare itself fails only on
+// bad config or when ctx ends.
 func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 	if len(cc.Targets) == 0 {
 		return nil, fmt.Errorf("%w: no targets", ErrConfig)
 	}
 	if cc.Scenarios == nil {
-		cc.Scenarios = StandardScenarios()
+		cc.Scenarios = AllScenarios()
 	}
 	if cc.Repeat <= 0 {
 		cc.Repeat = 3
@@ -159,9 +287,15 @@ func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 		Started: time.Now(), Machine: machine(), Repeat: cc.Repeat, Duration: cc.Duration.Seconds(),
 		Targets: cc.Targets, Scenarios: cc.Scenarios,
 	}
+	// lastUse is the index of the last scenario reading each source's
+	// topic: the topic is deleted after it.
 	names := map[string]bool{}
-	for _, sc := range cc.Scenarios {
+	lastUse := map[string]int{}
+	for i, sc := range cc.Scenarios {
 		names[sc.Name] = true
+		if sc.Source != "" {
+			lastUse[sc.Source] = i
+		}
 	}
 	type key struct{ scenario, target string }
 	results := map[key][]*Result{}
@@ -170,32 +304,32 @@ func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 	stamp := time.Now().Unix()
 
 	for rep := range cc.Repeat {
+		// Source topics kept for consume scenarios, by target.
+		kept := map[string]map[string]*topicSetup{}
 		for _, tg := range cc.Targets {
-			kept := map[string]*topicSetup{} // source topics kept for consume scenarios
-			for _, sc := range cc.Scenarios {
-				if err := ctx.Err(); err != nil {
-					return cmp, err
-				}
-				cfg := cc.Base
-				cfg.Brokers = tg.Brokers
-				cfg.Topic = fmt.Sprintf("ferry-compare-%d-%s-%d", stamp, sc.Name, rep)
-				cfg.Partitions, cfg.Size, cfg.Acks, cfg.Rate = sc.Partitions, sc.Size, sc.Acks, sc.Rate
-				cfg.Records, cfg.Duration, cfg.Keep = 0, cc.Duration, false
-				cfg.Label = tg.Name + "/" + sc.Name
-				cfg.Progress = cc.Progress
-				cfg = cfg.withDefaults()
-				if sc.Group {
-					cfg.GroupConsume = true
-				}
-				needed := false
-				for _, other := range cc.Scenarios {
-					if other.Source == sc.Name {
-						needed = true
+			kept[tg.Name] = map[string]*topicSetup{}
+		}
+		closeKept := func(keep func(source string) bool) {
+			for _, byName := range kept {
+				for name, ts := range byName {
+					if !keep(name) {
+						ts.close(ctx)
+						delete(byName, name)
 					}
 				}
-				res, ts, err := runScenario(ctx, cfg, sc, names, kept, cc.FillRecords)
+			}
+		}
+		for si, sc := range cc.Scenarios {
+			for _, tg := range cc.Targets {
+				if err := ctx.Err(); err != nil {
+					closeKept(func(string) bool { return false })
+					return cmp, err
+				}
+				cfg := cc.scenarioConfig(sc, tg, fmt.Sprintf("ferry-compare-%d-%s-%d", stamp, sc.Name, rep))
+				_, needed := lastUse[sc.Name]
+				res, ts, err := runScenario(ctx, cfg, sc, names, kept[tg.Name], cc.FillRecords)
 				if needed && ts != nil {
-					kept[sc.Name] = ts
+					kept[tg.Name][sc.Name] = ts
 				} else if ts != nil {
 					ts.close(ctx)
 				}
@@ -213,6 +347,7 @@ func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 						fmt.Fprintf(cc.Progress, "[%d/%d] %s %s: FAILED: %v\n", rep+1, cc.Repeat, tg.Name, sc.Name, err)
 					}
 					if ctx.Err() != nil {
+						closeKept(func(string) bool { return false })
 						return cmp, ctx.Err()
 					}
 					continue
@@ -221,15 +356,12 @@ func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 				cmp.Runs = append(cmp.Runs, res)
 				results[k] = append(results[k], res)
 				if cc.Progress != nil {
-					fmt.Fprintf(cc.Progress, "[%d/%d] %s %s: %s records/s, %.1f MiB/s, %s p50 %s p99 %s\n",
-						rep+1, cc.Repeat, tg.Name, sc.Name, FormatCount(res.RecordsPerSec), res.MiBPerSec,
-						res.Latency.Kind, fmtMillis(res.Latency.P50), fmtMillis(res.Latency.P99))
+					fmt.Fprintf(cc.Progress, "[%d/%d] %s %s: %s\n", rep+1, cc.Repeat, tg.Name, sc.Name, res.oneLine())
 				}
 			}
-			for _, ts := range kept {
-				ts.close(ctx)
-			}
+			closeKept(func(source string) bool { return lastUse[source] > si })
 		}
+		closeKept(func(string) bool { return false })
 	}
 
 	for _, sc := range cc.Scenarios {
@@ -255,6 +387,30 @@ func Compare(ctx context.Context, cc CompareConfig) (*Comparison, error) {
 	return cmp, nil
 }
 
+// scenarioConfig is the Config of one run of sc against tg.
+func (cc *CompareConfig) scenarioConfig(sc Scenario, tg Target, topic string) Config {
+	cfg := cc.Base
+	cfg.Brokers = tg.Brokers
+	cfg.Broker = tg.Process
+	cfg.Topic = topic
+	cfg.Partitions, cfg.Size, cfg.Acks, cfg.Rate = sc.Partitions, sc.Size, sc.Acks, sc.Rate
+	cfg.Records, cfg.Duration, cfg.Keep = 0, cc.Duration, false
+	cfg.Label = tg.Name + "/" + sc.Name
+	cfg.Progress = cc.Progress
+	if sc.Producers > 0 {
+		cfg.Producers = sc.Producers
+	}
+	if sc.Consumers > 0 {
+		cfg.Consumers = sc.Consumers
+	}
+	if sc.Linger != 0 {
+		cfg.Linger = sc.Linger
+	}
+	cfg.Fanout, cfg.RoundRobin, cfg.Bulk = sc.Fanout, sc.RoundRobin, sc.Bulk
+	cfg.GroupConsume = sc.Group
+	return cfg.withDefaults()
+}
+
 // runScenario runs one scenario. It returns the topic setup, still open,
 // so a produce scenario's topic can be read back by consume scenarios.
 func runScenario(ctx context.Context, cfg Config, sc Scenario, names map[string]bool,
@@ -265,7 +421,7 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario, names map[string]
 		if err != nil {
 			return nil, nil, err
 		}
-		res, err := runProducers(ctx, cfg, producerRun{partitions: ts.partitions, progress: cfg.Progress, name: cfg.Label})
+		res, err := runProducers(ctx, cfg, producerRun{partitions: ts.partitions, progress: cfg.Progress, name: cfg.Label, measureBroker: true})
 		return res, ts, err
 	case "consume":
 		cfg.Duration = 0
@@ -322,10 +478,33 @@ func medianRow(scenario, target string, rs []*Result) Row {
 	row.RecordsPerSec = pick(func(r *Result) float64 { return r.RecordsPerSec })
 	row.MiBPerSec = pick(func(r *Result) float64 { return r.MiBPerSec })
 	row.P50 = pick(func(r *Result) float64 { return r.Latency.P50 })
+	row.P90 = pick(func(r *Result) float64 { return r.Latency.P90 })
 	row.P99 = pick(func(r *Result) float64 { return r.Latency.P99 })
 	row.P999 = pick(func(r *Result) float64 { return r.Latency.P999 })
+	row.Max = pick(func(r *Result) float64 { return r.Latency.Max })
 	row.CPUPercent = pick(func(r *Result) float64 { return r.CPU.Percent })
 	row.LatencyKind = rs[0].Latency.Kind
+	row.Linger = rs[0].Linger
+	if rs[0].BrokerCPU != nil {
+		row.BrokerCPUSource = rs[0].BrokerCPU.Source
+		row.BrokerCPUPerGB = pick(func(r *Result) float64 {
+			if r.BrokerCPU == nil {
+				return 0
+			}
+			return r.BrokerCPU.PerGB
+		})
+	}
+	if rs[0].Bulk != nil {
+		row.BulkMiBPerSec = pick(func(r *Result) float64 {
+			if r.Bulk == nil {
+				return 0
+			}
+			return r.Bulk.MiBPerSec
+		})
+	}
+	for _, r := range rs {
+		row.LoadAverages = append(row.LoadAverages, r.LoadAverage)
+	}
 	for _, r := range rs {
 		if r.RateHeld != nil {
 			held := *r.RateHeld && (row.RateHeld == nil || *row.RateHeld)

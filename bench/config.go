@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -71,8 +72,10 @@ type Config struct {
 	Acks string
 	// Compression is none, gzip, snappy, lz4 or zstd. Default none.
 	Compression string
-	// Linger is how long a producer waits to fill a batch. Default 10ms
-	// (kgo's default); negative means none.
+	// Linger is how long a producer waits to fill a batch; negative means
+	// none. Default: none for e2e, whose records are sent at once so that
+	// the latency measured is the broker's and not the client's batching
+	// delay; kgo's 10ms for produce. Result.Linger says what was used.
 	Linger time.Duration
 	// BatchBytes is the largest batch a producer builds (kgo
 	// ProducerBatchMaxBytes). Default 1,000,000.
@@ -82,14 +85,33 @@ type Config struct {
 	// Consumers is the number of consumer clients. Default 1.
 	Consumers int
 	// Rate caps production at this many records/s over all producers; zero
-	// means as fast as possible. An e2e run defaults to 10,000.
+	// means as fast as possible. An e2e run defaults to 10,000
+	// (DefaultE2ERate); -1 makes it send as fast as possible.
 	Rate int
+	// RoundRobin sends record i to partition i mod Partitions
+	// (kgo.RoundRobinPartitioner), so that each of many partitions gets
+	// its share even at a low rate. Otherwise records without keys go to
+	// one partition per batch (kgo's sticky default).
+	RoundRobin bool
 	// Group makes consumers join this consumer group instead of being
 	// assigned partitions directly. GroupConsume with an empty Group picks a
 	// fresh group name.
 	Group string
 	// GroupConsume consumes as a group even when Group is empty.
 	GroupConsume bool
+	// Fanout makes every consumer read every partition, as Consumers
+	// independent readers (subscribers) of the same topic do, instead of
+	// sharing the partitions. A consume run then reads the topic
+	// Consumers times over. Not with Group.
+	Fanout bool
+	// Bulk, when its Size is set, runs a second load beside an e2e run:
+	// producers sending acks=all records as fast as they can to another
+	// topic, for as long as the e2e producer runs. The e2e latency is then
+	// that of a latency-sensitive topic next to a bulk one.
+	Bulk BulkLoad
+	// Broker names the broker's process so a run can report the CPU time
+	// it used (Result.BrokerCPU). Zero: not reported.
+	Broker BrokerProcess
 	// Warmup runs the load this long before measuring starts.
 	Warmup time.Duration
 	// Progress receives one line per second while the run goes; nil means
@@ -104,6 +126,9 @@ type Config struct {
 	// ClientOpts are extra kgo options given to every client (tests use
 	// them for short timeouts).
 	ClientOpts []kgo.Opt
+
+	// e2e marks the producers of an e2e run (set by E2E).
+	e2e bool
 }
 
 func (c Config) withDefaults() Config {
@@ -141,8 +166,14 @@ func (c Config) validate() error {
 	if len(c.Brokers) == 0 {
 		return fmt.Errorf("%w: no brokers", ErrConfig)
 	}
-	if c.Records < 0 || c.Duration < 0 || c.Rate < 0 || c.KeySpace < 0 || c.Warmup < 0 {
+	if c.Records < 0 || c.Duration < 0 || c.Rate < -1 || c.KeySpace < 0 || c.Warmup < 0 {
 		return fmt.Errorf("%w: negative records, duration, rate, key space or warmup", ErrConfig)
+	}
+	if c.Fanout && (c.Group != "" || c.GroupConsume) {
+		return fmt.Errorf("%w: fanout consumers read every partition; a group shares them", ErrConfig)
+	}
+	if c.Bulk.Size < 0 || c.Bulk.Partitions < 0 || c.Bulk.Producers < 0 {
+		return fmt.Errorf("%w: negative bulk size, partitions or producers", ErrConfig)
 	}
 	if _, err := ackOpt(c.Acks); err != nil {
 		return err
@@ -185,10 +216,65 @@ func compressionOpt(name string) (kgo.CompressionCodec, error) {
 	return kgo.CompressionCodec{}, fmt.Errorf("%w: compression %q: want none, gzip, snappy, lz4 or zstd", ErrConfig, name)
 }
 
+// BulkLoad is the bulk produce beside an e2e run (Config.Bulk).
+type BulkLoad struct {
+	// Size is the value size of the bulk records; zero means no bulk load.
+	Size int
+	// Partitions of the bulk topic (the e2e topic's name plus "-bulk").
+	// Default 1.
+	Partitions int
+	// Producers is the number of bulk producer clients. Default 1.
+	Producers int
+}
+
+// config is the produce-run Config of the bulk load beside cfg.
+func (b BulkLoad) config(cfg Config) Config {
+	bc := cfg
+	bc.Topic = cfg.Topic + "-bulk"
+	bc.Partitions = max(b.Partitions, 1)
+	bc.Producers = max(b.Producers, 1)
+	bc.Size = b.Size
+	bc.Acks = "all"
+	bc.Rate, bc.RoundRobin, bc.KeySpace, bc.Linger = 0, false, 0, 0
+	// It runs until the e2e producer stops it, whether that one counts
+	// records or time; the day is only a bound.
+	bc.Records, bc.Duration = 0, 24*time.Hour
+	bc.Bulk = BulkLoad{}
+	bc.Label = cmp.Or(cfg.Label, "e2e") + "-bulk"
+	return bc
+}
+
 // bufferedRecords is kgo's MaxBufferedRecords for a producer: about 64 MiB
-// or 1M records, whichever is fewer, enough to keep several full batches per
-// partition in flight.
-func (c Config) bufferedRecords() int { return min(64<<20/(c.Size+16)+1, 1_000_000) }
+// or 1M records, whichever is fewer, over all producers of the run, enough
+// to keep several full batches per partition in flight. A stamped run
+// sending flat out (e2e without a rate) buffers 4 MiB: what waits in the
+// client counts in its latency, and a deep buffer would measure the queue
+// rather than the broker.
+func (c Config) bufferedRecords() int {
+	if c.stampedFlatOut() {
+		return max(4<<20/(c.Size+16), 64)
+	}
+	return max(min(64<<20/(c.Size+16)+1, 1_000_000)/c.Producers, 1024)
+}
+
+// stampedFlatOut reports an e2e run without a rate.
+func (c Config) stampedFlatOut() bool { return c.e2e && c.Rate <= 0 }
+
+// linger is the linger a producer of this run uses (see Config.Linger).
+func (c Config) linger() time.Duration {
+	switch {
+	case c.Linger < 0:
+		return 0
+	case c.Linger > 0:
+		return c.Linger
+	case c.e2e:
+		return 0
+	}
+	return kgoDefaultLinger
+}
+
+// kgoDefaultLinger is kgo's ProducerLinger default.
+const kgoDefaultLinger = 10 * time.Millisecond
 
 // producerOpts are the kgo options of one load-generating producer client.
 func (c Config) producerOpts() []kgo.Opt {
@@ -206,11 +292,9 @@ func (c Config) producerOpts() []kgo.Opt {
 	if c.Acks != "all" && c.Acks != "-1" {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(5))
 	}
-	switch {
-	case c.Linger < 0:
-		opts = append(opts, kgo.ProducerLinger(0))
-	case c.Linger > 0:
-		opts = append(opts, kgo.ProducerLinger(c.Linger))
+	opts = append(opts, kgo.ProducerLinger(c.linger()))
+	if c.RoundRobin {
+		opts = append(opts, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	}
 	return append(opts, c.ClientOpts...)
 }

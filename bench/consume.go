@@ -86,6 +86,9 @@ func consumeTopic(ctx context.Context, cfg Config, ts *topicSetup) (*Result, err
 	} else if cfg.Records == 0 {
 		want = 0 // until the deadline
 	}
+	if cfg.Fanout {
+		want *= int64(cfg.Consumers) // each consumer reads them all
+	}
 
 	group := cfg.Group
 	if group == "" && cfg.GroupConsume {
@@ -128,6 +131,8 @@ type consumeRun struct {
 	resetAfter time.Time
 	// measureStart excludes e2e records sent before it (the warmup).
 	measureStart time.Time
+	// broker measures the broker's CPU over the run (Config.Broker).
+	broker *brokerWindow
 
 	meter      *meter
 	clients    []*kgo.Client
@@ -174,7 +179,7 @@ func (c *consumeRun) open(progress bool) error {
 		} else {
 			parts := map[int32]kgo.Offset{}
 			for p := range c.partitions {
-				if p%cfg.Consumers == i {
+				if cfg.Fanout || p%cfg.Consumers == i {
 					parts[int32(p)] = kgo.NewOffset().At(c.startOffsets[int32(p)])
 				}
 			}
@@ -216,6 +221,7 @@ func (c *consumeRun) run(ctx context.Context) (*Result, error) {
 		measureStart = c.measureStart // e2e: after the warmup
 	}
 	cpu := startCPUAt(measureStart)
+	c.broker = startBrokerCPUAt(ctx, c.cfg.Broker, measureStart)
 	c.meter.run(begin)
 	defer c.meter.halt()
 
@@ -262,7 +268,7 @@ func (c *consumeRun) run(ctx context.Context) (*Result, error) {
 	recs, bytes := c.meter.totals()
 	res := &Result{
 		Mode: "consume", Brokers: c.cfg.Brokers, Topic: c.cfg.Topic, Partitions: c.partitions,
-		Size: c.cfg.Size, Consumers: c.cfg.Consumers, Group: c.group,
+		Size: c.cfg.Size, Consumers: c.cfg.Consumers, Group: c.group, Fanout: c.cfg.Fanout,
 	}
 	last := c.meter.lastCounted()
 	if last.IsZero() {
@@ -281,6 +287,12 @@ func (c *consumeRun) run(ctx context.Context) (*Result, error) {
 	}
 	res.finish(recs, bytes, last.Sub(from))
 	res.CPU = cpu.stop(recs)
+	res.LoadAverage = loadAverage()
+	if bc, err := c.broker.stop(ctx, bytes); err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("broker CPU not read: %v", err))
+	} else {
+		res.BrokerCPU = bc
+	}
 	res.Latency = summarize(c.kind, c.meter.merged())
 	res.Series = c.meter.samples()
 	err := context.Cause(ctx)

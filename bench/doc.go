@@ -5,22 +5,31 @@
 // Four runs:
 //
 //   - Produce: Producers clients send Size-byte records as fast as they can
-//     (or at Rate) and record each acknowledgement's latency.
-//   - Consume: Consumers clients read a topic back, assigned partitions
-//     directly or as a consumer group, and record the time to first record.
-//   - E2E: a producer at a fixed rate and consumers at once; each record's
-//     value carries its scheduled send time (unix nanoseconds, big endian,
-//     in bytes 0..8), and the consumer records now minus that.
-//   - Compare: the StandardScenarios against several targets, Repeat times,
+//     (or at Rate) and record each acknowledgement's latency. RoundRobin
+//     spreads them over the partitions in turn.
+//   - Consume: Consumers clients read a topic back, sharing its partitions
+//     (assigned directly or as a consumer group) or each reading all of
+//     them (Fanout), and record the time to first record.
+//   - E2E: a producer at a fixed rate, or as fast as it can, and consumers
+//     at once; each record's value carries its scheduled send time (unix
+//     nanoseconds, big endian, in bytes 0..8), and the consumer records now
+//     minus that. Records are sent without linger by default, so the
+//     latency is the broker's and not the client's batching delay; the
+//     result says which linger was used. Bulk adds acks=all producers
+//     writing another topic flat out all the while.
+//   - Compare: StandardScenarios and LoadScenarios against several
+//     targets, Repeat times, the targets taking turns at each scenario,
 //     medians side by side with ratios to the first target; WriteReport
 //     writes Markdown, JSON, SVG charts and an HTML page.
 //
 // Every run prints one progress line per second to Config.Progress (that
 // second's records/s and MiB/s, and p50/p99 latency of the run so far) and
 // returns a Result: records, bytes, records/s, MiB/s, an HdrHistogram
-// summary (p50 p90 p99 p99.9 max) and this process's CPU use from
-// getrusage after the warmup, which includes any broker run in the same
-// process.
+// summary (p50 p90 p99 p99.9 max), this process's CPU use from getrusage
+// after the warmup (which includes any broker run in the same process),
+// the machine's load average, and, when Config.Broker names the broker's
+// process (its pid, read from /proc/PID/stat, or its admin listener's
+// process_cpu_seconds_total), the broker's CPU seconds per GB.
 //
 // # Keeping the generator out of the way
 //

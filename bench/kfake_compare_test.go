@@ -22,20 +22,33 @@ import (
 // report (Markdown, JSON, SVG, HTML) there. FERRY_BENCH_SINK=1 adds the
 // null broker as a third target, the load generator's own ceiling.
 // FERRY_BENCH_FERRY=HOST:PORT measures a Ferry running elsewhere (`ferry
-// serve`) instead of one in this process; kfake stays in process.
+// serve`) instead of one in this process; kfake stays in process. kfake
+// keeps its data in a temporary directory and fsyncs every batch, as
+// durable as Ferry; FERRY_BENCH_KFAKE=memory runs it in memory only.
+// FERRY_BENCH_SCENARIOS picks scenarios as `ferry bench compare
+// -scenarios` does (default: all).
 func TestCompareKfake(t *testing.T) {
 	if os.Getenv("FERRY_BENCH_COMPARE") == "" {
 		t.Skip("set FERRY_BENCH_COMPARE=1 to compare Ferry with kfake")
 	}
-	var err error
 	ferry := os.Getenv("FERRY_BENCH_FERRY")
 	if ferry == "" {
 		// Kafka's defaults, the group delay included.
 		ferry = ferrytest.Start(t, ferrytest.Props(map[string]string{"group.initial.rebalance.delay.ms": "3000"})).Addr()
 	}
+	var kfake string
+	if os.Getenv("FERRY_BENCH_KFAKE") == "memory" {
+		kfake = benchpeers.StartKfake(t)
+	} else {
+		kfake = benchpeers.StartKfakeSync(t)
+	}
 	targets := []bench.Target{
 		{Name: "ferry", Brokers: []string{ferry}},
-		{Name: "kfake", Brokers: []string{benchpeers.StartKfake(t)}},
+		{Name: "kfake", Brokers: []string{kfake}},
+	}
+	scenarios, err := bench.PickScenarios(os.Getenv("FERRY_BENCH_SCENARIOS"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	if os.Getenv("FERRY_BENCH_SINK") != "" {
 		targets = append(targets, bench.Target{Name: "sink", Brokers: []string{benchpeers.StartNullBroker(t)}})
@@ -53,10 +66,11 @@ func TestCompareKfake(t *testing.T) {
 		}
 	}
 	cmp, err := bench.Compare(t.Context(), bench.CompareConfig{
-		Targets:  targets,
-		Repeat:   repeat,
-		Duration: duration,
-		Progress: os.Stderr,
+		Targets:   targets,
+		Scenarios: scenarios,
+		Repeat:    repeat,
+		Duration:  duration,
+		Progress:  os.Stderr,
 	})
 	if err != nil {
 		t.Fatal(err)

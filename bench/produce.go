@@ -30,7 +30,7 @@ func Produce(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := runProducers(ctx, cfg, producerRun{partitions: ts.partitions, progress: cfg.Progress})
+	res, err := runProducers(ctx, cfg, producerRun{partitions: ts.partitions, progress: cfg.Progress, measureBroker: true})
 	if cerr := ts.close(ctx); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -49,6 +49,12 @@ type producerRun struct {
 	// consumers).
 	begin time.Time
 	name  string
+	// measureBroker reads the broker's CPU (Config.Broker) over the
+	// measured window.
+	measureBroker bool
+	// stop, when closed, ends the run as its deadline would (the bulk
+	// load beside e2e stops with the e2e producer).
+	stop <-chan struct{}
 }
 
 // valueBytes is the shared source of record values: random capital letters
@@ -130,11 +136,15 @@ func runProducers(ctx context.Context, cfg Config, run producerRun) (*Result, er
 	}()
 
 	cpu := startCPUAt(measureStart)
+	var broker *brokerWindow
+	if run.measureBroker {
+		broker = startBrokerCPUAt(ctx, cfg.Broker, measureStart)
+	}
 	m.run(begin)
 	var wg sync.WaitGroup
 	for i, p := range ps {
 		wg.Go(func() {
-			p.loop(ctx, cancel, cfg, run.stamp, keys, i, begin, measureStart, deadline)
+			p.loop(ctx, cancel, cfg, run, keys, i, begin, measureStart, deadline)
 		})
 	}
 	wg.Wait()
@@ -143,7 +153,7 @@ func runProducers(ctx context.Context, cfg Config, run producerRun) (*Result, er
 	res := &Result{
 		Mode: "produce", Brokers: cfg.Brokers, Topic: cfg.Topic, Partitions: run.partitions,
 		Size: cfg.Size, Acks: cfg.Acks, Compression: cfg.Compression, Producers: cfg.Producers,
-		TargetRate: float64(cfg.Rate),
+		TargetRate: float64(max(cfg.Rate, 0)),
 	}
 	recs, bytes := m.totals()
 	var last time.Time
@@ -158,6 +168,13 @@ func runProducers(ctx context.Context, cfg Config, run producerRun) (*Result, er
 	}
 	res.finish(recs, bytes, elapsed)
 	res.CPU = cpu.stop(recs)
+	res.setLinger(cfg)
+	res.LoadAverage = loadAverage()
+	if bc, err := broker.stop(ctx, bytes); err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("broker CPU not read: %v", err))
+	} else {
+		res.BrokerCPU = bc
+	}
 	res.Latency = summarize(LatencyAck, m.merged())
 	res.Series = m.samples()
 	if cfg.Rate > 0 {
@@ -255,9 +272,9 @@ func (q *itemRing) put(it *item) {
 
 // loop sends records until the quota or deadline is reached or ctx ends,
 // then waits for every acknowledgement.
-func (p *producer) loop(ctx context.Context, fail context.CancelCauseFunc, cfg Config, stamp bool, keys [][]byte,
+func (p *producer) loop(ctx context.Context, fail context.CancelCauseFunc, cfg Config, run producerRun, keys [][]byte,
 	client int, begin, measureStart, deadline time.Time) {
-	size := cfg.Size
+	size, stamp := cfg.Size, run.stamp
 	ring := newItemRing(cfg.bufferedRecords() + 1024)
 	newItem := func() *item {
 		it := &item{}
@@ -287,7 +304,10 @@ func (p *producer) loop(ctx context.Context, fail context.CancelCauseFunc, cfg C
 	}
 
 	every := int64(sampleEvery)
-	if p.rate > 0 && p.rate <= 200_000 {
+	if p.rate > 0 && p.rate <= 200_000 || stamp {
+		// A stamped record carries the time it was handed to the
+		// client: read the clock for each, since a Produce that blocks
+		// on a full buffer would otherwise date the next ones early.
 		every = 1
 	}
 	// Each client starts at its own place in valueBytes.
@@ -299,7 +319,7 @@ func (p *producer) loop(ctx context.Context, fail context.CancelCauseFunc, cfg C
 	for {
 		sample := n%every == 0
 		if sample {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || stopped(run.stop) {
 				break
 			}
 			now = time.Now()
@@ -365,4 +385,14 @@ func (p *producer) loop(ctx context.Context, fail context.CancelCauseFunc, cfg C
 		fail(fmt.Errorf("bench: flush to %s: %w", where, err))
 	}
 	p.end = time.Now()
+}
+
+// stopped reports whether stop is closed; a nil stop never is.
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,27 +38,47 @@ func (c *Comparison) table() (header []string, rows [][]cell) {
 		byKey[[2]string{r.Scenario, r.Target}] = r
 	}
 	type metric struct {
-		name  string
-		value func(Row) (string, float64)
+		name     string
+		value    func(Row) (string, float64)
+		optional func(Row) bool // shown only when true for some target
 	}
 	metrics := []metric{
-		{"records/s", func(r Row) (string, float64) { return FormatCount(r.RecordsPerSec), r.Ratio }},
-		{"MiB/s", func(r Row) (string, float64) { return fmt.Sprintf("%.1f", r.MiBPerSec), r.Ratio }},
-		{"p50", func(r Row) (string, float64) { return fmtMillis(r.P50), 0 }},
-		{"p99", func(r Row) (string, float64) { return fmtMillis(r.P99), r.P99Ratio }},
-		{"p99.9", func(r Row) (string, float64) { return fmtMillis(r.P999), 0 }},
-		{"cpu", func(r Row) (string, float64) { return fmt.Sprintf("%.0f%%", r.CPUPercent), 0 }},
+		{name: "records/s", value: func(r Row) (string, float64) { return FormatCount(r.RecordsPerSec), r.Ratio }},
+		{name: "MiB/s", value: func(r Row) (string, float64) { return fmt.Sprintf("%.1f", r.MiBPerSec), r.Ratio }},
+		{name: "bulk MiB/s", value: func(r Row) (string, float64) { return fmt.Sprintf("%.1f", r.BulkMiBPerSec), 0 },
+			optional: func(r Row) bool { return r.BulkMiBPerSec > 0 }},
+		{name: "p50", value: func(r Row) (string, float64) { return fmtMillis(r.P50), 0 }},
+		{name: "p90", value: func(r Row) (string, float64) { return fmtMillis(r.P90), 0 }},
+		{name: "p99", value: func(r Row) (string, float64) { return fmtMillis(r.P99), r.P99Ratio }},
+		{name: "p99.9", value: func(r Row) (string, float64) { return fmtMillis(r.P999), 0 }},
+		{name: "max", value: func(r Row) (string, float64) { return fmtMillis(r.Max), 0 }},
+		{name: "broker cpu s/GB", value: func(r Row) (string, float64) {
+			if r.BrokerCPUPerGB == 0 {
+				return "-", 0
+			}
+			return fmt.Sprintf("%.2f", r.BrokerCPUPerGB), 0
+		}, optional: func(r Row) bool { return r.BrokerCPUPerGB > 0 }},
+		{name: "client cpu", value: func(r Row) (string, float64) { return fmt.Sprintf("%.0f%%", r.CPUPercent), 0 }},
+		{name: "load avg", value: func(r Row) (string, float64) { return loadRange(r.LoadAverages), 0 },
+			optional: func(r Row) bool { return loadRange(r.LoadAverages) != "" }},
 	}
 	for _, sc := range c.Scenarios {
-		for i, m := range metrics {
+		first := true
+		for _, m := range metrics {
+			if m.optional != nil && !slices.ContainsFunc(c.Targets, func(t Target) bool {
+				return m.optional(byKey[[2]string{sc.Name, t.Name}])
+			}) {
+				continue
+			}
 			name := ""
-			if i == 0 {
+			if first {
 				name = sc.Name
 			}
 			label := m.name
-			if m.name[0] == 'p' {
-				if r, ok := byKey[[2]string{sc.Name, c.Targets[0].Name}]; ok && r.LatencyKind != "" {
-					label = m.name + " " + r.LatencyKind
+			if r, ok := byKey[[2]string{sc.Name, c.Targets[0].Name}]; ok && m.name[0] == 'p' && r.LatencyKind != "" {
+				label = m.name + " " + r.LatencyKind
+				if m.name == "p50" && r.Linger != nil {
+					label += " (linger " + fmtLinger(*r.Linger) + ")"
 				}
 			}
 			row := []cell{{text: name}, {text: label}}
@@ -74,16 +95,17 @@ func (c *Comparison) table() (header []string, rows [][]cell) {
 					if ti == 0 {
 						cl.ratio = 0
 					}
-					if i == 0 && r.RateHeld != nil && !*r.RateHeld {
+					if first && r.RateHeld != nil && !*r.RateHeld {
 						cl.text += " rate not held"
 					}
-					if i == 0 && r.Failed > 0 {
+					if first && r.Failed > 0 {
 						cl.text += fmt.Sprintf(" (%d failed)", r.Failed)
 					}
 				}
 				row = append(row, cl)
 			}
 			rows = append(rows, row)
+			first = false
 		}
 	}
 	return header, rows
@@ -126,7 +148,15 @@ func (c *Comparison) Markdown() string {
 		fmt.Fprintf(&b, "- target `%s`: %s\n", t.Name, strings.Join(t.Brokers, ","))
 	}
 	fmt.Fprintf(&b, "\nMedians; (Nx) is the ratio to `%s` (throughput: higher is better; p99: lower is better). "+
-		"CPU is the load generator process's own use (100%% = one core).\n\n", c.Targets[0].Name)
+		"Broker CPU is seconds of the broker process's CPU per 10^9 bytes of records; client CPU is the load "+
+		"generator process's own use (100%% = one core); load avg is the machine's 1-minute load average at the "+
+		"end of each run.\n\n", c.Targets[0].Name)
+	for _, t := range c.Targets {
+		if src := t.Process.source(); src != "" {
+			fmt.Fprintf(&b, "- broker CPU of `%s`: %s\n", t.Name, src)
+		}
+	}
+	b.WriteString("\n")
 	header, rows := c.table()
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
 	b.WriteString("|" + strings.Repeat("---|", len(header)) + "\n")
@@ -252,4 +282,26 @@ func (c *Comparison) WriteReport(dir string) error {
 	}
 	page.WriteString("<p>Data: <a href=\"report.json\">report.json</a>, <a href=\"report.md\">report.md</a></p>\n</body></html>\n")
 	return write("index.html", []byte(page.String()))
+}
+
+// loadRange prints the load averages of a row's runs as "1.2" or
+// "0.8-2.4"; empty when none is known.
+func loadRange(ls []float64) string {
+	lo, hi := -1.0, -1.0
+	for _, l := range ls {
+		if l < 0 {
+			continue
+		}
+		if lo < 0 || l < lo {
+			lo = l
+		}
+		hi = max(hi, l)
+	}
+	switch {
+	case lo < 0:
+		return ""
+	case fmt.Sprintf("%.1f", lo) == fmt.Sprintf("%.1f", hi):
+		return fmt.Sprintf("%.1f", lo)
+	}
+	return fmt.Sprintf("%.1f-%.1f", lo, hi)
 }

@@ -26,6 +26,10 @@ type Result struct {
 	Producers   int      `json:"producers,omitempty"`
 	Consumers   int      `json:"consumers,omitempty"`
 	Group       string   `json:"group,omitempty"`
+	// Fanout: every consumer read every partition.
+	Fanout bool `json:"fanout,omitempty"`
+	// Linger is the producers' linger in milliseconds (produce, e2e).
+	Linger *float64 `json:"linger_ms,omitempty"`
 
 	// Records and Bytes are what was measured: acknowledged for produce,
 	// received for consume and e2e. Bytes count keys and values.
@@ -54,6 +58,14 @@ type Result struct {
 
 	// CPU is this process's CPU use while measuring (after the warmup).
 	CPU CPU `json:"cpu"`
+	// BrokerCPU is the broker process's CPU use while measuring, when
+	// Config.Broker names it.
+	BrokerCPU *BrokerCPU `json:"broker_cpu,omitempty"`
+	// Bulk is what the bulk load beside an e2e run did (Config.Bulk).
+	Bulk *Result `json:"bulk,omitempty"`
+	// LoadAverage is the machine's 1-minute load average at the end of
+	// the run (Linux), -1 when unknown.
+	LoadAverage float64 `json:"load_average"`
 	// Series is the per-second throughput, warmup included.
 	Series []Sample `json:"series,omitempty"`
 	// Notes are warnings a reader should see (rate not held, records
@@ -160,6 +172,9 @@ func (r *Result) WriteText(w io.Writer) error {
 		if r.Group != "" {
 			fmt.Fprintf(&b, " in group %s", r.Group)
 		}
+		if r.Fanout {
+			b.WriteString(", each reading every partition")
+		}
 	}
 	fmt.Fprintf(&b, "\n  records     %s in %.2fs\n", FormatCount(float64(r.Records)), r.Seconds)
 	fmt.Fprintf(&b, "  throughput  %s records/s, %.2f MiB/s\n", FormatCount(r.RecordsPerSec), r.MiBPerSec)
@@ -173,14 +188,67 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	l := r.Latency
 	if l.Count > 0 {
-		fmt.Fprintf(&b, "  latency     %s (%s samples): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-			l.Kind, FormatCount(float64(l.Count)), fmtMillis(l.P50), fmtMillis(l.P90), fmtMillis(l.P99), fmtMillis(l.P999), fmtMillis(l.Max))
+		fmt.Fprintf(&b, "  latency     %s (%s samples%s): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+			l.Kind, FormatCount(float64(l.Count)), r.lingerText(), fmtMillis(l.P50), fmtMillis(l.P90), fmtMillis(l.P99), fmtMillis(l.P999), fmtMillis(l.Max))
 	}
-	fmt.Fprintf(&b, "  cpu         %.0f%% of one core (user %.2fs, system %.2fs, %.2fµs/record, %d cores)\n",
+	if bk := r.Bulk; bk != nil {
+		fmt.Fprintf(&b, "  bulk        topic %s (%d partitions), %d B records, acks=%s: %s records/s, %.2f MiB/s, ack p50 %s p99 %s\n",
+			bk.Topic, bk.Partitions, bk.Size, bk.Acks, FormatCount(bk.RecordsPerSec), bk.MiBPerSec, fmtMillis(bk.Latency.P50), fmtMillis(bk.Latency.P99))
+	}
+	if bc := r.BrokerCPU; bc != nil {
+		fmt.Fprintf(&b, "  broker cpu  %.2fs, %.0f%% of one core, %.2fs per GB (%s)\n", bc.Seconds, bc.Percent, bc.PerGB, bc.Source)
+	}
+	fmt.Fprintf(&b, "  client cpu  %.0f%% of one core (user %.2fs, system %.2fs, %.2fµs/record, %d cores)\n",
 		r.CPU.Percent, r.CPU.UserSeconds, r.CPU.SystemSeconds, r.CPU.MicrosPerRecord, r.CPU.Cores)
+	if r.LoadAverage >= 0 {
+		fmt.Fprintf(&b, "  load        %.2f (1-minute load average at the end)\n", r.LoadAverage)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// lingerText is ", linger 0s" when the producers' linger is known.
+func (r *Result) lingerText() string {
+	if r.Linger == nil {
+		return ""
+	}
+	return ", linger " + fmtLinger(*r.Linger)
+}
+
+// fmtLinger prints a linger in milliseconds: "0" or "10ms".
+func fmtLinger(ms float64) string {
+	if ms == 0 {
+		return "0"
+	}
+	return fmtMillis(ms)
+}
+
+// setLinger records the linger the producers of cfg use.
+func (r *Result) setLinger(cfg Config) {
+	ms := float64(cfg.linger()) / float64(time.Millisecond)
+	r.Linger = &ms
+}
+
+// oneLine summarizes the result for a progress line.
+func (r *Result) oneLine() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s records/s, %.1f MiB/s, %s p50 %s p99 %s p99.9 %s max %s",
+		FormatCount(r.RecordsPerSec), r.MiBPerSec, r.Latency.Kind,
+		fmtMillis(r.Latency.P50), fmtMillis(r.Latency.P99), fmtMillis(r.Latency.P999), fmtMillis(r.Latency.Max))
+	if r.Linger != nil {
+		fmt.Fprintf(&b, " (linger %s)", fmtLinger(*r.Linger))
+	}
+	if r.Bulk != nil {
+		fmt.Fprintf(&b, ", bulk %.1f MiB/s", r.Bulk.MiBPerSec)
+	}
+	if r.BrokerCPU != nil {
+		fmt.Fprintf(&b, ", broker %.2f s/GB", r.BrokerCPU.PerGB)
+	}
+	if r.LoadAverage >= 0 {
+		fmt.Fprintf(&b, ", load %.2f", r.LoadAverage)
+	}
+	return b.String()
 }

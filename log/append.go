@@ -74,7 +74,13 @@ func (l *Log) appendLocked(batch []byte, h *record.Header) (int64, error) {
 		l.appendMu.dirty = true
 	}
 	s := l.active()
-	if s.Size() > 0 && (!s.Fits(len(batch), last, cfg.SegmentBytes) || time.Now().UnixMilli()-s.RollTimestamp() > cfg.SegmentMs) {
+	segmentMs := cfg.SegmentMs
+	if cfg.Compact {
+		// The active segment is never cleaned: roll it in time for
+		// max.compaction.lag.ms, as Kafka does.
+		segmentMs = min(segmentMs, cfg.MaxCompactionLagMs)
+	}
+	if s.Size() > 0 && (!s.Fits(len(batch), last, cfg.SegmentBytes) || time.Now().UnixMilli()-s.RollTimestamp() > segmentMs) {
 		if err := l.rollLocked(); err != nil {
 			return 0, err
 		}

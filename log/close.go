@@ -20,6 +20,7 @@ func (l *Log) Close() error {
 	l.appendMu.closed = true
 	l.stopFlushTimerLocked()
 	l.appendMu.Unlock()
+	l.stopCleaning()
 	l.sealWG.Wait()
 	l.timerWG.Wait()
 	l.appendMu.Lock()
@@ -60,6 +61,7 @@ func (l *Log) Delete() error {
 	l.appendMu.closed = true
 	l.stopFlushTimerLocked()
 	l.appendMu.Unlock()
+	l.stopCleaning()
 	l.sealWG.Wait()
 	l.timerWG.Wait()
 	l.appendMu.Lock()
@@ -77,4 +79,15 @@ func (l *Log) Delete() error {
 		return err
 	}
 	return syncDir(filepath.Dir(l.dir))
+}
+
+// stopCleaning stops a cleaning pass in progress, waits for it and leaves
+// the Cleaner. Called once appends are closed.
+func (l *Log) stopCleaning() {
+	l.closing.Store(true)
+	l.clean.Lock()
+	l.clean.Unlock()
+	if l.cleaner != nil {
+		l.cleaner.remove(l)
+	}
 }

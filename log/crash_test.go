@@ -25,6 +25,10 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
+	if dir := os.Getenv(cleanChildEnv); dir != "" {
+		cleanChild(dir)
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -11,6 +11,10 @@
 //	<dir>/00000000000000000000.timeindex
 //	<dir>/00000000000000004096.log        ...
 //	<dir>/log.checkpoint                  recovery state, below
+//	<dir>/cleaner.checkpoint              compaction state, below
+//	<dir>/00000000000000000000.swap       a committed swap (compaction)
+//	<dir>/00000000000000000000.log.cleaned  a segment being written by
+//	                                      the cleaner (also .index, ...)
 //
 // log.checkpoint (big-endian, replaced atomically by write, fsync, rename,
 // fsync of the directory), version 2:
@@ -47,6 +51,70 @@
 // creating many logs at once and needing their creation durable call
 // durable.SyncFS once afterwards.
 //
+// # Compaction
+//
+// A log whose cleanup.policy has "compact" (Config.Compact) and that has
+// a Cleaner keeps only the newest record of each key, as Kafka's log
+// cleaner does. The log is split at firstDirty: below it every key
+// appears at most once (cleaned); from it to the first uncleanable
+// offset it is dirty. The active segment is never cleaned, nor a segment
+// whose background seal has not finished, nor (min.compaction.lag.ms) a
+// segment whose newest timestamp is younger than that. A log is due when
+// its dirty bytes are more than min.cleanable.dirty.ratio of its bytes,
+// when a dirty segment's first timestamp is older than
+// max.compaction.lag.ms (the active segment rolls at that age), or when
+// a tombstone's delete horizon has passed.
+//
+// A pass maps the key of every dirty record to its newest offset (a
+// fixed-memory map of 128-bit key hashes; as much of the dirty part as
+// fits, the rest waits for the next pass), then rewrites the segments
+// from the start of the log to the end of what it mapped, in groups of
+// consecutive segments totalling at most segment.bytes (so segments that
+// cleaning shrank are merged), each into one new segment of the group's
+// base offset. A record stays if it is the newest of its key, or past
+// the mapped part; a record without a key goes. A tombstone stays until
+// its delete horizon: the first pass that keeps it gives its batch a
+// horizon of delete.retention.ms later (KIP-534: the batch's base
+// timestamp becomes the horizon, flagged in its attributes), and the
+// first pass after that removes it. A batch some of whose records go is
+// rewritten with the same base offset and last offset delta (record
+// offsets never change; gaps remain), compressed as it was; the newest
+// batch of a producer the partition still tracks stays, empty if need
+// be, so its sequence numbers survive; control batches stay whole. A
+// group from which nothing goes is left as it is.
+//
+// Swaps are atomic across crashes. A group's new segment is written as
+// <base>.log.cleaned (and .index.cleaned, ...), synced, and the
+// directory synced. Then, under the append lock, the log's checkpoint is
+// marked unclean and a swap manifest <base>.swap is written durably
+// (write, fsync, rename, fsync of the directory): that is the commit.
+// The old segments are retired (mapped, so readers holding them keep
+// their bytes), the old segments after the first are removed, the
+// cleaned files renamed over the first's, and the new segment served.
+// At the end of the pass the directory is synced, the manifests removed,
+// the directory synced again, and cleaner.checkpoint written. Open first
+// finishes every swap whose manifest it finds (removing the old
+// segments' files and renaming the .cleaned ones: every step may be done
+// again), then removes any .cleaned file left, which only copies data
+// the log still holds. A crash at any step leaves the old segments or
+// the new one, never both and never neither. A manifest that does not
+// decode, or names a cleaned .log of another size, keeps the log from
+// opening and touches nothing.
+//
+// <base>.swap (big-endian):
+//
+//	version u8 (1) | base i64 | size i64 | next offset i64 |
+//	n u32 | n × old segment base i64 (base first) |
+//	m u8 | m × (length u8, extension) | crc32c u32
+//
+// cleaner.checkpoint (big-endian, replaced atomically):
+//
+//	version u8 (1) | first dirty offset i64 | earliest delete horizon
+//	i64 (math.MaxInt64: none) | crc32c u32
+//
+// A missing or unreadable cleaner.checkpoint makes the whole log dirty
+// again, which costs a pass and loses nothing.
+//
 // # Durability
 //
 // Append writes to the page cache. Sync returns once every batch appended
@@ -70,8 +138,13 @@
 //
 // Every method is safe for concurrent use. Appends, rolls, retention and
 // DeleteRecords serialize on one lock; reads take a shared lock only to
-// pick and reference a segment, and run concurrently with appends. Lock
-// order: appendMu, then segMu, then flusher.
+// pick and reference a segment, and run concurrently with appends. A
+// cleaning pass holds the log's clean lock and reads and writes without
+// appendMu, which it takes only to swap a group in; Close and Delete
+// stop a pass and wait for it. Config.ProducerLastOffsets is called with
+// the clean lock held and no other. Lock order: clean, then appendMu,
+// then segMu, then flusher; a Cleaner's lock is taken with none of a
+// log's held.
 //
 // # Usage
 //

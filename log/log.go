@@ -49,9 +49,40 @@ type Config struct {
 	// RetentionBytes deletes the oldest segments while the log is larger.
 	// Corresponds to retention.bytes; default -1 (no limit).
 	RetentionBytes int64
-	// Compact marks a log whose cleanup.policy lacks "delete": retention
-	// never deletes its segments.
+	// NoDelete marks a log whose cleanup.policy lacks "delete":
+	// retention never deletes its segments.
+	NoDelete bool
+	// Compact marks a log whose cleanup.policy has "compact": the Cleaner
+	// (if Cleaner is set) keeps only the newest record of each key in its
+	// segments below the active one, and the active segment rolls at
+	// MaxCompactionLagMs if that comes before SegmentMs.
 	Compact bool
+	// MinCleanableDirtyRatio: the log is cleaned once the bytes not yet
+	// cleaned are more than this share of the log. Corresponds to
+	// min.cleanable.dirty.ratio; default 0.5.
+	MinCleanableDirtyRatio float64
+	// MinCompactionLagMs keeps a segment from being cleaned while its
+	// newest timestamp is younger. Corresponds to min.compaction.lag.ms;
+	// default 0.
+	MinCompactionLagMs int64
+	// MaxCompactionLagMs cleans a segment, whatever the dirty ratio, once
+	// its first timestamp is older. Corresponds to max.compaction.lag.ms;
+	// default MaxInt64 (never).
+	MaxCompactionLagMs int64
+	// DeleteRetentionMs is how long the cleaner keeps a tombstone after it
+	// first cleaned it (its delete horizon). Corresponds to
+	// delete.retention.ms; default one day.
+	DeleteRetentionMs int64
+	// Cleaner compacts the log when Compact is set; one is shared by
+	// every log of a broker. nil: never compacted. Read at Open only.
+	Cleaner *Cleaner
+	// ProducerLastOffsets, when set, returns the last offset of the newest
+	// batch of each producer id whose idempotence state the owner keeps
+	// (false while it cannot tell, as while it opens). The cleaner keeps
+	// that batch, emptied of its records if they are all superseded, so
+	// that the producer's sequence outlives compaction, as Kafka does.
+	// It is called with no lock of the log held. Read at Open only.
+	ProducerLastOffsets func() (map[int64]int64, bool)
 	// FlushMessages syncs after this many records since the last sync.
 	// Corresponds to flush.messages; default MaxInt64 (never).
 	FlushMessages int64
@@ -116,6 +147,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushMaxDelayMs <= 0 {
 		c.FlushMaxDelayMs = DefaultFlushMaxDelayMs
+	}
+	if c.MinCleanableDirtyRatio <= 0 {
+		c.MinCleanableDirtyRatio = 0.5
+	}
+	if c.MinCompactionLagMs < 0 {
+		c.MinCompactionLagMs = 0
+	}
+	if c.MaxCompactionLagMs <= 0 {
+		c.MaxCompactionLagMs = math.MaxInt64
+	}
+	if c.DeleteRetentionMs <= 0 {
+		c.DeleteRetentionMs = 24 * 3600 * 1000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -185,6 +228,26 @@ type Log struct {
 	segMu    sync.RWMutex
 	segments []*segment.Segment // by base offset; the last is active
 
+	// clean is the state of compaction (clean.go). Its lock is held by a
+	// cleaning pass; Close and Delete wait for it.
+	clean struct {
+		sync.Mutex
+		// firstDirty: every key below it appears at most once (the
+		// cleaned part of the log); horizon: the earliest delete
+		// horizon of a tombstone kept, math.MaxInt64 for none. Both
+		// are in cleaner.checkpoint; read without the lock.
+		firstDirty atomic.Int64
+		horizon    atomic.Int64
+		// hook, when set, is called at each step of a pass; returning
+		// true stops the pass there as if the process died. Tests only.
+		hook func(cleanStep) bool
+	}
+	// closing is set by Close and Delete: a cleaning pass stops at its
+	// next check.
+	closing atomic.Bool
+	// cleaner is Config.Cleaner, read at Open.
+	cleaner *Cleaner
+
 	// flusher is the group-commit state (sync.go).
 	flusher struct {
 		sync.Mutex
@@ -234,6 +297,8 @@ func (l *Log) SetConfig(cfg Config) {
 	cfg.Logger = l.appendMu.cfg.Logger
 	cfg.WrapFile = l.appendMu.cfg.WrapFile
 	cfg.Files = l.appendMu.cfg.Files
+	cfg.Cleaner = l.appendMu.cfg.Cleaner
+	cfg.ProducerLastOffsets = l.appendMu.cfg.ProducerLastOffsets
 	l.appendMu.cfg = cfg
 }
 

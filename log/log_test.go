@@ -211,7 +211,7 @@ func TestRetention(t *testing.T) {
 		{"time deletes all, rolls active", Config{RetentionMs: 60_000}, []int64{ms - 120_000, ms - 90_000}, 2, 1},
 		{"forever", Config{RetentionMs: -1}, []int64{0, 1, 2}, 0, 4},
 		{"bytes", Config{RetentionMs: -1, RetentionBytes: 1000}, []int64{0, 1, 2, 3, 4}, 2, 4},
-		{"compact never deletes", Config{RetentionMs: 1, Compact: true}, []int64{0, 1, 2}, 0, 4},
+		{"compact never deletes", Config{RetentionMs: 1, NoDelete: true}, []int64{0, 1, 2}, 0, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,6 +33,15 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.flusher.onDurable = cfg.OnDurable
 	l.stats = cfg.Stats
 	l.appendMu.cfg = cfg
+	// A swap of cleaned segments that a crash interrupted is finished
+	// first: after it the directory holds whole segments only.
+	swapped, removed, err := recoverSwaps(dir)
+	if err != nil {
+		return nil, fmt.Errorf("log: %s: %w", dir, err)
+	}
+	if swapped > 0 || removed > 0 {
+		l.logger.Info("finished what a cleaning pass stopped by a crash left", "swaps_finished", swapped, "cleaned_files_removed", removed)
+	}
 	cp, cpErr := readCheckpoint(dir)
 	if errors.Is(cpErr, os.ErrNotExist) {
 		// Perhaps a new log: make its directory.
@@ -52,7 +61,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	clean := cpErr == nil && cp.clean
+	clean := cpErr == nil && cp.clean && swapped == 0
 	recoveryPoint := cp.recoveryPoint
 	if cpErr != nil {
 		recoveryPoint = 0
@@ -145,6 +154,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		// Nothing to recover; the first append writes the checkpoint,
 		// which syncs the directory, before anything is acknowledged.
 		l.appendMu.dirty = false
+		l.startCleaning()
 		return l, nil
 	}
 	if !clean {
@@ -164,7 +174,22 @@ func Open(dir string, cfg Config) (*Log, error) {
 			return nil, err
 		}
 	}
+	l.startCleaning()
 	return l, nil
+}
+
+// startCleaning reads where the last cleaning pass left the log and
+// registers it with its Cleaner, if it has one.
+func (l *Log) startCleaning() {
+	cs, err := readCleanerState(l.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.logger.Warn("cleaner checkpoint unreadable; the whole log counts as dirty", "err", err)
+	}
+	l.clean.firstDirty.Store(cs.firstDirty)
+	l.clean.horizon.Store(cs.horizon)
+	if l.cleaner = l.appendMu.cfg.Cleaner; l.cleaner != nil {
+		l.cleaner.add(l)
+	}
 }
 
 func recoveryPointSegment(bases []int64, rp int64) int64 {
@@ -224,7 +249,7 @@ func (l *Log) listSegments() ([]int64, error) {
 }
 
 func removeSegmentFiles(dir string, base int64) {
-	for _, ext := range []string{".log", ".index", ".timeindex"} {
+	for _, ext := range segment.Extensions {
 		os.Remove(filepath.Join(dir, segment.FileName(base, ext)))
 	}
 }

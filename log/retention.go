@@ -43,7 +43,7 @@ func (l *Log) EnforceRetention(now time.Time) (int, error) {
 		return 0, ErrClosed
 	}
 	cfg := l.appendMu.cfg
-	if cfg.Compact {
+	if cfg.NoDelete {
 		return 0, nil
 	}
 	deleted := 0

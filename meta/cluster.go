@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 
 	"crypto/sha256"
 	"encoding/base64"
@@ -245,6 +246,9 @@ func (s *Store) restoreLocked(recs []Record) {
 		}
 	}
 	s.image.brokers = map[int32]Broker{}
+	s.sec.mu.Lock()
+	s.sec.init()
+	s.sec.mu.Unlock()
 	old := s.settings.Load()
 	s.settings.Store(&Settings{static: old.static, dynamic: map[string]string{}})
 }
@@ -275,6 +279,21 @@ func (s *Store) snapshotRecords() []Record {
 		recs = append(recs, Record{Type: TypeConfig, Resource: "broker", Key: k, Value: &v})
 	}
 	recs = append(recs, Record{Type: TypeProducerIDs, NextProducerID: s.reservedPIDs.Load()})
+	// SCRAM credentials, ACLs and client quotas.
+	for user, byMech := range *s.sec.scram.Load() {
+		for mech, c := range byMech {
+			recs = append(recs, Record{Type: TypeScram, User: user, Mechanism: mech, Scram: &c})
+		}
+	}
+	for _, a := range *s.sec.acls.Load() {
+		recs = append(recs, Record{Type: TypeACL, ACL: &a})
+	}
+	for _, q := range *s.sec.quotas.Load() {
+		for k, v := range q.Values {
+			val := strconv.FormatFloat(v, 'g', -1, 64)
+			recs = append(recs, Record{Type: TypeClientQuota, Entity: q.Entity, Key: k, Value: &val})
+		}
+	}
 	return recs
 }
 

@@ -106,6 +106,17 @@ func TestClusterImage(t *testing.T) {
 	if start1 <= a || start1 < producerIDBlock {
 		t.Fatalf("broker 1's block starts at %d, broker 0 has %d", start1, a)
 	}
+	// Security metadata goes into snapshots too.
+	if err := s.CreateACLs([]ACL{{ResourceType: 2, ResourceName: "t", PatternType: 3, Principal: "User:alice", Host: "*", Operation: 3, Permission: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterScramCredentials([]ScramChange{{User: "alice", Mechanism: "SCRAM-SHA-256", Credential: &ScramCredential{Salt: []byte("s"), Iterations: 4096, StoredKey: []byte("k"), ServerKey: []byte("v")}}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := "alice"
+	if err := s.AlterClientQuotas([]QuotaChange{{Entity: QuotaEntity{{Type: "user", Name: &alice}}, Key: "producer_byte_rate", Value: ptr(1024.0)}}); err != nil {
+		t.Fatal(err)
+	}
 	// A snapshot rebuilds the image on a fresh node.
 	recs := s.snapshotRecords()
 	l2 := &memLog{entries: []Entry{{Snapshot: true, Records: recs}}}
@@ -116,6 +127,9 @@ func TestClusterImage(t *testing.T) {
 	t2 := s2.Topic("t")
 	if t2 == nil || t2.ID() != tp.ID() || !reflect.DeepEqual(t2.States(), tp.States()) || t2.Configs()["retention.ms"] != "1000" {
 		t.Fatalf("topic after the snapshot: %+v", t2)
+	}
+	if !reflect.DeepEqual(s2.ACLs(), s.ACLs()) || !reflect.DeepEqual(s2.ScramUsers(), s.ScramUsers()) || !reflect.DeepEqual(s2.ClientQuotas(), s.ClientQuotas()) || len(s2.ACLs()) != 1 {
+		t.Fatalf("security after the snapshot: %v %v %v", s2.ACLs(), s2.ScramUsers(), s2.ClientQuotas())
 	}
 	if s2.reservedPIDs.Load() != s.reservedPIDs.Load() {
 		t.Fatalf("reserved producer ids %d, want %d", s2.reservedPIDs.Load(), s.reservedPIDs.Load())

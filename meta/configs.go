@@ -44,21 +44,21 @@ type topicConfig struct {
 }
 
 var topicConfigs = []topicConfig{
-	{"cleanup.policy", "log.cleanup.policy", "delete", typeList, true, oneOfList("delete", "compact"), "delete or compact (compact: retention never deletes; compaction itself is not run)"},
+	{"cleanup.policy", "log.cleanup.policy", "delete", typeList, true, oneOfList("delete", "compact"), "delete (retention deletes old segments), compact (the log cleaner keeps the newest record of each key) or both"},
 	{"compression.type", "compression.type", "producer", typeString, true, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "producer: batches stored as sent; a codec (or uncompressed): batches sent otherwise are recompressed with it"},
-	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, false, atLeast(0), ""},
+	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, true, atLeast(0), "how long the cleaner keeps a tombstone after it first cleaned it"},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", typeLong, false, atLeast(0), ""},
 	{"flush.max.delay.ms", "log.flush.max.delay.ms", "10", typeLong, true, atLeast(0), "fdatasync a batch no producer waits for (acks 0 or 1) at most this long after it is appended; consumers see only fdatasynced records"},
 	{"flush.messages", "log.flush.interval.messages", "9223372036854775807", typeLong, true, atLeast(1), "sync after this many records"},
 	{"flush.ms", "log.flush.interval.ms", "9223372036854775807", typeLong, true, atLeast(0), "sync this long after the first unsynced append"},
 	{"index.interval.bytes", "log.index.interval.bytes", "4096", typeInt, true, atLeast(0), "bytes of log between offset index entries"},
-	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", "9223372036854775807", typeLong, false, atLeast(1), ""},
+	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", "9223372036854775807", typeLong, true, atLeast(1), "a record stays uncompacted at most this long (the active segment rolls at this age)"},
 	{"max.message.bytes", "message.max.bytes", "1048588", typeInt, true, atLeast(0), "largest record batch accepted"},
 	{"message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", "9223372036854775807", typeLong, false, atLeast(0), ""},
 	{"message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", "9223372036854775807", typeLong, false, atLeast(0), ""},
 	{"message.timestamp.type", "log.message.timestamp.type", "CreateTime", typeString, true, oneOf("CreateTime", "LogAppendTime"), "CreateTime or LogAppendTime"},
-	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", typeDouble, false, nil, ""},
-	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", typeLong, false, atLeast(0), ""},
+	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", typeDouble, true, between(0, 1), "clean a compacted log once this share of its bytes is not yet cleaned"},
+	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", typeLong, true, atLeast(0), "a record stays uncompacted at least this long"},
 	{"min.insync.replicas", "min.insync.replicas", "1", typeInt, true, atLeast(1), "in a cluster: an acks=all produce is refused (NOT_ENOUGH_REPLICAS) while fewer replicas are in sync"},
 	{"preallocate", "log.preallocate", "false", typeBoolean, false, isBool, ""},
 	{"retention.bytes", "log.retention.bytes", "-1", typeLong, true, nil, "delete old segments while the partition is larger; -1 for no limit"},
@@ -101,6 +101,12 @@ var brokerConfigs = []brokerConfig{
 	{"group.min.session.timeout.ms", "6000", typeInt, false, atLeast(1)},
 	{"group.consumer.session.timeout.ms", "45000", typeInt, false, atLeast(1)},
 	{"group.consumer.heartbeat.interval.ms", "5000", typeInt, false, atLeast(1)},
+	{"log.cleaner.enable", "true", typeBoolean, false, isBool},
+	{"log.cleaner.threads", "1", typeInt, false, atLeast(0)},
+	{"log.cleaner.dedupe.buffer.size", "134217728", typeLong, false, atLeast(0)},
+	{"log.cleaner.io.buffer.load.factor", "0.9", typeDouble, false, between(0.01, 1)},
+	{"log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308", typeDouble, false, between(0, math.MaxFloat64)},
+	{"log.cleaner.backoff.ms", "15000", typeLong, false, atLeast(0)},
 	{"log.retention.check.interval.ms", "300000", typeLong, false, atLeast(1)},
 	{"log.retention.hours", "168", typeInt, false, nil},
 	{"log.retention.minutes", "", typeInt, false, nil},
@@ -132,6 +138,39 @@ var brokerConfigs = []brokerConfig{
 	{"replica.lag.time.max.ms", "30000", typeLong, false, atLeast(1)},
 	{"replica.fetch.wait.max.ms", "500", typeInt, false, atLeast(0)},
 	{"replica.fetch.max.bytes", "1048576", typeInt, false, atLeast(0)},
+
+	// Listeners, TLS, SASL, ACLs and quotas (package server: listener.go,
+	// tls.go, sasl.go, security.go, quota.go). Settings of one listener
+	// may also be given as listener.name.<name>.<config>.
+	{"listeners", "", typeString, false, nil},
+	{"advertised.listeners", "", typeString, false, nil},
+	{"listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", typeString, false, nil},
+	{"ssl.keystore.type", "PEM", typeString, false, oneOf("PEM", "pem")},
+	{"ssl.keystore.location", "", typeString, false, nil},
+	{"ssl.keystore.key", "", typePassword, false, nil},
+	{"ssl.keystore.certificate.chain", "", typePassword, false, nil},
+	{"ssl.keystore.password", "", typePassword, false, nil},
+	{"ssl.key.password", "", typePassword, false, nil},
+	{"ssl.truststore.type", "PEM", typeString, false, oneOf("PEM", "pem")},
+	{"ssl.truststore.location", "", typeString, false, nil},
+	{"ssl.truststore.certificates", "", typePassword, false, nil},
+	{"ssl.truststore.password", "", typePassword, false, nil},
+	{"ssl.client.auth", "none", typeString, false, oneOf("none", "requested", "required")},
+	{"ssl.enabled.protocols", "TLSv1.2,TLSv1.3", typeList, false, oneOfList("TLSv1.2", "TLSv1.3")},
+	{"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", typeList, false, oneOfList("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")},
+	{"sasl.jaas.config", "", typePassword, false, nil},
+	{"sasl.oauthbearer.jwks.endpoint.url", "", typeString, false, nil},
+	{"sasl.oauthbearer.expected.audience", "", typeList, false, nil},
+	{"sasl.oauthbearer.expected.issuer", "", typeString, false, nil},
+	{"sasl.oauthbearer.sub.claim.name", "sub", typeString, false, nil},
+	{"sasl.oauthbearer.clock.skew.seconds", "30", typeInt, false, atLeast(0)},
+	{"connections.max.reauth.ms", "0", typeLong, false, atLeast(0)},
+	{"connection.failed.authentication.delay.ms", "100", typeInt, false, atLeast(0)},
+	{"authorizer.class.name", "", typeString, false, nil},
+	{"super.users", "", typeString, false, nil},
+	{"allow.everyone.if.no.acl.found", "false", typeBoolean, false, isBool},
+	{"quota.window.num", "11", typeInt, false, atLeast(1)},
+	{"quota.window.size.seconds", "1", typeInt, false, atLeast(1)},
 }
 
 var brokerConfigByName = func() map[string]*brokerConfig {
@@ -190,6 +229,19 @@ func atLeast(min int64) func(string) error {
 		}
 		if n < min {
 			return fmt.Errorf("%d is below the minimum %d", n, min)
+		}
+		return nil
+	}
+}
+
+func between(lo, hi float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		if f < lo || f > hi {
+			return fmt.Errorf("%v is not between %v and %v", f, lo, hi)
 		}
 		return nil
 	}
@@ -316,6 +368,14 @@ func (b *Settings) Int64(name string) int64 {
 	return n
 }
 
+// Float64 returns a broker config's value as a number (0 if it is not
+// one).
+func (b *Settings) Float64(name string) float64 {
+	v, _ := b.Get(name)
+	f, _ := strconv.ParseFloat(v, 64)
+	return f
+}
+
 // Bool reports whether a broker config is "true".
 func (b *Settings) Bool(name string) bool {
 	v, _ := b.Get(name)
@@ -362,6 +422,11 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 	if retentionMs == 0 {
 		retentionMs = 1
 	}
+	ratio, _ := strconv.ParseFloat(str("min.cleanable.dirty.ratio"), 64)
+	if ratio <= 0 {
+		ratio = 1e-9 // Kafka's 0: clean whatever is dirty
+	}
+	policy := str("cleanup.policy")
 	cfg := partition.Config{
 		ProducerIDExpirationMs: b.Int64("producer.id.expiration.ms"),
 		MinInsyncReplicas:      int(num("min.insync.replicas")),
@@ -370,16 +435,21 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 		Recompress:             str("compression.type") != "producer",
 		Codec:                  storedCodecs[str("compression.type")],
 		Log: log.Config{
-			SegmentBytes:       num("segment.bytes"),
-			SegmentMs:          num("segment.ms"),
-			SegmentIndexBytes:  int(num("segment.index.bytes")),
-			IndexIntervalBytes: int(num("index.interval.bytes")),
-			RetentionMs:        retentionMs,
-			RetentionBytes:     num("retention.bytes"),
-			Compact:            !strings.Contains(str("cleanup.policy"), "delete"),
-			FlushMessages:      num("flush.messages"),
-			FlushMs:            num("flush.ms"),
-			FlushMaxDelayMs:    max(num("flush.max.delay.ms"), 1), // 0: as soon as possible
+			SegmentBytes:           num("segment.bytes"),
+			SegmentMs:              num("segment.ms"),
+			SegmentIndexBytes:      int(num("segment.index.bytes")),
+			IndexIntervalBytes:     int(num("index.interval.bytes")),
+			RetentionMs:            retentionMs,
+			RetentionBytes:         num("retention.bytes"),
+			NoDelete:               !strings.Contains(policy, "delete"),
+			Compact:                strings.Contains(policy, "compact"),
+			MinCleanableDirtyRatio: ratio,
+			MinCompactionLagMs:     num("min.compaction.lag.ms"),
+			MaxCompactionLagMs:     num("max.compaction.lag.ms"),
+			DeleteRetentionMs:      max(num("delete.retention.ms"), 1), // 0: at the next pass
+			FlushMessages:          num("flush.messages"),
+			FlushMs:                num("flush.ms"),
+			FlushMaxDelayMs:        max(num("flush.max.delay.ms"), 1), // 0: as soon as possible
 		},
 	}
 	if cfg.MaxMessageBytes == 0 {
@@ -406,7 +476,9 @@ type ConfigEntry struct {
 	// ReadOnly marks a broker config that cannot change while the
 	// broker runs.
 	ReadOnly bool
-	Type     ConfigType
+	// Sensitive marks a password config: its value is never described.
+	Sensitive bool
+	Type      ConfigType
 	// Doc is the config's documentation, when asked for and known.
 	Doc string
 	// Synonyms lists where the value could come from, in the order of
@@ -481,6 +553,11 @@ func (b *Settings) DescribeBrokerConfigs(o DescribeOptions) []ConfigEntry {
 		c := ConfigEntry{Name: name, Value: &v, Source: src, IsDefault: src == SourceDefault, ReadOnly: !bc.dynamic, Type: bc.typ}
 		if v == "" && bc.def == "" && src == SourceDefault {
 			c.Value = nil
+		}
+		if bc.typ == typePassword {
+			c.Value, c.Sensitive = nil, true
+			out = append(out, c)
+			continue
 		}
 		if o.Synonyms {
 			if dv, ok := b.dynamic[name]; ok {

@@ -1,10 +1,13 @@
 // Package meta is the broker's metadata, in the shape of Kafka's KRaft: a
 // log of metadata records (topics, partitions, configs, producer-id
-// blocks), the in-memory image replayed from it, and the partitions that
+// blocks, SCRAM credentials, ACLs, client quotas), the in-memory image replayed from it, and the partitions that
 // the image names, opened on this broker. It owns the topic lifecycle
 // (create, grow, delete), the topic and broker config definitions with
 // Kafka's names, defaults and validation, producer-id blocks and
-// meta.properties. It knows nothing of the wire protocol: package server
+// meta.properties. It runs the broker's log cleaner (log.Cleaner, from
+// the log.cleaner.* configs) for the partitions of topics whose
+// cleanup.policy has compact, internal topics excepted: their
+// coordinators keep them bounded with snapshots (package coordstate). It knows nothing of the wire protocol: package server
 // calls it and turns its errors into Kafka codes.
 //
 // # The log
@@ -28,6 +31,21 @@
 //	remove_topic  {"v":1,"topic":name,"topic_id":hex}
 //	config        {"v":1,"resource":"topic"|"broker","topic_id":hex,"key":k,"value":v|absent}
 //	producer_ids  {"v":1,"next_producer_id":n}
+//	scram         {"v":1,"user":u,"mechanism":"SCRAM-SHA-256"|"SCRAM-SHA-512",
+//	               "scram":{"salt":b64,"iterations":n,"stored_key":b64,"server_key":b64}}
+//	remove_scram  {"v":1,"user":u,"mechanism":m}
+//	acl           {"v":1,"acl":{"resource_type":t,"resource_name":s,"pattern_type":p,
+//	               "principal":"User:x","host":h,"operation":o,"permission":a}}
+//	remove_acl    {"v":1,"acl":{...the same fields}}
+//	client_quota  {"v":1,"entity":[{"type":"user"|"client-id"|"ip","name":s|absent}],
+//	               "key":"producer_byte_rate",...,"value":"1048576"|absent}
+//
+// ACL fields are numbered as Kafka's wire numbers them (resource type 2
+// topic, 3 group, 4 cluster, 5 transactional id; pattern 3 literal, 4
+// prefixed; operation 2 all ... 12 idempotent write; permission 2 deny, 3
+// allow). A quota entity name that is absent is the entity type's
+// default. SCRAM credentials hold what RFC 5802 lets a server keep: the
+// salt, the iteration count, StoredKey and ServerKey, never a password.
 //
 // A cluster adds (see cluster.go; docs/cluster.md):
 //
@@ -78,7 +96,8 @@
 // shared; a Topic's configs and partitions are replaced atomically, never
 // mutated, so reading them takes no lock. Changes serialize on adminMu;
 // producer ids on pids. Lock order: adminMu or pids, then the log's lock,
-// then image.mu.
+// then image.mu, then the security image's mu (SCRAM credentials, ACLs
+// and client quotas are read without a lock: each change replaces them).
 //
 // # Usage
 //

@@ -21,6 +21,9 @@ func FuzzApply(f *testing.F) {
 		`producer_ids={"v":1,"next_producer_id":1000}`,
 		`topic={"v":1,"topic":"b","topic_id":"zz","partitions":-4}`,
 		`unknown={"v":9}`,
+		`scram={"v":1,"user":"u","mechanism":"SCRAM-SHA-256","scram":{"salt":"AA==","iterations":4096,"stored_key":"AA==","server_key":"AA=="}}` + "\n" + `remove_scram={"v":1,"user":"u","mechanism":"SCRAM-SHA-256"}`,
+		`acl={"v":1,"acl":{"resource_type":2,"resource_name":"t","pattern_type":3,"principal":"User:a","host":"*","operation":4,"permission":3}}` + "\n" + `remove_acl={"v":1}`,
+		`client_quota={"v":1,"entity":[{"type":"user","name":"a"},{"type":"client-id"}],"key":"producer_byte_rate","value":"1e3"}` + "\n" + `client_quota={"v":1,"key":"x","value":"nan"}`,
 		`topic={"v":1,"topic":"a",` + id + `,"partitions":1}` + "\n" + `topic={"v":1,"topic":"b",` + id + `,"partitions":1}`,
 	} {
 		f.Add([]byte(seed))

@@ -79,7 +79,7 @@ type localLog struct {
 func openLocalLog(dataDir string, logger *slog.Logger) (*localLog, error) {
 	l, err := log.Open(filepath.Join(dataDir, MetadataDir), log.Config{
 		RetentionMs:  -1,
-		Compact:      true,
+		NoDelete:     true,
 		SegmentBytes: 64 << 20,
 		Logger:       logger,
 	})

@@ -25,6 +25,11 @@ const (
 	// In a cluster (a replicated log) only:
 	TypeBroker          RecordType = "broker"           // a broker registered, or was fenced or unfenced
 	TypePartitionChange RecordType = "partition_change" // a partition's leader, ISR or replicas changed
+	TypeScram           RecordType = "scram"            // a user's SCRAM credential was set
+	TypeRemoveScram     RecordType = "remove_scram"     // a user's SCRAM credential was removed
+	TypeACL             RecordType = "acl"              // an ACL was created
+	TypeRemoveACL       RecordType = "remove_acl"       // an ACL was deleted
+	TypeClientQuota     RecordType = "client_quota"     // a client quota was set or removed
 )
 
 // Record is one change to the metadata: its key in the log is Type, its
@@ -91,6 +96,18 @@ type Record struct {
 	// only if the partition epoch is still this (a change computed from
 	// an older state is dropped, as Kafka's AlterPartition is refused).
 	ExpectEpoch *int32 `json:"expect_partition_epoch,omitempty"`
+	// User and Mechanism name a SCRAM credential (scram, remove_scram);
+	// Scram is the credential (scram).
+	User      string           `json:"user,omitempty"`
+	Mechanism string           `json:"mechanism,omitempty"`
+	Scram     *ScramCredential `json:"scram,omitempty"`
+
+	// ACL is the ACL created or deleted (acl, remove_acl).
+	ACL *ACL `json:"acl,omitempty"`
+
+	// Entity names a client quota's entity (client_quota); the quota is
+	// Key, its value Value as a decimal number, nil to remove it.
+	Entity QuotaEntity `json:"entity,omitempty"`
 }
 
 // TopicIDString is the hex form of a topic id, as records and

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrymq/ferry/internal/dirlock"
 	"github.com/ferrymq/ferry/internal/durable"
+	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	// TopicsChanged, if set, is called after a topic is created, grows or
 	// is deleted (not during Open).
 	TopicsChanged func()
+	// SecurityChanged, if set, is called after SCRAM credentials, ACLs or
+	// client quotas change (not during Open).
+	SecurityChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
 	// Replicated marks a node of a cluster: Log is replicated, topics
@@ -97,6 +101,10 @@ type Store struct {
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
 	reservedPIDs atomic.Int64
+	// sec holds SCRAM credentials, ACLs and client quotas (security.go).
+	sec securityImage
+	// replayed is set once Open's replay is done.
+	replayed atomic.Bool
 
 	pids struct {
 		// mu serializes NextProducerID; taken before the log's lock.
@@ -106,6 +114,11 @@ type Store struct {
 	}
 
 	closed atomic.Bool
+
+	// cleaner compacts the partitions of topics whose cleanup.policy has
+	// compact, but internal ones (their coordinators snapshot them); nil
+	// with log.cleaner.enable false.
+	cleaner *log.Cleaner
 
 	// storageStats counts the fsyncs of every partition of the store.
 	storageStats *partition.StorageStats
@@ -168,10 +181,28 @@ func Open(cfg Config) (*Store, error) {
 	if !cfg.Replicated {
 		s.pids.next = s.reservedPIDs.Load()
 	}
+	s.replayed.Store(true)
+	s.startCleaner()
 	s.openImage()
 	s.ready.Store(true)
 	s.applyMu.Unlock()
 	return s, nil
+}
+
+// startCleaner starts the log cleaner the broker configs ask for.
+func (s *Store) startCleaner() {
+	bs := s.Settings()
+	if !bs.Bool("log.cleaner.enable") || bs.Int64("log.cleaner.threads") <= 0 {
+		return
+	}
+	s.cleaner = log.NewCleaner(log.CleanerConfig{
+		Threads:             int(bs.Int64("log.cleaner.threads")),
+		DedupeBufferSize:    max(bs.Int64("log.cleaner.dedupe.buffer.size"), 1),
+		LoadFactor:          bs.Float64("log.cleaner.io.buffer.load.factor"),
+		IOMaxBytesPerSecond: bs.Float64("log.cleaner.io.max.bytes.per.second"),
+		Backoff:             max(time.Duration(bs.Int64("log.cleaner.backoff.ms"))*time.Millisecond, time.Millisecond),
+		Logger:              s.logger,
+	})
 }
 
 // newStore returns a store with an empty image and no log.
@@ -184,6 +215,7 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.image.brokers = map[int32]Broker{}
 	s.image.pidBlocks = map[int32]int64{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
+	s.sec.init()
 	return s
 }
 
@@ -244,11 +276,11 @@ func (s *Store) apply(e Entry) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	var changed []*Topic
-	brokerChanged := false
+	brokerChanged, securityChanged := false, false
 	s.image.mu.Lock()
 	if e.Snapshot {
 		s.restoreLocked(e.Records)
-		brokerChanged = true
+		brokerChanged, securityChanged = true, true
 	}
 	for i := range e.Records {
 		r := &e.Records[i]
@@ -364,10 +396,17 @@ func (s *Store) apply(e Entry) error {
 				s.reservedPIDs.Store(r.NextProducerID)
 			}
 		default:
+			if s.applySecurity(r) {
+				securityChanged = true
+				continue
+			}
 			s.logger.Warn("unknown metadata record type; skipped", "type", r.Type)
 		}
 	}
 	s.image.mu.Unlock()
+	if securityChanged && s.cfg.SecurityChanged != nil && s.replayed.Load() {
+		s.cfg.SecurityChanged()
+	}
 	if brokerChanged {
 		changed = s.Topics()
 	}
@@ -411,6 +450,9 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
 	cfg.Logger = s.logger.With("topic", t.name)
+	if !t.internal {
+		cfg.Log.Cleaner = s.cleaner
+	}
 	cfg.Log.Stats = s.storageStats
 	if f := s.cfg.AdjustPartition; f != nil {
 		f(t.name, &cfg)
@@ -427,6 +469,9 @@ func (s *Store) applyConfigs(t *Topic) {
 	cfg := s.partitionConfig(t)
 	for _, p := range ps {
 		p.SetConfig(cfg)
+	}
+	if s.cleaner != nil && cfg.Log.Compact {
+		s.cleaner.Wake() // it may be due now
 	}
 }
 
@@ -459,6 +504,9 @@ func (s *Store) Close() error {
 	defer s.adminMu.Unlock()
 	s.reconcileMu.Lock()
 	defer s.reconcileMu.Unlock()
+	if s.cleaner != nil {
+		s.cleaner.Close() // passes in progress stop; nothing is lost
+	}
 	// Each close may fsync data, indexes, a producer snapshot and a
 	// checkpoint: with thousands of partitions they run in parallel, so
 	// the disk sees many syncs at once instead of one after another.

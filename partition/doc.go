@@ -30,6 +30,17 @@
 // entries. Otherwise the next older one is tried. Removing a stale
 // snapshot at open is followed by an fsync of the directory.
 //
+// # Compaction
+//
+// On a compacted topic (log.Config.Compact, cleanup.policy with
+// "compact") every record must have a key, as Kafka requires: a batch
+// holding one without is refused with ErrInvalidRecord
+// (INVALID_RECORD), compressed batches decompressed to see. The log's
+// cleaner asks the partition for the last offset of each tracked
+// producer's newest batch (log.Config.ProducerLastOffsets) and keeps
+// that batch, emptied if its records are superseded, so the producer
+// state rebuilt from the log after compaction still recognizes retries.
+//
 // # High watermark
 //
 // Consumers read only durable records, as Redpanda serves them: the high
@@ -71,10 +82,12 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Appends are serialized by the
-// partition's mutex (mu), which is taken before any lock of the log. The
-// replication state (repl) is taken after mu; the waiters' mutex (watch)
-// is taken last: the log wakes waiters from inside Sync, which runs under
-// mu at Close.
+// partition's mutex (mu), which is taken before any lock of the log but
+// its clean lock: a cleaning pass holds that one while it asks for the
+// producer state (under mu), so mu is never held while the log closes.
+// The replication state (repl) is taken after mu; the waiters' mutex
+// (watch) is taken last: the log wakes waiters from inside Sync, which
+// runs under mu at Close.
 //
 // # Usage
 //

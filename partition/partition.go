@@ -117,6 +117,9 @@ type Partition struct {
 		// snapRolls is the log's roll count at the last producer
 		// snapshot; a snapshot is written at each roll.
 		snapRolls int64
+		// loaded: producers holds the state rebuilt at Open, which the
+		// log cleaner may use (producerLastOffsets).
+		loaded bool
 	}
 
 	// repl is the replication state in a cluster (replica.go); taken
@@ -141,17 +144,39 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	p := &Partition{logger: cfg.Logger}
 	p.watch.watchers = map[chan<- struct{}]struct{}{}
 	cfg.Log.OnDurable = p.durable
+	cfg.Log.ProducerLastOffsets = p.producerLastOffsets
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
 	p.log = l
-	p.mu.cfg = cfg
-	if p.mu.producers, err = loadProducers(l); err != nil {
+	producers, err := loadProducers(l)
+	if err != nil {
 		l.Close()
 		return nil, err
 	}
+	p.mu.Lock()
+	p.mu.cfg = cfg
+	p.mu.producers, p.mu.loaded = producers, true
+	p.mu.Unlock()
 	return p, nil
+}
+
+// producerLastOffsets tells the log cleaner the last offset of each
+// tracked producer's newest batch, which it keeps (log.Config).
+func (p *Partition) producerLastOffsets() (map[int64]int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.mu.loaded {
+		return nil, false
+	}
+	m := make(map[int64]int64, len(p.mu.producers))
+	for id, st := range p.mu.producers {
+		if b := st.last(); b != nil {
+			m[id] = b.last
+		}
+	}
+	return m, true
 }
 
 // View is a zero-copy read of whole record batches (see log.View): Data
@@ -408,6 +433,16 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 	if h.IsTransactional() {
 		return ErrTransactional
 	}
+	if cfg.Log.Compact {
+		// As Kafka's LogValidator: a compacted topic keeps records by
+		// key, so every record must have one.
+		if err := record.CheckKeys(h, b); err != nil {
+			if errors.Is(err, record.ErrCorrupt) {
+				return fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+			}
+			return fmt.Errorf("%w: compacted topic cannot accept a record without a key: %v", ErrInvalidRecord, err)
+		}
+	}
 	return nil
 }
 
@@ -520,8 +555,8 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 // any waiter. Close is idempotent.
 func (p *Partition) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.mu.closed {
+		p.mu.Unlock()
 		return nil
 	}
 	p.mu.closed = true
@@ -534,6 +569,10 @@ func (p *Partition) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	p.mu.Unlock()
+	// Not under mu: closing the log waits for a cleaning pass, which
+	// may be asking for the producers (producerLastOffsets). Appends
+	// are refused already.
 	if err := p.log.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -48,6 +48,12 @@ const (
 	Transactional = 0x10
 	// Control marks a control batch (transaction markers).
 	Control = 0x20
+	// DeleteHorizon marks a batch whose base timestamp is its delete
+	// horizon (KIP-534): the log cleaner sets it on a batch holding
+	// tombstones (or a transaction marker) it keeps, and removes them in a
+	// cleaning after that time. Record timestamps stay base timestamp plus
+	// delta, so the cleaner rewrites the deltas when it sets it.
+	DeleteHorizon = 0x40
 )
 
 // Compression codecs as stored in the attribute bits.
@@ -108,6 +114,15 @@ func (h *Header) IsTransactional() bool { return h.Attributes&Transactional != 0
 
 // IsControl reports whether the batch is a control batch.
 func (h *Header) IsControl() bool { return h.Attributes&Control != 0 }
+
+// DeleteHorizonMs returns the batch's delete horizon (Unix ms), and
+// whether it has one (DeleteHorizon).
+func (h *Header) DeleteHorizonMs() (int64, bool) {
+	if h.Attributes&DeleteHorizon == 0 {
+		return 0, false
+	}
+	return h.BaseTimestamp, true
+}
 
 // LogAppendTime reports whether the timestamps were assigned by the broker.
 func (h *Header) LogAppendTime() bool { return h.Attributes&TimestampLogAppend != 0 }
@@ -215,6 +230,38 @@ func Check(h *Header, b []byte) error {
 		return fmt.Errorf("%w: last offset delta %d", ErrInvalid, h.LastOffsetDelta)
 	}
 	if h.RecordCount <= 0 || int64(h.RecordCount) != int64(h.LastOffsetDelta)+1 {
+		return fmt.Errorf("%w: %d records with last offset delta %d", ErrInvalid, h.RecordCount, h.LastOffsetDelta)
+	}
+	if h.Codec() > CodecZstd {
+		return fmt.Errorf("%w: unknown codec %d", ErrInvalid, h.Codec())
+	}
+	return nil
+}
+
+// ValidateStored is Validate for a batch read back from the log, which
+// CheckStored checks instead of Check.
+func ValidateStored(b []byte, h *Header) error {
+	if err := ParseInto(b, h); err != nil {
+		return err
+	}
+	return CheckStored(h, b)
+}
+
+// CheckStored is Check for a batch read back from the log rather than
+// produced: the log cleaner stores batches that hold fewer records than
+// their offsets span (it keeps the last offset delta of a batch some of
+// whose records it removed, as Kafka does) and empty ones (kept for the
+// producer sequence their header carries), so the record count may be
+// anything from 0 to lastOffsetDelta+1.
+func CheckStored(h *Header, b []byte) error {
+	b = b[:h.Size()]
+	if got := Checksum(b); got != h.CRC {
+		return fmt.Errorf("%w: crc %08x, header says %08x", ErrCorrupt, got, h.CRC)
+	}
+	if h.LastOffsetDelta < 0 {
+		return fmt.Errorf("%w: last offset delta %d", ErrInvalid, h.LastOffsetDelta)
+	}
+	if h.RecordCount < 0 || int64(h.RecordCount) > int64(h.LastOffsetDelta)+1 {
 		return fmt.Errorf("%w: %d records with last offset delta %d", ErrInvalid, h.RecordCount, h.LastOffsetDelta)
 	}
 	if h.Codec() > CodecZstd {

@@ -47,6 +47,18 @@
 // opened for recovery ignores its index files and rebuilds them from a
 // scan of the log.
 //
+// # Cleaned segments
+//
+// The log cleaner writes a new segment with a Builder: batches in offset
+// order, some of them rewritten with fewer records and with gaps between
+// their offsets, under the temporary names FileName(base, ext) +
+// CleanedSuffix. Its owner renames the files into place and opens the
+// segment from the Meta the Builder returns. A segment whose files are
+// about to be renamed over or removed while readers hold it is first
+// retired (Retire): it maps everything it has and never opens its files
+// by path again, so those readers keep reading the bytes they were
+// promised.
+//
 // # Open files and mappings
 //
 // A segment opens what it needs when it needs it: .log for writing while

@@ -433,7 +433,9 @@ func (s *Segment) rebuildLocked() error {
 }
 
 // Scan walks the batches at the start of data, checking each one's length,
-// CRC and record count and that base offsets start at or above base and
+// CRC and record count (record.ValidateStored: a batch the log cleaner
+// rewrote may hold fewer records than its offsets span) and that base
+// offsets start at or above base and
 // increase. It calls fn with each valid batch's position and header until fn
 // returns false, and returns the number of bytes of valid batches: the
 // position of the first invalid or torn batch, or len(data).
@@ -442,7 +444,7 @@ func Scan(data []byte, base int64, fn func(pos int64, h *record.Header) bool) in
 	pos := int64(0)
 	var h record.Header
 	for pos < int64(len(data)) {
-		err := record.ValidateInto(data[pos:], &h)
+		err := record.ValidateStored(data[pos:], &h)
 		if err != nil || h.BaseOffset < next || h.LastOffset() < h.BaseOffset || h.BaseOffset-base > math.MaxUint32 || pos > math.MaxUint32 {
 			break
 		}

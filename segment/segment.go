@@ -20,6 +20,14 @@ import (
 // FormatVersion is the version of the index layout described in doc.go.
 const FormatVersion = 1
 
+// Extensions are the extensions of a segment's files, .log first. A
+// segment's files are FileName(base, ext) for each of them.
+var Extensions = [...]string{".log", ".index", ".timeindex"}
+
+// CleanedSuffix ends the names of a segment's files while the log cleaner
+// writes them (Builder), until its owner renames them into place.
+const CleanedSuffix = ".cleaned"
+
 // Entry sizes of the two indexes.
 const (
 	IndexEntrySize     = 8
@@ -122,6 +130,9 @@ type Segment struct {
 	base  int64
 	cfg   Config
 	files *FileCache
+	// suffix ends every file name: CleanedSuffix for a Builder's segment,
+	// empty otherwise.
+	suffix string
 
 	// capacity is the most bytes .log may hold: MaxBytes for an active
 	// segment (or its size, if larger, when opened), its size once sealed.
@@ -167,6 +178,9 @@ type Segment struct {
 	// fromMeta: opened from Meta, which loading must agree with.
 	fromMeta bool
 	closed   bool
+	// retired: the owner renames or removes the files (Retire); the
+	// segment never opens one by path again.
+	retired bool
 
 	// idxMu guards idx and tidx, the index entries in use: the appender
 	// appends to them holding it; readers search them holding it shared.
@@ -194,9 +208,16 @@ type Segment struct {
 	maxTimeEntries  int64
 	werr            atomic.Pointer[error] // sticky write or sync error
 	refs            atomic.Int64
+	// orphan: the owner dropped its reference (Remove) or is about to
+	// (Retire), so every reference left is a reader's and the FileCache
+	// must not evict what they read.
+	orphan atomic.Bool
 	// syncing counts fdatasyncs in flight, which hold the file open
-	// without holding mu: the FileCache does not close it meanwhile.
+	// without holding mu: the FileCache does not close it meanwhile, and
+	// Seal waits for them (syncWG) before it closes it. Both are added to
+	// under mu held shared, so none starts while mu is held exclusively.
 	syncing     atomic.Int64
+	syncWG      sync.WaitGroup
 	destroyOnce sync.Once
 }
 
@@ -211,7 +232,7 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
 	// Index files left by an older segment of the same name describe
 	// other data.
-	for _, ext := range []string{".index", ".timeindex"} {
+	for _, ext := range Extensions[1:] {
 		if err := os.Remove(s.path(ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -334,7 +355,9 @@ func newSegment(dir string, base int64, cfg Config) *Segment {
 	return s
 }
 
-func (s *Segment) path(ext string) string { return filepath.Join(s.dir, FileName(s.base, ext)) }
+func (s *Segment) path(ext string) string {
+	return filepath.Join(s.dir, FileName(s.base, ext)+s.suffix)
+}
 
 // What an operation needs open.
 type need uint8
@@ -387,6 +410,13 @@ func (s *Segment) openLocked(want need) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.haveLocked(want) {
+		return nil // another goroutine opened it meanwhile
+	}
+	if s.retired {
+		// Its files may be another segment's now.
+		return fmt.Errorf("%w: %s was replaced", ErrClosed, s.path(".log"))
+	}
 	if want&(needLog|needIndex) != 0 && !s.loaded {
 		if err := s.loadLocked(); err != nil {
 			return err
@@ -437,6 +467,9 @@ func (s *Segment) openFileLocked(flags int) error {
 
 func (s *Segment) closeFileLocked() {
 	if s.logFile != nil {
+		// An fdatasync in flight (a background flush of a segment being
+		// sealed) still uses the file.
+		s.syncWG.Wait()
 		s.logFile.Close()
 		s.logFile, s.w = nil, nil
 		s.files.add(s, -1, 0)
@@ -510,7 +543,7 @@ func (s *Segment) tryRelease() bool {
 		return false
 	}
 	defer s.mu.Unlock()
-	if s.closed || s.refs.Load() > 1 || s.syncing.Load() > 0 {
+	if s.closed || s.orphan.Load() || s.refs.Load() > 1 || s.syncing.Load() > 0 {
 		return false
 	}
 	s.releaseLocked()
@@ -529,6 +562,14 @@ func (s *Segment) Size() int64 { return s.size.Load() }
 // MaxTimestamp is the largest batch max timestamp in the segment, -1 if
 // it is empty.
 func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp.Load() }
+
+// FirstTimestamp is the max timestamp of the segment's first batch, -1
+// if it is empty: what max.compaction.lag.ms measures a sealed segment by.
+func (s *Segment) FirstTimestamp() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.firstTimestamp
+}
 
 // Meta returns what a clean open of the segment needs to know (see
 // OpenOptions.Meta). Call it once appends and seals are over.
@@ -642,9 +683,11 @@ func (s *Segment) Sync() error {
 	// reference the caller holds).
 	w := s.w
 	s.syncing.Add(1)
+	s.syncWG.Add(1)
 	s.mu.RUnlock()
 	err := w.Sync()
 	s.syncing.Add(-1)
+	s.syncWG.Done()
 	if err != nil {
 		return s.fail(fmt.Errorf("segment: sync %s: %w", s.path(".log"), err))
 	}
@@ -760,14 +803,43 @@ func (s *Segment) Close() error {
 
 // Remove deletes the segment's files and drops the owner's reference. A
 // reader still holding the segment keeps reading its mapping until it
-// releases it. The caller syncs the directory.
+// releases it (the FileCache no longer evicts it). The caller syncs the
+// directory.
 func (s *Segment) Remove() error {
+	s.orphan.Store(true)
 	var errs []error
-	for _, ext := range []string{".log", ".index", ".timeindex"} {
+	for _, ext := range Extensions {
 		if err := os.Remove(s.path(ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
 	s.Release()
 	return errors.Join(errs...)
+}
+
+// Retire readies a sealed segment whose files its owner is about to
+// rename over or remove while readers may still hold it (the log cleaner
+// replacing segments by a cleaned one of the same base): it maps .log and
+// the indexes now, never opens a file of the segment by path again, and
+// keeps the FileCache from evicting it. So every reader holding a
+// reference, or taking one before the owner's Release, reads from the
+// mappings the bytes it was promised. The owner then drops its reference
+// with Release, not Remove: the files are its to rename or remove.
+func (s *Segment) Retire() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.sealed {
+		return fmt.Errorf("segment: retire %s: not sealed", s.path(".log"))
+	}
+	if !s.haveLocked(needLog | needIndex) {
+		if err := s.openLocked(needLog | needIndex); err != nil {
+			return err
+		}
+	}
+	s.retired = true
+	s.orphan.Store(true)
+	return nil
 }

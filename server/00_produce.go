@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/record"
@@ -62,6 +63,9 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
 		return refuseAcks(req, resp)
 	}
+	if req.TransactionID != nil && !r.allowed(auth.ResourceTransactionalID, *req.TransactionID, auth.OpWrite) {
+		return refuseProduce(req, resp, kerr.TransactionalIDAuthorizationFailed)
+	}
 	var syncs *produceSyncs
 	if req.Acks == -1 {
 		syncs = &produceSyncs{timeout: time.Duration(req.TimeoutMillis) * time.Millisecond}
@@ -87,13 +91,18 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 
 // refuseAcks answers a produce whose acks is not 0, 1 or -1.
 func refuseAcks(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) kmsg.Response {
+	return refuseProduce(req, resp, kerr.InvalidRequiredAcks)
+}
+
+// refuseProduce answers every partition of a produce with code.
+func refuseProduce(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, code *kerr.Error) kmsg.Response {
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
-			sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			sp.ErrorCode = code.Code
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -112,6 +121,11 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 	} else {
 		t = s.meta.Topic(rt.Topic)
 	}
+	name := rt.Topic
+	if t != nil {
+		name = t.Name()
+	}
+	denied := (t != nil || r.version < 13) && !r.allowed(auth.ResourceTopic, name, auth.OpWrite)
 	st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 	for j := range rt.Partitions {
 		rp := &rt.Partitions[j]
@@ -121,6 +135,10 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 		sp.BaseOffset = -1
 		sp.LogAppendTime = -1
 		sp.LogStartOffset = -1
+		if denied {
+			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			continue
+		}
 		p, res, err := s.producePartition(r, t, rp, sp)
 		if err != nil {
 			code, msg := errorCode(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/record"
@@ -89,6 +90,9 @@ type fetch struct {
 	replica int32
 	// recorded: the follower's fetch offsets were given to the leader.
 	recorded bool
+	// allowed caches, with an authorizer, whether the principal may read
+	// each topic (a follower: whether it has CLUSTER_ACTION).
+	allowed map[string]bool
 }
 
 func handleFetch(s *Server, r *request) kmsg.Response {
@@ -108,6 +112,19 @@ func handleFetch(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = code
 		resp.SessionID = req.SessionID
 		return resp
+	}
+	if s.quotas.enabled.Load() {
+		if ms := s.quotas.throttle(quotaFetch, r.user, r.clientID, time.Now()); ms > 0 {
+			// Over quota already: no data now, as Kafka answers (the
+			// session, if any, has moved to its next epoch).
+			r.throttleAtLeast(ms)
+			resp := req.ResponseKind().(*kmsg.FetchResponse)
+			if f.sess != nil {
+				resp.SessionID = f.sess.id
+				f.unlockSession()
+			}
+			return resp
+		}
 	}
 	r.deferred = true // answered by try, inline or from wait
 	if f.try(req.MaxWaitMillis <= 0) {
@@ -222,11 +239,37 @@ func (f *fetch) lookup(k sessionKey) (*meta.Topic, *partition.Partition, int16) 
 	} else {
 		t = f.s.meta.Topic(k.topic)
 	}
+	if f.s.authz != nil && !f.readAllowed(k.topic, t) {
+		return t, nil, kerr.TopicAuthorizationFailed.Code
+	}
 	p, err := t.Partition(k.partition)
 	if err != nil {
 		return t, nil, codeOf(err)
 	}
 	return t, p, 0
+}
+
+// readAllowed reports whether the principal may read the topic (named
+// name, or t when named by id): READ on the topic, or CLUSTER_ACTION for
+// a follower's fetch, as Kafka checks them.
+func (f *fetch) readAllowed(name string, t *meta.Topic) bool {
+	if t != nil {
+		name = t.Name()
+	}
+	if ok, seen := f.allowed[name]; seen {
+		return ok
+	}
+	var ok bool
+	if f.req.ReplicaID >= 0 || f.req.ReplicaState.ID >= 0 {
+		ok = f.r.allowedCluster(auth.OpClusterAction)
+	} else {
+		ok = f.r.allowed(auth.ResourceTopic, name, auth.OpRead)
+	}
+	if f.allowed == nil {
+		f.allowed = map[string]bool{}
+	}
+	f.allowed[name] = ok
+	return ok
 }
 
 // read reads every partition once, within the byte limits, into
@@ -405,8 +448,19 @@ func (f *fetch) respond() {
 	}
 	var salt [8]byte
 	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
+	if f.s.quotas.enabled.Load() {
+		n := 0
+		for i := range f.results {
+			n += len(f.results[i].view.Data)
+		}
+		r.throttleAtLeast(f.s.quotas.record(quotaFetch, r.user, r.clientID, float64(n), time.Now()))
+	}
 	for {
 		resp := f.build(salt)
+		if ms := r.throttle.Load(); ms > 0 {
+			resp.ThrottleMillis = ms
+			r.c.mute(ms)
+		}
 		var views []partition.View
 		for i := range f.results {
 			if f.results[i].placeholder {

@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -69,6 +70,7 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
 		t := s.meta.Topic(rt.Topic)
+		denied := !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpDescribe)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -79,6 +81,8 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 				leader, epoch = p.Leader()
 			}
 			switch {
+			case denied:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case dup[topicPartition{rt.Topic, rp.Partition}]:
 				sp.ErrorCode = kerr.InvalidRequest.Code
 			case err != nil:

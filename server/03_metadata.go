@@ -1,12 +1,10 @@
 package server
 
 import (
-	"net"
-	"strconv"
-
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 )
@@ -21,37 +19,36 @@ import (
 // a leader answers LEADER_NOT_AVAILABLE, and a replica on a fenced broker
 // is listed offline. v0 with an empty topic list, and
 // v1+ with a null list, mean every topic; v1+ with an empty list means
-// none. A requested topic that does not exist is created when
+// none. Topics the principal may not DESCRIBE are left out of a listing
+// and answered TOPIC_AUTHORIZATION_FAILED when named; creating one needs
+// CREATE on the cluster or the topic. A requested topic that does not exist is created when
 // auto.create.topics.enable is true and the request allows it (v4+;
 // always before v4), with num.partitions partitions. v10+ may name topics
 // by id.
 
 func init() { regKey(3, 0, 13, handleMetadata) }
 
-func (s *Server) brokerHostPort() (string, int32) {
-	host, port, err := net.SplitHostPort(s.advertisedAddr())
-	if err != nil {
-		return s.advertisedAddr(), 9092
-	}
-	p, _ := strconv.Atoi(port)
-	return host, int32(p)
-}
-
 func handleMetadata(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	resp.Brokers = s.metadataBrokers()
+	resp.Brokers = s.metadataBrokers(r)
 	clusterID := s.meta.ClusterID()
 	resp.ClusterID = &clusterID
 	resp.ControllerID = s.controllerID()
 	if r.version >= 8 && r.version <= 10 {
 		resp.AuthorizedOperations = -2147483648
+		if req.IncludeClusterAuthorizedOperations {
+			resp.AuthorizedOperations = r.authorizedOperations(auth.ResourceCluster, auth.ClusterName)
+		}
 	}
 
 	all := req.Topics == nil || (r.version == 0 && len(req.Topics) == 0)
 	if all {
+		// Topics the principal may not describe are left out.
 		for _, t := range s.meta.Topics() {
-			resp.Topics = append(resp.Topics, s.metadataTopic(r, t))
+			if r.allowed(auth.ResourceTopic, t.Name(), auth.OpDescribe) {
+				resp.Topics = append(resp.Topics, s.metadataTopic(r, t))
+			}
 		}
 		return resp
 	}
@@ -61,6 +58,14 @@ func handleMetadata(s *Server, r *request) kmsg.Response {
 		switch {
 		case rt.Topic != nil:
 			t = s.meta.Topic(*rt.Topic)
+			if !r.allowed(auth.ResourceTopic, *rt.Topic, auth.OpDescribe) ||
+				t == nil && autoCreate && !r.allowedCluster(auth.OpCreate) && !r.allowed(auth.ResourceTopic, *rt.Topic, auth.OpCreate) {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.Topic = rt.Topic
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 			if t == nil && autoCreate {
 				var err error
 				t, err = s.meta.CreateTopic(meta.NewTopic{Name: *rt.Topic, Partitions: -1, ReplicationFactor: -1})
@@ -77,6 +82,13 @@ func handleMetadata(s *Server, r *request) kmsg.Response {
 			}
 		case rt.TopicID != [16]byte{}:
 			t = s.meta.TopicByID(rt.TopicID)
+			if t != nil && !r.allowed(auth.ResourceTopic, t.Name(), auth.OpDescribe) {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.TopicID = rt.TopicID
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 		}
 		if t == nil {
 			mt := kmsg.NewMetadataResponseTopic()
@@ -104,6 +116,9 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 	mt.IsInternal = t.Internal()
 	if r.version >= 8 {
 		mt.AuthorizedOperations = -2147483648
+		if r.kreq.(*kmsg.MetadataRequest).IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = r.authorizedOperations(auth.ResourceTopic, name)
+		}
 	}
 	n := t.NumPartitions()
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
@@ -152,25 +167,28 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 
 // metadataBrokers lists the brokers for Metadata: this one on a single
 // node; the registered, unfenced ones in a cluster.
-func (s *Server) metadataBrokers() []kmsg.MetadataResponseBroker {
+func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
+	host, port := r.brokerHostPort()
 	if s.cluster == nil {
-		host, port := s.brokerHostPort()
 		return []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
 	}
 	var out []kmsg.MetadataResponseBroker
 	registered := false
 	for _, b := range s.meta.Brokers() {
-		if b.ID == s.cfg.NodeID {
+		switch {
+		case b.ID == s.cfg.NodeID:
+			// This broker as the listener of the client advertises it.
 			registered = true
-		}
-		if !b.Fenced && b.Host != "" {
+			if !b.Fenced {
+				out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port})
+			}
+		case !b.Fenced && b.Host != "":
 			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port})
 		}
 	}
 	if !registered {
 		// Not registered yet (the quorum is forming): a client that
 		// asks now still learns of the broker it asked.
-		host, port := s.brokerHostPort()
 		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port})
 	}
 	return out

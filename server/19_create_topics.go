@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -29,12 +30,19 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 	for _, rt := range req.Topics {
 		seen[rt.Topic]++
 	}
+	// CREATE on the cluster, or on each topic.
+	clusterCreate := r.allowedCluster(auth.OpCreate)
 	r.await(func() kmsg.Response {
 		for _, rt := range req.Topics {
 			st := kmsg.NewCreateTopicsResponseTopic()
 			st.Topic = rt.Topic
 			st.NumPartitions, st.ReplicationFactor = -1, -1
-			err := s.createTopicFromRequest(&rt, seen[rt.Topic] > 1, req.ValidateOnly)
+			var err error
+			if !clusterCreate && !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpCreate) {
+				err = kerr.TopicAuthorizationFailed
+			} else {
+				err = s.createTopicFromRequest(&rt, seen[rt.Topic] > 1, req.ValidateOnly)
+			}
 			if err != nil {
 				code, msg := errorCode(err)
 				st.ErrorCode = code
@@ -56,6 +64,11 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 					st.TopicID = t.ID()
 					st.NumPartitions = t.NumPartitions()
 					st.ReplicationFactor = int16(len(t.State(0).Replicas))
+					if !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpDescribeConfigs) {
+						st.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
+						resp.Topics = append(resp.Topics, st)
+						continue
+					}
 					for _, c := range s.meta.Settings().DescribeTopicConfigs(t.Configs(), meta.DescribeOptions{}) {
 						cc := kmsg.NewCreateTopicsResponseTopicConfig()
 						cc.Name, cc.Value, cc.Source, cc.IsSensitive = c.Name, c.Value, int8(c.Source), false

@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -40,6 +41,11 @@ func handleDeleteTopics(s *Server, r *request) kmsg.Response {
 			} else {
 				t = s.meta.TopicByID(tg.id)
 			}
+			if (t != nil || tg.name != nil) && !r.allowed(auth.ResourceTopic, deref(tg.name, t), auth.OpDelete) {
+				st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, st)
+				continue
+			}
 			if t == nil {
 				st.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				if tg.name == nil {
@@ -62,4 +68,12 @@ func handleDeleteTopics(s *Server, r *request) kmsg.Response {
 		return resp
 	})
 	return nil
+}
+
+// deref is the name given, else t's.
+func deref(name *string, t *meta.Topic) string {
+	if name != nil {
+		return *name
+	}
+	return t.Name()
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // DeleteRecords, v0-v2. Moves each partition's log start offset up to the
@@ -21,12 +23,15 @@ func handleDeleteRecords(s *Server, r *request) kmsg.Response {
 			st := kmsg.NewDeleteRecordsResponseTopic()
 			st.Topic = rt.Topic
 			t := s.meta.Topic(rt.Topic)
+			denied := !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpDelete)
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 				sp.Partition = rp.Partition
 				sp.LowWatermark = -1
 				p, err := t.Partition(rp.Partition)
-				if err != nil {
+				if denied {
+					sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				} else if err != nil {
 					sp.ErrorCode = codeOf(err)
 				} else if t.Internal() {
 					// As Kafka: the coordinator's records are not the

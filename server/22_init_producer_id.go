@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // InitProducerID, v0-v5, for idempotent producers. Producer ids come from
@@ -19,6 +21,17 @@ func handleInitProducerID(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster or
+	// WRITE on some topic (KIP-679); a transactional one WRITE on its
+	// transactional id.
+	if req.TransactionalID != nil && !r.allowed(auth.ResourceTransactionalID, *req.TransactionalID, auth.OpWrite) ||
+		req.TransactionalID == nil && !r.allowedCluster(auth.OpIdempotentWrite) && !r.allowedAny(auth.ResourceTopic, auth.OpWrite) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		if req.TransactionalID != nil {
+			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		}
+		return resp
+	}
 	if req.TransactionalID != nil {
 		// Transactions come later; tell the client this broker cannot
 		// coordinate them.

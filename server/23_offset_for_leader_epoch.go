@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // OffsetForLeaderEpoch, v0-v4.
@@ -28,13 +30,24 @@ func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
 		t := s.meta.Topic(rt.Topic)
+		denied := !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpDescribe)
+		if req.ReplicaID >= 0 {
+			denied = !r.allowedCluster(auth.OpClusterAction)
+		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
 			p, err := t.Partition(rp.Partition)
-			if err != nil {
-				sp.ErrorCode = codeOf(err)
+			if denied || err != nil {
+				switch {
+				case denied && req.ReplicaID >= 0:
+					sp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+				case denied:
+					sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				default:
+					sp.ErrorCode = codeOf(err)
+				}
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}

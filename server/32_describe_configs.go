@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -33,6 +34,10 @@ func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
 		switch rr.ResourceType {
 		case resourceTopic:
 			t := s.meta.Topic(rr.ResourceName)
+			if !r.allowed(auth.ResourceTopic, rr.ResourceName, auth.OpDescribeConfigs) {
+				res.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				break
+			}
 			if t == nil {
 				res.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				res.ErrorMessage = errMsg("topic " + rr.ResourceName + " does not exist")
@@ -40,6 +45,10 @@ func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
 			}
 			res.Configs = describeConfigs(bs.DescribeTopicConfigs(t.Configs(), opts))
 		case resourceBroker:
+			if !r.allowedCluster(auth.OpDescribeConfigs) {
+				res.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+				break
+			}
 			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(s.cfg.NodeID)) {
 				res.ErrorCode = kerr.InvalidRequest.Code
 				res.ErrorMessage = errMsg("broker " + rr.ResourceName + " is not this broker (" + strconv.Itoa(int(s.cfg.NodeID)) + ")")

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -31,12 +32,20 @@ func handleAlterConfigs(s *Server, r *request) kmsg.Response {
 			switch rr.ResourceType {
 			case resourceTopic:
 				t := s.meta.Topic(rr.ResourceName)
+				if !r.allowed(auth.ResourceTopic, rr.ResourceName, auth.OpAlterConfigs) {
+					err = kerr.TopicAuthorizationFailed
+					break
+				}
 				if t == nil {
 					err = fmt.Errorf("%w: topic %q does not exist", kerr.UnknownTopicOrPartition, rr.ResourceName)
 					break
 				}
 				err = s.meta.AlterTopicConfigs(t, alter)
 			case resourceBroker:
+				if !r.allowedCluster(auth.OpAlterConfigs) {
+					err = kerr.ClusterAuthorizationFailed
+					break
+				}
 				err = s.meta.AlterBrokerConfigs(rr.ResourceName, alter)
 			default:
 				err = fmt.Errorf("%w: unsupported resource type %d", kerr.InvalidRequest, rr.ResourceType)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -18,6 +20,11 @@ func init() { regKey(35, 0, 5, handleDescribeLogDirs) }
 func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DescribeLogDirsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	if !r.allowedCluster(auth.OpDescribe) {
+		// v3+ says why; before, the answer is empty, as Kafka's.
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	dir := kmsg.NewDescribeLogDirsResponseDir()
 	abs, err := filepath.Abs(s.cfg.DataDir)
 	if err != nil {

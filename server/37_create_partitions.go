@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // CreatePartitions, v0-v3. Grows topics to the requested count; an
@@ -26,6 +28,9 @@ func handleCreatePartitions(s *Server, r *request) kmsg.Response {
 			err := func() error {
 				if seen[rt.Topic] > 1 {
 					return fmt.Errorf("%w: topic %q is named more than once", kerr.InvalidRequest, rt.Topic)
+				}
+				if !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpAlter) {
+					return kerr.TopicAuthorizationFailed
 				}
 				t := s.meta.Topic(rt.Topic)
 				if t == nil {

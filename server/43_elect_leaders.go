@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/meta"
 )
@@ -20,6 +21,8 @@ import (
 //   - Null topics mean every partition. On a single broker every
 //     partition has its preferred leader: ELECTION_NOT_NEEDED.
 //   - The change is recorded in the metadata log before the answer.
+//   - It needs ALTER on the cluster: CLUSTER_AUTHORIZATION_FAILED, for
+//     the request (v1+) and each partition named, otherwise.
 
 func init() { regKey(43, 0, 2, handleElectLeaders) }
 
@@ -32,6 +35,20 @@ func handleElectLeaders(s *Server, r *request) kmsg.Response {
 	}
 	if kind != cluster.ElectPreferred && kind != cluster.ElectUnclean {
 		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp
+	}
+	if !r.allowedCluster(auth.OpAlter) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		for _, rt := range req.Topics {
+			st := kmsg.NewElectLeadersResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewElectLeadersResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = p, kerr.ClusterAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
 		return resp
 	}
 	type want struct {

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -31,6 +32,10 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 			switch rr.ResourceType {
 			case resourceTopic:
 				t := s.meta.Topic(rr.ResourceName)
+				if !r.allowed(auth.ResourceTopic, rr.ResourceName, auth.OpAlterConfigs) {
+					err = kerr.TopicAuthorizationFailed
+					break
+				}
 				if t == nil {
 					err = fmt.Errorf("%w: topic %q does not exist", kerr.UnknownTopicOrPartition, rr.ResourceName)
 					break
@@ -44,6 +49,10 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 					err = s.meta.AlterTopicConfigs(t, meta.Alter{Changes: changes, ValidateOnly: req.ValidateOnly})
 				}
 			case resourceBroker:
+				if !r.allowedCluster(auth.OpAlterConfigs) {
+					err = kerr.ClusterAuthorizationFailed
+					break
+				}
 				var changes map[string]*string
 				if changes, err = meta.IncrementalChanges(ops, func(k string) string {
 					v, _ := bs.Get(k)

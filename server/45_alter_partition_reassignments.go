@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/meta"
 )
 
@@ -23,6 +24,8 @@ import (
 //     another replica count (INVALID_REPLICATION_FACTOR, KIP-860).
 //   - List shows each partition being moved: its replicas (old and new),
 //     those being added and those being removed.
+//   - Alter needs ALTER on the cluster, List DESCRIBE on it:
+//     CLUSTER_AUTHORIZATION_FAILED otherwise, as Kafka.
 //   - On a single broker the only assignment is the broker itself, and
 //     nothing is ever in progress.
 
@@ -34,6 +37,10 @@ func init() {
 func handleAlterPartitionReassignments(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.AlterPartitionAssignmentsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
+	if !r.allowedCluster(auth.OpAlter) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	r.await(func() kmsg.Response {
 		for _, rt := range req.Topics {
 			st := kmsg.NewAlterPartitionAssignmentsResponseTopic()
@@ -72,6 +79,10 @@ func handleAlterPartitionReassignments(s *Server, r *request) kmsg.Response {
 func handleListPartitionReassignments(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.ListPartitionReassignmentsRequest)
 	resp := req.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
+	if !r.allowedCluster(auth.OpDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	add := func(t *meta.Topic, parts []int32) {
 		rt := kmsg.NewListPartitionReassignmentsResponseTopic()
 		rt.Topic = t.Name()

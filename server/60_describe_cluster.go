@@ -3,12 +3,16 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // DescribeCluster, v0-v2: the brokers (this one on a single node; in a
 // cluster the registered, unfenced ones), the cluster id, and the
-// controller (the metadata quorum's leader). v1+ EndpointType 2
-// (controllers) is answered the same way, as every node plays both roles.
+// controller (the metadata quorum's leader). Anyone may ask, as in Kafka
+// (no ACL is checked); the cluster's authorized operations are the
+// principal's. v1+ EndpointType 2 (controllers) is answered the same way,
+// as every node plays both roles.
 
 func init() { regKey(60, 0, 2, handleDescribeCluster) }
 
@@ -23,7 +27,10 @@ func handleDescribeCluster(s *Server, r *request) kmsg.Response {
 	resp.ControllerID = s.controllerID()
 	resp.EndpointType = req.EndpointType
 	resp.ClusterAuthorizedOperations = -2147483648
-	for _, mb := range s.metadataBrokers() {
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = r.authorizedOperations(auth.ResourceCluster, auth.ClusterName)
+	}
+	for _, mb := range s.metadataBrokers(r) {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID, b.Host, b.Port = mb.NodeID, mb.Host, mb.Port
 		resp.Brokers = append(resp.Brokers, b)

@@ -2,26 +2,58 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
-// Serve accepts connections on ln until Close, then returns
-// ErrServerClosed. Temporary accept errors are retried with a backoff.
+// endpoint is a listener being served: its settings and the address its
+// clients are told.
+type endpoint struct {
+	l    *listener
+	host string
+	port int32
+}
+
+// Serve accepts connections on ln for the broker's first listener (the
+// one PLAINTEXT listener of a broker configured without listeners) until
+// Close, then returns ErrServerClosed. Temporary accept errors are
+// retried with a backoff.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.ServeListener(s.listeners[0].Name, ln)
+}
+
+// ServeListener is Serve for the listener of that name (of the listeners
+// config), ln being bound to its address.
+func (s *Server) ServeListener(name string, ln net.Listener) error {
+	var l *listener
+	for _, cand := range s.listeners {
+		if strings.EqualFold(cand.Name, name) {
+			l = cand
+		}
+	}
+	if l == nil {
+		ln.Close()
+		return fmt.Errorf("server: no listener named %q", name)
+	}
+	override := ""
+	if l == s.listeners[0] {
+		override = s.cfg.AdvertisedAddr
+	}
+	ep := &endpoint{l: l}
+	ep.host, ep.port = l.advertised(ln.Addr(), override)
 	s.mu.Lock()
 	if s.mu.closed {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
 	}
-	s.mu.listeners[ln] = struct{}{}
-	if s.mu.advertised == "" {
-		s.mu.advertised = ln.Addr().String()
-	}
+	s.mu.listeners[ln] = ep
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	s.logger.Info("listening", "listener", l.Name, "protocol", l.Protocol, "addr", ln.Addr().String(), "advertised", net.JoinHostPort(ep.host, fmt.Sprint(ep.port)))
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -46,13 +78,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		s.startConn(c)
+		s.startConn(c, ep)
 	}
 }
 
-// advertisedAddr returns the address advertised to clients.
-func (s *Server) advertisedAddr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mu.advertised
+// brokerHostPort returns the host and port of this broker that the
+// client of r is told: those of the listener it is connected to.
+func (r *request) brokerHostPort() (string, int32) {
+	return r.c.ep.host, r.c.ep.port
 }

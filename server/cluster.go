@@ -203,12 +203,17 @@ func (s *Server) clusterChanged() {
 	s.topicsChanged()
 }
 
-// advertisedHostPort is the Kafka listener's address once known.
+// advertisedHostPort is the address of this broker's first listener, as
+// its clients are told, once it serves; the broker registers it.
 func (s *Server) advertisedHostPort() (string, int32) {
-	if s.advertisedAddr() == "" {
-		return "", 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ep := range s.mu.listeners {
+		if ep.l == s.listeners[0] {
+			return ep.host, ep.port
+		}
 	}
-	return s.brokerHostPort()
+	return "", 0
 }
 
 // controllerID is the cluster's controller: this broker on a single node.

@@ -29,6 +29,7 @@ func describeConfigs(entries []meta.ConfigEntry) []kmsg.DescribeConfigsResponseR
 		c.Source = kmsg.ConfigSource(e.Source)
 		c.IsDefault = e.IsDefault
 		c.ReadOnly = e.ReadOnly
+		c.IsSensitive = e.Sensitive
 		c.ConfigType = kmsg.ConfigType(e.Type)
 		if e.Doc != "" {
 			c.Documentation = kmsg.StringPtr(e.Doc)

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
 )
 
 // conn is one client connection: a reader goroutine that decodes requests
@@ -31,10 +34,19 @@ import (
 // answered (a produce request: once its batches are appended).
 type conn struct {
 	s      *Server
-	nc     net.Conn
+	nc     net.Conn // a *tls.Conn on SSL and SASL_SSL listeners
+	ep     *endpoint
 	remote string
 	addr   netip.Addr // the client's address, as connection limits count it
+	host   string     // the client's IP address, as ACLs name hosts
 	logger *slog.Logger
+
+	// auth is the connection's identity and SASL state; only the reader
+	// goroutine touches it (sasl.go).
+	auth connAuth
+	// mutedUntil (Unix ns) is when the reader may read again after a
+	// response that was throttled for a quota (quota.go).
+	mutedUntil atomic.Int64
 
 	// ctx is cancelled when the connection dies or drains; handlers
 	// waiting on it answer at once with what they have.
@@ -71,9 +83,11 @@ type response struct {
 	buf     *[]byte
 	bufs    net.Buffers
 	release func()
-	skip    bool  // acks=0 produce: nothing to write
-	fatal   bool  // close the connection after earlier responses
-	size    int64 // bytes counted in conn.inflight until written
+	skip    bool // acks=0 produce: nothing to write
+	fatal   bool // close the connection after earlier responses
+	// closeAfter closes the connection once this response is written.
+	closeAfter bool
+	size       int64 // bytes counted in conn.inflight until written
 }
 
 // bytes is what the response will write.
@@ -150,7 +164,7 @@ func putBuf(b *[]byte) {
 	}
 }
 
-func (s *Server) startConn(nc net.Conn) {
+func (s *Server) startConn(nc net.Conn, ep *endpoint) {
 	addr := connAddr(nc)
 	if refused := s.limits.admit(addr, s.settings()); refused != "" {
 		s.stats.connsRefused.Add(1)
@@ -162,9 +176,13 @@ func (s *Server) startConn(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	if ep.l.tls != nil {
+		nc = tls.Server(nc, ep.l.tls.serverConfig())
+	}
 	c := &conn{
 		s:          s,
 		nc:         nc,
+		ep:         ep,
 		remote:     nc.RemoteAddr().String(),
 		addr:       addr,
 		respCh:     make(chan *response, maxInflight),
@@ -174,6 +192,13 @@ func (s *Server) startConn(nc net.Conn) {
 		done:       make(chan struct{}),
 	}
 	c.logger = s.logger.With("remote", c.remote, "conn", s.stats.nextConn.Add(1))
+	if len(s.listeners) > 1 {
+		c.logger = c.logger.With("listener", ep.l.Name)
+	}
+	c.host = c.remoteIP()
+	c.auth.principal = auth.Anonymous
+	c.auth.user = "ANONYMOUS"
+	c.auth.authenticated = ep.l.sasl == nil
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	s.mu.Lock()
 	if s.mu.closed {
@@ -235,6 +260,21 @@ type request struct {
 	// allowance is how long the request may wait by design (a long
 	// poll), added to the slow-request threshold.
 	allowance time.Duration
+	// closeAfterResp closes the connection once the response is written.
+	closeAfterResp bool
+	// principal ("User:name") and user are who sent the request, as the
+	// connection was authenticated when it was read.
+	principal, user string
+	// throttle is the quota throttle, in ms, to put in the response and
+	// mute the connection for (quota.go).
+	throttle atomic.Int32
+}
+
+// closeAfter makes the request's response the connection's last: nothing
+// more is read, and the connection closes once it is written.
+func (r *request) closeAfter() {
+	r.closing = true
+	r.closeAfterResp = true
 }
 
 // await runs fn in its own goroutine and writes its response when it
@@ -288,9 +328,10 @@ func (r *request) recoverPanic() {
 func (r *request) respond(resp kmsg.Response) {
 	r.countErrors(resp)
 	resp.SetVersion(r.version)
+	r.c.s.throttleResponse(r, resp)
 	b := getBuf()
 	*b = appendResponse((*b)[:0], r.corr, resp)
-	r.c.queue(&response{seq: r.seq, buf: b})
+	r.c.queue(&response{seq: r.seq, buf: b, closeAfter: r.closeAfterResp})
 }
 
 // queue hands the response of a request to the writer. The request is
@@ -383,6 +424,9 @@ func (c *conn) read() {
 			c.releaseAll()
 		}
 	}()
+	if !c.handshake() {
+		return
+	}
 	br := bufio.NewReaderSize(c.nc, 8<<10) // small: large bodies are read past it
 	maxSize := int(c.s.settings().int64("socket.request.max.bytes"))
 	idle := time.Duration(c.s.settings().int64("connections.max.idle.ms")) * time.Millisecond
@@ -413,7 +457,7 @@ func (c *conn) read() {
 			return
 		}
 		n := int(int32(binary.BigEndian.Uint32(size[:])))
-		if n < 8 || n > maxSize {
+		if n < 8 && !c.auth.raw || n < 0 || n > maxSize {
 			c.logger.Warn("bad request size; closing connection", "size", n, "socket.request.max.bytes", maxSize)
 			return
 		}
@@ -429,7 +473,16 @@ func (c *conn) read() {
 			c.logger.Info("connection closed mid-request", "err", err)
 			return
 		}
+		if c.auth.raw {
+			if !c.rawSASL(seq, body) {
+				return
+			}
+			continue
+		}
 		if !c.dispatch(seq, body) {
+			return
+		}
+		if !c.awaitUnmuted() {
 			return
 		}
 	}
@@ -455,7 +508,11 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		c.queue(&response{seq: seq, fatal: true})
 		return false
 	}
-	r := &request{c: c, seq: seq, key: key, version: version, corr: corr}
+	if !c.saslGate(key) {
+		c.queue(&response{seq: seq, fatal: true})
+		return false
+	}
+	r := &request{c: c, seq: seq, key: key, version: version, corr: corr, principal: c.auth.principal, user: c.auth.user}
 	if clientID != nil {
 		r.clientID = *clientID
 	}
@@ -488,6 +545,13 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 	if c.logger.Enabled(c.ctx, slog.LevelDebug) {
 		c.logger.Debug("request", "api", kmsg.NameForKey(key), "version", version, "client_id", r.clientID)
 	}
+	if key == 0 {
+		r.quotaProduce(len(body))
+	}
+	var handlerStart time.Time
+	if c.s.quotas.enabled.Load() {
+		handlerStart = time.Now()
+	}
 	var resp kmsg.Response
 	func() {
 		defer r.recoverPanic()
@@ -496,6 +560,9 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 			panic(fmt.Sprintf("handler for %s returned no response", kmsg.NameForKey(key)))
 		}
 	}()
+	if !handlerStart.IsZero() {
+		r.quotaRequestTime(time.Since(handlerStart))
+	}
 	if resp != nil {
 		r.respond(resp)
 	}
@@ -573,6 +640,11 @@ func (c *conn) writeResponse(r *response) bool {
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 			c.logger.Info("response write failed; closing connection", "err", err)
 		}
+		c.nc.Close()
+		c.cancel()
+		return false
+	}
+	if r.closeAfter {
 		c.nc.Close()
 		c.cancel()
 		return false

@@ -1,15 +1,19 @@
 // Package server is a Ferry broker's wire protocol and nothing else: the
-// listeners and accept loop (accept.go), one connection's reader and writer
-// goroutines with framing and ordered responses (conn.go), kmsg decoding
+// listeners and accept loop (listener.go, accept.go), TLS (tls.go), one
+// connection's reader and writer goroutines with framing and ordered
+// responses (conn.go), SASL authentication (sasl.go), kmsg decoding
 // and dispatch by API key, one file per API named by its key
 // (00_produce.go, 01_fetch.go, ...) that registers the versions it serves
-// (handlers.go; ApiVersions advertises exactly those), fetch sessions
-// (fetch_session.go), the broker's background schedulers (schedule.go),
-// the one mapping from errors to Kafka codes (errors.go), and the
-// broker's metrics: request, error-code and connection counters kept with
-// atomic adds and slow-request log lines (stats.go), and the Prometheus
-// collector that reads them, with the partitions', fsyncs' and groups'
-// own counters, at scrape time (metrics.go, Server.Collector).
+// (handlers.go; ApiVersions advertises exactly those), authorization
+// (authorize.go, security.go: each handler states the resource and
+// operation it needs), client quotas and throttling (quota.go), fetch
+// sessions (fetch_session.go), the broker's background schedulers
+// (schedule.go), the one mapping from errors to Kafka codes (errors.go),
+// and the broker's metrics: request, error-code and connection counters
+// kept with atomic adds and slow-request log lines (stats.go), and the
+// Prometheus collector that reads them, with the partitions', fsyncs' and
+// groups' own counters, at scrape time (metrics.go, Server.Collector).
+// Authentication and the ACL decisions themselves are in package auth.
 //
 // With controller.quorum.voters the broker is a node of a cluster
 // (cluster.go): its metadata log is package raftlog's, package cluster
@@ -36,8 +40,12 @@
 //
 // # Lock order
 //
-// Server.mu guards the listeners, connections and advertised address; it
-// is held only for those fields, never across a call into another package.
+// Server.mu guards the listeners and connections; it is held only for
+// those fields, never across a call into another package. A connection's
+// identity and SASL state belong to its reader goroutine (handlers run
+// there); each request carries a copy of the identity. A tlsConfig's mu,
+// the authentication-failure counts' mu and the quota sensors' mus are
+// leaves, held for their own fields only.
 // fetchSessions.mu guards the session cache and is held only for it; a
 // fetchSession's own mu is held for the whole of one fetch, which takes
 // partition locks inside it. Below the server, in order: meta's adminMu
@@ -54,5 +62,7 @@
 //	srv, err := server.New(server.Config{DataDir: dir, Logger: logger})
 //	ln, err := net.Listen("tcp", "127.0.0.1:9092")
 //	go srv.Serve(ln)  // returns ErrServerClosed after Close
+//	// with Props["listeners"] = "PLAINTEXT://...,SASL_SSL://...":
+//	// go srv.ServeListener("SASL_SSL", ln2) for each (ParseListeners)
 //	defer srv.Close() // drains requests in flight, closes every log cleanly
 package server

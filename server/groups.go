@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/coordstate"
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
@@ -16,7 +17,8 @@ import (
 
 // The consumer-group coordinator lives in package group; this file wires
 // it to the broker: its Store is the __consumer_offsets topic (package
-// coordstate), and the group APIs hand their requests to it. Every group
+// coordstate), and the group APIs (registered in groups_authz.go, which
+// authorizes them) hand their requests to it. Every group
 // call may block (a JoinGroup waits for the rebalance), so each runs in
 // r.await and is cancelled when the connection goes away.
 
@@ -116,25 +118,9 @@ func (s *Server) groupTopics() map[string]group.TopicInfo {
 // groupCall runs a coordinator call off the reader goroutine.
 func groupCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn func(context.Context, Req) Resp) kmsg.Response {
 	req := r.kreq.(Req)
-	ctx := group.WithClientInfo(r.c.ctx, group.ClientInfo{ClientID: r.clientID, Host: "/" + r.c.remoteIP()})
+	ctx := groupCtx(r)
 	r.await(func() kmsg.Response { return fn(ctx, req) })
 	return nil
-}
-
-func init() {
-	regKey(8, 0, 10, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.OffsetCommit) })
-	regKey(9, 0, 10, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.OffsetFetch) })
-	regKey(10, 0, 6, handleFindCoordinator)
-	regKey(11, 0, 9, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.JoinGroup) })
-	regKey(12, 0, 4, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.Heartbeat) })
-	regKey(13, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.LeaveGroup) })
-	regKey(14, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.SyncGroup) })
-	regKey(15, 0, 6, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DescribeGroups) })
-	regKey(16, 0, 5, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ListGroups) })
-	regKey(42, 0, 3, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.DeleteGroups) })
-	regKey(47, 0, 0, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.OffsetDelete) })
-	regKey(68, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupHeartbeat) })
-	regKey(69, 0, 1, func(s *Server, r *request) kmsg.Response { return groupCall(s, r, s.groups.ConsumerGroupDescribe) })
 }
 
 // FindCoordinator, v0-v6. This broker coordinates every group; v4+
@@ -143,8 +129,14 @@ func init() {
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	host, port := s.brokerHostPort()
+	host, port := r.brokerHostPort()
 	answer := func(key string) (int32, string, int32, int16, *string) {
+		switch {
+		case req.CoordinatorType == 0 && !r.allowed(auth.ResourceGroup, key, auth.OpDescribe):
+			return -1, "", -1, kerr.GroupAuthorizationFailed.Code, nil
+		case req.CoordinatorType == 1 && !r.allowed(auth.ResourceTransactionalID, key, auth.OpDescribe):
+			return -1, "", -1, kerr.TransactionalIDAuthorizationFailed.Code, nil
+		}
 		if req.CoordinatorType != 0 {
 			msg := "transaction coordinators are not supported yet"
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
@@ -26,8 +27,9 @@ type Config struct {
 	DataDir string
 	// NodeID is this broker's id (node.id). Default 0.
 	NodeID int32
-	// AdvertisedAddr is the host:port given to clients in Metadata.
-	// Default: the address of the listener passed to Serve.
+	// AdvertisedAddr is the host:port given to clients of the first
+	// listener in Metadata, unless advertised.listeners names it.
+	// Default: see listener.go.
 	AdvertisedAddr string
 	// ControllerListen is where the controller listener (the metadata
 	// quorum's raft transport) binds when controller.quorum.voters is
@@ -36,8 +38,8 @@ type Config struct {
 	// Logger receives the broker's log lines. nil discards them.
 	Logger *slog.Logger
 	// Props holds broker configs by their Kafka names (num.partitions,
-	// log.retention.ms, group.initial.rebalance.delay.ms, ...), as given
-	// on the command line or in a properties file.
+	// log.retention.ms, group.initial.rebalance.delay.ms, listeners,
+	// ssl.*, ...), as given on the command line or in a properties file.
 	Props map[string]string
 
 	// controllerListener, when set, is the controller listener to use
@@ -62,6 +64,16 @@ type Server struct {
 	groups   *group.Coordinator
 	limits   *connLimits // connection counts and the request budget (limits.go)
 
+	// listeners are the configured listeners (listener.go); the first is
+	// the one Serve serves.
+	listeners []*listener
+	// authz decides what principals may do (authorize.go); nil when no
+	// authorizer is configured, and then everyone may do everything.
+	authz *auth.Authorizer
+	// authFailures slows down failed authentications per address.
+	authFailures authFailures
+	// quotas measures clients against their quotas (quota.go).
+	quotas *quotas
 	// stats counts requests and connections for the metrics (stats.go).
 	stats *serverStats
 
@@ -73,10 +85,9 @@ type Server struct {
 
 	mu struct {
 		sync.Mutex
-		listeners  map[net.Listener]struct{}
-		conns      map[*conn]struct{}
-		advertised string
-		closed     bool
+		listeners map[net.Listener]*endpoint
+		conns     map[*conn]struct{}
+		closed    bool
 	}
 	closeOnce sync.Once
 	closeErr  error
@@ -94,14 +105,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	start := time.Now()
 	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
-	s.mu.listeners = map[net.Listener]struct{}{}
+	s.mu.listeners = map[net.Listener]*endpoint{}
 	s.mu.conns = map[*conn]struct{}{}
-	s.mu.advertised = cfg.AdvertisedAddr
 	err := s.openMeta(meta.Config{
 		DataDir:         cfg.DataDir,
 		NodeID:          cfg.NodeID,
 		Props:           cfg.Props,
 		TopicsChanged:   s.topicsChanged,
+		SecurityChanged: s.securityChanged,
 		Logger:          s.logger,
 		AdjustPartition: cfg.testPartitionConfig,
 	})
@@ -110,6 +121,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sessions = newFetchSessions(int(s.settings().int64("max.incremental.fetch.session.cache.slots")))
 	if s.limits, err = newConnLimits(s.settings()); err != nil {
+		s.closeStorage()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.startSecurity(); err != nil {
 		s.closeStorage()
 		return nil, fmt.Errorf("server: %w", err)
 	}

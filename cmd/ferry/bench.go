@@ -27,7 +27,44 @@ type brokerSource struct {
 	props    kvFlag
 	pprof    string
 	quiet    bool
+	sec      *clientSecurity // TLS and SASL towards -brokers (clientsec.go)
 }
+
+// lingerFlag is -linger: unset leaves the choice to bench (none for e2e,
+// kgo's 10ms for produce); 0 means none.
+type lingerFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (f *lingerFlag) String() string {
+	if !f.set {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *lingerFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	f.d, f.set = max(d, 0), true // negative, as 0: none
+	return nil
+}
+
+// config is bench.Config.Linger for the flag.
+func (f *lingerFlag) config() time.Duration {
+	switch {
+	case !f.set:
+		return 0
+	case f.d == 0:
+		return -1
+	}
+	return f.d
+}
+
+const lingerUsage = "producer linger, `duration` (0: none; default: none for e2e, kgo's 10ms otherwise)"
 
 func addBrokerSourceFlags(fs *flag.FlagSet) *brokerSource {
 	bs := &brokerSource{}
@@ -37,6 +74,7 @@ func addBrokerSourceFlags(fs *flag.FlagSet) *brokerSource {
 	fs.Var(&bs.props, "c", "broker config `key=value` for -embedded (repeatable)")
 	fs.StringVar(&bs.pprof, "pprof", "", "serve net/http/pprof on this `address` while running")
 	fs.BoolVar(&bs.quiet, "q", false, "no progress lines on stderr")
+	bs.sec = addSecurityFlags(fs)
 	return bs
 }
 
@@ -141,15 +179,20 @@ type benchOpts struct {
 	duration    time.Duration
 	size        int
 	keySpace    int
+	roundRobin  bool
 	acks        string
 	compression string
-	linger      time.Duration
+	linger      lingerFlag
 	batchBytes  int
 	producers   int
 	consumers   int
+	fanout      bool
 	rate        int
 	group       string
 	warmup      time.Duration
+	bulk        bench.BulkLoad
+	brokerPID   int
+	brokerAdmin string
 	json        bool
 }
 
@@ -163,12 +206,14 @@ func benchFlags(mode string) (*flag.FlagSet, *benchOpts) {
 	fs.DurationVar(&o.duration, "duration", 0, "how long to run when -records is 0 (default 10s)")
 	fs.IntVar(&o.size, "size", bench.DefaultSize, "record value size in bytes")
 	fs.IntVar(&o.keySpace, "key-space", 0, "give records one of N keys (0: no keys)")
+	fs.BoolVar(&o.roundRobin, "round-robin", false, "send record i to partition i mod partitions (a share for each of many partitions)")
 	fs.StringVar(&o.acks, "acks", "all", "acks: 0, 1 or all")
 	fs.StringVar(&o.compression, "compression", "none", "compression: none, gzip, snappy, lz4, zstd")
-	fs.DurationVar(&o.linger, "linger", 0, "producer linger (0: kgo's default, 10ms)")
+	fs.Var(&o.linger, "linger", lingerUsage)
 	fs.IntVar(&o.batchBytes, "batch-bytes", bench.DefaultBatchBytes, "largest batch a producer builds")
 	fs.IntVar(&o.producers, "producers", 1, "producer clients")
 	fs.IntVar(&o.consumers, "consumers", 1, "consumer clients")
+	fs.BoolVar(&o.fanout, "fanout", false, "every consumer reads every partition (independent readers) instead of sharing them")
 	rateDefault := 0
 	if mode == "e2e" {
 		rateDefault = bench.DefaultE2ERate
@@ -176,6 +221,13 @@ func benchFlags(mode string) (*flag.FlagSet, *benchOpts) {
 	fs.IntVar(&o.rate, "rate", rateDefault, "records/s over all producers (0: as fast as possible)")
 	fs.StringVar(&o.group, "group", "", "consume as this consumer group (consume, e2e)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run this long before measuring")
+	if mode == "e2e" {
+		fs.IntVar(&o.bulk.Size, "bulk-size", 0, "also produce records of this many bytes to TOPIC-bulk, acks=all, as fast as possible (0: no bulk load)")
+		fs.IntVar(&o.bulk.Partitions, "bulk-partitions", 1, "partitions of the bulk topic")
+		fs.IntVar(&o.bulk.Producers, "bulk-producers", 1, "bulk producer clients")
+	}
+	fs.IntVar(&o.brokerPID, "broker-pid", 0, "report the CPU time of the broker process with this `pid` (Linux, /proc)")
+	fs.StringVar(&o.brokerAdmin, "broker-admin", "", "report the broker's CPU time from process_cpu_seconds_total at `host:port`/metrics (ferry serve -admin-listen)")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	return fs, o
 }
@@ -218,9 +270,11 @@ func runBench(ctx context.Context, mode string, fn func(context.Context, bench.C
 	}
 	defer stopPprof()
 	brokers := splitBrokers(o.src.brokers)
+	proc := bench.BrokerProcess{PID: o.brokerPID, Admin: o.brokerAdmin}
 	var note string
 	switch {
 	case o.src.embedded:
+		proc = bench.BrokerProcess{Self: true}
 		b, err := startEmbedded(o.src.props, stderr)
 		if err != nil {
 			return err
@@ -237,15 +291,23 @@ func runBench(ctx context.Context, mode string, fn func(context.Context, bench.C
 		brokers = []string{b.addr}
 		note = "null broker in this process (-sink): nothing was stored; CPU figures include it"
 	}
+	rate := o.rate
+	if mode == "e2e" && rate == 0 {
+		rate = -1 // as fast as possible
+	}
 	cfg := bench.Config{
 		Brokers: brokers, Topic: o.topic, Partitions: o.partitions, Keep: o.keep,
-		Records: o.records, Duration: o.duration, Size: o.size, KeySpace: o.keySpace,
-		Acks: o.acks, Compression: o.compression, Linger: o.linger, BatchBytes: o.batchBytes,
-		Producers: o.producers, Consumers: o.consumers, Rate: o.rate, Group: o.group, Warmup: o.warmup,
+		Records: o.records, Duration: o.duration, Size: o.size, KeySpace: o.keySpace, RoundRobin: o.roundRobin,
+		Acks: o.acks, Compression: o.compression, Linger: o.linger.config(), BatchBytes: o.batchBytes,
+		Producers: o.producers, Consumers: o.consumers, Fanout: o.fanout, Rate: rate, Group: o.group, Warmup: o.warmup,
+		Bulk: o.bulk, Broker: proc,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if !o.src.quiet {
 		cfg.Progress = stderr
+	}
+	if cfg.ClientOpts, err = o.src.sec.opts(); err != nil {
+		return err
 	}
 	res, err := fn(ctx, cfg)
 	if errors.Is(err, bench.ErrConfig) {
@@ -284,7 +346,7 @@ type compareOpts struct {
 	producers   int
 	consumers   int
 	compression string
-	linger      time.Duration
+	linger      lingerFlag
 	batchBytes  int
 	warmup      time.Duration
 }
@@ -292,21 +354,21 @@ type compareOpts struct {
 func compareFlags() (*flag.FlagSet, *compareOpts) {
 	fs := newFlagSet("bench compare")
 	o := &compareOpts{src: addBrokerSourceFlags(fs)}
-	fs.Var(&o.targets, "target", "`name=host:port[,host:port]` to compare (repeatable; ratios are to the first)")
+	fs.Var(&o.targets, "target", "`name=host:port[,host:port][,pid=N][,admin=host:port]` to compare (repeatable; ratios are to the first); pid= or admin= names the broker's process, whose CPU per GB is then reported")
 	fs.IntVar(&o.repeat, "repeat", 3, "repetitions of every scenario on every target (the table shows medians)")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each produce and e2e run")
 	fs.StringVar(&o.report, "report", "", "write report.md, report.json, SVG charts and index.html into `DIR`")
 	fs.BoolVar(&o.json, "json", false, "print the comparison as JSON instead of a table")
 	var names []string
-	for _, sc := range bench.StandardScenarios() {
+	for _, sc := range bench.AllScenarios() {
 		names = append(names, sc.Name)
 	}
-	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated subset of the standard scenarios: "+strings.Join(names, ", "))
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios, or the sets standard, load, all (default all): "+strings.Join(names, ", "))
 	fs.Int64Var(&o.fillRecords, "fill-records", 200_000, "records a consume scenario writes first when its source scenario is not run")
 	fs.IntVar(&o.producers, "producers", 1, "producer clients per run")
 	fs.IntVar(&o.consumers, "consumers", 1, "consumer clients per run")
 	fs.StringVar(&o.compression, "compression", "none", "compression: none, gzip, snappy, lz4, zstd")
-	fs.DurationVar(&o.linger, "linger", 0, "producer linger (0: kgo's default, 10ms)")
+	fs.Var(&o.linger, "linger", lingerUsage+"; scenarios that set their own keep it")
 	fs.IntVar(&o.batchBytes, "batch-bytes", bench.DefaultBatchBytes, "largest batch a producer builds")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run this long before measuring, in every run")
 	return fs, o
@@ -335,7 +397,7 @@ func runBenchCompare(ctx context.Context, args []string, stdout, stderr io.Write
 			return err
 		}
 		defer b.stop()
-		targets = append(targets, bench.Target{Name: "ferry", Brokers: []string{b.addr}})
+		targets = append(targets, bench.Target{Name: "ferry", Brokers: []string{b.addr}, Process: bench.BrokerProcess{Self: true}})
 	}
 	for _, t := range o.targets {
 		tg, err := bench.ParseTarget(t)
@@ -355,34 +417,23 @@ func runBenchCompare(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(targets) == 0 {
 		targets = append(targets, bench.Target{Name: "default", Brokers: splitBrokers(o.src.brokers)})
 	}
-	scenarios := bench.StandardScenarios()
-	if o.scenarios != "" {
-		want := map[string]bool{}
-		for s := range strings.SplitSeq(o.scenarios, ",") {
-			want[strings.TrimSpace(s)] = true
-		}
-		var picked []bench.Scenario
-		for _, sc := range scenarios {
-			if want[sc.Name] {
-				picked = append(picked, sc)
-				delete(want, sc.Name)
-			}
-		}
-		for name := range want {
-			return usageError("bench compare: unknown scenario %q", name)
-		}
-		scenarios = picked
+	scenarios, err := bench.PickScenarios(o.scenarios)
+	if err != nil {
+		return usageError("bench compare: %v", err)
 	}
 	cc := bench.CompareConfig{
 		Targets: targets, Scenarios: scenarios, Repeat: o.repeat, Duration: o.duration, FillRecords: o.fillRecords,
 		Base: bench.Config{
 			Producers: o.producers, Consumers: o.consumers, Compression: o.compression,
-			Linger: o.linger, BatchBytes: o.batchBytes, Warmup: o.warmup,
+			Linger: o.linger.config(), BatchBytes: o.batchBytes, Warmup: o.warmup,
 			Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		},
 	}
 	if !o.src.quiet {
 		cc.Progress = stderr
+	}
+	if cc.Base.ClientOpts, err = o.src.sec.opts(); err != nil {
+		return err
 	}
 	cmp, err := bench.Compare(ctx, cc)
 	if errors.Is(err, bench.ErrConfig) {

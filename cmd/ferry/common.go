@@ -116,6 +116,7 @@ type clientFlags struct {
 	brokers string
 	output  string
 	timeout time.Duration
+	sec     *clientSecurity // TLS and SASL (clientsec.go)
 }
 
 // brokersFlag defines -brokers on fs, defaulting to $FERRY_BROKERS or
@@ -146,12 +147,14 @@ func clientFlagSet(name string) (*flag.FlagSet, *clientFlags) {
 	return fs, addClientFlags(fs)
 }
 
-// addClientFlags defines -brokers, -o and -timeout on fs.
+// addClientFlags defines -brokers, -o, -timeout and the TLS and SASL
+// flags on fs.
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	cf := &clientFlags{}
 	brokersFlag(fs, &cf.brokers)
 	fs.StringVar(&cf.output, "o", "table", "output format: table or json")
 	fs.DurationVar(&cf.timeout, "timeout", 30*time.Second, "how long to wait for brokers on each request")
+	cf.sec = addSecurityFlags(fs)
 	return cf
 }
 
@@ -243,6 +246,10 @@ func (c *conn) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.C
 // request.
 func (cf *clientFlags) connect(extra ...kgo.Opt) (*conn, error) {
 	c := &conn{flags: cf}
+	secOpts, err := cf.sec.opts()
+	if err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cf.brokerList()...),
 		kgo.WithHooks(c),
@@ -250,6 +257,7 @@ func (cf *clientFlags) connect(extra ...kgo.Opt) (*conn, error) {
 		kgo.RetryTimeout(cf.timeout),
 		kgo.ClientID("ferry-cli"),
 	}
+	opts = append(opts, secOpts...)
 	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", cf.brokers, err)

@@ -1,8 +1,9 @@
 // Command ferry is the Ferry broker and its command line: one binary that
 // serves the Kafka protocol (`ferry serve`), measures any Kafka-protocol
 // broker (`ferry bench`), administers topics, records and consumer groups
-// (`ferry topic|produce|consume|group|cluster`), and checks a broker's
-// health through its admin listener (`ferry health`).
+// (`ferry topic|produce|consume|group|cluster`), SCRAM users, ACLs and
+// client quotas (`ferry user|acl|quota`), and checks a broker's health
+// through its admin listener (`ferry health`).
 //
 //	ferry serve -listen 127.0.0.1:9092 -data-dir ./data -admin-listen localhost:9644
 //	ferry health -admin localhost:9644
@@ -11,13 +12,17 @@
 //	ferry consume orders -group billing -e -f '%p/%o %k=%v\n'
 //	ferry group describe billing
 //	ferry group reset-offsets billing -to-earliest -execute
+//	ferry user create alice -mechanism SCRAM-SHA-512 -command-config admin.properties
+//	ferry acl create -principal alice -operation READ -topic orders -command-config admin.properties
 //	ferry bench produce -embedded -duration 10s
 //	ferry bench compare -target ferry=localhost:9092 -target kafka=kafka:9092 -report ./report
 //	source <(ferry completion bash)
 //
 // Flags use the standard library's flag package (-x and --x both work) and
 // may follow positional arguments. Every client command takes -brokers
-// (default $FERRY_BROKERS, else localhost:9092), -o table|json and -timeout.
+// (default $FERRY_BROKERS, else localhost:9092), -o table|json, -timeout,
+// and TLS and SASL flags or -command-config, a Kafka client properties
+// file (clientsec.go).
 // Errors name the broker, topic or group and Kafka's error name, and exit 1;
 // a bad command line exits 2.
 //

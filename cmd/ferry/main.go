@@ -42,7 +42,7 @@ func init() {
 		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare)", defaultSub: "produce", sub: []*command{
 			{name: "produce", summary: "produce as fast as possible (or at -rate); ack latency", run: runBenchProduce, flags: benchFlagsFor("produce")},
 			{name: "consume", summary: "read a topic back; time to first record", run: runBenchConsume, flags: benchFlagsFor("consume")},
-			{name: "e2e", summary: "fixed-rate producer and consumer together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
+			{name: "e2e", summary: "producer (fixed rate, or -rate 0 flat out; optional -bulk-size load beside it) and consumers together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
 			{name: "compare", summary: "the standard scenarios against several -target brokers, side by side", run: runBenchCompare, flags: compareFlagsOnly},
 		}},
 		{name: "topic", summary: "create, list, describe, delete and change topics", sub: []*command{
@@ -63,6 +63,20 @@ func init() {
 		}},
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
+		}},
+		{name: "user", summary: "create, list and delete SCRAM users", sub: []*command{
+			{name: "create", args: "USER...", summary: "set users' SCRAM passwords (-password, or stdin)", run: runUserCreate, flags: flagsOnly(userCreateFlags)},
+			{name: "list", summary: "users and their SCRAM mechanisms", run: runUserList, flags: flagsOnly(userListFlags)},
+			{name: "delete", args: "USER...", summary: "delete users' SCRAM credentials", run: runUserDelete, flags: flagsOnly(userDeleteFlags)},
+		}},
+		{name: "acl", summary: "create, list and delete ACLs", sub: []*command{
+			{name: "create", summary: "allow (or -deny) a principal an operation on a resource", run: runACLCreate, flags: flagsOnly(aclCreateFlags)},
+			{name: "list", summary: "ACLs matching the flags (all without any)", run: runACLList, flags: flagsOnly(aclListFlags)},
+			{name: "delete", summary: "delete the ACLs matching the flags", run: runACLDelete, flags: flagsOnly(aclDeleteFlags)},
+		}},
+		{name: "quota", summary: "set and list client quotas", sub: []*command{
+			{name: "set", summary: "set (-set k=v) or remove (-delete k) quotas of a user and/or client id", run: runQuotaSet, flags: flagsOnly(quotaSetFlags)},
+			{name: "list", summary: "every quota set", run: runQuotaList, flags: flagsOnly(quotaListFlags)},
 		}},
 		{name: "dev", summary: "development helpers", sub: []*command{
 			{name: "cluster", summary: "run a cluster of -nodes local brokers (replicated partitions, failover)", run: runDevCluster, flags: flagsOnly(devClusterFlags)},
@@ -161,7 +175,9 @@ func writeUsage(w io.Writer, path []string, cmds []*command) {
 		fmt.Fprintf(w, "  %-28s %s\n", name, c.summary)
 	}
 	if len(path) == 0 {
-		fmt.Fprintf(w, "\nEvery client command takes -brokers (default $%s or %s) and -o table|json.\n", envBrokers, defaultBrokers)
+		fmt.Fprintf(w, "\nEvery client command takes -brokers (default $%s or %s), -o table|json,\n", envBrokers, defaultBrokers)
+		fmt.Fprintf(w, "and -tls, -tls-ca, -tls-cert, -tls-key, -sasl-mechanism, -sasl-user, -sasl-password\n")
+		fmt.Fprintf(w, "or -command-config FILE (Kafka client properties; default $%s).\n", envClientConfig)
 		fmt.Fprintln(w, "Run 'ferry help COMMAND' or 'ferry COMMAND -h' for its flags.")
 	}
 }

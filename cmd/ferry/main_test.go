@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -357,7 +358,15 @@ func TestBenchCommands(t *testing.T) {
 		{"produce", []string{"bench", "produce", b, "-records", "3000", "-partitions", "2", "-topic", "bp"}, []string{"records     3,000", "ack", "p99.9", "cpu"}},
 		{"consume", []string{"bench", "consume", b, "-records", "2000", "-topic", "bc", "-consumers", "2", "-partitions", "2"}, []string{"records     2,000", "first-record"}},
 		{"consume group", []string{"bench", "consume", b, "-records", "1000", "-topic", "bg", "-group", "bench-g"}, []string{"in group bench-g"}},
-		{"e2e", []string{"bench", "e2e", b, "-records", "500", "-rate", "2000", "-topic", "be"}, []string{"end-to-end", "rate        target 2,000/s"}},
+		{"e2e", []string{"bench", "e2e", b, "-records", "500", "-rate", "2000", "-topic", "be"}, []string{"end-to-end", "rate        target 2,000/s", "linger 0"}},
+		{"e2e linger", []string{"bench", "e2e", b, "-records", "500", "-rate", "2000", "-topic", "bel", "-linger", "2ms"}, []string{"linger 2.00ms"}},
+		{"e2e flat out", []string{"bench", "e2e", b, "-records", "2000", "-rate", "0", "-partitions", "2", "-topic", "bef"}, []string{"records     2,000", "end-to-end"}},
+		{"e2e bulk", []string{"bench", "e2e", b, "-records", "500", "-rate", "2000", "-topic", "beb", "-bulk-size", "512", "-bulk-partitions", "2"},
+			[]string{"bulk        topic beb-bulk (2 partitions), 512 B records, acks=all"}},
+		{"produce round robin", []string{"bench", "produce", b, "-records", "1000", "-partitions", "4", "-round-robin", "-linger", "0", "-topic", "brr",
+			"-broker-pid", strconv.Itoa(os.Getpid())}, []string{"linger 0", "broker cpu", "/proc/"}},
+		{"consume fanout", []string{"bench", "consume", b, "-records", "600", "-topic", "bfo", "-consumers", "2", "-partitions", "2", "-fanout"},
+			[]string{"records     1,200", "each reading every partition"}},
 		{"sink", []string{"bench", "produce", "-sink", "-duration", "300ms"}, []string{"null broker", "throughput"}},
 		{"embedded default produce", []string{"bench", "-embedded", "-records", "2000"}, []string{"produce: topic ferry-bench", "records     2,000", "-embedded"}},
 	}
@@ -413,6 +422,12 @@ func TestBenchCompare(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	out, errOut, code = ferry(t, "", "bench", "compare", "-target", "one="+a+",pid="+strconv.Itoa(os.Getpid()), "-target", "two="+c,
+		"-repeat", "1", "-duration", "200ms", "-fill-records", "500", "-scenarios", "consume-3x-8p-1KiB")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	contains(t, "compare load table", out, "consume-3x-8p-1KiB", "broker cpu s/GB", "load avg")
 	_, errOut, code = ferry(t, "", "bench", "compare", "-scenarios", "nope", "-target", "x=127.0.0.1:1")
 	if code != 2 || !strings.Contains(errOut, `unknown scenario "nope"`) {
 		t.Fatalf("unknown scenario: exit %d %s", code, errOut)

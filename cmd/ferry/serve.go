@@ -53,7 +53,7 @@ type serveOptions struct {
 func serveFlags() (*flag.FlagSet, *serveOptions) {
 	o := &serveOptions{props: kvFlags{}}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:9092", "address to listen on")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:9092", "address of the PLAINTEXT listener (the listeners config, -c listeners=..., names several)")
 	fs.StringVar(&o.dataDir, "data-dir", "./data", "data directory")
 	fs.StringVar(&o.advertised, "advertised-addr", "", "host:port given to clients (default: the listen address)")
 	fs.IntVar(&o.nodeID, "node-id", 0, "node id (node.id)")
@@ -128,9 +128,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger.Debug("open file limit", "limit", n)
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	if props["listeners"] == "" {
+		props["listeners"] = "PLAINTEXT://" + o.listen
+	} else if flagSet(fs, "listen") {
+		return usageError("serve: -listen and the listeners config together; name every listener in listeners")
+	}
+	listeners, err := server.ParseListeners(props)
 	if err != nil {
-		return fmt.Errorf("serve: listen on %s: %w", o.listen, err)
+		return usageError("serve: %v", err)
+	}
+	lns := make([]net.Listener, 0, len(listeners))
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	consoleAddr := ""
+	for _, l := range listeners {
+		ln, err := net.Listen("tcp", l.Addr())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("serve: listener %s: listen on %s: %w", l.Name, l.Addr(), err)
+		}
+		lns = append(lns, ln)
+		if consoleAddr == "" && l.Protocol == server.ProtocolPlaintext {
+			consoleAddr = selfAddr(ln.Addr())
+		}
 	}
 	srv, err := server.New(server.Config{
 		DataDir:          o.dataDir,
@@ -141,14 +164,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Props:            props,
 	})
 	if err != nil {
-		ln.Close()
+		closeAll()
 		return err
 	}
-	fmt.Fprintf(stdout, "ferry listening on %s (data in %s)\n", ln.Addr(), o.dataDir)
+	for i, ln := range lns {
+		fmt.Fprintf(stdout, "ferry listening on %s (%s, %s; data in %s)\n", ln.Addr(), listeners[i].Name, listeners[i].Protocol, o.dataDir)
+	}
+	served := make(chan error, len(lns))
+	for i, ln := range lns {
+		go func() { served <- srv.ServeListener(listeners[i].Name, ln) }()
+	}
+	waitServed := func(n int) {
+		for range n {
+			<-served
+		}
+	}
+	// The admin listener's /readyz says ready once a listener accepts.
+	for deadline := time.Now().Add(5 * time.Second); errors.Is(srv.Ready(), server.ErrNotServing) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if o.pprofAddr != "" {
 		stop, err := servePprof(o.pprofAddr, logger)
 		if err != nil {
 			srv.Close()
+			waitServed(len(lns))
 			return fmt.Errorf("serve: -pprof: %w", err)
 		}
 		defer stop()
@@ -156,13 +195,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var adminDone chan error
 	if o.adminListen != "" {
-		var consoleAddr string
-		if o.console {
-			consoleAddr = selfAddr(ln.Addr())
+		if !o.console {
+			consoleAddr = ""
+		} else if consoleAddr == "" {
+			logger.Warn("no PLAINTEXT listener: the web console is off (it is a client of one)")
 		}
 		stop, done, err := serveAdmin(o.adminListen, srv, consoleAddr, logger, stdout)
 		if err != nil {
 			srv.Close()
+			waitServed(len(lns))
 			return fmt.Errorf("serve: -admin-listen: %w", err)
 		}
 		defer stop()
@@ -174,15 +215,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
 		srv.Close()
+		waitServed(len(lns) - 1)
 		return fmt.Errorf("serve: %w", err)
 	case err := <-adminDone:
 		srv.Close()
-		<-served
+		waitServed(len(lns))
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -208,7 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("serve: shutdown: %w", err)
 	}
-	<-served
+	waitServed(len(lns))
 	return nil
 }
 

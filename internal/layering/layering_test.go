@@ -62,6 +62,12 @@ var rules = []rule{
 		transitive: true,
 	},
 	{
+		what:       "auth knows no wire protocol and nothing above it",
+		from:       []string{"auth"},
+		not:        []string{kmsg, kerr, kgo, m("server"), m("group"), m("txn"), m("share"), m("cmd/...")},
+		transitive: true,
+	},
+	{
 		what:       "coordinators know nothing above them: their stores come through their own interfaces",
 		from:       []string{"group", "txn", "share"},
 		not:        []string{m("server"), m("meta"), m("coordstate"), m("bench/..."), m("cmd/..."), "net/..."},
