@@ -637,7 +637,8 @@ func freePorts(n int) int { return 30000 + rand.IntN(20000-n) }
 // TestFailoverTime measures, with the default timeouts, the time from a
 // SIGKILL of a partition's leader to the first produce acknowledged
 // through the new leader, FERRY_FAILOVER_RUNS times (it runs only when
-// that is set), and logs each and the median.
+// that is set), and logs each and the median. FERRY_FAILOVER_PROPS adds
+// broker configs, space-separated key=value (lower timeouts).
 func TestFailoverTime(t *testing.T) {
 	runs, _ := strconv.Atoi(os.Getenv("FERRY_FAILOVER_RUNS"))
 	if runs <= 0 {
@@ -647,7 +648,7 @@ func TestFailoverTime(t *testing.T) {
 	if os.Getenv("FERRY_FAILOVER_DEBUG") != "" {
 		debug = append(debug, "log.level=debug")
 	}
-	c := newProcCluster(t, 3, debug...)
+	c := newProcCluster(t, 3, append(debug, strings.Fields(os.Getenv("FERRY_FAILOVER_PROPS"))...)...)
 	for _, nd := range c.nodes {
 		if debug != nil {
 			nd.args = append(nd.args, "-log-level", "debug")
@@ -676,6 +677,10 @@ func TestFailoverTime(t *testing.T) {
 			return err == nil && len(td["failover"].Partitions[0].ISR) == 3
 		})
 		l := leaderOf(ctx, adm, "failover", 0)
+		role := "leader"
+		if m, err := adm.BrokerMetadata(ctx); err == nil && m.Controller == l {
+			role = "leader and controller"
+		}
 		killed := time.Now()
 		c.kill(c.nodes[l])
 		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("y")}).FirstErr(); err != nil {
@@ -683,7 +688,7 @@ func TestFailoverTime(t *testing.T) {
 		}
 		d := time.Since(killed)
 		took = append(took, d)
-		t.Logf("leader %d killed at %s: first acknowledged produce after %v", l, killed.Format("15:04:05.000"), d.Round(time.Millisecond))
+		t.Logf("%s %d killed at %s: first acknowledged produce after %v", role, l, killed.Format("15:04:05.000"), d.Round(time.Millisecond))
 		if os.Getenv("FERRY_FAILOVER_DEBUG") != "" {
 			for _, nd := range c.nodes {
 				b, _ := os.ReadFile(nd.log.Name())
