@@ -33,6 +33,14 @@ func dialBroker(addr, clientID string, timeout time.Duration) (*brokerConn, erro
 // request sends req at its version and reads the answer into resp,
 // waiting at most timeout.
 func (b *brokerConn) request(req kmsg.Request, timeout time.Duration) (kmsg.Response, error) {
+	if err := b.send(req, timeout); err != nil {
+		return nil, err
+	}
+	return b.recv(req)
+}
+
+// send writes req and sets the deadline of its answer, timeout from now.
+func (b *brokerConn) send(req kmsg.Request, timeout time.Duration) error {
 	b.corr++
 	buf := b.buf[:0]
 	buf = append(buf, 0, 0, 0, 0)
@@ -47,11 +55,14 @@ func (b *brokerConn) request(req kmsg.Request, timeout time.Duration) (kmsg.Resp
 	buf = req.AppendTo(buf)
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 	b.buf = buf
-	deadline := time.Now().Add(timeout)
-	b.c.SetDeadline(deadline)
-	if _, err := b.c.Write(buf); err != nil {
-		return nil, err
-	}
+	b.c.SetDeadline(time.Now().Add(timeout))
+	_, err := b.c.Write(buf)
+	return err
+}
+
+// recv reads the answer to req, sent last. A read deadline set meanwhile
+// (interrupt) ends it early.
+func (b *brokerConn) recv(req kmsg.Request) (kmsg.Response, error) {
 	var hdr [8]byte
 	if _, err := io.ReadFull(b.r, hdr[:]); err != nil {
 		return nil, err
@@ -84,3 +95,7 @@ func (b *brokerConn) request(req kmsg.Request, timeout time.Duration) (kmsg.Resp
 }
 
 func (b *brokerConn) close() { b.c.Close() }
+
+// interrupt makes a recv in progress return at once with an error; the
+// connection is then of no further use.
+func (b *brokerConn) interrupt() { b.c.SetReadDeadline(time.Now()) }

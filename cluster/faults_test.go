@@ -358,6 +358,9 @@ func newProcCluster(t *testing.T, n int, props ...string) *procCluster {
 		for _, p := range props {
 			nd.args = append(nd.args, "-c", p)
 		}
+		if os.Getenv("FERRY_FAILOVER_DEBUG") != "" {
+			nd.args = append(nd.args, "-log-level", "debug")
+		}
 		c.start(nd)
 	}
 	t.Cleanup(func() {
@@ -646,16 +649,7 @@ func TestFailoverTime(t *testing.T) {
 	if runs <= 0 {
 		t.Skip("FERRY_FAILOVER_RUNS=N measures N failovers")
 	}
-	var debug []string
-	if os.Getenv("FERRY_FAILOVER_DEBUG") != "" {
-		debug = append(debug, "log.level=debug")
-	}
-	c := newProcCluster(t, 3, append(debug, strings.Fields(os.Getenv("FERRY_FAILOVER_PROPS"))...)...)
-	for _, nd := range c.nodes {
-		if debug != nil {
-			nd.args = append(nd.args, "-log-level", "debug")
-		}
-	}
+	c := newProcCluster(t, 3, strings.Fields(os.Getenv("FERRY_FAILOVER_PROPS"))...)
 	ctx := context.Background()
 	adm := kadm.NewClient(c.client(t))
 	waitFor(t, "the cluster to form", 30*time.Second, func() bool {

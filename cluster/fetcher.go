@@ -32,8 +32,16 @@ type fetcher struct {
 	mu struct {
 		sync.Mutex
 		parts map[partKey]*fetchPart
+		// inflight is the connection of the fetch waiting for its
+		// answer (a long poll of up to replica.fetch.wait.max.ms);
+		// interrupted: assign cut it short, as a partition was added.
+		inflight    *brokerConn
+		interrupted bool
 	}
 }
+
+// errInterrupted: the fetch was cut short to take new partitions in.
+var errInterrupted = errors.New("fetch interrupted: partitions added")
 
 // fetchPart is one partition a fetcher replicates.
 type fetchPart struct {
@@ -53,16 +61,26 @@ func (n *Node) startFetcher(leader int32, addr string) *fetcher {
 }
 
 // assign sets the partitions to replicate; one already assigned at the
-// same epoch keeps its state.
+// same epoch keeps its state. A partition new to the fetcher (or at a new
+// epoch) cuts the fetch in progress short, so that it does not wait for
+// the others' long poll: after a leader change the new leader's followers
+// start at once, and acks=all produces through it are answered sooner.
 func (f *fetcher) assign(parts map[partKey]*fetchPart) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	added := false
 	for k, np := range parts {
 		if old := f.mu.parts[k]; old != nil && old.epoch == np.epoch && old.p == np.p {
 			parts[k] = old
+		} else {
+			added = true
 		}
 	}
 	f.mu.parts = parts
+	if added && f.mu.inflight != nil && !f.mu.interrupted {
+		f.mu.interrupted = true
+		f.mu.inflight.interrupt()
+	}
 }
 
 func (f *fetcher) stop() {
@@ -122,6 +140,11 @@ func (f *fetcher) run() {
 			conn = c
 		}
 		err := f.once(conn)
+		if errors.Is(err, errInterrupted) {
+			conn.close() // the answer would still come on it
+			conn = nil
+			continue
+		}
 		if err != nil {
 			conn.close()
 			conn = nil
@@ -156,6 +179,13 @@ func (f *fetcher) once(conn *brokerConn) error {
 		if err := f.truncate(conn, trunc); err != nil {
 			return err
 		}
+		// Those checked fetch in this round already: waiting for the
+		// next would cost them the others' long poll.
+		for _, fp := range trunc {
+			if fp.truncated {
+				ready = append(ready, fp)
+			}
+		}
 	}
 	if len(ready) == 0 {
 		if !f.sleep(50 * time.Millisecond) {
@@ -163,7 +193,14 @@ func (f *fetcher) once(conn *brokerConn) error {
 		}
 		return nil
 	}
-	return f.fetch(conn, ready)
+	wait := f.n.cfg.FetchWait
+	if len(ready) < len(parts) {
+		// Some wait for a retry (the leader did not know it led yet,
+		// or their check failed): a short poll brings them back soon
+		// instead of after the others' long one.
+		wait = min(wait, 50*time.Millisecond)
+	}
+	return f.fetch(conn, ready, wait)
 }
 
 // truncate cuts each partition back to where its log and the leader's
@@ -245,11 +282,11 @@ func (f *fetcher) truncate(conn *brokerConn, parts []*fetchPart) error {
 }
 
 // fetch fetches once for parts, appends what came and syncs it.
-func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart) error {
+func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart, wait time.Duration) error {
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(12)
 	req.ReplicaID = f.n.cfg.NodeID
-	req.MaxWaitMillis = int32(f.n.cfg.FetchWait / time.Millisecond)
+	req.MaxWaitMillis = int32(wait / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = 10 << 20
 	req.SessionID = 0
@@ -273,8 +310,21 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart) error {
 		rp.PartitionMaxBytes = f.n.cfg.FetchMaxBytes
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
-	kresp, err := conn.request(req, f.n.cfg.FetchWait+10*time.Second)
+	if err := conn.send(req, f.n.cfg.FetchWait+10*time.Second); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.mu.inflight, f.mu.interrupted = conn, false
+	f.mu.Unlock()
+	kresp, err := conn.recv(req)
+	f.mu.Lock()
+	interrupted := f.mu.interrupted
+	f.mu.inflight, f.mu.interrupted = nil, false
+	f.mu.Unlock()
 	if err != nil {
+		if interrupted {
+			return errInterrupted
+		}
 		return err
 	}
 	resp := kresp.(*kmsg.FetchResponse)
