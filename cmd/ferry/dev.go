@@ -97,6 +97,11 @@ func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer)
 			defer wg.Done()
 			for {
 				cmd := exec.Command(exe, argsFor(i)...)
+				if os.Getenv("FERRY_RUN_MAIN") != "" {
+					// Run by a test binary (see TestMain): its nodes too.
+					cmd = exec.Command(exe, "-test.run=^$")
+					cmd.Env = append(os.Environ(), "FERRY_RUN_MAIN="+strings.Join(argsFor(i), " "))
+				}
 				out, _ := cmd.StdoutPipe()
 				cmd.Stderr = cmd.Stdout
 				if err := cmd.Start(); err != nil {
