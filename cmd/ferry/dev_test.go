@@ -48,11 +48,13 @@ func TestDevCluster(t *testing.T) {
 	var mu sync.Mutex
 	pids := map[int]int{}
 	restarted := make(chan int, 10)
+	var progress strings.Builder // what the command printed, read by the cleanup once the reader is done
 	lines := make(chan struct{})
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			progress.Write([]byte(sc.Text() + "\n"))
 			// "node 1: pid 1234, Kafka on ..." and "node 1: restarting"
 			var node, pid int
 			if n, _ := fmt.Sscanf(sc.Text(), "node %d: pid %d,", &node, &pid); n == 2 {
@@ -62,7 +64,10 @@ func TestDevCluster(t *testing.T) {
 			}
 			if strings.HasSuffix(sc.Text(), ": restarting") {
 				fmt.Sscanf(sc.Text(), "node %d:", &node)
-				restarted <- node
+				select {
+				case restarted <- node:
+				default: // keep reading: the command blocks on a full pipe
+				}
 			}
 		}
 	}()
@@ -74,6 +79,8 @@ func TestDevCluster(t *testing.T) {
 			<-exited
 		}
 		if t.Failed() {
+			<-lines
+			t.Logf("dev cluster printed:\n%s", progress.String())
 			b, _ := os.ReadFile(logs.Name())
 			lines := strings.Split(string(b), "\n")
 			t.Logf("nodes' last log lines:\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
