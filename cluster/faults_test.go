@@ -635,9 +635,10 @@ func (nw *netns) heal() {
 	nw.cut = nil
 }
 
-// freePorts returns the first of n ports from a random base; a clash
-// fails the start, which the test reports.
-func freePorts(n int) int { return 30000 + rand.IntN(20000-n) }
+// freePorts returns the first of n ports from a random base below the
+// ephemeral range (32768 up on Linux), so that no other test's
+// connection holds one; a clash fails the start, which the test reports.
+func freePorts(n int) int { return 20000 + rand.IntN(12000-n) }
 
 // TestFailoverTime measures, with the default timeouts, the time from a
 // SIGKILL of a partition's leader to the first produce acknowledged
