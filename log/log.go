@@ -83,6 +83,12 @@ type Config struct {
 	// that the producer's sequence outlives compaction, as Kafka does.
 	// It is called with no lock of the log held. Read at Open only.
 	ProducerLastOffsets func() (map[int64]int64, bool)
+	// CleanLimit, when set, bounds compaction: only segments wholly below
+	// the offset it returns are cleaned (a replica's high watermark, so
+	// that a record that truncation may still remove never makes an
+	// older one of its key go). Called with no lock of the log held.
+	// Read at Open only.
+	CleanLimit func() int64
 	// FlushMessages syncs after this many records since the last sync.
 	// Corresponds to flush.messages; default MaxInt64 (never).
 	FlushMessages int64
@@ -247,6 +253,8 @@ type Log struct {
 	closing atomic.Bool
 	// cleaner is Config.Cleaner, read at Open.
 	cleaner *Cleaner
+	// cleanLimit is Config.CleanLimit, read at Open.
+	cleanLimit func() int64
 
 	// flusher is the group-commit state (sync.go).
 	flusher struct {
@@ -299,6 +307,7 @@ func (l *Log) SetConfig(cfg Config) {
 	cfg.Files = l.appendMu.cfg.Files
 	cfg.Cleaner = l.appendMu.cfg.Cleaner
 	cfg.ProducerLastOffsets = l.appendMu.cfg.ProducerLastOffsets
+	cfg.CleanLimit = l.appendMu.cfg.CleanLimit
 	l.appendMu.cfg = cfg
 }
 

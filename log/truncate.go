@@ -21,6 +21,16 @@ import (
 // are unlinked, so a reader still holding one keeps reading its mapping
 // until it releases it. The result is durable before they return.
 
+// PauseCleaning waits for a cleaning pass in progress to end and keeps
+// others from starting until ResumeCleaning: a replica truncates between
+// the two, so that no pass swaps in segments built from what it cut (as
+// Kafka pauses its cleaner to truncate). The caller takes it before any
+// lock it holds while a pass may call Config.ProducerLastOffsets.
+func (l *Log) PauseCleaning() { l.clean.Lock() }
+
+// ResumeCleaning ends PauseCleaning.
+func (l *Log) ResumeCleaning() { l.clean.Unlock() }
+
 // TruncateTo removes every batch whose last offset is at or past off, so
 // that the log ends at off (or, if off falls inside a batch, at that
 // batch's base). It returns the new log end. Truncating below the log

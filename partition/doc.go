@@ -84,7 +84,9 @@
 // All methods are safe for concurrent use. Appends are serialized by the
 // partition's mutex (mu), which is taken before any lock of the log but
 // its clean lock: a cleaning pass holds that one while it asks for the
-// producer state (under mu), so mu is never held while the log closes.
+// producer state (under mu), so mu is never held while the log closes,
+// and a replica's truncation takes it (log.PauseCleaning) before mu. In
+// a cluster the cleaner cleans only below the high watermark.
 // The replication state (repl) is taken after mu; the waiters' mutex
 // (watch) is taken last: the log wakes waiters from inside Sync, which
 // runs under mu at Close.

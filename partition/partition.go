@@ -145,6 +145,7 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	p.watch.watchers = map[chan<- struct{}]struct{}{}
 	cfg.Log.OnDurable = p.durable
 	cfg.Log.ProducerLastOffsets = p.producerLastOffsets
+	cfg.Log.CleanLimit = p.cleanLimit
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -280,6 +281,16 @@ func (p *Partition) recomputeHWLocked() {
 
 // replicatedHW returns the replicated high watermark and true for a
 // replica of a cluster.
+// cleanLimit bounds the log cleaner (log.Config.CleanLimit): a replica
+// of a cluster cleans only below its high watermark, as Kafka; a single
+// broker's log is bounded by its active segment only.
+func (p *Partition) cleanLimit() int64 {
+	if hw, ok := p.replicatedHW(); ok {
+		return hw
+	}
+	return math.MaxInt64
+}
+
 func (p *Partition) replicatedHW() (int64, bool) {
 	p.repl.Lock()
 	defer p.repl.Unlock()
@@ -520,6 +531,8 @@ func (p *Partition) SetFollowerHW(hw int64) {
 // epoch cache and the idempotent-producer state. It returns the new log
 // end.
 func (p *Partition) TruncateTo(end int64) (int64, error) {
+	p.log.PauseCleaning() // before mu: a cleaning pass takes mu
+	defer p.log.ResumeCleaning()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
@@ -535,6 +548,8 @@ func (p *Partition) TruncateTo(end int64) (int64, error) {
 // TruncateFullyAndStartAt empties the log and restarts it at off (a
 // follower below its leader's log start).
 func (p *Partition) TruncateFullyAndStartAt(off int64) error {
+	p.log.PauseCleaning()
+	defer p.log.ResumeCleaning()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
