@@ -43,6 +43,7 @@ func TestRuns(t *testing.T) {
 		{"produce-rate-duration", bench.Produce, func(c *bench.Config) {
 			c.Records, c.Duration, c.Rate, c.Warmup = 0, 500*time.Millisecond, 2000, 200*time.Millisecond
 		}, bench.LatencyAck},
+		{"produce-txn", bench.Produce, func(c *bench.Config) { c.TxnRecords, c.Producers = 100, 2 }, bench.LatencyCommit},
 		{"consume-plain", bench.Consume, func(c *bench.Config) { c.Consumers = 2 }, bench.LatencyFirstRecord},
 		{"consume-group", bench.Consume, func(c *bench.Config) { c.GroupConsume = true }, bench.LatencyFirstRecord},
 		{"e2e", bench.E2E, func(c *bench.Config) { c.Rate, c.Records = 2000, 1000 }, bench.LatencyEndToEnd},

@@ -92,6 +92,9 @@ type Scenario struct {
 	// reads back; without it (or when the source is not run) the consume
 	// scenario fills its own topic.
 	Source string `json:"source,omitempty"`
+	// TxnRecords makes a produce scenario transactional: each producer
+	// commits every TxnRecords records (Config.TxnRecords).
+	TxnRecords int `json:"txn_records,omitempty"`
 }
 
 // StandardScenarios is the built-in comparison set: produce with acks=all to
@@ -107,6 +110,19 @@ func StandardScenarios() []Scenario {
 		{Name: "consume-8p-1KiB", Mode: "consume", Partitions: 8, Size: 1024, Source: "produce-8p-1KiB"},
 		{Name: "consume-group-8p-1KiB", Mode: "consume", Partitions: 8, Size: 1024, Group: true, Source: "produce-8p-1KiB"},
 		{Name: "e2e-1p-1KiB-10k", Mode: "e2e", Partitions: 1, Size: 1024, Acks: "all", Rate: 10_000},
+	}
+}
+
+// TransactionScenarios compares transactional produce with 100-record
+// transactions (throughput and commit latency) with the same load
+// produced without transactions (ack latency): 1 partition and 8, 100 B
+// records, acks=all. `ferry bench compare -scenarios` takes their names.
+func TransactionScenarios() []Scenario {
+	return []Scenario{
+		{Name: "produce-1p-100B", Mode: "produce", Partitions: 1, Size: 100, Acks: "all"},
+		{Name: "produce-txn100-1p-100B", Mode: "produce", Partitions: 1, Size: 100, Acks: "all", TxnRecords: 100},
+		{Name: "produce-8p-100B", Mode: "produce", Partitions: 8, Size: 100, Acks: "all"},
+		{Name: "produce-txn100-8p-100B", Mode: "produce", Partitions: 8, Size: 100, Acks: "all", TxnRecords: 100},
 	}
 }
 
@@ -139,12 +155,18 @@ func LoadScenarios() []Scenario {
 func AllScenarios() []Scenario { return append(StandardScenarios(), LoadScenarios()...) }
 
 // PickScenarios returns the scenarios named in the comma-separated list
-// names, in AllScenarios order: scenario names, or "standard", "load" and
-// "all" for those sets. An empty list is every scenario.
+// names, in AllScenarios order and then TransactionScenarios': scenario
+// names, or "standard", "load" and "all" for those sets and "txn" for
+// TransactionScenarios. An empty list is every scenario of AllScenarios.
 func PickScenarios(names string) ([]Scenario, error) {
 	all := AllScenarios()
 	if strings.TrimSpace(names) == "" {
 		return all, nil
+	}
+	for _, sc := range TransactionScenarios() {
+		if !slices.ContainsFunc(all, func(o Scenario) bool { return o.Name == sc.Name }) {
+			all = append(all, sc)
+		}
 	}
 	want := map[string]bool{}
 	for n := range strings.SplitSeq(names, ",") {
@@ -158,7 +180,9 @@ func PickScenarios(names string) ([]Scenario, error) {
 		case "load":
 			set = LoadScenarios()
 		case "all":
-			set = all
+			set = AllScenarios()
+		case "txn":
+			set = TransactionScenarios()
 		default:
 			if !slices.ContainsFunc(all, func(sc Scenario) bool { return sc.Name == n }) {
 				return nil, fmt.Errorf("%w: unknown scenario %q", ErrConfig, n)
@@ -393,7 +417,7 @@ func (cc *CompareConfig) scenarioConfig(sc Scenario, tg Target, topic string) Co
 	cfg.Brokers = tg.Brokers
 	cfg.Broker = tg.Process
 	cfg.Topic = topic
-	cfg.Partitions, cfg.Size, cfg.Acks, cfg.Rate = sc.Partitions, sc.Size, sc.Acks, sc.Rate
+	cfg.Partitions, cfg.Size, cfg.Acks, cfg.Rate, cfg.TxnRecords = sc.Partitions, sc.Size, sc.Acks, sc.Rate, sc.TxnRecords
 	cfg.Records, cfg.Duration, cfg.Keep = 0, cc.Duration, false
 	cfg.Label = tg.Name + "/" + sc.Name
 	cfg.Progress = cc.Progress

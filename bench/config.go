@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -82,6 +83,14 @@ type Config struct {
 	BatchBytes int
 	// Producers is the number of producer clients. Default 1.
 	Producers int
+	// TxnRecords makes every producer client transactional (a
+	// transactional id of its own) and commit a transaction every
+	// TxnRecords records; Latency is then each commit's latency
+	// (LatencyCommit): from the transaction's last record handed to the
+	// client to the commit's return, the flush of its records still in
+	// flight included, as Kafka's commitTransaction does. Produce runs
+	// only; acks must be all. Zero: no transactions.
+	TxnRecords int
 	// Consumers is the number of consumer clients. Default 1.
 	Consumers int
 	// Rate caps production at this many records/s over all producers; zero
@@ -166,8 +175,11 @@ func (c Config) validate() error {
 	if len(c.Brokers) == 0 {
 		return fmt.Errorf("%w: no brokers", ErrConfig)
 	}
-	if c.Records < 0 || c.Duration < 0 || c.Rate < -1 || c.KeySpace < 0 || c.Warmup < 0 {
-		return fmt.Errorf("%w: negative records, duration, rate, key space or warmup", ErrConfig)
+	if c.Records < 0 || c.Duration < 0 || c.Rate < -1 || c.KeySpace < 0 || c.Warmup < 0 || c.TxnRecords < 0 {
+		return fmt.Errorf("%w: negative records, duration, rate, key space, warmup or transaction size", ErrConfig)
+	}
+	if c.TxnRecords > 0 && c.Acks != "all" && c.Acks != "-1" {
+		return fmt.Errorf("%w: transactions need acks=all, got %q", ErrConfig, c.Acks)
 	}
 	if c.Fanout && (c.Group != "" || c.GroupConsume) {
 		return fmt.Errorf("%w: fanout consumers read every partition; a group shares them", ErrConfig)
@@ -215,6 +227,9 @@ func compressionOpt(name string) (kgo.CompressionCodec, error) {
 	}
 	return kgo.CompressionCodec{}, fmt.Errorf("%w: compression %q: want none, gzip, snappy, lz4 or zstd", ErrConfig, name)
 }
+
+// txnIDs numbers the transactional ids of this process's producers.
+var txnIDs atomic.Int64
 
 // BulkLoad is the bulk produce beside an e2e run (Config.Bulk).
 type BulkLoad struct {
@@ -291,6 +306,9 @@ func (c Config) producerOpts() []kgo.Opt {
 	}
 	if c.Acks != "all" && c.Acks != "-1" {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(5))
+	}
+	if c.TxnRecords > 0 {
+		opts = append(opts, kgo.TransactionalID(fmt.Sprintf("ferry-bench-%s-%d", c.Topic, txnIDs.Add(1))), kgo.TransactionTimeout(time.Minute))
 	}
 	opts = append(opts, kgo.ProducerLinger(c.linger()))
 	if c.RoundRobin {

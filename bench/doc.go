@@ -6,7 +6,9 @@
 //
 //   - Produce: Producers clients send Size-byte records as fast as they can
 //     (or at Rate) and record each acknowledgement's latency. RoundRobin
-//     spreads them over the partitions in turn.
+//     spreads them over the partitions in turn. With TxnRecords each
+//     client is a transactional producer committing every TxnRecords
+//     records, and the latency is each commit's.
 //   - Consume: Consumers clients read a topic back, sharing its partitions
 //     (assigned directly or as a consumer group) or each reading all of
 //     them (Fanout), and record the time to first record.
@@ -17,7 +19,9 @@
 //     latency is the broker's and not the client's batching delay; the
 //     result says which linger was used. Bulk adds acks=all producers
 //     writing another topic flat out all the while.
-//   - Compare: StandardScenarios and LoadScenarios against several
+//   - Compare: StandardScenarios and LoadScenarios (or
+//     TransactionScenarios: produce in 100-record transactions beside the
+//     same load without) against several
 //     targets, Repeat times, the targets taking turns at each scenario,
 //     medians side by side with ratios to the first target; WriteReport
 //     writes Markdown, JSON, SVG charts and an HTML page.

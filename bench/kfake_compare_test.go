@@ -26,7 +26,7 @@ import (
 // keeps its data in a temporary directory and fsyncs every batch, as
 // durable as Ferry; FERRY_BENCH_KFAKE=memory runs it in memory only.
 // FERRY_BENCH_SCENARIOS picks scenarios as `ferry bench compare
-// -scenarios` does (default: all).
+// -scenarios` does (default: all; txn for the TransactionScenarios).
 func TestCompareKfake(t *testing.T) {
 	if os.Getenv("FERRY_BENCH_COMPARE") == "" {
 		t.Skip("set FERRY_BENCH_COMPARE=1 to compare Ferry with kfake")

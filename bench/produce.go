@@ -104,7 +104,14 @@ func runProducers(ctx context.Context, cfg Config, run producerRun) (*Result, er
 	if cfg.Records == 0 {
 		deadline = measureStart.Add(cfg.Duration)
 	}
-	m := newMeter(name, LatencyAck, cfg.Producers, measureStart, run.progress)
+	kind := LatencyAck
+	if cfg.TxnRecords > 0 {
+		if run.stamp {
+			return nil, fmt.Errorf("%w: transactions are for produce runs", ErrConfig)
+		}
+		kind = LatencyCommit
+	}
+	m := newMeter(name, kind, cfg.Producers, measureStart, run.progress)
 
 	keys := make([][]byte, cfg.KeySpace)
 	for i := range keys {
@@ -144,6 +151,10 @@ func runProducers(ctx context.Context, cfg Config, run producerRun) (*Result, er
 	var wg sync.WaitGroup
 	for i, p := range ps {
 		wg.Go(func() {
+			if cfg.TxnRecords > 0 {
+				p.txnLoop(ctx, cancel, cfg, keys, i, measureStart, deadline)
+				return
+			}
 			p.loop(ctx, cancel, cfg, run, keys, i, begin, measureStart, deadline)
 		})
 	}
@@ -175,7 +186,8 @@ func runProducers(ctx context.Context, cfg Config, run producerRun) (*Result, er
 	} else {
 		res.BrokerCPU = bc
 	}
-	res.Latency = summarize(LatencyAck, m.merged())
+	res.Latency = summarize(kind, m.merged())
+	res.TxnRecords = cfg.TxnRecords
 	res.Series = m.samples()
 	if cfg.Rate > 0 {
 		var sent int64
@@ -385,6 +397,73 @@ func (p *producer) loop(ctx context.Context, fail context.CancelCauseFunc, cfg C
 		fail(fmt.Errorf("bench: flush to %s: %w", where, err))
 	}
 	p.end = time.Now()
+}
+
+// txnLoop sends records in transactions of cfg.TxnRecords records, each
+// committed before the next begins, until the quota or deadline is
+// reached or ctx ends. A transaction's records count once it commits; its
+// latency sample is the time from its last record handed to the client to
+// the return of its commit, the flush of the records still in flight
+// included, as Kafka's commitTransaction does. Rate is not applied.
+func (p *producer) txnLoop(ctx context.Context, fail context.CancelCauseFunc, cfg Config, keys [][]byte,
+	client int, measureStart, deadline time.Time) {
+	size := cfg.Size
+	where := fmt.Sprintf("topic %q on %s", cfg.Topic, strings.Join(cfg.Brokers, ","))
+	recs := make([]kgo.Record, cfg.TxnRecords)
+	off := (client * 7919 * size) % (len(valueBytes) - size)
+	var n int64
+	var failOnce sync.Once
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			failOnce.Do(func() { fail(fmt.Errorf("bench: transactional produce to %s: %w", where, err)) })
+		}
+	}
+	defer func() { p.sendEnd, p.end = time.Now(), time.Now() }()
+	for ctx.Err() == nil {
+		start := time.Now()
+		measured := !start.Before(measureStart)
+		if measured && ((p.quota > 0 && p.sent >= p.quota) || (!deadline.IsZero() && !start.Before(deadline))) {
+			return
+		}
+		if err := p.cl.BeginTransaction(); err != nil {
+			fail(fmt.Errorf("bench: begin transaction on %s: %w", where, err))
+			return
+		}
+		var bytes int64
+		for i := range recs {
+			value := valueBytes[off : off+size]
+			off += size
+			if off+size > len(valueBytes) {
+				off = 0
+			}
+			recs[i] = kgo.Record{Value: value, Timestamp: start}
+			if len(keys) > 0 {
+				recs[i].Key = keys[n%int64(len(keys))]
+			}
+			n++
+			bytes += int64(len(recs[i].Key) + size)
+			p.cl.Produce(ctx, &recs[i], promise)
+		}
+		sent := time.Now()
+		if err := p.cl.Flush(ctx); err != nil {
+			if context.Cause(ctx) == nil {
+				fail(fmt.Errorf("bench: flush to %s: %w", where, err))
+			}
+			return
+		}
+		if err := p.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			if context.Cause(ctx) == nil {
+				fail(fmt.Errorf("bench: commit on %s: %w", where, err))
+			}
+			return
+		}
+		if measured {
+			now := time.Now()
+			p.sent += int64(len(recs))
+			p.rec.add(int64(len(recs)), bytes)
+			p.rec.observe(now, now.Sub(sent))
+		}
+	}
 }
 
 // stopped reports whether stop is closed; a nil stop never is.

@@ -30,6 +30,9 @@ type Result struct {
 	Fanout bool `json:"fanout,omitempty"`
 	// Linger is the producers' linger in milliseconds (produce, e2e).
 	Linger *float64 `json:"linger_ms,omitempty"`
+	// TxnRecords is the size of each producer's transactions, zero when
+	// it did not use transactions.
+	TxnRecords int `json:"txn_records,omitempty"`
 
 	// Records and Bytes are what was measured: acknowledged for produce,
 	// received for consume and e2e. Bytes count keys and values.
@@ -166,6 +169,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "%s: topic %s (%d partitions), %d B records", title, r.Topic, r.Partitions, r.Size)
 	if r.Mode != "consume" {
 		fmt.Fprintf(&b, ", acks=%s, compression=%s, %d producer(s)", r.Acks, r.Compression, r.Producers)
+	}
+	if r.TxnRecords > 0 {
+		fmt.Fprintf(&b, ", transactions of %d records", r.TxnRecords)
 	}
 	if r.Mode != "produce" {
 		fmt.Fprintf(&b, ", %d consumer(s)", r.Consumers)

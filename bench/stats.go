@@ -16,6 +16,7 @@ const (
 	LatencyAck         = "ack"          // produce: send to acknowledgement
 	LatencyEndToEnd    = "end-to-end"   // e2e: timestamp in the record to receipt
 	LatencyFirstRecord = "first-record" // consume: client start to first record
+	LatencyCommit      = "commit"       // transactional produce: last record of a transaction to its commit's return
 )
 
 // histogram range: 1µs to 10 minutes, 3 significant digits.

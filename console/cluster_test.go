@@ -20,7 +20,7 @@ func TestClusterAndThroughput(t *testing.T) {
 
 	var v clusterView
 	tc.mustGet("/api/cluster", &v)
-	if v.ClusterID == "" || len(v.Brokers) != 1 || v.Brokers[0].NodeID != 0 || v.Topics != 2 || v.InternalTopics != 1 || v.Partitions != 5 || v.SampleIntervalMS != 100 {
+	if v.ClusterID == "" || len(v.Brokers) != 1 || v.Brokers[0].NodeID != 0 || v.Topics != 2 || v.InternalTopics != 2 || v.Partitions != 5 || v.SampleIntervalMS != 100 {
 		t.Fatalf("cluster: %+v", v)
 	}
 

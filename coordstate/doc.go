@@ -29,6 +29,7 @@
 //
 //	st := coordstate.New[group.Record]("__consumer_offsets", topic.Partition)
 //	off, err := st.Append(p, recs)               // durable when it returns
+//	off, err = st.AppendNoSync(p, recs)          // durable with the next Append (or flush)
 //	err = st.Replay(p, func(off int64, r group.Record) error { ... })
 //	err = st.Snapshot(p, live)                   // compacts partition p
 package coordstate

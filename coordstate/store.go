@@ -37,6 +37,24 @@ func (s *Store[R]) get(p int32) (*partition.Partition, error) {
 // Append writes recs as one batch to partition p (all or nothing) and
 // fsyncs it. It returns the offset of the first record.
 func (s *Store[R]) Append(p int32, recs []R) (int64, error) {
+	off, err := s.AppendNoSync(p, recs)
+	if err != nil || len(recs) == 0 {
+		return off, err
+	}
+	part, err := s.get(p)
+	if err != nil {
+		return 0, err
+	}
+	return off, part.Sync()
+}
+
+// AppendNoSync is Append without waiting for durability: the batch is in
+// the partition's log (read by a replay after a process restart) and
+// becomes durable with the next Append or Snapshot of the partition, or
+// the log's background flush. For records whose loss to a power cut the
+// coordinator recovers from (the transaction coordinator's Complete
+// records).
+func (s *Store[R]) AppendNoSync(p int32, recs []R) (int64, error) {
 	part, err := s.get(p)
 	if err != nil {
 		return 0, err
@@ -48,7 +66,7 @@ func (s *Store[R]) Append(p int32, recs []R) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return res.BaseOffset, part.Sync()
+	return res.BaseOffset, nil
 }
 
 // batch encodes recs as one uncompressed record batch.

@@ -154,6 +154,7 @@ func (c *Coordinator) deleteGroup(name string) int16 {
 		return kerr.NonEmptyGroup.Code
 	}
 	recs := g.offsetTombstones(nil)
+	recs = append(recs, g.pendingTombstones()...)
 	if g.persisted {
 		recs = append(recs, g.groupTombstones()...)
 	}
@@ -162,6 +163,7 @@ func (c *Coordinator) deleteGroup(name string) int16 {
 			return kerr.CoordinatorNotAvailable.Code
 		}
 	}
+	c.dropPendingLocked(g)
 	c.log.Info("group deleted", "group", g.name, "offsets", g.offsetCount())
 	c.removeGroupLocked(g)
 	return 0

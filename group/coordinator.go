@@ -23,6 +23,7 @@ type Coordinator struct {
 	compactKick chan struct{}  // one-slot: some partition may need a snapshot
 	wg          sync.WaitGroup // background goroutines and running timer callbacks
 	parts       []*offsetsPartition
+	txn         txnIndex // pending transactional offsets and their guards (txn.go)
 
 	mu struct {
 		sync.Mutex
@@ -57,6 +58,8 @@ func New(cfg Config) (*Coordinator, error) {
 		compactKick: make(chan struct{}, 1),
 	}
 	c.mu.groups = make(map[string]*group)
+	c.txn.groups = make(map[txnKey]map[string]struct{})
+	c.txn.guards = make(map[txnKey]*txnGuards)
 	c.parts = make([]*offsetsPartition, cfg.OffsetsTopicPartitions)
 	for i := range c.parts {
 		c.parts[i] = &offsetsPartition{id: int32(i), live: make(map[string]Record)}
@@ -78,6 +81,7 @@ func New(cfg Config) (*Coordinator, error) {
 	ngroups := len(c.mu.groups)
 	c.mu.Unlock()
 	c.finishReplay()
+	c.indexPendingAfterReplay()
 	c.log.Info("coordinator loaded", "groups", ngroups, "elapsed", time.Since(start))
 
 	c.wg.Add(2)

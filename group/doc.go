@@ -36,6 +36,11 @@
 //   - A KIP-848 member commits a partition it holds with any epoch from the
 //     one it got the partition at to its current one (KIP-1251); other
 //     partitions and newer epochs answer STALE_MEMBER_EPOCH.
+//   - TxnOffsetCommit stores offsets pending in the producer's
+//     transaction; the transaction coordinator's commit marker for the
+//     group's partition (WriteTxnMarker) makes them the committed offsets,
+//     its abort marker drops them. OffsetFetch with require_stable answers
+//     UNSTABLE_OFFSET_COMMIT for a partition with a pending offset.
 //
 // Where Ferry differs from Kafka: a KIP-848 member that rejoins with epoch
 // 0 under a member ID the group still knows starts over (its partitions are
@@ -65,6 +70,9 @@
 //	                                      epoch, state, assigned and pending-revocation partitions, with
 //	                                      the epoch each partition was assigned at (KIP-1251)
 //	key version 1000   older KIP-848 form [int16 1000][string group] → the whole group; read, never written
+//	key version 1001   pending txn offset [int16 1001][string group][int64 producer id][string topic][int32 partition]
+//	                                      → [int16 0][int16 epoch][int64 offset][int32 leader epoch][string metadata]
+//	                                      [int64 commit ts] (Ferry's own: see below)
 //	nil value          tombstone          the key is deleted
 //
 // Keys and the values of key versions 0 to 2 use Kafka's non-flexible
@@ -77,6 +85,16 @@
 // member that left; a heartbeat that changes nothing writes nothing. A
 // group found in the older key-1000 form at start is rewritten in Kafka's
 // records at once, and its old record deleted.
+//
+// Kafka stores a transactional offset as an offset commit record in a
+// transactional batch and resolves it with the marker's control batch;
+// Ferry's Store appends plain batches, so a pending offset is a record of
+// key version 1001, keyed by producer id, and a marker is one batch per
+// group holding the committed offsets (on commit) and the pending
+// records' tombstones. A TxnGuard from BeginTxnOffsetCommit, taken before
+// the server has the transaction coordinator verify a TxnOffsetCommit, is
+// refused by TxnOffsetCommit if a marker of the producer came in between,
+// as Kafka's verification guard refuses a late transactional batch.
 //
 // Replay gives the same state whatever order the records come in (a
 // snapshot writes them sorted by key): KIP-848 records left without their
@@ -108,8 +126,9 @@
 // that) and are ordered only against snapshots of that partition.
 //
 // Lock order: group.mu, then offsetsPartition.mu (read for appends, write for
-// snapshots), then offsetsPartition.liveMu. Coordinator.mu is a leaf: nothing
-// is acquired while it is held. Config.Topics is called with group locks
+// snapshots), then offsetsPartition.liveMu. Coordinator.mu and the index of
+// pending transactional offsets (txnIndex.mu, taken under group.mu) are
+// leaves: nothing is acquired while they are held. Config.Topics is called with group locks
 // held, so it must not call back into the Coordinator.
 //
 // Timers are time.AfterFunc timers whose callbacks take the group lock and

@@ -33,6 +33,9 @@ func FuzzConsumerOffsetsRecords(f *testing.F) {
 	}
 	f.Add(consumerGroupKey(keyConsumerGroupLegacy, "g"), encodeLegacyConsumerGroup(legacyTestGroup()), false)
 	f.Add(consumerMemberKey(keyConsumerGroupCurrent, "k", "new"), encodeCurrentValue(testMember()), false)
+	pending := txnOffsetRecord("g", 7, 1, "t1", 2, &offsetEntry{offset: 9, leaderEpoch: -1, metadata: "m", commitTime: 1})
+	f.Add(pending.Key, pending.Value, false)
+	f.Add(pending.Key, pending.Value, true)
 	f.Fuzz(func(t *testing.T, key, value []byte, tombstone bool) {
 		r := Record{Key: key, Value: value}
 		if tombstone {
@@ -272,6 +275,12 @@ func stateText(c *Coordinator) string {
 		for _, t := range c.OffsetFetch(ctx, req).Topics {
 			for _, p := range t.Partitions {
 				fmt.Fprintf(&b, "  offset %s/%d=%d\n", t.Topic, p.Partition, p.Offset)
+			}
+		}
+		req.RequireStable = true
+		for _, t := range c.OffsetFetch(ctx, req).Topics {
+			for _, p := range t.Partitions {
+				fmt.Fprintf(&b, "  stable %s/%d=%d\n", t.Topic, p.Partition, p.ErrorCode)
 			}
 		}
 	}

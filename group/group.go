@@ -72,6 +72,9 @@ type group struct {
 	persisted bool      // a group (not offset) record of this group is live in the store
 
 	offsets map[string]map[int32]offsetEntry // topic → partition → commit
+	// txnOffsets holds, per producer id, the offsets committed by its
+	// open transaction (txn.go); nil when there are none.
+	txnOffsets map[int64]*pendingTxn
 
 	// Classic protocol state (kind == kindClassic).
 	state          classicState
@@ -145,7 +148,7 @@ func newGroup(name string, partition int32) *group {
 
 // vacuous reports whether g holds nothing worth keeping.
 func (g *group) vacuous() bool {
-	if g.persisted || g.offsetCount() > 0 {
+	if g.persisted || g.offsetCount() > 0 || len(g.txnOffsets) > 0 {
 		return false
 	}
 	if g.kind == kindConsumer {

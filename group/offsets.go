@@ -252,7 +252,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	if req.Version >= 8 {
 		for i := range req.Groups {
 			rg := &req.Groups[i]
-			resp.Groups = append(resp.Groups, c.fetchGroup(req.Version, rg.Group, rg.MemberID, rg.MemberEpoch, rg.Topics, rg.Topics == nil))
+			resp.Groups = append(resp.Groups, c.fetchGroup(req.Version, rg.Group, rg.MemberID, rg.MemberEpoch, rg.Topics, rg.Topics == nil, req.RequireStable))
 		}
 		return resp
 	}
@@ -264,7 +264,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 		topics = append(topics, gt)
 	}
 	all := req.Topics == nil && req.Version >= 2
-	out := c.fetchGroup(req.Version, req.Group, nil, -1, topics, all)
+	out := c.fetchGroup(req.Version, req.Group, nil, -1, topics, all, req.Version >= 7 && req.RequireStable)
 	resp.ErrorCode = out.ErrorCode
 	if out.ErrorCode != 0 && req.Version < 2 {
 		// No group-level error before v2: report it on every partition.
@@ -300,8 +300,10 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	return resp
 }
 
-// fetchGroup answers one group of an OffsetFetch.
-func (c *Coordinator) fetchGroup(v int16, name string, memberID *string, memberEpoch int32, req []kmsg.OffsetFetchRequestGroupTopic, all bool) kmsg.OffsetFetchResponseGroup {
+// fetchGroup answers one group of an OffsetFetch. With requireStable
+// (v7+), a partition an open transaction committed an offset of answers
+// UNSTABLE_OFFSET_COMMIT, as Kafka does, and the client retries.
+func (c *Coordinator) fetchGroup(v int16, name string, memberID *string, memberEpoch int32, req []kmsg.OffsetFetchRequestGroupTopic, all, requireStable bool) kmsg.OffsetFetchResponseGroup {
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = name
 	if name == "" {
@@ -335,11 +337,14 @@ func (c *Coordinator) fetchGroup(v int16, name string, memberID *string, memberE
 			return out
 		}
 	}
-	fill := func(p int32, e offsetEntry, ok bool) kmsg.OffsetFetchResponseGroupTopicPartition {
+	fill := func(topic string, p int32, e offsetEntry, ok bool) kmsg.OffsetFetchResponseGroupTopicPartition {
 		sp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 		sp.Partition = p
 		sp.Offset, sp.LeaderEpoch, sp.Metadata = -1, -1, strPtr("")
-		if ok {
+		switch {
+		case requireStable && g != nil && g.hasPendingOffset(topic, p):
+			sp.ErrorCode = kerr.UnstableOffsetCommit.Code
+		case ok:
 			sp.Offset, sp.LeaderEpoch, sp.Metadata = e.offset, e.leaderEpoch, strPtr(e.metadata)
 		}
 		return sp
@@ -369,7 +374,7 @@ func (c *Coordinator) fetchGroup(v int16, name string, memberID *string, memberE
 			}
 			slices.Sort(ps)
 			for _, p := range ps {
-				st.Partitions = append(st.Partitions, fill(p, g.offsets[t][p], true))
+				st.Partitions = append(st.Partitions, fill(t, p, g.offsets[t][p], true))
 			}
 			out.Topics = append(out.Topics, st)
 		}
@@ -389,7 +394,7 @@ func (c *Coordinator) fetchGroup(v int16, name string, memberID *string, memberE
 			if g != nil && known {
 				e, ok = g.getOffset(name, p)
 			}
-			sp := fill(p, e, ok)
+			sp := fill(name, p, e, ok)
 			if !known {
 				sp.ErrorCode = kerr.UnknownTopicID.Code
 			}
@@ -540,7 +545,7 @@ func (c *Coordinator) expireGroupLocked(g *group, topics map[string]TopicInfo, n
 		}
 		return int(a.p - b.p)
 	})
-	deleteGroup := allExpired && g.isEmpty() && len(g.pending) == 0
+	deleteGroup := allExpired && g.isEmpty() && len(g.pending) == 0 && len(g.txnOffsets) == 0
 	var recs []Record
 	for _, e := range expired {
 		recs = append(recs, offsetRecord(g.name, e.topic, e.p, nil))

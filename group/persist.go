@@ -326,6 +326,8 @@ func (c *Coordinator) replayRecord(p int32, r Record) error {
 		return c.replayConsumerRecord(p, v, r)
 	case keyConsumerGroupLegacy:
 		return c.replayLegacy(p, r)
+	case keyTxnOffset:
+		return c.replayTxnOffset(p, r)
 	default:
 		// A record type this version does not know: keep it live so a
 		// snapshot carries it, but do not interpret it.

@@ -139,6 +139,12 @@ func (cp *checkpoint) encode() []byte {
 // clean one describes every segment. Callers hold appendMu (or own the
 // log exclusively, as Open does).
 func (l *Log) writeCheckpointLocked(clean bool) error {
+	return l.writeCheckpointInto(nil, clean)
+}
+
+// writeCheckpointInto is writeCheckpointLocked with the syncs left to b
+// (nil: synced at once).
+func (l *Log) writeCheckpointInto(b *durable.Batch, clean bool) error {
 	cp := checkpoint{clean: clean, recoveryPoint: l.appendMu.recoveryPoint, logStart: l.logStart.Load()}
 	if clean {
 		cp.segments = make([]segment.Meta, len(l.segments))
@@ -147,13 +153,13 @@ func (l *Log) writeCheckpointLocked(clean bool) error {
 		}
 	}
 	l.appendMu.cleanOnDisk = false
-	if err := durable.WriteFile(filepath.Join(l.dir, checkpointName), cp.encode()); err != nil {
+	if err := b.WriteFile(filepath.Join(l.dir, checkpointName), cp.encode()); err != nil {
 		return err
 	}
 	if l.appendMu.syncParent {
 		// The log's directory is new: its entry in the parent is made
 		// durable with the first file that counts.
-		if err := syncDir(filepath.Dir(l.dir)); err != nil {
+		if err := b.SyncDir(filepath.Dir(l.dir)); err != nil {
 			return err
 		}
 		l.appendMu.syncParent = false

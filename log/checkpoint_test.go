@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
+	"os"
+	"sync/atomic"
 	"testing"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/segment"
 )
 
@@ -72,4 +75,43 @@ func FuzzCheckpoint(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCloseIntoBatch: a log closed into a durable.Batch syncs nothing
+// itself, and its clean checkpoint appears only when the batch commits,
+// so a crash before the commit leaves the log to be recovered, never
+// vouched for by a checkpoint written before its data was durable.
+func TestCloseIntoBatch(t *testing.T) {
+	dir := t.TempDir()
+	var syncs atomic.Int64
+	cfg := Config{FlushMaxDelayMs: math.MaxInt64, WrapFile: func(f *os.File) segment.File { return &countingFile{File: f, syncs: &syncs} }}
+	l := open(t, dir, cfg)
+	want := appendN(t, l, 10, 3, 100, 0) // acks=1 style: never synced
+	syncs.Store(0)
+	var b durable.Batch
+	if err := l.CloseInto(&b); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs.Load(); n != 0 {
+		t.Fatalf("CloseInto fdatasynced the segment %d times", n)
+	}
+	cp, err := readCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.clean {
+		t.Fatal("the clean checkpoint is in place before the batch committed")
+	}
+	if err := b.Commit(dir); err != nil {
+		t.Fatal(err)
+	}
+	cp, err = readCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cp.clean || cp.recoveryPoint != int64(len(want)*3) {
+		t.Fatalf("after commit: clean %v, recovery point %d; want clean at %d", cp.clean, cp.recoveryPoint, len(want)*3)
+	}
+	l2 := open(t, dir, cfg)
+	checkBatches(t, readAll(t, l2), want)
 }

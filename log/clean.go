@@ -136,6 +136,9 @@ func (l *Log) planClean(now int64) (p cleanPlan, cfg Config, segs []*segment.Seg
 			break
 		}
 	}
+	if f := cfg.LastStableOffset; f != nil {
+		p.firstUncleanable = min(p.firstUncleanable, f())
+	}
 	p.firstUncleanable = max(p.firstUncleanable, p.firstDirty)
 	earliest := int64(math.MaxInt64)
 	for i, s := range segs {
@@ -185,6 +188,9 @@ type cleaning struct {
 	producers map[int64]int64
 	// horizon is the earliest delete horizon of a tombstone kept.
 	horizon int64
+	// aborted holds, by producer id, the aborted transactions overlapping
+	// what the pass reads: their batches are neither mapped nor kept.
+	aborted map[int64][]AbortedTxn
 	// manifests are the swap manifests this pass committed.
 	manifests []string
 	stats     cleanStats
@@ -244,7 +250,16 @@ func (l *Log) cleanOnce(ctx context.Context, now time.Time, m *offsetMap, io *th
 }
 
 func (c *cleaning) run(segs []*segment.Segment, p *cleanPlan) error {
-	var err error
+	aborted, err := c.l.AbortedTxns(c.l.LogStartOffset(), p.firstUncleanable, nil)
+	if err != nil {
+		return err
+	}
+	for _, e := range aborted {
+		if c.aborted == nil {
+			c.aborted = map[int64][]AbortedTxn{}
+		}
+		c.aborted[e.ProducerID] = append(c.aborted[e.ProducerID], e)
+	}
 	if c.end, err = c.buildMap(segs, p); err != nil {
 		return err
 	}
@@ -295,7 +310,7 @@ func (c *cleaning) buildMap(segs []*segment.Segment, p *cleanPlan) (int64, error
 				if werr = c.check(); werr != nil {
 					return false
 				}
-				if !h.IsControl() {
+				if !h.IsControl() && !c.isAborted(h) {
 					if !c.m.room(int(h.RecordCount)) {
 						full = true
 						return false
@@ -350,6 +365,22 @@ func (c *cleaning) mapBatch(batch []byte, h *record.Header, from int64) error {
 		return fmt.Errorf("%s: batch at %d: %w", c.l.dir, h.BaseOffset, err)
 	}
 	return nil
+}
+
+// isAborted reports whether h is a batch of an aborted transaction, whose
+// records read_committed consumers never see: they are left out of the
+// offset map (so they supersede nothing) and out of the cleaned log, as
+// in Kafka.
+func (c *cleaning) isAborted(h *record.Header) bool {
+	if !h.IsTransactional() || h.IsControl() {
+		return false
+	}
+	for _, e := range c.aborted[h.ProducerID] {
+		if e.FirstOffset <= h.BaseOffset && h.BaseOffset <= e.LastOffset {
+			return true
+		}
+	}
+	return false
 }
 
 // groupSegments splits segs into runs of consecutive segments whose sizes
@@ -463,6 +494,20 @@ func (c *cleaning) cleanGroup(g []*segment.Segment) (err error) {
 	if b == nil {
 		return nil // nothing to remove
 	}
+	// Abort markers stay (control batches are kept whole), so the aborted
+	// transactions of the segments replaced stay true of the new one.
+	for _, s := range g {
+		aborted, _, err := s.AbortedTxns(0, math.MaxInt64, nil)
+		if err != nil {
+			return err
+		}
+		for _, e := range aborted {
+			if err := b.AppendAbortedTxn(e); err != nil {
+				return err
+			}
+		}
+	}
+	txnIndex := b.HasAbortedTxns()
 	meta, err := b.Finish()
 	if err != nil {
 		return err
@@ -473,7 +518,7 @@ func (c *cleaning) cleanGroup(g []*segment.Segment) (err error) {
 	if c.hook(stepCleaned) {
 		return errCrashed
 	}
-	committed, err := c.l.swap(c, g, meta)
+	committed, err := c.l.swap(c, g, meta, txnIndex)
 	if committed {
 		b = nil // its files are the new segment's now
 	}
@@ -502,15 +547,18 @@ func (c *cleaning) copyBatches(b *segment.Builder, s *segment.Segment, to int64)
 // records that stay. A record stays when it is the newest of its key
 // (or past what the map covers) and, for a tombstone, its delete horizon
 // has not passed; records without a key go, as in Kafka. A batch with
-// tombstones that stay gets a delete horizon when it has none. The last
-// batch of an active producer stays, empty if need be; control batches
-// stay whole.
+// tombstones that stay gets a delete horizon when it has none. The
+// records of aborted transactions go. The last batch of an active
+// producer stays, empty if need be; control batches stay whole.
 func (c *cleaning) filter(batch []byte, h *record.Header) ([]byte, error) {
 	c.stats.bytesRead += int64(h.Size())
 	c.stats.recordsRead += int64(h.RecordCount)
 	if h.BaseOffset >= c.end || h.IsControl() {
 		c.stats.recordsKept += int64(h.RecordCount)
 		return batch, nil
+	}
+	if c.isAborted(h) {
+		return c.emptied(batch, h)
 	}
 	recs, err := record.Decompress(h.Codec(), batch[record.HeaderSize:h.Size()])
 	if err != nil {
@@ -546,16 +594,27 @@ func (c *cleaning) filter(batch []byte, h *record.Header) ([]byte, error) {
 		c.horizon = min(c.horizon, hz)
 	}
 	if n == 0 {
-		if last, ok := c.producers[h.ProducerID]; !ok || h.ProducerID < 0 || last != h.LastOffset() {
-			return nil, nil
-		}
-		if h.RecordCount == 0 {
-			return batch, nil // emptied by an earlier pass
-		}
-	} else if all && horizon < 0 {
+		return c.emptied(batch, h)
+	}
+	if all && horizon < 0 {
 		return batch, nil
 	}
 	c.out, err = record.Retain(c.out[:0], h, kept, n, horizon)
+	return c.out, err
+}
+
+// emptied is what stays of a batch none of whose records stay: nothing,
+// or, for the last batch of an active producer, the batch without its
+// records.
+func (c *cleaning) emptied(batch []byte, h *record.Header) ([]byte, error) {
+	if last, ok := c.producers[h.ProducerID]; !ok || h.ProducerID < 0 || last != h.LastOffset() {
+		return nil, nil
+	}
+	if h.RecordCount == 0 {
+		return batch, nil // emptied by an earlier pass
+	}
+	var err error
+	c.out, err = record.Retain(c.out[:0], h, nil, 0, -1)
 	return c.out, err
 }
 
@@ -565,7 +624,7 @@ func (c *cleaning) filter(batch []byte, h *record.Header) ([]byte, error) {
 // and serves the new segment. A failure before the commit leaves the old
 // segments; after it the swap is finished at the next Open if it cannot
 // be now.
-func (l *Log) swap(c *cleaning, g []*segment.Segment, meta segment.Meta) (committed bool, err error) {
+func (l *Log) swap(c *cleaning, g []*segment.Segment, meta segment.Meta, txnIndex bool) (committed bool, err error) {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	if l.appendMu.closed || l.closing.Load() {
@@ -588,7 +647,12 @@ func (l *Log) swap(c *cleaning, g []*segment.Segment, meta segment.Meta) (commit
 		}
 		l.appendMu.dirty = true
 	}
-	m := swapManifest{base: g[0].Base(), size: meta.Size, next: meta.NextOffset, exts: segment.Extensions[:]}
+	m := swapManifest{base: g[0].Base(), size: meta.Size, next: meta.NextOffset}
+	for _, ext := range segment.Extensions {
+		if ext != ".txnindex" || txnIndex {
+			m.exts = append(m.exts, ext)
+		}
+	}
 	for _, s := range g {
 		m.old = append(m.old, s.Base())
 	}
@@ -620,7 +684,7 @@ func (l *Log) swap(c *cleaning, g []*segment.Segment, meta segment.Meta) (commit
 		}
 		return true, l.failLocked(fmt.Errorf("log: swap in cleaned segment %d: %w", m.base, err))
 	}
-	ns, err := segment.Open(l.dir, m.base, l.appendMu.cfg.segmentConfig(), segment.OpenOptions{Meta: &meta})
+	ns, err := segment.Open(l.dir, m.base, l.appendMu.cfg.segmentConfig(), segment.OpenOptions{Meta: &meta, TxnIndex: txnIndex})
 	if err != nil {
 		return true, l.failLocked(fmt.Errorf("log: open cleaned segment %d: %w", m.base, err))
 	}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1162,4 +1163,96 @@ func TestCleanConcurrentReaders(t *testing.T) {
 		}
 	}
 	checkView(t, l, m)
+}
+
+// TestCleanTransactions: the cleaner leaves the records of a transaction
+// not yet decided (at or past the owner's last stable offset) as they
+// are; an aborted transaction's records supersede nothing and go; its
+// abort marker stays, and so does its entry in the aborted-transaction
+// index, carried into the cleaned segment and kept across a reopen.
+func TestCleanTransactions(t *testing.T) {
+	dir := t.TempDir()
+	var lso atomic.Int64
+	lso.Store(math.MaxInt64)
+	cfg := compactCfg()
+	cfg.LastStableOffset = lso.Load
+	l, err := Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txnBatch := func(pid int64, attrs int16, recs ...record.Record) int64 {
+		t.Helper()
+		b := record.AppendBatch(nil, record.Batch{Attributes: attrs | record.Transactional, ProducerID: pid, ProducerEpoch: 0, BaseSequence: 0, Records: recs})
+		if attrs&record.Control != 0 {
+			b = record.AppendBatch(nil, record.Batch{Attributes: attrs | record.Transactional, ProducerID: pid, ProducerEpoch: 0, BaseSequence: -1, Records: recs})
+		}
+		h, err := record.Validate(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, err := l.Append(b, &h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return off
+	}
+	m := newModel()
+	committed := appendKV(t, l, batchOpts{producer: -1}, put("a", "committed"))
+	aborted := txnBatch(5, 0, record.Record{Key: []byte("a"), Value: []byte("aborted")})
+	fillKeys(t, l, m, 30, 3, 1)
+	// The abort marker (key version 0, type 0), and its index entry.
+	marker := txnBatch(5, record.Control, record.Record{Key: []byte{0, 0, 0, 0}, Value: []byte{0, 0, 0, 0, 0, 0}})
+	if err := l.AppendAbortedTxn(AbortedTxn{ProducerID: 5, FirstOffset: aborted, LastOffset: marker, LastStableOffset: marker + 1}); err != nil {
+		t.Fatal(err)
+	}
+	// A transaction still open, superseded by a later record: the
+	// cleaner must not touch it.
+	open := txnBatch(6, 0, record.Record{Key: []byte("b"), Value: []byte("open")})
+	lso.Store(open)
+	appendKV(t, l, batchOpts{producer: -1}, put("b", "later"))
+	fillKeys(t, l, m, 30, 3, 1)
+	waitSealed(t, l)
+	if l.segments[len(l.segments)-1].Base() <= open+1 {
+		t.Fatal("the test needs the open transaction in a sealed segment")
+	}
+	st := cleanAt(t, l, 10, bigMap())
+	if st.end > open {
+		t.Fatalf("the pass mapped up to %d, past the last stable offset %d", st.end, open)
+	}
+	check := func(l *Log) {
+		t.Helper()
+		seen := map[int64]readRec{}
+		for _, r := range readRecords(t, l) {
+			seen[r.off] = r
+		}
+		if r, ok := seen[committed]; !ok || r.val != "committed" {
+			t.Errorf("the committed record of a, superseded only by an aborted one, is gone: %+v %v", r, ok)
+		}
+		if _, ok := seen[aborted]; ok {
+			t.Error("the aborted record stayed")
+		}
+		if r, ok := seen[marker]; !ok || !r.batch.IsControl() {
+			t.Error("the abort marker went")
+		}
+		if r, ok := seen[open]; !ok || r.val != "open" {
+			t.Errorf("the open transaction's record was cleaned: %+v %v", r, ok)
+		}
+		if got := abortedIDs(t, l, 0, l.NextOffset()); !slices.Equal(got, []int64{5}) {
+			t.Errorf("aborted transactions after cleaning: %v", got)
+		}
+	}
+	check(l)
+	if st.swapped == 0 {
+		t.Fatal("nothing was cleaned")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	check(l)
+	checkDir(t, dir)
 }

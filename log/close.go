@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+
+	"github.com/ferrymq/ferry/internal/durable"
 )
 
 // Close syncs and writes nothing more than needed: it fsyncs the active
@@ -11,7 +13,13 @@ import (
 // changed, and writes the clean-shutdown checkpoint (with every segment's
 // Meta) unless the one on disk still describes the log.
 // Readers holding views keep them until they release. Close is idempotent.
-func (l *Log) Close() error {
+func (l *Log) Close() error { return l.CloseInto(nil) }
+
+// CloseInto is Close with every sync left to b (durable.Batch): the
+// active segment's data and index files are written but not synced, and
+// the checkpoint takes its name only when the caller commits b, after
+// everything it describes is durable. A nil b is Close.
+func (l *Log) CloseInto(b *durable.Batch) error {
 	l.appendMu.Lock()
 	if l.appendMu.closed {
 		l.appendMu.Unlock()
@@ -30,7 +38,7 @@ func (l *Log) Close() error {
 	l.flusher.Lock()
 	unsynced := l.flusher.durableOffset.Load() < l.nextOffset.Load()
 	l.flusher.Unlock()
-	if clean && unsynced {
+	if clean && unsynced && b == nil {
 		if err := l.active().Sync(); err != nil {
 			errs = append(errs, err)
 			clean = false
@@ -38,7 +46,7 @@ func (l *Log) Close() error {
 	}
 	l.segMu.Lock()
 	for _, s := range l.segments {
-		if err := s.Close(); err != nil {
+		if err := s.CloseInto(b); err != nil {
 			errs = append(errs, err)
 			clean = false
 		}
@@ -46,7 +54,7 @@ func (l *Log) Close() error {
 	l.segMu.Unlock()
 	if clean && !l.appendMu.cleanOnDisk {
 		l.appendMu.recoveryPoint = l.nextOffset.Load()
-		if err := l.writeCheckpointLocked(true); err != nil {
+		if err := l.writeCheckpointInto(b, true); err != nil {
 			errs = append(errs, err)
 		}
 	}

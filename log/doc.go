@@ -9,6 +9,7 @@
 //	<dir>/00000000000000000000.log        segment files, named by base
 //	<dir>/00000000000000000000.index      offset (package segment)
 //	<dir>/00000000000000000000.timeindex
+//	<dir>/00000000000000000000.txnindex   aborted transactions, if any
 //	<dir>/00000000000000004096.log        ...
 //	<dir>/log.checkpoint                  recovery state, below
 //	<dir>/cleaner.checkpoint              compaction state, below
@@ -44,6 +45,13 @@
 // truncated before the log takes appends. A cleanly closed log opens in time
 // proportional to its number of segments, not its bytes, and maps nothing:
 // segments are mapped when first read (package segment, FileCache).
+//
+// The aborted-transaction index (.txnindex, package segment) is kept by
+// the caller, which knows transactions: AppendAbortedTxn adds an entry to
+// the segment holding the abort marker, AbortedTxns finds those a
+// read_committed read overlaps. Recovery removes the index of every
+// segment it scans and calls Config.Recovered, which rebuilds it from the
+// markers, before the recovery point moves past those segments.
 //
 // A new log (an empty directory) is created without an fsync: the first
 // append writes the checkpoint, which syncs the directory (and the
@@ -83,6 +91,14 @@
 // batch of a producer the partition still tracks stays, empty if need
 // be, so its sequence numbers survive; control batches stay whole. A
 // group from which nothing goes is left as it is.
+//
+// Transactions: a pass maps and cleans nothing at or past the owner's
+// last stable offset (Config.LastStableOffset), so a transaction not yet
+// decided is left whole. The batches of aborted transactions (found
+// through the aborted-transaction index) are not mapped, so they
+// supersede no committed record, and are removed; their markers stay,
+// and the new segment's .txnindex holds the entries of the segments it
+// replaces.
 //
 // Swaps are atomic across crashes. A group's new segment is written as
 // <base>.log.cleaned (and .index.cleaned, ...), synced, and the

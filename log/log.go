@@ -89,6 +89,13 @@ type Config struct {
 	// older one of its key go). Called with no lock of the log held.
 	// Read at Open only.
 	CleanLimit func() int64
+	// LastStableOffset, when set, returns the owner's last stable offset:
+	// the cleaner leaves the records at and past it (transactions not yet
+	// decided) as they are, as Kafka's cleaner stops at the first
+	// unstable offset; a negative value cleans nothing. It is called with
+	// the log's append lock held and must take no lock of the log. Read
+	// at Open only.
+	LastStableOffset func() int64
 	// FlushMessages syncs after this many records since the last sync.
 	// Corresponds to flush.messages; default MaxInt64 (never).
 	FlushMessages int64
@@ -110,6 +117,16 @@ type Config struct {
 	// advances, by the goroutine whose sync advanced it, with no lock of
 	// the log held. It must not block. Read at Open only.
 	OnDurable func()
+	// Recovered, when set, is called by Open after an unclean stop, once
+	// the segments past the recovery point have been scanned, cut after
+	// their last valid batch and synced, and before the recovery point
+	// moves past them: the caller rebuilds the aborted-transaction entries
+	// of those segments (AppendAbortedTxn), which recovery dropped, using
+	// l, whose reads work. from is the base of the first scanned segment
+	// holding a control batch, or the log end when none does (nothing to
+	// rebuild). Open then syncs what was added. An error fails Open. Read
+	// at Open only.
+	Recovered func(l *Log, from int64) error
 	// Logger receives recovery and error reports. nil discards them.
 	Logger *slog.Logger
 	// Files bounds the open files and mappings of the log's segments; one
@@ -308,6 +325,7 @@ func (l *Log) SetConfig(cfg Config) {
 	cfg.Cleaner = l.appendMu.cfg.Cleaner
 	cfg.ProducerLastOffsets = l.appendMu.cfg.ProducerLastOffsets
 	cfg.CleanLimit = l.appendMu.cfg.CleanLimit
+	cfg.LastStableOffset = l.appendMu.cfg.LastStableOffset
 	l.appendMu.cfg = cfg
 }
 

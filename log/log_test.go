@@ -528,7 +528,7 @@ func TestCorruptMiddleSegmentDropsLater(t *testing.T) {
 	appendN(t, l, 12, 2, 100, 0)
 	l.Close()
 	// Mark unclean with a recovery point of 0 and corrupt segment 2.
-	bases, _ := (&Log{dir: dir}).listSegments()
+	bases, _, _ := (&Log{dir: dir}).listSegments()
 	if len(bases) < 3 {
 		t.Fatalf("%d segments", len(bases))
 	}
@@ -601,7 +601,7 @@ func TestCleanOpenDamagedFiles(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	bases, _ := (&Log{dir: dir}).listSegments()
+	bases, _, _ := (&Log{dir: dir}).listSegments()
 	if len(bases) < 5 {
 		t.Fatalf("%d segments", len(bases))
 	}

@@ -35,12 +35,19 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.appendMu.cfg = cfg
 	// A swap of cleaned segments that a crash interrupted is finished
 	// first: after it the directory holds whole segments only.
-	swapped, removed, err := recoverSwaps(dir)
+	// The directory is listed once for both, unless the swaps change it:
+	// with thousands of partitions the listings are much of a start.
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	swapped, removed, err := recoverSwaps(dir, ents)
 	if err != nil {
 		return nil, fmt.Errorf("log: %s: %w", dir, err)
 	}
 	if swapped > 0 || removed > 0 {
 		l.logger.Info("finished what a cleaning pass stopped by a crash left", "swaps_finished", swapped, "cleaned_files_removed", removed)
+		ents = nil
 	}
 	cp, cpErr := readCheckpoint(dir)
 	if errors.Is(cpErr, os.ErrNotExist) {
@@ -57,7 +64,13 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if cpErr != nil && !errors.Is(cpErr, os.ErrNotExist) {
 		l.logger.Warn("checkpoint unreadable, recovering every segment", "err", cpErr)
 	}
-	bases, err := l.listSegments()
+	if ents == nil {
+		ents, err = os.ReadDir(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	bases, txnIndexes, err := l.segmentsIn(ents)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +94,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		if scan {
 			sizeBefore = fileSize(dir, base)
 		}
-		s, err := segment.Open(dir, base, cfg.segmentConfig(), segment.OpenOptions{Recover: scan, Active: active, Meta: metas[base]})
+		s, err := segment.Open(dir, base, cfg.segmentConfig(), segment.OpenOptions{Recover: scan, Active: active, Meta: metas[base], TxnIndex: txnIndexes[base]})
 		if err != nil {
 			l.closeSegments()
 			return nil, fmt.Errorf("log: open segment %d of %s: %w", base, dir, err)
@@ -161,11 +174,37 @@ func Open(dir string, cfg Config) (*Log, error) {
 		// What recovery scanned came from the page cache, which a crash
 		// of the process (not the machine) keeps: make it durable before
 		// the recovery point moves past it.
+		from := recoveryPointSegment(bases, recoveryPoint)
 		for _, s := range l.segments {
-			if s.Base() >= recoveryPointSegment(bases, recoveryPoint) {
+			if s.Base() >= from {
 				if err := s.Sync(); err != nil {
 					l.closeSegments()
 					return nil, err
+				}
+			}
+		}
+		// The caller rebuilds what it keeps per segment (the aborted
+		// transactions) for the scanned segments, durably, before the
+		// recovery point moves past them: from the first one holding a
+		// control batch (a transaction marker), the log end if none does.
+		if cfg.Recovered != nil {
+			rebuild := l.nextOffset.Load()
+			for _, s := range l.segments {
+				if s.Base() >= from && s.ScannedControl() {
+					rebuild = s.Base()
+					break
+				}
+			}
+			if err := cfg.Recovered(l, rebuild); err != nil {
+				l.closeSegments()
+				return nil, err
+			}
+			for _, s := range l.segments {
+				if s.Base() >= from {
+					if err := s.SyncTxnIndex(); err != nil {
+						l.closeSegments()
+						return nil, err
+					}
 				}
 			}
 		}
@@ -211,13 +250,18 @@ func fileSize(dir string, base int64) int64 {
 }
 
 // listSegments returns the base offsets of the .log files in the
-// directory, and deletes leftovers: temporary files and index files with
-// no log.
-func (l *Log) listSegments() ([]int64, error) {
+// directory and those that have a .txnindex, and deletes leftovers:
+// temporary files and index files with no log.
+func (l *Log) listSegments() ([]int64, map[int64]bool, error) {
 	ents, err := os.ReadDir(l.dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	return l.segmentsIn(ents)
+}
+
+// segmentsIn is listSegments over the directory's entries ents.
+func (l *Log) segmentsIn(ents []os.DirEntry) ([]int64, map[int64]bool, error) {
 	logs := map[int64]bool{}
 	var bases []int64
 	for _, e := range ents {
@@ -239,14 +283,22 @@ func (l *Log) listSegments() ([]int64, error) {
 			bases = append(bases, base)
 		}
 	}
+	txn := map[int64]bool{}
 	for _, e := range ents {
 		stem, ext, _ := strings.Cut(e.Name(), ".")
-		if base, err := strconv.ParseInt(stem, 10, 64); err == nil && (ext == "index" || ext == "timeindex") && !logs[base] {
+		base, err := strconv.ParseInt(stem, 10, 64)
+		if err != nil || (ext != "index" && ext != "timeindex" && ext != "txnindex") {
+			continue
+		}
+		switch {
+		case !logs[base]:
 			os.Remove(filepath.Join(l.dir, e.Name()))
+		case ext == "txnindex":
+			txn[base] = true
 		}
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-	return bases, nil
+	return bases, txn, nil
 }
 
 func removeSegmentFiles(dir string, base int64) {

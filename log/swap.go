@@ -148,21 +148,15 @@ func applySwap(dir string, m *swapManifest, hook func(cleanStep) bool) (err erro
 	return nil
 }
 
-// recoverSwaps, at Open, finishes every swap whose manifest is in dir and
+// recoverSwaps, at Open, finishes every swap whose manifest is in dir (whose
+// entries are ents) and
 // then removes what an unfinished cleaning left: files with the .cleaned
 // suffix that no manifest names, which copy data the log still holds. It
 // returns how many swaps it finished (the log's checkpoint then no longer
 // describes its segments) and how many files it removed. A manifest that does not decode, or whose new
 // .log is not the size it says, is an error and nothing is touched: a
 // swap is never half undone.
-func recoverSwaps(dir string) (swapped, removed int, err error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, 0, nil
-		}
-		return 0, 0, err
-	}
+func recoverSwaps(dir string, ents []os.DirEntry) (swapped, removed int, err error) {
 	var manifests []swapManifest
 	var names []string
 	for _, e := range ents {

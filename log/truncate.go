@@ -21,6 +21,15 @@ import (
 // are unlinked, so a reader still holding one keeps reading its mapping
 // until it releases it. The result is durable before they return.
 
+// ActiveBase is the base offset of the active segment: after TruncateTo,
+// the segment that was cut, reopened without its aborted-transaction
+// index, which the owner rebuilds from there (AppendAbortedTxn).
+func (l *Log) ActiveBase() int64 {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	return l.active().Base()
+}
+
 // PauseCleaning waits for a cleaning pass in progress to end and keeps
 // others from starting until ResumeCleaning: a replica truncates between
 // the two, so that no pass swaps in segments built from what it cut (as

@@ -130,6 +130,12 @@ var brokerConfigs = []brokerConfig{
 	{"slow.request.threshold.ms", "1000", typeLong, true, atLeast(-1)},
 	{"socket.request.max.bytes", "104857600", typeInt, false, atLeast(1)},
 	{"transaction.state.log.replication.factor", "1", typeShort, false, atLeast(1)},
+	{"transaction.state.log.num.partitions", "50", typeInt, false, atLeast(1)},
+	{"transaction.state.log.segment.bytes", "104857600", typeInt, false, atLeast(14)},
+	{"transaction.max.timeout.ms", "900000", typeInt, false, atLeast(1)},
+	{"transactional.id.expiration.ms", "604800000", typeInt, false, atLeast(1)},
+	{"transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", typeInt, false, atLeast(1)},
+	{"transaction.remove.expired.transaction.cleanup.interval.ms", "3600000", typeInt, false, atLeast(1)},
 	// A cluster (see package raftlog and package cluster).
 	{"controller.quorum.voters", "", typeList, false, nil},
 	{"process.roles", "", typeList, false, oneOfList("broker", "controller")},

@@ -358,9 +358,8 @@ func (s *Store) checkPartitionDir(dir string, id [16]byte) error {
 const openWorkers = 16
 
 // closeWorkers bounds the partitions closed at once at shutdown. A close
-// is mostly waiting for fsyncs, which the file system's journal commits
-// together when many are in flight.
-const closeWorkers = 64
+// writes a few small files and syncs nothing (Store.Close).
+const closeWorkers = 16
 
 // openImage opens the partitions of every topic replayed from the log. A
 // partition that cannot be opened is offline: its error is logged and

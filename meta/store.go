@@ -507,9 +507,12 @@ func (s *Store) Close() error {
 	if s.cleaner != nil {
 		s.cleaner.Close() // passes in progress stop; nothing is lost
 	}
-	// Each close may fsync data, indexes, a producer snapshot and a
-	// checkpoint: with thousands of partitions they run in parallel, so
-	// the disk sees many syncs at once instead of one after another.
+	// Each close writes index files, a producer snapshot and a clean
+	// checkpoint, which would cost several fsyncs apiece: they are left
+	// to one batch, made durable with one syncfs before the checkpoints
+	// take their names and one after (durable.Batch), so that 25,000
+	// partitions stop in seconds. The closes themselves run in parallel.
+	batch := new(durable.Batch)
 	type closing struct {
 		p    *partition.Partition
 		name string
@@ -521,14 +524,19 @@ func (s *Store) Close() error {
 			all = append(all, closing{p, fmt.Sprintf("%s-%d", t.name, ids[i])})
 		}
 	}
-	errs := make([]error, len(all)+1)
+	errs := make([]error, len(all)+2)
 	parallelN(closeWorkers, len(all), func(i int) {
-		if err := all[i].p.Close(); err != nil {
+		if err := all[i].p.CloseInto(batch); err != nil {
 			errs[i] = fmt.Errorf("close %s: %w", all[i].name, err)
 		}
 	})
+	if err := batch.Commit(s.cfg.DataDir); err != nil {
+		// The checkpoints that did not take their names leave those
+		// partitions to be recovered at the next start.
+		errs[len(all)] = fmt.Errorf("making the closed partitions durable: %w", err)
+	}
 	if err := s.log.Close(); err != nil {
-		errs[len(all)] = err
+		errs[len(all)+1] = err
 	}
 	s.lock.Release()
 	return errors.Join(errs...)

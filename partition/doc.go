@@ -20,15 +20,47 @@
 // lost and is skipped, so a retried batch is never taken for a duplicate
 // of a batch that is gone.
 //
-// <offset>.snapshot (big-endian):
+// <offset>.snapshot (big-endian), version 2:
 //
 //	version u8 | offset i64 | count u32 | count × entry | crc32c u32
-//	entry: producerId i64 | epoch i16 | n u8 | n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)
+//	entry: producerId i64 | epoch i16 | txnFirstOffset i64 | n u8 |
+//	       n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)
+//
+// txnFirstOffset is the first offset of the producer's transaction open
+// at the snapshot's offset, -1 if none. Version 1 (no txnFirstOffset,
+// written before transactions were stored) is still read.
 //
 // A snapshot is used only when it decodes whole: checksum, offset equal
 // to its name's, n at most 5, each producer once, nothing after the
 // entries. Otherwise the next older one is tried. Removing a stale
 // snapshot at open is followed by an fsync of the directory.
+//
+// # Transactions
+//
+// A transactional batch joins its producer's transaction in the
+// partition; the first one opens it, and only if the transaction
+// coordinator confirmed that the partition is in the producer's
+// transaction: the server takes a VerificationGuard (BeginVerification),
+// asks the coordinator, then appends with AppendVerified, which refuses
+// the batch (ErrInvalidTxnState) if a marker ended the transaction
+// meanwhile. A producer with a transaction open sends only transactional
+// batches. WriteMarker appends the commit or abort marker (a control
+// batch, fsynced before it returns) and moves the producer to the
+// marker's epoch: with transaction version 2 the bumped one, which fences
+// the ended transaction's batches.
+//
+// The last stable offset (LastStableOffset) is the first offset of the
+// oldest transaction still open, or whose marker is not durable yet,
+// capped by the high watermark and never below the log start: what
+// read_committed consumers read up to. An abort adds the transaction (its
+// producer id, first offset and marker offset) to the aborted-transaction
+// index of the segment holding the marker (.txnindex, package segment),
+// which AbortedTxns searches for a read_committed fetch. Open
+// transactions are in the producer snapshots; after an unclean stop the
+// producers are loaded from a snapshot at or below the first segment
+// recovery scans, and the index of every scanned segment is rebuilt from
+// its markers before the recovery point moves past it. Producers with a
+// transaction open are never expired.
 //
 // # Compaction
 //
@@ -81,15 +113,17 @@
 //
 // # Concurrency
 //
-// All methods are safe for concurrent use. Appends are serialized by the
-// partition's mutex (mu), which is taken before any lock of the log but
-// its clean lock: a cleaning pass holds that one while it asks for the
-// producer state (under mu), so mu is never held while the log closes,
-// and a replica's truncation takes it (log.PauseCleaning) before mu. In
-// a cluster the cleaner cleans only below the high watermark.
-// The replication state (repl) is taken after mu; the waiters' mutex
-// (watch) is taken last: the log wakes waiters from inside Sync, which
-// runs under mu at Close.
+// All methods are safe for concurrent use. Appends and markers are
+// serialized by the partition's mutex (mu), which is taken before any lock
+// of the log but its clean lock: a cleaning pass holds that one while it
+// asks for the producer state (under mu), so mu is never held while the
+// log closes, and a replica's truncation takes it (log.PauseCleaning)
+// before mu. In a cluster the cleaner cleans only below the high
+// watermark. The replication state (repl) is taken after mu. The last
+// stable offset's state (stable) has a leaf lock of its own, and the
+// waiters' mutex (watch) is taken last: the log wakes waiters (and prunes
+// the transactions its sync made durable) from inside Sync, which runs
+// under mu at Close. LastStableOffset takes no lock.
 //
 // # Usage
 //
@@ -98,4 +132,12 @@
 //	err = p.Sync()                     // acks=all
 //	p.Watch(ch)                        // ch gets a send when the high watermark advances
 //	v, err := p.Read(off, 1<<20, true)
+//
+//	// A transactional batch that may open a transaction:
+//	g := p.BeginVerification(producerID, epoch) // nil: already open here
+//	// ... the coordinator confirms the partition is in the transaction ...
+//	res, err = p.AppendVerified(records, g)
+//	off, err := p.WriteMarker(partition.Marker{ProducerID: id, ProducerEpoch: e, Commit: true})
+//	lso := p.LastStableOffset()
+//	aborted, err := p.AbortedTxns(from, lso)
 package partition

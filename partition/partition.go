@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/durable"
 	"github.com/ferrymq/ferry/log"
 	"github.com/ferrymq/ferry/record"
 )
@@ -35,8 +37,11 @@ var (
 	// ErrInvalidProducerEpoch: the batch's producer epoch is older than
 	// the one already seen (INVALID_PRODUCER_EPOCH).
 	ErrInvalidProducerEpoch = errors.New("partition: invalid producer epoch")
-	// ErrTransactional: transactional batches are not supported yet.
-	ErrTransactional = errors.New("partition: transactional produce is not supported")
+	// ErrInvalidTxnState: a transactional batch that opens a transaction
+	// was not verified with the transaction coordinator (or a marker
+	// ended the transaction since), or a producer with a transaction open
+	// sent a batch outside it (INVALID_TXN_STATE).
+	ErrInvalidTxnState = errors.New("partition: invalid transaction state")
 	// ErrOffsetOutOfRange is log.ErrOffsetOutOfRange.
 	ErrOffsetOutOfRange = log.ErrOffsetOutOfRange
 	// ErrLogClosed is log.ErrClosed: the partition's log was closed under
@@ -113,18 +118,34 @@ type Partition struct {
 		sync.Mutex
 		cfg       Config
 		producers map[int64]*producer
-		closed    bool
+		// ongoing maps the producers with a transaction open here to
+		// its first offset (their producer's txnFirst).
+		ongoing ongoingTxns
+		// verify holds, per producer id, the guard of a transaction
+		// being verified with the coordinator (BeginVerification).
+		verify map[int64]*VerificationGuard
+		closed bool
 		// snapRolls is the log's roll count at the last producer
 		// snapshot; a snapshot is written at each roll.
 		snapRolls int64
 		// loaded: producers holds the state rebuilt at Open, which the
 		// log cleaner may use (producerLastOffsets).
 		loaded bool
+		// snapAt is the log end offset of the newest producer snapshot
+		// on disk, if it describes the log as it is (-1 when unknown):
+		// Close writes none when the log has not grown since.
+		snapAt int64
 	}
 
 	// repl is the replication state in a cluster (replica.go); taken
 	// after mu, before watch.
 	repl replica
+
+	// stable is what the last stable offset is computed from (txn.go).
+	stable stableState
+	// opened: Open finished, so p.log and stable may be read (by the
+	// log cleaner, through log.Config.LastStableOffset).
+	opened atomic.Bool
 
 	// watch guards the fetch waiters. It is taken last, after mu and
 	// the log's locks (the log wakes waiters from inside Sync).
@@ -144,22 +165,48 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	p := &Partition{logger: cfg.Logger}
 	p.watch.watchers = map[chan<- struct{}]struct{}{}
 	cfg.Log.OnDurable = p.durable
+	var recovered map[int64]*producer
+	cfg.Log.Recovered = func(l *log.Log, from int64) error {
+		// An unclean stop: the producers are loaded while the log
+		// recovers, rebuilding the aborted-transaction index of the
+		// segments it scanned.
+		var err error
+		recovered, _, err = loadProducers(l, from)
+		return err
+	}
 	cfg.Log.ProducerLastOffsets = p.producerLastOffsets
+	cfg.Log.LastStableOffset = func() int64 {
+		if !p.opened.Load() {
+			return -1 // the cleaner waits for Open
+		}
+		return p.LastStableOffset()
+	}
 	cfg.Log.CleanLimit = p.cleanLimit
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
 	p.log = l
-	producers, err := loadProducers(l)
-	if err != nil {
-		l.Close()
-		return nil, err
+	producers, snapAt := recovered, int64(-1)
+	if producers == nil {
+		if producers, snapAt, err = loadProducers(l, -1); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	p.mu.Lock()
 	p.mu.cfg = cfg
-	p.mu.producers, p.mu.loaded = producers, true
+	p.mu.producers, p.mu.loaded, p.mu.snapAt = producers, true, snapAt
+	p.mu.verify = map[int64]*VerificationGuard{}
+	p.mu.ongoing = ongoingTxns{}
+	for id, st := range p.mu.producers {
+		if st.txnFirst >= 0 {
+			p.mu.ongoing[id] = st.txnFirst
+		}
+	}
+	p.stable.init(p.mu.ongoing)
 	p.mu.Unlock()
+	p.opened.Store(true)
 	return p, nil
 }
 
@@ -259,8 +306,20 @@ type Result struct {
 // batches (magic 2) back to back. Either every batch is appended or none
 // is. The bytes are modified in place (offsets, and timestamps with
 // LogAppendTime) and written as they are, except batches recompressed for
-// Config.Recompress, which are written from a copy.
+// Config.Recompress, which are written from a copy. A transactional batch
+// that would open a transaction is refused (ErrInvalidTxnState): use
+// AppendVerified.
 func (p *Partition) Append(records []byte) (Result, error) {
+	return p.AppendVerified(records, nil)
+}
+
+// AppendVerified is Append for a record set whose transactional batches
+// were verified with the transaction coordinator under guard (from
+// BeginVerification; nil when none was needed). A transactional batch
+// that opens its producer's transaction here is appended only if guard
+// is still the producer's current one: a marker since BeginVerification
+// (the transaction ended meanwhile) refuses it with ErrInvalidTxnState.
+func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Result, error) {
 	res := Result{BaseOffset: -1, LogAppendTime: -1}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -328,6 +387,11 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		// with a well-behaved producer.
 		return res, fmt.Errorf("%w: retried and new batches mixed", ErrOutOfOrderSequence)
 	}
+	for i := range headers {
+		if err := p.checkTxnLocked(&headers[i], headers[:i], guard); err != nil {
+			return res, err
+		}
+	}
 	now := int64(-1)
 	if cfg.LogAppendTime {
 		now = time.Now().UnixMilli()
@@ -353,7 +417,9 @@ func (p *Partition) Append(records []byte) (Result, error) {
 		p.counters.bytesIn.Add(int64(len(batch)))
 		p.counters.recordsIn.Add(int64(h.RecordCount))
 		if h.ProducerID >= 0 {
-			p.recordBatchLocked(h)
+			if _, started := recordBatch(p.mu.producers, h); started {
+				p.beginTxnLocked(h.ProducerID, h.BaseOffset)
+			}
 		}
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
@@ -361,15 +427,23 @@ func (p *Partition) Append(records []byte) (Result, error) {
 	if epoch > LeaderEpoch || p.Replicated() {
 		p.notify() // followers fetch up to the log end
 	}
+	p.maybeSnapshotLocked()
+	return res, nil
+}
+
+// maybeSnapshotLocked writes a producer snapshot when the log started a
+// new segment since the last one, so that recovery after a crash walks at
+// most the segments since, not the whole log.
+func (p *Partition) maybeSnapshotLocked() {
 	if r := p.log.Rolls(); r != p.mu.snapRolls {
-		// A new segment: snapshot producer state so that recovery after a
-		// crash walks at most the segments since, not the whole log.
 		p.mu.snapRolls = r
-		if err := writeProducerSnapshot(p.log.Dir(), p.log.NextOffset(), p.mu.producers); err != nil {
+		at := p.log.NextOffset()
+		if err := writeProducerSnapshot(nil, p.log.Dir(), at, p.mu.producers); err != nil {
 			p.logger.Warn("producer snapshot failed; recovery will scan more of the log", "err", err)
+		} else {
+			p.mu.snapAt = at
 		}
 	}
-	return res, nil
 }
 
 // recompress rewrites a validated batch with the topic's codec
@@ -431,8 +505,8 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 	if h.ProducerID >= 0 && h.BaseSequence < 0 {
 		return fmt.Errorf("%w: producer %d sent base sequence %d", ErrInvalidRecord, h.ProducerID, h.BaseSequence)
 	}
-	if h.IsTransactional() {
-		return ErrTransactional
+	if h.IsTransactional() && h.ProducerID < 0 {
+		return fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	}
 	if cfg.Log.Compact {
 		// As Kafka's LogValidator: a compacted topic keeps records by
@@ -489,7 +563,8 @@ func (p *Partition) Unwatch(ch chan<- struct{}) {
 	delete(p.watch.watchers, ch)
 }
 
-// durable is told by the log that its durable offset advanced: the
+// durable is told by the log that its durable offset advanced (after a
+// sync, log.Config.OnDurable, before the syncing callers return): the
 // leader's high watermark may rise with it; watchers wake.
 func (p *Partition) durable() {
 	p.repl.Lock()
@@ -501,6 +576,7 @@ func (p *Partition) durable() {
 // notify wakes every watcher: the high watermark advanced (or, on a
 // leader of a cluster, the log end, which followers fetch up to).
 func (p *Partition) notify() {
+	p.stable.durable(p.log.DurableOffset())
 	p.watch.Lock()
 	defer p.watch.Unlock()
 	for ch := range p.watch.watchers {
@@ -554,7 +630,12 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 
 // Close writes the producer snapshot and closes the log cleanly. It wakes
 // any waiter. Close is idempotent.
-func (p *Partition) Close() error {
+func (p *Partition) Close() error { return p.CloseInto(nil) }
+
+// CloseInto is Close with every sync left to b (durable.Batch), which
+// the caller commits once it has closed every partition: one syncfs for
+// all of them instead of several fsyncs each. A nil b is Close.
+func (p *Partition) CloseInto(b *durable.Batch) error {
 	p.mu.Lock()
 	if p.mu.closed {
 		p.mu.Unlock()
@@ -564,9 +645,14 @@ func (p *Partition) Close() error {
 	p.closeWatchers()
 	var errs []error
 	if p.log.Err() == nil {
-		if err := p.log.Sync(); err != nil {
-			errs = append(errs, err)
-		} else if err := writeProducerSnapshot(p.log.Dir(), p.log.NextOffset(), p.mu.producers); err != nil {
+		var err error
+		if b == nil {
+			err = p.log.Sync()
+		}
+		if at := p.log.NextOffset(); err == nil && at != p.mu.snapAt {
+			err = writeProducerSnapshot(b, p.log.Dir(), at, p.mu.producers)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -574,7 +660,7 @@ func (p *Partition) Close() error {
 	// Not under mu: closing the log waits for a cleaning pass, which
 	// may be asking for the producers (producerLastOffsets). Appends
 	// are refused already.
-	if err := p.log.Close(); err != nil {
+	if err := p.log.CloseInto(b); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -151,9 +151,9 @@ func TestProducerSnapshots(t *testing.T) {
 	}
 	end := p.HighWatermark()
 	// A snapshot beyond the log end claims sequence 60 is stored at end+3.
-	lost := map[int64]*producer{9: {epoch: 0}}
+	lost := map[int64]*producer{9: newProducer(0)}
 	lost[9].push(batchMeta{firstSeq: 60, lastSeq: 61, base: end + 3, last: end + 4})
-	if err := writeProducerSnapshot(dir, end+5, lost); err != nil {
+	if err := writeProducerSnapshot(nil, dir, end+5, lost); err != nil {
 		t.Fatal(err)
 	}
 	// The stale snapshot's removal is made durable: the directory is

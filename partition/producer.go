@@ -25,10 +25,13 @@ const producerBatches = 5
 const (
 	snapshotExt = ".snapshot"
 	// snapshotVersion is the format of the snapshot files. Change it
-	// with the layout: a snapshot of another version does not decode,
-	// and the producers are rebuilt from an older one or from the log
-	// instead, so no migration is needed.
-	snapshotVersion = 1
+	// with the layout; a snapshot of a version this code does not read
+	// does not decode, and the producers are rebuilt from an older one
+	// or from the log instead. Version 2 added each producer's open
+	// transaction; version 1 (written before transactions were stored,
+	// so without any) is still read.
+	snapshotVersion   = 2
+	snapshotVersionV1 = 1
 	// keptSnapshots is how many snapshot files are kept: the newest may
 	// cover data a crash loses, the older ones are below it.
 	keptSnapshots = 3
@@ -69,14 +72,28 @@ type batchMeta struct {
 	base, last        int64
 }
 
-// producer is the idempotence state of one producer id.
+// producer is the idempotence and transaction state of one producer id.
 type producer struct {
 	epoch   int16
 	batches [producerBatches]batchMeta // oldest first, n in use
 	n       int
+	// txnFirst is the first offset of the producer's transaction open in
+	// the partition, -1 when none is.
+	txnFirst int64
 	// lastSeen is when the producer last appended (Unix ms), or when the
 	// state was loaded; it is not persisted.
 	lastSeen int64
+}
+
+func newProducer(epoch int16) *producer { return &producer{epoch: epoch, txnFirst: -1} }
+
+// setEpoch moves the producer to epoch; a new epoch forgets the batches
+// of the old one (its sequences start again at 0). An open transaction
+// is kept: only a marker ends it.
+func (p *producer) setEpoch(epoch int16) {
+	if epoch != p.epoch {
+		*p = producer{epoch: epoch, txnFirst: p.txnFirst, lastSeen: p.lastSeen}
+	}
 }
 
 func (p *producer) last() *batchMeta {
@@ -148,55 +165,99 @@ func (p *Partition) checkSequenceLocked(h *record.Header, earlier []record.Heade
 	return 0, false, nil
 }
 
-// recordBatchLocked remembers an appended idempotent batch.
-func (p *Partition) recordBatchLocked(h *record.Header) {
-	recordBatch(p.mu.producers, h)
-}
-
-func recordBatch(m map[int64]*producer, h *record.Header) {
-	st := m[h.ProducerID]
+// recordBatch remembers an appended batch of an idempotent producer (a
+// data batch: markers go through endTxn) and returns its state. A
+// transactional batch opens the producer's transaction if none is open:
+// started is then true.
+func recordBatch(m map[int64]*producer, h *record.Header) (st *producer, started bool) {
+	st = m[h.ProducerID]
 	if st == nil {
-		st = &producer{epoch: h.ProducerEpoch}
+		st = newProducer(h.ProducerEpoch)
 		m[h.ProducerID] = st
 	}
-	if h.ProducerEpoch != st.epoch {
-		*st = producer{epoch: h.ProducerEpoch}
-	}
+	st.setEpoch(h.ProducerEpoch)
 	st.lastSeen = time.Now().UnixMilli()
 	st.push(batchMeta{firstSeq: h.BaseSequence, lastSeq: h.LastSequence(), base: h.BaseOffset, last: h.LastOffset()})
+	if h.IsTransactional() && st.txnFirst < 0 {
+		st.txnFirst = h.BaseOffset
+		started = true
+	}
+	return st, started
+}
+
+// endTxn applies a marker of producerID at epoch to m and returns the
+// first offset of the transaction it ends, -1 when none was open.
+func endTxn(m map[int64]*producer, producerID int64, epoch int16) int64 {
+	st := m[producerID]
+	if st == nil {
+		st = newProducer(epoch)
+		m[producerID] = st
+	}
+	st.setEpoch(epoch)
+	st.lastSeen = time.Now().UnixMilli()
+	first := st.txnFirst
+	st.txnFirst = -1
+	return first
 }
 
 // ExpireProducers forgets producers that have not appended for
-// producer.id.expiration.ms, as Kafka does; a forgotten producer's next
-// batch is taken at any sequence. It returns how many were forgotten.
+// producer.id.expiration.ms, as Kafka does, unless a transaction of
+// theirs is open here; a forgotten producer's next batch is taken at any
+// sequence. It returns how many were forgotten.
 func (p *Partition) ExpireProducers(now time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	limit := now.UnixMilli() - p.mu.cfg.ProducerIDExpirationMs
 	n := 0
 	for id, st := range p.mu.producers {
-		if st.lastSeen < limit {
+		if st.lastSeen < limit && st.txnFirst < 0 {
 			delete(p.mu.producers, id)
 			n++
+		}
+	}
+	for id, g := range p.mu.verify {
+		if g.created < limit {
+			delete(p.mu.verify, id)
 		}
 	}
 	return n
 }
 
 // loadProducers rebuilds producer state from the newest snapshot at or
-// below the log end (a newer one describes data a crash lost) plus the
-// batches after it, or from the whole log when there is none.
-func loadProducers(l *log.Log) (map[int64]*producer, error) {
+// below the log end (a newer one describes data a crash lost, and is
+// deleted) plus the batches after it, or from the whole log when there is
+// none. With rebuildFrom >= 0 (an unclean open, whose recovery scanned the
+// segments from that offset on and dropped their aborted-transaction
+// indexes) the snapshot used is at or below rebuildFrom, and every abort
+// marker from rebuildFrom on gets its entry in the log's index again.
+// snapAt is the offset of the snapshot taken when it describes the whole
+// log (it is at the log end), else -1.
+func loadProducers(l *log.Log, rebuildFrom int64) (m map[int64]*producer, snapAt int64, err error) {
+	m, snapAt, err = loadProducerState(l, rebuildFrom)
+	if err != nil || snapAt < l.NextOffset() {
+		snapAt = -1
+	}
+	return m, snapAt, err
+}
+
+func loadProducerState(l *log.Log, rebuildFrom int64) (map[int64]*producer, int64, error) {
 	m, at := map[int64]*producer{}, l.LogStartOffset()
+	limit := l.NextOffset()
+	if rebuildFrom >= 0 {
+		limit = min(limit, rebuildFrom)
+	}
 	removed := false
 	for _, off := range snapshotOffsets(l.Dir()) {
 		if off > l.NextOffset() {
 			// It describes data a crash lost. Delete it, or it would
 			// be taken once the log grows past it again.
 			if err := os.Remove(snapshotPath(l.Dir(), off)); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			removed = true
+			continue
+		}
+		if off > limit {
 			continue
 		}
 		if sm, err := readProducerSnapshot(snapshotPath(l.Dir(), off), off); err == nil {
@@ -208,25 +269,70 @@ func loadProducers(l *log.Log) (map[int64]*producer, error) {
 		// The removal must outlast a power cut too: a stale snapshot
 		// that came back would be taken once the log passes it.
 		if err := syncDir(l.Dir()); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	// Expiry counts from now for every producer loaded: when they last
 	// appended is not recorded.
 	now := time.Now().UnixMilli()
-	for _, st := range m {
+	open := ongoingTxns{}
+	for id, st := range m {
 		st.lastSeen = now
+		if st.txnFirst >= 0 {
+			open[id] = st.txnFirst
+		}
 	}
 	if at >= l.NextOffset() {
-		return m, nil
+		return m, at, nil
 	}
-	err := l.Walk(at, func(_ []byte, h *record.Header) bool {
-		if h.ProducerID >= 0 && !h.IsControl() && h.BaseOffset >= at {
-			recordBatch(m, h)
+	var werr error
+	err := l.Walk(at, func(batch []byte, h *record.Header) bool {
+		if h.ProducerID < 0 || h.BaseOffset < at {
+			return true
 		}
-		return true
+		if !h.IsControl() {
+			if _, started := recordBatch(m, h); started {
+				open[h.ProducerID] = h.BaseOffset
+			}
+			return true
+		}
+		typ, err := record.ControlType(batch)
+		if err != nil {
+			werr = fmt.Errorf("partition: control batch at %d: %w", h.BaseOffset, err)
+			return false
+		}
+		if typ != record.ControlAbort && typ != record.ControlCommit {
+			return true // a control record of another kind: not a marker
+		}
+		first := endTxn(m, h.ProducerID, h.ProducerEpoch)
+		delete(open, h.ProducerID)
+		if typ == record.ControlAbort && first >= 0 && rebuildFrom >= 0 && h.BaseOffset >= rebuildFrom {
+			werr = l.AppendAbortedTxn(log.AbortedTxn{
+				ProducerID:       h.ProducerID,
+				FirstOffset:      first,
+				LastOffset:       h.BaseOffset,
+				LastStableOffset: open.lastStable(h.BaseOffset + 1),
+			})
+		}
+		return werr == nil
 	})
-	return m, err
+	if err == nil {
+		err = werr
+	}
+	return m, at, err
+}
+
+// ongoingTxns maps the producers with a transaction open in the partition
+// to the transaction's first offset.
+type ongoingTxns map[int64]int64
+
+// lastStable is the last stable offset with these transactions open:
+// the first offset of the oldest, or end when none is.
+func (o ongoingTxns) lastStable(end int64) int64 {
+	for _, first := range o {
+		end = min(end, first)
+	}
+	return end
 }
 
 // errSnapshot marks a producer snapshot that does not decode; the next
@@ -249,20 +355,23 @@ func readProducerSnapshot(path string, at int64) (map[int64]*producer, error) {
 	return m, nil
 }
 
-// decodeProducerSnapshot decodes a snapshot (see the package comment):
-// the offset it was taken at and the producers. Anything but a well-formed
-// snapshot, whole, with a matching checksum, one entry per producer and
-// nothing after the entries, is errSnapshot.
+// decodeProducerSnapshot decodes a snapshot of version 1 or 2 (see the
+// package comment): the offset it was taken at and the producers.
+// Anything but a well-formed snapshot, whole, with a matching checksum,
+// one entry per producer and nothing after the entries, is errSnapshot.
 func decodeProducerSnapshot(b []byte) (int64, map[int64]*producer, error) {
 	const (
-		head  = 1 + 8 + 4 // version, offset, count
-		entry = 8 + 2 + 1 // producer id, epoch, n
-		meta  = 4 + 4 + 8 + 8
+		head = 1 + 8 + 4 // version, offset, count
+		meta = 4 + 4 + 8 + 8
 	)
 	be := binary.BigEndian
-	if len(b) < head+4 || b[0] != snapshotVersion ||
+	if len(b) < head+4 || (b[0] != snapshotVersion && b[0] != snapshotVersionV1) ||
 		crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
 		return 0, nil, fmt.Errorf("%w: bad version, length or checksum", errSnapshot)
+	}
+	entry := 8 + 2 + 8 + 1 // producer id, epoch, transaction's first offset, n
+	if b[0] == snapshotVersionV1 {
+		entry = 8 + 2 + 1
 	}
 	at := int64(be.Uint64(b[1:]))
 	count := be.Uint32(b[9:])
@@ -276,8 +385,14 @@ func decodeProducerSnapshot(b []byte) (int64, map[int64]*producer, error) {
 			return 0, nil, fmt.Errorf("%w: truncated", errSnapshot)
 		}
 		id := int64(be.Uint64(rest))
-		st := &producer{epoch: int16(be.Uint16(rest[8:]))}
-		n := int(rest[10])
+		st := newProducer(int16(be.Uint16(rest[8:])))
+		if b[0] != snapshotVersionV1 {
+			st.txnFirst = int64(be.Uint64(rest[10:]))
+			if st.txnFirst < -1 || st.txnFirst > at {
+				return 0, nil, fmt.Errorf("%w: producer %d has a transaction open at %d", errSnapshot, id, st.txnFirst)
+			}
+		}
+		n := int(rest[entry-1])
 		rest = rest[entry:]
 		if n > producerBatches || len(rest) < n*meta {
 			return 0, nil, fmt.Errorf("%w: truncated", errSnapshot)
@@ -311,6 +426,7 @@ func encodeProducerSnapshot(at int64, m map[int64]*producer) []byte {
 	for id, st := range m {
 		b = be.AppendUint64(b, uint64(id))
 		b = be.AppendUint16(b, uint16(st.epoch))
+		b = be.AppendUint64(b, uint64(st.txnFirst))
 		b = append(b, byte(st.n))
 		for j := 0; j < st.n; j++ {
 			bm := &st.batches[j]
@@ -323,14 +439,19 @@ func encodeProducerSnapshot(at int64, m map[int64]*producer) []byte {
 	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-func writeProducerSnapshot(dir string, at int64, m map[int64]*producer) error {
-	if err := durable.WriteFile(snapshotPath(dir, at), encodeProducerSnapshot(at, m)); err != nil {
+// writeProducerSnapshot writes the snapshot at offset at, durably at once
+// or when b commits (b nil: at once), then removes the oldest beyond
+// keptSnapshots.
+func writeProducerSnapshot(b *durable.Batch, dir string, at int64, m map[int64]*producer) error {
+	if err := b.WriteFile(snapshotPath(dir, at), encodeProducerSnapshot(at, m)); err != nil {
 		return err
 	}
-	for i, off := range snapshotOffsets(dir) {
-		if i >= keptSnapshots {
-			os.Remove(snapshotPath(dir, off))
+	b.After(func() {
+		for i, off := range snapshotOffsets(dir) {
+			if i >= keptSnapshots {
+				os.Remove(snapshotPath(dir, off))
+			}
 		}
-	}
+	})
 	return nil
 }

@@ -13,13 +13,16 @@ import (
 func sampleProducers() map[int64]*producer {
 	m := map[int64]*producer{}
 	for id := int64(0); id <= producerBatches; id++ {
-		st := &producer{epoch: int16(id)}
+		st := newProducer(int16(id))
+		if id%2 == 1 {
+			st.txnFirst = 100 * id
+		}
 		for j := int64(0); j < id; j++ {
 			st.push(batchMeta{firstSeq: int32(10 * j), lastSeq: int32(10*j + 9), base: 100*id + 10*j, last: 100*id + 10*j + 9})
 		}
 		m[id*1000-1] = st
 	}
-	m[math.MaxInt64] = &producer{epoch: math.MaxInt16}
+	m[math.MaxInt64] = newProducer(math.MaxInt16)
 	return m
 }
 
@@ -30,7 +33,7 @@ func sameProducers(a, b map[int64]*producer) bool {
 	}
 	for id, x := range a {
 		y := b[id]
-		if y == nil || x.epoch != y.epoch || x.n != y.n || x.batches != y.batches {
+		if y == nil || x.epoch != y.epoch || x.n != y.n || x.batches != y.batches || x.txnFirst != y.txnFirst {
 			return false
 		}
 	}
@@ -61,7 +64,9 @@ func TestProducerSnapshotDecode(t *testing.T) {
 	}
 	oneEntry := func(id int64, n byte) []byte {
 		e := binary.BigEndian.AppendUint64(nil, uint64(id))
-		e = append(e, 0, 1, n)
+		e = append(e, 0, 1)
+		e = binary.BigEndian.AppendUint64(e, math.MaxUint64) // no transaction open
+		e = append(e, n)
 		for range n {
 			e = append(e, make([]byte, 24)...)
 		}
@@ -85,10 +90,24 @@ func TestProducerSnapshotDecode(t *testing.T) {
 		{"six batches", withCRC(append(head(1), oneEntry(5, 6)...))},
 		{"batches past the end", withCRC(append(head(1), oneEntry(5, 3)[:40]...))},
 		{"a producer twice", withCRC(append(append(head(2), oneEntry(5, 1)...), oneEntry(5, 2)...))},
+		{"a transaction past the snapshot", withCRC(append(append(head(1), binary.BigEndian.AppendUint64(append(binary.BigEndian.AppendUint64(nil, 5), 0, 1), 2)...), 0))},
 	} {
 		if _, _, err := decodeProducerSnapshot(tc.b); !errors.Is(err, errSnapshot) {
 			t.Errorf("%s: %v, want errSnapshot", tc.name, err)
 		}
+	}
+	// Version 1, written before transactions were stored: no open
+	// transaction.
+	v1 := binary.BigEndian.AppendUint32([]byte{snapshotVersionV1, 0, 0, 0, 0, 0, 0, 0, 9}, 1)
+	v1 = binary.BigEndian.AppendUint64(v1, 77)
+	v1 = append(v1, 0, 3, 1)
+	v1 = binary.BigEndian.AppendUint32(v1, 0)
+	v1 = binary.BigEndian.AppendUint32(v1, 4)
+	v1 = binary.BigEndian.AppendUint64(v1, 3)
+	v1 = binary.BigEndian.AppendUint64(v1, 7)
+	at, got, err = decodeProducerSnapshot(withCRC(v1))
+	if err != nil || at != 9 || len(got) != 1 || got[77].epoch != 3 || got[77].txnFirst != -1 || got[77].last().lastSeq != 4 {
+		t.Fatalf("version 1: at %d %+v %v", at, got[77], err)
 	}
 	// A file must hold the state at the offset of its name.
 	dir := t.TempDir()

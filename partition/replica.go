@@ -492,11 +492,12 @@ func (p *Partition) AppendReplica(records []byte) (int64, error) {
 		if ec.assign(h.PartitionLeaderEpoch, h.BaseOffset) {
 			saveEpochs = true
 		}
-		if _, err := p.log.Append(batch, &h); err != nil {
+		off, err := p.log.Append(batch, &h)
+		if err != nil {
 			return p.log.NextOffset(), err
 		}
-		if h.ProducerID >= 0 && !h.IsControl() {
-			p.recordBatchLocked(&h)
+		if err := p.replicaTxnLocked(batch, &h, off); err != nil {
+			return p.log.NextOffset(), err
 		}
 	}
 	if saveEpochs {
@@ -504,13 +505,47 @@ func (p *Partition) AppendReplica(records []byte) (int64, error) {
 			return p.log.NextOffset(), err
 		}
 	}
-	if r := p.log.Rolls(); r != p.mu.snapRolls {
-		p.mu.snapRolls = r
-		if err := writeProducerSnapshot(p.log.Dir(), p.log.NextOffset(), p.mu.producers); err != nil {
-			p.logger.Warn("producer snapshot failed; recovery will scan more of the log", "err", err)
+	p.maybeSnapshotLocked()
+	return p.log.NextOffset(), nil
+}
+
+// replicaTxnLocked keeps a follower's producer and transaction state as
+// its leader's: a batch of a producer records its sequence and may open a
+// transaction; a commit or abort marker ends one (an abort goes into the
+// aborted-transaction index), as WriteMarker does on the leader, so that
+// the follower answers read_committed fetches and the last stable offset
+// the same way once it leads.
+func (p *Partition) replicaTxnLocked(batch []byte, h *record.Header, off int64) error {
+	if h.ProducerID < 0 {
+		return nil
+	}
+	if !h.IsControl() {
+		if _, started := recordBatch(p.mu.producers, h); started {
+			p.beginTxnLocked(h.ProducerID, h.BaseOffset)
+		}
+		return nil
+	}
+	typ, err := record.ControlType(batch)
+	if err != nil {
+		return fmt.Errorf("%w: control batch at %d from the leader: %v", ErrCorruptMessage, off, err)
+	}
+	if typ != record.ControlAbort && typ != record.ControlCommit {
+		return nil
+	}
+	first := endTxn(p.mu.producers, h.ProducerID, h.ProducerEpoch)
+	delete(p.mu.verify, h.ProducerID)
+	if first < 0 {
+		return nil
+	}
+	delete(p.mu.ongoing, h.ProducerID)
+	if typ == record.ControlAbort {
+		e := AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: off, LastStableOffset: p.mu.ongoing.lastStable(off + 1)}
+		if err := p.log.AppendAbortedTxn(e); err != nil {
+			return err
 		}
 	}
-	return p.log.NextOffset(), nil
+	p.stable.end(p.mu.ongoing, first, off)
+	return nil
 }
 
 // SetFollowerHW records the leader's high watermark on a follower,
@@ -571,11 +606,22 @@ func (p *Partition) afterTruncateLocked(end int64) error {
 			return err
 		}
 	}
-	m, err := loadProducers(p.log)
+	// The segment cut was reopened without its aborted-transaction
+	// index: loading the producers from a snapshot at or below it
+	// rebuilds its entries, and the transactions open at the new end.
+	m, snapAt, err := loadProducers(p.log, p.log.ActiveBase())
 	if err != nil {
 		return err
 	}
-	p.mu.producers = m
+	p.mu.producers, p.mu.snapAt = m, snapAt
+	p.mu.verify = map[int64]*VerificationGuard{}
+	p.mu.ongoing = ongoingTxns{}
+	for id, st := range m {
+		if st.txnFirst >= 0 {
+			p.mu.ongoing[id] = st.txnFirst
+		}
+	}
+	p.stable.reset(p.mu.ongoing)
 	p.repl.Lock()
 	p.repl.hw = min(p.repl.hw, end)
 	p.repl.Unlock()
@@ -591,4 +637,15 @@ type ReplicaState struct {
 	Leader        bool
 	Epoch         int32
 	HighWatermark int64
+}
+
+// reset starts the last stable offset's state again from the
+// transactions open after a replica's truncation: the markers it had
+// recorded may have been cut.
+func (s *stableState) reset(ongoing ongoingTxns) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completed = nil
+	s.ongoingMin = ongoing.lastStable(math.MaxInt64)
+	s.updateLocked()
 }

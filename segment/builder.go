@@ -48,10 +48,19 @@ func NewBuilder(dir string, base int64, cfg Config) (*Builder, error) {
 // batch's last offset.
 func (b *Builder) Append(batch []byte, h *record.Header) error { return b.s.Append(batch, h) }
 
+// AppendAbortedTxn adds e to the new segment's aborted-transaction index
+// (its .txnindex, under the temporary name), as Segment.AppendAbortedTxn:
+// the cleaner carries the entries of the segments it replaces, whose
+// abort markers it keeps.
+func (b *Builder) AppendAbortedTxn(e AbortedTxn) error { return b.s.AppendAbortedTxn(e) }
+
+// HasAbortedTxns reports whether the new segment has a .txnindex.
+func (b *Builder) HasAbortedTxns() bool { return b.s.HasAbortedTxns() }
+
 // Size is the number of bytes appended.
 func (b *Builder) Size() int64 { return b.s.Size() }
 
-// Finish syncs the .log, writes and syncs both index files, closes them
+// Finish syncs the .log, writes and syncs the index files, closes them
 // and returns the segment's Meta, with which Open opens it once renamed.
 // The Builder is unusable after.
 func (b *Builder) Finish() (Meta, error) {

@@ -45,7 +45,7 @@ func renameInto(t testing.TB, dir string, base int64) {
 	t.Helper()
 	for _, ext := range Extensions {
 		p := filepath.Join(dir, FileName(base, ext))
-		if err := os.Rename(p+CleanedSuffix, p); err != nil {
+		if err := os.Rename(p+CleanedSuffix, p); err != nil && (ext != ".txnindex" || !errors.Is(err, os.ErrNotExist)) {
 			t.Fatal(err)
 		}
 	}
@@ -352,5 +352,76 @@ func TestSealWaitsForSync(t *testing.T) {
 	}
 	if err := <-sealed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBuilderAbortedTxns: a Builder writes the aborted transactions it is
+// given to its temporary .txnindex, synced by Finish, which the segment
+// renamed into place and opened with OpenOptions.TxnIndex serves; a
+// retired segment keeps serving its own after its .txnindex is removed.
+func TestBuilderAbortedTxns(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{MaxBytes: 1 << 20}
+	old, err := Create(dir, 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, old, 0, 2, 10)
+	e := AbortedTxn{ProducerID: 7, FirstOffset: 2, LastOffset: 8, LastStableOffset: 9}
+	if err := old.AppendAbortedTxn(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Opened again, it has not read its .txnindex yet.
+	if old, err = Open(dir, 0, cfg, OpenOptions{TxnIndex: true}); err != nil {
+		t.Fatal(err)
+	}
+	bl, err := NewBuilder(dir, 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		b, h := mkBatch(int64(2*i), 2, 10, 1)
+		if err := bl.Append(b, &h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bl.HasAbortedTxns() {
+		t.Fatal("a new builder has aborted transactions")
+	}
+	if err := bl.AppendAbortedTxn(e); err != nil {
+		t.Fatal(err)
+	}
+	if !bl.HasAbortedTxns() {
+		t.Fatal("HasAbortedTxns false after AppendAbortedTxn")
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName(0, ".txnindex")+CleanedSuffix)); err != nil {
+		t.Fatalf("the builder writes .txnindex under the temporary name: %v", err)
+	}
+	m, err := bl.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old segment is retired, then its files are replaced.
+	if err := old.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, FileName(0, ".txnindex"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := old.AbortedTxns(0, 100, nil); err != nil || len(got) != 1 || got[0] != e {
+		t.Fatalf("retired segment: %v %v", got, err)
+	}
+	old.Release()
+	renameInto(t, dir, 0)
+	s, err := Open(dir, 0, cfg, OpenOptions{Meta: &m, TxnIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _, err := s.AbortedTxns(0, 100, nil); err != nil || len(got) != 1 || got[0] != e {
+		t.Fatalf("cleaned segment: %v %v", got, err)
 	}
 }

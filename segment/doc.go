@@ -28,6 +28,29 @@
 //	+----------------+-------+   batch so far (int64); rel = base offset - B
 //	                             of the batch that carried it (uint32)
 //
+// A segment holding abort markers of transactions also has
+//
+//	00000000000000000000.txnindex   aborted transactions, 34-byte entries
+//
+// in Kafka's layout (big-endian):
+//
+//	0     2               10              18              26              34
+//	+-----+---------------+---------------+---------------+---------------+
+//	| ver | producer id   | first offset  | last offset   | last stable   |
+//	+-----+---------------+---------------+---------------+---------------+
+//	ver = 0; first offset = the transaction's first offset in the partition
+//	(possibly in an earlier segment); last offset = its abort marker's, in
+//	this segment; last stable = the partition's last stable offset once it
+//	was aborted (a search for offsets below X stops at the first entry
+//	whose last stable offset is at or past X).
+//
+// Entries are appended by the caller (AppendAbortedTxn) with plain writes
+// as markers are appended, read when first needed and kept in memory, and
+// the file is synced when the segment is sealed or closed. Recovery
+// (OpenOptions.Recover) removes it: the caller rebuilds it from the
+// markers, since an entry's first offset comes from producer state the
+// segment does not know.
+//
 // An offset index entry is added for a batch when at least
 // index.interval.bytes of log have been written since the last entry; a time
 // index entry is added with it when the largest timestamp grew, and once more

@@ -59,22 +59,26 @@ func (s *Segment) appendTimeEntry() {
 
 // writeIndexFiles writes the index entries in use to .index and
 // .timeindex with plain writes (never through a mapping, so a full disk is
-// an error and not a fault) and syncs both files.
-func (s *Segment) writeIndexFiles() error {
+// an error and not a fault) and syncs both files, or leaves them to b.
+func (s *Segment) writeIndexFiles(b *durable.Batch) error {
 	s.idxMu.RLock()
 	idx, tidx := s.idx, s.tidx
 	s.idxMu.RUnlock()
-	if err := writeFileSynced(s.path(".index"), idx); err != nil {
-		return err
-	}
-	if err := writeFileSynced(s.path(".timeindex"), tidx); err != nil {
-		return err
+	for _, f := range [...]struct {
+		ext  string
+		data []byte
+	}{{".index", idx}, {".timeindex", tidx}} {
+		path := s.path(f.ext)
+		if err := writeIndexFile(path, f.data, b == nil); err != nil {
+			return err
+		}
+		b.Written(path)
 	}
 	s.indexChanged = false
 	return nil
 }
 
-func writeFileSynced(path string, data []byte) error {
+func writeIndexFile(path string, data []byte, sync bool) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -83,9 +87,11 @@ func writeFileSynced(path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("segment: write %s: %w", path, err)
 	}
-	if err := durable.SyncData(f); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := durable.SyncData(f); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
 }
@@ -400,6 +406,9 @@ func (s *Segment) rebuildLocked() error {
 	valid := Scan(log, s.base, func(pos int64, h *record.Header) bool {
 		s.indexBatch(pos, h)
 		s.next.Store(h.NextOffset())
+		if h.IsControl() {
+			s.txn.scannedControl = true
+		}
 		return true
 	})
 	s.size.Store(valid)
@@ -420,7 +429,7 @@ func (s *Segment) rebuildLocked() error {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}
-		if err := s.writeIndexFiles(); err != nil {
+		if err := s.writeIndexFiles(nil); err != nil {
 			return err
 		}
 		s.idxMu.Lock()

@@ -21,8 +21,9 @@ import (
 const FormatVersion = 1
 
 // Extensions are the extensions of a segment's files, .log first. A
-// segment's files are FileName(base, ext) for each of them.
-var Extensions = [...]string{".log", ".index", ".timeindex"}
+// segment's files are FileName(base, ext) for each of them; .txnindex
+// exists only for a segment holding abort markers.
+var Extensions = [...]string{".log", ".index", ".timeindex", ".txnindex"}
 
 // CleanedSuffix ends the names of a segment's files while the log cleaner
 // writes them (Builder), until its owner renames them into place.
@@ -219,6 +220,9 @@ type Segment struct {
 	syncing     atomic.Int64
 	syncWG      sync.WaitGroup
 	destroyOnce sync.Once
+
+	// txn is the aborted-transaction index (txnindex.go).
+	txn txnIndex
 }
 
 type osFile struct{ *os.File }
@@ -241,6 +245,7 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	defer s.mu.Unlock()
 	s.capacity = s.cfg.MaxBytes
 	s.inMemory, s.loaded = true, true
+	s.txn.loaded = true
 	if err := s.openFileLocked(os.O_CREATE | os.O_TRUNC); err != nil {
 		return nil, err
 	}
@@ -264,16 +269,25 @@ type OpenOptions struct {
 	// files into memory and checks them against Meta when it is first read
 	// or appended to.
 	Meta *Meta
+	// TxnIndex says the directory holds the segment's .txnindex (the
+	// caller lists the directory anyway); it is read when first needed.
+	// With Recover it is removed instead: the caller rebuilds the
+	// segment's aborted transactions (AppendAbortedTxn).
+	TxnIndex bool
 }
 
 // Open opens an existing segment as opts says.
 func Open(dir string, base int64, cfg Config, opts OpenOptions) (*Segment, error) {
 	s := newSegment(dir, base, cfg)
+	s.txn.exists.Store(opts.TxnIndex)
 	var err error
 	if m := opts.Meta; m != nil && !opts.Recover && m.Base == base && m.Size >= 0 && m.Size <= math.MaxInt32 && m.NextOffset >= base {
 		err = s.openMeta(*m, opts.Active)
 	} else {
 		err = s.openFiles(opts)
+	}
+	if err == nil && opts.Recover {
+		err = s.resetTxnIndex()
 	}
 	if err != nil {
 		s.destroy()
@@ -730,7 +744,10 @@ func (s *Segment) Seal() error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
-	if err := s.writeIndexFiles(); err != nil {
+	if err := s.writeIndexFiles(nil); err != nil {
+		return s.fail(err)
+	}
+	if err := s.SyncTxnIndex(); err != nil {
 		return s.fail(err)
 	}
 	s.sealed = true
@@ -787,14 +804,29 @@ func (s *Segment) destroy() {
 // (unless it has a write error; an empty segment needs none) and drops the
 // owner's reference; the files are closed when no reader holds the
 // segment. It does not sync the log; callers Sync first.
-func (s *Segment) Close() error {
+func (s *Segment) Close() error { return s.CloseInto(nil) }
+
+// CloseInto is Close with the index files left for b to make durable
+// (durable.Batch): the caller commits b once every segment, log and
+// partition is closed. A nil b is Close.
+func (s *Segment) CloseInto(b *durable.Batch) error {
 	var err error
 	if !s.sealed && s.err() == nil && s.size.Load() > 0 {
 		if s.maxTimestamp.Load() > s.lastTimeEntryTS {
 			s.appendTimeEntry()
 		}
 		if s.indexChanged {
-			err = s.writeIndexFiles()
+			err = s.writeIndexFiles(b)
+		}
+		// Where b cannot sync the file system at once it syncs each
+		// file it was told of; the active segment may hold unsynced data.
+		b.Written(s.path(".log"))
+	}
+	if s.err() == nil {
+		if b == nil {
+			err = errors.Join(err, s.SyncTxnIndex())
+		} else {
+			s.txnIndexInto(b)
 		}
 	}
 	s.Release()
@@ -838,6 +870,13 @@ func (s *Segment) Retire() error {
 		if err := s.openLocked(needLog | needIndex); err != nil {
 			return err
 		}
+	}
+	// The aborted transactions too: .txnindex is read by path.
+	s.txn.mu.Lock()
+	err := s.loadTxnLocked()
+	s.txn.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	s.retired = true
 	s.orphan.Store(true)

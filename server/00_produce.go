@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/record"
+	"github.com/ferrymq/ferry/txn"
 )
 
 // Produce, v0-v13.
@@ -35,6 +37,21 @@ import (
 //     (flush.max.delay.ms).
 //   - Internal topics refuse produce; an offline partition answers
 //     KAFKA_STORAGE_ERROR with the reason.
+//   - Transactional batches: a request needs a transactional id
+//     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise). Before the first
+//     batch of a producer's transaction in a partition is appended, the
+//     transaction coordinator confirms the partition is in the
+//     transaction (v3-v11, KIP-890 part 1) or adds it (v12+, part 2), one
+//     call for every such partition of the request. This runs on the
+//     reader goroutine, as the append does, so the connection's next
+//     requests keep their order (Kafka handles a connection's requests
+//     one at a time); it costs at most one fsync of __transaction_state.
+//     A partition's verification guard keeps a marker that lands
+//     meanwhile from letting the batch in after it. The coordinator's
+//     errors map as Kafka's AddPartitionsToTxnManager maps them:
+//     PRODUCER_FENCED is INVALID_PRODUCER_EPOCH, TRANSACTION_ABORTABLE is
+//     INVALID_TXN_STATE before v11, and its retriable errors are
+//     NOT_ENOUGH_REPLICAS, which every client retries.
 //
 // Version notes:
 //   - v0-v2 carry message sets of format v0/v1 (or batches v2, taken as
@@ -70,9 +87,13 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	if req.Acks == -1 {
 		syncs = &produceSyncs{timeout: time.Duration(req.TimeoutMillis) * time.Millisecond}
 	}
+	var txns map[*kmsg.ProduceRequestTopicPartition]txnVerdict
+	if r.version >= 3 {
+		txns = s.verifyTransactional(r, req)
+	}
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i := range req.Topics {
-		s.produceTopic(r, &req.Topics[i], &resp.Topics[i], syncs)
+		s.produceTopic(r, &req.Topics[i], &resp.Topics[i], syncs, txns)
 	}
 	switch {
 	case req.Acks == 0:
@@ -112,15 +133,10 @@ func refuseProduce(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, code *k
 
 // produceTopic appends the partitions of one topic of a produce into st.
 // With syncs (acks=all) the partitions appended to are added to it.
-func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg.ProduceResponseTopic, syncs *produceSyncs) {
+func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg.ProduceResponseTopic, syncs *produceSyncs, txns map[*kmsg.ProduceRequestTopicPartition]txnVerdict) {
 	*st = kmsg.NewProduceResponseTopic()
 	st.Topic, st.TopicID = rt.Topic, rt.TopicID
-	var t *meta.Topic
-	if r.version >= 13 {
-		t = s.meta.TopicByID(rt.TopicID)
-	} else {
-		t = s.meta.Topic(rt.Topic)
-	}
+	t := s.produceTopicOf(r, rt)
 	name := rt.Topic
 	if t != nil {
 		name = t.Name()
@@ -139,7 +155,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			continue
 		}
-		p, res, err := s.producePartition(r, t, rp, sp)
+		p, res, err := s.producePartition(r, t, rp, sp, txns)
 		if err != nil {
 			code, msg := errorCode(err)
 			sp.ErrorCode = code
@@ -167,7 +183,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 // producePartition appends one partition's records and fills in its
 // answer. It returns the partition appended to, nil when there was
 // nothing to append.
-func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) (*partition.Partition, partition.Result, error) {
+func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, txns map[*kmsg.ProduceRequestTopicPartition]txnVerdict) (*partition.Partition, partition.Result, error) {
 	var res partition.Result
 	p, err := t.Partition(rp.Partition)
 	if err != nil {
@@ -190,7 +206,11 @@ func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceReq
 			return nil, res, err
 		}
 	}
-	res, err = p.Append(records)
+	v := txns[rp]
+	if v.err != nil {
+		return nil, res, v.err
+	}
+	res, err = p.AppendVerified(records, v.guard)
 	if err != nil {
 		return nil, res, err
 	}
@@ -198,6 +218,106 @@ func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceReq
 	sp.LogAppendTime = res.LogAppendTime
 	sp.LogStartOffset = res.LogStartOffset
 	return p, res, nil
+}
+
+// produceTopicOf returns the topic a produce names, by id from v13.
+func (s *Server) produceTopicOf(r *request, rt *kmsg.ProduceRequestTopic) *meta.Topic {
+	if r.version >= 13 {
+		return s.meta.TopicByID(rt.TopicID)
+	}
+	return s.meta.Topic(rt.Topic)
+}
+
+// txnVerdict is what the transaction coordinator said of a partition's
+// transactional records: the guard to append them under (nil when the
+// producer's transaction was open there already), or the error to answer.
+type txnVerdict struct {
+	guard *partition.VerificationGuard
+	err   error
+}
+
+// verifyTransactional has the transaction coordinator verify (v3-v11) or
+// add (v12+) the partitions whose records open a transaction of their
+// producer, one call per producer, and returns the verdict of each
+// partition holding transactional records. Partitions that do not exist
+// or hold records that do not parse are left to the append, which
+// reports them.
+func (s *Server) verifyTransactional(r *request, req *kmsg.ProduceRequest) map[*kmsg.ProduceRequestTopicPartition]txnVerdict {
+	type producerKey struct {
+		id    int64
+		epoch int16
+	}
+	type toVerify struct {
+		rp *kmsg.ProduceRequestTopicPartition
+		tp txn.TopicPartition
+	}
+	var out map[*kmsg.ProduceRequestTopicPartition]txnVerdict
+	var byProducer map[producerKey][]toVerify
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		var t *meta.Topic
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			if len(rp.Records) < record.HeaderSize || rp.Records[record.PosMagic] != record.Magic ||
+				binary.BigEndian.Uint16(rp.Records[record.PosAttributes:])&record.Transactional == 0 {
+				continue
+			}
+			if out == nil {
+				out = map[*kmsg.ProduceRequestTopicPartition]txnVerdict{}
+				byProducer = map[producerKey][]toVerify{}
+			}
+			if req.TransactionID == nil || *req.TransactionID == "" {
+				out[rp] = txnVerdict{err: fmt.Errorf("%w: transactional records without a transactional id", kerr.TransactionalIDAuthorizationFailed)}
+				continue
+			}
+			if t == nil {
+				t = s.produceTopicOf(r, rt)
+			}
+			if t == nil || !r.allowed(auth.ResourceTopic, t.Name(), auth.OpWrite) {
+				continue // refused by the append
+			}
+			p, err := t.Partition(rp.Partition)
+			if err != nil || t.Internal() {
+				continue
+			}
+			h, err := record.Parse(rp.Records)
+			if err != nil {
+				continue
+			}
+			g := p.BeginVerification(h.ProducerID, h.ProducerEpoch)
+			out[rp] = txnVerdict{guard: g}
+			if g != nil {
+				k := producerKey{h.ProducerID, h.ProducerEpoch}
+				byProducer[k] = append(byProducer[k], toVerify{rp, txn.TopicPartition{Topic: t.Name(), Partition: rp.Partition}})
+			}
+		}
+	}
+	for k, vs := range byProducer {
+		tps := make([]txn.TopicPartition, len(vs))
+		for i, v := range vs {
+			tps[i] = v.tp
+		}
+		errs := make([]error, len(vs))
+		switch {
+		case s.txn == nil:
+			for i := range errs {
+				errs[i] = errTxnUnavailable
+			}
+		case r.version >= 12:
+			err := s.txn.AddPartitionsImplicitly(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
+			for i := range errs {
+				errs[i] = err
+			}
+		default:
+			errs = s.txn.VerifyPartitions(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
+		}
+		for i, v := range vs {
+			if errs[i] != nil {
+				out[v.rp] = txnVerdict{err: verificationError(errs[i], r.version >= 11, false)}
+			}
+		}
+	}
+	return out
 }
 
 // answerAcksZero sends no answer to an acks=0 produce; but, as Kafka

@@ -40,6 +40,12 @@ import (
 //     (the client fetches them again).
 //   - The mapped segment bytes a fetch holds are released however it ends:
 //     written, abandoned, or a handler panic.
+//   - isolation_level read_committed (1) reads up to the partition's last
+//     stable offset, not past a transaction still open, and carries the
+//     aborted transactions that overlap the records returned, so the
+//     client drops their records; read_uncommitted reads up to the high
+//     watermark. Both get the last stable offset and the control batches
+//     (markers) in the data, as from Kafka.
 
 func init() { regKey(1, 4, 18, handleFetch) }
 
@@ -63,9 +69,11 @@ type fetchResult struct {
 	part         *partition.Partition // nil when not found
 	errCode      int16
 	hw, logStart int64
+	lso          int64 // last stable offset
 	view         partition.View
-	placeholder  bool // the encoded response holds a placeholder for view
-	tooLarge     bool // left out: the response would pass maxResponseSize
+	aborted      []partition.AbortedTxn // read_committed: overlapping the view
+	placeholder  bool                   // the encoded response holds a placeholder for view
+	tooLarge     bool                   // left out: the response would pass maxResponseSize
 }
 
 type fetch struct {
@@ -284,7 +292,7 @@ func (f *fetch) read() (total int, anyErr bool) {
 	for i := range f.parts {
 		fp := &f.parts[i]
 		res := &f.results[i]
-		res.hw, res.logStart = -1, -1
+		res.hw, res.logStart, res.lso = -1, -1, -1
 		t, p, code := f.lookup(fp.key)
 		if code != 0 {
 			res.errCode, anyErr = code, true
@@ -295,7 +303,13 @@ func (f *fetch) read() (total int, anyErr bool) {
 			continue
 		}
 		res.part = p
-		res.hw, res.logStart = p.HighWatermark(), p.LogStartOffset()
+		res.hw, res.logStart, res.lso = p.HighWatermark(), p.LogStartOffset(), p.LastStableOffset()
+		// The last stable offset, read after the high watermark, is at
+		// most it.
+		bound := res.hw
+		if f.req.IsolationLevel == 1 {
+			bound = res.lso
+		}
 		// Past the high watermark but not the log end (an acks=1
 		// batch not yet durable) is in range, with nothing to return
 		// yet, as in Kafka.
@@ -303,7 +317,6 @@ func (f *fetch) read() (total int, anyErr bool) {
 			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
 			continue
 		}
-		bound := res.hw
 		if f.replica >= 0 {
 			bound = p.LogEndOffset() // a follower replicates what is not committed yet
 		}
@@ -319,6 +332,14 @@ func (f *fetch) read() (total int, anyErr bool) {
 			}
 			res.errCode, anyErr = code, true
 			continue
+		}
+		if f.req.IsolationLevel == 1 && len(v.Data) > 0 {
+			if res.aborted, err = p.AbortedTxns(fp.offset, partition.ViewEnd(v.Data)); err != nil {
+				v.Release()
+				f.s.logger.Error("fetch: reading the aborted transactions failed", "topic", t.Name(), "partition", fp.key.partition, "err", err)
+				res.errCode, anyErr = codeOf(err), true
+				continue
+			}
 		}
 		res.view = v
 		total += len(v.Data)
@@ -575,8 +596,8 @@ func (f *fetch) build(salt [8]byte) *kmsg.FetchResponse {
 		fp, res := &f.parts[i], &f.results[i]
 		res.placeholder = false
 		if fp.sp != nil {
-			changed := len(res.view.Data) > 0 || res.tooLarge || res.errCode != 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart
-			fp.sp.hw, fp.sp.logStart, fp.sp.errCode = res.hw, res.logStart, res.errCode
+			changed := len(res.view.Data) > 0 || res.tooLarge || res.errCode != 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart || res.lso != fp.sp.lso
+			fp.sp.hw, fp.sp.logStart, fp.sp.lso, fp.sp.errCode = res.hw, res.logStart, res.lso, res.errCode
 			if f.incremental && !changed {
 				continue
 			}
@@ -592,11 +613,14 @@ func (f *fetch) build(salt [8]byte) *kmsg.FetchResponse {
 		rp.Partition = fp.key.partition
 		rp.ErrorCode = res.errCode
 		rp.HighWatermark = res.hw
-		rp.LastStableOffset = res.hw
+		rp.LastStableOffset = res.lso
 		rp.LogStartOffset = res.logStart
 		rp.PreferredReadReplica = -1
 		if req.IsolationLevel == 1 {
-			rp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			rp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(res.aborted))
+			for j, a := range res.aborted {
+				rp.AbortedTransactions[j] = kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset}
+			}
 		}
 		// Empty, never null: librdkafka rejects a null record set.
 		rp.RecordBatches = []byte{}

@@ -11,14 +11,15 @@ import (
 // ListOffsets, v0-v11.
 //
 // Timestamp -2 is the log start offset (earliest), -1 the high watermark
-// (latest: the durable offset that Fetch serves up to; also the last
-// stable offset for read_committed, there being no open transactions), -3
-// the record with the largest timestamp (v7+, KIP-734), -4 the earliest
-// local offset (= earliest); -5 (latest tiered) and -6 (earliest pending
+// (latest: the durable offset that Fetch serves up to), or with
+// isolation_level read_committed (v2+) the last stable offset, -3 the
+// record with the largest timestamp (v7+, KIP-734), -4 the earliest local
+// offset (= earliest); -5 (latest tiered) and -6 (earliest pending
 // upload) find nothing, there being no tiered storage. A timestamp >= 0
 // finds the first record at or after it; none gives offset -1. As in
-// Kafka, lookups by timestamp answer only offsets below the high
-// watermark. v0 answers in OldStyleOffsets.
+// Kafka, lookups by timestamp (and -3) answer only offsets below the high
+// watermark, or below the last stable offset for read_committed. v0
+// answers in OldStyleOffsets.
 //
 // Behavior:
 //   - v1+: a partition named more than once gets INVALID_REQUEST at each
@@ -65,6 +66,7 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 			}
 		}
 	}
+	committed := r.version >= 2 && req.IsolationLevel == 1
 	var lookups map[*partition.Partition]*timestampLookups
 	for ti, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
@@ -107,14 +109,14 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 				l.at = append(l.at, [2]int{ti, len(st.Partitions)})
 			default:
 				sp.LeaderEpoch = epoch
-				listOffset(p, rp.Timestamp, &sp)
+				listOffset(p, rp.Timestamp, committed, &sp)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
 	for _, l := range lookups {
-		hw := l.p.HighWatermark()
+		hw := fetchable(l.p, committed)
 		matches, err := l.p.OffsetsForTimestamps(l.ts)
 		logStart := l.p.LogStartOffset()
 		for i, at := range l.at {
@@ -146,8 +148,17 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 	return resp
 }
 
+// fetchable is the offset a consumer of the isolation level reads up to:
+// the high watermark, or the last stable offset for read_committed.
+func fetchable(p *partition.Partition, committed bool) int64 {
+	if committed {
+		return p.LastStableOffset()
+	}
+	return p.HighWatermark()
+}
+
 // listOffset answers the special timestamps (below 0).
-func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTopicPartition) {
+func listOffset(p *partition.Partition, ts int64, committed bool, sp *kmsg.ListOffsetsResponseTopicPartition) {
 	switch ts {
 	case -2, -4:
 		sp.Offset = p.LogStartOffset()
@@ -157,9 +168,9 @@ func listOffset(p *partition.Partition, ts int64, sp *kmsg.ListOffsetsResponseTo
 		// without tiered storage.
 		sp.LeaderEpoch = -1
 	case -1:
-		sp.Offset = p.HighWatermark()
+		sp.Offset = fetchable(p, committed)
 	case -3:
-		hw := p.HighWatermark()
+		hw := fetchable(p, committed)
 		off, t, ok, err := p.MaxTimestamp()
 		if err != nil {
 			sp.ErrorCode = codeOf(err)

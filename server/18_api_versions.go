@@ -11,9 +11,31 @@ import (
 //
 // The answer lists every registered handler's version range. A request
 // newer than we know is answered in v0 form with UNSUPPORTED_VERSION and
-// the same list (KIP-511), in conn.dispatch.
+// the same list (KIP-511), in conn.dispatch. v3+ lists the features
+// (KIP-584) registered with regFeature, each finalized at one level:
+// clients pick what they use by it (franz-go uses transactions of
+// KIP-890 only once transaction.version is finalized at 2).
 
-func init() { regKey(18, 0, 5, handleApiVersions) }
+func init() {
+	regKey(18, 0, 5, handleApiVersions)
+	regFeature("transaction.version", 0, 2, transactionVersion)
+}
+
+// feature is one feature advertised in ApiVersions v3+.
+type feature struct {
+	name               string
+	minLevel, maxLevel int16 // supported
+	finalized          int16 // the level in effect
+}
+
+var features []feature
+
+// regFeature registers a feature: the levels this broker supports and the
+// one it has finalized.
+func regFeature(name string, minLevel, maxLevel, finalized int16) {
+	features = append(features, feature{name, minLevel, maxLevel, finalized})
+	sort.Slice(features, func(i, j int) bool { return features[i].name < features[j].name })
+}
 
 func apiKeys() []kmsg.ApiVersionsResponseApiKey {
 	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(handlers))
@@ -32,6 +54,18 @@ func handleApiVersions(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = kerr.InvalidRequest.Code
 	}
 	resp.ApiKeys = apiKeys()
+	if r.version >= 3 {
+		// One broker: the finalized levels never change, epoch 0.
+		resp.FinalizedFeaturesEpoch = 0
+		for _, f := range features {
+			sf := kmsg.NewApiVersionsResponseSupportedFeature()
+			sf.Name, sf.MinVersion, sf.MaxVersion = f.name, f.minLevel, f.maxLevel
+			resp.SupportedFeatures = append(resp.SupportedFeatures, sf)
+			ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+			ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = f.name, f.finalized, f.finalized
+			resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
+		}
+	}
 	return resp
 }
 

@@ -9,11 +9,12 @@ import (
 	"github.com/ferrymq/ferry/auth"
 )
 
-// InitProducerID, v0-v5, for idempotent producers. Producer ids come from
-// blocks reserved durably in the metadata log, so none is reused after a
-// restart. A request carrying its current id and epoch (v3+, KIP-360)
-// gets the same id with the epoch bumped (a new id when the epoch would
-// overflow). Transactional ids are not supported yet.
+// InitProducerID, v0-v5. Producer ids come from blocks reserved durably
+// in the metadata log, so none is reused after a restart. A request
+// carrying its current id and epoch (v3+, KIP-360) gets the same id with
+// the epoch bumped (a new id when the epoch would overflow). A request
+// with a transactional id goes to the transaction coordinator (package
+// txn, see txn.go).
 
 func init() { regKey(22, 0, 5, handleInitProducerID) }
 
@@ -33,10 +34,7 @@ func handleInitProducerID(s *Server, r *request) kmsg.Response {
 		return resp
 	}
 	if req.TransactionalID != nil {
-		// Transactions come later; tell the client this broker cannot
-		// coordinate them.
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
+		return txnCall(s, r, s.txn.InitProducerID)
 	}
 	if r.version >= 3 && req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < math.MaxInt16-1 {
 		resp.ProducerID, resp.ProducerEpoch = req.ProducerID, req.ProducerEpoch+1

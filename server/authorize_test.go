@@ -86,6 +86,14 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 	if _, err := admin.CommitOffsets(ctx, "g", kadm.OffsetsFromRecords(kgo.Record{Topic: "t", Partition: 0, Offset: 0})); err != nil {
 		t.Fatal(err)
 	}
+	// A transaction left open, so that ListTransactions has one to hide.
+	tx := b.as("admin", kgo.TransactionalID("tx"), kgo.TransactionTimeout(time.Minute))
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	str := func(s string) *string { return &s }
 	open := map[int16]bool{18: true, 17: true, 36: true, 60: true} // ApiVersions, SASL, DescribeCluster: anyone, as in Kafka
 	probes := map[int16]func() kmsg.Request{
@@ -168,6 +176,39 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			ot := kmsg.NewOffsetForLeaderEpochRequestTopic()
 			ot.Topic = "t"
 			ot.Partitions = append(ot.Partitions, kmsg.NewOffsetForLeaderEpochRequestTopicPartition())
+			r.Topics = append(r.Topics, ot)
+			return r
+		},
+		24: func() kmsg.Request {
+			r := kmsg.NewPtrAddPartitionsToTxnRequest()
+			r.Version, r.TransactionalID = 3, "tx"
+			at := kmsg.NewAddPartitionsToTxnRequestTopic()
+			at.Topic, at.Partitions = "t", []int32{0}
+			r.Topics = append(r.Topics, at)
+			return r
+		},
+		25: func() kmsg.Request {
+			r := kmsg.NewPtrAddOffsetsToTxnRequest()
+			r.TransactionalID, r.Group = "tx", "g"
+			return r
+		},
+		26: func() kmsg.Request { r := kmsg.NewPtrEndTxnRequest(); r.TransactionalID = "tx"; return r },
+		27: func() kmsg.Request {
+			r := kmsg.NewPtrWriteTxnMarkersRequest()
+			m := kmsg.NewWriteTxnMarkersRequestMarker()
+			m.ProducerID, m.Committed = 1, true
+			mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+			mt.Topic, mt.Partitions = "t", []int32{0}
+			m.Topics = append(m.Topics, mt)
+			r.Markers = append(r.Markers, m)
+			return r
+		},
+		28: func() kmsg.Request {
+			r := kmsg.NewPtrTxnOffsetCommitRequest()
+			r.TransactionalID, r.Group = "tx", "g"
+			ot := kmsg.NewTxnOffsetCommitRequestTopic()
+			ot.Topic = "t"
+			ot.Partitions = append(ot.Partitions, kmsg.NewTxnOffsetCommitRequestTopicPartition())
 			r.Topics = append(r.Topics, ot)
 			return r
 		},
@@ -254,6 +295,18 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			r.Deletions = append(r.Deletions, d)
 			return r
 		},
+		61: func() kmsg.Request {
+			r := kmsg.NewPtrDescribeProducersRequest()
+			dt := kmsg.NewDescribeProducersRequestTopic()
+			dt.Topic, dt.Partitions = "t", []int32{0}
+			r.Topics = append(r.Topics, dt)
+			return r
+		},
+		65: func() kmsg.Request {
+			r := kmsg.NewPtrDescribeTransactionsRequest()
+			r.TransactionalIDs = []string{"tx"}
+			return r
+		},
 		68: func() kmsg.Request {
 			r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
 			r.Group, r.MemberEpoch, r.RebalanceTimeoutMillis = "g2", 0, 1000
@@ -271,6 +324,11 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 	listings := map[int16]func() (kmsg.Request, func(kmsg.Response) bool){
 		16: func() (kmsg.Request, func(kmsg.Response) bool) {
 			return kmsg.NewPtrListGroupsRequest(), func(r kmsg.Response) bool { return len(r.(*kmsg.ListGroupsResponse).Groups) == 0 }
+		},
+		66: func() (kmsg.Request, func(kmsg.Response) bool) {
+			return kmsg.NewPtrListTransactionsRequest(), func(r kmsg.Response) bool {
+				return len(r.(*kmsg.ListTransactionsResponse).TransactionStates) == 0
+			}
 		},
 	}
 	anon := b.client("PLAINTEXT")
@@ -302,6 +360,21 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 		}
 		if !authzError(reflect.ValueOf(resp)) {
 			t.Errorf("%s v%d: answered without an authorization error to a principal without ACLs: %+v", name, req.GetVersion(), resp)
+		}
+	}
+	// The transactional forms of InitProducerID and Produce.
+	initTxn := kmsg.NewPtrInitProducerIDRequest()
+	initTxn.TransactionalID, initTxn.TransactionTimeoutMillis = str("tx"), 60000
+	txnProduce := produceRequest("t", nil)
+	txnProduce.TransactionID = str("tx")
+	for _, req := range []kmsg.Request{initTxn, txnProduce} {
+		resp, err := rawRoundTrip(nc, corr, req)
+		corr++
+		if err != nil {
+			t.Fatalf("%s v%d: %v", kmsg.NameForKey(req.Key()), req.GetVersion(), err)
+		}
+		if !authzError(reflect.ValueOf(resp)) {
+			t.Errorf("transactional %s: answered without an authorization error to a principal without ACLs: %+v", kmsg.NameForKey(req.Key()), resp)
 		}
 	}
 	// Every topic is hidden from a listing, and none was created.

@@ -28,7 +28,12 @@
 // producer ids and the metadata log in package meta; each partition's data
 // in package partition (server never reaches log or segment); the
 // consumer-group coordinator in package group, whose state is kept in
-// __consumer_offsets by package coordstate (groups.go wires them).
+// __consumer_offsets by package coordstate (groups.go wires them); the
+// transaction coordinator in package txn, whose state is kept in
+// __transaction_state the same way and whose markers txn.go writes to the
+// partitions and hands to the group coordinator for __consumer_offsets
+// (groups_authz.go and txn_authz.go authorize the coordinators' APIs, which
+// know no principals).
 //
 // # Requests
 //
@@ -54,8 +59,13 @@
 // metadata log's lock, then meta's image lock; a partition's mutex before
 // its log's locks (package partition and log document theirs). The group
 // coordinator's locks are its own and are never held while calling back
-// into the server. Apart from a fetch session's, no lock of this package
-// is held while a handler calls meta, partition or group.
+// into the server. The transaction coordinator calls the server's markers
+// (txn.go) with none of its locks held; they take a partition's mutex or
+// a group's, and the produce and TxnOffsetCommit paths call the
+// coordinator with no partition or group lock held (a partition's
+// verification guard, or the group's TxnGuard, covers the gap). Apart from
+// a fetch session's, no lock of this package is held while a handler
+// calls meta, partition, group or txn.
 //
 // # Usage
 //

@@ -52,7 +52,7 @@ var errorCodes = []struct {
 	{partition.ErrRecordListTooLarge, kerr.RecordListTooLarge},
 	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
-	{partition.ErrTransactional, kerr.InvalidTxnState},
+	{partition.ErrInvalidTxnState, kerr.InvalidTxnState},
 	{partition.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
 	{partition.ErrClosed, kerr.NotLeaderForPartition},
 	{partition.ErrLogClosed, kerr.NotLeaderForPartition},

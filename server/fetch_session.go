@@ -29,8 +29,8 @@ type sessionPart struct {
 	maxBytes    int32
 	// What the client last heard, to decide whether an incremental
 	// response must include the partition.
-	hw, logStart int64
-	errCode      int16
+	hw, logStart, lso int64
+	errCode           int16
 }
 
 type fetchSession struct {

@@ -123,9 +123,9 @@ func groupCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn f
 	return nil
 }
 
-// FindCoordinator, v0-v6. This broker coordinates every group; v4+
-// batches keys. Transaction coordinators (key type 1) do not exist yet:
-// COORDINATOR_NOT_AVAILABLE.
+// FindCoordinator, v0-v6. This broker coordinates every group (key type
+// 0) and every transactional id (key type 1); v4+ batches keys. Other key
+// types answer COORDINATOR_NOT_AVAILABLE.
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -137,14 +137,19 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 		case req.CoordinatorType == 1 && !r.allowed(auth.ResourceTransactionalID, key, auth.OpDescribe):
 			return -1, "", -1, kerr.TransactionalIDAuthorizationFailed.Code, nil
 		}
-		if req.CoordinatorType != 0 {
-			msg := "transaction coordinators are not supported yet"
+		if req.CoordinatorType != 0 && req.CoordinatorType != 1 {
+			msg := fmt.Sprintf("coordinator type %d is not served", req.CoordinatorType)
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
-		if key == "" && r.version < 4 {
-			// Kafka answers an empty group id with INVALID_REQUEST.
-			msg := "group id is empty"
+		if key == "" && (r.version < 4 || req.CoordinatorType == 1) {
+			// Kafka answers an empty group or transactional id with
+			// INVALID_REQUEST.
+			msg := "coordinator key is empty"
 			return -1, "", -1, kerr.InvalidRequest.Code, &msg
+		}
+		if s.cluster != nil && req.CoordinatorType == 1 {
+			msg := errTxnUnavailable.Error()
+			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
 		if s.cluster != nil {
 			return s.clusterCoordinator(key)

@@ -16,6 +16,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(etlChildEnv); addr != "" {
+		os.Exit(runETLChild(addr))
+	}
 	if addr := os.Getenv(dialerAddrEnv); addr != "" {
 		n, err := strconv.Atoi(os.Getenv(dialerCountEnv))
 		if err != nil {

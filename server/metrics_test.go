@@ -117,7 +117,7 @@ func (m scraped) has(name string) bool {
 // counted by its name, fsyncs and group commits, connections and the
 // request memory, and a group's lag falling as it commits.
 func TestMetrics(t *testing.T) {
-	b := startBroker(t, map[string]string{"offsets.topic.num.partitions": "3"})
+	b := startBroker(t, map[string]string{"offsets.topic.num.partitions": "3", "transaction.state.log.num.partitions": "1"})
 	url := b.metricsURL()
 	ctx := testCtx(t)
 	const topic, n = "metered", 100
@@ -143,7 +143,15 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A request's latency is observed once its response is written, a
+	// moment after the client has it: scrape until the last is in.
 	m := scrape(t, url)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); m = scrape(t, url) {
+		if m.get(t, "ferry_kafka_request_latency_seconds_count", "api", "Produce") == m.get(t, "ferry_kafka_requests_total", "api", "Produce") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	p0 := []string{"topic", topic, "partition", "0"}
 	size := m.get(t, "ferry_storage_log_size_bytes", p0...)
 	for _, c := range []struct {
@@ -161,7 +169,7 @@ func TestMetrics(t *testing.T) {
 		{"ferry_kafka_topic_records_in_total", []string{"topic", topic}, n},
 		{"ferry_kafka_topic_bytes_in_total", []string{"topic", topic}, size},
 		{"ferry_kafka_topic_partitions", []string{"topic", topic}, 2},
-		{"ferry_kafka_partitions", nil, 5}, // and __consumer_offsets' 3
+		{"ferry_kafka_partitions", nil, 6}, // and __consumer_offsets' 3, __transaction_state's 1
 		{"ferry_kafka_offline_partitions", nil, 0},
 		{"ferry_storage_failed_partitions", nil, 0},
 		{"ferry_metrics_partition_series_enabled", nil, 1},

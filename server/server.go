@@ -15,6 +15,7 @@ import (
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
+	"github.com/ferrymq/ferry/txn"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -62,7 +63,8 @@ type Server struct {
 	cluster  *cluster.Node // this node's part of the cluster; nil on a single node
 	sessions *fetchSessions
 	groups   *group.Coordinator
-	limits   *connLimits // connection counts and the request budget (limits.go)
+	txn      *txn.Coordinator // transactions (txn.go)
+	limits   *connLimits      // connection counts and the request budget (limits.go)
 
 	// listeners are the configured listeners (listener.go); the first is
 	// the one Serve serves.
@@ -132,6 +134,10 @@ func New(cfg Config) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
+	if err := s.startTxn(); err != nil {
+		s.closeStorage()
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	s.startCluster()
@@ -184,10 +190,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.closeErr
 }
 
-// closeStorage stops the coordinator, then closes every partition and the
-// metadata log.
+// closeStorage stops the coordinators, then closes every partition and
+// the metadata log.
 func (s *Server) closeStorage() error {
 	var errs []error
+	if err := s.stopTxn(); err != nil {
+		errs = append(errs, err)
+	}
 	s.closeCluster()
 	if err := s.stopGroups(); err != nil {
 		errs = append(errs, err)

@@ -111,7 +111,10 @@ func (c *Coordinator) writeComplete(e *entry, comp *completion) bool {
 		panic("txn: completing a transaction that is not prepared")
 	}
 	n := e.m.complete(nowMs())
-	if err := c.transitionLocked(e, n); err != nil {
+	// No answer depends on the Complete record being durable: after a
+	// crash that loses it the transaction is prepared again and New
+	// completes it. The next record of the partition syncs it.
+	if err := c.transitionSyncLocked(e, n, false); err != nil {
 		return false
 	}
 	e.completion = nil

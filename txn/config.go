@@ -48,6 +48,16 @@ type Store interface {
 	Snapshot(p int32, recs []Record) error
 }
 
+// NoSyncAppender is a Store that can also append without waiting for
+// durability (coordstate's stores can). The coordinator uses it for the
+// Complete record of a transaction, which no answer depends on: a crash
+// that loses it leaves the transaction prepared, and the next New writes
+// its markers again and then the record. A later Append of the partition
+// makes it durable with itself.
+type NoSyncAppender interface {
+	AppendNoSync(p int32, recs []Record) (int64, error)
+}
+
 // TopicPartition names one partition of a topic.
 type TopicPartition struct {
 	Topic     string

@@ -85,7 +85,11 @@
 // CompleteCommit, 5 CompleteAbort.
 //
 // A record is appended (and fsynced by the Store) before the request that
-// caused it is answered. New replays every partition from its log start,
+// caused it is answered; the Complete record alone is appended without
+// waiting for the fsync when the Store is a NoSyncAppender (the next
+// record of its partition, or the log's background flush, makes it
+// durable): no answer depends on it, and a crash that loses it leaves the
+// transaction prepared, which New completes again. New replays every partition from its log start,
 // so a restarted broker has its transactional ids back with their producer
 // ids, epochs, open transactions and timeouts; a transaction found
 // PrepareCommit or PrepareAbort (a crash between the decision and its

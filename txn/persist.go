@@ -182,10 +182,21 @@ func (p *statePartition) needsSnapshotLocked(slack int64) bool {
 // persistLocked makes value (nil: a tombstone) the stored state of e, whose
 // lock is held, and returns once it is durable.
 func (c *Coordinator) persistLocked(e *entry, value []byte) error {
+	return c.persistSyncLocked(e, value, true)
+}
+
+// persistSyncLocked is persistLocked, or, with sync false and a Store that
+// is a NoSyncAppender, the same without waiting for durability.
+func (c *Coordinator) persistSyncLocked(e *entry, value []byte, sync bool) error {
 	rec := Record{Key: recordKey(e.id), Value: value}
 	part := c.parts[e.partition]
 	part.mu.RLock()
-	_, err := c.store.Append(e.partition, []Record{rec})
+	var err error
+	if ns, ok := c.store.(NoSyncAppender); ok && !sync {
+		_, err = ns.AppendNoSync(e.partition, []Record{rec})
+	} else {
+		_, err = c.store.Append(e.partition, []Record{rec})
+	}
 	if err == nil {
 		part.applyLive([]Record{rec})
 	}
@@ -206,7 +217,13 @@ func (c *Coordinator) persistLocked(e *entry, value []byte) error {
 // transitionLocked stores n as e's state and adopts it once durable. e.mu
 // is held.
 func (c *Coordinator) transitionLocked(e *entry, n meta) error {
-	if err := c.persistLocked(e, encodeValue(&n)); err != nil {
+	return c.transitionSyncLocked(e, n, true)
+}
+
+// transitionSyncLocked is transitionLocked, without waiting for
+// durability when sync is false (see NoSyncAppender).
+func (c *Coordinator) transitionSyncLocked(e *entry, n meta, sync bool) error {
+	if err := c.persistSyncLocked(e, encodeValue(&n), sync); err != nil {
 		return err
 	}
 	e.m = n

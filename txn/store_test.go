@@ -8,6 +8,10 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // memStore is an in-memory Store for unit tests. Append and Snapshot can be
@@ -234,4 +238,58 @@ func (s *memStore) bounded(max int) []string {
 		}
 	}
 	return append(out, fmt.Sprintf("snapshotted=%v", s.snapshots > 0))
+}
+
+// lazyStore is a memStore that appends the records it may without
+// waiting for durability through AppendNoSync, and counts them.
+type lazyStore struct {
+	*memStore
+	lazy []Record
+}
+
+func (s *lazyStore) AppendNoSync(p int32, recs []Record) (int64, error) {
+	s.lazy = append(s.lazy, recs...)
+	return s.Append(p, recs)
+}
+
+// TestCompleteRecordNotSynced checks that only the Complete record of a
+// transaction skips waiting for durability, and that a crash losing it
+// leaves a transaction the next coordinator completes.
+func TestCompleteRecordNotSynced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &lazyStore{memStore: newMemStore()}
+		markers := newFakeMarkers()
+		c, err := New(testConfig(store, markers))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := &testClient{t: t, c: c, id: "lazy"}
+		tc.init()
+		tc.add(TopicPartition{"t", 0})
+		tc.end(true)
+		c.Close()
+		if len(store.lazy) != 1 {
+			t.Fatalf("%d records appended without sync, want the Complete record alone", len(store.lazy))
+		}
+		v, err := decodeValue(store.lazy[0].Value)
+		if err != nil || v.state != stateCompleteCommit {
+			t.Fatalf("the record appended without sync: %+v %v", v, err)
+		}
+		// A power cut loses it: the log ends with the PrepareCommit.
+		lost := store.prefix(len(store.appends) - 1)
+		markers.take()
+		c2, err := New(testConfig(lost, markers))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c2.Close()
+		synctest.Wait()
+		if got := markers.take(); len(got) != 1 {
+			t.Fatalf("markers written again after the loss: %v", got)
+		}
+		d := c2.DescribeTransactions(context.Background(), &kmsg.DescribeTransactionsRequest{TransactionalIDs: []string{"lazy"}})
+		if st := d.TransactionStates[0].State; st != "CompleteCommit" {
+			t.Fatalf("state after the restart: %s", st)
+		}
+	})
 }

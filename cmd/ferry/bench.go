@@ -194,6 +194,7 @@ type benchOpts struct {
 	brokerPID   int
 	brokerAdmin string
 	json        bool
+	txnRecords  int
 }
 
 func benchFlags(mode string) (*flag.FlagSet, *benchOpts) {
@@ -229,6 +230,9 @@ func benchFlags(mode string) (*flag.FlagSet, *benchOpts) {
 	fs.IntVar(&o.brokerPID, "broker-pid", 0, "report the CPU time of the broker process with this `pid` (Linux, /proc)")
 	fs.StringVar(&o.brokerAdmin, "broker-admin", "", "report the broker's CPU time from process_cpu_seconds_total at `host:port`/metrics (ferry serve -admin-listen)")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+	if mode == "produce" {
+		fs.IntVar(&o.txnRecords, "txn-records", 0, "produce in transactions of `N` records, one transactional id per producer; latency is then each commit's (0: no transactions)")
+	}
 	return fs, o
 }
 
@@ -300,7 +304,7 @@ func runBench(ctx context.Context, mode string, fn func(context.Context, bench.C
 		Records: o.records, Duration: o.duration, Size: o.size, KeySpace: o.keySpace, RoundRobin: o.roundRobin,
 		Acks: o.acks, Compression: o.compression, Linger: o.linger.config(), BatchBytes: o.batchBytes,
 		Producers: o.producers, Consumers: o.consumers, Fanout: o.fanout, Rate: rate, Group: o.group, Warmup: o.warmup,
-		Bulk: o.bulk, Broker: proc,
+		Bulk: o.bulk, Broker: proc, TxnRecords: o.txnRecords,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if !o.src.quiet {
@@ -363,7 +367,12 @@ func compareFlags() (*flag.FlagSet, *compareOpts) {
 	for _, sc := range bench.AllScenarios() {
 		names = append(names, sc.Name)
 	}
-	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios, or the sets standard, load, all (default all): "+strings.Join(names, ", "))
+	var txnNames []string
+	for _, sc := range bench.TransactionScenarios() {
+		txnNames = append(txnNames, sc.Name)
+	}
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios, or the sets standard, load, all (default all): "+strings.Join(names, ", ")+
+		"; or the set txn: "+strings.Join(txnNames, ", "))
 	fs.Int64Var(&o.fillRecords, "fill-records", 200_000, "records a consume scenario writes first when its source scenario is not run")
 	fs.IntVar(&o.producers, "producers", 1, "producer clients per run")
 	fs.IntVar(&o.consumers, "consumers", 1, "consumer clients per run")

@@ -1,9 +1,9 @@
 // Command ferry is the Ferry broker and its command line: one binary that
 // serves the Kafka protocol (`ferry serve`), measures any Kafka-protocol
-// broker (`ferry bench`), administers topics, records and consumer groups
-// (`ferry topic|produce|consume|group|cluster`), SCRAM users, ACLs and
-// client quotas (`ferry user|acl|quota`), and checks a broker's health
-// through its admin listener (`ferry health`).
+// broker (`ferry bench`), administers topics, records, consumer groups and
+// transactions (`ferry topic|produce|consume|group|txn|producers|cluster`),
+// SCRAM users, ACLs and client quotas (`ferry user|acl|quota`), and checks
+// a broker's health through its admin listener (`ferry health`).
 //
 //	ferry serve -listen 127.0.0.1:9092 -data-dir ./data -admin-listen localhost:9644
 //	ferry health -admin localhost:9644
@@ -12,6 +12,9 @@
 //	ferry consume orders -group billing -e -f '%p/%o %k=%v\n'
 //	ferry group describe billing
 //	ferry group reset-offsets billing -to-earliest -execute
+//	ferry txn list -state Ongoing
+//	ferry txn describe billing-etl
+//	ferry producers describe orders -partition 0
 //	ferry user create alice -mechanism SCRAM-SHA-512 -command-config admin.properties
 //	ferry acl create -principal alice -operation READ -topic orders -command-config admin.properties
 //	ferry bench produce -embedded -duration 10s

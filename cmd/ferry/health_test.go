@@ -105,7 +105,7 @@ func TestServeAdminListener(t *testing.T) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&cluster)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || cluster.ClusterID == "" || cluster.InternalTopics != 1 {
+	if err != nil || resp.StatusCode != 200 || cluster.ClusterID == "" || cluster.InternalTopics != 2 {
 		t.Fatalf("/api/cluster: %d %v %+v", resp.StatusCode, err, cluster)
 	}
 

@@ -61,6 +61,13 @@ func init() {
 			{name: "delete", args: "GROUP...", summary: "delete empty groups", run: runGroupDelete, flags: flagsOnly(groupDeleteFlags)},
 			{name: "reset-offsets", args: "GROUP", summary: "move committed offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
 		}},
+		{name: "txn", summary: "list and describe transactions", sub: []*command{
+			{name: "list", summary: "transactional ids, their producer ids and states", run: runTxnList, flags: flagsOnly(txnListFlags)},
+			{name: "describe", args: "TRANSACTIONAL-ID...", summary: "state, producer id and epoch, timeout, start, partitions", run: runTxnDescribe, flags: flagsOnly(txnDescribeFlags)},
+		}},
+		{name: "producers", summary: "the producers partitions remember", sub: []*command{
+			{name: "describe", args: "TOPIC...", summary: "producer ids, epochs, last sequences, open transactions per partition", run: runProducersDescribe, flags: flagsOnly(producersDescribeFlags)},
+		}},
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
 		}},

@@ -367,6 +367,7 @@ func TestBenchCommands(t *testing.T) {
 			"-broker-pid", strconv.Itoa(os.Getpid())}, []string{"linger 0", "broker cpu", "/proc/"}},
 		{"consume fanout", []string{"bench", "consume", b, "-records", "600", "-topic", "bfo", "-consumers", "2", "-partitions", "2", "-fanout"},
 			[]string{"records     1,200", "each reading every partition"}},
+		{"produce in transactions", []string{"bench", "produce", b, "-records", "1000", "-txn-records", "100", "-topic", "bt"}, []string{"records     1,000", "transactions of 100 records", "commit"}},
 		{"sink", []string{"bench", "produce", "-sink", "-duration", "300ms"}, []string{"null broker", "throughput"}},
 		{"embedded default produce", []string{"bench", "-embedded", "-records", "2000"}, []string{"produce: topic ferry-bench", "records     2,000", "-embedded"}},
 	}
@@ -428,6 +429,13 @@ func TestBenchCompare(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 	contains(t, "compare load table", out, "consume-3x-8p-1KiB", "broker cpu s/GB", "load avg")
+	// The transaction set, against kfake too.
+	out, errOut, code = ferry(t, "", "bench", "compare", "-target", "one="+a, "-target", "two="+c,
+		"-repeat", "1", "-duration", "300ms", "-scenarios", "produce-txn100-1p-100B")
+	if code != 0 {
+		t.Fatalf("transactions: exit %d\n%s\n%s", code, out, errOut)
+	}
+	contains(t, "compare transactions", out, "produce-txn100-1p-100B", "commit")
 	_, errOut, code = ferry(t, "", "bench", "compare", "-scenarios", "nope", "-target", "x=127.0.0.1:1")
 	if code != 2 || !strings.Contains(errOut, `unknown scenario "nope"`) {
 		t.Fatalf("unknown scenario: exit %d %s", code, errOut)
