@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -183,5 +184,74 @@ func TestReplicaFollowerTruncate(t *testing.T) {
 	}
 	if f.LogStartOffset() != 100 || f.LogEndOffset() != 100 {
 		t.Fatalf("start %d end %d", f.LogStartOffset(), f.LogEndOffset())
+	}
+}
+
+// TestReplicaTransactions: a follower replicating a leader's
+// transactional batches and markers keeps the same transaction state: the
+// aborted-transaction index, the open transaction holding its last stable
+// offset, and, once it leads, the markers that end what it saw open. A
+// truncation that cuts a marker reopens its transaction; the index of the
+// cut segment is rebuilt.
+func TestReplicaTransactions(t *testing.T) {
+	leader := openP(t, t.TempDir(), Config{})
+	if err := leader.BecomeLeader(0, 1, []int32{0}, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	appendTxn(t, leader, 5, 0, 0, 2) // 0-1: aborted
+	appendTxn(t, leader, 6, 0, 0, 1) // 2: committed
+	abortAt := marker(t, leader, 5, 0, false)
+	commitAt := marker(t, leader, 6, 0, true)
+	appendTxn(t, leader, 7, 0, 0, 1) // open
+	syncP(t, leader)
+	v, err := leader.ReadTo(0, leader.LogEndOffset(), 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append([]byte(nil), v.Data...)
+	v.Release()
+
+	f := openP(t, t.TempDir(), Config{})
+	if err := f.BecomeFollower(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	end, err := f.AppendReplica(data)
+	if err != nil || end != leader.LogEndOffset() {
+		t.Fatal(end, err)
+	}
+	syncP(t, f)
+	f.SetFollowerHW(end)
+	want := aborted(t, leader, 0, end)
+	if got := aborted(t, f, 0, end); len(want) != 1 || !slices.Equal(got, want) {
+		t.Fatalf("follower's aborted transactions %+v, the leader's %+v", got, want)
+	}
+	if got, w := f.LastStableOffset(), leader.LastStableOffset(); got != w || got != commitAt+1 {
+		t.Fatalf("follower's last stable offset %d, the leader's %d, want %d", got, w, commitAt+1)
+	}
+	// The cut removes the commit marker: producer 6's transaction is
+	// open again; the abort marker's entry is rebuilt.
+	if got, err := f.TruncateTo(commitAt); err != nil || got != commitAt {
+		t.Fatal(got, err)
+	}
+	if got := aborted(t, f, 0, commitAt); len(got) != 1 || got[0].LastOffset != abortAt {
+		t.Fatalf("aborted transactions after the truncation: %+v", got)
+	}
+	// Leading now, it ends the transaction it sees open.
+	if err := f.BecomeLeader(1, 2, []int32{1}, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if lso := f.LastStableOffset(); lso != 2 {
+		t.Fatalf("last stable offset %d with producer 6's transaction open at 2", lso)
+	}
+	marker(t, f, 6, 0, true)
+	if lso := f.LastStableOffset(); lso != f.LogEndOffset() {
+		t.Fatalf("last stable offset %d after the commit, log end %d", lso, f.LogEndOffset())
+	}
+	// A follower refuses markers.
+	if err := f.BecomeFollower(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteMarker(Marker{ProducerID: 6, ProducerEpoch: 0, Commit: true}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("marker on a follower: %v", err)
 	}
 }
