@@ -47,6 +47,8 @@ func TestRuns(t *testing.T) {
 		{"consume-plain", bench.Consume, func(c *bench.Config) { c.Consumers = 2 }, bench.LatencyFirstRecord},
 		{"consume-group", bench.Consume, func(c *bench.Config) { c.GroupConsume = true }, bench.LatencyFirstRecord},
 		{"e2e", bench.E2E, func(c *bench.Config) { c.Rate, c.Records = 2000, 1000 }, bench.LatencyEndToEnd},
+		{"queue", bench.Queue, func(c *bench.Config) { c.Consumers, c.Size = 2, 200 }, bench.LatencyEndToEnd},
+		{"queue-rate", bench.Queue, func(c *bench.Config) { c.Rate, c.Records, c.Size = 2000, 1000, 100 }, bench.LatencyEndToEnd},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,5 +266,24 @@ func TestCPUExcludesWarmup(t *testing.T) {
 				t.Errorf("cpu %.3fs for %d records after the warmup: the %s burnt during the warmup is counted", used, res.Records, burn)
 			}
 		})
+	}
+}
+
+// TestRedelivery: the records a share consumer holds reach another once
+// its connections close, and the run reports how long that took.
+func TestRedelivery(t *testing.T) {
+	addr := ferrytest.Start(t).Addr()
+	cfg := testConfig(addr, "bench-redelivery")
+	cfg.Records = 300
+	res, err := bench.Redelivery(t.Context(), cfg, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Latency.Kind != bench.LatencyRedelivery || res.Latency.Count != 2 || res.Latency.Max <= 0 || res.Records != 300 {
+		t.Fatalf("result %+v", res)
+	}
+	var text bytes.Buffer
+	if err := res.WriteText(&text); err != nil || !strings.Contains(text.String(), "redelivery") {
+		t.Fatalf("text %v:\n%s", err, text.String())
 	}
 }

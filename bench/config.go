@@ -121,6 +121,9 @@ type Config struct {
 	// Broker names the broker's process so a run can report the CPU time
 	// it used (Result.BrokerCPU). Zero: not reported.
 	Broker BrokerProcess
+	// ShareMaxRecords is how many records a share consumer (Queue) asks
+	// for in one fetch (kgo ShareMaxRecords). Default 500, Kafka's.
+	ShareMaxRecords int
 	// Warmup runs the load this long before measuring starts.
 	Warmup time.Duration
 	// Progress receives one line per second while the run goes; nil means

@@ -118,6 +118,10 @@ type consumeRun struct {
 	name  string
 	kind  string // LatencyFirstRecord, or LatencyEndToEnd to read send times from values
 	group string
+	// share makes group a share group (KIP-932): every record is
+	// accepted after it is counted, and the acceptances are flushed at
+	// the end.
+	share bool
 	// want is the number of records to read; zero means until deadline or
 	// finishAt.
 	want     atomic.Int64
@@ -160,7 +164,12 @@ func (c *consumeRun) open(progress bool) error {
 			kgo.SeedBrokers(cfg.Brokers...),
 			kgo.FetchMaxWait(500 * time.Millisecond),
 		}
-		if c.group != "" {
+		if c.share {
+			opts = append(opts, kgo.ShareGroup(c.group), kgo.ConsumeTopics(cfg.Topic))
+			if cfg.ShareMaxRecords > 0 {
+				opts = append(opts, kgo.ShareMaxRecords(int32(cfg.ShareMaxRecords)))
+			}
+		} else if c.group != "" {
 			reset := kgo.NewOffset().AtStart()
 			if !c.resetAfter.IsZero() {
 				reset = kgo.NewOffset().AfterMilli(c.resetAfter.UnixMilli())
@@ -192,8 +201,8 @@ func (c *consumeRun) open(progress bool) error {
 		}
 		c.clients = append(c.clients, cl)
 	}
-	if c.group == "" {
-		close(c.ready)
+	if c.group == "" || c.share {
+		close(c.ready) // share members take records as soon as they join
 	}
 	return nil
 }
@@ -264,6 +273,16 @@ func (c *consumeRun) run(ctx context.Context) (*Result, error) {
 	})
 	wg.Wait()
 	c.meter.halt()
+	if c.share {
+		// The last acceptances go out before the clients leave.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		for _, cl := range c.clients {
+			if err := cl.FlushAcks(fctx); err != nil {
+				c.cfg.Logger.Warn("flushing share acknowledgements", "err", err)
+			}
+		}
+		cancel()
+	}
 
 	recs, bytes := c.meter.totals()
 	res := &Result{
@@ -360,6 +379,9 @@ func (c *consumeRun) poll(ctx context.Context, cancel context.CancelCauseFunc, c
 				b += int64(len(r.Key) + len(r.Value))
 			}
 		})
+		if c.share {
+			cl.MarkAcks(kgo.AckAccept) // every record of this poll
+		}
 		if n == 0 && now.IsZero() {
 			continue
 		}

@@ -54,6 +54,10 @@ type Result struct {
 	// acknowledgements is left out), RateHeld whether it reached at least
 	// 98% of the target and never fell a second behind, and MaxBehind how
 	// far (ms) the producer fell behind its schedule at worst.
+	// PublishRate is, for a queue run, the records whose produce was
+	// acknowledged per second while the consumers ran.
+	PublishRate float64 `json:"publish_rate,omitempty"`
+
 	TargetRate   float64 `json:"target_rate,omitempty"`
 	ProducedRate float64 `json:"produced_rate,omitempty"`
 	RateHeld     *bool   `json:"rate_held,omitempty"`
@@ -183,7 +187,12 @@ func (r *Result) WriteText(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(&b, "\n  records     %s in %.2fs\n", FormatCount(float64(r.Records)), r.Seconds)
-	fmt.Fprintf(&b, "  throughput  %s records/s, %.2f MiB/s\n", FormatCount(r.RecordsPerSec), r.MiBPerSec)
+	if r.Mode != "redelivery" {
+		fmt.Fprintf(&b, "  throughput  %s records/s, %.2f MiB/s\n", FormatCount(r.RecordsPerSec), r.MiBPerSec)
+	}
+	if r.PublishRate > 0 {
+		fmt.Fprintf(&b, "  publish     %s records/s acknowledged (acks=%s); the rate above is records consumed and accepted\n", FormatCount(r.PublishRate), r.Acks)
+	}
 	if r.TargetRate > 0 {
 		held := "held"
 		if r.RateHeld != nil && !*r.RateHeld {

@@ -759,3 +759,76 @@ func TestClassicErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestOtherGroup: a name Config.OtherGroup claims (a share group's) is
+// not made a consumer group by JoinGroup, ConsumerGroupHeartbeat,
+// OffsetCommit or TxnOffsetCommit; an existing consumer group is unaffected, and Exists
+// tells them apart.
+func TestOtherGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := newTestCoordinator(t, func(cfg *Config) {
+			cfg.OtherGroup = func(g string) bool { return g == "shared" || g == "both" }
+		})
+		ctx := context.Background()
+		if resp := c.JoinGroup(ctx, joinReq(9, "shared", "")); resp.ErrorCode != kerr.GroupIDNotFound.Code {
+			t.Errorf("JoinGroup: %v", kerr.ErrorForCode(resp.ErrorCode))
+		}
+		hb := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		hb.Version, hb.Group, hb.MemberID = 1, "shared", "m1"
+		hb.RebalanceTimeoutMillis = 1000
+		hb.SubscribedTopicNames = []string{"t1"}
+		hb.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		if resp := c.ConsumerGroupHeartbeat(ctx, hb); resp.ErrorCode != kerr.GroupIDNotFound.Code {
+			t.Errorf("ConsumerGroupHeartbeat: %v", kerr.ErrorForCode(resp.ErrorCode))
+		}
+		oc := kmsg.NewPtrOffsetCommitRequest()
+		oc.Version, oc.Group, oc.Generation = 9, "shared", -1
+		oc.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t1", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}
+		if resp := c.OffsetCommit(ctx, oc); resp.Topics[0].Partitions[0].ErrorCode != kerr.GroupIDNotFound.Code {
+			t.Errorf("OffsetCommit: %v", kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode))
+		}
+		tc := txnCommitReq(3, "shared", 7, 0, map[int32]int64{0: 1})
+		tc.Generation = -1
+		allCodes(t, txnCommit(t, c, tc), kerr.GroupIDNotFound.Code)
+		if c.Exists("shared") {
+			t.Error("a refused group exists")
+		}
+		joinStable(t, c, "mine")
+		if !c.Exists("mine") || c.Exists("nope") {
+			t.Error("Exists")
+		}
+	})
+}
+
+// TestRegexMatchesInternalTopics: a KIP-848 regex that names an internal
+// topic resolves it, as Kafka's does.
+func TestRegexMatchesInternalTopics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		topics := map[string]TopicInfo{
+			"t1":                 {ID: topicID("t1"), Partitions: 1},
+			"__consumer_offsets": {ID: topicID("__consumer_offsets"), Partitions: 2},
+		}
+		c, _ := newTestCoordinator(t, func(cfg *Config) { cfg.Topics = func() map[string]TopicInfo { return topics } })
+		hb := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		hb.Version, hb.Group, hb.MemberID = 1, "g", "m1"
+		hb.RebalanceTimeoutMillis = 1000
+		hb.SubscribedTopicRegex = strPtr(`__consumer_offsets|t1`)
+		hb.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		resp := c.ConsumerGroupHeartbeat(context.Background(), hb)
+		if resp.ErrorCode != 0 {
+			t.Fatalf("join: %v", kerr.ErrorForCode(resp.ErrorCode))
+		}
+		for i := 0; i < 5 && (resp.Assignment == nil || len(resp.Assignment.Topics) < 2); i++ {
+			time.Sleep(time.Second)
+			hb.MemberEpoch = resp.MemberEpoch
+			resp = c.ConsumerGroupHeartbeat(context.Background(), hb)
+		}
+		n := 0
+		for _, at := range resp.Assignment.Topics {
+			n += len(at.Partitions)
+		}
+		if n != 3 {
+			t.Fatalf("assigned %d partitions (%+v), want both partitions of __consumer_offsets and t1's", n, resp.Assignment)
+		}
+	})
+}

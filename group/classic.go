@@ -38,6 +38,9 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 	case lookupMissing:
 		resp.ErrorCode = kerr.UnknownMemberID.Code
 		return resp
+	case lookupOther:
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		return resp
 	}
 	wait, now := c.joinLocked(g, req, clientInfoFrom(ctx))
 	c.maybeDropLocked(g)

@@ -66,6 +66,12 @@ type Config struct {
 	// called with group locks held and must not call the Coordinator; the
 	// returned map is not modified. Required.
 	Topics func() map[string]TopicInfo
+	// OtherGroup reports whether a group ID is taken by another kind of
+	// group (a share group), which a consumer group may not share:
+	// JoinGroup, ConsumerGroupHeartbeat and OffsetCommit then answer
+	// GROUP_ID_NOT_FOUND instead of creating the group. Nil means never.
+	// Called with no group lock held; it must not call the Coordinator.
+	OtherGroup func(group string) bool
 	// Logger receives the coordinator's logs. Nil discards them.
 	Logger *slog.Logger
 	// NodeID is this broker's node ID, used in log lines.

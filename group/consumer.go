@@ -43,6 +43,8 @@ func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, req *kmsg.Cons
 		return fail(kerr.CoordinatorNotAvailable, "")
 	case lookupMissing:
 		return fail(kerr.GroupIDNotFound, fmt.Sprintf("Group %s not found.", req.Group))
+	case lookupOther:
+		return fail(kerr.GroupIDNotFound, fmt.Sprintf("Group %s is not a consumer group.", req.Group))
 	}
 	defer g.mu.Unlock()
 	defer c.maybeDropLocked(g)

@@ -301,15 +301,9 @@ func (cg *consumerGroup) release(m *cmember, a assignment) {
 	}
 }
 
-// internalTopics never match a subscription regex.
-var internalTopics = map[string]bool{
-	"__consumer_offsets":  true,
-	"__transaction_state": true,
-	"__share_group_state": true,
-}
-
 // compileSubscriptionRegex compiles a KIP-848 subscription regex. Kafka
-// matches it against the whole topic name (RE2J, whose syntax is Go's).
+// matches it against the whole topic name (RE2J, whose syntax is Go's),
+// internal topics included: a regex naming __consumer_offsets resolves it.
 func compileSubscriptionRegex(s string) (*regexp.Regexp, error) {
 	return regexp.Compile("^(?:" + s + ")$")
 }
@@ -328,7 +322,7 @@ func (m *cmember) subscribed(topics map[string]TopicInfo) map[string]bool {
 		}
 		if m.re != nil {
 			for t := range topics {
-				if !internalTopics[t] && m.re.MatchString(t) {
+				if m.re.MatchString(t) {
 					subs[t] = true
 				}
 			}
@@ -346,7 +340,7 @@ func (cg *consumerGroup) subscribedTo(topic string, topics map[string]TopicInfo)
 			if m.re == nil {
 				m.re, _ = compileSubscriptionRegex(*m.regex)
 			}
-			if m.re != nil && !internalTopics[topic] && m.re.MatchString(topic) {
+			if m.re != nil && m.re.MatchString(topic) {
 				return true
 			}
 		}

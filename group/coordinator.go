@@ -169,6 +169,7 @@ const (
 	lookupOK lookupResult = iota
 	lookupMissing
 	lookupClosed
+	lookupOther // the name belongs to another kind of group (Config.OtherGroup)
 )
 
 // lockGroup returns the named group with its lock held, creating it first
@@ -191,8 +192,21 @@ func (c *Coordinator) lockGroup(name string, create bool) (*group, lookupResult)
 				c.mu.Unlock()
 				return nil, lookupMissing
 			}
-			g = newGroup(name, c.Partition(name))
-			c.mu.groups[name] = g
+			if c.cfg.OtherGroup != nil {
+				c.mu.Unlock()
+				if c.cfg.OtherGroup(name) {
+					return nil, lookupOther
+				}
+				c.mu.Lock()
+				if c.mu.closed {
+					c.mu.Unlock()
+					return nil, lookupClosed
+				}
+			}
+			if g = c.mu.groups[name]; g == nil {
+				g = newGroup(name, c.Partition(name))
+				c.mu.groups[name] = g
+			}
 		}
 		c.mu.Unlock()
 		g.mu.Lock()
@@ -206,6 +220,14 @@ func (c *Coordinator) lockGroup(name string, create bool) (*group, lookupResult)
 		}
 		return g, lookupOK
 	}
+}
+
+// Exists reports whether a consumer group (classic or KIP-848) of that
+// name exists. The server keeps share groups from taking its name.
+func (c *Coordinator) Exists(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.mu.closed && c.mu.groups[group] != nil
 }
 
 // groupsSnapshot returns the current groups, sorted by name.

@@ -30,6 +30,8 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	switch res {
 	case lookupClosed:
 		return failAll(kerr.CoordinatorNotAvailable.Code)
+	case lookupOther:
+		return failAll(kerr.GroupIDNotFound.Code)
 	case lookupMissing:
 		if req.Version >= 9 {
 			return failAll(kerr.GroupIDNotFound.Code)

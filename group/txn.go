@@ -348,6 +348,8 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 	switch res {
 	case lookupClosed:
 		return failAll(kerr.CoordinatorNotAvailable.Code)
+	case lookupOther:
+		return failAll(kerr.GroupIDNotFound.Code)
 	case lookupMissing:
 		return failAll(kerr.IllegalGeneration.Code)
 	}

@@ -30,7 +30,7 @@ const (
 )
 
 // topicConfig describes one topic-level config: its Kafka name, the broker
-// config that sets its default (synonym), its default and type. honored
+// config that sets its default (synonym; "" for none), its default and type. honored
 // says whether Ferry acts on it; the others are stored and described so
 // that tools work, but change nothing.
 type topicConfig struct {
@@ -47,6 +47,8 @@ var topicConfigs = []topicConfig{
 	{"cleanup.policy", "log.cleanup.policy", "delete", typeList, true, oneOfList("delete", "compact"), "delete (retention deletes old segments), compact (the log cleaner keeps the newest record of each key) or both"},
 	{"compression.type", "compression.type", "producer", typeString, true, oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), "producer: batches stored as sent; a codec (or uncompressed): batches sent otherwise are recompressed with it"},
 	{"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", typeLong, true, atLeast(0), "how long the cleaner keeps a tombstone after it first cleaned it"},
+	{"delivery.delay.ms", "", "0", typeLong, true, atLeast(0), "share groups deliver each record no earlier than this long after its batch's timestamp (Ferry's; plain consumers and consumer groups see it at once)"},
+	{"errors.deadletterqueue.group.enable", "", "false", typeBoolean, true, isBool, "share groups may write dead letters to this topic (KIP-1191)"},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", typeLong, false, atLeast(0), ""},
 	{"flush.max.delay.ms", "log.flush.max.delay.ms", "10", typeLong, true, atLeast(0), "fdatasync a batch no producer waits for (acks 0 or 1) at most this long after it is appended; consumers see only fdatasynced records"},
 	{"flush.messages", "log.flush.interval.messages", "9223372036854775807", typeLong, true, atLeast(1), "sync after this many records"},
@@ -136,6 +138,30 @@ var brokerConfigs = []brokerConfig{
 	{"transactional.id.expiration.ms", "604800000", typeInt, false, atLeast(1)},
 	{"transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", typeInt, false, atLeast(1)},
 	{"transaction.remove.expired.transaction.cleanup.interval.ms", "3600000", typeInt, false, atLeast(1)},
+	// Share groups (KIP-932, KIP-1191); the last three are Ferry's.
+	{"group.share.session.timeout.ms", "45000", typeInt, false, atLeast(1)},
+	{"group.share.min.session.timeout.ms", "45000", typeInt, false, atLeast(1)},
+	{"group.share.max.session.timeout.ms", "60000", typeInt, false, atLeast(1)},
+	{"group.share.heartbeat.interval.ms", "5000", typeInt, false, atLeast(1)},
+	{"group.share.min.heartbeat.interval.ms", "5000", typeInt, false, atLeast(1)},
+	{"group.share.max.heartbeat.interval.ms", "15000", typeInt, false, atLeast(1)},
+	{"group.share.record.lock.duration.ms", "30000", typeInt, false, atLeast(1)},
+	{"group.share.min.record.lock.duration.ms", "15000", typeInt, false, atLeast(1)},
+	{"group.share.max.record.lock.duration.ms", "60000", typeInt, false, atLeast(1)},
+	{"group.share.delivery.count.limit", "5", typeInt, false, atLeast(1)},
+	{"group.share.min.delivery.count.limit", "2", typeInt, false, atLeast(1)},
+	{"group.share.max.delivery.count.limit", "10", typeInt, false, atLeast(1)},
+	{"group.share.partition.max.record.locks", "2000", typeInt, false, atLeast(1)},
+	{"group.share.max.size", "200", typeShort, false, atLeast(1)},
+	{"group.share.max.share.sessions", "2000", typeInt, false, atLeast(1)},
+	{"share.coordinator.state.topic.num.partitions", "50", typeInt, false, atLeast(1)},
+	{"share.coordinator.state.topic.replication.factor", "1", typeShort, false, atLeast(1)},
+	{"share.coordinator.state.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
+	{"errors.deadletterqueue.topic.name.prefix", "dlq.", typeString, false, nil},
+	{"errors.deadletterqueue.auto.create.topics.enable", "false", typeBoolean, true, isBool},
+	{"group.share.partition.max.delayed.records", "100000", typeInt, false, atLeast(1)},
+	{"group.share.delivery.backoff.ms", "0", typeInt, false, atLeast(0)},
+	{"group.share.delivery.backoff.max.ms", "60000", typeInt, false, atLeast(1)},
 	// A cluster (see package raftlog and package cluster).
 	{"controller.quorum.voters", "", typeList, false, nil},
 	{"process.roles", "", typeList, false, oneOfList("broker", "controller")},
@@ -186,6 +212,9 @@ var brokerConfigByName = func() map[string]*brokerConfig {
 	}
 	for i := range topicConfigs {
 		tc := &topicConfigs[i]
+		if tc.broker == "" {
+			continue // no broker-wide default
+		}
 		if _, ok := m[tc.broker]; !ok {
 			m[tc.broker] = &brokerConfig{name: tc.broker, def: tc.def, typ: tc.typ, dynamic: true, validate: tc.validate}
 		}
@@ -398,6 +427,9 @@ func (b *Settings) TopicValue(overrides map[string]string, name string) (string,
 	if tc == nil {
 		return "", SourceDefault
 	}
+	if tc.broker == "" {
+		return tc.def, SourceDefault
+	}
 	return b.Get(tc.broker)
 }
 
@@ -527,6 +559,11 @@ func (b *Settings) DescribeTopicConfigs(overrides map[string]string, o DescribeO
 		if o.Synonyms {
 			if ov, ok := overrides[tc.name]; ok {
 				c.Synonyms = append(c.Synonyms, ConfigSynonym{tc.name, ov, SourceTopic})
+			}
+			if tc.broker == "" {
+				c.Synonyms = append(c.Synonyms, ConfigSynonym{tc.name, tc.def, SourceDefault})
+				out = append(out, c)
+				continue
 			}
 			if dv, ok := b.dynamic[tc.broker]; ok {
 				c.Synonyms = append(c.Synonyms, ConfigSynonym{tc.broker, dv, SourceDynamicBroker})

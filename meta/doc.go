@@ -30,6 +30,7 @@
 //	partitions    {"v":1,"topic":name,"topic_id":hex,"partitions":n}
 //	remove_topic  {"v":1,"topic":name,"topic_id":hex}
 //	config        {"v":1,"resource":"topic"|"broker","topic_id":hex,"key":k,"value":v|absent}
+//	              {"v":1,"resource":"group","name":group,"key":k,"value":v|absent}
 //	producer_ids  {"v":1,"next_producer_id":n}
 //	scram         {"v":1,"user":u,"mechanism":"SCRAM-SHA-256"|"SCRAM-SHA-512",
 //	               "scram":{"salt":b64,"iterations":n,"stored_key":b64,"server_key":b64}}
@@ -97,7 +98,8 @@
 // mutated, so reading them takes no lock. Changes serialize on adminMu;
 // producer ids on pids. Lock order: adminMu or pids, then the log's lock,
 // then image.mu, then the security image's mu (SCRAM credentials, ACLs
-// and client quotas are read without a lock: each change replaces them).
+// and client quotas are read without a lock: each change replaces them)
+// or the group configs' lock.
 //
 // # Usage
 //

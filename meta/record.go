@@ -19,7 +19,7 @@ type RecordType string
 const (
 	TypeTopic       RecordType = "topic"        // a topic was created
 	TypePartitions  RecordType = "partitions"   // a topic's partition count grew
-	TypeConfig      RecordType = "config"       // a topic or broker config was set or removed
+	TypeConfig      RecordType = "config"       // a topic, broker or group config was set or removed
 	TypeRemoveTopic RecordType = "remove_topic" // a topic was deleted
 	TypeProducerIDs RecordType = "producer_ids" // a block of producer ids was reserved
 	// In a cluster (a replicated log) only:
@@ -52,9 +52,10 @@ type Record struct {
 	// Configs holds a new topic's own config values.
 	Configs map[string]string `json:"configs,omitempty"`
 
-	// Resource is "topic" or "broker" (config).
+	// Resource is "topic", "broker" or "group" (config).
 	Resource string `json:"resource,omitempty"`
-	// Name is the topic's name for a topic config (informational).
+	// Name is the topic's name for a topic config (informational), the
+	// group's for a group config.
 	Name string `json:"name,omitempty"`
 	// Key is the config changed; Value its new value, nil to remove it.
 	Key   string  `json:"key,omitempty"`

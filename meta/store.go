@@ -101,6 +101,8 @@ type Store struct {
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
 	reservedPIDs atomic.Int64
+	// groups holds the dynamic group configs (group.go).
+	groups groupConfigs
 	// sec holds SCRAM credentials, ACLs and client quotas (security.go).
 	sec securityImage
 	// replayed is set once Open's replay is done.
@@ -372,6 +374,10 @@ func (s *Store) apply(e Entry) error {
 				}
 			}
 		case TypeConfig:
+			if r.Resource == "group" {
+				s.applyGroupConfig(r)
+				continue
+			}
 			if r.Resource == "broker" {
 				old := s.settings.Load()
 				dynamic := maps.Clone(old.dynamic)

@@ -282,3 +282,54 @@ func TestOneStorePerDirectory(t *testing.T) {
 		t.Fatal("topic lost")
 	}
 }
+
+// TestGroupConfigs sets, replaces and removes the configs of a group,
+// refuses a value the validator refuses, and finds them after a reopen.
+func TestGroupConfigs(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	refuse := errors.New("refused")
+	validate := func(name, value string) error {
+		if value == "bad" {
+			return refuse
+		}
+		return nil
+	}
+	if err := s.AlterGroupConfigs("g", Alter{Changes: map[string]*string{"a": str("1"), "b": str("2")}}, validate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterGroupConfigs("g", Alter{Changes: map[string]*string{"a": nil, "c": str("3")}}, validate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterGroupConfigs("g", Alter{Changes: map[string]*string{"c": str("bad")}}, validate); !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, refuse) {
+		t.Fatalf("bad value: %v", err)
+	}
+	if err := s.AlterGroupConfigs("h", Alter{Changes: map[string]*string{"x": str("1")}, ValidateOnly: true}, validate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterGroupConfigs("", Alter{Changes: map[string]*string{"x": str("1")}}, validate); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("empty group: %v", err)
+	}
+	if err := s.AlterGroupConfigs("gone", Alter{Changes: map[string]*string{"x": str("1")}}, validate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterGroupConfigs("gone", Alter{Changes: map[string]*string{"y": str("1")}, Replace: true}, validate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AlterGroupConfigs("gone", Alter{Changes: map[string]*string{"y": nil}}, validate); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	if got := s.GroupConfigs("g"); len(got) != 2 || got["b"] != "2" || got["c"] != "3" {
+		t.Fatalf("configs of g = %v", got)
+	}
+	if got := s.GroupConfigs("h"); got != nil {
+		t.Fatalf("validate-only configs of h = %v", got)
+	}
+	if got := s.GroupConfigs("gone"); got != nil {
+		t.Fatalf("configs of gone = %v", got)
+	}
+}

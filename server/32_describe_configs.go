@@ -14,7 +14,7 @@ import (
 // (topic, dynamic broker, static broker, default), type and synonyms
 // (v1+), and documentation (v3+); and the broker's configs for resource
 // type BROKER named by this node's id (or "" for cluster-wide dynamic
-// defaults).
+// defaults); and a GROUP's share configs (shares.go).
 
 func init() { regKey(32, 0, 4, handleDescribeConfigs) }
 
@@ -55,6 +55,12 @@ func handleDescribeConfigs(s *Server, r *request) kmsg.Response {
 				break
 			}
 			res.Configs = describeConfigs(bs.DescribeBrokerConfigs(opts))
+		case resourceGroup:
+			if !r.allowed(auth.ResourceGroup, rr.ResourceName, auth.OpDescribeConfigs) {
+				res.ErrorCode = kerr.GroupAuthorizationFailed.Code
+				break
+			}
+			res.Configs = s.describeGroupConfigs(rr.ResourceName, opts)
 		default:
 			res.ErrorCode = kerr.InvalidRequest.Code
 			res.ErrorMessage = errMsg("unsupported resource type " + strconv.Itoa(int(rr.ResourceType)))

@@ -40,7 +40,9 @@ func handleAlterConfigs(s *Server, r *request) kmsg.Response {
 					err = fmt.Errorf("%w: topic %q does not exist", kerr.UnknownTopicOrPartition, rr.ResourceName)
 					break
 				}
-				err = s.meta.AlterTopicConfigs(t, alter)
+				if err = s.meta.AlterTopicConfigs(t, alter); err == nil && !req.ValidateOnly {
+					s.shares.TopicsChanged() // delivery.delay.ms
+				}
 			case resourceBroker:
 				if !r.allowedCluster(auth.OpAlterConfigs) {
 					err = kerr.ClusterAuthorizationFailed

@@ -11,8 +11,9 @@ import (
 )
 
 // IncrementalAlterConfigs, v0-v1: SET, DELETE, APPEND and SUBTRACT (list
-// configs such as cleanup.policy) on topic or broker configs. Validated,
-// durable and applied at once, like AlterConfigs.
+// configs such as cleanup.policy) on topic or broker configs, and SET and
+// DELETE on a GROUP's share configs (shares.go). Validated, durable and
+// applied at once, like AlterConfigs.
 
 func init() { regKey(44, 0, 1, handleIncrementalAlterConfigs) }
 
@@ -48,6 +49,9 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 				}); err == nil {
 					err = s.meta.AlterTopicConfigs(t, meta.Alter{Changes: changes, ValidateOnly: req.ValidateOnly})
 				}
+				if err == nil && !req.ValidateOnly {
+					s.shares.TopicsChanged() // delivery.delay.ms
+				}
 			case resourceBroker:
 				if !r.allowedCluster(auth.OpAlterConfigs) {
 					err = kerr.ClusterAuthorizationFailed
@@ -60,6 +64,12 @@ func handleIncrementalAlterConfigs(s *Server, r *request) kmsg.Response {
 				}); err == nil {
 					err = s.meta.AlterBrokerConfigs(rr.ResourceName, meta.Alter{Changes: changes, ValidateOnly: req.ValidateOnly})
 				}
+			case resourceGroup:
+				if !r.allowed(auth.ResourceGroup, rr.ResourceName, auth.OpAlterConfigs) {
+					err = kerr.GroupAuthorizationFailed
+					break
+				}
+				err = s.alterGroupConfigs(rr.ResourceName, ops, req.ValidateOnly)
 			default:
 				err = fmt.Errorf("%w: unsupported resource type %d", kerr.InvalidRequest, rr.ResourceType)
 			}

@@ -318,6 +318,82 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			r.Groups = []string{"g"}
 			return r
 		},
+		76: func() kmsg.Request {
+			r := kmsg.NewPtrShareGroupHeartbeatRequest()
+			r.GroupID, r.MemberID = "sg", "m-1"
+			r.SubscribedTopicNames = []string{"t"}
+			return r
+		},
+		77: func() kmsg.Request {
+			r := kmsg.NewPtrShareGroupDescribeRequest()
+			r.GroupIDs = []string{"sg"}
+			return r
+		},
+		78: func() kmsg.Request {
+			r := kmsg.NewPtrShareFetchRequest()
+			r.Version = 1
+			r.GroupID, r.MemberID = str("sg"), str("m-1")
+			ft := kmsg.NewShareFetchRequestTopic()
+			ft.TopicID = b.srv.meta.Topic("t").ID()
+			ft.Partitions = append(ft.Partitions, kmsg.NewShareFetchRequestTopicPartition())
+			r.Topics = append(r.Topics, ft)
+			return r
+		},
+		79: func() kmsg.Request {
+			r := kmsg.NewPtrShareAcknowledgeRequest()
+			r.GroupID, r.MemberID, r.ShareSessionEpoch = str("sg"), str("m-1"), 1
+			return r
+		},
+		90: func() kmsg.Request {
+			r := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+			g := kmsg.NewDescribeShareGroupOffsetsRequestGroup()
+			g.GroupID = "sg"
+			r.Groups = append(r.Groups, g)
+			return r
+		},
+		91: func() kmsg.Request {
+			r := kmsg.NewPtrAlterShareGroupOffsetsRequest()
+			r.GroupID = "sg"
+			at := kmsg.NewAlterShareGroupOffsetsRequestTopic()
+			at.Topic = "t"
+			at.Partitions = append(at.Partitions, kmsg.NewAlterShareGroupOffsetsRequestTopicPartition())
+			r.Topics = append(r.Topics, at)
+			return r
+		},
+		92: func() kmsg.Request {
+			r := kmsg.NewPtrDeleteShareGroupOffsetsRequest()
+			r.GroupID = "sg"
+			dt := kmsg.NewDeleteShareGroupOffsetsRequestTopic()
+			dt.Topic = "t"
+			r.Topics = append(r.Topics, dt)
+			return r
+		},
+	}
+	// Second probes of APIs whose resource depends on the request: share
+	// coordinators (FindCoordinator key type 2) and group configs.
+	extra := []func() kmsg.Request{
+		func() kmsg.Request {
+			r := kmsg.NewPtrFindCoordinatorRequest()
+			r.Version, r.CoordinatorType, r.CoordinatorKeys = 4, 2, []string{"sg:AAAAAAAAAAAAAAAAAAAAAA:0"}
+			return r
+		},
+		func() kmsg.Request {
+			r := kmsg.NewPtrDescribeConfigsRequest()
+			rr := kmsg.NewDescribeConfigsRequestResource()
+			rr.ResourceType, rr.ResourceName = 32, "sg"
+			r.Resources = append(r.Resources, rr)
+			return r
+		},
+		func() kmsg.Request {
+			r := kmsg.NewPtrIncrementalAlterConfigsRequest()
+			rr := kmsg.NewIncrementalAlterConfigsRequestResource()
+			rr.ResourceType, rr.ResourceName = 32, "sg"
+			c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			c.Name, c.Value = "share.auto.offset.reset", str("earliest")
+			rr.Configs = append(rr.Configs, c)
+			r.Resources = append(r.Resources, rr)
+			return r
+		},
 	}
 	// Listings without an error: what the principal may not describe is
 	// left out.
@@ -375,6 +451,17 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 		}
 		if !authzError(reflect.ValueOf(resp)) {
 			t.Errorf("transactional %s: answered without an authorization error to a principal without ACLs: %+v", kmsg.NameForKey(req.Key()), resp)
+		}
+	}
+	for _, probe := range extra {
+		req := probe()
+		resp, err := rawRoundTrip(nc, corr, req)
+		corr++
+		if err != nil {
+			t.Fatalf("%s v%d: %v", kmsg.NameForKey(req.Key()), req.GetVersion(), err)
+		}
+		if !authzError(reflect.ValueOf(resp)) {
+			t.Errorf("%s v%d: answered without an authorization error to a principal without ACLs: %+v", kmsg.NameForKey(req.Key()), req.GetVersion(), resp)
 		}
 	}
 	// Every topic is hidden from a listing, and none was created.

@@ -581,6 +581,7 @@ func (c *conn) write() {
 		c.nc.Close()
 		c.cancel()
 		c.releaseAll()
+		c.s.shareConnClosed(c) // every request is answered: end its share sessions
 		c.s.limits.leave(c.addr)
 		c.s.mu.Lock()
 		delete(c.s.mu.conns, c)

@@ -31,9 +31,14 @@
 // __consumer_offsets by package coordstate (groups.go wires them); the
 // transaction coordinator in package txn, whose state is kept in
 // __transaction_state the same way and whose markers txn.go writes to the
-// partitions and hands to the group coordinator for __consumer_offsets
-// (groups_authz.go and txn_authz.go authorize the coordinators' APIs, which
-// know no principals).
+// partitions and hands to the group coordinator for __consumer_offsets;
+// the share-group engine in package share, whose state is kept in
+// __share_group_state the same way, created with the first share group,
+// and which reads partitions and writes dead letters through package
+// shareio (shares.go wires them and keeps the share sessions of ShareFetch
+// and ShareAcknowledge and the ShareFetch requests waiting for records)
+// (groups_authz.go, txn_authz.go and shares_authz.go authorize the
+// coordinators' APIs, which know no principals).
 //
 // # Requests
 //
@@ -63,9 +68,17 @@
 // (txn.go) with none of its locks held; they take a partition's mutex or
 // a group's, and the produce and TxnOffsetCommit paths call the
 // coordinator with no partition or group lock held (a partition's
-// verification guard, or the group's TxnGuard, covers the gap). Apart from
-// a fetch session's, no lock of this package is held while a handler
-// calls meta, partition, group or txn.
+// verification guard, or the group's TxnGuard, covers the gap). A share
+// session's mu is held for the whole of one ShareFetch or ShareAcknowledge
+// (a second request of the session meanwhile finds it taken: TryLock),
+// which calls the share engine and reads partitions inside it;
+// shareSessions.mu and shareWaiters.mu are leaves, held for their maps
+// only (the engine's MemberGone and Available callbacks take them and
+// nothing else, and never block). shareState.mu serializes creating
+// __share_group_state and is held across that meta call. Apart from a
+// fetch session's, a share session's and shareState.mu, no lock of this
+// package is held while a handler calls meta, partition, group, txn or
+// share.
 //
 // # Usage
 //

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -71,6 +73,7 @@ func (s *Server) newGroupCoordinator(store group.Store, n int32, loadOnLead bool
 	c, err := group.New(group.Config{
 		Store:                         store,
 		Topics:                        s.groupTopics,
+		OtherGroup:                    s.shareGroupExists,
 		Logger:                        s.logger,
 		NodeID:                        s.cfg.NodeID,
 		OffsetsTopicPartitions:        n,
@@ -104,6 +107,9 @@ func (s *Server) topicsChanged() {
 	if s.groups != nil {
 		s.groups.TopicsChanged()
 	}
+	if s.shares != nil {
+		s.shares.TopicsChanged()
+	}
 }
 
 func (s *Server) groupTopics() map[string]group.TopicInfo {
@@ -123,9 +129,14 @@ func groupCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn f
 	return nil
 }
 
+// coordinatorShare is FindCoordinator's key type of share coordinators.
+const coordinatorShare = 2
+
 // FindCoordinator, v0-v6. This broker coordinates every group (key type
-// 0) and every transactional id (key type 1); v4+ batches keys. Other key
-// types answer COORDINATOR_NOT_AVAILABLE.
+// 0), every transactional id (key type 1) and every share-partition (key
+// type 2, "group:topicID:partition"); v4+ batches keys. Other key types
+// answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
+// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks.
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -136,8 +147,10 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			return -1, "", -1, kerr.GroupAuthorizationFailed.Code, nil
 		case req.CoordinatorType == 1 && !r.allowed(auth.ResourceTransactionalID, key, auth.OpDescribe):
 			return -1, "", -1, kerr.TransactionalIDAuthorizationFailed.Code, nil
+		case req.CoordinatorType == coordinatorShare && !r.allowedCluster(auth.OpClusterAction):
+			return -1, "", -1, kerr.ClusterAuthorizationFailed.Code, nil
 		}
-		if req.CoordinatorType != 0 && req.CoordinatorType != 1 {
+		if req.CoordinatorType != 0 && req.CoordinatorType != 1 && req.CoordinatorType != coordinatorShare {
 			msg := fmt.Sprintf("coordinator type %d is not served", req.CoordinatorType)
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
@@ -166,5 +179,60 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 		return resp
 	}
 	resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = answer(req.CoordinatorKey)
+	return resp
+}
+
+// listGroups lists consumer groups and share groups together, by name.
+func (s *Server) listGroups(ctx context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
+	resp := s.groups.ListGroups(ctx, req)
+	if resp.ErrorCode != 0 {
+		return resp
+	}
+	if shared := s.shares.ListGroups(req); len(shared) > 0 {
+		resp.Groups = append(resp.Groups, shared...)
+		slices.SortFunc(resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int { return strings.Compare(a.Group, b.Group) })
+	}
+	return resp
+}
+
+// describeGroups describes share groups as Kafka does (Dead, and from v6
+// GROUP_ID_NOT_FOUND: "not a classic group"), consumer groups through
+// their coordinator.
+func (s *Server) describeGroups(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
+	resp := s.groups.DescribeGroups(ctx, req)
+	for i := range resp.Groups {
+		if dg, ok := s.shares.DescribeGroup(req.Version, resp.Groups[i].Group); ok {
+			resp.Groups[i] = dg
+		}
+	}
+	return resp
+}
+
+// deleteGroups deletes share groups through the share coordinator and
+// the others through the group coordinator.
+func (s *Server) deleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
+	resp := kmsg.NewPtrDeleteGroupsResponse()
+	resp.Version = req.Version
+	var rest []string
+	codes := make(map[string]int16)
+	for _, name := range req.Groups {
+		if code, ok := s.shares.DeleteGroup(name); ok {
+			codes[name] = code
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	if len(rest) > 0 {
+		sub := *req
+		sub.Groups = rest
+		for _, g := range s.groups.DeleteGroups(ctx, &sub).Groups {
+			codes[g.Group] = g.ErrorCode
+		}
+	}
+	for _, name := range req.Groups {
+		g := kmsg.NewDeleteGroupsResponseGroup()
+		g.Group, g.ErrorCode = name, codes[name]
+		resp.Groups = append(resp.Groups, g)
+	}
 	return resp
 }

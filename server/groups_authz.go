@@ -202,12 +202,12 @@ func handleOffsetFetch(s *Server, r *request) kmsg.Response {
 
 func handleDescribeGroups(s *Server, r *request) kmsg.Response {
 	if s.authz == nil {
-		return groupCall(s, r, s.groups.DescribeGroups)
+		return groupCall(s, r, s.describeGroups)
 	}
 	req := r.kreq.(*kmsg.DescribeGroupsRequest)
 	ctx := groupCtx(r)
 	r.await(func() kmsg.Response {
-		resp := s.groups.DescribeGroups(ctx, req)
+		resp := s.describeGroups(ctx, req)
 		for i := range resp.Groups {
 			g := &resp.Groups[i]
 			if !r.allowed(auth.ResourceGroup, g.Group, auth.OpDescribe) {
@@ -251,12 +251,12 @@ func handleConsumerGroupDescribe(s *Server, r *request) kmsg.Response {
 
 func handleListGroups(s *Server, r *request) kmsg.Response {
 	if s.authz == nil || r.allowedCluster(auth.OpDescribe) {
-		return groupCall(s, r, s.groups.ListGroups)
+		return groupCall(s, r, s.listGroups)
 	}
 	req := r.kreq.(*kmsg.ListGroupsRequest)
 	ctx := groupCtx(r)
 	r.await(func() kmsg.Response {
-		resp := s.groups.ListGroups(ctx, req)
+		resp := s.listGroups(ctx, req)
 		kept := resp.Groups[:0]
 		for _, g := range resp.Groups {
 			if r.allowed(auth.ResourceGroup, g.Group, auth.OpDescribe) {
@@ -271,7 +271,7 @@ func handleListGroups(s *Server, r *request) kmsg.Response {
 
 func handleDeleteGroups(s *Server, r *request) kmsg.Response {
 	if s.authz == nil {
-		return groupCall(s, r, s.groups.DeleteGroups)
+		return groupCall(s, r, s.deleteGroups)
 	}
 	req := r.kreq.(*kmsg.DeleteGroupsRequest)
 	var kept, denied []string
@@ -296,7 +296,7 @@ func handleDeleteGroups(s *Server, r *request) kmsg.Response {
 	allowed := *req
 	allowed.Groups = kept
 	ctx := groupCtx(r)
-	r.await(func() kmsg.Response { return refuse(s.groups.DeleteGroups(ctx, &allowed)) })
+	r.await(func() kmsg.Response { return refuse(s.deleteGroups(ctx, &allowed)) })
 	return nil
 }
 

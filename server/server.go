@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
@@ -15,6 +16,7 @@ import (
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
+	"github.com/ferrymq/ferry/share"
 	"github.com/ferrymq/ferry/txn"
 )
 
@@ -79,6 +81,17 @@ type Server struct {
 	// stats counts requests and connections for the metrics (stats.go).
 	stats *serverStats
 
+	// Share groups (shares.go): the engine, the share sessions of
+	// ShareFetch and ShareAcknowledge, the ShareFetch requests waiting.
+	shares        *share.Coordinator
+	shareSessions *shareSessions
+	shareWaiters  *shareWaiters
+	shareState    struct {
+		mu         sync.Mutex  // serializes creating __share_group_state
+		ready      atomic.Bool // __share_group_state exists
+		partitions int32       // its partition count
+	}
+
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
 	ctx    context.Context
@@ -138,6 +151,10 @@ func New(cfg Config) (*Server, error) {
 		s.closeStorage()
 		return nil, err
 	}
+	if err := s.startShares(); err != nil {
+		s.closeStorage()
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	s.startCluster()
@@ -194,6 +211,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // the metadata log.
 func (s *Server) closeStorage() error {
 	var errs []error
+	if err := s.stopShares(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.stopTxn(); err != nil {
 		errs = append(errs, err)
 	}

@@ -99,7 +99,7 @@ type Batch struct {
 type PartitionOffsets struct {
 	LogStart      int64 // first offset still in the log
 	HighWatermark int64 // offsets below it may be delivered (read_uncommitted)
-	LastStable    int64 // offsets below it may be delivered (read_committed); HighWatermark without transactions
+	LastStable    int64 // offsets below it may be delivered (read_committed): below the oldest open transaction, at most HighWatermark
 	LeaderEpoch   int32 // the partition's leader epoch, -1 if unknown
 }
 
@@ -147,8 +147,7 @@ type Reader interface {
 	DeliveryTimes(dst []RecordTime, tp TopicPartition, b *Batch) ([]RecordTime, error)
 	// AbortedTransactions appends to dst the aborted transactions of tp
 	// that overlap [from, to) and returns the extended slice. Called only
-	// for groups with share.isolation.level=read_committed. Until Ferry
-	// has transactions it returns dst unchanged.
+	// for groups with share.isolation.level=read_committed.
 	AbortedTransactions(dst []AbortedRange, tp TopicPartition, from, to int64) ([]AbortedRange, error)
 }
 

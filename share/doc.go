@@ -55,12 +55,15 @@
 //     a rejected one. With errors.deadletterqueue.topic.name set (it must
 //     start with errors.deadletterqueue.topic.name.prefix, "dlq.", and not
 //     with "__"), it is written there first, with the HeaderDLQ* headers
-//     and, with errors.deadletterqueue.copy.record.enable, its key, value
-//     and headers. Gap-acknowledged records and records deleted by
-//     retention are archived without a dead letter.
+//     and, unless errors.deadletterqueue.copy.record.enable is false, its
+//     key, value and headers (Kafka's default is false, Ferry's true).
+//     Gap-acknowledged records and records deleted by retention are
+//     archived without a dead letter.
 //   - With share.isolation.level=read_committed, records are read up to
 //     the last stable offset and aborted transactions are skipped
-//     (Reader.AbortedTransactions; Ferry has no transactions yet).
+//     (Reader.AbortedTransactions): a record of an open transaction is
+//     not delivered until its transaction is decided, nor are records
+//     after it, and a record of an aborted transaction never is.
 //   - Control batches are never delivered.
 //
 // Delays, which Kafka does not have: a record whose HeaderDeliverAt header

@@ -64,6 +64,7 @@ func (c *Coordinator) defaultGroupConfig() groupConfig {
 		deliveryLimit:     int16(c.cfg.DeliveryCountLimit),
 		backoff:           c.cfg.DeliveryBackoff,
 		backoffMax:        c.cfg.DeliveryBackoffMax,
+		dlqCopy:           true, // Ferry copies the record by default; Kafka does not
 	}
 }
 
@@ -80,7 +81,7 @@ func (c *Coordinator) GroupConfigDefaults() map[string]string {
 		GroupAutoOffsetReset:    "latest",
 		GroupIsolationLevel:     isolationReadUncommitted,
 		GroupDLQTopic:           "",
-		GroupDLQCopyRecord:      "false",
+		GroupDLQCopyRecord:      "true",
 		GroupDeliveryBackoff:    strconv.FormatInt(d.backoff.Milliseconds(), 10),
 		GroupDeliveryBackoffMax: strconv.FormatInt(d.backoffMax.Milliseconds(), 10),
 	}

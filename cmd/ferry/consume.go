@@ -24,6 +24,9 @@ type consumeOpts struct {
 	group     string
 	format    string
 	exitAtEnd bool
+	share     string
+	ack       string
+	idle      time.Duration
 }
 
 func consumeFlags() (*flag.FlagSet, *consumeOpts) {
@@ -33,8 +36,11 @@ func consumeFlags() (*flag.FlagSet, *consumeOpts) {
 	fs.IntVar(&o.partition, "partition", -1, "read only this partition (-1: all)")
 	fs.IntVar(&o.count, "n", 0, "stop after this many records (0: no limit)")
 	fs.StringVar(&o.group, "group", "", "consume as this consumer group and commit what was printed")
-	fs.StringVar(&o.format, "f", `%v\n`, `output format: %t topic, %k key, %v value, %p partition, %o offset, %T timestamp (ms), %h headers, %K key length, %S value length, %% percent; \n \t \\ escapes`)
+	fs.StringVar(&o.format, "f", `%v\n`, `output format: %t topic, %k key, %v value, %p partition, %o offset, %T timestamp (ms), %h headers, %K key length, %S value length, %d delivery count (-share), %% percent; \n \t \\ escapes`)
 	fs.BoolVar(&o.exitAtEnd, "e", false, "exit at the end of every partition (as of the start)")
+	fs.StringVar(&o.share, "share", "", "consume as this share group (a queue: records are shared among its members and acknowledged one by one); it starts where the group's share.auto.offset.reset says")
+	fs.StringVar(&o.ack, "ack", "accept", "with -share, how to acknowledge each record printed: accept, release (deliver again) or reject (dead-letter it)")
+	fs.DurationVar(&o.idle, "idle", 0, "with -share, exit after this long without a record (0: never)")
 	return fs, o
 }
 
@@ -47,6 +53,9 @@ type consumedRecord struct {
 	Key       *string           `json:"key"`
 	Value     string            `json:"value"`
 	Headers   map[string]string `json:"headers,omitempty"`
+	// DeliveryCount is how often a share group delivered the record
+	// (with -share).
+	DeliveryCount int32 `json:"delivery_count,omitempty"`
 }
 
 func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +68,9 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError("consume: -partition and -group exclude each other")
 	}
 	topic := pos[0]
+	if o.share != "" {
+		return runShareConsume(ctx, o, topic, stdout, explicitFlags(fs))
+	}
 	start, err := parseStartOffset(o.offset)
 	if err != nil {
 		return err
@@ -385,6 +397,8 @@ func compileFormat(f string) (func([]byte, *kgo.Record) []byte, error) {
 			p = func(b []byte, r *kgo.Record) []byte { return strconv.AppendInt(b, r.Offset, 10) }
 		case 'T':
 			p = func(b []byte, r *kgo.Record) []byte { return strconv.AppendInt(b, r.Timestamp.UnixMilli(), 10) }
+		case 'd':
+			p = func(b []byte, r *kgo.Record) []byte { return strconv.AppendInt(b, int64(r.DeliveryCount()), 10) }
 		case 'K':
 			p = func(b []byte, r *kgo.Record) []byte { return strconv.AppendInt(b, int64(len(r.Key)), 10) }
 		case 'S':

@@ -72,12 +72,15 @@ type groupOffset struct {
 type groupDescribed struct {
 	Group        string        `json:"group"`
 	State        string        `json:"state"`
+	Type         string        `json:"type,omitempty"` // "share" for a share group
 	ProtocolType string        `json:"protocol_type"`
 	Protocol     string        `json:"protocol"`
 	Coordinator  int32         `json:"coordinator"`
 	Members      []groupMember `json:"members"`
 	Offsets      []groupOffset `json:"offsets"`
 	TotalLag     int64         `json:"total_lag"`
+	// ShareOffsets are a share group's partitions (instead of Offsets).
+	ShareOffsets []shareOffset `json:"share_offsets,omitempty"`
 }
 
 func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,9 +91,10 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	defer c.close()
 	kip848 := c.consumerProtocolGroups(rctx)
+	shared := c.shareGroups(rctx)
 	var classic []string
 	for _, g := range groups {
-		if !kip848[g] {
+		if !kip848[g] && !shared[g] {
 			classic = append(classic, g)
 		}
 	}
@@ -103,7 +107,9 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 	var out []groupDescribed
 	for _, g := range groups {
 		var d groupDescribed
-		if kip848[g] {
+		if shared[g] {
+			d, err = c.describeShare(rctx, g)
+		} else if kip848[g] {
 			d, err = c.describeConsumerProtocol(rctx, g)
 		} else if d, err = describeClassic(lags, g); errors.Is(err, kerr.GroupIDNotFound) {
 			// DescribeGroups answers GROUP_ID_NOT_FOUND for a group of
@@ -132,6 +138,11 @@ func runGroupDescribe(ctx context.Context, args []string, stdout, stderr io.Writ
 				return []any{m.MemberID, m.ClientID, m.Host, dash(strings.Join(m.Assigned, " "))}
 			})
 			if err != nil {
+				return err
+			}
+		}
+		if len(d.ShareOffsets) > 0 {
+			if err := writeShareOffsets(stdout, d.ShareOffsets); err != nil {
 				return err
 			}
 		}
@@ -406,7 +417,7 @@ func groupResetFlags() (*flag.FlagSet, *groupResetOpts) {
 	fs.BoolVar(&o.toLatest, "to-latest", false, "reset to the log end")
 	fs.Int64Var(&o.toOffset, "to-offset", 0, "reset to offset `N` (clamped to the log)")
 	fs.StringVar(&o.toDatetime, "to-datetime", "", "reset to the first record at or after `T` (RFC 3339 or unix ms)")
-	fs.Int64Var(&o.shiftBy, "shift-by", 0, "move the committed offsets by `N` (negative: back); every partition needs a committed offset")
+	fs.Int64Var(&o.shiftBy, "shift-by", 0, "move the committed offsets (a share group's start offsets) by `N` (negative: back); every partition needs one")
 	fs.BoolVar(&o.execute, "execute", false, "commit the new offsets (default: dry run, print the plan)")
 	return fs, o
 }
@@ -430,6 +441,9 @@ func runGroupResetOffsets(ctx context.Context, args []string, stdout, stderr io.
 		return err
 	}
 	defer c.close()
+	if c.shareGroups(rctx)[group] {
+		return c.resetShareOffsets(rctx, group, o, stdout, stderr)
+	}
 	what := fmt.Sprintf("reset offsets of group %q", group)
 
 	committed, err := c.resetTargets(rctx, what, group, o)

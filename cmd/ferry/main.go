@@ -39,11 +39,12 @@ var commands []*command
 func init() {
 	commands = []*command{
 		{name: "serve", summary: "run a Ferry broker", run: runServe},
-		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare)", defaultSub: "produce", sub: []*command{
+		{name: "bench", summary: "measure a Kafka-protocol broker (produce, consume, e2e, compare, queue)", defaultSub: "produce", sub: []*command{
 			{name: "produce", summary: "produce as fast as possible (or at -rate); ack latency", run: runBenchProduce, flags: benchFlagsFor("produce")},
 			{name: "consume", summary: "read a topic back; time to first record", run: runBenchConsume, flags: benchFlagsFor("consume")},
 			{name: "e2e", summary: "producer (fixed rate, or -rate 0 flat out; optional -bulk-size load beside it) and consumers together; end-to-end latency", run: runBenchE2E, flags: benchFlagsFor("e2e")},
 			{name: "compare", summary: "the standard scenarios against several -target brokers, side by side", run: runBenchCompare, flags: compareFlagsOnly},
+			{name: "queue", summary: "share groups: publish and acknowledged-consume rates, end-to-end latency, redelivery after a consumer dies", run: runBenchQueue, flags: queueFlagsOnly},
 		}},
 		{name: "topic", summary: "create, list, describe, delete and change topics", sub: []*command{
 			{name: "create", args: "TOPIC...", summary: "create topics", run: runTopicCreate, flags: flagsOnly(topicCreateFlags)},
@@ -55,11 +56,12 @@ func init() {
 		}},
 		{name: "produce", args: "TOPIC", summary: "produce stdin, one record per line", run: runProduce, flags: flagsOnly(produceFlags)},
 		{name: "consume", args: "TOPIC", summary: "print records", run: runConsume, flags: flagsOnly(consumeFlags)},
-		{name: "group", summary: "list, describe, delete consumer groups and reset their offsets", sub: []*command{
+		{name: "group", summary: "list, describe, delete consumer and share groups, reset their offsets", sub: []*command{
 			{name: "list", summary: "list groups", run: runGroupList, flags: flagsOnly(groupListFlags)},
-			{name: "describe", args: "GROUP...", summary: "members, assignments, committed offsets and lag", run: runGroupDescribe, flags: flagsOnly(groupDescribeFlags)},
+			{name: "describe", args: "GROUP...", summary: "members, assignments, committed (share: start) offsets and lag", run: runGroupDescribe, flags: flagsOnly(groupDescribeFlags)},
 			{name: "delete", args: "GROUP...", summary: "delete empty groups", run: runGroupDelete, flags: flagsOnly(groupDeleteFlags)},
-			{name: "reset-offsets", args: "GROUP", summary: "move committed offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
+			{name: "reset-offsets", args: "GROUP", summary: "move committed (share: start) offsets (dry run unless -execute)", run: runGroupResetOffsets, flags: flagsOnly(groupResetFlags)},
+			{name: "alter-config", args: "GROUP...", summary: "set (-set k=v) or reset (-delete k) a share group's configs", run: runGroupAlterConfig, flags: flagsOnly(groupAlterConfigFlags)},
 		}},
 		{name: "txn", summary: "list and describe transactions", sub: []*command{
 			{name: "list", summary: "transactional ids, their producer ids and states", run: runTxnList, flags: flagsOnly(txnListFlags)},

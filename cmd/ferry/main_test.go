@@ -370,6 +370,8 @@ func TestBenchCommands(t *testing.T) {
 		{"produce in transactions", []string{"bench", "produce", b, "-records", "1000", "-txn-records", "100", "-topic", "bt"}, []string{"records     1,000", "transactions of 100 records", "commit"}},
 		{"sink", []string{"bench", "produce", "-sink", "-duration", "300ms"}, []string{"null broker", "throughput"}},
 		{"embedded default produce", []string{"bench", "-embedded", "-records", "2000"}, []string{"produce: topic ferry-bench", "records     2,000", "-embedded"}},
+		{"queue", []string{"bench", "queue", b, "-duration", "500ms", "-warmup", "200ms", "-consumers", "1,2", "-rate", "1000", "-size", "100", "-trials", "1", "-held", "100"},
+			[]string{"acked consume rec/s", "e2e p99 ms", "1,000/s", "redelivery of 100 records"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,7 +452,7 @@ func TestHelpAndCompletion(t *testing.T) {
 	out = mustFerry(t, "", "consume", "-h")
 	contains(t, "consume -h", out, "Usage: ferry consume [flags] TOPIC", "-offset")
 	out = mustFerry(t, "", "completion", "bash")
-	contains(t, "bash", out, "complete -o default -F _ferry ferry", `"topic create"*`, "-partitions", `"group") cands="list describe delete reset-offsets"`)
+	contains(t, "bash", out, "complete -o default -F _ferry ferry", `"topic create"*`, "-partitions", `"group") cands="list describe delete reset-offsets alter-config"`)
 	out = mustFerry(t, "", "completion", "zsh")
 	contains(t, "zsh", out, "#compdef ferry", "compdef _ferry ferry", "reset-offsets")
 	if _, _, code := ferry(t, "", "bench", "produce", "-h"); code != 0 {

@@ -1,0 +1,10 @@
+package server
+
+// AlterShareGroupOffsets, v0 (KIP-932): sets the start offset of
+// partitions of an empty share group (NON_EMPTY_GROUP otherwise),
+// dropping their in-flight state; creates the group if it does not
+// exist. Durable before the answer.
+
+func init() {
+	regKey(91, 0, 0, handleAlterShareGroupOffsets) // shares_authz.go
+}

@@ -1,0 +1,198 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/auth"
+)
+
+// Authorization of the share-group APIs, as Kafka checks them. The share
+// coordinator knows no principals: these checks run before it is called,
+// or take out of its answers what the principal may not see. Without an
+// authorizer every check passes.
+//
+//   - ShareGroupHeartbeat: READ on the group (GROUP_AUTHORIZATION_FAILED),
+//     DESCRIBE on each subscribed topic (TOPIC_AUTHORIZATION_FAILED).
+//   - ShareFetch, ShareAcknowledge: READ on the group (top-level), READ on
+//     each topic (its partitions TOPIC_AUTHORIZATION_FAILED; they are
+//     neither acquired nor acknowledged).
+//   - ShareGroupDescribe, DescribeShareGroupOffsets: DESCRIBE on each
+//     group; DescribeShareGroupOffsets also DESCRIBE on each topic.
+//   - AlterShareGroupOffsets: READ on the group and on each topic;
+//     DeleteShareGroupOffsets: DELETE on the group, READ on each topic.
+//   - FindCoordinator of share-partitions: CLUSTER_ACTION (brokers only).
+
+// topicAllowed reports whether the principal may do op on the topic with
+// id (an unknown id passes: the answer will say it is unknown).
+func (r *request) topicAllowed(id [16]byte, op auth.Operation) bool {
+	if r.c.s.authz == nil {
+		return true
+	}
+	t := r.c.s.meta.TopicByID(id)
+	return t == nil || r.allowed(auth.ResourceTopic, t.Name(), op)
+}
+
+func handleShareGroupHeartbeat(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.ShareGroupHeartbeatRequest)
+	fail := func(e *kerr.Error) kmsg.Response {
+		resp := req.ResponseKind().(*kmsg.ShareGroupHeartbeatResponse)
+		resp.ErrorCode = e.Code
+		return resp
+	}
+	if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpRead) {
+		return fail(kerr.GroupAuthorizationFailed)
+	}
+	for _, t := range req.SubscribedTopicNames {
+		if !r.allowed(auth.ResourceTopic, t, auth.OpDescribe) {
+			return fail(kerr.TopicAuthorizationFailed)
+		}
+	}
+	return shareCall(s, r, true, s.shares.ShareGroupHeartbeat)
+}
+
+func handleShareGroupDescribe(s *Server, r *request) kmsg.Response {
+	if s.authz == nil {
+		return shareCall(s, r, false, s.shares.ShareGroupDescribe)
+	}
+	req := r.kreq.(*kmsg.ShareGroupDescribeRequest)
+	ctx := r.c.ctx
+	r.await(func() kmsg.Response {
+		resp := s.shares.ShareGroupDescribe(ctx, req)
+		for i := range resp.Groups {
+			g := &resp.Groups[i]
+			if !r.allowed(auth.ResourceGroup, g.GroupID, auth.OpDescribe) {
+				name := g.GroupID
+				*g = kmsg.NewShareGroupDescribeResponseGroup()
+				g.GroupID, g.ErrorCode = name, kerr.GroupAuthorizationFailed.Code
+				continue
+			}
+			if req.IncludeAuthorizedOperations {
+				g.AuthorizedOperations = r.authorizedOperations(auth.ResourceGroup, g.GroupID)
+			}
+		}
+		return resp
+	})
+	return nil
+}
+
+func handleDescribeShareGroupOffsets(s *Server, r *request) kmsg.Response {
+	if s.authz == nil {
+		return shareCall(s, r, false, s.shares.DescribeShareGroupOffsets)
+	}
+	req := r.kreq.(*kmsg.DescribeShareGroupOffsetsRequest)
+	ctx := r.c.ctx
+	r.await(func() kmsg.Response {
+		resp := s.shares.DescribeShareGroupOffsets(ctx, req)
+		for i := range resp.Groups {
+			g := &resp.Groups[i]
+			if !r.allowed(auth.ResourceGroup, g.GroupID, auth.OpDescribe) {
+				g.Topics, g.ErrorCode = nil, kerr.GroupAuthorizationFailed.Code
+				continue
+			}
+			named := false
+			for _, rg := range req.Groups {
+				if rg.GroupID == g.GroupID && rg.Topics != nil {
+					named = true
+				}
+			}
+			kept := g.Topics[:0]
+			for _, t := range g.Topics {
+				if !r.allowed(auth.ResourceTopic, t.Topic, auth.OpDescribe) {
+					if !named {
+						continue // a description of every topic leaves it out
+					}
+					for j := range t.Partitions {
+						p := &t.Partitions[j]
+						p.StartOffset, p.Lag, p.ErrorCode = -1, -1, kerr.TopicAuthorizationFailed.Code
+					}
+				}
+				kept = append(kept, t)
+			}
+			g.Topics = kept
+		}
+		return resp
+	})
+	return nil
+}
+
+func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.AlterShareGroupOffsetsRequest)
+	if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpRead) {
+		resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp
+	}
+	if s.authz == nil {
+		return shareCall(s, r, true, s.shares.AlterShareGroupOffsets)
+	}
+	var kept, denied []kmsg.AlterShareGroupOffsetsRequestTopic
+	for _, t := range req.Topics {
+		if r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead) {
+			kept = append(kept, t)
+		} else {
+			denied = append(denied, t)
+		}
+	}
+	allowed := *req
+	allowed.Topics = kept
+	ctx := r.c.ctx
+	r.await(func() kmsg.Response {
+		if err := s.ensureShareState(); err != nil {
+			resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
+			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			return resp
+		}
+		resp := s.shares.AlterShareGroupOffsets(ctx, &allowed)
+		for _, t := range denied {
+			rt := kmsg.NewAlterShareGroupOffsetsResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewAlterShareGroupOffsetsResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp
+	})
+	return nil
+}
+
+func handleDeleteShareGroupOffsets(s *Server, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.DeleteShareGroupOffsetsRequest)
+	if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpDelete) {
+		resp := req.ResponseKind().(*kmsg.DeleteShareGroupOffsetsResponse)
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp
+	}
+	if s.authz == nil {
+		return shareCall(s, r, true, s.shares.DeleteShareGroupOffsets)
+	}
+	var kept, denied []kmsg.DeleteShareGroupOffsetsRequestTopic
+	for _, t := range req.Topics {
+		if r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead) {
+			kept = append(kept, t)
+		} else {
+			denied = append(denied, t)
+		}
+	}
+	allowed := *req
+	allowed.Topics = kept
+	ctx := r.c.ctx
+	r.await(func() kmsg.Response {
+		if err := s.ensureShareState(); err != nil {
+			resp := req.ResponseKind().(*kmsg.DeleteShareGroupOffsetsResponse)
+			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			return resp
+		}
+		resp := s.shares.DeleteShareGroupOffsets(ctx, &allowed)
+		for _, t := range denied {
+			rt := kmsg.NewDeleteShareGroupOffsetsResponseTopic()
+			rt.Topic, rt.ErrorCode = t.Topic, kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp
+	})
+	return nil
+}
