@@ -240,6 +240,16 @@ func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
 	if !errors.Is(err, kerr.CoordinatorNotAvailable) && (err != nil || iresp.ErrorCode != kerr.CoordinatorNotAvailable.Code) {
 		t.Fatalf("InitProducerID of a transactional id: %v %+v", err, iresp)
 	}
+	// Nor share groups: their APIs are not advertised.
+	av, err := kmsg.NewPtrApiVersionsRequest().RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range av.ApiKeys {
+		if k.ApiKey == 76 || k.ApiKey == 78 {
+			t.Fatalf("a node of a cluster advertises %s", kmsg.NameForKey(k.ApiKey))
+		}
+	}
 	// Straight to a broker, the transaction APIs answer it too.
 	ipr, err := cl.Broker(0).Request(ctx, ip)
 	if err != nil || ipr.(*kmsg.InitProducerIDResponse).ErrorCode != kerr.CoordinatorNotAvailable.Code {

@@ -164,6 +164,10 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			msg := errTxnUnavailable.Error()
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
+		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
+			msg := "share groups are not served in a cluster yet"
+			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+		}
 		if s.cluster != nil {
 			return s.clusterCoordinator(key)
 		}
