@@ -103,7 +103,7 @@ func view(recs []*kgo.Record) map[string]string {
 // middle of a cleaned range is served from the next record kept, and all
 // of it survives a restart. A record without a key is refused.
 func TestBrokerCompaction(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 240*time.Second)
 	defer cancel()
 	b := ferrytest.Start(t, ferrytest.Props(cleanerProps))
 	const topic = "table"

@@ -60,7 +60,8 @@ type cleanPlan struct {
 	// lagged: a dirty segment's first timestamp is older than
 	// max.compaction.lag.ms.
 	lagged bool
-	// horizonDue: a tombstone kept by an earlier pass may go now.
+	// horizonDue: a tombstone or transaction marker kept by an earlier
+	// pass may go now.
 	horizonDue bool
 }
 
@@ -75,7 +76,7 @@ func (p *cleanPlan) ratio() float64 {
 
 // due reports whether the log should be cleaned now: dirty beyond its
 // ratio, or dirty for longer than its max.compaction.lag.ms, or holding a
-// tombstone whose horizon passed.
+// tombstone or transaction marker whose horizon passed.
 func (p *cleanPlan) due(cfg *Config) bool {
 	return p.dirtyBytes > 0 && (p.ratio() > cfg.MinCleanableDirtyRatio || p.lagged) || p.horizonDue
 }
@@ -186,11 +187,21 @@ type cleaning struct {
 	// producers maps a producer id to the last offset of its newest
 	// batch (Config.ProducerLastOffsets): that batch is kept.
 	producers map[int64]int64
-	// horizon is the earliest delete horizon of a tombstone kept.
+	// horizon is the earliest delete horizon of a tombstone or
+	// transaction marker kept.
 	horizon int64
 	// aborted holds, by producer id, the aborted transactions overlapping
 	// what the pass reads: their batches are neither mapped nor kept.
 	aborted map[int64][]AbortedTxn
+	// inTxn holds the producers whose current transaction (the one the
+	// next marker of the producer ends) has a batch that stays. A pass
+	// reads the log from its start, so every batch of a transaction still
+	// in the log is seen before its marker.
+	inTxn map[int64]struct{}
+	// goneMarkers holds the offsets of the markers the group being
+	// cleaned removes: the .txnindex entries of abort markers go with
+	// them.
+	goneMarkers map[int64]struct{}
 	// manifests are the swap manifests this pass committed.
 	manifests []string
 	stats     cleanStats
@@ -216,9 +227,10 @@ func (c *cleaning) check() error {
 // key of the dirty part to its newest offset (as much of the dirty part
 // as m holds), then rewrites the segments from the log start to the end
 // of what it mapped, in groups of at most segment.bytes, keeping the
-// newest record of each key and tombstones until their delete horizon,
-// and swaps each group's new segment in for the old ones. Offsets never
-// change. force runs the pass even when the log is not due (tests).
+// newest record of each key, tombstones until their delete horizon and
+// transaction markers as marker says, and swaps each group's new segment
+// in for the old ones. Offsets never change. force runs the pass even
+// when the log is not due (tests).
 func (l *Log) cleanOnce(ctx context.Context, now time.Time, m *offsetMap, io *throttle, force bool) (cleanStats, error) {
 	l.clean.Lock()
 	defer l.clean.Unlock()
@@ -236,7 +248,8 @@ func (l *Log) cleanOnce(ctx context.Context, now time.Time, m *offsetMap, io *th
 			return cleanStats{}, nil // the owner is not ready
 		}
 	}
-	c := &cleaning{l: l, ctx: ctx, cfg: cfg, now: now.UnixMilli(), m: m, io: io, producers: producers, horizon: math.MaxInt64}
+	c := &cleaning{l: l, ctx: ctx, cfg: cfg, now: now.UnixMilli(), m: m, io: io, producers: producers, horizon: math.MaxInt64,
+		inTxn: map[int64]struct{}{}, goneMarkers: map[int64]struct{}{}}
 	c.stats.firstDirty = p.firstDirty
 	err := c.run(segs, &p)
 	c.stats.took = time.Since(began)
@@ -494,19 +507,23 @@ func (c *cleaning) cleanGroup(g []*segment.Segment) (err error) {
 	if b == nil {
 		return nil // nothing to remove
 	}
-	// Abort markers stay (control batches are kept whole), so the aborted
-	// transactions of the segments replaced stay true of the new one.
+	// The new segment holds the aborted transactions of the segments it
+	// replaces, but those whose abort marker went.
 	for _, s := range g {
 		aborted, _, err := s.AbortedTxns(0, math.MaxInt64, nil)
 		if err != nil {
 			return err
 		}
 		for _, e := range aborted {
+			if _, gone := c.goneMarkers[e.LastOffset]; gone {
+				continue
+			}
 			if err := b.AppendAbortedTxn(e); err != nil {
 				return err
 			}
 		}
 	}
+	clear(c.goneMarkers)
 	txnIndex := b.HasAbortedTxns()
 	meta, err := b.Finish()
 	if err != nil {
@@ -549,11 +566,70 @@ func (c *cleaning) copyBatches(b *segment.Builder, s *segment.Segment, to int64)
 // has not passed; records without a key go, as in Kafka. A batch with
 // tombstones that stay gets a delete horizon when it has none. The
 // records of aborted transactions go. The last batch of an active
-// producer stays, empty if need be; control batches stay whole.
+// producer stays, empty if need be. Transaction markers: see marker.
 func (c *cleaning) filter(batch []byte, h *record.Header) ([]byte, error) {
 	c.stats.bytesRead += int64(h.Size())
 	c.stats.recordsRead += int64(h.RecordCount)
-	if h.BaseOffset >= c.end || h.IsControl() {
+	if h.IsControl() {
+		return c.marker(batch, h)
+	}
+	out, err := c.filterData(batch, h)
+	if out != nil && h.IsTransactional() {
+		c.inTxn[h.ProducerID] = struct{}{}
+	}
+	return out, err
+}
+
+// marker decides what of a control batch stays, as Kafka's cleaner does
+// (KIP-534). A transaction marker (commit or abort) stays whole while a
+// batch of its transaction stays, even emptied: a batch without its
+// marker would read as a transaction still open. Once none does, the
+// first pass to see it gives it a delete horizon of delete.retention.ms
+// later, and the first pass after the horizon removes it, an abort
+// marker with its .txnindex entry. Control batches past what the map
+// covers, of another kind, or that do not decode stay whole.
+func (c *cleaning) marker(batch []byte, h *record.Header) ([]byte, error) {
+	_, kept := c.inTxn[h.ProducerID]
+	delete(c.inTxn, h.ProducerID) // the marker ends the transaction
+	keep := func() ([]byte, error) {
+		c.stats.recordsKept += int64(h.RecordCount)
+		return batch, nil
+	}
+	if h.BaseOffset >= c.end || kept {
+		return keep()
+	}
+	if h.RecordCount > 0 {
+		typ, err := record.ControlType(batch)
+		if err != nil || typ != record.ControlAbort && typ != record.ControlCommit {
+			return keep()
+		}
+	}
+	hz, ok := h.DeleteHorizonMs()
+	if h.RecordCount == 0 || ok && c.now >= hz {
+		// Its horizon passed, or it is empty (Kafka's cleaner empties
+		// markers; this one never does): it goes.
+		c.goneMarkers[h.BaseOffset] = struct{}{}
+		return nil, nil
+	}
+	if !ok {
+		hz = c.now + min(c.cfg.DeleteRetentionMs, math.MaxInt64-c.now)
+	}
+	c.horizon = min(c.horizon, hz)
+	if ok {
+		return keep()
+	}
+	recs, err := record.Decompress(h.Codec(), batch[record.HeaderSize:h.Size()])
+	if err != nil {
+		return keep()
+	}
+	c.stats.recordsKept += int64(h.RecordCount)
+	c.out, err = record.Retain(c.out[:0], h, recs, h.RecordCount, hz)
+	return c.out, err
+}
+
+// filterData is filter for a batch of data.
+func (c *cleaning) filterData(batch []byte, h *record.Header) ([]byte, error) {
+	if h.BaseOffset >= c.end {
 		c.stats.recordsKept += int64(h.RecordCount)
 		return batch, nil
 	}

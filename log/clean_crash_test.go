@@ -94,7 +94,8 @@ func TestCleanKill(t *testing.T) {
 	dir := t.TempDir()
 	var synced, passes int64
 	// 15 rounds, and more (up to 40) until the children have cleaned: a
-	// loaded machine may slow them down that much.
+	// loaded machine may slow them down that much; those rounds wait for
+	// the child's first pass.
 	for round := 0; round < 15 || (passes == 0 && round < 40); round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), cleanChildEnv+"="+dir)
@@ -123,9 +124,32 @@ func TestCleanKill(t *testing.T) {
 				}
 			}
 		}()
-		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
+		// Killed after 0.3 to 1 s; past round 15 with no pass yet, once
+		// the child reports one (a loaded machine).
+		waitPass := round >= 15 && passes == 0
+		kill := time.After(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+		if waitPass {
+			kill = time.After(60 * time.Second)
+		}
 		var roundPasses int64
+		for running := true; running; {
+			select {
+			case v, ok := <-lines:
+				if !ok {
+					running = false // the child died on its own
+					continue
+				}
+				synced = max(synced, v[0])
+				roundPasses = max(roundPasses, v[1])
+				if waitPass && v[1] > 0 {
+					waitPass = false
+					kill = time.After(time.Duration(rng.IntN(100)) * time.Millisecond)
+				}
+			case <-kill:
+				running = false
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
 		for v := range lines {
 			synced = max(synced, v[0])
 			roundPasses = max(roundPasses, v[1])

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -14,16 +17,20 @@ import (
 )
 
 // TestCleanProperty appends random keyed batches (overwrites, tombstones,
-// records without a key, every codec, idempotent producers) and, at
+// records without a key, every codec, idempotent producers, transactions
+// committed, aborted and left open) and, at
 // random, rolls, cleans with offset maps of random sizes, moves the clock
 // past delete horizons, closes and reopens the log, kills it (as a
 // crashed process) with or without a pass stopped at a random step, and
 // reopens it. After each step that can change what is stored, reading
-// the log from the start gives the map built from the writes: the newest
-// value of each key, at the offset it was written. After a full
-// compaction (two passes past every delete horizon) each key appears at
-// most once below the active segment and no tombstone is left. The last
-// batch of each producer is never lost. The seed is fixed and logged;
+// the log from the start as a read_committed consumer does gives the map
+// built from the writes: the newest committed value of each key, at the
+// offset it was written. After a full compaction (two passes past every
+// delete horizon) each key appears at most once below the active segment
+// and the last stable offset, no tombstone is left, and every
+// transaction marker there has a batch of its transaction before it. The
+// last batch of each producer is never lost, nor an aborted transaction's
+// .txnindex entry while its marker stays. The seed is fixed and logged;
 // FERRY_CLEAN_SEED replays another.
 func TestCleanProperty(t *testing.T) {
 	seed := uint64(20260101)
@@ -44,6 +51,7 @@ func TestCleanProperty(t *testing.T) {
 	const retention = 5000
 	producers := map[int64]int64{} // producer id -> last offset of its newest batch
 	seqs := map[int64]int32{}
+	tx := newTxnModel()
 	cfg := Config{
 		SegmentBytes:           int64(1024 + rng.IntN(3072)),
 		IndexIntervalBytes:     256,
@@ -52,6 +60,8 @@ func TestCleanProperty(t *testing.T) {
 		MinCleanableDirtyRatio: 0.01,
 		DeleteRetentionMs:      retention,
 		ProducerLastOffsets:    func() (map[int64]int64, bool) { return producers, true },
+		LastStableOffset:       func() int64 { return tx.lastStable(math.MaxInt64) },
+		Recovered:              tx.recovered,
 	}
 	l, err := Open(dir, cfg)
 	if err != nil {
@@ -81,6 +91,12 @@ func TestCleanProperty(t *testing.T) {
 		op := rng.IntN(100)
 		switch {
 		case op < 55: // append
+			if len(tx.first) > 0 && rng.IntN(6) == 0 {
+				pid := slices.Sorted(maps.Keys(tx.first))[rng.IntN(len(tx.first))]
+				tx.end(t, l, m, pid, rng.IntN(2) == 0, now)
+				counts["txn end"]++
+				continue
+			}
 			n := 1 + rng.IntN(8)
 			var recs []kv
 			for range n {
@@ -95,12 +111,23 @@ func TestCleanProperty(t *testing.T) {
 				}
 			}
 			o := batchOpts{codec: rng.IntN(5), ts: now, producer: -1}
-			if rng.IntN(4) == 0 {
+			txn := false
+			switch rng.IntN(8) {
+			case 0, 1:
 				o.producer = int64(1 + rng.IntN(3))
 				o.seq = seqs[o.producer]
+			case 2, 3:
+				o.producer = int64(10 + rng.IntN(2))
+				o.seq = seqs[o.producer]
+				txn = true
 			}
-			off := appendKV(t, l, o, recs...)
-			m.apply(off, recs)
+			var off int64
+			if txn {
+				off = tx.data(t, l, o, recs)
+			} else {
+				off = appendKV(t, l, o, recs...)
+				m.apply(off, recs)
+			}
 			if o.producer >= 0 {
 				seqs[o.producer] += int32(n)
 				producers[o.producer] = off + int64(n) - 1
@@ -153,10 +180,10 @@ func TestCleanProperty(t *testing.T) {
 					t.Fatalf("step %d: full compaction: %v", i, err)
 				}
 			}
-			recs := checkView(t, l, m)
+			recs := tx.check(t, l, m)
 			seen := map[string]bool{}
 			for _, r := range recs {
-				if r.off >= l.active().Base() || r.batch.IsControl() {
+				if r.off >= min(l.active().Base(), tx.lastStable(math.MaxInt64)) || r.batch.IsControl() {
 					continue
 				}
 				if r.tomb || r.nokey || seen[r.key] {
@@ -164,12 +191,13 @@ func TestCleanProperty(t *testing.T) {
 				}
 				seen[r.key] = true
 			}
+			tx.checkMarkers(t, l)
 			counts["full"]++
 		}
-		checkView(t, l, m)
+		tx.check(t, l, m)
 		checkProducers(t, l, producers)
 	}
-	checkView(t, l, m)
+	tx.check(t, l, m)
 	t.Logf("operations: %v; %d segments, %d bytes at the end", counts, l.Segments(), l.Size())
 }
 

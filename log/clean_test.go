@@ -35,6 +35,7 @@ type batchOpts struct {
 	producer int64 // -1: none
 	epoch    int16
 	seq      int32
+	txn      bool // transactional (needs a producer)
 }
 
 // kvBatch builds a validated batch of recs. t may be nil (a child
@@ -53,7 +54,11 @@ func kvBatch(t testing.TB, recs []kv, o batchOpts) ([]byte, record.Header) {
 	if o.producer >= 0 {
 		pid, epoch, seq = o.producer, o.epoch, o.seq
 	}
-	b := record.AppendBatch(nil, record.Batch{BaseTimestamp: o.ts, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Records: rs})
+	var attrs int16
+	if o.txn {
+		attrs = record.Transactional
+	}
+	b := record.AppendBatch(nil, record.Batch{BaseTimestamp: o.ts, Attributes: attrs, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Records: rs})
 	if o.codec != record.CodecNone {
 		var err error
 		if b, err = record.Recompress(b, o.codec); err != nil {
@@ -530,7 +535,7 @@ func TestCleanMapFull(t *testing.T) {
 }
 
 // TestCleanKeylessAndControl: records without a key go (as in Kafka),
-// control batches stay whole.
+// a control batch stays (for delete.retention.ms: TestCleanTxnMarkers).
 func TestCleanKeylessAndControl(t *testing.T) {
 	l := open(t, t.TempDir(), compactCfg())
 	m := newModel()
@@ -1168,8 +1173,9 @@ func TestCleanConcurrentReaders(t *testing.T) {
 // TestCleanTransactions: the cleaner leaves the records of a transaction
 // not yet decided (at or past the owner's last stable offset) as they
 // are; an aborted transaction's records supersede nothing and go; its
-// abort marker stays, and so does its entry in the aborted-transaction
-// index, carried into the cleaned segment and kept across a reopen.
+// abort marker stays (for delete.retention.ms: TestCleanTxnMarkers), and
+// so does its entry in the aborted-transaction index, carried into the
+// cleaned segment and kept across a reopen.
 func TestCleanTransactions(t *testing.T) {
 	dir := t.TempDir()
 	var lso atomic.Int64

@@ -72,7 +72,7 @@
 // its dirty bytes are more than min.cleanable.dirty.ratio of its bytes,
 // when a dirty segment's first timestamp is older than
 // max.compaction.lag.ms (the active segment rolls at that age), or when
-// a tombstone's delete horizon has passed.
+// the delete horizon of a tombstone or a transaction marker has passed.
 //
 // A pass maps the key of every dirty record to its newest offset (a
 // fixed-memory map of 128-bit key hashes; as much of the dirty part as
@@ -89,16 +89,24 @@
 // rewritten with the same base offset and last offset delta (record
 // offsets never change; gaps remain), compressed as it was; the newest
 // batch of a producer the partition still tracks stays, empty if need
-// be, so its sequence numbers survive; control batches stay whole. A
-// group from which nothing goes is left as it is.
+// be, so its sequence numbers survive. A group from which nothing goes is
+// left as it is.
 //
 // Transactions: a pass maps and cleans nothing at or past the owner's
 // last stable offset (Config.LastStableOffset), so a transaction not yet
 // decided is left whole. The batches of aborted transactions (found
 // through the aborted-transaction index) are not mapped, so they
-// supersede no committed record, and are removed; their markers stay,
-// and the new segment's .txnindex holds the entries of the segments it
-// replaces.
+// supersede no committed record, and are removed. A transaction marker
+// (commit or abort) stays while a batch of its transaction stays, even
+// one emptied as its producer's newest (a batch without its marker would
+// read as a transaction still open); a pass reads the log from its
+// start, so it sees every batch of a transaction before the marker. Once
+// none stays, the marker is kept until its delete horizon, as a
+// tombstone is (the pass that finds it so gives its batch a horizon of
+// delete.retention.ms later), and the first pass after that removes it.
+// The new segment's .txnindex holds the entries of the segments it
+// replaces but those of the abort markers removed. Other control batches
+// stay whole.
 //
 // Swaps are atomic across crashes. A group's new segment is written as
 // <base>.log.cleaned (and .index.cleaned, ...), synced, and the

@@ -222,7 +222,7 @@ func recoverSwaps(dir string, ents []os.DirEntry) (swapped, removed int, err err
 // cleanerState is what cleaner.checkpoint holds.
 type cleanerState struct {
 	firstDirty int64 // every key below it appears at most once
-	horizon    int64 // earliest delete horizon of a tombstone kept; MaxInt64: none
+	horizon    int64 // earliest delete horizon of a tombstone or marker kept; MaxInt64: none
 }
 
 func (cs cleanerState) encode() []byte {

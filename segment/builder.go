@@ -50,7 +50,7 @@ func (b *Builder) Append(batch []byte, h *record.Header) error { return b.s.Appe
 
 // AppendAbortedTxn adds e to the new segment's aborted-transaction index
 // (its .txnindex, under the temporary name), as Segment.AppendAbortedTxn:
-// the cleaner carries the entries of the segments it replaces, whose
+// the cleaner carries the entries of the segments it replaces whose
 // abort markers it keeps.
 func (b *Builder) AppendAbortedTxn(e AbortedTxn) error { return b.s.AppendAbortedTxn(e) }
 

@@ -56,6 +56,9 @@ var (
 	// ErrOffset is returned by Append for a batch whose base offset is
 	// below the segment's next offset.
 	ErrOffset = errors.New("segment: offset not increasing")
+	// errReplaced: a retired segment's files cannot be opened again
+	// (they may be another segment's now). It wraps ErrClosed.
+	errReplaced = fmt.Errorf("%w: replaced", ErrClosed)
 )
 
 // File is what a segment writes its .log through: the *os.File itself
@@ -429,7 +432,7 @@ func (s *Segment) openLocked(want need) error {
 	}
 	if s.retired {
 		// Its files may be another segment's now.
-		return fmt.Errorf("%w: %s was replaced", ErrClosed, s.path(".log"))
+		return fmt.Errorf("%w: %s", errReplaced, s.path(".log"))
 	}
 	if want&(needLog|needIndex) != 0 && !s.loaded {
 		if err := s.loadLocked(); err != nil {
@@ -689,6 +692,12 @@ func (s *Segment) Sync() error {
 		return err
 	}
 	if err := s.rlock(needFile); err != nil {
+		if errors.Is(err, errReplaced) {
+			// Retired, so sealed, so synced: nothing to do. The log's
+			// flusher may sync a segment it took while the segment was
+			// sealing, after the cleaner replaced it.
+			return nil
+		}
 		return s.fail(fmt.Errorf("segment: open %s: %w", s.path(".log"), err))
 	}
 	// The fdatasync runs without mu, so that a reader mapping the
