@@ -195,8 +195,9 @@ func (b *browser) consoleErrors() []string {
 // broker: every page loads without console errors, shows the topics the
 // test produced, browses their records, follows a group's lag as it
 // consumes, creates and deletes a topic and resets a group's offsets,
-// each through its confirmation. With -update-screenshots it writes the
-// screenshots the README shows.
+// each through its confirmation, and follows a share group's member and
+// lag as it accepts records, resets its start offsets and deletes it.
+// With -update-screenshots it writes the screenshots the README shows.
 func TestBrowser(t *testing.T) {
 	findChromium(t)
 	tc := startConsole(t, nil, func(c *Config) { c.SampleInterval = 250 * time.Millisecond })
@@ -366,15 +367,79 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("topic still there after the delete: %v %+v", err, td)
 	}
 
-	// The share groups tab says what will come.
-	b.open("#/groups?type=share", "#groups-table")
-	if s := b.text("#groups-table"); !strings.Contains(s, "KIP-932") {
+	// A share group: its member and its lag falling as the member
+	// accepts records, a reset of its start offsets refused while the
+	// member is there and done once it has left, then its deletion.
+	sctx, cancelShare := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancelShare()
+	tc.call("POST", "/api/topics", createRequest{Name: "tasks", Partitions: 3}, nil)
+	tc.setGroupConfigs("dispatch", "share.auto.offset.reset", "earliest", "share.delivery.count.limit", "10")
+	recs = recs[:0]
+	for i := range 300 {
+		recs = append(recs, &kgo.Record{Topic: "tasks", Partition: int32(i % 3), Value: fmt.Appendf(nil, "task %d", i)})
+	}
+	tc.produce(recs...)
+	sc := tc.shareConsumer("dispatch", kgo.ConsumeTopics("tasks"), kgo.ClientID("dispatch-worker"))
+	sc.accept(sctx, 90)
+	b.open("#/groups?type=share", `tr[data-group="dispatch"]`)
+	if s := b.text("#groups-table"); strings.Contains(s, "billing") || !strings.Contains(s, "share") {
 		t.Fatalf("share groups tab: %q", s)
+	}
+	b.open("#/groups", `tr[data-group="dispatch"]`)
+	if s := b.text(`tr[data-group="dispatch"]`); !strings.Contains(s, "share") || !strings.Contains(s, "tasks") {
+		t.Fatalf("share group among all groups: %q", s)
+	}
+	if s := b.text("#groups-table"); !strings.Contains(s, "billing") {
+		t.Fatalf("all groups: %q", s)
+	}
+	b.do("open the share group", chromedp.Click(chromedp.CSS(`tr[data-group="dispatch"] a`)), chromedp.WaitVisible(chromedp.CSS("#group-lag")))
+	b.waitText("#group-lag", "share lag after 90 records", func(s string) bool { return s == "210" })
+	b.waitText("#members-table", "share member", func(s string) bool {
+		return strings.Contains(s, "dispatch-worker") && strings.Contains(s, "tasks 0-2 (3)")
+	})
+	if s := b.text("#group-type"); s != "share" {
+		t.Fatalf("group type: %q", s)
+	}
+	if s := b.text("#group-configs-table"); !strings.Contains(s, "share.auto.offset.reset") || !strings.Contains(s, "earliest") || !strings.Contains(s, "set on group") {
+		t.Fatalf("share group configs: %q", s)
+	}
+	if s := b.text("main"); strings.Contains(s, "null") || strings.Contains(s, "undefined") {
+		t.Fatalf("the share group's page shows a missing value:\n%s", s)
+	}
+	sc.accept(sctx, 120)
+	b.waitText("#group-lag", "share lag after 210 records", func(s string) bool { return s == "90" })
+	b.screenshot("share-group")
+	sc.accept(sctx, 90)
+	b.waitText("#group-lag", "share lag after every record", func(s string) bool { return s == "0" })
+	if s := b.text("#offsets-table"); !strings.Contains(s, "Start offset") || strings.Count(s, "100") < 6 {
+		t.Fatalf("start offsets: %q", s)
+	}
+
+	b.do("share reset while active", chromedp.Click(chromedp.CSS("#reset-offsets")), chromedp.WaitVisible(chromedp.CSS("#reset-preview")),
+		chromedp.Click(chromedp.CSS("#reset-preview")))
+	b.waitText("#dialog-error", "refusal", func(s string) bool { return strings.Contains(s, "active member") })
+	b.eval(`document.getElementById("dialog").close()`)
+	sc.cl.Close() // leaves the group
+	b.waitText("#group-members", "share members after the consumer left", func(s string) bool { return s == "0" })
+	b.do("share reset preview", chromedp.Click(chromedp.CSS("#reset-offsets")), chromedp.WaitVisible(chromedp.CSS("#reset-preview")),
+		chromedp.Click(chromedp.CSS("#reset-preview")), chromedp.WaitVisible(chromedp.CSS("#reset-plan-table")))
+	b.waitText("#reset-plan", "share plan", func(s string) bool { return strings.Contains(s, "3 partitions would move") })
+	b.do("share reset confirm", chromedp.Click(chromedp.CSS("#reset-confirm")))
+	b.waitText("#group-lag", "share lag after the reset", func(s string) bool { return s == "300" })
+	b.eval(`document.getElementById("dialog").close()`)
+
+	b.do("delete group dialog", chromedp.Click(chromedp.CSS("#delete-group")), chromedp.WaitVisible(chromedp.CSS("#confirm-group")),
+		chromedp.SendKeys(chromedp.CSS("#confirm-group"), "dispatch"), chromedp.Click(chromedp.CSS("#confirm-delete-group")),
+		chromedp.WaitVisible(chromedp.CSS("#groups-table")))
+	b.waitText("#groups-table", "share groups after the delete", func(s string) bool { return strings.Contains(s, "No share groups") })
+	if listed, err := tc.admin().ListGroups(sctx); err != nil || func() bool { _, ok := listed["dispatch"]; return ok }() {
+		t.Fatalf("share group still there after the delete: %v %+v", err, listed)
 	}
 
 	// The browser logs the refusal of the reset as an error; it is the
 	// only one expected.
 	b.forgive("409 (Conflict) (" + tc.url + "/api/groups/billing/reset-offsets")
+	b.forgive("409 (Conflict) (" + tc.url + "/api/groups/dispatch/reset-offsets")
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}

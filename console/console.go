@@ -157,6 +157,7 @@ func (c *Console) routes() *http.ServeMux {
 	api("GET /api/topics/{topic}/records", c.getRecords)
 	api("GET /api/groups", c.listGroups)
 	api("GET /api/groups/{group}", c.getGroup)
+	api("DELETE /api/groups/{group}", c.deleteGroup)
 	api("POST /api/groups/{group}/reset-offsets", c.resetOffsets)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such API: " + r.Method + " " + r.URL.Path})

@@ -14,9 +14,11 @@
 // built at run time. Pages: the cluster overview with live throughput,
 // topics (partitions, offsets, sizes, configs), a record browser (from an
 // offset or a time; keys and values as text, JSON or hex; headers),
-// consumer groups (members, assignments, lag), and the actions that change
-// things, each behind a confirmation: create a topic, delete a topic,
-// reset a group's offsets.
+// consumer groups (members, assignments, lag), share groups (KIP-932:
+// members, subscriptions, assignments, start offsets, the broker's lag),
+// and the actions that change things, each behind a confirmation: create
+// a topic, delete a topic, reset a group's offsets (a share group's start
+// offsets), delete a group.
 //
 // API (JSON; lists are paged with offset and limit):
 //
@@ -28,13 +30,15 @@
 //	DELETE /api/topics/{topic}?confirm=NAME  NAME must repeat the topic
 //	GET    /api/topics/{topic}/partitions?offset=&limit=
 //	GET    /api/topics/{topic}/records?partition=&offset=|time=|from=oldest|newest&limit=
-//	GET    /api/groups?q=&type=&offset=&limit=
+//	GET    /api/groups?q=&type=classic|consumer|share&offset=&limit=
 //	GET    /api/groups/{group}?offset=&limit=
+//	DELETE /api/groups/{group}?confirm=NAME  NAME must repeat the group
 //	POST   /api/groups/{group}/reset-offsets {"to","topics","offset","time","shift","execute"}
 //
 // Scale: every page costs a bounded number of Kafka requests whatever the
 // number of partitions (one Metadata, one ListOffsets per broker and
-// timestamp, one DescribeLogDirs per broker, one batched OffsetFetch...),
+// timestamp, one DescribeLogDirs per broker, one batched OffsetFetch and
+// DescribeShareGroupOffsets per coordinator...),
 // never one per partition; a topic of 10,000 partitions is shown a page
 // of partitions at a time. The throughput sampler lists end offsets and
 // log sizes every SampleInterval, only while someone uses the console.

@@ -51,28 +51,33 @@ type groupInfo struct {
 	Coordinator  int32        `json:"coordinator"`
 	Members      []memberView `json:"members"`
 	// Lag is the sum of the lag of every partition the group commits to
-	// or is assigned; LagKnown is false when some end offset could not
-	// be listed.
+	// or is assigned (for a share group, has state for: the broker's
+	// lag); LagKnown is false when some end offset (a share group's lag)
+	// could not be had.
 	Lag      int64    `json:"lag"`
 	LagKnown bool     `json:"lag_known"`
 	Topics   []string `json:"topics"`
 	Error    string   `json:"error,omitempty"`
 
-	owners     map[tp]string // partition -> member id
-	subscribed []string      // topics members subscribe to (consumer protocol)
+	owners     map[tp][]string // partition -> member ids (several in a share group)
+	subscribed []string        // topics members subscribe to (consumer protocol)
 	commits    kadm.OffsetResponses
+	// shareOffsets are a share group's start offsets and lag, from
+	// DescribeShareGroupOffsets: only partitions it has state for.
+	shareOffsets kadm.ShareOffsets
 }
 
 // describeGroups describes listed groups: one DescribeGroups for the
-// classic ones and one ConsumerGroupDescribe for the consumer-protocol
-// ones, each sent to the coordinators, whatever their number.
+// classic ones, one ConsumerGroupDescribe for the consumer-protocol ones
+// and one ShareGroupDescribe for the share groups, each sent to the
+// coordinators, whatever their number.
 func (c *Console) describeGroups(ctx context.Context, listed []kadm.ListedGroup) (map[string]*groupInfo, error) {
 	out := make(map[string]*groupInfo, len(listed))
-	var classic, consumer []string
+	var classic, consumer, share []string
 	for _, l := range listed {
 		g := &groupInfo{
 			Group: l.Group, Type: groupType(l.GroupType), ProtocolType: l.ProtocolType,
-			State: l.State, Coordinator: l.Coordinator, Members: []memberView{}, owners: map[tp]string{},
+			State: l.State, Coordinator: l.Coordinator, Members: []memberView{}, owners: map[tp][]string{},
 		}
 		out[l.Group] = g
 		switch g.Type {
@@ -80,9 +85,9 @@ func (c *Console) describeGroups(ctx context.Context, listed []kadm.ListedGroup)
 			consumer = append(consumer, l.Group)
 		case "classic":
 			classic = append(classic, l.Group)
+		case "share":
+			share = append(share, l.Group)
 		}
-		// Share groups (KIP-932) are listed; describing them comes with
-		// the broker's support for them.
 	}
 	if len(classic) > 0 {
 		described, err := c.adm.DescribeGroups(ctx, classic...)
@@ -108,7 +113,7 @@ func (c *Console) describeGroups(ctx context.Context, listed []kadm.ListedGroup)
 					for _, t := range ca.Topics {
 						mv.Assignment = append(mv.Assignment, partsOf(t.Topic, t.Partitions))
 						for _, p := range t.Partitions {
-							g.owners[tp{t.Topic, p}] = m.MemberID
+							g.owners[tp{t.Topic, p}] = []string{m.MemberID}
 						}
 					}
 				}
@@ -140,7 +145,7 @@ func (c *Console) describeGroups(ctx context.Context, listed []kadm.ListedGroup)
 				for _, t := range m.Assignment.Sorted() {
 					mv.Assignment = append(mv.Assignment, partsOf(t.Topic, t.Partitions))
 					for _, p := range t.Partitions {
-						g.owners[tp{t.Topic, p}] = m.MemberID
+						g.owners[tp{t.Topic, p}] = []string{m.MemberID}
 					}
 				}
 				for _, t := range m.SubscribedTopics {
@@ -152,6 +157,11 @@ func (c *Console) describeGroups(ctx context.Context, listed []kadm.ListedGroup)
 				g.subscribed = append(g.subscribed, t)
 			}
 			sort.Strings(g.subscribed)
+		}
+	}
+	if len(share) > 0 {
+		if err := c.describeShareGroups(ctx, out, share); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -181,7 +191,11 @@ func partsOf(topic string, ps []int32) topicParts {
 }
 
 // offsetRow is one partition of a group: committed offset, log bounds and
-// lag (-1: unknown).
+// lag (-1: unknown). For a share group Committed is the share-partition
+// start offset (below it every record is done with), Lag the broker's
+// (KIP-1226: records from the start offset to the high watermark whose
+// delivery is not complete) and Member the members assigned it,
+// comma-separated.
 type offsetRow struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
@@ -194,15 +208,23 @@ type offsetRow struct {
 }
 
 // groupOffsets fetches the committed offsets of groups (one batched
-// OffsetFetch per coordinator), lists the bounds of every partition they
-// commit to or are assigned, plus those of extra (one ListOffsets per
-// broker and bound), and returns each group's rows, sorted.
+// OffsetFetch per coordinator) and the start offsets and lag of share
+// groups (one batched DescribeShareGroupOffsets per coordinator), lists
+// the bounds of every partition they commit to, have state for or are
+// assigned, plus those of extra (one ListOffsets per broker and bound),
+// and returns each group's rows, sorted.
 func (c *Console) groupOffsets(ctx context.Context, groups map[string]*groupInfo, extra map[string][]int32) (map[string][]offsetRow, error) {
 	names := make([]string, 0, len(groups))
+	var shares []string
 	for name, g := range groups {
-		if g.Type != "share" {
+		if g.Type == "share" {
+			shares = append(shares, name)
+		} else {
 			names = append(names, name)
 		}
+	}
+	if err := c.shareOffsets(ctx, groups, shares); err != nil {
+		return nil, err
 	}
 	fetched := c.adm.FetchManyOffsets(ctx, names...)
 	partSet := map[tp]bool{}
@@ -214,6 +236,7 @@ func (c *Console) groupOffsets(ctx context.Context, groups map[string]*groupInfo
 			g.commits = r.Fetched
 		}
 		g.commits.Each(func(o kadm.OffsetResponse) { partSet[tp{o.Topic, o.Partition}] = true })
+		g.shareOffsets.Each(func(o kadm.ShareOffset) { partSet[tp{o.Topic, o.Partition}] = true })
 		for k := range g.owners {
 			partSet[k] = true
 		}
@@ -242,7 +265,7 @@ func (c *Console) groupOffsets(ctx context.Context, groups map[string]*groupInfo
 			if r := rowsOf[k]; r != nil {
 				return r
 			}
-			r := &offsetRow{Topic: k.topic, Partition: k.partition, Committed: -1, Start: -1, End: -1, Lag: -1, Member: g.owners[k]}
+			r := &offsetRow{Topic: k.topic, Partition: k.partition, Committed: -1, Start: -1, End: -1, Lag: -1, Member: strings.Join(g.owners[k], ",")}
 			rowsOf[k] = r
 			return r
 		}
@@ -253,6 +276,17 @@ func (c *Console) groupOffsets(ctx context.Context, groups map[string]*groupInfo
 				return
 			}
 			r.Committed = o.At
+		})
+		shareRows := map[tp]kadm.ShareOffset{}
+		g.shareOffsets.Each(func(o kadm.ShareOffset) {
+			k := tp{o.Topic, o.Partition}
+			r := add(k)
+			shareRows[k] = o
+			if o.Err != nil {
+				r.Error = o.Err.Error()
+				return
+			}
+			r.Committed = o.StartOffset
 		})
 		for k := range g.owners {
 			add(k)
@@ -277,7 +311,20 @@ func (c *Console) groupOffsets(ctx context.Context, groups map[string]*groupInfo
 			} else if r.Error == "" {
 				r.Error = errString(e.err)
 			}
+			so, isShare := shareRows[k]
 			switch {
+			case g.Type == "share":
+				// The broker's lag, as Kafka's kafka-share-groups
+				// shows it; a partition the group has no state for
+				// yet (assigned, never fetched) has none.
+				switch {
+				case isShare && so.Err != nil:
+					g.LagKnown = false
+				case isShare && so.StartOffset >= 0 && so.Lag >= 0:
+					r.Lag = so.Lag
+				case isShare && so.StartOffset >= 0:
+					g.LagKnown = false
+				}
 			case r.End < 0:
 				g.LagKnown = false
 			case r.Committed >= 0:
@@ -306,16 +353,21 @@ func (c *Console) groupOffsets(ctx context.Context, groups map[string]*groupInfo
 	return out, nil
 }
 
-// listGroups: one ListGroups per broker, then for the page's groups only
-// one describe per kind, one batched OffsetFetch and two ListOffsets per
-// broker.
+// listGroups: one ListGroups per broker (filtered by type when one is
+// asked), then for the page's groups only one describe per kind, one
+// batched OffsetFetch, one batched DescribeShareGroupOffsets and two
+// ListOffsets per broker.
 func (c *Console) listGroups(w http.ResponseWriter, r *http.Request) error {
 	pg, err := parsePage(r)
 	if err != nil {
 		return err
 	}
 	q, kind := r.URL.Query().Get("q"), r.URL.Query().Get("type")
-	listed, err := c.adm.ListGroups(r.Context())
+	var types []string
+	if kind != "" {
+		types = []string{kind} // ListGroups v5's type filter
+	}
+	listed, err := c.adm.ListGroupsByType(r.Context(), types)
 	if err != nil && !isShardErr(err) {
 		return err
 	}
@@ -353,8 +405,9 @@ type topicLag struct {
 }
 
 // getGroup describes one group, with its lag per topic and a page of its
-// partitions: one ListGroups per broker, one describe, one OffsetFetch,
-// one Metadata for the topics members subscribe to, two ListOffsets per
+// partitions: one ListGroups per broker, one describe, one OffsetFetch (a
+// DescribeShareGroupOffsets and a DescribeConfigs for a share group), one
+// Metadata for the topics members subscribe to, two ListOffsets per
 // broker.
 func (c *Console) getGroup(w http.ResponseWriter, r *http.Request) error {
 	pg, err := parsePage(r)
@@ -383,13 +436,24 @@ func (c *Console) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if topics == nil {
 		topics = []topicLag{}
 	}
+	// A share group's configs say where it starts, how long a member
+	// holds a record and how often it is delivered.
+	var configs []configRow
+	configsErr := ""
+	if g.Type == "share" {
+		if configs, err = c.groupConfigs(r.Context(), name); err != nil {
+			configsErr = err.Error()
+		}
+	}
 	lo, hi := pg.window(len(rows))
 	writeJSON(w, http.StatusOK, struct {
 		*groupInfo
 		TopicLag []topicLag `json:"topic_lag"`
 		page
-		Offsets []offsetRow `json:"offsets"`
-	}{g, topics, pg, rows[lo:hi]})
+		Offsets      []offsetRow `json:"offsets"`
+		Configs      []configRow `json:"configs,omitempty"`
+		ConfigsError string      `json:"configs_error,omitempty"`
+	}{g, topics, pg, rows[lo:hi], configs, configsErr})
 	return nil
 }
 
@@ -461,6 +525,9 @@ const maxPlanRows = 1000
 // resetOffsets moves an inactive group's committed offsets, as Kafka's
 // kafka-consumer-groups --reset-offsets does: a dry run returns the plan,
 // execute commits it. New offsets are clamped to each partition's log.
+// For a share group it moves the start offsets, as kafka-share-groups
+// --reset-offsets does (AlterShareGroupOffsets, which drops what is in
+// flight); Kafka allows that only while the group has no members.
 func (c *Console) resetOffsets(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	name := r.PathValue("group")
@@ -490,13 +557,34 @@ func (c *Console) resetOffsets(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("group %q has %d active member(s) and is %s; stop its consumers first (offsets can only be reset while the group is inactive): %w",
 			name, len(g.Members), g.State, kerr.NonEmptyGroup)
 	}
+	share := g.Type == "share"
+	// current is the committed offset (for a share group, the start
+	// offset) of a partition, -1 when there is none.
+	current := func(t string, p int32) int64 {
+		if share {
+			if o, ok := g.shareOffsets.Lookup(t, p); ok && o.Err == nil && o.StartOffset >= 0 {
+				return o.StartOffset
+			}
+			return -1
+		}
+		if o, ok := g.commits.Lookup(t, p); ok && o.Err == nil {
+			return o.At
+		}
+		return -1
+	}
 	topics := req.Topics
 	if len(topics) == 0 {
 		for t := range g.commits {
 			topics = append(topics, t)
 		}
+		for t := range g.shareOffsets {
+			topics = append(topics, t)
+		}
 	}
 	if len(topics) == 0 {
+		if share {
+			return badRequest("share group %q has no start offsets yet; name the topics to reset", name)
+		}
 		return badRequest("group %q has no committed offsets; name the topics to reset", name)
 	}
 	sort.Strings(topics)
@@ -536,10 +624,7 @@ func (c *Console) resetOffsets(w http.ResponseWriter, r *http.Request) error {
 				return fmt.Errorf("offsets of %s-%d: %w", t, p, errors.Join(s.err, e.err))
 			}
 			lo, hi := s.offset, e.offset
-			cur := int64(-1)
-			if o, ok := g.commits.Lookup(t, p); ok && o.Err == nil {
-				cur = o.At
-			}
+			cur := current(t, p)
 			var n int64
 			switch req.To {
 			case "earliest":
@@ -565,7 +650,20 @@ func (c *Console) resetOffsets(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	failed := 0
-	if req.Execute {
+	switch {
+	case req.Execute && share:
+		resps, err := c.adm.AlterShareGroupOffsets(ctx, name, commit)
+		if err != nil {
+			return fmt.Errorf("alter start offsets of share group %q: %w", name, err)
+		}
+		for i := range plan {
+			if err, ok := resps.Lookup(plan[i].Topic, plan[i].Partition); ok && err != nil {
+				plan[i].Error = err.Error()
+				failed++
+			}
+		}
+		c.logger.Info("share group start offsets reset from the console", "group", name, "to", req.To, "partitions", len(plan), "failed", failed)
+	case req.Execute:
 		resps, err := c.adm.CommitOffsets(ctx, name, commit)
 		if err != nil {
 			return fmt.Errorf("commit offsets of group %q: %w", name, err)

@@ -14,13 +14,15 @@ type groupAnswer struct {
 	groupInfo
 	TopicLag []topicLag `json:"topic_lag"`
 	page
-	Offsets []offsetRow `json:"offsets"`
+	Offsets      []offsetRow `json:"offsets"`
+	Configs      []configRow `json:"configs"`
+	ConfigsError string      `json:"configs_error"`
 }
 
 // TestGroupsAPI follows a classic consumer group: its lag before and
 // after it consumes half of a topic, its members and assignments while it
 // runs, a reset refused while it is active, then a dry run and a reset
-// once it has left.
+// once it has left, and its deletion.
 func TestGroupsAPI(t *testing.T) {
 	tc := startConsole(t, nil)
 	tc.call("POST", "/api/topics", createRequest{Name: "jobs", Partitions: 2}, nil)
@@ -142,6 +144,17 @@ func TestGroupsAPI(t *testing.T) {
 	}
 	if code := tc.call("GET", "/api/groups/nobody", nil, &e); code != http.StatusNotFound {
 		t.Fatalf("unknown group: %d %+v", code, e)
+	}
+
+	// Deleting the group takes its offsets with it.
+	if code := tc.call("DELETE", "/api/groups/workers", nil, &e); code != http.StatusBadRequest {
+		t.Fatalf("delete without confirm: %d %+v", code, e)
+	}
+	if code := tc.call("DELETE", "/api/groups/workers?confirm=workers", nil, nil); code != 200 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code := tc.call("GET", "/api/groups/workers", nil, &e); code != http.StatusNotFound {
+		t.Fatalf("deleted group: %d %+v", code, e)
 	}
 }
 

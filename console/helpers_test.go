@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferrymq/ferry/ferrytest"
 )
@@ -171,4 +173,76 @@ func hasString(xs []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// shareProps are broker configs that let share-group tests run fast:
+// members heartbeat every 500ms, and a group may hold records for as
+// little as 200ms.
+func shareProps() map[string]string {
+	return map[string]string{
+		"group.share.min.heartbeat.interval.ms":   "100",
+		"group.share.heartbeat.interval.ms":       "500",
+		"group.share.min.record.lock.duration.ms": "200",
+	}
+}
+
+// setGroupConfigs sets configs of a group (IncrementalAlterConfigs on the
+// GROUP resource), as `ferry group alter-config` does.
+func (tc *testConsole) setGroupConfigs(group string, kvs ...string) {
+	tc.t.Helper()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	for i := 0; i+1 < len(kvs); i += 2 {
+		cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		cfg.Name, cfg.Op, cfg.Value = kvs[i], kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr(kvs[i+1])
+		res.Configs = append(res.Configs, cfg)
+	}
+	req.Resources = append(req.Resources, res)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, tc.client())
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(resp.Resources[0].ErrorCode); err != nil {
+		tc.t.Fatalf("configs of group %s: %v", group, err)
+	}
+}
+
+// shareConsumer is a franz-go share-group consumer driven by the test:
+// accept polls until it has accepted n more records, releasing any it
+// gets beyond them, and flushes the acknowledgements, so the group's lag
+// falls by exactly n.
+type shareConsumer struct {
+	t  testing.TB
+	cl *kgo.Client
+}
+
+func (tc *testConsole) shareConsumer(group string, opts ...kgo.Opt) *shareConsumer {
+	tc.t.Helper()
+	return &shareConsumer{t: tc.t, cl: tc.client(append([]kgo.Opt{kgo.ShareGroup(group), kgo.FetchMaxWait(500 * time.Millisecond)}, opts...)...)}
+}
+
+func (sc *shareConsumer) accept(ctx context.Context, n int) {
+	sc.t.Helper()
+	for n > 0 {
+		fs := sc.cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			sc.t.Fatalf("share consumer: %v (%d records still to accept)", err, n)
+		}
+		fs.EachError(func(t string, p int32, err error) { sc.t.Logf("share fetch of %s-%d: %v", t, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if n > 0 {
+				r.Ack(kgo.AckAccept)
+				n--
+			} else {
+				r.Ack(kgo.AckRelease)
+			}
+		})
+	}
+	if err := sc.cl.FlushAcks(ctx); err != nil {
+		sc.t.Fatal(err)
+	}
 }

@@ -38,11 +38,13 @@ func total(m map[int16]int) int {
 }
 
 // TestRequestsBounded checks that no page costs a Kafka request per
-// partition: with a topic of 300 partitions and a group committed to all
-// of them, each API call writes a handful of requests (one broker here).
+// partition: with a topic of 300 partitions, a group committed to all of
+// them and a share group with state on all of them, each API call writes
+// a handful of requests (one broker here).
 func TestRequestsBounded(t *testing.T) {
 	const partitions = 300
-	tc := startConsole(t, nil, func(c *Config) { c.SampleInterval = -1 })
+	tc := startConsole(t, shareProps(), func(c *Config) { c.SampleInterval = -1 })
+	tc.setGroupConfigs("sharers", "share.auto.offset.reset", "earliest")
 	tc.call("POST", "/api/topics", createRequest{Name: "wide", Partitions: partitions}, nil)
 	var recs []*kgo.Record
 	for p := range int32(partitions) {
@@ -63,6 +65,13 @@ func TestRequestsBounded(t *testing.T) {
 	if err := cons.CommitRecords(ctx, got...); err != nil {
 		t.Fatal(err)
 	}
+	sc := tc.shareConsumer("sharers", kgo.ConsumeTopics("wide"))
+	sc.accept(ctx, partitions)
+	var sg groupAnswer
+	tc.mustGet("/api/groups/sharers?limit=1000", &sg)
+	if sg.Type != "share" || sg.Total != partitions || !sg.LagKnown || sg.Lag != 0 {
+		t.Fatalf("share group: %d partitions, lag %d (known %v)", sg.Total, sg.Lag, sg.LagKnown)
+	}
 
 	for _, path := range []string{
 		"/api/cluster",
@@ -73,6 +82,8 @@ func TestRequestsBounded(t *testing.T) {
 		"/api/topics/wide/records?partition=299&from=oldest",
 		"/api/groups",
 		"/api/groups/readers?limit=1000",
+		"/api/groups?type=share",
+		"/api/groups/sharers?limit=1000",
 	} {
 		var raw map[string]any
 		reqs := tc.requestsOf(func() {
@@ -120,7 +131,8 @@ func TestScale(t *testing.T) {
 		}
 		partitions = n
 	}
-	tc := startConsole(t, nil, func(c *Config) { c.SampleInterval = -1 })
+	tc := startConsole(t, shareProps(), func(c *Config) { c.SampleInterval = -1 })
+	tc.setGroupConfigs("shared", "share.auto.offset.reset", "earliest")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -160,6 +172,9 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("a group committed %d partitions", len(got))
+	start = time.Now()
+	tc.shareConsumer("shared", kgo.ConsumeTopics("huge")).accept(ctx, partitions/2)
+	t.Logf("a share group accepted %d records in %v", partitions/2, time.Since(start).Round(time.Millisecond))
 
 	for _, path := range []string{
 		"/api/cluster",
@@ -170,6 +185,7 @@ func TestScale(t *testing.T) {
 		fmt.Sprintf("/api/topics/huge/records?partition=%d&from=oldest", partitions-1),
 		"/api/groups",
 		"/api/groups/all",
+		"/api/groups/shared",
 	} {
 		var raw map[string]any
 		var took []time.Duration

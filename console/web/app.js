@@ -512,7 +512,7 @@ function groupsPage(page) {
       h("td", {}, g.topics.join(", ") || "–"),
       h("td", { class: "num" }, g.coordinator)));
     const empty = kind === "share"
-      ? "No share groups. Share groups (KIP-932: per-record acknowledgement and redelivery) appear here once the broker serves them."
+      ? (q ? "No share group matches." : "No share groups yet. A share group (KIP-932: records acknowledged one by one, redelivered when not) appears when a share consumer joins it.")
       : q ? "No group matches." : "No groups yet: they appear when a consumer joins one or commits offsets.";
     list.replaceChildren(table("groups-table", ["Group", "Type", "State", ["Members", "num"], ["Lag", "num"], "Topics", ["Coordinator", "num"]], rows, empty),
       pager(page, "/groups", d, "Groups"));
@@ -529,48 +529,92 @@ function groupPage(page, group) {
   const live = h("input", { type: "checkbox", id: "group-live", checked: true });
   page.root.append(head, body);
   const refresh = () => page.load(api("GET", `groups/${enc(group)}?offset=${offset}&limit=100`), (g) => {
-    head.replaceChildren(
-      h("div", { class: "headline" }, h("h1", { id: "group-name" }, g.group), h("span", { class: "badge" }, g.type), stateBadge(g.state),
+    // A share group (KIP-932) has start offsets instead of committed
+    // offsets, and a partition may be assigned to several members.
+    const share = g.type === "share";
+    head.replaceChildren(...[
+      h("div", { class: "headline" }, h("h1", { id: "group-name" }, g.group), h("span", { class: "badge", id: "group-type" }, g.type), stateBadge(g.state),
         h("span", { class: "spacer" }), h("label", { class: "live" }, live, "live"),
-        h("button", { id: "reset-offsets", onclick: () => resetDialog(g, () => refresh()) }, "Reset offsets")),
-      h("div", { class: "sub" }, `protocol ${g.protocol_type || "–"} / ${g.protocol || "–"}, coordinator ${g.coordinator}`),
+        h("button", { id: "reset-offsets", onclick: () => resetDialog(g, () => refresh()) }, share ? "Reset start offsets" : "Reset offsets"),
+        h("button", { class: "danger", id: "delete-group", onclick: () => deleteGroupDialog(g) }, "Delete group")),
+      h("div", { class: "sub" }, share ? `share group, assignor ${g.protocol || "–"}, coordinator ${g.coordinator}` : `protocol ${g.protocol_type || "–"} / ${g.protocol || "–"}, coordinator ${g.coordinator}`),
+      g.error ? h("div", { class: "note" }, g.error) : null,
       h("div", { class: "cards" }, card("Members", num(g.members.length), "group-members"),
         card("Lag", g.lag_known ? num(g.lag) : "–", "group-lag"), card("Partitions", num(g.total)),
-        card("Topics", num(g.topics.length))));
-    body.replaceChildren(
+        card("Topics", num(g.topics.length)))].filter(Boolean));
+    const subscribed = g.type !== "classic";
+    body.replaceChildren(...[
       h("h2", {}, "Lag by topic"),
       table("topic-lag-table", ["Topic", ["Partitions", "num"], ["Lag", "num"]],
         g.topic_lag.map((t) => h("tr", {}, h("td", {}, h("a", { href: "#/topics/" + enc(t.topic) }, t.topic)), h("td", { class: "num" }, num(t.partitions)), h("td", { class: "num" }, num(t.lag)))),
-        "The group has no offsets and no assignment."),
+        share ? "The group has no start offsets and no assignment." : "The group has no offsets and no assignment."),
       h("h2", {}, "Members"),
-      table("members-table", ["Member", "Client", "Host", "Assignment"],
-        g.members.map((m) => h("tr", {},
+      table("members-table", ["Member", "Client", "Host", subscribed ? "Subscribed" : null, "Assignment"].filter(Boolean),
+        g.members.map((m) => h("tr", { "data-member": m.member_id },
           h("td", { class: "mono" }, m.member_id, m.instance_id ? h("div", { class: "null" }, "instance " + m.instance_id) : null),
           h("td", {}, m.client_id), h("td", { class: "mono" }, m.host),
+          subscribed ? h("td", {}, (m.subscribed || []).join(", ") || "–") : null,
           h("td", {}, m.assignment.length ? m.assignment.map((a) => h("div", {}, h("b", {}, a.topic), ` ${a.partitions} (${a.count})`)) :
-            h("span", { class: "null" }, m.subscribed ? "subscribed to " + m.subscribed.join(", ") : "nothing assigned")))),
+            h("span", { class: "null" }, "nothing assigned")))),
         "No active members."),
-      h("h2", {}, "Offsets"),
-      table("offsets-table", ["Topic", ["Partition", "num"], ["Committed", "num"], ["Start", "num"], ["End", "num"], ["Lag", "num"], "Member"],
+      h("h2", {}, share ? "Start offsets" : "Offsets"),
+      share ? h("div", { class: "sub" }, "Below its start offset every record of a partition is done with; the lag counts the records from there to the end of the log not yet acknowledged (delivered and in flight, or waiting).") : null,
+      table("offsets-table", ["Topic", ["Partition", "num"], [share ? "Start offset" : "Committed", "num"], ["Log start", "num"], ["Log end", "num"], ["Lag", "num"], share ? "Members" : "Member"],
         g.offsets.map((o) => h("tr", {},
           h("td", {}, o.topic), h("td", { class: "num" }, o.partition), h("td", { class: "num" }, num(o.committed)),
           h("td", { class: "num" }, num(o.start)), h("td", { class: "num" }, num(o.end)),
           h("td", { class: "num" }, o.error ? h("span", { class: "badge bad" }, o.error) : num(o.lag)),
-          h("td", { class: "mono" }, o.member || "–"))),
-        "Nothing committed."),
-      pager(page, base, g, "Partitions"));
+          h("td", { class: "mono" }, o.member ? o.member.split(",").map((id) => h("div", {}, id)) : "–"))),
+        share ? "No state yet: a partition gets a start offset when a member first fetches from it." : "Nothing committed."),
+      pager(page, base, g, "Partitions"),
+      share ? h("h2", {}, "Configs") : null,
+      share && g.configs_error ? h("div", { class: "note" }, g.configs_error) : null,
+      share && g.configs ? table("group-configs-table", ["Config", "Value", "Source"],
+        g.configs.map((c) => h("tr", {},
+          h("td", { class: "mono" }, c.name),
+          h("td", { class: "mono" }, c.sensitive ? h("span", { class: "null" }, "(sensitive)") : c.value === null ? h("span", { class: "null" }, "none") : c.value),
+          h("td", {}, c.default ? h("span", { class: "badge" }, c.source.toLowerCase().replaceAll("_", " ")) : h("span", { class: "badge ok" }, "set on group"))))) : null,
+    ].filter(Boolean));
   });
   refresh();
   page.every(2000, () => { if (live.checked) refresh(); });
 }
 
+function deleteGroupDialog(g) {
+  openDialog((close) => {
+    const typed = h("input", { type: "text", id: "confirm-group", autocomplete: "off" });
+    const err = h("div", { class: "error", id: "dialog-error" });
+    const submit = h("button", { class: "danger solid", id: "confirm-delete-group", disabled: true }, "Delete group");
+    typed.addEventListener("input", () => { submit.disabled = typed.value !== g.group; });
+    submit.addEventListener("click", async () => {
+      submit.disabled = true;
+      try {
+        await api("DELETE", `groups/${enc(g.group)}?confirm=${enc(typed.value)}`);
+        close();
+        location.hash = g.type === "share" ? "#/groups?type=share" : "#/groups";
+      } catch (e) {
+        err.textContent = e.message;
+        submit.disabled = false;
+      }
+    });
+    return h("form", { method: "dialog", onsubmit: (e) => e.preventDefault() },
+      h("div", { class: "body" }, h("h3", {}, `Delete group ${g.group}?`),
+        h("div", { class: "warning" }, g.type === "share"
+          ? "This deletes the share group with its start offsets and the state of its records in flight. It can be deleted only while it has no members."
+          : "This deletes the group and its committed offsets. It can be deleted only while it has no members."),
+        h("label", { for: "confirm-group" }, "Type the group's name to confirm"), typed, err),
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: close }, "Cancel"), submit));
+  });
+}
+
 function resetDialog(g, done) {
+  const share = g.type === "share";
   openDialog((close) => {
     const to = h("select", { id: "reset-to" },
       [["earliest", "Earliest offset"], ["latest", "Latest offset"], ["offset", "A given offset"], ["time", "A given time"], ["shift", "Shift by"]].map(([v, l]) => h("option", { value: v }, l)));
     const value = h("input", { type: "number", id: "reset-value", value: 0 });
     const time = h("input", { type: "datetime-local", id: "reset-time", step: 1 });
-    const topics = h("input", { type: "text", id: "reset-topics", placeholder: "every topic the group has committed to", value: "" });
+    const topics = h("input", { type: "text", id: "reset-topics", placeholder: share ? "every topic the group has start offsets for" : "every topic the group has committed to", value: "" });
     const err = h("div", { class: "error", id: "dialog-error" });
     const planBox = h("div", { class: "plan", id: "reset-plan" });
     const preview = h("button", { id: "reset-preview" }, "Preview");
@@ -593,7 +637,7 @@ function resetDialog(g, done) {
       try {
         const r = await api("POST", `groups/${enc(g.group)}/reset-offsets`, body(execute));
         planBox.replaceChildren(
-          h("div", {}, execute ? `Committed new offsets for ${nf.format(r.total - r.failed)} of ${nf.format(r.total)} partitions.` : `${nf.format(r.total)} partitions would move:`),
+          h("div", {}, execute ? (share ? `Moved the start offsets of ${nf.format(r.total - r.failed)} of ${nf.format(r.total)} partitions.` : `Committed new offsets for ${nf.format(r.total - r.failed)} of ${nf.format(r.total)} partitions.`) : `${nf.format(r.total)} partitions would move:`),
           table("reset-plan-table", ["Topic", ["Partition", "num"], ["Current", "num"], ["New", "num"]],
             r.plan.slice(0, 200).map((x) => h("tr", {}, h("td", {}, x.topic), h("td", { class: "num" }, x.partition), h("td", { class: "num" }, num(x.current)), h("td", { class: "num" }, num(x.new), x.error ? h("span", { class: "badge bad" }, x.error) : null)))));
         if (execute) {
@@ -611,9 +655,11 @@ function resetDialog(g, done) {
     preview.addEventListener("click", () => run(false));
     apply.addEventListener("click", () => run(true));
     return h("form", { method: "dialog", onsubmit: (e) => e.preventDefault() },
-      h("div", { class: "body" }, h("h3", {}, `Reset offsets of ${g.group}`),
-        h("div", { class: "warning" }, "Offsets can be reset only while the group has no active members. Preview the plan, then confirm it."),
-        h("label", { for: "reset-to" }, "Move committed offsets to"), to, value, time,
+      h("div", { class: "body" }, h("h3", {}, share ? `Reset start offsets of share group ${g.group}` : `Reset offsets of ${g.group}`),
+        h("div", { class: "warning" }, share
+          ? "Start offsets can be reset only while the share group has no members. Records before the new start offset are not delivered, and the state of records in flight is dropped. Preview the plan, then confirm it."
+          : "Offsets can be reset only while the group has no active members. Preview the plan, then confirm it."),
+        h("label", { for: "reset-to" }, share ? "Move start offsets to" : "Move committed offsets to"), to, value, time,
         h("label", { for: "reset-topics" }, "Topics (comma-separated)"), topics, err, planBox),
       h("div", { class: "actions" }, h("button", { type: "button", onclick: close }, "Close"), preview, apply));
   });
