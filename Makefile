@@ -1,6 +1,7 @@
 # Ferry: a Kafka-protocol log broker.
 #
 #   make run    start a broker on localhost:9092 with ./data
+#   make cluster  start three local nodes of one cluster (./data-cluster)
 #   make test   vet (also for macOS and Windows), gofmt check, all tests
 #               with -race, short fuzz runs
 #   make bench  Go benchmarks of the hot paths, with -benchmem
@@ -17,7 +18,7 @@ FUZZ_TARGETS = ./record:FuzzParse ./record:FuzzCheckRecords ./record:FuzzConvert
 # Systems the module must build and vet for besides the one running make.
 CROSS = darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 
-.PHONY: all build run test vet cross fuzz-short fuzz bench bench-broker bench-compare bench-load test-console screenshots test-console-scale clean
+.PHONY: all build run cluster test vet cross fuzz-short fuzz bench bench-broker bench-compare bench-load test-console screenshots test-console-scale clean
 
 all: build
 
@@ -29,6 +30,11 @@ build:
 # checks) is on localhost:9644.
 run: build
 	./bin/ferry serve -listen localhost:9092 -data-dir ./data -admin-listen localhost:9644 -c group.initial.rebalance.delay.ms=0
+
+# Three nodes of one cluster on this machine (Kafka on localhost:9092-9094,
+# data in ./data-cluster/node-N); kill one and watch the others go on.
+cluster: build
+	./bin/ferry dev cluster -nodes 3 -data-dir ./data-cluster
 
 vet:
 	$(GO) vet ./...

@@ -82,6 +82,12 @@ type Config struct {
 	// the store and must not change once groups exist, because
 	// Partition(group) depends on it.
 	OffsetsTopicPartitions int32
+	// LoadOnLead: New loads no partition; the broker calls Load for each
+	// partition of __consumer_offsets it starts to lead and Unload for
+	// each it stops leading (a cluster). A group whose partition is not
+	// loaded gets COORDINATOR_NOT_AVAILABLE, so its clients look for
+	// the coordinator again. Default false: New loads every partition.
+	LoadOnLead bool
 	// MinSessionTimeout and MaxSessionTimeout bound a classic member's
 	// session timeout (INVALID_SESSION_TIMEOUT outside). They correspond to
 	// group.min.session.timeout.ms (default 6s) and

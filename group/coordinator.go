@@ -30,7 +30,14 @@ type Coordinator struct {
 		closed      bool
 		groups      map[string]*group
 		knownTopics map[string]TopicInfo // topics as of the last TopicsChanged
+		// loaded marks the partitions of __consumer_offsets whose
+		// groups are in memory (all, unless LoadOnLead).
+		loaded []bool
 	}
+	// loadMu serializes Load and Unload; staging holds the groups a Load
+	// is replaying, before they join mu.groups.
+	loadMu  sync.Mutex
+	staging map[string]*group
 }
 
 // New returns a coordinator over cfg.Store after replaying every partition
@@ -58,10 +65,15 @@ func New(cfg Config) (*Coordinator, error) {
 		c.parts[i] = &offsetsPartition{id: int32(i), live: make(map[string]Record)}
 	}
 	start := time.Now()
+	c.mu.loaded = make([]bool, len(c.parts))
 	for _, part := range c.parts {
+		if cfg.LoadOnLead {
+			break
+		}
 		if err := c.replay(part); err != nil {
 			return nil, fmt.Errorf("group: replaying __consumer_offsets partition %d: %w", part.id, err)
 		}
+		c.mu.loaded[part.id] = true
 	}
 	topics := c.cfg.Topics()
 	c.mu.Lock()
@@ -167,6 +179,10 @@ func (c *Coordinator) lockGroup(name string, create bool) (*group, lookupResult)
 	for {
 		c.mu.Lock()
 		if c.mu.closed {
+			c.mu.Unlock()
+			return nil, lookupClosed
+		}
+		if !c.mu.loaded[c.Partition(name)] {
 			c.mu.Unlock()
 			return nil, lookupClosed
 		}

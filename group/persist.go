@@ -253,10 +253,14 @@ func (c *Coordinator) replay(part *offsetsPartition) error {
 
 // replayGroup returns the named group, creating an empty classic one.
 func (c *Coordinator) replayGroup(name string, p int32) *group {
-	g := c.mu.groups[name]
+	groups := c.mu.groups
+	if c.staging != nil {
+		groups = c.staging // a Load (load.go)
+	}
+	g := groups[name]
 	if g == nil {
 		g = newGroup(name, c.Partition(name))
-		c.mu.groups[name] = g
+		groups[name] = g
 	}
 	if g.partition != p {
 		c.log.Warn("group record in an unexpected partition", "group", name, "partition", p, "expected", g.partition)
@@ -383,8 +387,14 @@ func (g *group) loadClassic(v *kmsg.GroupMetadataValue) {
 // finishReplay drops groups the log left with nothing and arms the timers of
 // the loaded members.
 func (c *Coordinator) finishReplay() {
+	c.finishLoad(c.groupsSnapshot())
+}
+
+// finishLoad is finishReplay for the groups gs just loaded, which no
+// request can reach yet.
+func (c *Coordinator) finishLoad(gs []*group) {
 	// No timer is armed yet, so the groups are still ours alone here.
-	for _, g := range c.groupsSnapshot() {
+	for _, g := range gs {
 		g.mu.Lock()
 		if g.kind == kindConsumer {
 			c.dropOrphansLocked(g)
@@ -393,9 +403,11 @@ func (c *Coordinator) finishReplay() {
 	}
 	c.mu.Lock()
 	var loaded []*group
-	for name, g := range c.mu.groups {
+	for _, g := range gs {
 		if g.vacuous() {
-			delete(c.mu.groups, name)
+			if c.mu.groups[g.name] == g {
+				delete(c.mu.groups, g.name)
+			}
 			continue
 		}
 		loaded = append(loaded, g)

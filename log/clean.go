@@ -84,9 +84,13 @@ func (p *cleanPlan) due(cfg *Config) bool {
 // planClean works out what a pass would clean at time now (Unix ms) and
 // returns it with the log's config and its segments below the first one
 // a pass may not touch: the active one, or the first whose background
-// seal has not finished. ok is false when the log is not compacted,
-// closed or failed.
+// seal has not finished; and none reaching past Config.CleanLimit. ok is
+// false when the log is not compacted, closed or failed.
 func (l *Log) planClean(now int64) (p cleanPlan, cfg Config, segs []*segment.Segment, ok bool) {
+	cleanLimit := int64(math.MaxInt64)
+	if f := l.cleanLimit; f != nil {
+		cleanLimit = f()
+	}
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	cfg = l.appendMu.cfg
@@ -124,6 +128,13 @@ func (l *Log) planClean(now int64) (p cleanPlan, cfg Config, segs []*segment.Seg
 				p.firstUncleanable = s.Base()
 				break
 			}
+		}
+	}
+	for i, s := range segs {
+		if coverEnd(i) > cleanLimit {
+			// Past a replica's high watermark: not committed yet.
+			p.firstUncleanable = min(p.firstUncleanable, s.Base())
+			break
 		}
 	}
 	if f := cfg.LastStableOffset; f != nil {

@@ -67,7 +67,8 @@
 // appears at most once (cleaned); from it to the first uncleanable
 // offset it is dirty. The active segment is never cleaned, nor a segment
 // whose background seal has not finished, nor (min.compaction.lag.ms) a
-// segment whose newest timestamp is younger than that. A log is due when
+// segment whose newest timestamp is younger than that, nor one reaching
+// past Config.CleanLimit (a replica's high watermark). A log is due when
 // its dirty bytes are more than min.cleanable.dirty.ratio of its bytes,
 // when a dirty segment's first timestamp is older than
 // max.compaction.lag.ms (the active segment rolls at that age), or when
@@ -165,8 +166,9 @@
 // pick and reference a segment, and run concurrently with appends. A
 // cleaning pass holds the log's clean lock and reads and writes without
 // appendMu, which it takes only to swap a group in; Close and Delete
-// stop a pass and wait for it. Config.ProducerLastOffsets is called with
-// the clean lock held and no other. Lock order: clean, then appendMu,
+// stop a pass and wait for it, and a replica's truncation waits for it
+// between PauseCleaning and ResumeCleaning. Config.ProducerLastOffsets
+// and Config.CleanLimit are called with the clean lock held and no other. Lock order: clean, then appendMu,
 // then segMu, then flusher; a Cleaner's lock is taken with none of a
 // log's held.
 //

@@ -83,6 +83,12 @@ type Config struct {
 	// that the producer's sequence outlives compaction, as Kafka does.
 	// It is called with no lock of the log held. Read at Open only.
 	ProducerLastOffsets func() (map[int64]int64, bool)
+	// CleanLimit, when set, bounds compaction: only segments wholly below
+	// the offset it returns are cleaned (a replica's high watermark, so
+	// that a record that truncation may still remove never makes an
+	// older one of its key go). Called with no lock of the log held.
+	// Read at Open only.
+	CleanLimit func() int64
 	// LastStableOffset, when set, returns the owner's last stable offset:
 	// the cleaner leaves the records at and past it (transactions not yet
 	// decided) as they are, as Kafka's cleaner stops at the first
@@ -264,6 +270,8 @@ type Log struct {
 	closing atomic.Bool
 	// cleaner is Config.Cleaner, read at Open.
 	cleaner *Cleaner
+	// cleanLimit is Config.CleanLimit, read at Open.
+	cleanLimit func() int64
 
 	// flusher is the group-commit state (sync.go).
 	flusher struct {
@@ -280,6 +288,10 @@ type Log struct {
 		onDurable func()
 		// err ends group commit: the first failed fsync, or ErrClosed.
 		err error
+		// truncations counts TruncateTo calls: a sync that started
+		// before one must not advance the durable offset past the new
+		// end.
+		truncations int64
 	}
 }
 
@@ -312,6 +324,7 @@ func (l *Log) SetConfig(cfg Config) {
 	cfg.Files = l.appendMu.cfg.Files
 	cfg.Cleaner = l.appendMu.cfg.Cleaner
 	cfg.ProducerLastOffsets = l.appendMu.cfg.ProducerLastOffsets
+	cfg.CleanLimit = l.appendMu.cfg.CleanLimit
 	cfg.LastStableOffset = l.appendMu.cfg.LastStableOffset
 	l.appendMu.cfg = cfg
 }

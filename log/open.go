@@ -226,6 +226,7 @@ func (l *Log) startCleaning() {
 	}
 	l.clean.firstDirty.Store(cs.firstDirty)
 	l.clean.horizon.Store(cs.horizon)
+	l.cleanLimit = l.appendMu.cfg.CleanLimit
 	if l.cleaner = l.appendMu.cfg.Cleaner; l.cleaner != nil {
 		l.cleaner.add(l)
 	}

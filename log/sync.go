@@ -17,7 +17,8 @@ func (l *Log) Sync() error {
 	f := &l.flusher
 	f.Lock()
 	defer f.Unlock()
-	for f.durableOffset.Load() < target {
+	// (A truncation may bring the log end below target.)
+	for f.durableOffset.Load() < min(target, l.nextOffset.Load()) {
 		if f.err != nil {
 			return f.err
 		}
@@ -26,6 +27,7 @@ func (l *Log) Sync() error {
 			continue
 		}
 		f.syncing = true
+		gen := f.truncations
 		f.Unlock()
 		// Let the appenders the last fsync just released append before
 		// this one captures the log end, so it covers their batches too.
@@ -36,7 +38,7 @@ func (l *Log) Sync() error {
 		advanced := false
 		if err != nil {
 			f.err = err
-		} else if covered > f.durableOffset.Load() {
+		} else if covered > f.durableOffset.Load() && gen == f.truncations {
 			f.durableOffset.Store(covered)
 			advanced = true
 		}

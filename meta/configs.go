@@ -61,7 +61,7 @@ var topicConfigs = []topicConfig{
 	{"message.timestamp.type", "log.message.timestamp.type", "CreateTime", typeString, true, oneOf("CreateTime", "LogAppendTime"), "CreateTime or LogAppendTime"},
 	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", typeDouble, true, between(0, 1), "clean a compacted log once this share of its bytes is not yet cleaned"},
 	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", typeLong, true, atLeast(0), "a record stays uncompacted at least this long"},
-	{"min.insync.replicas", "min.insync.replicas", "1", typeInt, false, atLeast(1), ""},
+	{"min.insync.replicas", "min.insync.replicas", "1", typeInt, true, atLeast(1), "in a cluster: an acks=all produce is refused (NOT_ENOUGH_REPLICAS) while fewer replicas are in sync"},
 	{"preallocate", "log.preallocate", "false", typeBoolean, false, isBool, ""},
 	{"retention.bytes", "log.retention.bytes", "-1", typeLong, true, nil, "delete old segments while the partition is larger; -1 for no limit"},
 	{"retention.ms", "log.retention.ms", "604800000", typeLong, true, atLeast(-1), "delete segments older than this; -1 keeps forever"},
@@ -69,7 +69,7 @@ var topicConfigs = []topicConfig{
 	{"segment.index.bytes", "log.index.size.max.bytes", "10485760", typeInt, true, atLeast(4), "size of each preallocated index"},
 	{"segment.jitter.ms", "log.roll.jitter.ms", "0", typeLong, false, atLeast(0), ""},
 	{"segment.ms", "log.roll.ms", "604800000", typeLong, true, atLeast(1), "roll a segment this long after it was started"},
-	{"unclean.leader.election.enable", "unclean.leader.election.enable", "false", typeBoolean, false, isBool, ""},
+	{"unclean.leader.election.enable", "unclean.leader.election.enable", "false", typeBoolean, true, isBool, "in a cluster: a replica out of sync may become leader when no in-sync one is left, losing records"},
 }
 
 var topicConfigByName = func() map[string]*topicConfig {
@@ -125,7 +125,7 @@ var brokerConfigs = []brokerConfig{
 	{"offsets.retention.check.interval.ms", "600000", typeLong, false, atLeast(1)},
 	{"offsets.retention.minutes", "10080", typeInt, false, atLeast(1)},
 	{"offsets.topic.num.partitions", "50", typeInt, false, atLeast(1)},
-	{"offsets.topic.replication.factor", "1", typeShort, false, atLeast(1)},
+	{"offsets.topic.replication.factor", "3", typeShort, false, atLeast(1)},
 	{"producer.id.expiration.ms", "86400000", typeInt, true, atLeast(1)},
 	{"queued.max.request.bytes", "268435456", typeLong, false, isInt},
 	{"offsets.topic.segment.bytes", "104857600", typeInt, false, atLeast(14)},
@@ -162,6 +162,14 @@ var brokerConfigs = []brokerConfig{
 	{"group.share.partition.max.delayed.records", "100000", typeInt, false, atLeast(1)},
 	{"group.share.delivery.backoff.ms", "0", typeInt, false, atLeast(0)},
 	{"group.share.delivery.backoff.max.ms", "60000", typeInt, false, atLeast(1)},
+	// A cluster (see package raftlog and package cluster).
+	{"controller.quorum.voters", "", typeList, false, nil},
+	{"process.roles", "", typeList, false, oneOfList("broker", "controller")},
+	{"controller.quorum.election.timeout.ms", "1000", typeInt, false, atLeast(10)},
+	{"broker.session.timeout.ms", "1000", typeInt, false, atLeast(10)},
+	{"replica.lag.time.max.ms", "30000", typeLong, false, atLeast(1)},
+	{"replica.fetch.wait.max.ms", "500", typeInt, false, atLeast(0)},
+	{"replica.fetch.max.bytes", "1048576", typeInt, false, atLeast(0)},
 
 	// Listeners, TLS, SASL, ACLs and quotas (package server: listener.go,
 	// tls.go, sasl.go, security.go, quota.go). Settings of one listener
@@ -459,6 +467,7 @@ func (b *Settings) partitionConfig(overrides map[string]string) partition.Config
 	policy := str("cleanup.policy")
 	cfg := partition.Config{
 		ProducerIDExpirationMs: b.Int64("producer.id.expiration.ms"),
+		MinInsyncReplicas:      int(num("min.insync.replicas")),
 		MaxMessageBytes:        int(num("max.message.bytes")),
 		LogAppendTime:          str("message.timestamp.type") == "LogAppendTime",
 		Recompress:             str("compression.type") != "producer",

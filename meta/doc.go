@@ -14,12 +14,14 @@
 //
 // Store drives its Log the way an application drives etcd's raft: a
 // change is proposed as one entry, and the image changes only when the log
-// hands a committed entry to Store's apply function, in log order. The
-// local log (the only one so far) is a log (package log) in
+// hands a committed entry to Store's apply function, in log order. A
+// single broker's log is a log (package log) in
 // <data>/__cluster_metadata-0 with one record batch per entry; an entry is
-// committed once fsynced. A replicated log (go.etcd.io/raft) would commit
-// it on a quorum and hand over the entries of other nodes the same way,
-// without a change to Store's callers.
+// committed once fsynced. A cluster's (Config.Replicated) is package
+// raftlog's, replicated by go.etcd.io/raft: it commits an entry on a
+// quorum, hands over the entries of other nodes the same way, and bounds
+// itself with snapshots of the image (Snapshotter; an entry with Snapshot
+// set replaces the image).
 //
 // Each record's key is its type, its value a JSON object (Record):
 //
@@ -45,6 +47,23 @@
 // allow). A quota entity name that is absent is the entity type's
 // default. SCRAM credentials hold what RFC 5802 lets a server keep: the
 // salt, the iteration count, StoredKey and ServerKey, never a password.
+//
+// A cluster adds (see cluster.go; docs/cluster.md):
+//
+//	broker            {"v":1,"broker":id,"host":h,"port":p,"fenced":b}
+//	topic, partitions + "assignments":[[replica,...],...]
+//	partition_change  {"v":1,"topic_id":hex,"partition":i,"leader":id,"leader_epoch":e,
+//	                   "partition_epoch":e,"isr":[...],"replicas":[...],
+//	                   "target_replicas":[...],"adding_replicas":[...],
+//	                   "expect_partition_epoch":e}
+//	producer_ids      + "broker":id,"block":n
+//
+// A partition_change carries the partition's whole new state and applies
+// only while the partition epoch is still the one it expects, so two
+// changes computed from one state never both apply. In a cluster a topic
+// record whose name is taken is skipped (the first creation wins); a node
+// opens only the partitions it holds a replica of, from Reconcile, after
+// the record commits.
 //
 // # The data directory
 //

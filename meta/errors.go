@@ -40,6 +40,13 @@ var (
 	// nothing until a restart finds it healthy (KAFKA_STORAGE_ERROR). The
 	// error wrapping it says why.
 	ErrOffline = errors.New("meta: partition offline")
+	// ErrNotReplica: this broker holds no replica of the partition, or
+	// has not opened it yet (NOT_LEADER_OR_FOLLOWER: the client asks
+	// Metadata again).
+	ErrNotReplica = errors.New("meta: not a replica of the partition on this broker")
+	// ErrNoReassignment: a cancelled reassignment is not in progress
+	// (NO_REASSIGNMENT_IN_PROGRESS).
+	ErrNoReassignment = errors.New("meta: no reassignment in progress")
 	// ErrClosed is returned by changes after Close.
 	ErrClosed = errors.New("meta: closed")
 )

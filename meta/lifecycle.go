@@ -34,6 +34,10 @@ type NewTopic struct {
 	Configs map[string]*string
 	// Internal marks a topic of the broker's own (__consumer_offsets).
 	Internal bool
+	// Assignments, in a cluster, places each partition's replicas
+	// (CreateTopics with a replica assignment); nil places them on the
+	// unfenced brokers round robin.
+	Assignments [][]int32
 }
 
 // check validates nt, fills in the defaults and returns its configs.
@@ -59,7 +63,7 @@ func (s *Store) check(nt *NewTopic) (map[string]string, error) {
 	if nt.ReplicationFactor <= 0 {
 		return nil, fmt.Errorf("%w: replication factor must be larger than 0", ErrInvalidReplicationFactor)
 	}
-	if nt.ReplicationFactor > 1 {
+	if nt.ReplicationFactor > 1 && !s.cfg.Replicated {
 		return nil, fmt.Errorf("%w: replication factor %d is larger than the number of brokers (1)", ErrInvalidReplicationFactor, nt.ReplicationFactor)
 	}
 	set := map[string]string{}
@@ -102,7 +106,11 @@ func (s *Store) CreateTopic(nt NewTopic) (*Topic, error) {
 		return nil, err
 	}
 	start := time.Now()
+	if s.cfg.Replicated {
+		return s.createTopicReplicated(nt, set)
+	}
 	t := newTopic(nt.Name, newTopicID(), nt.Internal, set)
+	t.node = s.cfg.NodeID
 	// Partitions first, the record second: a failure leaves nothing
 	// behind, and a recorded topic always has its partitions.
 	added, err := s.createPartitions(t, 0, nt.Partitions)
@@ -372,7 +380,13 @@ func (s *Store) openImage() {
 		}
 	}
 	slots := make([]slot, len(jobs))
-	parallel(len(jobs), func(k int) { slots[k] = s.openPartition(jobs[k].t, jobs[k].i) })
+	parallel(len(jobs), func(k int) {
+		if s.cfg.Replicated && !s.hosts(jobs[k].t.State(jobs[k].i)) {
+			slots[k] = slot{err: ErrNotReplica}
+			return
+		}
+		slots[k] = s.openPartition(jobs[k].t, jobs[k].i)
+	})
 	k := 0
 	for _, t := range topics {
 		n := int(t.NumPartitions())
@@ -429,6 +443,12 @@ func (s *Store) DeleteTopic(t *Topic) error {
 	if err := s.log.Propose([]Record{{Type: TypeRemoveTopic, Topic: t.name, TopicID: TopicIDString(t.id)}}); err != nil {
 		return fmt.Errorf("%w: recording deletion: %w", ErrStorage, err)
 	}
+	if s.cfg.Replicated {
+		// Every node deletes its replicas when it applies the record
+		// (Reconcile).
+		s.topicsChanged()
+		return nil
+	}
 	var errs []error
 	for i, sl := range *t.parts.Load() {
 		if sl.p == nil {
@@ -468,6 +488,9 @@ func (s *Store) AddPartitions(t *Topic, n int32, validateOnly bool) error {
 	}
 	if validateOnly {
 		return nil
+	}
+	if s.cfg.Replicated {
+		return s.addPartitionsReplicated(t, n)
 	}
 	added, err := s.createPartitions(t, cur, n)
 	if err != nil {

@@ -19,6 +19,18 @@ type Entry struct {
 	Offset int64
 	// Records are the changes, applied in order.
 	Records []Record
+	// Snapshot marks an entry that holds the whole image (a replicated
+	// log's snapshot): the image becomes exactly what Records describe.
+	Snapshot bool
+}
+
+// Snapshotter is implemented by a Log that bounds itself with snapshots
+// of the image (a replicated log). Store calls SetSnapshotSource before
+// Replay with a function that returns the image as records; the log calls
+// it from the goroutine that applies entries, so the image it returns is
+// the one after the last entry applied.
+type Snapshotter interface {
+	SetSnapshotSource(func() []Record)
 }
 
 // Log holds the metadata records in order. Store drives it the way an

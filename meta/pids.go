@@ -10,7 +10,13 @@ const producerIDBlock = 1000
 func (s *Store) NextProducerID() (int64, error) {
 	s.pids.Lock()
 	defer s.pids.Unlock()
-	if s.pids.next >= s.reservedPIDs.Load() {
+	if s.cfg.Replicated {
+		if s.pids.next >= s.pids.end {
+			if err := s.reserveProducerIDsReplicated(); err != nil {
+				return 0, err
+			}
+		}
+	} else if s.pids.next >= s.reservedPIDs.Load() {
 		end := s.pids.next + producerIDBlock
 		if err := s.log.Propose([]Record{{Type: TypeProducerIDs, NextProducerID: end}}); err != nil {
 			return 0, fmt.Errorf("%w: reserving producer ids: %w", ErrStorage, err)

@@ -13,13 +13,16 @@ import (
 
 // loadMetaProperties reads (or writes, on first start) meta.properties:
 // the cluster id and node id of this data directory, as Kafka keeps them.
-func loadMetaProperties(dir string, nodeID int32) (string, error) {
+func loadMetaProperties(dir string, nodeID int32, want string) (string, error) {
 	path := filepath.Join(dir, "meta.properties")
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		var id [16]byte
 		rand.Read(id[:])
 		clusterID := base64.RawURLEncoding.EncodeToString(id[:])
+		if want != "" {
+			clusterID = want
+		}
 		content := fmt.Sprintf("#\n#Written by ferry\nversion=1\ncluster.id=%s\nnode.id=%d\n", clusterID, nodeID)
 		if err := writeFileSync(path, []byte(content)); err != nil {
 			return "", err
@@ -33,6 +36,9 @@ func loadMetaProperties(dir string, nodeID int32) (string, error) {
 	id := props["cluster.id"]
 	if id == "" {
 		return "", fmt.Errorf("meta: %s has no cluster.id", path)
+	}
+	if want != "" && id != want {
+		return "", fmt.Errorf("meta: %s belongs to cluster %s, this node is configured for cluster %s", path, id, want)
 	}
 	if n, ok := props["node.id"]; ok && n != strconv.Itoa(int(nodeID)) {
 		return "", fmt.Errorf("meta: %s belongs to node.id %s, this broker is %d", path, n, nodeID)

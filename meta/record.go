@@ -22,11 +22,14 @@ const (
 	TypeConfig      RecordType = "config"       // a topic, broker or group config was set or removed
 	TypeRemoveTopic RecordType = "remove_topic" // a topic was deleted
 	TypeProducerIDs RecordType = "producer_ids" // a block of producer ids was reserved
-	TypeScram       RecordType = "scram"        // a user's SCRAM credential was set
-	TypeRemoveScram RecordType = "remove_scram" // a user's SCRAM credential was removed
-	TypeACL         RecordType = "acl"          // an ACL was created
-	TypeRemoveACL   RecordType = "remove_acl"   // an ACL was deleted
-	TypeClientQuota RecordType = "client_quota" // a client quota was set or removed
+	// In a cluster (a replicated log) only:
+	TypeBroker          RecordType = "broker"           // a broker registered, or was fenced or unfenced
+	TypePartitionChange RecordType = "partition_change" // a partition's leader, ISR or replicas changed
+	TypeScram           RecordType = "scram"            // a user's SCRAM credential was set
+	TypeRemoveScram     RecordType = "remove_scram"     // a user's SCRAM credential was removed
+	TypeACL             RecordType = "acl"              // an ACL was created
+	TypeRemoveACL       RecordType = "remove_acl"       // an ACL was deleted
+	TypeClientQuota     RecordType = "client_quota"     // a client quota was set or removed
 )
 
 // Record is one change to the metadata: its key in the log is Type, its
@@ -61,6 +64,39 @@ type Record struct {
 	// NextProducerID: producer ids below it are reserved (producer_ids).
 	NextProducerID int64 `json:"next_producer_id,omitempty"`
 
+	// The fields below are written in a cluster only.
+
+	// Assignments lists each partition's replicas, by broker id (topic:
+	// every partition; partitions: the new ones).
+	Assignments [][]int32 `json:"assignments,omitempty"`
+	// Block is the size of a block of producer ids reserved for Broker
+	// (producer_ids): it starts where the previous block ended.
+	Block int64 `json:"block,omitempty"`
+
+	// Broker is the broker a record is about (broker, producer_ids).
+	Broker *int32 `json:"broker,omitempty"`
+	// Host and Port are its advertised Kafka listener (broker).
+	Host string `json:"host,omitempty"`
+	Port int32  `json:"port,omitempty"`
+	// Fenced: the controller lost contact with it (broker).
+	Fenced bool `json:"fenced,omitempty"`
+
+	// Partition is the partition a partition_change is about; the fields
+	// after it are its new state, whole.
+	Partition      *int32  `json:"partition,omitempty"`
+	Leader         *int32  `json:"leader,omitempty"`
+	LeaderEpoch    int32   `json:"leader_epoch,omitempty"`
+	PartitionEpoch int32   `json:"partition_epoch,omitempty"`
+	ISR            []int32 `json:"isr,omitempty"`
+	Replicas       []int32 `json:"replicas,omitempty"`
+	// Target is a reassignment's target replicas, until it completes;
+	// Adding those of them that were not replicas before it.
+	Target []int32 `json:"target_replicas,omitempty"`
+	Adding []int32 `json:"adding_replicas,omitempty"`
+	// ExpectEpoch, when set, makes the change conditional: it applies
+	// only if the partition epoch is still this (a change computed from
+	// an older state is dropped, as Kafka's AlterPartition is refused).
+	ExpectEpoch *int32 `json:"expect_partition_epoch,omitempty"`
 	// User and Mechanism name a SCRAM credential (scram, remove_scram);
 	// Scram is the credential (scram).
 	User      string           `json:"user,omitempty"`

@@ -39,6 +39,16 @@ type Config struct {
 	SecurityChanged func()
 	// Logger receives the store's log lines. nil discards them.
 	Logger *slog.Logger
+	// Replicated marks a node of a cluster: Log is replicated, topics
+	// are placed on the registered brokers, and this node opens only the
+	// partitions it holds a replica of (Reconcile).
+	Replicated bool
+	// ClusterID, when set, is the cluster's id, which every node shares
+	// (written to meta.properties at the first start, checked after).
+	ClusterID string
+	// Changed, if set, is called after each change the log applies
+	// (cluster nodes reconcile their partitions); it must not block.
+	Changed func()
 	// AdjustPartition, if set, changes the settings of every partition
 	// before it opens or its configs change. For fault-injection tests
 	// (log.Config.WrapFile).
@@ -72,7 +82,21 @@ type Store struct {
 		// pendingParts holds partitions opened for a proposal to grow a
 		// topic; applying its record adopts them.
 		pendingParts map[[16]byte][]slot
+		// brokers are the registered brokers (a cluster).
+		brokers map[int32]Broker
+		// pidBlocks is where each broker's last block of producer ids
+		// starts (a cluster).
+		pidBlocks map[int32]int64
+		// removed holds deleted topics whose partitions Reconcile has
+		// yet to delete (a cluster).
+		removed []*Topic
 	}
+	// applyMu serializes apply with the end of Open (openImage).
+	applyMu sync.Mutex
+	// ready is set once Open has opened the image's partitions.
+	ready atomic.Bool
+	// reconcileMu serializes Reconcile with itself and Close.
+	reconcileMu sync.Mutex
 	// settings holds the broker configs; replaced, never mutated.
 	settings atomic.Pointer[Settings]
 	// reservedPIDs: producer ids below it are reserved in the log.
@@ -88,6 +112,7 @@ type Store struct {
 		// mu serializes NextProducerID; taken before the log's lock.
 		sync.Mutex
 		next int64 // the next id to hand out
+		end  int64 // a cluster: the end of this broker's block
 	}
 
 	closed atomic.Bool
@@ -135,7 +160,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := newStore(cfg, static)
 	s.lock = lock
-	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID); err != nil {
+	if s.clusterID, err = loadMetaProperties(cfg.DataDir, cfg.NodeID, cfg.ClusterID); err != nil {
 		lock.Release()
 		return nil, err
 	}
@@ -146,15 +171,23 @@ func Open(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	if sn, ok := s.log.(Snapshotter); ok {
+		sn.SetSnapshotSource(s.snapshotRecords)
+	}
 	if err := s.log.Replay(s.apply); err != nil {
 		s.log.Close()
 		lock.Release()
 		return nil, fmt.Errorf("meta: replay metadata log: %w", err)
 	}
-	s.pids.next = s.reservedPIDs.Load()
+	s.applyMu.Lock()
+	if !cfg.Replicated {
+		s.pids.next = s.reservedPIDs.Load()
+	}
 	s.replayed.Store(true)
 	s.startCleaner()
 	s.openImage()
+	s.ready.Store(true)
+	s.applyMu.Unlock()
 	return s, nil
 }
 
@@ -181,6 +214,8 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.image.byID = map[[16]byte]*Topic{}
 	s.image.pending = map[[16]byte]*Topic{}
 	s.image.pendingParts = map[[16]byte][]slot{}
+	s.image.brokers = map[int32]Broker{}
+	s.image.pidBlocks = map[int32]int64{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
 	s.sec.init()
 	return s
@@ -240,11 +275,27 @@ func (s *Store) Topics() []*Topic {
 // apply changes the image by one committed entry. The log calls it in log
 // order, during Replay and for every entry committed after.
 func (s *Store) apply(e Entry) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	var changed []*Topic
 	brokerChanged, securityChanged := false, false
 	s.image.mu.Lock()
+	if e.Snapshot {
+		s.restoreLocked(e.Records)
+		brokerChanged, securityChanged = true, true
+	}
 	for i := range e.Records {
 		r := &e.Records[i]
+		if s.cfg.Replicated {
+			done, err := s.applyClusterLocked(r)
+			if err != nil {
+				s.image.mu.Unlock()
+				return err
+			}
+			if done {
+				continue
+			}
+		}
 		switch r.Type {
 		case TypeTopic:
 			id, err := ParseTopicID(r.TopicID)
@@ -252,11 +303,35 @@ func (s *Store) apply(e Entry) error {
 				s.image.mu.Unlock()
 				return err
 			}
+			if s.cfg.Replicated {
+				if old := s.image.byName[r.Topic]; old != nil {
+					// A retried record, a snapshot of a known topic, or
+					// a second creation of the name: the first stays.
+					if old.id == id && e.Snapshot {
+						cfgs := r.Configs
+						if cfgs == nil {
+							cfgs = map[string]string{}
+						}
+						old.configs.Store(&cfgs)
+						changed = append(changed, old)
+						if r.Partitions > old.NumPartitions() {
+							old.grow(r.Partitions, nil)
+							old.markPending()
+						}
+					}
+					continue
+				}
+			}
 			t := s.image.pending[id]
 			delete(s.image.pending, id)
 			if t == nil {
 				t = newTopic(r.Topic, id, r.Internal, r.Configs)
+				t.node = s.cfg.NodeID
 				t.grow(r.Partitions, nil)
+				t.initStatesLocked(0, r.Assignments)
+				if s.cfg.Replicated {
+					t.markPending()
+				}
 			}
 			// Ids and names are unique; a log that says otherwise (from
 			// a damaged disk) has its later record win.
@@ -277,7 +352,11 @@ func (s *Store) apply(e Entry) error {
 			added := s.image.pendingParts[id]
 			delete(s.image.pendingParts, id)
 			if t := s.image.byID[id]; t != nil && r.Partitions > t.NumPartitions() {
+				t.initStatesLocked(t.NumPartitions(), r.Assignments)
 				t.grow(r.Partitions, added)
+				if s.cfg.Replicated {
+					t.markPending()
+				}
 			}
 		case TypeRemoveTopic:
 			id, err := ParseTopicID(r.TopicID)
@@ -289,6 +368,9 @@ func (s *Store) apply(e Entry) error {
 				delete(s.image.byID, id)
 				if s.image.byName[t.name] == t {
 					delete(s.image.byName, t.name)
+				}
+				if s.cfg.Replicated {
+					s.image.removed = append(s.image.removed, t)
 				}
 			}
 		case TypeConfig:
@@ -336,6 +418,9 @@ func (s *Store) apply(e Entry) error {
 	}
 	for _, t := range changed {
 		s.applyConfigs(t)
+	}
+	if s.cfg.Changed != nil {
+		s.cfg.Changed()
 	}
 	return nil
 }
@@ -423,6 +508,8 @@ func (s *Store) Close() error {
 	// Wait for a change in progress; later ones see closed.
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
+	s.reconcileMu.Lock()
+	defer s.reconcileMu.Unlock()
 	if s.cleaner != nil {
 		s.cleaner.Close() // passes in progress stop; nothing is lost
 	}

@@ -22,6 +22,10 @@ type Topic struct {
 	configs atomic.Pointer[map[string]string]
 	// parts holds one slot per partition; it grows by replacement.
 	parts atomic.Pointer[[]slot]
+	// node is this broker's id; states the partitions' placement and
+	// leadership in a cluster (nil on a single node: see State).
+	node   int32
+	states atomic.Pointer[[]PartitionState]
 }
 
 // slot is one partition of a topic: open, or offline with the reason.

@@ -95,16 +95,35 @@
 // The broker's metrics collector turns them into Prometheus series; this
 // package knows nothing of Prometheus.
 //
+// # Replicas
+//
+// In a cluster a partition is a replica (replica.go), led by one broker:
+// BecomeLeader and BecomeFollower give it its role at a leader epoch,
+// which every batch a leader appends carries. The leader's high
+// watermark is the smallest durable log end of its in-sync replicas
+// (FollowerFetched records each follower's, which it sends once what it
+// fetched before is fdatasynced), and SyncReplicated, the answer of an
+// acks=all produce, waits for it; a follower appends its leader's
+// batches with their offsets (AppendReplica) and cuts a tail its leader
+// does not have (TruncateTo). The leader epoch cache,
+// leader-epoch-checkpoint in Kafka's format, records where each epoch
+// began and answers OffsetForLeaderEpoch (EndOffsetForEpoch). A
+// partition never given a role (a single broker) leads itself at epoch 0
+// and writes no epoch cache.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Appends and markers are
 // serialized by the partition's mutex (mu), which is taken before any lock
 // of the log but its clean lock: a cleaning pass holds that one while it
 // asks for the producer state (under mu), so mu is never held while the
-// log closes. The last stable offset's state (stable) has a leaf lock of
-// its own, and the waiters' mutex (watch) is taken last: the log wakes
-// waiters (and prunes the transactions its sync made durable) from inside
-// Sync, which runs under mu at Close. LastStableOffset takes no lock.
+// log closes, and a replica's truncation takes it (log.PauseCleaning)
+// before mu. In a cluster the cleaner cleans only below the high
+// watermark. The replication state (repl) is taken after mu. The last
+// stable offset's state (stable) has a leaf lock of its own, and the
+// waiters' mutex (watch) is taken last: the log wakes waiters (and prunes
+// the transactions its sync made durable) from inside Sync, which runs
+// under mu at Close. LastStableOffset takes no lock.
 //
 // # Usage
 //

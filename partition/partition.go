@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,12 @@ type Config struct {
 	// LogAppendTime makes the broker stamp batches with its own clock.
 	// Corresponds to message.timestamp.type=LogAppendTime.
 	LogAppendTime bool
+	// MinInsyncReplicas: in a cluster, an append is refused
+	// (ErrNotEnoughReplicas) while fewer replicas are in sync, and an
+	// acks=all wait ends with ErrNotEnoughReplicasAfterAppend if the ISR
+	// shrank below it meanwhile. Corresponds to min.insync.replicas;
+	// default 1.
+	MinInsyncReplicas int
 	// ProducerIDExpirationMs forgets an idempotent producer's state after
 	// it has not appended for this long. Corresponds to
 	// producer.id.expiration.ms; default one day.
@@ -130,6 +137,10 @@ type Partition struct {
 		snapAt int64
 	}
 
+	// repl is the replication state in a cluster (replica.go); taken
+	// after mu, before watch.
+	repl replica
+
 	// stable is what the last stable offset is computed from (txn.go).
 	stable stableState
 	// opened: Open finished, so p.log and stable may be read (by the
@@ -153,7 +164,7 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	cfg = cfg.withDefaults()
 	p := &Partition{logger: cfg.Logger}
 	p.watch.watchers = map[chan<- struct{}]struct{}{}
-	cfg.Log.OnDurable = p.notify
+	cfg.Log.OnDurable = p.durable
 	var recovered map[int64]*producer
 	cfg.Log.Recovered = func(l *log.Log, from int64) error {
 		// An unclean stop: the producers are loaded while the log
@@ -170,6 +181,7 @@ func Open(dir string, cfg Config) (*Partition, error) {
 		}
 		return p.LastStableOffset()
 	}
+	cfg.Log.CleanLimit = p.cleanLimit
 	l, err := log.Open(dir, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -241,7 +253,11 @@ func (p *Partition) Walk(from int64, fn func(batch []byte, h *record.Header) boo
 // (flush.max.delay.ms) bounds how long it waits. It is never below the
 // log start offset (retention may delete segments before they are synced).
 func (p *Partition) HighWatermark() int64 {
-	return max(p.log.DurableOffset(), p.log.LogStartOffset())
+	durable := max(p.log.DurableOffset(), p.log.LogStartOffset())
+	if hw, ok := p.replicatedHW(); ok {
+		return max(min(hw, durable), p.log.LogStartOffset())
+	}
+	return durable
 }
 
 // LogEndOffset is the offset the next record will get. Offsets from the
@@ -278,6 +294,12 @@ type Result struct {
 	LogStartOffset int64
 	// Duplicate is true when every batch was a retry already stored.
 	Duplicate bool
+	// NextOffset is the log end after the append (for a duplicate, the
+	// end of the original batch): an acks=all produce waits for the
+	// high watermark to reach it (SyncReplicated).
+	NextOffset int64
+	// LeaderEpoch is the leader epoch the batches were written in.
+	LeaderEpoch int32
 }
 
 // Append validates and appends a produced record set: one or more record
@@ -304,6 +326,11 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 	if p.mu.closed {
 		return res, ErrClosed
 	}
+	leader, epoch := p.Leader()
+	if !leader {
+		return res, ErrNotLeader
+	}
+	res.LeaderEpoch = epoch
 	cfg := &p.mu.cfg
 	// Validate every batch before appending any.
 	var hdrs [4]record.Header
@@ -351,8 +378,10 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 	if len(dups) == len(headers) {
 		res.BaseOffset, res.Duplicate = dups[0], true
 		res.LogStartOffset = p.log.LogStartOffset()
+		res.NextOffset = dups[len(dups)-1] + int64(headers[len(headers)-1].LastOffsetDelta) + 1
 		return res, nil
 	}
+
 	if len(dups) > 0 {
 		// A mix of retried and new batches in one request cannot happen
 		// with a well-behaved producer.
@@ -370,7 +399,7 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 	}
 	for i := range headers {
 		h, batch := &headers[i], batches[i]
-		record.SetLeaderEpoch(batch, LeaderEpoch)
+		record.SetLeaderEpoch(batch, epoch)
 		if now >= 0 {
 			record.SetLogAppendTime(batch, now)
 			h.MaxTimestamp = now
@@ -394,6 +423,10 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 		}
 	}
 	res.LogStartOffset = p.log.LogStartOffset()
+	res.NextOffset = p.log.NextOffset()
+	if epoch > LeaderEpoch || p.Replicated() {
+		p.notify() // followers fetch up to the log end
+	}
 	p.maybeSnapshotLocked()
 	return res, nil
 }
@@ -489,7 +522,21 @@ func validate(b []byte, h *record.Header, cfg *Config) error {
 }
 
 // Sync returns once everything appended so far is durable.
-func (p *Partition) Sync() error { return p.log.Sync() }
+//
+// On the leader of a cluster it also waits (up to 30 s) for the in-sync
+// replicas to hold them, so that what a coordinator stores survives a
+// change of leader; on a follower it is the local sync.
+func (p *Partition) Sync() error {
+	p.repl.Lock()
+	leader, epoch := p.repl.on && p.repl.leader, p.repl.epoch
+	p.repl.Unlock()
+	if !leader {
+		return p.log.Sync()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), replicationTimeout)
+	defer cancel()
+	return p.SyncReplicated(ctx, epoch, p.log.NextOffset())
+}
 
 // Watch registers ch to receive a non-blocking send each time the high
 // watermark advances (records become durable, not when they are
@@ -516,9 +563,18 @@ func (p *Partition) Unwatch(ch chan<- struct{}) {
 	delete(p.watch.watchers, ch)
 }
 
-// notify wakes every watcher: the high watermark advanced. The log calls
-// it after a sync (log.Config.OnDurable), before the syncing callers
-// return.
+// durable is told by the log that its durable offset advanced (after a
+// sync, log.Config.OnDurable, before the syncing callers return): the
+// leader's high watermark may rise with it; watchers wake.
+func (p *Partition) durable() {
+	p.repl.Lock()
+	p.recomputeHWLocked()
+	p.repl.Unlock()
+	p.notify()
+}
+
+// notify wakes every watcher: the high watermark advanced (or, on a
+// leader of a cluster, the log end, which followers fetch up to).
 func (p *Partition) notify() {
 	p.stable.durable(p.log.DurableOffset())
 	p.watch.Lock()

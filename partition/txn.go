@@ -127,11 +127,15 @@ func (p *Partition) appendMarker(m Marker) (int64, error) {
 	if m.ProducerID < 0 || m.ProducerEpoch < 0 {
 		return -1, fmt.Errorf("%w: marker of producer %d epoch %d", ErrInvalidRecord, m.ProducerID, m.ProducerEpoch)
 	}
+	leader, epoch := p.Leader() // a replica of a cluster: only its leader writes
+	if !leader {
+		return -1, ErrNotLeader
+	}
 	if st := p.mu.producers[m.ProducerID]; st != nil && m.ProducerEpoch < st.epoch {
 		return -1, fmt.Errorf("%w: marker of producer %d at epoch %d, current %d", ErrInvalidProducerEpoch, m.ProducerID, m.ProducerEpoch, st.epoch)
 	}
 	batch := record.AppendControlBatch(nil, m.ProducerID, m.ProducerEpoch, m.Commit, m.CoordinatorEpoch, time.Now().UnixMilli())
-	record.SetLeaderEpoch(batch, LeaderEpoch)
+	record.SetLeaderEpoch(batch, epoch)
 	h, err := record.Parse(batch)
 	if err != nil {
 		panic(fmt.Sprintf("partition: a marker we built does not parse: %v", err))

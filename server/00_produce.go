@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -66,6 +68,10 @@ type produceSyncs struct {
 	parts   []*partition.Partition
 	answers []*kmsg.ProduceResponseTopicPartition
 	topics  []string // of each partition, for log lines
+	// results hold, per partition, the leader epoch and log end of the
+	// append: in a cluster the answer waits for the ISR to reach it.
+	results []partition.Result
+	timeout time.Duration
 }
 
 func handleProduce(s *Server, r *request) kmsg.Response {
@@ -79,7 +85,7 @@ func handleProduce(s *Server, r *request) kmsg.Response {
 	}
 	var syncs *produceSyncs
 	if req.Acks == -1 {
-		syncs = &produceSyncs{}
+		syncs = &produceSyncs{timeout: time.Duration(req.TimeoutMillis) * time.Millisecond}
 	}
 	var txns map[*kmsg.ProduceRequestTopicPartition]txnVerdict
 	if r.version >= 3 {
@@ -149,7 +155,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			continue
 		}
-		p, err := s.producePartition(r, t, rp, sp, txns)
+		p, res, err := s.producePartition(r, t, rp, sp, txns)
 		if err != nil {
 			code, msg := errorCode(err)
 			sp.ErrorCode = code
@@ -169,6 +175,7 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 			syncs.parts = append(syncs.parts, p)
 			syncs.answers = append(syncs.answers, sp)
 			syncs.topics = append(syncs.topics, t.Name())
+			syncs.results = append(syncs.results, res)
 		}
 	}
 }
@@ -176,35 +183,41 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 // producePartition appends one partition's records and fills in its
 // answer. It returns the partition appended to, nil when there was
 // nothing to append.
-func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, txns map[*kmsg.ProduceRequestTopicPartition]txnVerdict) (*partition.Partition, error) {
+func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, txns map[*kmsg.ProduceRequestTopicPartition]txnVerdict) (*partition.Partition, partition.Result, error) {
+	var res partition.Result
 	p, err := t.Partition(rp.Partition)
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	if t.Internal() {
-		return nil, fmt.Errorf("%w: internal topics cannot be produced to", kerr.InvalidTopicException)
+		return nil, res, fmt.Errorf("%w: internal topics cannot be produced to", kerr.InvalidTopicException)
 	}
 	records := rp.Records
 	if r.version < 3 && !isBatchV2(records) {
 		if records, err = record.ConvertLegacy(records); err != nil {
-			return nil, legacyError(err)
+			return nil, res, legacyError(err)
 		}
 		if records == nil {
-			return nil, nil // no complete message: nothing appended, as in Kafka
+			return nil, res, nil // no complete message: nothing appended, as in Kafka
+		}
+	}
+	if r.kreq.(*kmsg.ProduceRequest).Acks == -1 {
+		if err := p.CheckMinISR(); err != nil {
+			return nil, res, err
 		}
 	}
 	v := txns[rp]
 	if v.err != nil {
-		return nil, v.err
+		return nil, res, v.err
 	}
-	res, err := p.AppendVerified(records, v.guard)
+	res, err = p.AppendVerified(records, v.guard)
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	sp.BaseOffset = res.BaseOffset
 	sp.LogAppendTime = res.LogAppendTime
 	sp.LogStartOffset = res.LogStartOffset
-	return p, nil
+	return p, res, nil
 }
 
 // produceTopicOf returns the topic a produce names, by id from v13.
@@ -285,12 +298,17 @@ func (s *Server) verifyTransactional(r *request, req *kmsg.ProduceRequest) map[*
 			tps[i] = v.tp
 		}
 		errs := make([]error, len(vs))
-		if r.version >= 12 {
+		switch {
+		case s.txn == nil:
+			for i := range errs {
+				errs[i] = errTxnUnavailable
+			}
+		case r.version >= 12:
 			err := s.txn.AddPartitionsImplicitly(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
 			for i := range errs {
 				errs[i] = err
 			}
-		} else {
+		default:
 			errs = s.txn.VerifyPartitions(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
 		}
 		for i, v := range vs {
@@ -322,15 +340,21 @@ func answerAcksZero(r *request, resp *kmsg.ProduceResponse) {
 // and turns the answers of those that fail into errors.
 func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 	errs := make([]error, len(syncs.parts))
+	ctx, cancel := context.WithTimeout(r.c.ctx, max(syncs.timeout, time.Millisecond))
+	defer cancel()
+	// On one broker: the fsync. In a cluster: the fsync and the ISR.
+	sync1 := func(i int) error {
+		return syncs.parts[i].SyncReplicated(ctx, syncs.results[i].LeaderEpoch, syncs.results[i].NextOffset)
+	}
 	if len(syncs.parts) == 1 {
-		errs[0] = syncs.parts[0].Sync()
+		errs[0] = sync1(0)
 	} else {
 		var wg sync.WaitGroup
-		for i, p := range syncs.parts {
+		for i := range syncs.parts {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = p.Sync()
+				errs[i] = sync1(i)
 			}()
 		}
 		wg.Wait()
@@ -346,7 +370,9 @@ func (s *Server) syncProduced(r *request, syncs *produceSyncs) {
 		if r.version >= 8 {
 			sp.ErrorMessage = msg
 		}
-		s.logger.Error("fsync failed; produce not acknowledged", "topic", syncs.topics[i], "partition", sp.Partition, "err", err)
+		if code == kerr.KafkaStorageError.Code {
+			s.logger.Error("fsync failed; produce not acknowledged", "topic", syncs.topics[i], "partition", sp.Partition, "err", err)
+		}
 	}
 }
 

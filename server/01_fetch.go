@@ -62,6 +62,7 @@ type fetchPart struct {
 	sp       *sessionPart // nil when sessionless
 	offset   int64
 	maxBytes int32
+	epoch    int32 // CurrentLeaderEpoch, -1 when not given
 }
 
 type fetchResult struct {
@@ -91,6 +92,12 @@ type fetch struct {
 	// results of the read in progress; the views in it are this fetch's
 	// until respond hands them to the response.
 	results []fetchResult
+	// replica is the broker id of a follower's fetch (ReplicaID or
+	// ReplicaState), -1 for a consumer's. A follower reads up to the log
+	// end; a consumer up to the high watermark, from the leader only.
+	replica int32
+	// recorded: the follower's fetch offsets were given to the leader.
+	recorded bool
 	// allowed caches, with an authorizer, whether the principal may read
 	// each topic (a follower: whether it has CLUSTER_ACTION).
 	allowed map[string]bool
@@ -98,7 +105,13 @@ type fetch struct {
 
 func handleFetch(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FetchRequest)
-	f := &fetch{s: s, r: r, req: req}
+	f := &fetch{s: s, r: r, req: req, replica: req.ReplicaID}
+	if r.version >= 15 {
+		f.replica = req.ReplicaState.ID
+	}
+	if f.replica >= 0 && s.cluster == nil {
+		f.replica = -1 // no followers on a single broker: read as a consumer
+	}
 	limit := int(s.settings().int64("fetch.max.bytes"))
 	f.maxBytes = max(0, min(int(req.MaxBytes), limit))
 	f.minBytes = min(int(req.MinBytes), f.maxBytes)
@@ -144,7 +157,7 @@ func (f *fetch) plan() int16 {
 		for i := range req.Topics {
 			t := &req.Topics[i]
 			for _, p := range t.Partitions {
-				f.parts = append(f.parts, fetchPart{key: key(t, p.Partition), offset: p.FetchOffset, maxBytes: p.PartitionMaxBytes})
+				f.parts = append(f.parts, fetchPart{key: key(t, p.Partition), offset: p.FetchOffset, maxBytes: p.PartitionMaxBytes, epoch: epochOf(f.r.version, p.CurrentLeaderEpoch)})
 			}
 		}
 	}
@@ -216,7 +229,7 @@ func (f *fetch) bindSession() {
 	fs := f.sess
 	f.parts = f.parts[:0]
 	for _, sp := range fs.order {
-		f.parts = append(f.parts, fetchPart{key: sp.key, sp: sp, offset: sp.fetchOffset, maxBytes: sp.maxBytes})
+		f.parts = append(f.parts, fetchPart{key: sp.key, sp: sp, offset: sp.fetchOffset, maxBytes: sp.maxBytes, epoch: -1})
 	}
 	fs.epoch++
 	if fs.epoch < 0 {
@@ -285,6 +298,10 @@ func (f *fetch) read() (total int, anyErr bool) {
 			res.errCode, anyErr = code, true
 			continue
 		}
+		if code := f.checkLeader(fp, p); code != 0 {
+			res.errCode, anyErr = code, true
+			continue
+		}
 		res.part = p
 		res.hw, res.logStart, res.lso = p.HighWatermark(), p.LogStartOffset(), p.LastStableOffset()
 		// The last stable offset, read after the high watermark, is at
@@ -299,6 +316,9 @@ func (f *fetch) read() (total int, anyErr bool) {
 		if fp.offset < res.logStart || fp.offset > p.LogEndOffset() {
 			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
 			continue
+		}
+		if f.replica >= 0 {
+			bound = p.LogEndOffset() // a follower replicates what is not committed yet
 		}
 		if fp.offset >= bound || (remaining <= 0 && total > 0) {
 			continue
@@ -326,6 +346,45 @@ func (f *fetch) read() (total int, anyErr bool) {
 		remaining -= len(v.Data)
 	}
 	return total, anyErr
+}
+
+// epochOf is a partition's CurrentLeaderEpoch, -1 before v9.
+func epochOf(version int16, e int32) int32 {
+	if version < 9 {
+		return -1
+	}
+	return e
+}
+
+// checkLeader answers the error code for reading fp from p here, or 0:
+// consumers read from the leader at its epoch (NOT_LEADER_OR_FOLLOWER,
+// FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, as Kafka answers them); a
+// follower's fetch also tells the leader how far the follower has
+// replicated.
+func (f *fetch) checkLeader(fp *fetchPart, p *partition.Partition) int16 {
+	if f.replica >= 0 {
+		if f.recorded {
+			return 0
+		}
+		add, err := p.FollowerFetched(f.replica, fp.epoch, fp.offset, time.Now())
+		if err != nil {
+			return codeOf(err)
+		}
+		if add {
+			f.s.cluster.FollowerCaughtUp(fp.key.topic, fp.key.partition, p, f.replica)
+		}
+		return 0
+	}
+	leader, epoch := p.Leader()
+	switch {
+	case !leader:
+		return kerr.NotLeaderForPartition.Code
+	case fp.epoch >= 0 && fp.epoch < epoch:
+		return kerr.FencedLeaderEpoch.Code
+	case fp.epoch > epoch:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+	return 0
 }
 
 // releaseResults releases the views still held in f.results.
@@ -356,6 +415,7 @@ func (f *fetch) try(final bool) bool {
 		}
 	}()
 	total, anyErr := f.read()
+	f.recorded = true
 	if !final && total < f.minBytes && !anyErr {
 		f.releaseResults()
 		return false

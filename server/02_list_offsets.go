@@ -78,6 +78,10 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
 			p, err := t.Partition(rp.Partition)
+			leader, epoch := true, int32(partition.LeaderEpoch)
+			if err == nil {
+				leader, epoch = p.Leader()
+			}
 			switch {
 			case denied:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
@@ -85,10 +89,14 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 				sp.ErrorCode = kerr.InvalidRequest.Code
 			case err != nil:
 				sp.ErrorCode = codeOf(err)
-			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:
+			case !leader:
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+			case rp.CurrentLeaderEpoch > epoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < epoch:
+				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
 			case rp.Timestamp >= 0:
-				sp.LeaderEpoch = partition.LeaderEpoch
+				sp.LeaderEpoch = epoch
 				if lookups == nil {
 					lookups = map[*partition.Partition]*timestampLookups{}
 				}
@@ -100,7 +108,7 @@ func handleListOffsets(s *Server, r *request) kmsg.Response {
 				l.ts = append(l.ts, rp.Timestamp)
 				l.at = append(l.at, [2]int{ti, len(st.Partitions)})
 			default:
-				sp.LeaderEpoch = partition.LeaderEpoch
+				sp.LeaderEpoch = epoch
 				listOffset(p, rp.Timestamp, committed, &sp)
 			}
 			st.Partitions = append(st.Partitions, sp)

@@ -11,8 +11,13 @@ import (
 
 // Metadata, v0-v13.
 //
-// One broker leads every partition, with itself as the only replica and
-// in-sync replica, at leader epoch 0. v0 with an empty topic list, and
+// On one broker it leads every partition, with itself as the only replica
+// and in-sync replica, at leader epoch 0. In a cluster the brokers are the
+// registered, unfenced ones with their advertised addresses, the
+// controller is the metadata quorum's leader, and each partition shows
+// its leader, epoch, replicas and ISR from the metadata log; one without
+// a leader answers LEADER_NOT_AVAILABLE, and a replica on a fenced broker
+// is listed offline. v0 with an empty topic list, and
 // v1+ with a null list, mean every topic; v1+ with an empty list means
 // none. Topics the principal may not DESCRIBE are left out of a listing
 // and answered TOPIC_AUTHORIZATION_FAILED when named; creating one needs
@@ -26,11 +31,10 @@ func init() { regKey(3, 0, 13, handleMetadata) }
 func handleMetadata(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := r.brokerHostPort()
-	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
+	resp.Brokers = s.metadataBrokers(r)
 	clusterID := s.meta.ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = s.cfg.NodeID
+	resp.ControllerID = s.controllerID()
 	if r.version >= 8 && r.version <= 10 {
 		resp.AuthorizedOperations = -2147483648
 		if req.IncludeClusterAuthorizedOperations {
@@ -118,6 +122,29 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 	}
 	n := t.NumPartitions()
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
+	if s.cluster != nil {
+		fenced := s.fencedBrokers()
+		for i := range n {
+			st := t.State(i)
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition = i
+			mp.Leader = st.Leader
+			mp.LeaderEpoch = st.LeaderEpoch
+			mp.Replicas = st.Replicas
+			mp.ISR = st.ISR
+			for _, r := range st.Replicas {
+				if fenced[r] {
+					mp.OfflineReplicas = append(mp.OfflineReplicas, r)
+				}
+			}
+			if st.Leader < 0 || fenced[st.Leader] {
+				mp.ErrorCode = kerr.LeaderNotAvailable.Code
+				mp.Leader = -1
+			}
+			mt.Partitions[i] = mp
+		}
+		return mt
+	}
 	for i := range n {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = i
@@ -136,4 +163,45 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 		mt.Partitions[i] = mp
 	}
 	return mt
+}
+
+// metadataBrokers lists the brokers for Metadata: this one on a single
+// node; the registered, unfenced ones in a cluster.
+func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
+	host, port := r.brokerHostPort()
+	if s.cluster == nil {
+		return []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
+	}
+	var out []kmsg.MetadataResponseBroker
+	registered := false
+	for _, b := range s.meta.Brokers() {
+		switch {
+		case b.ID == s.cfg.NodeID:
+			// This broker as the listener of the client advertises it.
+			registered = true
+			if !b.Fenced {
+				out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port})
+			}
+		case !b.Fenced && b.Host != "":
+			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port})
+		}
+	}
+	if !registered {
+		// Not registered yet (the quorum is forming): a client that
+		// asks now still learns of the broker it asked.
+		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port})
+	}
+	return out
+}
+
+// fencedBrokers are the brokers of a cluster that are fenced or not
+// registered.
+func (s *Server) fencedBrokers() map[int32]bool {
+	m := map[int32]bool{}
+	for _, b := range s.meta.Brokers() {
+		if b.Fenced {
+			m[b.ID] = true
+		}
+	}
+	return m
 }

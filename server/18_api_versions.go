@@ -37,9 +37,12 @@ func regFeature(name string, minLevel, maxLevel, finalized int16) {
 	sort.Slice(features, func(i, j int) bool { return features[i].name < features[j].name })
 }
 
-func apiKeys() []kmsg.ApiVersionsResponseApiKey {
+func apiKeys(s *Server) []kmsg.ApiVersionsResponseApiKey {
 	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(handlers))
 	for k, h := range handlers {
+		if !s.served(k) {
+			continue
+		}
 		keys = append(keys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: h.min, MaxVersion: h.max})
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })
@@ -53,7 +56,7 @@ func handleApiVersions(s *Server, r *request) kmsg.Response {
 		// Kafka requires both on v3+.
 		resp.ErrorCode = kerr.InvalidRequest.Code
 	}
-	resp.ApiKeys = apiKeys()
+	resp.ApiKeys = apiKeys(s)
 	if r.version >= 3 {
 		// One broker: the finalized levels never change, epoch 0.
 		resp.FinalizedFeaturesEpoch = 0
@@ -72,11 +75,11 @@ func handleApiVersions(s *Server, r *request) kmsg.Response {
 // apiVersionsUnsupported builds the v0 ApiVersions answer for a version
 // we do not know, by hand, as its body is the v0 layout regardless of the
 // version asked.
-func apiVersionsUnsupported(corr int32) *[]byte {
+func apiVersionsUnsupported(s *Server, corr int32) *[]byte {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.Version = 0
 	resp.ErrorCode = kerr.UnsupportedVersion.Code
-	resp.ApiKeys = apiKeys()
+	resp.ApiKeys = apiKeys(s)
 	b := getBuf()
 	*b = appendResponse((*b)[:0], corr, resp)
 	return b

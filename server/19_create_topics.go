@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -54,11 +56,14 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 					if st.NumPartitions == -1 {
 						st.NumPartitions = int32(s.settings().int64("num.partitions"))
 					}
-					st.ReplicationFactor = 1
+					st.ReplicationFactor = rt.ReplicationFactor
+					if st.ReplicationFactor == -1 {
+						st.ReplicationFactor = int16(s.settings().int64("default.replication.factor"))
+					}
 				} else {
 					st.TopicID = t.ID()
 					st.NumPartitions = t.NumPartitions()
-					st.ReplicationFactor = 1
+					st.ReplicationFactor = int16(len(t.State(0).Replicas))
 					if !r.allowed(auth.ResourceTopic, rt.Topic, auth.OpDescribeConfigs) {
 						st.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
 						resp.Topics = append(resp.Topics, st)
@@ -72,6 +77,13 @@ func handleCreateTopics(s *Server, r *request) kmsg.Response {
 				}
 			}
 			resp.Topics = append(resp.Topics, st)
+		}
+		if s.cluster != nil && !req.ValidateOnly {
+			// The new partitions opened and led here, as they are on
+			// the other nodes at about the same time.
+			ctx, cancel := context.WithTimeout(r.c.ctx, max(time.Duration(req.TimeoutMillis)*time.Millisecond, time.Second))
+			s.cluster.Settle(ctx.Done())
+			cancel()
 		}
 		return resp
 	})
@@ -95,6 +107,9 @@ func (s *Server) createTopicFromRequest(rt *kmsg.CreateTopicsRequestTopic, dupli
 			if len(ra.Replicas) == 0 {
 				return fmt.Errorf("%w: partition %d has no replicas", kerr.InvalidReplicaAssignment, ra.Partition)
 			}
+			if s.cluster != nil {
+				continue // package meta checks the brokers and the replica counts
+			}
 			for _, b := range ra.Replicas {
 				if b != s.cfg.NodeID {
 					return fmt.Errorf("%w: broker %d does not exist", kerr.InvalidReplicaAssignment, b)
@@ -104,13 +119,21 @@ func (s *Server) createTopicFromRequest(rt *kmsg.CreateTopicsRequestTopic, dupli
 				return fmt.Errorf("%w: replication factor %d is larger than the number of brokers (1)", kerr.InvalidReplicationFactor, len(ra.Replicas))
 			}
 		}
-		replication = 1
+		replication = int16(len(rt.ReplicaAssignment[0].Replicas))
+		if s.cluster == nil {
+			replication = 1
+		}
 	}
 	configs := map[string]*string{}
 	for _, c := range rt.Configs {
 		configs[c.Name] = c.Value
 	}
 	nt := meta.NewTopic{Name: rt.Topic, Partitions: partitions, ReplicationFactor: replication, Configs: configs}
+	if s.cluster != nil {
+		for _, ra := range rt.ReplicaAssignment {
+			nt.Assignments = append(nt.Assignments, ra.Replicas)
+		}
+	}
 	if validateOnly {
 		return s.meta.ValidateTopic(nt)
 	}

@@ -5,13 +5,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferrymq/ferry/auth"
-	"github.com/ferrymq/ferry/partition"
 )
 
-// OffsetForLeaderEpoch, v0-v4. Every partition has had one leader epoch,
-// 0, since its creation, so epoch 0 (or any below it) ends at the log end
-// offset; a later epoch is unknown (-1, -1, as Kafka answers). A
-// CurrentLeaderEpoch above ours is UNKNOWN_LEADER_EPOCH.
+// OffsetForLeaderEpoch, v0-v4.
+//
+// Behavior:
+//   - Answers from the partition's leader epoch cache, as Kafka's
+//     LeaderEpochFileCache: for the current epoch, the log end; for an
+//     older one, the largest epoch at or below it and the offset the
+//     next epoch began at; for an unknown newer one, -1 and -1.
+//   - On one broker every partition has had one epoch, 0, since its
+//     creation, so epoch 0 (or any below it) ends at the high watermark.
+//   - A consumer asks the leader (NOT_LEADER_OR_FOLLOWER elsewhere); a
+//     follower (ReplicaID set, v3+) asks its leader before it fetches,
+//     to find where its log diverges. A CurrentLeaderEpoch above the
+//     leader's is UNKNOWN_LEADER_EPOCH, below it FENCED_LEADER_EPOCH.
 
 func init() { regKey(23, 0, 4, handleOffsetForLeaderEpoch) }
 
@@ -31,17 +39,37 @@ func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
 			p, err := t.Partition(rp.Partition)
+			if denied || err != nil {
+				switch {
+				case denied && req.ReplicaID >= 0:
+					sp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+				case denied:
+					sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				default:
+					sp.ErrorCode = codeOf(err)
+				}
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			leader, epoch := p.Leader()
+			current := rp.CurrentLeaderEpoch
+			if r.version < 2 {
+				current = -1
+			}
 			switch {
-			case denied && req.ReplicaID >= 0:
-				sp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
-			case denied:
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-			case err != nil:
-				sp.ErrorCode = codeOf(err)
-			case rp.CurrentLeaderEpoch > partition.LeaderEpoch:
+			case !leader:
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+			case current > epoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			case rp.LeaderEpoch <= partition.LeaderEpoch:
-				sp.LeaderEpoch, sp.EndOffset = partition.LeaderEpoch, p.HighWatermark()
+			case current >= 0 && current < epoch:
+				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			default:
+				e, end, err := p.EndOffsetForEpoch(rp.LeaderEpoch)
+				if err != nil {
+					sp.ErrorCode = codeOf(err)
+					break
+				}
+				sp.LeaderEpoch, sp.EndOffset = e, end
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}

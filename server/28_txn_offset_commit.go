@@ -79,6 +79,9 @@ func handleTxnOffsetCommit(s *Server, r *request) kmsg.Response {
 // txnOffsetCommit has the transaction coordinator check or add the
 // group's partition, then the group coordinator store the offsets.
 func (s *Server) txnOffsetCommit(r *request, req *kmsg.TxnOffsetCommitRequest) *kmsg.TxnOffsetCommitResponse {
+	if s.txn == nil {
+		return txnOffsetCommitError(req, kerr.CoordinatorNotAvailable.Code)
+	}
 	ctx := group.WithClientInfo(r.c.ctx, group.ClientInfo{ClientID: r.clientID, Host: "/" + r.c.remoteIP()})
 	guard := s.groups.BeginTxnOffsetCommit(req.Group, req.ProducerID)
 	tp := []txn.TopicPartition{{Topic: offsetsTopic, Partition: s.groups.Partition(req.Group)}}

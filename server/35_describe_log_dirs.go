@@ -12,8 +12,8 @@ import (
 )
 
 // DescribeLogDirs, v0-v5: the data directory with the size of each
-// partition (null topics: every topic), and (v4+) the file system's
-// total and usable bytes.
+// partition this broker holds a replica of (null topics: every topic),
+// and (v4+) the file system's total and usable bytes.
 
 func init() { regKey(35, 0, 5, handleDescribeLogDirs) }
 
@@ -37,7 +37,7 @@ func handleDescribeLogDirs(s *Server, r *request) kmsg.Response {
 		dt.Topic = t.Name()
 		for _, pi := range parts {
 			p, err := t.Partition(pi)
-			if errors.Is(err, meta.ErrUnknownTopicOrPartition) {
+			if errors.Is(err, meta.ErrUnknownTopicOrPartition) || errors.Is(err, meta.ErrNotReplica) {
 				continue
 			}
 			dp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()

@@ -7,10 +7,12 @@ import (
 	"github.com/ferrymq/ferry/auth"
 )
 
-// DescribeCluster, v0-v2: this broker, the cluster id, and this broker as
-// controller. Anyone may ask, as in Kafka (no ACL is checked); the
-// cluster's authorized operations are the principal's. v1+ EndpointType 2 (controllers) is answered the same way,
-// as one process plays both roles.
+// DescribeCluster, v0-v2: the brokers (this one on a single node; in a
+// cluster the registered, unfenced ones), the cluster id, and the
+// controller (the metadata quorum's leader). Anyone may ask, as in Kafka
+// (no ACL is checked); the cluster's authorized operations are the
+// principal's. v1+ EndpointType 2 (controllers) is answered the same way,
+// as every node plays both roles.
 
 func init() { regKey(60, 0, 2, handleDescribeCluster) }
 
@@ -21,16 +23,17 @@ func handleDescribeCluster(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
 		return resp
 	}
-	host, port := r.brokerHostPort()
 	resp.ClusterID = s.meta.ClusterID()
-	resp.ControllerID = s.cfg.NodeID
+	resp.ControllerID = s.controllerID()
 	resp.EndpointType = req.EndpointType
 	resp.ClusterAuthorizedOperations = -2147483648
 	if req.IncludeClusterAuthorizedOperations {
 		resp.ClusterAuthorizedOperations = r.authorizedOperations(auth.ResourceCluster, auth.ClusterName)
 	}
-	b := kmsg.NewDescribeClusterResponseBroker()
-	b.NodeID, b.Host, b.Port = s.cfg.NodeID, host, port
-	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
+	for _, mb := range s.metadataBrokers(r) {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID, b.Host, b.Port = mb.NodeID, mb.Host, mb.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	return resp
 }

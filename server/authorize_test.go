@@ -255,6 +255,21 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			return r
 		},
 		42: func() kmsg.Request { r := kmsg.NewPtrDeleteGroupsRequest(); r.Groups = []string{"g"}; return r },
+		43: func() kmsg.Request {
+			r := kmsg.NewPtrElectLeadersRequest()
+			r.Version = 2
+			r.Topics = []kmsg.ElectLeadersRequestTopic{{Topic: "t", Partitions: []int32{0}}}
+			return r
+		},
+		45: func() kmsg.Request {
+			r := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+			rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+			rt.Topic = "t"
+			rt.Partitions = []kmsg.AlterPartitionAssignmentsRequestTopicPartition{{Partition: 0, Replicas: []int32{0}}}
+			r.Topics = append(r.Topics, rt)
+			return r
+		},
+		46: func() kmsg.Request { return kmsg.NewPtrListPartitionReassignmentsRequest() },
 		44: func() kmsg.Request {
 			r := kmsg.NewPtrIncrementalAlterConfigsRequest()
 			rr := kmsg.NewIncrementalAlterConfigsRequestResource()

@@ -503,7 +503,7 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		return false
 	}
 	h := handlerFor(key)
-	if h == nil {
+	if h == nil || !c.s.served(key) {
 		c.logger.Warn("unknown API key; closing connection", "key", key, "version", version)
 		c.queue(&response{seq: seq, fatal: true})
 		return false
@@ -519,7 +519,7 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 	if version < h.min || version > h.max {
 		if key == 18 {
 			// KIP-511: answer in v0 with our ranges so the client retries.
-			c.queue(&response{seq: seq, buf: apiVersionsUnsupported(corr)})
+			c.queue(&response{seq: seq, buf: apiVersionsUnsupported(c.s, corr)})
 			return true
 		}
 		c.logger.Warn("unsupported API version; closing connection", "key", key, "api", kmsg.NameForKey(key), "version", version, "supported", fmt.Sprintf("%d-%d", h.min, h.max))

@@ -15,6 +15,15 @@
 // groups' own counters, at scrape time (metrics.go, Server.Collector).
 // Authentication and the ACL decisions themselves are in package auth.
 //
+// With controller.quorum.voters the broker is a node of a cluster
+// (cluster.go): its metadata log is package raftlog's, package cluster
+// runs its replicas, fetchers and (on the quorum's leader) the
+// controller, and the handlers answer as Kafka's do in a cluster:
+// NOT_LEADER_OR_FOLLOWER from a replica that does not lead, followers'
+// fetches (ReplicaID) read up to the log end and advance the leader's
+// high watermark, acks=all waits for the in-sync replicas, Metadata and
+// FindCoordinator name the leaders.
+//
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data
 // in package partition (server never reaches log or segment); the

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"errors"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/raftlog"
 )
 
 // errorCodes maps the sentinel errors of the layers below to the Kafka
@@ -16,6 +19,21 @@ var errorCodes = []struct {
 	err  error
 	code *kerr.Error
 }{
+	// A change of the replicated metadata log that did not commit in
+	// time (it may still commit): before meta.ErrStorage, which wraps it.
+	{raftlog.ErrTimeout, kerr.RequestTimedOut},
+	{raftlog.ErrClosed, kerr.NotController},
+	{context.DeadlineExceeded, kerr.RequestTimedOut},
+	{meta.ErrNotReplica, kerr.NotLeaderForPartition},
+	{partition.ErrNotLeader, kerr.NotLeaderForPartition},
+	{partition.ErrFencedEpoch, kerr.FencedLeaderEpoch},
+	{partition.ErrUnknownEpoch, kerr.UnknownLeaderEpoch},
+	{partition.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
+	{partition.ErrNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
+	{meta.ErrNoReassignment, kerr.NoReassignmentInProgress},
+	{cluster.ErrElectionNotNeeded, kerr.ElectionNotNeeded},
+	{cluster.ErrPreferredNotAvailable, kerr.PreferredLeaderNotAvailable},
+	{cluster.ErrNoEligibleLeader, kerr.EligibleLeadersNotAvailable},
 	{meta.ErrUnknownTopicOrPartition, kerr.UnknownTopicOrPartition},
 	{meta.ErrTopicExists, kerr.TopicAlreadyExists},
 	{meta.ErrInvalidTopic, kerr.InvalidTopicException},

@@ -31,6 +31,9 @@ const offsetsTopic = "__consumer_offsets"
 // coordinator, which replays it.
 func (s *Server) startGroups() error {
 	bs := s.settings()
+	if s.raft != nil {
+		return s.startClusterGroups()
+	}
 	t := s.meta.Topic(offsetsTopic)
 	if t == nil {
 		var err error
@@ -49,18 +52,32 @@ func (s *Server) startGroups() error {
 			return fmt.Errorf("server: create %s: %w", offsetsTopic, err)
 		}
 	}
+	c, err := s.newGroupCoordinator(coordstate.New[group.Record](offsetsTopic, t.Partition), t.NumPartitions(), false)
+	if err != nil {
+		return err
+	}
+	s.groups = c
+	return nil
+}
+
+// newGroupCoordinator starts the group coordinator on store, of n
+// partitions; with loadOnLead it loads only the partitions this broker
+// leads (a cluster).
+func (s *Server) newGroupCoordinator(store group.Store, n int32, loadOnLead bool) (*group.Coordinator, error) {
+	bs := s.settings()
 	ms := func(name string) time.Duration { return time.Duration(bs.int64(name)) * time.Millisecond }
 	delay := ms("group.initial.rebalance.delay.ms")
 	if delay == 0 {
 		delay = -1 // the coordinator reads 0 as "default"; Kafka's 0 means none
 	}
 	c, err := group.New(group.Config{
-		Store:                         coordstate.New[group.Record](offsetsTopic, t.Partition),
+		Store:                         store,
 		Topics:                        s.groupTopics,
 		OtherGroup:                    s.shareGroupExists,
 		Logger:                        s.logger,
 		NodeID:                        s.cfg.NodeID,
-		OffsetsTopicPartitions:        t.NumPartitions(),
+		OffsetsTopicPartitions:        n,
+		LoadOnLead:                    loadOnLead,
 		MinSessionTimeout:             ms("group.min.session.timeout.ms"),
 		MaxSessionTimeout:             ms("group.max.session.timeout.ms"),
 		InitialRebalanceDelay:         delay,
@@ -70,10 +87,9 @@ func (s *Server) startGroups() error {
 		ConsumerHeartbeatInterval:     ms("group.consumer.heartbeat.interval.ms"),
 	})
 	if err != nil {
-		return fmt.Errorf("server: start group coordinator: %w", err)
+		return nil, fmt.Errorf("server: start group coordinator: %w", err)
 	}
-	s.groups = c
-	return nil
+	return c, nil
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -143,6 +159,17 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			// INVALID_REQUEST.
 			msg := "coordinator key is empty"
 			return -1, "", -1, kerr.InvalidRequest.Code, &msg
+		}
+		if s.cluster != nil && req.CoordinatorType == 1 {
+			msg := errTxnUnavailable.Error()
+			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+		}
+		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
+			msg := "share groups are not served in a cluster yet"
+			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+		}
+		if s.cluster != nil {
+			return s.clusterCoordinator(key)
 		}
 		return s.cfg.NodeID, host, port, 0, nil
 	}

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/raftlog"
 	"github.com/ferrymq/ferry/share"
 	"github.com/ferrymq/ferry/txn"
 )
@@ -32,12 +34,20 @@ type Config struct {
 	// listener in Metadata, unless advertised.listeners names it.
 	// Default: see listener.go.
 	AdvertisedAddr string
+	// ControllerListen is where the controller listener (the metadata
+	// quorum's raft transport) binds when controller.quorum.voters is
+	// set. Default: this node's address in the voters.
+	ControllerListen string
 	// Logger receives the broker's log lines. nil discards them.
 	Logger *slog.Logger
 	// Props holds broker configs by their Kafka names (num.partitions,
 	// log.retention.ms, group.initial.rebalance.delay.ms, listeners,
 	// ssl.*, ...), as given on the command line or in a properties file.
 	Props map[string]string
+
+	// controllerListener, when set, is the controller listener to use
+	// (tests listen on free ports first).
+	controllerListener net.Listener
 
 	// testPartitionConfig, when set, adjusts the settings of every
 	// partition before it opens: fault-injection tests set
@@ -51,6 +61,8 @@ type Server struct {
 	logger *slog.Logger
 
 	meta     *meta.Store
+	raft     *raftlog.Log  // the replicated metadata log; nil on a single node
+	cluster  *cluster.Node // this node's part of the cluster; nil on a single node
 	sessions *fetchSessions
 	groups   *group.Coordinator
 	txn      *txn.Coordinator // transactions (txn.go)
@@ -110,8 +122,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
 	s.mu.listeners = map[net.Listener]*endpoint{}
 	s.mu.conns = map[*conn]struct{}{}
-	var err error
-	s.meta, err = meta.Open(meta.Config{
+	err := s.openMeta(meta.Config{
 		DataDir:         cfg.DataDir,
 		NodeID:          cfg.NodeID,
 		Props:           cfg.Props,
@@ -146,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
+	s.startCluster()
 	n := 0
 	topics := s.meta.Topics()
 	for _, t := range topics {
@@ -205,6 +217,7 @@ func (s *Server) closeStorage() error {
 	if err := s.stopTxn(); err != nil {
 		errs = append(errs, err)
 	}
+	s.closeCluster()
 	if err := s.stopGroups(); err != nil {
 		errs = append(errs, err)
 	}

@@ -87,7 +87,9 @@ func init() {
 			{name: "set", summary: "set (-set k=v) or remove (-delete k) quotas of a user and/or client id", run: runQuotaSet, flags: flagsOnly(quotaSetFlags)},
 			{name: "list", summary: "every quota set", run: runQuotaList, flags: flagsOnly(quotaListFlags)},
 		}},
-
+		{name: "dev", summary: "development helpers", sub: []*command{
+			{name: "cluster", summary: "run a cluster of -nodes local brokers (replicated partitions, failover)", run: runDevCluster, flags: flagsOnly(devClusterFlags)},
+		}},
 		{name: "health", summary: "is a broker up (/healthz) and serving (/readyz)? reads its admin listener", run: runHealth, flags: flagsOnly(healthFlags)},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: runCompletion},
 		{name: "help", args: "[COMMAND...]", summary: "show help", run: runHelp},

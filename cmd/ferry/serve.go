@@ -39,6 +39,7 @@ func (kv kvFlags) Set(s string) error {
 
 type serveOptions struct {
 	listen, dataDir, advertised string
+	controllerListen            string
 	nodeID                      int
 	logFormat, logLevel         string
 	props                       kvFlags
@@ -56,6 +57,7 @@ func serveFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.dataDir, "data-dir", "./data", "data directory")
 	fs.StringVar(&o.advertised, "advertised-addr", "", "host:port given to clients (default: the listen address)")
 	fs.IntVar(&o.nodeID, "node-id", 0, "node id (node.id)")
+	fs.StringVar(&o.controllerListen, "controller-listen", "", "with -c controller.quorum.voters: address of the controller listener (default: this node's address in the voters)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Var(o.props, "c", "broker config by its Kafka name, key=value (repeatable), e.g. -c num.partitions=3")
@@ -154,11 +156,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	srv, err := server.New(server.Config{
-		DataDir:        o.dataDir,
-		NodeID:         int32(nodeID),
-		AdvertisedAddr: o.advertised,
-		Logger:         logger,
-		Props:          props,
+		DataDir:          o.dataDir,
+		NodeID:           int32(nodeID),
+		AdvertisedAddr:   o.advertised,
+		ControllerListen: o.controllerListen,
+		Logger:           logger,
+		Props:            props,
 	})
 	if err != nil {
 		closeAll()

@@ -74,6 +74,18 @@ var rules = []rule{
 		transitive: true,
 	},
 	{
+		what:       "the replicated metadata log knows nothing above meta",
+		from:       []string{"raftlog"},
+		not:        []string{kmsg, kgo, m("server"), m("cluster"), m("group"), m("cmd/...")},
+		transitive: true,
+	},
+	{
+		what:       "a node's cluster work is below the wire protocol",
+		from:       []string{"cluster"},
+		not:        []string{m("server"), m("group"), m("log"), m("segment"), m("cmd/...")},
+		transitive: false,
+	},
+	{
 		what:       "bench is a Kafka client and never imports the broker",
 		from:       []string{"bench"},
 		not:        []string{m("server"), m("meta"), m("partition"), m("log"), m("segment")},

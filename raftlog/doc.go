@@ -1,0 +1,77 @@
+// Package raftlog is the metadata log of a cluster: a meta.Log whose
+// entries are replicated by go.etcd.io/raft (v3) across the voters named
+// by controller.quorum.voters. The consensus is the library's; this
+// package gives it durable storage, a transport and the driving loop, the
+// way etcd's raftexample does, and turns its committed entries into
+// meta.Entry values for the store.
+//
+// A proposal made on any node reaches the leader (raft forwards it) and
+// Propose returns once the entry is committed and applied on the node
+// that proposed it. A proposal raft loses (the leader changed while it
+// was in flight) is proposed again, with the same id, after two election
+// timeouts; an id applied recently is not applied again. The quorum's
+// leader is the cluster's controller (package cluster acts on it).
+//
+// # Entries
+//
+// A normal entry's data is JSON: {"id":u64,"records":[record...]}, each
+// record a meta.Record with its "type" (the same fields as the local
+// log's values). Conf-change entries are raft's own; membership is the
+// voter list given at the first start and does not change.
+//
+// # Disk
+//
+// <data>/__raft/ holds:
+//
+//	wal-<seq, 16 hex digits>     write-ahead log: records back to back
+//	snap-<index, 16 hex>.snap    a snapshot: crc32c u32 | raftpb.Snapshot
+//
+// A WAL record (big-endian):
+//
+//	length u32 | crc32c u32 | type u8 | data
+//
+// length and the CRC-32C cover type and data; type 1 is a raftpb.Entry,
+// type 2 a raftpb.HardState (both protobuf). Entries and the hard state of
+// each Ready are appended and fdatasynced before any message of that
+// Ready is sent, as raft requires. At open, the newest snapshot that
+// decodes is loaded, then every WAL file in order: a later entry replaces
+// those at and after its index (an uncommitted tail a new leader
+// overwrote); a torn record at the end of the newest file is cut off;
+// anything else that does not decode is an error and nothing is removed.
+//
+// # Snapshots
+//
+// Once SnapshotEntries entries are applied since the last snapshot, the
+// image (meta.Store's, as records) is taken at the applied index and
+// written durably; the in-memory log keeps a tenth of that behind it for
+// followers a little behind, and the WAL is rewritten as a new file (hard
+// state and the entries after the snapshot) made durable before the older
+// files and all but the two newest snapshots are removed. A follower too
+// far behind receives the leader's snapshot, which replaces its image.
+// Snapshot data is JSON: {"v":1,"records":[record...]}.
+//
+// # Transport
+//
+// Plain TCP on the controller listener (the address of this node in
+// controller.quorum.voters), not the Kafka listener: raft must run before
+// the broker serves (a node replays and catches up first), its traffic
+// stays out of the client request budgets and limits, and a quorum can
+// be firewalled apart from clients. Framing is in transport.go: a hello
+// naming the sender and the cluster id, then length-prefixed
+// raftpb.Message protobufs. Each node keeps one outgoing connection per
+// peer; a message that cannot be queued or written is dropped and raft is
+// told the peer is unreachable (raft retries).
+//
+// # Concurrency
+//
+// One goroutine (run) owns the raw node, the storage and the WAL; apply
+// is called from it, in log order. Propose, LeaderID, LastContact and
+// CaughtUp are safe from any goroutine. Close stops the goroutine and the
+// transport and waits for them.
+//
+// # Usage
+//
+//	voters, err := raftlog.ParseVoters("1@h1:9093,2@h2:9093,3@h3:9093")
+//	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 1, Voters: voters, ClusterID: id})
+//	st, err := meta.Open(meta.Config{DataDir: data, NodeID: 1, Log: l})
+package raftlog

@@ -1,0 +1,737 @@
+package raftlog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/ferrymq/ferry/meta"
+)
+
+var (
+	// ErrTimeout: a proposal was not committed in time. It may still be
+	// committed later.
+	ErrTimeout = errors.New("raftlog: proposal not committed in time")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("raftlog: closed")
+)
+
+// Voter is one member of the metadata quorum.
+type Voter struct {
+	// NodeID is the node's node.id.
+	NodeID int32
+	// Addr is the host:port of its controller listener.
+	Addr string
+}
+
+// ParseVoters parses controller.quorum.voters, Kafka's
+// "id@host:port,id@host:port" form.
+func ParseVoters(s string) ([]Voter, error) {
+	var out []Voter
+	seen := map[int32]bool{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(item, "@")
+		n, err := strconv.ParseInt(id, 10, 32)
+		if !ok || err != nil || n < 0 {
+			return nil, fmt.Errorf("controller.quorum.voters: %q is not id@host:port", item)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("controller.quorum.voters: %q: %v", item, err)
+		}
+		if seen[int32(n)] {
+			return nil, fmt.Errorf("controller.quorum.voters: node %d named twice", n)
+		}
+		seen[int32(n)] = true
+		out = append(out, Voter{NodeID: int32(n), Addr: addr})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("controller.quorum.voters is empty")
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out, nil
+}
+
+// Config configures a replicated metadata log.
+type Config struct {
+	// Dir holds the WAL and snapshots. Required.
+	Dir string
+	// NodeID is this node's node.id; it must be one of Voters.
+	NodeID int32
+	// Voters are the members of the quorum (controller.quorum.voters).
+	Voters []Voter
+	// ListenAddr is where the controller listener binds. Default: this
+	// node's address in Voters.
+	ListenAddr string
+	// Listener, if set, is used instead of listening on ListenAddr.
+	Listener net.Listener
+	// ClusterID must be the same on every node; a connection from
+	// another cluster is refused.
+	ClusterID string
+	// TickInterval is raft's clock. Default 100ms.
+	TickInterval time.Duration
+	// ElectionTimeout: a follower that hears from no leader this long
+	// starts an election (raft randomizes it up to twice this).
+	// Corresponds to controller.quorum.election.timeout.ms; default 1s.
+	ElectionTimeout time.Duration
+	// ProposeTimeout bounds Propose. Default 10s.
+	ProposeTimeout time.Duration
+	// SnapshotEntries: a snapshot is taken once this many entries were
+	// applied since the last one. Default 10,000.
+	SnapshotEntries uint64
+	// Logger receives the log's lines. nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ElectionTimeout <= 0 {
+		c.ElectionTimeout = time.Second
+	}
+	if c.ProposeTimeout <= 0 {
+		c.ProposeTimeout = 10 * time.Second
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = 10_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// raftID is the raft id of a node: raft reserves 0.
+func raftID(node int32) uint64 { return uint64(node) + 1 }
+
+// Log is a meta.Log replicated by go.etcd.io/raft across the voters of
+// controller.quorum.voters. See the package comment.
+type Log struct {
+	cfg     Config
+	logger  *slog.Logger
+	id      uint64
+	disk    *disk
+	storage *raft.MemoryStorage
+	rn      *raft.RawNode
+	tr      *transport
+
+	// Channels into the node's goroutine.
+	recvc    chan *pb.Message
+	propc    chan proposal
+	reportc  chan report
+	quit     chan struct{}
+	done     chan struct{}
+	started  atomic.Bool
+	closed   atomic.Bool
+	closeErr error
+
+	// initialCommit is the commit index found on disk; Replay returns
+	// once it is applied.
+	initialCommit uint64
+	replayed      chan struct{}
+	replayOnce    sync.Once
+
+	// Owned by the node's goroutine.
+	apply      func(meta.Entry) error
+	snapshotFn func() []meta.Record
+	applied    uint64
+	snapIndex  uint64
+	confState  *pb.ConfState
+	fatal      error
+
+	// recent holds the ids of the proposals applied last.
+	recent recentIDs
+
+	// waiters are the proposals waiting to be applied, by id.
+	waiters struct {
+		sync.Mutex
+		m map[uint64]chan error
+	}
+	// status, read by other goroutines.
+	leader     atomic.Uint64 // raft id of the leader, 0 if none known
+	appliedIdx atomic.Uint64
+	commitIdx  atomic.Uint64
+}
+
+type proposal struct {
+	data []byte
+	errc chan error
+}
+
+type report struct {
+	id   uint64
+	snap bool // a snapshot send finished (ok) or failed
+	ok   bool
+}
+
+// Open recovers the node's raft state from cfg.Dir and starts its
+// controller listener. Nothing is applied until Replay.
+func Open(cfg Config) (*Log, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Dir == "" {
+		return nil, errors.New("raftlog: Dir is required")
+	}
+	var self *Voter
+	addrs := map[uint64]string{}
+	for i := range cfg.Voters {
+		v := &cfg.Voters[i]
+		addrs[raftID(v.NodeID)] = v.Addr
+		if v.NodeID == cfg.NodeID {
+			self = v
+		}
+	}
+	if self == nil {
+		return nil, fmt.Errorf("raftlog: node.id %d is not in controller.quorum.voters", cfg.NodeID)
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = self.Addr
+	}
+	l := &Log{
+		cfg:      cfg,
+		logger:   cfg.Logger.With("component", "raft"),
+		id:       raftID(cfg.NodeID),
+		storage:  raft.NewMemoryStorage(),
+		recvc:    make(chan *pb.Message, 4096),
+		propc:    make(chan proposal, 256),
+		reportc:  make(chan report, 256),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		replayed: make(chan struct{}),
+	}
+	l.waiters.m = map[uint64]chan error{}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			return nil, fmt.Errorf("raftlog: controller listener: %w", err)
+		}
+	}
+	l.tr = newTransport(l.id, cfg.ClusterID, ln, addrs, l.logger)
+	l.tr.recv = func(m *pb.Message) {
+		select {
+		case l.recvc <- m:
+		case <-l.quit:
+		}
+	}
+	l.tr.unreachable = func(id uint64) {
+		select {
+		case l.reportc <- report{id: id}:
+		default:
+		}
+	}
+	l.tr.snapDone = func(id uint64, ok bool) {
+		select {
+		case l.reportc <- report{id: id, snap: true, ok: ok}:
+		case <-l.quit:
+		}
+	}
+	return l, nil
+}
+
+// load recovers the node's raft state from its directory. Replay calls
+// it: by then meta.Store holds the data directory's lock, so no other
+// broker writes the WAL.
+func (l *Log) load() error {
+	cfg := l.cfg
+	d, ld, err := openDisk(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	l.disk = d
+	fresh := ld.snap == nil && ld.hard == nil && len(ld.entries) == 0
+	if ld.snap != nil {
+		if err := l.storage.ApplySnapshot(ld.snap); err != nil {
+			return err
+		}
+		l.snapIndex = ld.snap.GetMetadata().GetIndex()
+		l.applied = l.snapIndex
+		l.confState = ld.snap.GetMetadata().GetConfState()
+	}
+	if ld.hard != nil {
+		l.storage.SetHardState(ld.hard)
+		l.initialCommit = ld.hard.GetCommit()
+	}
+	if err := l.storage.Append(ld.entries); err != nil {
+		return err
+	}
+	ticks := int(cfg.ElectionTimeout / cfg.TickInterval)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        l.id,
+		ElectionTick:              max(ticks, 2),
+		HeartbeatTick:             1,
+		Storage:                   l.storage,
+		Applied:                   l.applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 64 << 20,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{l.logger},
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if fresh {
+		peers := make([]raft.Peer, 0, len(cfg.Voters))
+		for _, v := range cfg.Voters {
+			peers = append(peers, raft.Peer{ID: raftID(v.NodeID)})
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return fmt.Errorf("raftlog: bootstrap: %w", err)
+		}
+	}
+	l.rn = rn
+	return nil
+}
+
+// Addr is the controller listener's address.
+func (l *Log) Addr() net.Addr { return l.tr.ln.Addr() }
+
+// SetSnapshotSource is called by meta.Store before Replay: fn returns the
+// image as records, consistent with the last entry applied.
+func (l *Log) SetSnapshotSource(fn func() []meta.Record) { l.snapshotFn = fn }
+
+// Replay applies the snapshot and every entry committed on disk, starts
+// the node, and returns once they are applied; entries committed later
+// are applied as they commit, from the node's goroutine.
+func (l *Log) Replay(apply func(meta.Entry) error) error {
+	if l.started.Swap(true) {
+		return errors.New("raftlog: Replay called twice")
+	}
+	if err := l.load(); err != nil {
+		l.started.Store(false)
+		return err
+	}
+	l.apply = apply
+	if l.snapIndex > 0 {
+		snap, err := l.storage.Snapshot()
+		if err != nil {
+			return err
+		}
+		if err := l.restore(snap); err != nil {
+			return err
+		}
+	}
+	if l.applied >= l.initialCommit {
+		l.replayOnce.Do(func() { close(l.replayed) })
+	}
+	l.tr.start()
+	go l.run()
+	select {
+	case <-l.replayed:
+		return l.fatal
+	case <-l.done:
+		if l.fatal != nil {
+			return l.fatal
+		}
+		return ErrClosed
+	}
+}
+
+// snapshotData is the JSON of a snapshot's data.
+type snapshotData struct {
+	V       int          `json:"v"`
+	Records []wireRecord `json:"records"`
+}
+
+// wireRecord is a metadata record with its type, as entries and snapshots
+// hold it.
+type wireRecord struct {
+	Type meta.RecordType `json:"type"`
+	meta.Record
+}
+
+// entryData is the JSON of a normal entry's data.
+type entryData struct {
+	// ID names the proposal so that its proposer learns when it is
+	// applied; 0 for none.
+	ID      uint64       `json:"id"`
+	Records []wireRecord `json:"records"`
+}
+
+func toWire(recs []meta.Record) []wireRecord {
+	out := make([]wireRecord, len(recs))
+	for i := range recs {
+		recs[i].V = meta.FormatVersion
+		out[i] = wireRecord{Type: recs[i].Type, Record: recs[i]}
+	}
+	return out
+}
+
+func fromWire(ws []wireRecord) []meta.Record {
+	out := make([]meta.Record, len(ws))
+	for i := range ws {
+		out[i] = ws[i].Record
+		out[i].Type = ws[i].Type
+	}
+	return out
+}
+
+// restore hands a snapshot's image to the store.
+func (l *Log) restore(snap *pb.Snapshot) error {
+	var sd snapshotData
+	if len(snap.GetData()) > 0 {
+		if err := json.Unmarshal(snap.GetData(), &sd); err != nil {
+			return fmt.Errorf("%w: snapshot %d: %v", ErrCorrupt, snap.GetMetadata().GetIndex(), err)
+		}
+	}
+	if err := l.apply(meta.Entry{Offset: int64(snap.GetMetadata().GetIndex()), Snapshot: true, Records: fromWire(sd.Records)}); err != nil {
+		return err
+	}
+	l.applied = snap.GetMetadata().GetIndex()
+	l.confState = snap.GetMetadata().GetConfState()
+	l.appliedIdx.Store(l.applied)
+	return nil
+}
+
+// Propose appends recs as one entry through the quorum (a follower
+// forwards it to the leader) and returns once it is applied here.
+func (l *Log) Propose(recs []meta.Record) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	var idb [8]byte
+	rand.Read(idb[:])
+	id := binary.BigEndian.Uint64(idb[:]) | 1
+	data, err := json.Marshal(entryData{ID: id, Records: toWire(recs)})
+	if err != nil {
+		return err
+	}
+	applied := make(chan error, 1)
+	l.waiters.Lock()
+	l.waiters.m[id] = applied
+	l.waiters.Unlock()
+	defer func() {
+		l.waiters.Lock()
+		delete(l.waiters.m, id)
+		l.waiters.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.ProposeTimeout)
+	defer cancel()
+	// Raft may lose a proposal (a leader change while it is forwarded):
+	// one not applied within two election timeouts is proposed again
+	// with the same id, and applied once (applyEntry skips ids it has
+	// applied recently).
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case err := <-applied:
+			return err
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ErrTimeout
+		case <-retry.C:
+		}
+		p := proposal{data: data, errc: make(chan error, 1)}
+		select {
+		case l.propc <- p:
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ErrTimeout
+		}
+		var perr error
+		select {
+		case perr = <-p.errc:
+		case <-l.done:
+			return ErrClosed
+		}
+		switch {
+		case perr == nil:
+			retry.Reset(2 * l.cfg.ElectionTimeout)
+		case errors.Is(perr, raft.ErrProposalDropped):
+			// No leader yet (an election is running).
+			retry.Reset(l.cfg.TickInterval)
+		default:
+			return perr
+		}
+	}
+}
+
+// Close stops the node and its transport, and closes the WAL.
+func (l *Log) Close() error {
+	if l.closed.Swap(true) {
+		return l.closeErr
+	}
+	close(l.quit)
+	if l.started.Load() {
+		<-l.done
+	}
+	l.tr.stop()
+	if l.disk != nil {
+		l.closeErr = l.disk.close()
+	}
+	return l.closeErr
+}
+
+// LeaderID is the node.id of the quorum's leader (the controller), or -1
+// when none is known.
+func (l *Log) LeaderID() int32 {
+	id := l.leader.Load()
+	if id == 0 {
+		return -1
+	}
+	return int32(id - 1)
+}
+
+// IsLeader reports whether this node leads the quorum.
+func (l *Log) IsLeader() bool { return l.leader.Load() == l.id }
+
+// LastContact is when a message from node was last received (zero if
+// never). The leader hears from every live voter each heartbeat.
+func (l *Log) LastContact(node int32) time.Time { return l.tr.lastContact(raftID(node)) }
+
+// Voters returns the quorum's members.
+func (l *Log) Voters() []Voter { return l.cfg.Voters }
+
+// CaughtUp reports whether this node knows a leader and has applied
+// everything known committed.
+func (l *Log) CaughtUp() bool {
+	return l.leader.Load() != 0 && l.appliedIdx.Load() >= l.commitIdx.Load()
+}
+
+// run is the node's goroutine: it ticks raft, steps messages, proposes,
+// and handles each Ready: persist, send, apply, snapshot.
+func (l *Log) run() {
+	defer close(l.done)
+	ticker := time.NewTicker(l.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return
+		case <-ticker.C:
+			l.rn.Tick()
+		case m := <-l.recvc:
+			l.rn.Step(m)
+		case p := <-l.propc:
+			p.errc <- l.rn.Propose(p.data)
+		case r := <-l.reportc:
+			if r.snap {
+				st := raft.SnapshotFinish
+				if !r.ok {
+					st = raft.SnapshotFailure
+				}
+				l.rn.ReportSnapshot(r.id, st)
+			} else {
+				l.rn.ReportUnreachable(r.id)
+			}
+		}
+		for l.rn.HasReady() {
+			if err := l.handleReady(l.rn.Ready()); err != nil {
+				l.fatal = err
+				l.logger.Error("metadata log stopped", "err", err)
+				l.failWaiters(err)
+				return
+			}
+		}
+	}
+}
+
+func (l *Log) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		old := l.leader.Swap(rd.SoftState.Lead)
+		if old != rd.SoftState.Lead {
+			l.logger.Info("metadata quorum leader", "controller", int64(rd.SoftState.Lead)-1, "state", rd.SoftState.RaftState.String())
+		}
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := l.disk.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		if err := l.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := l.disk.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+		return err
+	}
+	if rd.HardState != nil {
+		l.storage.SetHardState(rd.HardState)
+		l.commitIdx.Store(rd.HardState.GetCommit())
+	}
+	if err := l.storage.Append(rd.Entries); err != nil {
+		return err
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		idx := rd.Snapshot.GetMetadata().GetIndex()
+		l.snapIndex = idx
+		if err := l.compactDisk(idx); err != nil {
+			return err
+		}
+		if err := l.restore(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	for _, m := range rd.Messages {
+		l.tr.send(m)
+	}
+	for _, e := range rd.CommittedEntries {
+		if err := l.applyEntry(e); err != nil {
+			return err
+		}
+	}
+	if len(rd.CommittedEntries) > 0 {
+		l.appliedIdx.Store(l.applied)
+		if l.applied >= l.initialCommit {
+			l.replayOnce.Do(func() { close(l.replayed) })
+		}
+		if err := l.maybeSnapshot(); err != nil {
+			return err
+		}
+	}
+	l.rn.Advance(rd)
+	return nil
+}
+
+func (l *Log) applyEntry(e *pb.Entry) error {
+	idx := e.GetIndex()
+	if idx <= l.applied {
+		return nil
+	}
+	switch e.GetType() {
+	case pb.EntryType_EntryNormal:
+		if len(e.GetData()) == 0 {
+			break // a new leader's empty entry
+		}
+		var ed entryData
+		if err := json.Unmarshal(e.GetData(), &ed); err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
+		}
+		if ed.ID != 0 && l.recent.seen(ed.ID) {
+			break // a proposal retried after it was committed
+		}
+		err := l.apply(meta.Entry{Offset: int64(idx), Records: fromWire(ed.Records)})
+		if err != nil {
+			return fmt.Errorf("raftlog: apply entry %d: %w", idx, err)
+		}
+		if ed.ID != 0 {
+			l.waiters.Lock()
+			if ch := l.waiters.m[ed.ID]; ch != nil {
+				select {
+				case ch <- nil:
+				default:
+				}
+			}
+			l.waiters.Unlock()
+		}
+	case pb.EntryType_EntryConfChange:
+		var cc pb.ConfChange
+		if err := unmarshal(e.GetData(), &cc); err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
+		}
+		l.confState = l.rn.ApplyConfChange(&cc)
+	case pb.EntryType_EntryConfChangeV2:
+		var cc pb.ConfChangeV2
+		if err := unmarshal(e.GetData(), &cc); err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
+		}
+		l.confState = l.rn.ApplyConfChange(&cc)
+	}
+	l.applied = idx
+	return nil
+}
+
+// maybeSnapshot takes a snapshot of the image once SnapshotEntries were
+// applied since the last one, and compacts the log and the WAL behind it.
+func (l *Log) maybeSnapshot() error {
+	if l.snapshotFn == nil || l.applied-l.snapIndex < l.cfg.SnapshotEntries {
+		return nil
+	}
+	data, err := json.Marshal(snapshotData{V: meta.FormatVersion, Records: toWire(l.snapshotFn())})
+	if err != nil {
+		return err
+	}
+	snap, err := l.storage.CreateSnapshot(l.applied, l.confState, data)
+	if err != nil {
+		return err
+	}
+	if err := l.disk.saveSnapshot(snap); err != nil {
+		return err
+	}
+	// Keep some entries behind the snapshot so that a follower a little
+	// behind catches up from the log, not a snapshot.
+	keep := l.cfg.SnapshotEntries / 10
+	if l.applied > keep {
+		if err := l.storage.Compact(l.applied - keep); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return err
+		}
+	}
+	l.snapIndex = l.applied
+	l.logger.Info("metadata snapshot", "index", l.applied, "bytes", len(data))
+	return l.compactDisk(l.applied)
+}
+
+// compactDisk rewrites the WAL as the hard state and the entries still in
+// memory after a snapshot at index.
+func (l *Log) compactDisk(index uint64) error {
+	hs, _, err := l.storage.InitialState()
+	if err != nil {
+		return err
+	}
+	first, _ := l.storage.FirstIndex()
+	last, _ := l.storage.LastIndex()
+	var ents []*pb.Entry
+	if last >= first {
+		if ents, err = l.storage.Entries(first, last+1, 1<<62); err != nil {
+			return err
+		}
+	}
+	return l.disk.compact(index, hs, ents)
+}
+
+func (l *Log) failWaiters(err error) {
+	l.waiters.Lock()
+	defer l.waiters.Unlock()
+	for _, ch := range l.waiters.m {
+		select {
+		case ch <- err:
+		default:
+		}
+	}
+}
+
+// recentIDs remembers the last proposal ids applied, to apply a retried
+// proposal once.
+type recentIDs struct {
+	set  map[uint64]struct{}
+	ring [4096]uint64
+	next int
+}
+
+// seen reports whether id was applied recently, and remembers it.
+func (r *recentIDs) seen(id uint64) bool {
+	if r.set == nil {
+		r.set = make(map[uint64]struct{}, len(r.ring))
+	}
+	if _, ok := r.set[id]; ok {
+		return true
+	}
+	if old := r.ring[r.next]; old != 0 {
+		delete(r.set, old)
+	}
+	r.ring[r.next] = id
+	r.next = (r.next + 1) % len(r.ring)
+	r.set[id] = struct{}{}
+	return false
+}

@@ -1,0 +1,238 @@
+package raftlog
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/ferrymq/ferry/meta"
+)
+
+// machine is a test state machine: the topic names applied, in order.
+type machine struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (m *machine) apply(e meta.Entry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.Snapshot {
+		m.names = nil
+	}
+	for _, r := range e.Records {
+		m.names = append(m.names, r.Topic)
+	}
+	return nil
+}
+
+func (m *machine) snapshot() []meta.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]meta.Record, len(m.names))
+	for i, n := range m.names {
+		out[i] = meta.Record{Type: meta.TypeTopic, Topic: n}
+	}
+	return out
+}
+
+func (m *machine) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.names)
+}
+
+type testCluster struct {
+	t      *testing.T
+	dirs   []string
+	voters []Voter
+	logs   []*Log
+	ms     []*machine
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	c := &testCluster{t: t, logs: make([]*Log, n), ms: make([]*machine, n)}
+	var lns []net.Listener
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		c.voters = append(c.voters, Voter{NodeID: int32(i), Addr: ln.Addr().String()})
+		c.dirs = append(c.dirs, filepath.Join(t.TempDir(), "raft"))
+	}
+	for i := range n {
+		c.start(i, lns[i])
+	}
+	t.Cleanup(func() {
+		for _, l := range c.logs {
+			if l != nil {
+				l.Close()
+			}
+		}
+	})
+	return c
+}
+
+func (c *testCluster) start(i int, ln net.Listener) {
+	c.t.Helper()
+	if ln == nil {
+		var err error
+		for range 50 {
+			if ln, err = net.Listen("tcp", c.voters[i].Addr); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	l, err := Open(Config{Dir: c.dirs[i], NodeID: int32(i), Voters: c.voters, Listener: ln, ClusterID: "test", TickInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, SnapshotEntries: 8})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m := &machine{}
+	l.SetSnapshotSource(m.snapshot)
+	done := make(chan error, 1)
+	go func() { done <- l.Replay(m.apply) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("replay did not return")
+	}
+	c.logs[i], c.ms[i] = l, m
+}
+
+func (c *testCluster) stop(i int) {
+	if err := c.logs[i].Close(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.logs[i] = nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReplicatedLog(t *testing.T) {
+	c := newTestCluster(t, 3)
+	waitFor(t, "a leader", func() bool { return c.logs[0].LeaderID() >= 0 })
+	// Proposals from every node, the leader's and followers' alike.
+	for i := range 12 {
+		if err := c.logs[i%3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("t", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		waitFor(t, "every entry applied", func() bool { return c.ms[i].len() == 12 })
+	}
+	// A node that was down catches up; with entries compacted behind
+	// snapshots it gets a snapshot.
+	c.stop(2)
+	for i := range 30 {
+		if err := c.logs[i%2].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("u", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(2, nil)
+	waitFor(t, "the restarted node caught up", func() bool { return c.ms[2].len() == 42 })
+	// Every node restarts from its own disk: snapshot and WAL.
+	for i := range 3 {
+		c.stop(i)
+	}
+	for i := range 3 {
+		c.start(i, nil)
+		if got := c.ms[i].len(); got != 42 {
+			t.Fatalf("node %d replayed %d records, want 42", i, got)
+		}
+	}
+	c.ms[0].mu.Lock()
+	first, last := c.ms[0].names[0], c.ms[0].names[41]
+	c.ms[0].mu.Unlock()
+	if first != "t0" || last != "u29" {
+		t.Fatalf("order: first %s last %s", first, last)
+	}
+	if err := c.logs[1].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: "after"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseVoters(t *testing.T) {
+	v, err := ParseVoters("2@b:9093, 1@a:9093")
+	if err != nil || len(v) != 2 || v[0].NodeID != 1 || v[1].Addr != "b:9093" {
+		t.Fatal(v, err)
+	}
+	for _, bad := range []string{"", "x@a:1", "1@a", "1@a:1,1@b:1", "-1@a:1"} {
+		if _, err := ParseVoters(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestDiskRecovery: a torn record at the end of the WAL is cut off and
+// the entries before it kept; a corrupt record in an older file is an
+// error, and nothing is removed.
+func TestDiskRecovery(t *testing.T) {
+	dir := t.TempDir()
+	d, _, err := openDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ents []*pb.Entry
+	for i := uint64(1); i <= 5; i++ {
+		ents = append(ents, &pb.Entry{Term: new(uint64(1)), Index: new(i), Data: []byte(fmt.Sprint("e", i))})
+	}
+	if err := d.save(&pb.HardState{Term: new(uint64(1)), Commit: new(uint64(5))}, ents, true); err != nil {
+		t.Fatal(err)
+	}
+	// A new leader overwrote entries 4 and 5.
+	if err := d.save(nil, []*pb.Entry{{Term: new(uint64(2)), Index: new(uint64(4)), Data: []byte("x4")}}, true); err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+	wal := filepath.Join(dir, walName(1))
+	f, err := os.OpenFile(wal, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0, 0, 0, 40, 1, 2}) // torn: a length and no body
+	f.Close()
+	d, ld, err := openDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+	if len(ld.entries) != 4 || string(ld.entries[3].GetData()) != "x4" || ld.hard.GetCommit() != 5 {
+		t.Fatalf("recovered %d entries, last %q, commit %d", len(ld.entries), ld.entries[len(ld.entries)-1].GetData(), ld.hard.GetCommit())
+	}
+	// A bit flipped in a file that is not the newest: an error.
+	b, _ := os.ReadFile(wal)
+	b[20] ^= 1
+	os.WriteFile(wal, b, 0o644)
+	os.WriteFile(filepath.Join(dir, walName(2)), nil, 0o644)
+	if _, _, err := openDisk(dir); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupt older WAL: %v", err)
+	}
+	if _, err := os.Stat(wal); err != nil {
+		t.Fatalf("the corrupt file was removed: %v", err)
+	}
+}

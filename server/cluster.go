@@ -1,0 +1,250 @@
+package server
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ferrymq/ferry/cluster"
+	"github.com/ferrymq/ferry/coordstate"
+	"github.com/ferrymq/ferry/group"
+	"github.com/ferrymq/ferry/meta"
+	"github.com/ferrymq/ferry/partition"
+	"github.com/ferrymq/ferry/raftlog"
+)
+
+// A broker is a node of a cluster when controller.quorum.voters is set:
+// its metadata log is replicated (package raftlog), its partitions are
+// replicas led by one broker each (package partition), and package
+// cluster runs its part (registration, roles, fetchers, the controller).
+// This file wires them; the handlers ask s.cluster what they need.
+
+// raftDir is the directory of the replicated metadata log.
+const raftDir = "__raft"
+
+// openMeta opens the metadata store: on the local log, or, with
+// controller.quorum.voters, on the replicated one.
+func (s *Server) openMeta(mc meta.Config) error {
+	voters := strings.TrimSpace(s.cfg.Props["controller.quorum.voters"])
+	if voters == "" {
+		var err error
+		s.meta, err = meta.Open(mc)
+		return err
+	}
+	if roles := s.cfg.Props["process.roles"]; roles != "" && !(strings.Contains(roles, "broker") && strings.Contains(roles, "controller")) {
+		return fmt.Errorf("process.roles %q: a node is both broker and controller (broker,controller)", roles)
+	}
+	vs, err := raftlog.ParseVoters(voters)
+	if err != nil {
+		return err
+	}
+	mc.ClusterID = meta.ClusterIDFromVoters(normalizeVoters(vs))
+	mc.Replicated = true
+	mc.Changed = s.clusterChanged
+	ms := func(name, def string) time.Duration {
+		v, ok := s.cfg.Props[name]
+		if !ok {
+			v = def
+		}
+		var n int64
+		fmt.Sscan(v, &n)
+		return time.Duration(n) * time.Millisecond
+	}
+	rl, err := raftlog.Open(raftlog.Config{
+		Dir:             filepath.Join(s.cfg.DataDir, raftDir),
+		NodeID:          s.cfg.NodeID,
+		Voters:          vs,
+		ListenAddr:      s.cfg.ControllerListen,
+		Listener:        s.cfg.controllerListener,
+		ClusterID:       mc.ClusterID,
+		ElectionTimeout: ms("controller.quorum.election.timeout.ms", "1000"),
+		Logger:          s.logger,
+	})
+	if err != nil {
+		return err
+	}
+	mc.Log = rl
+	if s.meta, err = meta.Open(mc); err != nil {
+		rl.Close()
+		return err
+	}
+	s.raft = rl
+	return nil
+}
+
+// startCluster starts this node's part in the cluster (after the group
+// coordinator, which follows the leadership of __consumer_offsets).
+func (s *Server) startCluster() {
+	if s.raft == nil {
+		return
+	}
+	bs := s.settings()
+	rl := s.raft
+	s.cluster = cluster.Start(cluster.Config{
+		Store:          s.meta,
+		Raft:           rl,
+		NodeID:         s.cfg.NodeID,
+		Advertised:     s.advertisedHostPort,
+		SessionTimeout: time.Duration(bs.int64("broker.session.timeout.ms")) * time.Millisecond,
+		LagMax:         time.Duration(bs.int64("replica.lag.time.max.ms")) * time.Millisecond,
+		FetchWait:      time.Duration(bs.int64("replica.fetch.wait.max.ms")) * time.Millisecond,
+		FetchMaxBytes:  int32(bs.int64("replica.fetch.max.bytes")),
+		Unclean: func(t *meta.Topic) bool {
+			v, _ := s.meta.Settings().TopicValue(t.Configs(), "unclean.leader.election.enable")
+			return v == "true"
+		},
+		LeadershipChanged: s.leadershipChanged,
+		Logger:            s.logger,
+	})
+	s.wg.Add(1)
+	go s.createOffsetsTopic()
+}
+
+// startClusterGroups starts the group coordinator of a cluster node: it
+// loads the partitions of __consumer_offsets this broker leads, as it
+// comes to lead them.
+func (s *Server) startClusterGroups() error {
+	n := int32(s.settings().int64("offsets.topic.num.partitions"))
+	if t := s.meta.Topic(offsetsTopic); t != nil {
+		n = t.NumPartitions()
+	}
+	part := func(p int32) (*partition.Partition, error) { return s.meta.Topic(offsetsTopic).Partition(p) }
+	c, err := s.newGroupCoordinator(coordstate.New[group.Record](offsetsTopic, part), n, true)
+	if err != nil {
+		return err
+	}
+	s.groups = c
+	return nil
+}
+
+// leadershipChanged is told by the cluster node of the partitions this
+// broker starts or stops leading: the group coordinator loads and
+// unloads those of __consumer_offsets.
+func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
+	if topic != offsetsTopic || s.groups == nil {
+		return
+	}
+	if !leading {
+		s.groups.Unload(p)
+		return
+	}
+	if err := s.groups.Load(p); err != nil {
+		s.logger.Error("loading group coordinator partition failed", "partition", p, "err", err)
+	}
+}
+
+// createOffsetsTopic creates __consumer_offsets once the cluster has a
+// controller and its brokers have registered (or after 10 s, with those
+// there are), with offsets.topic.replication.factor replicas at most.
+func (s *Server) createOffsetsTopic() {
+	defer s.wg.Done()
+	start := time.Now()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.meta.Topic(offsetsTopic) != nil {
+			return
+		}
+		if !s.raft.IsLeader() {
+			continue
+		}
+		live := 0
+		for _, b := range s.meta.Brokers() {
+			if !b.Fenced {
+				live++
+			}
+		}
+		bs := s.settings()
+		want := min(int(bs.int64("offsets.topic.replication.factor")), len(s.raft.Voters()))
+		if live == 0 || (live < want && time.Since(start) < 10*time.Second) {
+			continue
+		}
+		_, err := s.meta.CreateTopic(meta.NewTopic{
+			Name:              offsetsTopic,
+			Partitions:        int32(bs.int64("offsets.topic.num.partitions")),
+			ReplicationFactor: int16(min(want, live)),
+			Configs: map[string]*string{
+				"cleanup.policy":    ptr("compact"),
+				"segment.bytes":     ptr(strconv.FormatInt(bs.int64("offsets.topic.segment.bytes"), 10)),
+				"max.message.bytes": ptr("10485760"),
+			},
+			Internal: true,
+		})
+		if err != nil && codeOf(err) != kerr.TopicAlreadyExists.Code {
+			s.logger.Warn("creating __consumer_offsets failed; retrying", "err", err)
+		}
+	}
+}
+
+// normalizeVoters writes voters in one order and form, so that every
+// node derives the same cluster id however its list was spelled.
+func normalizeVoters(vs []raftlog.Voter) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%d@%s", v.NodeID, v.Addr)
+	}
+	return strings.Join(parts, ",")
+}
+
+// clusterChanged is meta's Changed callback: the metadata changed.
+func (s *Server) clusterChanged() {
+	if c := s.cluster; c != nil {
+		c.Kick()
+	}
+	s.topicsChanged()
+}
+
+// advertisedHostPort is the address of this broker's first listener, as
+// its clients are told, once it serves; the broker registers it.
+func (s *Server) advertisedHostPort() (string, int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ep := range s.mu.listeners {
+		if ep.l == s.listeners[0] {
+			return ep.host, ep.port
+		}
+	}
+	return "", 0
+}
+
+// controllerID is the cluster's controller: this broker on a single node.
+func (s *Server) controllerID() int32 {
+	if s.cluster == nil {
+		return s.cfg.NodeID
+	}
+	return s.cluster.ControllerID()
+}
+
+// closeCluster stops the node's cluster work before the storage closes.
+func (s *Server) closeCluster() {
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
+}
+
+// clusterCoordinator answers FindCoordinator for a group in a cluster:
+// the leader of the group's partition of __consumer_offsets, as Kafka.
+func (s *Server) clusterCoordinator(group string) (int32, string, int32, int16, *string) {
+	t := s.meta.Topic(offsetsTopic)
+	if t == nil || s.groups == nil {
+		msg := "the group coordinator is starting"
+		return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+	}
+	st := t.State(s.groups.Partition(group))
+	for _, b := range s.meta.Brokers() {
+		if b.ID == st.Leader && !b.Fenced && b.Host != "" {
+			return b.ID, b.Host, b.Port, 0, nil
+		}
+	}
+	msg := "the partition of the group has no leader"
+	return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+}
