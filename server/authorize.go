@@ -59,3 +59,17 @@ func (r *request) allowedAny(rt auth.ResourceType, op auth.Operation) bool {
 	az := r.c.s.authz
 	return az == nil || az.AuthorizeAny(r.principal, r.c.host, rt, op)
 }
+
+// splitAllowed splits items into those ok allows and the rest, keeping
+// their order: the topics or groups of a request the principal may act on,
+// and those answered with an authorization error.
+func splitAllowed[T any](items []T, ok func(T) bool) (kept, denied []T) {
+	for _, it := range items {
+		if ok(it) {
+			kept = append(kept, it)
+		} else {
+			denied = append(denied, it)
+		}
+	}
+	return kept, denied
+}

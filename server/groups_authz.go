@@ -92,14 +92,9 @@ func handleOffsetCommit(s *Server, r *request) kmsg.Response {
 	}
 	req := r.kreq.(*kmsg.OffsetCommitRequest)
 	groupOK := r.allowed(auth.ResourceGroup, req.Group, auth.OpRead)
-	var kept, denied []kmsg.OffsetCommitRequestTopic
-	for _, t := range req.Topics {
-		if groupOK && r.allowed(auth.ResourceTopic, s.topicName(t.Topic, t.TopicID), auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := splitAllowed(req.Topics, func(t kmsg.OffsetCommitRequestTopic) bool {
+		return groupOK && r.allowed(auth.ResourceTopic, s.topicName(t.Topic, t.TopicID), auth.OpRead)
+	})
 	refuse := func(resp *kmsg.OffsetCommitResponse) *kmsg.OffsetCommitResponse {
 		code := kerr.TopicAuthorizationFailed.Code
 		if !groupOK {
@@ -274,14 +269,9 @@ func handleDeleteGroups(s *Server, r *request) kmsg.Response {
 		return groupCall(s, r, s.deleteGroups)
 	}
 	req := r.kreq.(*kmsg.DeleteGroupsRequest)
-	var kept, denied []string
-	for _, g := range req.Groups {
-		if r.allowed(auth.ResourceGroup, g, auth.OpDelete) {
-			kept = append(kept, g)
-		} else {
-			denied = append(denied, g)
-		}
-	}
+	kept, denied := splitAllowed(req.Groups, func(g string) bool {
+		return r.allowed(auth.ResourceGroup, g, auth.OpDelete)
+	})
 	refuse := func(resp *kmsg.DeleteGroupsResponse) *kmsg.DeleteGroupsResponse {
 		for _, g := range denied {
 			rg := kmsg.NewDeleteGroupsResponseGroup()
@@ -310,14 +300,9 @@ func handleOffsetDelete(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
-	var kept, denied []kmsg.OffsetDeleteRequestTopic
-	for _, t := range req.Topics {
-		if r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := splitAllowed(req.Topics, func(t kmsg.OffsetDeleteRequestTopic) bool {
+		return r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead)
+	})
 	refuse := func(resp *kmsg.OffsetDeleteResponse) *kmsg.OffsetDeleteResponse {
 		for _, t := range denied {
 			rt := kmsg.NewOffsetDeleteResponseTopic()

@@ -126,14 +126,9 @@ func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	if s.authz == nil {
 		return shareCall(s, r, true, s.shares.AlterShareGroupOffsets)
 	}
-	var kept, denied []kmsg.AlterShareGroupOffsetsRequestTopic
-	for _, t := range req.Topics {
-		if r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := splitAllowed(req.Topics, func(t kmsg.AlterShareGroupOffsetsRequestTopic) bool {
+		return r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead)
+	})
 	allowed := *req
 	allowed.Topics = kept
 	ctx := r.c.ctx
@@ -169,14 +164,9 @@ func handleDeleteShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	if s.authz == nil {
 		return shareCall(s, r, true, s.shares.DeleteShareGroupOffsets)
 	}
-	var kept, denied []kmsg.DeleteShareGroupOffsetsRequestTopic
-	for _, t := range req.Topics {
-		if r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := splitAllowed(req.Topics, func(t kmsg.DeleteShareGroupOffsetsRequestTopic) bool {
+		return r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead)
+	})
 	allowed := *req
 	allowed.Topics = kept
 	ctx := r.c.ctx
