@@ -368,8 +368,12 @@ func newProcCluster(t *testing.T, n int, props ...string) *procCluster {
 			c.kill(nd)
 		}
 		if t.Failed() {
+			keep := os.Getenv("FERRY_FAULTS_LOGDIR") // keeps the whole logs there
 			for _, nd := range c.nodes {
 				b, _ := os.ReadFile(nd.log.Name())
+				if keep != "" {
+					os.WriteFile(filepath.Join(keep, fmt.Sprintf("node-%d.log", nd.id)), b, 0o644)
+				}
 				lines := strings.Split(string(b), "\n")
 				if len(lines) > 40 {
 					lines = lines[len(lines)-40:]

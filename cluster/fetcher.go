@@ -21,7 +21,8 @@ import (
 // from the leader's: OffsetForLeaderEpoch for its newest epoch answers
 // where the leader's log of that epoch ends (KIP-101, KIP-279). Fetched
 // batches are appended with their offsets and fdatasynced before the next
-// fetch, whose offset tells the leader they are durable here.
+// fetch, whose offset (the durable end of the log) tells the leader they
+// are durable here.
 type fetcher struct {
 	n      *Node
 	leader int32
@@ -37,6 +38,10 @@ type fetcher struct {
 		// interrupted: assign cut it short, as a partition was added.
 		inflight    *brokerConn
 		interrupted bool
+		// conn is the connection to the leader, which stop interrupts:
+		// a leader that does not answer (stopped, cut off) must not
+		// hold up the reconciliation that stops its fetcher.
+		conn *brokerConn
 	}
 }
 
@@ -85,7 +90,26 @@ func (f *fetcher) assign(parts map[partKey]*fetchPart) {
 
 func (f *fetcher) stop() {
 	close(f.quit)
+	f.mu.Lock()
+	if f.mu.conn != nil {
+		f.mu.conn.close() // a request in flight or the next one fails at once
+	}
+	f.mu.Unlock()
 	<-f.done
+}
+
+// setConn records the connection stop interrupts; it reports false if
+// the fetcher is stopping.
+func (f *fetcher) setConn(c *brokerConn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.conn = c
+	select {
+	case <-f.quit:
+		return c == nil
+	default:
+		return true
+	}
 }
 
 func (f *fetcher) snapshot() []*fetchPart {
@@ -111,6 +135,7 @@ func (f *fetcher) run() {
 	defer close(f.done)
 	var conn *brokerConn
 	defer func() {
+		f.setConn(nil)
 		if conn != nil {
 			conn.close()
 		}
@@ -138,6 +163,9 @@ func (f *fetcher) run() {
 				continue
 			}
 			conn = c
+			if !f.setConn(c) {
+				return
+			}
 		}
 		err := f.once(conn)
 		if errors.Is(err, errInterrupted) {
@@ -269,7 +297,10 @@ func (f *fetcher) truncate(conn *brokerConn, parts []*fetchPart) error {
 				}
 			}
 			if leo := fp.p.LogEndOffset(); end < leo {
-				got, err := fp.p.TruncateTo(end)
+				got, err := fp.p.TruncateTo(fp.epoch, end)
+				if errors.Is(err, partition.ErrNotFollower) {
+					continue // it leads or follows another now: not ours to cut
+				}
 				if err != nil {
 					return fmt.Errorf("truncate %s-%d to %d: %w", fp.topic, fp.partition, end, err)
 				}
@@ -304,7 +335,7 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart, wait time.Duration
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition = fp.partition
 		rp.CurrentLeaderEpoch = fp.epoch
-		rp.FetchOffset = fp.p.LogEndOffset()
+		rp.FetchOffset = fp.p.DurableEnd()
 		rp.LastFetchedEpoch = -1
 		rp.LogStartOffset = fp.p.LogStartOffset()
 		rp.PartitionMaxBytes = f.n.cfg.FetchMaxBytes
@@ -342,7 +373,12 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart, wait time.Duration
 			if fp == nil {
 				continue
 			}
-			if err := f.handle(fp, &rp); err != nil {
+			if err := f.handle(fp, &rp); errors.Is(err, partition.ErrNotFollower) {
+				// Its role changed while the fetch was out: the
+				// next assignment says what it does now.
+				f.n.logger.Debug("replica fetch answer dropped", "topic", fp.topic, "partition", fp.partition, "leader", f.leader, "err", err)
+				continue
+			} else if err != nil {
 				f.n.logger.Warn("replica fetch", "topic", fp.topic, "partition", fp.partition, "leader", f.leader, "err", err)
 				fp.failed = time.Now()
 				continue
@@ -360,7 +396,7 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart, wait time.Duration
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = fp.p.Sync()
+			errs[i] = fp.p.SyncLocal()
 		}()
 	}
 	wg.Wait()
@@ -374,7 +410,7 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart, wait time.Duration
 	for _, rt := range resp.Topics {
 		for _, rp := range rt.Partitions {
 			if fp := find[partKey{rt.Topic, rp.Partition}]; fp != nil && rp.ErrorCode == 0 {
-				fp.p.SetFollowerHW(rp.HighWatermark)
+				fp.p.SetFollowerHW(fp.epoch, rp.HighWatermark)
 			}
 		}
 	}
@@ -388,7 +424,7 @@ func (f *fetcher) handle(fp *fetchPart, rp *kmsg.FetchResponseTopicPartition) er
 		leo := fp.p.LogEndOffset()
 		if leo < rp.LogStartOffset {
 			f.n.logger.Info("replica below the leader's log start; starting over there", "topic", fp.topic, "partition", fp.partition, "log_end", leo, "leader_log_start", rp.LogStartOffset)
-			return fp.p.TruncateFullyAndStartAt(rp.LogStartOffset)
+			return fp.p.TruncateFullyAndStartAt(fp.epoch, rp.LogStartOffset)
 		}
 		fp.truncated = false // past the leader's end: find where we diverge
 		return nil
@@ -398,6 +434,6 @@ func (f *fetcher) handle(fp *fetchPart, rp *kmsg.FetchResponseTopicPartition) er
 	if len(rp.RecordBatches) == 0 {
 		return nil
 	}
-	_, err := fp.p.AppendReplica(rp.RecordBatches)
+	_, err := fp.p.AppendReplica(fp.epoch, rp.RecordBatches)
 	return err
 }

@@ -105,7 +105,9 @@
 // fetched before is fdatasynced), and SyncReplicated, the answer of an
 // acks=all produce, waits for it; a follower appends its leader's
 // batches with their offsets (AppendReplica) and cuts a tail its leader
-// does not have (TruncateTo). The leader epoch cache,
+// does not have (TruncateTo), both only while it follows at the epoch
+// its fetch was for (a late answer of an old leader must not touch the
+// log of a replica that leads now). The leader epoch cache,
 // leader-epoch-checkpoint in Kafka's format, records where each epoch
 // began and answers OffsetForLeaderEpoch (EndOffsetForEpoch). A
 // partition never given a role (a single broker) leads itself at epoch 0

@@ -260,6 +260,13 @@ func (p *Partition) HighWatermark() int64 {
 	return durable
 }
 
+// DurableEnd is the end of what is durable in this replica's log: a
+// follower fetches from it, which tells its leader it holds everything
+// below (a sync that failed leaves it behind the log end).
+func (p *Partition) DurableEnd() int64 {
+	return min(p.log.NextOffset(), max(p.log.DurableOffset(), p.log.LogStartOffset()))
+}
+
 // LogEndOffset is the offset the next record will get. Offsets from the
 // high watermark up to it are valid to fetch from but return nothing yet.
 func (p *Partition) LogEndOffset() int64 { return p.log.NextOffset() }
@@ -537,6 +544,11 @@ func (p *Partition) Sync() error {
 	defer cancel()
 	return p.SyncReplicated(ctx, epoch, p.log.NextOffset())
 }
+
+// SyncLocal returns once everything appended so far is durable in this
+// replica's log, whatever its role: a follower syncs what it fetched
+// before its next fetch tells the leader it holds it.
+func (p *Partition) SyncLocal() error { return p.log.Sync() }
 
 // Watch registers ch to receive a non-blocking send each time the high
 // watermark advances (records become durable, not when they are

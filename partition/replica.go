@@ -35,6 +35,10 @@ var (
 	// ErrUnknownEpoch: a request named a newer leader epoch than this
 	// replica knows (UNKNOWN_LEADER_EPOCH).
 	ErrUnknownEpoch = errors.New("partition: unknown leader epoch")
+	// ErrNotFollower: the replica no longer follows at the leader epoch
+	// a fetcher's answer was asked for (it leads now, or follows a newer
+	// leader): the answer must not touch its log.
+	ErrNotFollower = errors.New("partition: no longer a follower at this leader epoch")
 	// ErrNotEnoughReplicas: fewer replicas are in sync than
 	// min.insync.replicas (NOT_ENOUGH_REPLICAS).
 	ErrNotEnoughReplicas = errors.New("partition: not enough in-sync replicas")
@@ -454,15 +458,21 @@ func (p *Partition) LatestEpoch() int32 {
 	return ec.latest()
 }
 
-// AppendReplica appends batches a follower fetched from its leader,
-// keeping their offsets and leader epochs. Batches the log already holds
-// are skipped. It returns the new log end. The caller syncs (Sync)
-// before it fetches again, so that the offset it fetches from is durable.
-func (p *Partition) AppendReplica(records []byte) (int64, error) {
+// AppendReplica appends batches a follower fetched from its leader at
+// epoch, keeping their offsets and leader epochs. Batches the log already
+// holds are skipped. It returns the new log end. The caller syncs
+// (SyncLocal) before it fetches again, so that the offset it fetches
+// from is durable. It fails with ErrNotFollower, appending nothing, if
+// the replica no longer follows at epoch: an answer that arrives after a
+// change of leader belongs to a log this replica no longer has.
+func (p *Partition) AppendReplica(epoch int32, records []byte) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
 		return 0, ErrClosed
+	}
+	if err := p.checkFollowerLocked(epoch); err != nil {
+		return p.log.NextOffset(), err
 	}
 	ec, err := p.epochsLocked()
 	if err != nil {
@@ -548,12 +558,25 @@ func (p *Partition) replicaTxnLocked(batch []byte, h *record.Header, off int64) 
 	return nil
 }
 
-// SetFollowerHW records the leader's high watermark on a follower,
-// capped by what this replica holds.
-func (p *Partition) SetFollowerHW(hw int64) {
+// checkFollowerLocked refuses (ErrNotFollower) a change by a fetcher of
+// epoch unless the replica follows at that epoch. With p.mu held, the
+// role cannot change until the caller is done: BecomeLeader takes p.mu.
+func (p *Partition) checkFollowerLocked(epoch int32) error {
 	p.repl.Lock()
 	defer p.repl.Unlock()
-	if !p.repl.on || p.repl.leader {
+	if !p.repl.on || p.repl.leader || p.repl.epoch != epoch {
+		return fmt.Errorf("%w: the fetch was for epoch %d, the replica is at %d (leading: %v)", ErrNotFollower, epoch, p.repl.epoch, p.repl.leader)
+	}
+	return nil
+}
+
+// SetFollowerHW records the high watermark of the leader at epoch on a
+// follower, capped by what this replica holds; it does nothing unless
+// the replica follows at epoch.
+func (p *Partition) SetFollowerHW(epoch int32, hw int64) {
+	p.repl.Lock()
+	defer p.repl.Unlock()
+	if !p.repl.on || p.repl.leader || p.repl.epoch != epoch {
 		return
 	}
 	hw = min(hw, p.log.NextOffset())
@@ -562,16 +585,22 @@ func (p *Partition) SetFollowerHW(hw int64) {
 	}
 }
 
-// TruncateTo cuts the log back to end (see log.Log.TruncateTo) with the
-// epoch cache and the idempotent-producer state. It returns the new log
-// end.
-func (p *Partition) TruncateTo(end int64) (int64, error) {
+// TruncateTo cuts the log of a follower at epoch back to end (see
+// log.Log.TruncateTo) with the epoch cache and the idempotent-producer
+// state. It returns the new log end. It fails with ErrNotFollower,
+// cutting nothing, unless the replica follows at epoch: a leader's log
+// holds what it acknowledged, and an answer of its old leader that
+// arrives late must not cut it.
+func (p *Partition) TruncateTo(epoch int32, end int64) (int64, error) {
 	p.log.PauseCleaning() // before mu: a cleaning pass takes mu
 	defer p.log.ResumeCleaning()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
 		return 0, ErrClosed
+	}
+	if err := p.checkFollowerLocked(epoch); err != nil {
+		return p.log.NextOffset(), err
 	}
 	got, err := p.log.TruncateTo(end)
 	if err != nil {
@@ -580,15 +609,19 @@ func (p *Partition) TruncateTo(end int64) (int64, error) {
 	return got, p.afterTruncateLocked(got)
 }
 
-// TruncateFullyAndStartAt empties the log and restarts it at off (a
-// follower below its leader's log start).
-func (p *Partition) TruncateFullyAndStartAt(off int64) error {
+// TruncateFullyAndStartAt empties the log of a follower at epoch and
+// restarts it at off (a follower below its leader's log start); like
+// TruncateTo, only while the replica follows at epoch.
+func (p *Partition) TruncateFullyAndStartAt(epoch int32, off int64) error {
 	p.log.PauseCleaning()
 	defer p.log.ResumeCleaning()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
 		return ErrClosed
+	}
+	if err := p.checkFollowerLocked(epoch); err != nil {
+		return err
 	}
 	if err := p.log.TruncateFullyAndStartAt(off); err != nil {
 		return err

@@ -147,12 +147,12 @@ func TestReplicaFollowerTruncate(t *testing.T) {
 	if err := f.BecomeFollower(1, 3); err != nil {
 		t.Fatal(err)
 	}
-	end, err := f.AppendReplica(data)
+	end, err := f.AppendReplica(3, data)
 	if err != nil || end != 4 {
 		t.Fatal(end, err)
 	}
 	// Appending the same batches again changes nothing.
-	if end, err := f.AppendReplica(data); err != nil || end != 4 {
+	if end, err := f.AppendReplica(3, data); err != nil || end != 4 {
 		t.Fatal(end, err)
 	}
 	if e := f.LatestEpoch(); e != 3 {
@@ -161,7 +161,7 @@ func TestReplicaFollowerTruncate(t *testing.T) {
 	if e, off, _ := f.EndOffsetForEpoch(3); e != 3 || off != 4 {
 		t.Fatalf("end of epoch 3: %d, %d", e, off)
 	}
-	if got, err := f.TruncateTo(2); err != nil || got != 2 {
+	if got, err := f.TruncateTo(3, 2); err != nil || got != 2 {
 		t.Fatal(got, err)
 	}
 	// As leader at a new epoch the producer continues at sequence 2:
@@ -179,7 +179,28 @@ func TestReplicaFollowerTruncate(t *testing.T) {
 	if e, off, _ := f.EndOffsetForEpoch(3); e != 3 || off != 2 {
 		t.Fatalf("end of epoch 3 after the new epoch began at 2: %d, %d", e, off)
 	}
-	if err := f.TruncateFullyAndStartAt(100); err != nil {
+	// A late answer of the old leader (epoch 3) touches nothing now that
+	// the replica leads: its log holds what it acknowledged.
+	end = f.LogEndOffset()
+	if _, err := f.TruncateTo(3, 1); !errors.Is(err, ErrNotFollower) {
+		t.Fatalf("truncating a leader for an old epoch's fetch: %v", err)
+	}
+	if _, err := f.AppendReplica(3, data); !errors.Is(err, ErrNotFollower) {
+		t.Fatalf("appending a late fetch to a leader: %v", err)
+	}
+	if err := f.TruncateFullyAndStartAt(4, 100); !errors.Is(err, ErrNotFollower) {
+		t.Fatalf("emptying a leader: %v", err)
+	}
+	if got := f.LogEndOffset(); got != end {
+		t.Fatalf("the leader's log end moved from %d to %d", end, got)
+	}
+	if err := f.BecomeFollower(1, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.TruncateTo(4, 1); !errors.Is(err, ErrNotFollower) {
+		t.Fatalf("truncating a follower of epoch 5 for a fetch of epoch 4: %v", err)
+	}
+	if err := f.TruncateFullyAndStartAt(5, 100); err != nil {
 		t.Fatal(err)
 	}
 	if f.LogStartOffset() != 100 || f.LogEndOffset() != 100 {
@@ -215,12 +236,12 @@ func TestReplicaTransactions(t *testing.T) {
 	if err := f.BecomeFollower(1, 1); err != nil {
 		t.Fatal(err)
 	}
-	end, err := f.AppendReplica(data)
+	end, err := f.AppendReplica(1, data)
 	if err != nil || end != leader.LogEndOffset() {
 		t.Fatal(end, err)
 	}
 	syncP(t, f)
-	f.SetFollowerHW(end)
+	f.SetFollowerHW(1, end)
 	want := aborted(t, leader, 0, end)
 	if got := aborted(t, f, 0, end); len(want) != 1 || !slices.Equal(got, want) {
 		t.Fatalf("follower's aborted transactions %+v, the leader's %+v", got, want)
@@ -230,7 +251,7 @@ func TestReplicaTransactions(t *testing.T) {
 	}
 	// The cut removes the commit marker: producer 6's transaction is
 	// open again; the abort marker's entry is rebuilt.
-	if got, err := f.TruncateTo(commitAt); err != nil || got != commitAt {
+	if got, err := f.TruncateTo(1, commitAt); err != nil || got != commitAt {
 		t.Fatal(got, err)
 	}
 	if got := aborted(t, f, 0, commitAt); len(got) != 1 || got[0].LastOffset != abortAt {

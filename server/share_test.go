@@ -529,8 +529,9 @@ func TestShareDelays(t *testing.T) {
 	ctx := testCtx(t)
 	newShareTopic(t, b, "later", 1, "g")
 	prod := b.client(kgo.ProducerLinger(0))
-	at := time.Now().Add(1500 * time.Millisecond)
-	atRestart := time.Now().Add(4 * time.Second)
+	// The header carries milliseconds: compare with the instant it names.
+	at := time.UnixMilli(time.Now().Add(1500 * time.Millisecond).UnixMilli())
+	atRestart := time.UnixMilli(time.Now().Add(4 * time.Second).UnixMilli())
 	recs := []*kgo.Record{
 		{Topic: "later", Value: []byte("now")},
 		{Topic: "later", Value: []byte("later"), Headers: []kgo.RecordHeader{{Key: "ferry-deliver-at", Value: []byte(fmt.Sprint(at.UnixMilli()))}}},
