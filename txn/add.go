@@ -166,7 +166,10 @@ func (c *Coordinator) addPartitions(id string, pid int64, epoch int16, tps []Top
 	if id == "" {
 		return kerr.InvalidRequest
 	}
-	e := c.lockEntry(id)
+	e, err := c.lockEntry(id)
+	if err != nil {
+		return err
+	}
 	if e == nil {
 		return kerr.InvalidProducerIDMapping
 	}
@@ -202,7 +205,11 @@ func (c *Coordinator) verify(id string, pid int64, epoch int16, tps []TopicParti
 		all(kerr.InvalidRequest)
 		return
 	}
-	e := c.lockEntry(id)
+	e, err := c.lockEntry(id)
+	if err != nil {
+		all(err)
+		return
+	}
 	if e == nil {
 		all(kerr.InvalidProducerIDMapping)
 		return

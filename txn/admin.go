@@ -37,7 +37,11 @@ func (c *Coordinator) DescribeTransactions(ctx context.Context, req *kmsg.Descri
 }
 
 func (c *Coordinator) describe(id string, st *kmsg.DescribeTransactionsResponseTransactionState) {
-	e := c.lockEntry(id)
+	e, err := c.lockEntry(id)
+	if err != nil {
+		st.ErrorCode = err.Code
+		return
+	}
 	if e == nil {
 		st.ErrorCode = kerr.TransactionalIDNotFound.Code
 		return
@@ -98,7 +102,7 @@ func (c *Coordinator) ListTransactions(ctx context.Context, req *kmsg.ListTransa
 	for _, e := range c.entries() {
 		e.mu.Lock()
 		m := e.m
-		dead := e.dead
+		dead := e.goneLocked()
 		e.mu.Unlock()
 		switch {
 		case dead:

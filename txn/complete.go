@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -20,7 +21,8 @@ func (c *Coordinator) startCompletionLocked(e *entry) *completion {
 		TransactionalID: e.id,
 		ProducerID:      e.m.producerID,
 		ProducerEpoch:   e.m.epoch,
-		Commit:          e.m.state == statePrepareCommit,
+		Commit:           e.m.state == statePrepareCommit,
+		CoordinatorEpoch: e.load.epoch,
 	}
 	parts := slices.Clone(e.m.partitions)
 	if !c.enter() {
@@ -30,6 +32,10 @@ func (c *Coordinator) startCompletionLocked(e *entry) *completion {
 	go c.complete(e, comp, m, parts)
 	return comp
 }
+
+// The markers of a transaction are written until they all are, or the
+// load of its partition ends (Unload, Close): the coordinator that loads
+// the partition next finds the transaction prepared and writes them.
 
 // complete writes the markers of parts, retrying the failed ones with
 // backoff, then the Complete record of e. It gives up only when the
@@ -45,15 +51,19 @@ func (c *Coordinator) complete(e *entry, comp *completion, m Marker, parts []Top
 	}
 	defer endFirstRound()
 	backoff := c.cfg.retryBackoff
+	ctx := e.load.ctx
 	for {
-		parts = c.writeMarkers(parts, m)
+		parts = c.writeMarkers(ctx, parts, m)
+		if ctx.Err() != nil {
+			return
+		}
 		if len(parts) == 0 && c.writeComplete(e, comp) {
 			return
 		}
 		endFirstRound()
 		t := time.NewTimer(backoff)
 		select {
-		case <-c.quit:
+		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -64,17 +74,17 @@ func (c *Coordinator) complete(e *entry, comp *completion, m Marker, parts []Top
 
 // writeMarkers writes m to every partition of parts, several at once, and
 // returns those that failed.
-func (c *Coordinator) writeMarkers(parts []TopicPartition, m Marker) []TopicPartition {
+func (c *Coordinator) writeMarkers(ctx context.Context, parts []TopicPartition, m Marker) []TopicPartition {
 	failed := make([]bool, len(parts))
 	write := func(i int) {
-		err := c.markers.WriteMarker(c.ctx, parts[i], m)
+		err := c.markers.WriteMarker(ctx, parts[i], m)
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrUnknownPartition):
 			c.log.Info("no marker needed for a partition that no longer exists", "transactional_id", m.TransactionalID, "partition", parts[i].String())
 		default:
 			failed[i] = true
-			if c.ctx.Err() == nil {
+			if ctx.Err() == nil {
 				c.log.Warn("writing a transaction marker; retrying", "transactional_id", m.TransactionalID, "partition", parts[i].String(), "commit", m.Commit, "err", err)
 			}
 		}
@@ -103,10 +113,14 @@ func (c *Coordinator) writeMarkers(parts []TopicPartition, m Marker) []TopicPart
 }
 
 // writeComplete stores the Complete record of e's prepared transaction. It
-// reports false when the store failed (the caller retries).
+// reports false when the store failed (the caller retries), true when it
+// is stored or e is gone (unloaded: the next coordinator completes it).
 func (c *Coordinator) writeComplete(e *entry, comp *completion) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.load.ctx.Err() != nil {
+		return true
+	}
 	if e.completion != comp || !e.m.state.prepared() {
 		panic("txn: completing a transaction that is not prepared")
 	}

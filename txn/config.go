@@ -139,6 +139,13 @@ type Config struct {
 	// UNKNOWN_TOPIC_OR_PARTITION for partitions outside it (internal topics
 	// are not asked about). It must not call the Coordinator. Required.
 	PartitionCount func(topic string) int32
+	// LoadOnLead: New loads no partition of __transaction_state; the
+	// broker of a cluster calls Load for each partition it comes to lead
+	// and Unload when it stops, as Kafka's coordinator follows the
+	// leadership of the topic's partitions. A transactional id whose
+	// partition is not loaded gets NOT_COORDINATOR (its client looks for
+	// the coordinator again). False (a single broker): New loads them all.
+	LoadOnLead bool
 	// Logger receives the coordinator's logs. Nil discards them.
 	Logger *slog.Logger
 	// NodeID is this broker's node ID, used in log lines.

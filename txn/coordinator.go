@@ -32,11 +32,32 @@ type Coordinator struct {
 	wg          sync.WaitGroup // requests in flight, marker writers, background loops
 	parts       []*statePartition
 
+	// loadMu serializes Load and Unload (Config.LoadOnLead).
+	loadMu sync.Mutex
+
 	mu struct {
 		sync.Mutex
 		closed bool
 		txns   map[string]*entry
+		// loads holds, per __transaction_state partition, its current
+		// load, or nil while it is not loaded (never, unless LoadOnLead).
+		loads []*partLoad
+		// loading marks the partitions being replayed by Load.
+		loading []bool
 	}
+}
+
+// partLoad is one load of a __transaction_state partition: its entries
+// belong to it, and it ends (ctx done) when the partition is unloaded or
+// the coordinator closes, which stops its markers and makes its entries
+// gone.
+type partLoad struct {
+	// epoch is the coordinator epoch of the load (the partition's leader
+	// epoch when it was loaded; 0 on a single broker), written into the
+	// markers.
+	epoch  int32
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // New returns a coordinator over cfg.Store after replaying every partition
@@ -59,41 +80,73 @@ func New(cfg Config) (*Coordinator, error) {
 		compactKick: make(chan struct{}, 1),
 	}
 	c.mu.txns = make(map[string]*entry)
+	c.mu.loads = make([]*partLoad, cfg.TransactionTopicPartitions)
+	c.mu.loading = make([]bool, cfg.TransactionTopicPartitions)
 	c.parts = make([]*statePartition, cfg.TransactionTopicPartitions)
 	for i := range c.parts {
 		c.parts[i] = &statePartition{id: int32(i), live: make(map[string]Record)}
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	start := time.Now()
 	var prepared []*entry
-	for _, part := range c.parts {
-		loaded := make(map[string]meta)
-		if err := c.replay(part, loaded); err != nil {
-			return nil, fmt.Errorf("txn: replaying __transaction_state partition %d: %w", part.id, err)
-		}
-		for id, m := range loaded {
-			e := &entry{id: id, partition: c.Partition(id), m: m}
-			c.mu.txns[id] = e
-			if m.state.prepared() {
-				prepared = append(prepared, e)
+	if !cfg.LoadOnLead {
+		for _, part := range c.parts {
+			ld := c.newLoad(0)
+			loaded := make(map[string]meta)
+			if err := c.replay(part, loaded); err != nil {
+				c.cancel()
+				return nil, fmt.Errorf("txn: replaying __transaction_state partition %d: %w", part.id, err)
 			}
+			prepared = append(prepared, c.adopt(part.id, ld, loaded)...)
 		}
+		c.log.Info("coordinator loaded", "transactional_ids", len(c.mu.txns), "prepared", len(prepared), "elapsed", time.Since(start))
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.log.Info("coordinator loaded", "transactional_ids", len(c.mu.txns), "prepared", len(prepared), "elapsed", time.Since(start))
 
 	c.wg.Add(3)
 	go c.compactLoop()
 	go c.abortLoop()
 	go c.expireLoop()
+	c.completePrepared(prepared)
+	c.kickCompaction()
+	return c, nil
+}
+
+// newLoad starts a load of a partition at coordinator epoch epoch.
+func (c *Coordinator) newLoad(epoch int32) *partLoad {
+	ld := &partLoad{epoch: epoch}
+	ld.ctx, ld.cancel = context.WithCancel(c.ctx)
+	return ld
+}
+
+// adopt makes the transactional ids replayed from partition p (loaded)
+// the coordinator's, as of load ld, and returns those left prepared.
+func (c *Coordinator) adopt(p int32, ld *partLoad, loaded map[string]meta) []*entry {
+	var prepared []*entry
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, m := range loaded {
+		e := &entry{id: id, partition: p, load: ld, m: m}
+		c.mu.txns[id] = e
+		if m.state.prepared() {
+			prepared = append(prepared, e)
+		}
+	}
+	c.mu.loads[p] = ld
+	return prepared
+}
+
+// completePrepared writes the markers of the transactions a crash or a
+// change of coordinator left prepared, then their Complete records.
+func (c *Coordinator) completePrepared(prepared []*entry) {
 	slices.SortFunc(prepared, func(a, b *entry) int { return strings.Compare(a.id, b.id) })
 	for _, e := range prepared {
 		e.mu.Lock()
-		c.log.Info("completing a transaction prepared before the restart", "transactional_id", e.id, "state", e.m.state, "partitions", len(e.m.partitions))
-		c.startCompletionLocked(e)
+		if !e.goneLocked() && e.m.state.prepared() && e.completion == nil {
+			c.log.Info("completing a transaction prepared before the coordinator loaded it", "transactional_id", e.id, "state", e.m.state, "partitions", len(e.m.partitions))
+			c.startCompletionLocked(e)
+		}
 		e.mu.Unlock()
 	}
-	c.kickCompaction()
-	return c, nil
 }
 
 // Close stops the background work and waits for it and for the requests in
@@ -156,39 +209,63 @@ func javaStringHash(s string) int32 {
 }
 
 // lockEntry returns the entry of id with its lock held, or nil when the id
-// is unknown. An entry found dead (expired while we waited for its lock) is
-// looked up again.
-func (c *Coordinator) lockEntry(id string) *entry {
+// is unknown. An entry found gone (expired or unloaded while we waited for
+// its lock) is looked up again. The error is NOT_COORDINATOR when the id's
+// partition is not loaded here, COORDINATOR_LOAD_IN_PROGRESS while it is
+// being loaded.
+func (c *Coordinator) lockEntry(id string) (*entry, *kerr.Error) {
+	p := c.Partition(id)
 	for {
 		c.mu.Lock()
+		if err := c.ownsLocked(p); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 		e := c.mu.txns[id]
 		c.mu.Unlock()
 		if e == nil {
-			return nil
+			return nil, nil
 		}
 		e.mu.Lock()
-		if !e.dead {
-			return e
+		if !e.goneLocked() {
+			return e, nil
 		}
 		e.mu.Unlock()
 	}
+}
+
+// ownsLocked returns nil when partition p of __transaction_state is
+// loaded, or the error its transactional ids answer. c.mu is held.
+func (c *Coordinator) ownsLocked(p int32) *kerr.Error {
+	switch {
+	case c.mu.loads[p] != nil:
+		return nil
+	case c.mu.loading[p]:
+		return kerr.CoordinatorLoadInProgress
+	}
+	return kerr.NotCoordinator
 }
 
 // lockOrCreate returns the entry of id with its lock held, creating it
 // first, with a new producer id and epoch -1 and no record stored, as Kafka
 // does for a transactional id it has not seen.
 func (c *Coordinator) lockOrCreate(id string, timeoutMs int32) (*entry, *kerr.Error) {
+	p := c.Partition(id)
 	for {
-		if e := c.lockEntry(id); e != nil {
-			return e, nil
+		if e, err := c.lockEntry(id); e != nil || err != nil {
+			return e, err
 		}
 		pid, kerrv := c.newProducerID()
 		if kerrv != nil {
 			return nil, kerrv
 		}
 		c.mu.Lock()
+		if err := c.ownsLocked(p); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 		if c.mu.txns[id] == nil {
-			c.mu.txns[id] = &entry{id: id, partition: c.Partition(id), m: meta{
+			c.mu.txns[id] = &entry{id: id, partition: p, load: c.mu.loads[p], m: meta{
 				producerID:     pid,
 				prevProducerID: noProducerID,
 				nextProducerID: noProducerID,

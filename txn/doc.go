@@ -56,11 +56,15 @@
 // the background and the answer is still success, as in Kafka. An
 // InitProducerID that finds a transaction open waits the same way for its
 // abort and then answers, where Kafka answers CONCURRENT_TRANSACTIONS and
-// lets the client retry (it still does when the markers fail). There is
-// one coordinator per broker for every __transaction_state partition
+// lets the client retry (it still does when the markers fail). On a single
+// broker one coordinator serves every __transaction_state partition
 // (coordinator epoch 0), so NOT_COORDINATOR and
 // COORDINATOR_LOAD_IN_PROGRESS never occur: New returns only after the
-// replay. The transactional-id pattern of ListTransactions v2 is a Go
+// replay. In a cluster (Config.LoadOnLead) the broker calls Load and
+// Unload as it comes to lead and stops leading each partition (load.go):
+// the ids of a partition not loaded answer NOT_COORDINATOR, those of one
+// being replayed COORDINATOR_LOAD_IN_PROGRESS, and the markers carry the
+// coordinator epoch Load was given. The transactional-id pattern of ListTransactions v2 is a Go
 // regular expression (RE2) that must match the whole id. Two-phase commit
 // with an external manager (KIP-939, InitProducerId v6) is not offered.
 //
@@ -123,8 +127,10 @@
 // with an entry's lock held; none may call the Coordinator.
 //
 // Three goroutines run in the background (snapshots, the timeout abort,
-// the expiry) besides the marker writers. Close stops them, cancels the
-// context given to Markers, and waits for them and for requests in flight.
+// the expiry) besides the marker writers. Each load of a partition has a
+// context, given to Markers for its transactions; Unload cancels it and
+// its marker writers stop. Close stops them all, cancels every context
+// given to Markers, and waits for them and for requests in flight.
 // Time comes only from the time package, so tests run under
 // testing/synctest.
 //

@@ -68,7 +68,10 @@ func (c *Coordinator) endTxn(id string, pid int64, epoch int16, commit bool, tv 
 	if id == "" {
 		return 0, 0, nil, kerr.InvalidRequest
 	}
-	e := c.lockEntry(id)
+	e, lerr := c.lockEntry(id)
+	if lerr != nil {
+		return 0, 0, nil, lerr
+	}
 	if e == nil {
 		return 0, 0, nil, kerr.InvalidProducerIDMapping
 	}

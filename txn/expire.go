@@ -25,7 +25,7 @@ func (c *Coordinator) abortTimedOut() {
 	now := nowMs()
 	for _, e := range c.entries() {
 		e.mu.Lock()
-		if !e.dead && e.m.state == stateOngoing && e.m.startMs+int64(e.m.timeoutMs) < now {
+		if !e.goneLocked() && e.m.state == stateOngoing && e.m.startMs+int64(e.m.timeoutMs) < now {
 			c.log.Info("aborting a transaction open past its timeout", "transactional_id", e.id, "producer_id", e.m.producerID, "epoch", e.m.epoch,
 				"timeout", time.Duration(e.m.timeoutMs)*time.Millisecond, "open", time.Duration(now-e.m.startMs)*time.Millisecond)
 			if _, err := c.fenceLocked(e); err != nil {
@@ -59,7 +59,7 @@ func (c *Coordinator) removeExpired() {
 	cutoff := nowMs() - c.cfg.TransactionalIDExpiration.Milliseconds()
 	for _, e := range c.entries() {
 		e.mu.Lock()
-		if !e.dead && e.m.state.expirable() && e.completion == nil && e.m.updateMs <= cutoff {
+		if !e.goneLocked() && e.m.state.expirable() && e.completion == nil && e.m.updateMs <= cutoff {
 			if err := c.persistLocked(e, nil); err == nil {
 				c.removeLocked(e)
 				c.log.Info("transactional id expired", "transactional_id", e.id, "producer_id", e.m.producerID)

@@ -102,7 +102,10 @@ func (c *Coordinator) initProducerID(ctx context.Context, req *kmsg.InitProducer
 			case <-ctx.Done():
 			case <-c.quit:
 			}
-			if e = c.lockEntry(id); e == nil {
+			var lerr *kerr.Error
+			if e, lerr = c.lockEntry(id); lerr != nil {
+				return 0, 0, lerr
+			} else if e == nil {
 				return 0, 0, kerr.ConcurrentTransactions
 			}
 			continue

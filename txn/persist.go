@@ -252,7 +252,9 @@ func (c *Coordinator) compactLoop() {
 					return
 				default:
 				}
-				c.snapshotPartition(part)
+				if c.Loaded(part.id) {
+					c.snapshotPartition(part)
+				}
 			}
 		}
 	}

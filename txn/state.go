@@ -227,13 +227,19 @@ func (m *meta) identityAfter() (int64, int16) {
 // entry is one transactional id: Kafka's TransactionMetadata with its lock.
 type entry struct {
 	id        string
-	partition int32 // of __transaction_state
+	partition int32     // of __transaction_state
+	load      *partLoad // the load of the partition the entry belongs to
 
 	mu         sync.Mutex
 	m          meta        // guarded by mu; durable, unless the id was just created
 	completion *completion // guarded by mu; set while the markers of a prepared transaction are written
 	dead       bool        // guarded by mu; expired and removed from the coordinator
 }
+
+// goneLocked reports whether e is no longer the coordinator's: its id
+// expired, or its partition was unloaded (or the coordinator closed). e.mu
+// is held.
+func (e *entry) goneLocked() bool { return e.dead || e.load.ctx.Err() != nil }
 
 // completion tracks the writing of one prepared transaction's markers and
 // of its Complete record.
