@@ -18,9 +18,9 @@ func (c *Coordinator) startCompletionLocked(e *entry) *completion {
 	comp := &completion{firstRound: make(chan struct{}), done: make(chan struct{})}
 	e.completion = comp
 	m := Marker{
-		TransactionalID: e.id,
-		ProducerID:      e.m.producerID,
-		ProducerEpoch:   e.m.epoch,
+		TransactionalID:  e.id,
+		ProducerID:       e.m.producerID,
+		ProducerEpoch:    e.m.epoch,
 		Commit:           e.m.state == statePrepareCommit,
 		CoordinatorEpoch: e.load.epoch,
 	}
