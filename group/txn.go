@@ -468,6 +468,9 @@ func (c *Coordinator) WriteTxnMarker(ctx context.Context, partition int32, produ
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if !c.loadedPartition(partition) {
+		return ErrNotLoaded
+	}
 	key := txnKey{partition, producerID}
 	c.txn.mu.Lock()
 	if gs := c.txn.guards[key]; gs != nil {
@@ -478,6 +481,11 @@ func (c *Coordinator) WriteTxnMarker(ctx context.Context, partition int32, produ
 		names = append(names, name)
 	}
 	c.txn.mu.Unlock()
+	if !c.loadedPartition(partition) {
+		// Unloaded meanwhile: the groups found (none, maybe) may not be
+		// all the partition holds.
+		return ErrNotLoaded
+	}
 	slices.Sort(names)
 	var errs []error
 	for _, name := range names {
@@ -493,6 +501,18 @@ func (c *Coordinator) WriteTxnMarker(ctx context.Context, partition int32, produ
 
 // ErrClosed is returned by WriteTxnMarker after Close.
 var ErrClosed = errors.New("group: coordinator closed")
+
+// ErrNotLoaded is returned by WriteTxnMarker for a partition of
+// __consumer_offsets that is not loaded here (Config.LoadOnLead): this
+// broker does not lead it, and the marker goes to the one that does.
+var ErrNotLoaded = errors.New("group: __consumer_offsets partition not loaded")
+
+// loadedPartition reports whether partition p's groups are in memory.
+func (c *Coordinator) loadedPartition(p int32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return p >= 0 && int(p) < len(c.mu.loaded) && c.mu.loaded[p]
+}
 
 func (c *Coordinator) resolveTxn(name string, pid int64, epoch int16, commit bool) error {
 	g, res := c.lockGroup(name, false)

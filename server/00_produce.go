@@ -298,18 +298,13 @@ func (s *Server) verifyTransactional(r *request, req *kmsg.ProduceRequest) map[*
 			tps[i] = v.tp
 		}
 		errs := make([]error, len(vs))
-		switch {
-		case s.txn == nil:
-			for i := range errs {
-				errs[i] = errTxnUnavailable
-			}
-		case r.version >= 12:
-			err := s.txn.AddPartitionsImplicitly(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
+		if r.version >= 12 {
+			err := s.txnAddImplicitly(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
 			for i := range errs {
 				errs[i] = err
 			}
-		default:
-			errs = s.txn.VerifyPartitions(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
+		} else {
+			errs = s.txnVerify(r.c.ctx, *req.TransactionID, k.id, k.epoch, tps)
 		}
 		for i, v := range vs {
 			if errs[i] != nil {

@@ -79,17 +79,14 @@ func handleTxnOffsetCommit(s *Server, r *request) kmsg.Response {
 // txnOffsetCommit has the transaction coordinator check or add the
 // group's partition, then the group coordinator store the offsets.
 func (s *Server) txnOffsetCommit(r *request, req *kmsg.TxnOffsetCommitRequest) *kmsg.TxnOffsetCommitResponse {
-	if s.txn == nil {
-		return txnOffsetCommitError(req, kerr.CoordinatorNotAvailable.Code)
-	}
 	ctx := group.WithClientInfo(r.c.ctx, group.ClientInfo{ClientID: r.clientID, Host: "/" + r.c.remoteIP()})
 	guard := s.groups.BeginTxnOffsetCommit(req.Group, req.ProducerID)
 	tp := []txn.TopicPartition{{Topic: offsetsTopic, Partition: s.groups.Partition(req.Group)}}
 	var err error
 	if r.version >= 5 {
-		err = s.txn.AddPartitionsImplicitly(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, tp)
+		err = s.txnAddImplicitly(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, tp)
 	} else {
-		err = s.txn.VerifyPartitions(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, tp)[0]
+		err = s.txnVerify(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, tp)[0]
 	}
 	if err != nil {
 		s.groups.AbandonTxnOffsetCommit(guard)

@@ -100,8 +100,9 @@ func (s *Server) startCluster() {
 		LeadershipChanged: s.leadershipChanged,
 		Logger:            s.logger,
 	})
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.createOffsetsTopic()
+	go s.createTxnStateTopic()
 }
 
 // startClusterGroups starts the group coordinator of a cluster node: it
@@ -125,6 +126,10 @@ func (s *Server) startClusterGroups() error {
 // broker starts or stops leading: the group coordinator loads and
 // unloads those of __consumer_offsets.
 func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
+	if topic == transactionStateTopic {
+		s.txnLeadershipChanged(p, leading)
+		return
+	}
 	if topic != offsetsTopic || s.groups == nil {
 		return
 	}
@@ -197,6 +202,9 @@ func normalizeVoters(vs []raftlog.Voter) string {
 
 // clusterChanged is meta's Changed callback: the metadata changed.
 func (s *Server) clusterChanged() {
+	if !s.started.Load() {
+		return // New calls it once it has started everything
+	}
 	if c := s.cluster; c != nil {
 		c.Kick()
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -224,22 +223,6 @@ func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
 		}
 		return true
 	})
-	// Transactions are not served in a cluster yet: the coordinator
-	// is not available, and a transactional produce is refused with it
-	// (nothing appended).
-	fc := kmsg.NewPtrFindCoordinatorRequest()
-	fc.CoordinatorType, fc.CoordinatorKey = 1, "tx"
-	fresp, err := fc.RequestWith(ctx, cl)
-	if err != nil || fresp.ErrorCode != kerr.CoordinatorNotAvailable.Code {
-		t.Fatalf("FindCoordinator for a transactional id: %v %+v", err, fresp)
-	}
-	ip := kmsg.NewPtrInitProducerIDRequest()
-	ip.TransactionalID, ip.TransactionTimeoutMillis = ptr("tx"), 10000
-	// (kgo looks the coordinator up first, and answers its error.)
-	iresp, err := ip.RequestWith(ctx, cl)
-	if !errors.Is(err, kerr.CoordinatorNotAvailable) && (err != nil || iresp.ErrorCode != kerr.CoordinatorNotAvailable.Code) {
-		t.Fatalf("InitProducerID of a transactional id: %v %+v", err, iresp)
-	}
 	// Nor share groups: their APIs are not advertised.
 	av, err := kmsg.NewPtrApiVersionsRequest().RequestWith(ctx, cl)
 	if err != nil {
@@ -249,11 +232,6 @@ func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
 		if k.ApiKey == 76 || k.ApiKey == 78 {
 			t.Fatalf("a node of a cluster advertises %s", kmsg.NameForKey(k.ApiKey))
 		}
-	}
-	// Straight to a broker, the transaction APIs answer it too.
-	ipr, err := cl.Broker(0).Request(ctx, ip)
-	if err != nil || ipr.(*kmsg.InitProducerIDResponse).ErrorCode != kerr.CoordinatorNotAvailable.Code {
-		t.Fatalf("InitProducerID of a transactional id to broker 0: %v %+v", err, ipr)
 	}
 }
 

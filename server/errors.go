@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/ferrymq/ferry/cluster"
+	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
@@ -56,6 +57,8 @@ var errorCodes = []struct {
 	{partition.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
 	{partition.ErrClosed, kerr.NotLeaderForPartition},
 	{partition.ErrLogClosed, kerr.NotLeaderForPartition},
+	{group.ErrNotLoaded, kerr.NotLeaderForPartition},
+	{group.ErrClosed, kerr.NotLeaderForPartition},
 }
 
 // errorCode returns the Kafka code of err (0 for nil) and the message to

@@ -104,6 +104,11 @@ func (s *Server) stopGroups() error {
 // topicsChanged tells the coordinator that topics were created, grown or
 // deleted (KIP-848 regex subscriptions and assignments follow them).
 func (s *Server) topicsChanged() {
+	if !s.started.Load() {
+		// New is still starting them; it calls again once they are up.
+		// (A restarted node of a cluster applies metadata meanwhile.)
+		return
+	}
 	if s.groups != nil {
 		s.groups.TopicsChanged()
 	}
@@ -161,8 +166,7 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			return -1, "", -1, kerr.InvalidRequest.Code, &msg
 		}
 		if s.cluster != nil && req.CoordinatorType == 1 {
-			msg := errTxnUnavailable.Error()
-			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+			return s.clusterTxnCoordinator(key)
 		}
 		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
 			msg := "share groups are not served in a cluster yet"

@@ -13,6 +13,7 @@ import (
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/group"
+	"github.com/ferrymq/ferry/internal/peer"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
@@ -66,7 +67,14 @@ type Server struct {
 	sessions *fetchSessions
 	groups   *group.Coordinator
 	txn      *txn.Coordinator // transactions (txn.go)
+	peers    *peer.Pool       // to other brokers of a cluster: markers, transaction checks (txn_cluster.go)
 	limits   *connLimits      // connection counts and the request budget (limits.go)
+
+	// started is set once New has started the coordinators and the
+	// cluster node, so that metadata changes applied meanwhile (a
+	// restarted node of a cluster catching up) do not read the fields
+	// above as they are set (clusterChanged, topicsChanged).
+	started atomic.Bool
 
 	// listeners are the configured listeners (listener.go); the first is
 	// the one Serve serves.
@@ -158,6 +166,8 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	s.startCluster()
+	s.started.Store(true)
+	s.clusterChanged()
 	n := 0
 	topics := s.meta.Topics()
 	for _, t := range topics {

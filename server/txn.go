@@ -34,10 +34,7 @@ const transactionStateTopic = txn.TransactionStateTopic
 // up.
 func (s *Server) startTxn() error {
 	if s.raft != nil {
-		// Not yet in a cluster: the coordinator would have to load and
-		// unload __transaction_state's partitions with their leadership
-		// (txnUnavailable answers instead).
-		return nil
+		return s.startClusterTxn()
 	}
 	bs := s.settings()
 	t := s.meta.Topic(transactionStateTopic)
@@ -94,7 +91,11 @@ func (s *Server) stopTxn() error {
 	if s.txn == nil {
 		return nil
 	}
-	return s.txn.Close()
+	err := s.txn.Close()
+	if s.peers != nil {
+		s.peers.Close()
+	}
+	return err
 }
 
 // partitionMarkers writes the transaction coordinator's markers.
@@ -141,9 +142,6 @@ func (s *Server) writeMarker(ctx context.Context, topic string, part int32, mk p
 
 // txnCall runs a transaction coordinator call off the reader goroutine.
 func txnCall[Req kmsg.Request, Resp kmsg.Response](s *Server, r *request, fn func(context.Context, Req) Resp) kmsg.Response {
-	if s.txn == nil {
-		return txnUnavailable(r.kreq)
-	}
 	req := r.kreq.(Req)
 	r.await(func() kmsg.Response { return fn(r.c.ctx, req) })
 	return nil
@@ -177,49 +175,4 @@ func verificationError(err error, abortable, retriable bool) error {
 		return kerr.NotEnoughReplicas
 	}
 	return ke
-}
-
-// errTxnUnavailable answers transactional requests in a cluster, where
-// the transaction coordinator does not run yet.
-var errTxnUnavailable = fmt.Errorf("%w: transactions are not served in a cluster yet", kerr.CoordinatorNotAvailable)
-
-// txnUnavailable answers a transaction API's request with
-// COORDINATOR_NOT_AVAILABLE, as a broker without a coordinator does.
-func txnUnavailable(req kmsg.Request) kmsg.Response {
-	code := kerr.CoordinatorNotAvailable.Code
-	resp := req.ResponseKind()
-	resp.SetVersion(req.GetVersion())
-	switch q := req.(type) {
-	case *kmsg.InitProducerIDRequest:
-		ip := resp.(*kmsg.InitProducerIDResponse)
-		ip.ErrorCode, ip.ProducerID, ip.ProducerEpoch = code, -1, -1
-	case *kmsg.AddPartitionsToTxnRequest:
-		a := resp.(*kmsg.AddPartitionsToTxnResponse)
-		a.ErrorCode = code
-		for _, t := range q.Topics {
-			rt := kmsg.NewAddPartitionsToTxnResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
-				rp.Partition, rp.ErrorCode = p, code
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			a.Topics = append(a.Topics, rt)
-		}
-	case *kmsg.AddOffsetsToTxnRequest:
-		resp.(*kmsg.AddOffsetsToTxnResponse).ErrorCode = code
-	case *kmsg.EndTxnRequest:
-		resp.(*kmsg.EndTxnResponse).ErrorCode = code
-	case *kmsg.DescribeTransactionsRequest:
-		d := resp.(*kmsg.DescribeTransactionsResponse)
-		for _, id := range q.TransactionalIDs {
-			st := kmsg.NewDescribeTransactionsResponseTransactionState()
-			st.TransactionalID, st.ErrorCode = id, code
-			st.ProducerID, st.ProducerEpoch, st.StartTimestamp = -1, -1, -1
-			d.TransactionStates = append(d.TransactionStates, st)
-		}
-	case *kmsg.ListTransactionsRequest:
-		resp.(*kmsg.ListTransactionsResponse).ErrorCode = code
-	}
-	return resp
 }

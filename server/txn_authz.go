@@ -147,9 +147,6 @@ func handleDescribeTransactions(s *Server, r *request) kmsg.Response {
 	if len(allowed.TransactionalIDs) == 0 {
 		return finish(req.ResponseKind().(*kmsg.DescribeTransactionsResponse))
 	}
-	if s.txn == nil {
-		return finish(txnUnavailable(&allowed).(*kmsg.DescribeTransactionsResponse))
-	}
 	r.await(func() kmsg.Response { return finish(s.txn.DescribeTransactions(r.c.ctx, &allowed)) })
 	return nil
 }
@@ -159,9 +156,6 @@ func handleListTransactions(s *Server, r *request) kmsg.Response {
 		return txnCall(s, r, s.txn.ListTransactions)
 	}
 	req := r.kreq.(*kmsg.ListTransactionsRequest)
-	if s.txn == nil {
-		return txnUnavailable(req)
-	}
 	r.await(func() kmsg.Response {
 		resp := s.txn.ListTransactions(r.c.ctx, req)
 		kept := resp.TransactionStates[:0]

@@ -91,6 +91,12 @@ func (c *Coordinator) initProducerID(ctx context.Context, req *kmsg.InitProducer
 				e.mu.Unlock()
 				return 0, 0, kerr.ConcurrentTransactions
 			}
+			// A KIP-360 request with the producer's current id and epoch
+			// comes from the instance whose transaction this ends (a
+			// producer recovering after an EndTxn whose outcome it did
+			// not learn, its coordinator gone): once aborted, its epoch is
+			// bumped as for a request made after the abort.
+			resumed := expected != nil && req.ProducerID == m.producerID && *expected == m.epoch
 			comp, ferr := c.fenceLocked(e)
 			e.mu.Unlock()
 			if ferr != nil {
@@ -107,6 +113,10 @@ func (c *Coordinator) initProducerID(ctx context.Context, req *kmsg.InitProducer
 				return 0, 0, lerr
 			} else if e == nil {
 				return 0, 0, kerr.ConcurrentTransactions
+			}
+			if resumed && e.m.producerID == req.ProducerID {
+				cur := e.m.epoch
+				expected = &cur
 			}
 			continue
 		}
