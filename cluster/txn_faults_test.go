@@ -36,14 +36,14 @@ func TestTransactionCoordinatorKill(t *testing.T) {
 		m, err := adm.BrokerMetadata(ctx)
 		return err == nil && len(m.Brokers) == 3
 	})
-	const parts = 3
+	const parts = inParts
 	for _, topic := range []string{"in", "out", "t"} {
 		waitFor(t, "topic "+topic, 30*time.Second, func() bool {
 			r, err := adm.CreateTopics(ctx, parts, 3, map[string]*string{"min.insync.replicas": ptr("2")}, topic)
 			return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
 		})
 	}
-	const perPartition = 200
+	const perPartition = inPerPartition
 	in := c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	for p := range int32(parts) {
 		var rs []*kgo.Record
@@ -129,6 +129,12 @@ func TestTransactionCoordinatorKill(t *testing.T) {
 	t.Logf("the open transaction %s", map[int]string{0: "aborted", 1: "committed"}[n])
 }
 
+// The input of TestTransactionCoordinatorKill.
+const (
+	inParts        = 3
+	inPerPartition = 200
+)
+
 // runETL consumes "in" as group "etl" and writes each record to "out"
 // (same partition, value prefixed "out-") with its input offsets, in
 // transactions, until it has seen every input record once committed or
@@ -159,11 +165,27 @@ func runETL(ctx context.Context, t *testing.T, c *procCluster, commits chan<- in
 	}
 	defer s.Close()
 	adm := kadm.NewClient(c.client(t))
+	total := 0
+	var lastLog time.Time
 	for ctx.Err() == nil {
 		fs := s.PollRecords(ctx, 30)
 		if fs.NumRecords() == 0 {
-			if lag, err := adm.Lag(ctx, "etl"); err == nil && lag.Error() == nil && lag["etl"].Lag.Total() == 0 && len(lag["etl"].Lag) > 0 {
-				return // every input committed
+			if os, err := adm.FetchOffsets(ctx, "etl"); err == nil {
+				done := true
+				for p := range int32(inParts) {
+					o, ok := os.Lookup("in", p)
+					done = done && ok && o.Err == nil && o.At >= inPerPartition
+				}
+				if done {
+					return // every input committed
+				}
+				if time.Since(lastLog) > 5*time.Second {
+					lastLog = time.Now()
+					t.Logf("committed input offsets: %v", os)
+				}
+			} else if time.Since(lastLog) > 5*time.Second {
+				lastLog = time.Now()
+				t.Logf("fetching the committed input offsets: %v", err)
 			}
 			continue
 		}
@@ -178,7 +200,9 @@ func runETL(ctx context.Context, t *testing.T, c *procCluster, commits chan<- in
 		if err != nil {
 			t.Logf("end: %v", err)
 		}
+		total += fs.NumRecords()
 		if committed {
+			t.Logf("committed %d records (%d processed)", fs.NumRecords(), total)
 			select {
 			case commits <- fs.NumRecords():
 			default:

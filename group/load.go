@@ -40,6 +40,15 @@ func (c *Coordinator) Load(p int32) error {
 		return fmt.Errorf("group: loading __consumer_offsets partition %d: %w", p, err)
 	}
 	gs := make([]*group, 0, len(staged))
+	// The groups' pending transactional offsets are indexed before the
+	// partition is loaded, so the first marker for it finds them.
+	c.txn.mu.Lock()
+	for _, g := range staged {
+		for pid := range g.txnOffsets {
+			c.registerPendingLocked(g, pid)
+		}
+	}
+	c.txn.mu.Unlock()
 	c.mu.Lock()
 	for name, g := range staged {
 		c.mu.groups[name] = g
@@ -72,6 +81,15 @@ func (c *Coordinator) Unload(p int32) {
 		}
 	}
 	c.mu.Unlock()
+	// Its pending transactional offsets are indexed again by the next
+	// Load.
+	c.txn.mu.Lock()
+	for key := range c.txn.groups {
+		if key.partition == p {
+			delete(c.txn.groups, key)
+		}
+	}
+	c.txn.mu.Unlock()
 	for _, g := range gs {
 		g.mu.Lock()
 		c.removeGroupLocked(g)

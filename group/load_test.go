@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -58,5 +59,35 @@ func TestLoadOnLead(t *testing.T) {
 	}
 	if off, code := fetch(c); code != 0 || off != 43 {
 		t.Fatalf("loaded again: offset %d, %v", off, kerr.ErrorForCode(code))
+	}
+}
+
+// TestLoadPendingTxnOffsets: offsets a transaction committed through the
+// previous leader are pending in the loaded partition, and the
+// transaction's marker, written to the new leader, resolves them; a
+// marker for a partition not loaded is refused (ErrNotLoaded), so its
+// sender retries where the partition is led.
+func TestLoadPendingTxnOffsets(t *testing.T) {
+	store := newMemStore()
+	prev, _ := newTestCoordinator(t, func(c *Config) { c.Store = store })
+	allCodes(t, txnCommit(t, prev, txnCommitReq(3, "g", 7, 0, map[int32]int64{0: 10})), 0)
+	prev.Close()
+
+	c, _ := newTestCoordinator(t, func(c *Config) { c.Store = store; c.LoadOnLead = true })
+	p := c.Partition("g")
+	if err := c.WriteTxnMarker(context.Background(), p, 7, 0, true); !errors.Is(err, ErrNotLoaded) {
+		t.Fatalf("marker before Load: %v", err)
+	}
+	if err := c.Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchOffsets(t, c, "g", true); got[0] != unstable {
+		t.Fatalf("pending offset after Load: %v", got)
+	}
+	if err := c.WriteTxnMarker(context.Background(), p, 7, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchOffsets(t, c, "g", true); got[0] != 10 {
+		t.Fatalf("after the commit marker: %v, want offset 10", got)
 	}
 }
