@@ -134,6 +134,14 @@ func decodeValue(b []byte) (meta, error) {
 	if m.state == stateCompleteCommit || m.state == stateCompleteAbort {
 		m.partitions = nil // Kafka writes none; ignore any
 	}
+	if m.clientTV >= 2 && m.state >= statePrepareCommit && m.state <= stateCompleteAbort && m.epoch > 0 &&
+		(m.nextProducerID == noProducerID || m.state.prepared()) && m.prevProducerID == m.producerID {
+		// The end of a transaction version 2 transaction bumped the
+		// epoch (prepareEnd): the producer that ended it had the one
+		// before, and a KIP-360 InitProducerID of it, retried after its
+		// coordinator moved (the answer to its EndTxn lost), is a retry.
+		m.lastEpoch = m.epoch - 1
+	}
 	return m, nil
 }
 
