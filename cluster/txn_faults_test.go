@@ -101,6 +101,7 @@ func TestTransactionCoordinatorKill(t *testing.T) {
 		}
 		waitCommits(3)
 		c.healAll(t)
+		waitInSync(ctx, t, adm)
 	}
 	select {
 	case <-etlDone:
@@ -137,9 +138,23 @@ const (
 
 // runETL consumes "in" as group "etl" and writes each record to "out"
 // (same partition, value prefixed "out-") with its input offsets, in
-// transactions, until it has seen every input record once committed or
-// ctx ends. It sends the number of records of each commit to commits.
+// transactions, until every input offset is committed or ctx ends. It
+// sends the number of records of each commit to commits. A processor
+// whose producer is fenced (an outcome it could not learn) is replaced by
+// a new one, as an application restarts it.
 func runETL(ctx context.Context, t *testing.T, c *procCluster, commits chan<- int) {
+	adm := kadm.NewClient(c.client(t))
+	for ctx.Err() == nil {
+		if runETLSession(ctx, t, c, adm, commits) {
+			return
+		}
+		t.Log("starting a new processor")
+	}
+}
+
+// runETLSession is one processor of runETL; it reports true once every
+// input offset is committed.
+func runETLSession(ctx context.Context, t *testing.T, c *procCluster, adm *kadm.Client, commits chan<- int) bool {
 	var seeds []string
 	for _, nd := range c.nodes {
 		seeds = append(seeds, nd.addr)
@@ -161,59 +176,57 @@ func runETL(ctx context.Context, t *testing.T, c *procCluster, commits chan<- in
 	)
 	if err != nil {
 		t.Error(err)
-		return
+		return true
 	}
 	defer s.Close()
-	adm := kadm.NewClient(c.client(t))
-	total := 0
 	var lastLog time.Time
 	for ctx.Err() == nil {
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		fs := s.PollRecords(pctx, 30)
 		pcancel()
 		if fs.NumRecords() == 0 {
-			if os, err := adm.FetchOffsets(ctx, "etl"); err == nil {
+			os, err := adm.FetchOffsets(ctx, "etl")
+			if err == nil {
 				done := true
 				for p := range int32(inParts) {
 					o, ok := os.Lookup("in", p)
 					done = done && ok && o.Err == nil && o.At >= inPerPartition
 				}
 				if done {
-					return // every input committed
+					return true
 				}
-				if time.Since(lastLog) > 5*time.Second {
-					lastLog = time.Now()
-					t.Logf("committed input offsets: %v", os)
-				}
-			} else if time.Since(lastLog) > 5*time.Second {
+			}
+			if time.Since(lastLog) > 5*time.Second {
 				lastLog = time.Now()
-				t.Logf("fetching the committed input offsets: %v", err)
+				t.Logf("committed input offsets: %v %v", os, err)
 			}
 			continue
 		}
 		if err := s.Begin(); err != nil {
-			t.Errorf("begin: %v", err)
-			return
+			t.Logf("begin: %v", err)
+			return false
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			s.Produce(ctx, &kgo.Record{Topic: "out", Partition: r.Partition, Value: append([]byte("out-"), r.Value...)}, nil)
 		})
 		committed, err := s.End(ctx, kgo.TryCommit)
-		for err != nil && ctx.Err() == nil {
+		for tries := 0; err != nil && ctx.Err() == nil; tries++ {
 			// The outcome is unknown; franz-go's retry is an abort.
 			t.Logf("end: %v; aborting", err)
+			if tries == 20 {
+				return false
+			}
 			time.Sleep(100 * time.Millisecond)
 			committed, err = s.End(ctx, kgo.TryAbort)
 		}
-		total += fs.NumRecords()
 		if committed {
-			t.Logf("committed %d records (%d processed)", fs.NumRecords(), total)
 			select {
 			case commits <- fs.NumRecords():
 			default:
 			}
 		}
 	}
+	return true
 }
 
 // findTxnCoordinator is the node coordinating a transactional id.
@@ -264,4 +277,27 @@ func readCommitted(ctx context.Context, t *testing.T, c *procCluster, topic stri
 		})
 	}
 	return out
+}
+
+// waitInSync waits until every partition of the topics the test uses has
+// all three replicas in sync, so that the next kill leaves a majority.
+func waitInSync(ctx context.Context, t *testing.T, adm *kadm.Client) {
+	t.Helper()
+	waitFor(t, "every replica in sync", 60*time.Second, func() bool {
+		td, err := adm.ListTopicsWithInternal(ctx, "__transaction_state", "__consumer_offsets", "in", "out", "t")
+		if err != nil {
+			return false
+		}
+		for _, d := range td {
+			if d.Err != nil {
+				return false
+			}
+			for _, p := range d.Partitions {
+				if len(p.ISR) != 3 {
+					return false
+				}
+			}
+		}
+		return len(td) == 5
+	})
 }
