@@ -17,12 +17,12 @@ import (
 )
 
 // The transaction coordinator lives in package txn; this file wires it to
-// the broker: its Store is the __transaction_state topic (package
+// a single broker: its Store is the __transaction_state topic (package
 // coordstate), its Markers are written to the partitions here (and, for
 // __consumer_offsets, handed to the group coordinator), and the
 // transaction APIs (22 with a transactional id, 24, 25, 26, 65, 66) hand
 // their requests to it, each in r.await since it may wait for an fsync
-// or for markers.
+// or for markers. txn_cluster.go wires it to a node of a cluster.
 
 // transactionStateTopic is Kafka's internal topic holding transactional
 // ids.
@@ -31,7 +31,9 @@ const transactionStateTopic = txn.TransactionStateTopic
 // startTxn creates __transaction_state if it does not exist yet, and the
 // coordinator, which replays it and writes the markers of transactions a
 // crash left prepared: the partitions and the group coordinator must be
-// up.
+// up. In a cluster the controller creates the topic and the coordinator
+// loads its partitions as this broker comes to lead them
+// (startClusterTxn).
 func (s *Server) startTxn() error {
 	if s.raft != nil {
 		return s.startClusterTxn()
