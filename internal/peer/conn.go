@@ -15,6 +15,9 @@ import (
 // maxResponse bounds the size of an answer a Conn reads.
 const maxResponse = 256 << 20
 
+// apiVersionsKey is ApiVersions' API key.
+const apiVersionsKey = 18
+
 // Conn is a connection to another broker's Kafka listener, speaking the
 // Kafka protocol with kmsg: one request at a time.
 type Conn struct {
@@ -84,7 +87,9 @@ func (b *Conn) Recv(req kmsg.Request) (kmsg.Response, error) {
 	}
 	resp := req.ResponseKind()
 	resp.SetVersion(req.GetVersion())
-	if resp.IsFlexible() {
+	if resp.IsFlexible() && req.Key() != apiVersionsKey {
+		// A flexible response header has tags, except ApiVersions',
+		// which is always version 0 so that any client can read it.
 		r := kbin.Reader{Src: body}
 		kmsg.SkipTags(&r)
 		if err := r.Complete(); err != nil {
