@@ -22,7 +22,11 @@
 // NOT_LEADER_OR_FOLLOWER from a replica that does not lead, followers'
 // fetches (ReplicaID) read up to the log end and advance the leader's
 // high watermark, acks=all waits for the in-sync replicas, Metadata and
-// FindCoordinator name the leaders.
+// FindCoordinator name the leaders; the group and transaction
+// coordinators load the partitions of their internal topics this broker
+// leads, and the transaction coordinator reaches the other brokers
+// (markers, transaction checks) through package internal/peer
+// (txn_cluster.go).
 //
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data

@@ -139,8 +139,10 @@ const coordinatorShare = 2
 
 // FindCoordinator, v0-v6. This broker coordinates every group (key type
 // 0), every transactional id (key type 1) and every share-partition (key
-// type 2, "group:topicID:partition"); v4+ batches keys. Other key types
-// answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
+// type 2, "group:topicID:partition"); in a cluster groups and
+// transactional ids go to the leader of their partition of
+// __consumer_offsets or __transaction_state. v4+ batches keys. Other key
+// types answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
 // brokers only: CLUSTER_ACTION on the cluster, as Kafka asks.
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
