@@ -35,8 +35,16 @@ func (s *Store[R]) get(p int32) (*partition.Partition, error) {
 }
 
 // Append writes recs as one batch to partition p (all or nothing) and
-// fsyncs it. It returns the offset of the first record.
+// fsyncs it; on the leader of a replicated partition it is an acks=all
+// append: refused before it is written when the ISR is smaller than
+// min.insync.replicas, answered once every in-sync replica has it. It
+// returns the offset of the first record.
 func (s *Store[R]) Append(p int32, recs []R) (int64, error) {
+	if part, err := s.get(p); err != nil {
+		return 0, err
+	} else if err := part.CheckMinISR(); err != nil {
+		return 0, err
+	}
 	off, err := s.AppendNoSync(p, recs)
 	if err != nil || len(recs) == 0 {
 		return off, err

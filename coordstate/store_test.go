@@ -1,6 +1,7 @@
 package coordstate
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -110,5 +111,26 @@ func TestSnapshotBatches(t *testing.T) {
 	got := replay(t, st, 0)
 	if len(got) != len(live) {
 		t.Fatalf("replayed %d records, want %d", len(got), len(live))
+	}
+}
+
+// TestAppendMinISR: on a leader whose ISR is smaller than
+// min.insync.replicas, Append refuses before writing (nothing reaches the
+// log, so no state the coordinator did not adopt can surface later).
+func TestAppendMinISR(t *testing.T) {
+	p, err := partition.Open(filepath.Join(t.TempDir(), "state-0"), partition.Config{MinInsyncReplicas: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.BecomeLeader(0, 1, []int32{0}, []int32{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	st := New[rec]("__state", lookup([]*partition.Partition{p}))
+	if _, err := st.Append(0, []rec{{[]byte("a"), []byte("1")}}); !errors.Is(err, partition.ErrNotEnoughReplicas) {
+		t.Fatalf("Append with 1 of 2 in sync: %v", err)
+	}
+	if end := p.LogEndOffset(); end != 0 {
+		t.Fatalf("log end %d after a refused append", end)
 	}
 }
