@@ -73,22 +73,34 @@ func TestTransactionCoordinatorKill(t *testing.T) {
 		defer close(etlDone)
 		runETL(ctx, t, c, commits)
 	}()
-	waitCommits := func(n int) {
+	// waitCommits waits for n commits, or reports false when the
+	// processor finished first.
+	waitCommits := func(n int) bool {
 		t.Helper()
 		for range n {
 			select {
 			case <-commits:
+			case <-etlDone:
+				return false
 			case <-ctx.Done():
 				t.Fatal("the processor stopped committing")
 			}
 		}
+		return true
 	}
 	waitCommits(3)
 
 	for round := range 2 {
 		coord := findTxnCoordinator(ctx, t, c, "etl")
 		t.Logf("round %d: killing node %d, the coordinator of the processor", round, coord)
+		for len(commits) > 0 {
+			<-commits // commits made before the kill
+		}
+		killed := time.Now()
 		c.kill(c.nodes[coord])
+		if round == 1 && waitCommits(1) {
+			t.Logf("first commit %v after the kill", time.Since(killed))
+		}
 		if round == 0 {
 			// The plain producer's coordinator may be another node; its
 			// transaction ends whole either way.
@@ -133,7 +145,7 @@ func TestTransactionCoordinatorKill(t *testing.T) {
 // The input of TestTransactionCoordinatorKill.
 const (
 	inParts        = 3
-	inPerPartition = 200
+	inPerPartition = 300
 )
 
 // runETL consumes "in" as group "etl" and writes each record to "out"
@@ -182,7 +194,7 @@ func runETLSession(ctx context.Context, t *testing.T, c *procCluster, adm *kadm.
 	var lastLog time.Time
 	for ctx.Err() == nil {
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		fs := s.PollRecords(pctx, 30)
+		fs := s.PollRecords(pctx, 20)
 		pcancel()
 		if fs.NumRecords() == 0 {
 			os, err := adm.FetchOffsets(ctx, "etl")
@@ -220,6 +232,7 @@ func runETLSession(ctx context.Context, t *testing.T, c *procCluster, adm *kadm.
 			return false
 		}
 		if committed {
+			t.Logf("committed %d records", fs.NumRecords())
 			select {
 			case commits <- fs.NumRecords():
 			default:
