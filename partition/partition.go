@@ -210,6 +210,10 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	return p, nil
 }
 
+// testHookAppended, set by tests, runs in Append after each batch is in
+// the log: where a concurrent sync may make it durable.
+var testHookAppended func(p *Partition, base int64)
+
 // producerLastOffsets tells the log cleaner the last offset of each
 // tracked producer's newest batch, which it keeps (log.Config).
 func (p *Partition) producerLastOffsets() (map[int64]int64, bool) {
@@ -411,12 +415,26 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 			record.SetLogAppendTime(batch, now)
 			h.MaxTimestamp = now
 		}
+		// A batch that opens a transaction holds the last stable offset
+		// before it is appended: once in the log, a group commit may make
+		// it durable (the high watermark passes it) at any moment, and a
+		// read_committed fetch in between must not read it.
+		opens := p.opensTxnLocked(h)
+		if opens {
+			p.stable.begin(p.log.NextOffset())
+		}
 		base, err := p.log.Append(batch, h)
 		if err != nil {
+			if opens {
+				p.stable.forget(p.mu.ongoing)
+			}
 			if errors.Is(err, log.ErrBatchTooLarge) {
 				err = fmt.Errorf("%w: %v", ErrRecordListTooLarge, err)
 			}
 			return res, err
+		}
+		if testHookAppended != nil {
+			testHookAppended(p, base)
 		}
 		if i == 0 {
 			res.BaseOffset = base
