@@ -132,6 +132,9 @@ func (c *Coordinator) sharePartition(group string, tp TopicPartition, create boo
 	if g, sp := c.lookup(spKey{group, tp}); g != nil && sp != nil {
 		return g, sp, nil
 	}
+	if !c.spServed(spKey{group, tp}) {
+		return nil, nil, kerr.NotLeaderForPartition
+	}
 	if !create {
 		return nil, nil, kerr.InvalidRecordState
 	}
@@ -193,6 +196,9 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 	var order []int32
 	var firstErr *kerr.Error
 	for _, tp := range tps {
+		if !c.spServed(spKey{g.name, tp}) {
+			continue // another broker's (LoadOnLead)
+		}
 		offs, err := c.cfg.Reader.Offsets(tp)
 		if err != nil {
 			if firstErr == nil {

@@ -168,6 +168,9 @@ func (c *Coordinator) ShareGroupHeartbeat(ctx context.Context, req *kmsg.ShareGr
 	case req.MemberEpoch == 0 && len(req.SubscribedTopicNames) == 0:
 		return fail(kerr.InvalidRequest, "SubscribedTopicNames must be set in first request.")
 	}
+	if !c.groupServed(req.GroupID) {
+		return fail(kerr.NotCoordinator, "")
+	}
 	g, res := c.lockGroup(req.GroupID, req.MemberEpoch == 0)
 	switch res {
 	case lookupClosed:
@@ -541,6 +544,10 @@ const groupAuthorizedOps = 1<<3 | 1<<6 | 1<<8
 func (c *Coordinator) describeGroup(name string, names map[[16]byte]string, rg *kmsg.ShareGroupDescribeResponseGroup) {
 	if name == "" {
 		rg.ErrorCode = kerr.InvalidGroupID.Code
+		return
+	}
+	if !c.groupServed(name) {
+		rg.ErrorCode = kerr.NotCoordinator.Code
 		return
 	}
 	g, res := c.lockGroup(name, false)

@@ -1,0 +1,202 @@
+package share
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestLoadOnLead moves a share group between two coordinators over one
+// store, as leadership moves between brokers: a coordinator serves only
+// the state partitions it loaded, the one that unloads writes nothing and
+// answers NOT_COORDINATOR and NOT_LEADER_OR_FOLLOWER, and the one that
+// loads serves the members and the share-partition state: accepted
+// records never come back, acquired ones come back available.
+func TestLoadOnLead(t *testing.T) {
+	const parts = 4
+	store := newMemStore()
+	reader := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	reader.produce(tp, 10, 0, false, false, -1, nil)
+	newCoord := func() *Coordinator {
+		c, err := New(Config{
+			Store:           store,
+			Reader:          reader,
+			Topics:          func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+			StatePartitions: parts,
+			LoadOnLead:      true,
+			GroupConfigs: func(string) map[string]string {
+				return map[string]string{GroupAutoOffsetReset: "earliest"}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := newCoord(), newCoord()
+	groupPart := a.Partition("g")
+	statePart := statePartitionFor(spKey{"g", tp}, parts)
+
+	heartbeat := func(c *Coordinator, member string, epoch int32) *kmsg.ShareGroupHeartbeatResponse {
+		t.Helper()
+		req := kmsg.NewPtrShareGroupHeartbeatRequest()
+		req.GroupID, req.MemberID, req.MemberEpoch = "g", member, epoch
+		if epoch == 0 {
+			req.SubscribedTopicNames = []string{"t"}
+		}
+		return c.ShareGroupHeartbeat(context.Background(), req)
+	}
+	acquire := func(c *Coordinator, member string) (string, *kerr.Error) {
+		got, e := c.Acquire(AcquireOptions{Group: "g", Member: member, Partition: tp, MaxRecords: 100}, nil)
+		return formatRanges(got), e
+	}
+
+	// Nothing is loaded: nothing is served, and nothing is written.
+	if resp := heartbeat(a, "m1", 0); resp.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("join before load: error %d, want NOT_COORDINATOR", resp.ErrorCode)
+	}
+	if _, e := acquire(a, "m1"); e != kerr.NotLeaderForPartition {
+		t.Fatalf("acquire before load: %v, want NOT_LEADER_OR_FOLLOWER", e)
+	}
+	if n := writes(store); n != 0 {
+		t.Fatalf("%d writes before any load", n)
+	}
+
+	// a leads everything: join, acquire all ten, accept 0-4.
+	for p := range int32(parts) {
+		if err := a.Load(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := heartbeat(a, "m1", 0)
+	if resp.ErrorCode != 0 {
+		t.Fatalf("join: %d", resp.ErrorCode)
+	}
+	if got, e := acquire(a, "m1"); e != nil || got != "0-9x1" {
+		t.Fatalf("m1 acquired %s (%v)", got, e)
+	}
+	if e := a.Acknowledge("g", "m1", tp, []AckBatch{{FirstOffset: 0, LastOffset: 4, Types: []int8{1}}}, false); e != nil {
+		t.Fatalf("accept: %v", e)
+	}
+
+	// b has loaded nothing yet.
+	if resp := heartbeat(b, "m1", resp.MemberEpoch); resp.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("heartbeat to b: error %d, want NOT_COORDINATOR", resp.ErrorCode)
+	}
+
+	// Leadership moves to b. a serves nothing and writes nothing.
+	before := writes(store)
+	for p := range int32(parts) {
+		a.Unload(p)
+	}
+	if resp := heartbeat(a, "m1", resp.MemberEpoch); resp.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("heartbeat after unload: error %d, want NOT_COORDINATOR", resp.ErrorCode)
+	}
+	if _, e := acquire(a, "m1"); e != kerr.NotLeaderForPartition {
+		t.Fatalf("acquire after unload: %v, want NOT_LEADER_OR_FOLLOWER", e)
+	}
+	if e := a.Acknowledge("g", "m1", tp, []AckBatch{{FirstOffset: 5, LastOffset: 9, Types: []int8{1}}}, false); e != kerr.NotLeaderForPartition {
+		t.Fatalf("acknowledge after unload: %v, want NOT_LEADER_OR_FOLLOWER", e)
+	}
+	if len(a.ListGroups(kmsg.NewPtrListGroupsRequest())) != 0 {
+		t.Fatal("a lists a group it does not coordinate")
+	}
+	if after := writes(store); after != before {
+		t.Fatalf("unloading made %d writes", after-before)
+	}
+
+	// b loads the group's partition first: the member is back, the
+	// share-partition is not served until its own partition loads (when
+	// the two differ).
+	if err := b.Load(groupPart); err != nil {
+		t.Fatal(err)
+	}
+	if resp := heartbeat(b, "m1", resp.MemberEpoch); resp.ErrorCode != 0 {
+		t.Fatalf("heartbeat to b after load: error %d", resp.ErrorCode)
+	}
+	if statePart != groupPart {
+		if _, e := acquire(b, "m2"); e != kerr.NotLeaderForPartition {
+			t.Fatalf("acquire before its partition loads: %v, want NOT_LEADER_OR_FOLLOWER", e)
+		}
+	}
+	if err := b.Load(statePart); err != nil {
+		t.Fatal(err)
+	}
+	got, e := acquire(b, "m2")
+	if e != nil || (got != "5-9x1" && got != "5-9x2") {
+		t.Fatalf("m2 acquired %s (%v), want 5-9 again and never 0-4", got, e)
+	}
+	if e := b.Acknowledge("g", "m2", tp, []AckBatch{{FirstOffset: 5, LastOffset: 9, Types: []int8{1}}}, false); e != nil {
+		t.Fatalf("accept on b: %v", e)
+	}
+	dresp := b.ShareGroupDescribe(context.Background(), &kmsg.ShareGroupDescribeRequest{GroupIDs: []string{"g"}})
+	if g := dresp.Groups[0]; g.ErrorCode != 0 || len(g.Members) != 1 || g.Members[0].MemberID != "m1" {
+		t.Fatalf("describe on b: %+v", g)
+	}
+
+	// And back to a, which loads what b wrote.
+	for p := range int32(parts) {
+		b.Unload(p)
+	}
+	for p := range int32(parts) {
+		if err := a.Load(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader.produce(tp, 2, 0, false, false, -1, nil)
+	if got, e := acquire(a, "m1"); e != nil || got != "10-11x1" {
+		t.Fatalf("m1 acquired %s (%v) after moving back, want only the new 10-11", got, e)
+	}
+}
+
+// TestUnloadStopsSessions checks that an unloaded group's member sessions
+// stop: its members are not timed out (and nothing written) by a broker
+// that no longer coordinates it.
+func TestUnloadStopsSessions(t *testing.T) {
+	store := newMemStore()
+	reader := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	c, err := New(Config{
+		Store:                store,
+		Reader:               reader,
+		Topics:               func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+		StatePartitions:      1,
+		LoadOnLead:           true,
+		SessionTimeout:       100 * time.Millisecond,
+		HeartbeatInterval:    50 * time.Millisecond,
+		MinHeartbeatInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Load(0); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrShareGroupHeartbeatRequest()
+	req.GroupID, req.MemberID, req.SubscribedTopicNames = "g", "m", []string{"t"}
+	if resp := c.ShareGroupHeartbeat(context.Background(), req); resp.ErrorCode != 0 {
+		t.Fatalf("join: %d", resp.ErrorCode)
+	}
+	c.Unload(0)
+	before := writes(store)
+	time.Sleep(300 * time.Millisecond)
+	if after := writes(store); after != before {
+		t.Fatalf("an unloaded group's session ended and made %d writes", after-before)
+	}
+	if c.Exists("g") {
+		t.Fatal("an unloaded group still exists")
+	}
+}
+
+// writes counts the appends and snapshots store has taken.
+func writes(s *memStore) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appends + s.snapshots
+}
