@@ -165,8 +165,7 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
 		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
-			msg := "share groups are not served in a cluster yet"
-			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+			return s.shareCoordinator(key)
 		}
 		if s.cluster != nil {
 			return s.clusterCoordinator(key)
