@@ -204,6 +204,9 @@ func normalizeVoters(vs []raftlog.Voter) string {
 
 // clusterChanged is meta's Changed callback: the metadata changed.
 func (s *Server) clusterChanged() {
+	if !s.started.Load() {
+		return // New tells everyone once it is done
+	}
 	if c := s.cluster; c != nil {
 		c.Kick()
 	}

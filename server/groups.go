@@ -104,6 +104,9 @@ func (s *Server) stopGroups() error {
 // topicsChanged tells the coordinator that topics were created, grown or
 // deleted (KIP-848 regex subscriptions and assignments follow them).
 func (s *Server) topicsChanged() {
+	if !s.started.Load() {
+		return // New calls it once it is done
+	}
 	if s.groups != nil {
 		s.groups.TopicsChanged()
 	}
