@@ -184,6 +184,11 @@ func (c *Coordinator) ShareGroupHeartbeat(ctx context.Context, req *kmsg.ShareGr
 	defer c.fire(&n)
 	defer g.mu.Unlock()
 	defer c.maybeDropLocked(g)
+	if !c.groupServed(g.name) {
+		// Unloaded since the check above; Unload has collected the
+		// groups it clears, so this one must not take a member.
+		return fail(kerr.NotCoordinator, "")
+	}
 	if req.MemberEpoch == -1 {
 		m := g.members[req.MemberID]
 		if m == nil || m.gone {

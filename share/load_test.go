@@ -2,6 +2,9 @@ package share
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,4 +202,184 @@ func writes(s *memStore) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appends + s.snapshots
+}
+
+// ledStore is a store that only its current leader may write, as a
+// __share_group_state partition of a cluster: an append succeeds only if
+// its coordinator leads when it lands, and a leadership move waits for
+// the appends in flight (they are in the new leader's log, or failed).
+type ledStore struct {
+	*memStore
+	mu     sync.RWMutex
+	leader *Coordinator
+	self   *Coordinator
+}
+
+var errNotLeader = errors.New("not the leader")
+
+func (s *ledStore) Append(p int32, recs []Record) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.leader != s.self {
+		return 0, errNotLeader
+	}
+	return s.memStore.Append(p, recs)
+}
+
+func (s *ledStore) Snapshot(p int32, recs []Record) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.leader != s.self {
+		return errNotLeader
+	}
+	return s.memStore.Snapshot(p, recs)
+}
+
+// TestFailoverStress moves the leadership of every state partition back
+// and forth between two coordinators while members acquire and accept
+// records on whichever leads: an accepted record is never acquired again,
+// and in the end every record is accepted.
+func TestFailoverStress(t *testing.T) {
+	const (
+		parts   = 3
+		records = 3000
+	)
+	mem := newMemStore()
+	reader := newFakeReader()
+	tps := []TopicPartition{{topicID("t"), 0}, {topicID("t"), 1}}
+	for _, tp := range tps {
+		reader.produce(tp, records, 0, false, false, -1, nil)
+	}
+	var owner struct {
+		sync.RWMutex
+		leader *Coordinator
+	}
+	stores := make([]*ledStore, 2)
+	coords := make([]*Coordinator, 2)
+	for i := range coords {
+		stores[i] = &ledStore{memStore: mem}
+		c, err := New(Config{
+			Store:           stores[i],
+			Reader:          reader,
+			Topics:          func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tps[0].TopicID, Partitions: 2}} },
+			StatePartitions: parts,
+			LoadOnLead:      true,
+			SnapshotSlack:   4 << 10,
+			GroupConfigs: func(string) map[string]string {
+				return map[string]string{GroupAutoOffsetReset: "earliest"}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		coords[i] = c
+		stores[i].self = c
+	}
+	setLeader := func(c *Coordinator) {
+		for _, s := range stores {
+			s.mu.Lock()
+		}
+		for _, s := range stores {
+			s.leader = c
+		}
+		for _, s := range stores {
+			s.mu.Unlock()
+		}
+	}
+	move := func(from, to *Coordinator) {
+		setLeader(to)
+		if from != nil {
+			for p := range int32(parts) {
+				from.Unload(p)
+			}
+		}
+		for p := range int32(parts) {
+			if err := to.Load(p); err != nil {
+				t.Error(err)
+			}
+		}
+		owner.Lock()
+		owner.leader = to
+		owner.Unlock()
+	}
+	move(nil, coords[0])
+
+	type key struct {
+		tp  TopicPartition
+		off int64
+	}
+	var mu sync.Mutex
+	accepted := make(map[key]bool)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			member := fmt.Sprintf("m%d", w)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				owner.RLock()
+				c := owner.leader
+				owner.RUnlock()
+				tp := tps[(w+i)%len(tps)]
+				got, e := c.Acquire(AcquireOptions{Group: "g", Member: member, Partition: tp, MaxRecords: 50}, nil)
+				if e != nil {
+					continue
+				}
+				mu.Lock()
+				for _, r := range got {
+					for o := r.FirstOffset; o <= r.LastOffset; o++ {
+						if accepted[key{tp, o}] {
+							mu.Unlock()
+							t.Errorf("%v offset %d acquired again after its accept was answered", tp, o)
+							return
+						}
+					}
+				}
+				mu.Unlock()
+				var batches []AckBatch
+				for _, r := range got {
+					batches = append(batches, AckBatch{FirstOffset: r.FirstOffset, LastOffset: r.LastOffset, Types: []int8{1}})
+				}
+				if len(batches) == 0 {
+					continue
+				}
+				if e := c.Acknowledge("g", member, tp, batches, false); e == nil {
+					mu.Lock()
+					for _, b := range batches {
+						for o := b.FirstOffset; o <= b.LastOffset; o++ {
+							accepted[key{tp, o}] = true
+						}
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range 20 {
+		time.Sleep(20 * time.Millisecond)
+		move(coords[i%2], coords[(i+1)%2])
+	}
+	// Let the members finish on the last leader.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(accepted)
+		mu.Unlock()
+		if n == records*len(tps) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if n := len(accepted); n != records*len(tps) {
+		t.Fatalf("%d of %d records accepted", n, records*len(tps))
+	}
 }
