@@ -157,6 +157,20 @@
 // records) through Store.Snapshot, which moves the log start past the
 // rest.
 //
+// # In a cluster
+//
+// With Config.LoadOnLead, New replays nothing: the server calls Load when
+// its broker starts to lead a partition of __share_group_state and Unload
+// when it stops (load.go). A loaded partition brings back the groups whose
+// membership records it holds and the share-partitions whose state it
+// holds, as New does for every partition; Unload drops them without
+// writing (their acquired records are the new leader's to hand out
+// again). Membership requests for a group whose partition is not loaded
+// answer NOT_COORDINATOR; Acquire and Acknowledge of a share-partition
+// whose state partition is not loaded, NOT_LEADER_OR_FOLLOWER. Nothing is
+// written to a partition that is not loaded (no initialization, no
+// snapshot).
+//
 // # Concurrency
 //
 // Every method is safe for concurrent use. Each group has a mutex for its
