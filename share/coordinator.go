@@ -37,6 +37,13 @@ type Coordinator struct {
 
 	// loadMu serializes Load and Unload (Config.LoadOnLead).
 	loadMu sync.Mutex
+	// acquired holds the share-partitions whose acquisitions' delivery
+	// counts are to be written behind (Config.LoadOnLead, load.go).
+	acquired struct {
+		sync.Mutex
+		sps  map[*sharePartition]struct{}
+		kick chan struct{} // one-slot
+	}
 
 	mu struct {
 		sync.Mutex
@@ -100,6 +107,12 @@ func New(cfg Config) (*Coordinator, error) {
 	go c.timerLoop()
 	go c.dlqLoop()
 	go c.compactLoop()
+	if cfg.LoadOnLead {
+		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.kick = make(chan struct{}, 1)
+		c.wg.Add(1)
+		go c.acquiredLoop()
+	}
 	c.kickCompaction()
 	return c, nil
 }

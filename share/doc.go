@@ -169,7 +169,10 @@
 // answer NOT_COORDINATOR; Acquire and Acknowledge of a share-partition
 // whose state partition is not loaded, NOT_LEADER_OR_FOLLOWER. Nothing is
 // written to a partition that is not loaded (no initialization, no
-// snapshot).
+// snapshot). The delivery counts of acquisitions are written behind by a
+// fourth goroutine, so records acquired on a lost leader come back on the
+// next one with their counts (on one broker they are written with the
+// next change of the share-partition).
 //
 // # Concurrency
 //

@@ -90,6 +90,9 @@ func (c *Coordinator) Acquire(opts AcquireOptions, dst []kmsg.ShareFetchResponse
 	sp.acquireLocked(&env)
 	c.scheduleLocked(sp)
 	sp.mu.Unlock()
+	if len(env.dst) > first && c.cfg.LoadOnLead {
+		c.acquiredBehind(sp)
+	}
 	c.dlq.push(env.jobs...)
 	dst = env.dst
 	if opts.BatchSize > 0 {

@@ -234,3 +234,45 @@ func (c *Coordinator) loadedGroups(gs []*group) []*group {
 	}
 	return out
 }
+
+// acquiredBehind queues sp to have the delivery counts of its new
+// acquisitions written behind. In a cluster the share-partition can move
+// to another broker at any time, and records acquired here come back
+// there available: with their counts written, a record that keeps failing
+// its consumers still reaches share.delivery.count.limit. On one broker
+// the counts are written with the next change instead (a crash may lose
+// one delivery of a record's count).
+func (c *Coordinator) acquiredBehind(sp *sharePartition) {
+	c.acquired.Lock()
+	c.acquired.sps[sp] = struct{}{}
+	c.acquired.Unlock()
+	select {
+	case c.acquired.kick <- struct{}{}:
+	default:
+	}
+}
+
+// acquiredLoop writes the queued acquisitions behind, coalescing those
+// made while a write is under way.
+func (c *Coordinator) acquiredLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.acquired.kick:
+		}
+		c.acquired.Lock()
+		sps := c.acquired.sps
+		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.Unlock()
+		for sp := range sps {
+			select {
+			case <-c.quit:
+				return
+			default:
+			}
+			c.writeBehind(sp, nil)
+		}
+	}
+}

@@ -445,3 +445,52 @@ func BenchmarkLoad(b *testing.B) {
 		c.Unload(0)
 	}
 }
+
+// TestDeliveryCountKeptAcrossLeaders checks that records acquired on a
+// leader that is then lost come back on the next one with their delivery
+// count: the acquisitions are written behind.
+func TestDeliveryCountKeptAcrossLeaders(t *testing.T) {
+	store := newMemStore()
+	reader := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	reader.produce(tp, 10, 0, false, false, -1, nil)
+	newCoord := func() *Coordinator {
+		c, err := New(Config{
+			Store:           store,
+			Reader:          reader,
+			Topics:          func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+			StatePartitions: 1,
+			LoadOnLead:      true,
+			GroupConfigs:    earliest,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.Load(0); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := newCoord()
+	for round := 1; round <= 3; round++ {
+		want := writes(store) + 1 // the acquisition, written behind
+		if round == 1 {
+			want++ // and the share-partition's initialization before it
+		}
+		got, e := c.Acquire(AcquireOptions{Group: "g", Member: "m", Partition: tp, MaxRecords: 100}, nil)
+		if want := fmt.Sprintf("0-9x%d", round); e != nil || formatRanges(got) != want {
+			t.Fatalf("round %d: acquired %s (%v), want %s", round, formatRanges(got), e, want)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for writes(store) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the acquisition was not written behind", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		// The leader is lost; the next one loads the partition.
+		c.Unload(0)
+		c = newCoord()
+	}
+}

@@ -92,6 +92,10 @@ func (c *Coordinator) writeBehind(sp *sharePartition, sbs []stateBatch) {
 		return
 	}
 	sbs = sp.dirtyLocked(sbs)
+	if len(sbs) == 0 {
+		sp.mu.Unlock()
+		return // acquisitions written by another change already
+	}
 	val := sp.updateValueLocked(sbs)
 	sp.mu.Unlock()
 	recs := []Record{{Key: sp.updKey, Value: val}}
