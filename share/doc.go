@@ -194,7 +194,8 @@
 // Lock expiries and delays are kept in one heap ordered by each
 // share-partition's next deadline and served by one goroutine and one
 // Clock timer, at the exact deadline, with no timer per record. Three
-// goroutines run in the background (deadlines, dead letters, compaction)
+// goroutines run in the background (deadlines, dead letters, compaction;
+// a fourth with Config.LoadOnLead writes acquisitions behind)
 // and one Clock timer per member measures its session. Close stops all of
 // them and waits. Time comes only from the Clock (by default the time
 // package), so tests run under testing/synctest.
@@ -219,4 +220,8 @@
 //	ranges, kerr := c.Acquire(share.AcquireOptions{Group: g, Member: m, Partition: tp, MaxRecords: 500}, nil)
 //	c.AcknowledgeAll(g, m, acks, req.IsRenewAck) // acks[i].Err: each partition's outcome
 //	c.TopicsChanged() // after CreateTopics, DeleteTopics, CreatePartitions, delivery.delay.ms changes
+//
+//	// In a cluster (Config.LoadOnLead), from the leadership callbacks:
+//	err = c.Load(p) // this broker leads partition p of __share_group_state
+//	c.Unload(p)     // it no longer does
 package share
