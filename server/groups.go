@@ -139,7 +139,9 @@ const coordinatorShare = 2
 // 0), every transactional id (key type 1) and every share-partition (key
 // type 2, "group:topicID:partition"); v4+ batches keys. Other key types
 // answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
-// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks.
+// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks. In a
+// cluster, a share-partition's coordinator is the leader of its partition
+// of __share_group_state (shares_cluster.go).
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
