@@ -102,6 +102,8 @@ func (s *Server) startCluster() {
 	})
 	s.wg.Add(1)
 	go s.createOffsetsTopic()
+	s.wg.Add(1)
+	go s.createShareStateTopic()
 }
 
 // startClusterGroups starts the group coordinator of a cluster node: it
@@ -123,8 +125,13 @@ func (s *Server) startClusterGroups() error {
 
 // leadershipChanged is told by the cluster node of the partitions this
 // broker starts or stops leading: the group coordinator loads and
-// unloads those of __consumer_offsets.
+// unloads those of __consumer_offsets, the share coordinator those of
+// __share_group_state.
 func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
+	if topic == shareStateTopic {
+		s.shareLeadershipChanged(p, leading)
+		return
+	}
 	if topic != offsetsTopic || s.groups == nil {
 		return
 	}
@@ -197,6 +204,9 @@ func normalizeVoters(vs []raftlog.Voter) string {
 
 // clusterChanged is meta's Changed callback: the metadata changed.
 func (s *Server) clusterChanged() {
+	if !s.started.Load() {
+		return // New tells everyone once it is done
+	}
 	if c := s.cluster; c != nil {
 		c.Kick()
 	}

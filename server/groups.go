@@ -104,6 +104,9 @@ func (s *Server) stopGroups() error {
 // topicsChanged tells the coordinator that topics were created, grown or
 // deleted (KIP-848 regex subscriptions and assignments follow them).
 func (s *Server) topicsChanged() {
+	if !s.started.Load() {
+		return // New calls it once it is done
+	}
 	if s.groups != nil {
 		s.groups.TopicsChanged()
 	}
@@ -136,7 +139,9 @@ const coordinatorShare = 2
 // 0), every transactional id (key type 1) and every share-partition (key
 // type 2, "group:topicID:partition"); v4+ batches keys. Other key types
 // answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
-// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks.
+// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks. In a
+// cluster, a share-partition's coordinator is the leader of its partition
+// of __share_group_state (shares_cluster.go).
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -165,8 +170,7 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
 		}
 		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
-			msg := "share groups are not served in a cluster yet"
-			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+			return s.shareCoordinator(key)
 		}
 		if s.cluster != nil {
 			return s.clusterCoordinator(key)

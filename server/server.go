@@ -92,6 +92,11 @@ type Server struct {
 		partitions int32       // its partition count
 	}
 
+	// started is set once New has set every field the metadata callbacks
+	// (clusterChanged, topicsChanged) read: in a cluster the metadata log
+	// applies entries, and calls them, while New still runs.
+	started atomic.Bool
+
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
 	ctx    context.Context
@@ -158,6 +163,8 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.startSchedulers()
 	s.startCluster()
+	s.started.Store(true)
+	s.clusterChanged() // what changed while New ran
 	n := 0
 	topics := s.meta.Topics()
 	for _, t := range topics {
