@@ -78,6 +78,12 @@ type Config struct {
 	// it has not appended for this long. Corresponds to
 	// producer.id.expiration.ms; default one day.
 	ProducerIDExpirationMs int64
+	// Replica marks a replica of a cluster: from Open until BecomeLeader
+	// or BecomeFollower gives it a role it neither leads nor follows
+	// (produce and fetch get ErrNotLeader). A node that restarts must not
+	// take writes as the leader it may no longer be before it has
+	// learned its role from the metadata. Read at Open only.
+	Replica bool
 	// Logger receives warnings. nil discards them.
 	Logger *slog.Logger
 }
@@ -206,6 +212,12 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	}
 	p.stable.init(p.mu.ongoing)
 	p.mu.Unlock()
+	if cfg.Replica {
+		p.repl.Lock()
+		p.repl.on, p.repl.leader, p.repl.epoch = true, false, -1
+		p.repl.hw = p.log.LogStartOffset()
+		p.repl.Unlock()
+	}
 	p.opened.Store(true)
 	return p, nil
 }
