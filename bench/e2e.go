@@ -129,7 +129,8 @@ func e2eTopic(ctx context.Context, cfg Config, ts *topicSetup) (*Result, error) 
 	if cfg.Fanout {
 		sent *= int64(cfg.Consumers) // each consumer reads them all
 	}
-	if perr != nil {
+	if perr != nil || sent == 0 {
+		// Nothing to wait for (a want of 0 would read until cancelled).
 		stopConsumers()
 	} else {
 		cr.finishAt(sent)

@@ -87,8 +87,8 @@ func queueTopic(ctx context.Context, cfg Config, ts *topicSetup) (*Result, error
 	if pres != nil {
 		sent = pres.Records
 	}
-	if perr != nil {
-		stopConsumers()
+	if perr != nil || sent == 0 {
+		stopConsumers() // nothing to wait for
 	} else {
 		cr.finishAt(sent)
 	}

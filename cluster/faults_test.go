@@ -25,9 +25,9 @@ import (
 // a network namespace of its own (as root; on loopback otherwise, without
 // the partition), under a Jepsen-style workload: idempotent acks=all
 // producers and a consumer, while the test kills the leader and a follower
-// with SIGKILL, pauses the controller with SIGSTOP for longer than the
-// session and election timeouts, cuts a node off from its peers, and fills
-// a node's disk. At the end it checks the history: no acknowledged record
+// with SIGKILL, pauses the controller and a partition leader with SIGSTOP
+// for longer than the session and election timeouts, cuts a node off from
+// its peers, and fills a node's disk. At the end it checks the history: no acknowledged record
 // lost, no record read that the final log does not hold at its offset (a
 // read of something not committed), every producer's records in order in
 // each partition, no record twice. FERRY_FAULTS_ROUNDS runs the faults that
@@ -481,6 +481,19 @@ func (c *procCluster) faults() []fault {
 			l := leaderOf(ctx, adm, topic, 1)
 			f := (int(l) + 1) % len(c.nodes)
 			c.kill(c.nodes[f])
+			time.Sleep(4 * time.Second)
+		}},
+		{"SIGSTOP the leader of partition 1 for 4 s", func(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) {
+			// Its followers' requests stall; one of them leads and
+			// acknowledges before the stalled answers arrive.
+			l := leaderOf(ctx, adm, topic, 1)
+			if l < 0 {
+				l = 1
+			}
+			if nd := c.nodes[l]; nd.cmd != nil {
+				nd.cmd.Process.Signal(syscall.SIGSTOP)
+				nd.stopped = true
+			}
 			time.Sleep(4 * time.Second)
 		}},
 		{"SIGSTOP the controller for 4 s", func(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) {

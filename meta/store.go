@@ -455,6 +455,7 @@ var errNotOpened = fmt.Errorf("%w: not opened yet", ErrOffline)
 // partitionConfig resolves a topic's configs into partition settings.
 func (s *Store) partitionConfig(t *Topic) partition.Config {
 	cfg := s.Settings().partitionConfig(t.Configs())
+	cfg.Replica = s.cfg.Replicated
 	cfg.Logger = s.logger.With("topic", t.name)
 	if !t.internal {
 		cfg.Log.Cleaner = s.cleaner

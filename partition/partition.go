@@ -78,6 +78,12 @@ type Config struct {
 	// it has not appended for this long. Corresponds to
 	// producer.id.expiration.ms; default one day.
 	ProducerIDExpirationMs int64
+	// Replica marks a replica of a cluster: from Open until BecomeLeader
+	// or BecomeFollower gives it a role it neither leads nor follows
+	// (produce and fetch get ErrNotLeader). A node that restarts must not
+	// take writes as the leader it may no longer be before it has
+	// learned its role from the metadata. Read at Open only.
+	Replica bool
 	// Logger receives warnings. nil discards them.
 	Logger *slog.Logger
 }
@@ -206,9 +212,19 @@ func Open(dir string, cfg Config) (*Partition, error) {
 	}
 	p.stable.init(p.mu.ongoing)
 	p.mu.Unlock()
+	if cfg.Replica {
+		p.repl.Lock()
+		p.repl.on, p.repl.leader, p.repl.epoch = true, false, -1
+		p.repl.hw = p.log.LogStartOffset()
+		p.repl.Unlock()
+	}
 	p.opened.Store(true)
 	return p, nil
 }
+
+// testHookAppended, set by tests, runs in Append after each batch is in
+// the log: where a concurrent sync may make it durable.
+var testHookAppended func(p *Partition, base int64)
 
 // producerLastOffsets tells the log cleaner the last offset of each
 // tracked producer's newest batch, which it keeps (log.Config).
@@ -411,12 +427,26 @@ func (p *Partition) AppendVerified(records []byte, guard *VerificationGuard) (Re
 			record.SetLogAppendTime(batch, now)
 			h.MaxTimestamp = now
 		}
+		// A batch that opens a transaction holds the last stable offset
+		// before it is appended: once in the log, a group commit may make
+		// it durable (the high watermark passes it) at any moment, and a
+		// read_committed fetch in between must not read it.
+		opens := p.opensTxnLocked(h)
+		if opens {
+			p.stable.begin(p.log.NextOffset())
+		}
 		base, err := p.log.Append(batch, h)
 		if err != nil {
+			if opens {
+				p.stable.forget(p.mu.ongoing)
+			}
 			if errors.Is(err, log.ErrBatchTooLarge) {
 				err = fmt.Errorf("%w: %v", ErrRecordListTooLarge, err)
 			}
 			return res, err
+		}
+		if testHookAppended != nil {
+			testHookAppended(p, base)
 		}
 		if i == 0 {
 			res.BaseOffset = base

@@ -502,8 +502,15 @@ func (p *Partition) AppendReplica(epoch int32, records []byte) (int64, error) {
 		if ec.assign(h.PartitionLeaderEpoch, h.BaseOffset) {
 			saveEpochs = true
 		}
+		opens := p.opensTxnLocked(&h) // before the append, as Append does
+		if opens {
+			p.stable.begin(h.BaseOffset)
+		}
 		off, err := p.log.Append(batch, &h)
 		if err != nil {
+			if opens {
+				p.stable.forget(p.mu.ongoing)
+			}
 			return p.log.NextOffset(), err
 		}
 		if err := p.replicaTxnLocked(batch, &h, off); err != nil {

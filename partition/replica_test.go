@@ -276,3 +276,40 @@ func TestReplicaTransactions(t *testing.T) {
 		t.Fatalf("marker on a follower: %v", err)
 	}
 }
+
+// TestReplicaWithoutRole: a replica of a cluster, opened again (a node
+// that restarted), takes no produce and serves nothing until the metadata
+// gives it a role, even where it led before: another may lead now.
+func TestReplicaWithoutRole(t *testing.T) {
+	dir := t.TempDir()
+	p := openP(t, dir, Config{Replica: true})
+	if _, err := p.Append(batch(bopt{n: 1})); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("append before a role: %v", err)
+	}
+	if leader, epoch := p.Leader(); leader || epoch != -1 {
+		t.Fatalf("Leader() = %v, %d before a role", leader, epoch)
+	}
+	if err := p.BecomeLeader(1, 0, []int32{1}, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Append(batch(bopt{n: 3})); err != nil {
+		t.Fatal(err)
+	}
+	syncP(t, p)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q := openP(t, dir, Config{Replica: true})
+	if _, err := q.Append(batch(bopt{n: 1})); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("append after a restart, before a role: %v", err)
+	}
+	if hw := q.HighWatermark(); hw != 0 {
+		t.Fatalf("high watermark %d before a role", hw)
+	}
+	if err := q.BecomeFollower(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Append(batch(bopt{n: 1})); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("append on a follower: %v", err)
+	}
+}

@@ -81,6 +81,16 @@ func (p *Partition) checkTxnLocked(h *record.Header, earlier []record.Header, gu
 	return nil
 }
 
+// opensTxnLocked reports whether batch h opens a transaction: it is
+// transactional and its producer has none open here.
+func (p *Partition) opensTxnLocked(h *record.Header) bool {
+	if h.ProducerID < 0 || !h.IsTransactional() || h.IsControl() {
+		return false
+	}
+	st := p.mu.producers[h.ProducerID]
+	return st == nil || st.txnFirst < 0
+}
+
 // beginTxnLocked records that producerID opened a transaction at first.
 func (p *Partition) beginTxnLocked(producerID, first int64) {
 	delete(p.mu.verify, producerID)
@@ -203,6 +213,15 @@ func (s *stableState) begin(first int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ongoingMin = min(s.ongoingMin, first)
+	s.updateLocked()
+}
+
+// forget drops a transaction begun but not appended (the append
+// failed): the oldest open one is again that of ongoing.
+func (s *stableState) forget(ongoing ongoingTxns) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ongoingMin = ongoing.lastStable(math.MaxInt64)
 	s.updateLocked()
 }
 

@@ -244,6 +244,47 @@ func copyDir(t *testing.T, from string) string {
 	return to
 }
 
+// TestTransactionHoldsLSOOnceAppended: a batch that opens a transaction
+// holds the last stable offset from the moment it is in the log, before
+// Append returns: a sync that makes it durable right then (a group commit
+// of another producer's batch) must not let a read_committed fetch read
+// it.
+func TestTransactionHoldsLSOOnceAppended(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{})
+	if _, err := p.Append(batch(bopt{n: 2})); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	testHookAppended = func(q *Partition, base int64) {
+		if q != p {
+			return
+		}
+		if err := q.log.Sync(); err != nil {
+			t.Error(err)
+		}
+		if hw, lso := q.HighWatermark(), q.LastStableOffset(); hw <= base || lso > base {
+			t.Errorf("batch at %d durable: high watermark %d, last stable offset %d", base, hw, lso)
+		}
+		checked++
+	}
+	defer func() { testHookAppended = nil }()
+	g := p.BeginVerification(7, 0)
+	if _, err := p.AppendVerified(txnBatch(7, 0, 0, 1), g); err != nil {
+		t.Fatal(err)
+	}
+	testHookAppended = nil
+	if checked != 1 {
+		t.Fatalf("the hook ran %d times", checked)
+	}
+	if lso := p.LastStableOffset(); lso != 2 {
+		t.Fatalf("last stable offset %d with the transaction open at 2", lso)
+	}
+	marker(t, p, 7, 0, false)
+	if lso, end := p.LastStableOffset(), p.LogEndOffset(); lso != end {
+		t.Fatalf("last stable offset %d after the abort, log end %d", lso, end)
+	}
+}
+
 // TestTransactionRecovery checks that open transactions, the LSO and the
 // aborted-transaction index come back after a clean close and after a
 // crash, whose recovery rebuilds the index of the segments it scans from

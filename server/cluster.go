@@ -100,9 +100,10 @@ func (s *Server) startCluster() {
 		LeadershipChanged: s.leadershipChanged,
 		Logger:            s.logger,
 	})
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.createOffsetsTopic()
 	go s.createTxnStateTopic()
+	go s.createShareStateTopic()
 }
 
 // startClusterGroups starts the group coordinator of a cluster node: it
@@ -124,10 +125,16 @@ func (s *Server) startClusterGroups() error {
 
 // leadershipChanged is told by the cluster node of the partitions this
 // broker starts or stops leading: the group coordinator loads and
-// unloads those of __consumer_offsets.
+// unloads those of __consumer_offsets, the transaction coordinator those
+// of __transaction_state, the share coordinator those of
+// __share_group_state.
 func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
 	if topic == transactionStateTopic {
 		s.txnLeadershipChanged(p, leading)
+		return
+	}
+	if topic == shareStateTopic {
+		s.shareLeadershipChanged(p, leading)
 		return
 	}
 	if topic != offsetsTopic || s.groups == nil {
@@ -203,7 +210,7 @@ func normalizeVoters(vs []raftlog.Voter) string {
 // clusterChanged is meta's Changed callback: the metadata changed.
 func (s *Server) clusterChanged() {
 	if !s.started.Load() {
-		return // New calls it once it has started everything
+		return // New tells everyone once it is done
 	}
 	if c := s.cluster; c != nil {
 		c.Kick()

@@ -223,7 +223,7 @@ func TestClusterMetadataAndReplicatedProduce(t *testing.T) {
 		}
 		return true
 	})
-	// Nor share groups: their APIs are not advertised.
+	// Share groups are not served in a cluster: their APIs are not advertised.
 	av, err := kmsg.NewPtrApiVersionsRequest().RequestWith(ctx, cl)
 	if err != nil {
 		t.Fatal(err)

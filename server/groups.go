@@ -105,9 +105,7 @@ func (s *Server) stopGroups() error {
 // deleted (KIP-848 regex subscriptions and assignments follow them).
 func (s *Server) topicsChanged() {
 	if !s.started.Load() {
-		// New is still starting them; it calls again once they are up.
-		// (A restarted node of a cluster applies metadata meanwhile.)
-		return
+		return // New calls it once it is done
 	}
 	if s.groups != nil {
 		s.groups.TopicsChanged()
@@ -139,11 +137,13 @@ const coordinatorShare = 2
 
 // FindCoordinator, v0-v6. This broker coordinates every group (key type
 // 0), every transactional id (key type 1) and every share-partition (key
-// type 2, "group:topicID:partition"); in a cluster groups and
-// transactional ids go to the leader of their partition of
-// __consumer_offsets or __transaction_state. v4+ batches keys. Other key
-// types answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
-// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks.
+// type 2, "group:topicID:partition"); v4+ batches keys. Other key types
+// answer COORDINATOR_NOT_AVAILABLE. Share coordinators are found by
+// brokers only: CLUSTER_ACTION on the cluster, as Kafka asks. In a
+// cluster, a group's coordinator is the leader of its partition of
+// __consumer_offsets, a transactional id's of its partition of
+// __transaction_state (txn_cluster.go), a share-partition's of its
+// partition of __share_group_state (shares_cluster.go).
 func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -171,8 +171,7 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			return s.clusterTxnCoordinator(key)
 		}
 		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
-			msg := "share groups are not served in a cluster yet"
-			return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+			return s.shareCoordinator(key)
 		}
 		if s.cluster != nil {
 			return s.clusterCoordinator(key)

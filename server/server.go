@@ -70,12 +70,6 @@ type Server struct {
 	peers    *peer.Pool       // to other brokers of a cluster: markers, transaction checks (txn_cluster.go)
 	limits   *connLimits      // connection counts and the request budget (limits.go)
 
-	// started is set once New has started the coordinators and the
-	// cluster node, so that metadata changes applied meanwhile (a
-	// restarted node of a cluster catching up) do not read the fields
-	// above as they are set (clusterChanged, topicsChanged).
-	started atomic.Bool
-
 	// listeners are the configured listeners (listener.go); the first is
 	// the one Serve serves.
 	listeners []*listener
@@ -99,6 +93,11 @@ type Server struct {
 		ready      atomic.Bool // __share_group_state exists
 		partitions int32       // its partition count
 	}
+
+	// started is set once New has set every field the metadata callbacks
+	// (clusterChanged, topicsChanged) read: in a cluster the metadata log
+	// applies entries, and calls them, while New still runs.
+	started atomic.Bool
 
 	// ctx is cancelled by Close; every goroutine the server starts
 	// watches it and is counted in wg.
@@ -167,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 	s.startSchedulers()
 	s.startCluster()
 	s.started.Store(true)
-	s.clusterChanged()
+	s.clusterChanged() // what changed while New ran
 	n := 0
 	topics := s.meta.Topics()
 	for _, t := range topics {

@@ -33,7 +33,9 @@ const shareStateTopic = "__share_group_state"
 // startShares starts the share coordinator, which replays
 // __share_group_state. The topic is created when the first share group
 // needs it (ensureShareState), as Kafka creates it, so a broker whose
-// clients never use share groups does not have it.
+// clients never use share groups does not have it. In a cluster the
+// coordinator replays nothing here: it loads the partitions this broker
+// comes to lead (shares_cluster.go).
 func (s *Server) startShares() error {
 	bs := s.settings()
 	parts := int32(bs.int64("share.coordinator.state.topic.num.partitions"))
@@ -56,6 +58,7 @@ func (s *Server) startShares() error {
 		OtherGroup:                 s.groups.Exists,
 		Logger:                     s.logger,
 		NodeID:                     s.cfg.NodeID,
+		LoadOnLead:                 s.raft != nil,
 		StatePartitions:            parts,
 		SessionTimeout:             ms("group.share.session.timeout.ms"),
 		MinSessionTimeout:          ms("group.share.min.session.timeout.ms"),
@@ -106,6 +109,9 @@ func (s *Server) ensureShareState() error {
 	}
 	s.shareState.mu.Lock()
 	defer s.shareState.mu.Unlock()
+	if s.meta.Topic(shareStateTopic) == nil && s.raft != nil {
+		return errShareStateStarting // the controller's node creates it (shares_cluster.go)
+	}
 	if s.meta.Topic(shareStateTopic) == nil {
 		_, err := s.meta.CreateTopic(meta.NewTopic{
 			Name:              shareStateTopic,
@@ -125,7 +131,11 @@ func (s *Server) ensureShareState() error {
 
 // shareStatePartition returns partition p of __share_group_state.
 func (s *Server) shareStatePartition(p int32) (*partition.Partition, error) {
-	return s.meta.Topic(shareStateTopic).Partition(p)
+	t := s.meta.Topic(shareStateTopic)
+	if t == nil {
+		return nil, errShareStateStarting
+	}
+	return t.Partition(p)
 }
 
 // shareStore is the share coordinator's Store: __share_group_state, which

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -39,7 +40,9 @@ import (
 //     going backwards within a consumer.
 //
 // FERRY_HISTORY_DURATION (a Go duration, 30s by default) sets how long the
-// workload runs; FERRY_HISTORY_SEED repeats a run.
+// workload runs; FERRY_HISTORY_SEED repeats a run; FERRY_HISTORY_KEEP
+// names a directory that receives the broker's log and data after a run
+// that found anomalies.
 
 // txnRecord is one transaction of the history.
 type txnRecord struct {
@@ -287,6 +290,16 @@ func TestTransactionHistory(t *testing.T) {
 	t.Logf("%d kills; %d transactions (%v); %d records read by consumers; %d in the final state", kills, len(h.txns), counts, nreads, len(final.byValue))
 	for _, a := range anomalies {
 		t.Error(a)
+	}
+	if keep := os.Getenv("FERRY_HISTORY_KEEP"); keep != "" && len(anomalies) > 0 {
+		// The broker's log and data directory, to look into.
+		childMu.Lock()
+		child.cmd.Process.Signal(syscall.SIGKILL)
+		<-child.exited
+		childMu.Unlock()
+		if out, err := exec.Command("cp", "-a", logFile.Name(), dir, keep).CombinedOutput(); err != nil {
+			t.Logf("keeping the broker's files in %s: %v %s", keep, err, out)
+		}
 	}
 	if counts["committed"] == 0 || counts["aborted"] == 0 {
 		t.Errorf("the workload committed %d and aborted %d transactions: too few to check", counts["committed"], counts["aborted"])

@@ -28,7 +28,7 @@ func (c *Coordinator) ListGroups(req *kmsg.ListGroupsRequest) []kmsg.ListGroupsR
 		return nil
 	}
 	var out []kmsg.ListGroupsResponseGroup
-	for _, g := range c.groupsSnapshot() {
+	for _, g := range c.loadedGroups(c.groupsSnapshot()) {
 		g.mu.Lock()
 		if g.dead {
 			g.mu.Unlock()
@@ -72,6 +72,9 @@ func (c *Coordinator) DescribeGroup(version int16, name string) (kmsg.DescribeGr
 // false if no share group has that name (the server then asks the
 // consumer-group coordinator).
 func (c *Coordinator) DeleteGroup(name string) (code int16, ok bool) {
+	if !c.groupServed(name) {
+		return 0, false
+	}
 	g, res := c.lockGroup(name, false)
 	switch res {
 	case lookupClosed:
@@ -141,6 +144,11 @@ func (c *Coordinator) DescribeShareGroupOffsets(ctx context.Context, req *kmsg.D
 		out.GroupID = rg.GroupID
 		if c.isClosed() {
 			out.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			resp.Groups = append(resp.Groups, out)
+			continue
+		}
+		if !c.groupServed(rg.GroupID) {
+			out.ErrorCode = kerr.NotCoordinator.Code
 			resp.Groups = append(resp.Groups, out)
 			continue
 		}
@@ -218,6 +226,10 @@ func (c *Coordinator) describeOffsets(tp TopicPartition, sps map[TopicPartition]
 func (c *Coordinator) AlterShareGroupOffsets(ctx context.Context, req *kmsg.AlterShareGroupOffsetsRequest) *kmsg.AlterShareGroupOffsetsResponse {
 	resp := kmsg.NewPtrAlterShareGroupOffsetsResponse()
 	resp.Version = req.Version
+	if !c.groupServed(req.GroupID) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
+	}
 	g, res := c.lockGroup(req.GroupID, true)
 	switch res {
 	case lookupClosed:
@@ -249,6 +261,8 @@ func (c *Coordinator) AlterShareGroupOffsets(ctx context.Context, req *kmsg.Alte
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case rp.StartOffset < 0:
 				op.ErrorCode = kerr.InvalidRequest.Code
+			case !c.spServed(spKey{g.name, TopicPartition{info.ID, rp.Partition}}):
+				op.ErrorCode = kerr.NotCoordinator.Code
 			default:
 				if err := c.resetStateLocked(g, TopicPartition{info.ID, rp.Partition}, rp.StartOffset, nowMs); err != nil {
 					op.ErrorCode = kerr.CoordinatorNotAvailable.Code
@@ -301,6 +315,10 @@ func (c *Coordinator) resetStateLocked(g *group, tp TopicPartition, start, nowMs
 func (c *Coordinator) DeleteShareGroupOffsets(ctx context.Context, req *kmsg.DeleteShareGroupOffsetsRequest) *kmsg.DeleteShareGroupOffsetsResponse {
 	resp := kmsg.NewPtrDeleteShareGroupOffsetsResponse()
 	resp.Version = req.Version
+	if !c.groupServed(req.GroupID) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
+	}
 	g, res := c.lockGroup(req.GroupID, false)
 	switch res {
 	case lookupClosed:

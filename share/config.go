@@ -292,6 +292,12 @@ type Config struct {
 	Logger *slog.Logger
 	// NodeID is this broker's node ID, used in log lines.
 	NodeID int32
+	// LoadOnLead serves only the partitions of the store given to Load
+	// (a cluster: those this broker leads), instead of replaying every
+	// partition in New. Requests for a group whose membership partition
+	// is not loaded answer NOT_COORDINATOR; for a share-partition whose
+	// state partition is not loaded, NOT_LEADER_OR_FOLLOWER.
+	LoadOnLead bool
 
 	// StatePartitions is the partition count of __share_group_state.
 	// Corresponds to share.coordinator.state.topic.num.partitions;

@@ -35,6 +35,16 @@ type Coordinator struct {
 	dlq    dlqQueue
 	topics atomic.Pointer[topicIndex] // topics by ID, as of the last refresh
 
+	// loadMu serializes Load and Unload (Config.LoadOnLead).
+	loadMu sync.Mutex
+	// acquired holds the share-partitions whose acquisitions' delivery
+	// counts are to be written behind (Config.LoadOnLead, load.go).
+	acquired struct {
+		sync.Mutex
+		sps  map[*sharePartition]struct{}
+		kick chan struct{} // one-slot
+	}
+
 	mu struct {
 		sync.Mutex
 		closed bool
@@ -47,11 +57,15 @@ type Coordinator struct {
 		// share-partition that ever had state, deleted ones included, so
 		// a re-created state never reuses an epoch (see stateValue).
 		epochs map[spKey]int32
+		// loaded says which state partitions are served here, with
+		// Config.LoadOnLead (load.go); nil means all of them.
+		loaded []bool
 	}
 }
 
 // New returns a coordinator over cfg.Store after replaying every partition
-// of it: groups and their members, and the state of every share-partition.
+// of it (none with Config.LoadOnLead: see Load): groups and their members,
+// and the state of every share-partition.
 // Members get a fresh session timeout. Records that were acquired when the
 // broker stopped come back available with their delivery counts; dead
 // letters whose writing was under way are checked with the DLQWriter and
@@ -81,7 +95,9 @@ func New(cfg Config) (*Coordinator, error) {
 		c.parts[i] = newStatePart(int32(i))
 	}
 	start := time.Now()
-	if err := c.replayAll(); err != nil {
+	if cfg.LoadOnLead {
+		c.mu.loaded = make([]bool, cfg.StatePartitions)
+	} else if err := c.replayAll(); err != nil {
 		return nil, err
 	}
 	c.refreshTopics()
@@ -91,6 +107,12 @@ func New(cfg Config) (*Coordinator, error) {
 	go c.timerLoop()
 	go c.dlqLoop()
 	go c.compactLoop()
+	if cfg.LoadOnLead {
+		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.kick = make(chan struct{}, 1)
+		c.wg.Add(1)
+		go c.acquiredLoop()
+	}
 	c.kickCompaction()
 	return c, nil
 }

@@ -157,6 +157,23 @@
 // records) through Store.Snapshot, which moves the log start past the
 // rest.
 //
+// # In a cluster
+//
+// With Config.LoadOnLead, New replays nothing: the server calls Load when
+// its broker starts to lead a partition of __share_group_state and Unload
+// when it stops (load.go). A loaded partition brings back the groups whose
+// membership records it holds and the share-partitions whose state it
+// holds, as New does for every partition; Unload drops them without
+// writing (their acquired records are the new leader's to hand out
+// again). Membership requests for a group whose partition is not loaded
+// answer NOT_COORDINATOR; Acquire and Acknowledge of a share-partition
+// whose state partition is not loaded, NOT_LEADER_OR_FOLLOWER. Nothing is
+// written to a partition that is not loaded (no initialization, no
+// snapshot). The delivery counts of acquisitions are written behind by a
+// fourth goroutine, so records acquired on a lost leader come back on the
+// next one with their counts (on one broker they are written with the
+// next change of the share-partition).
+//
 // # Concurrency
 //
 // Every method is safe for concurrent use. Each group has a mutex for its
@@ -177,7 +194,8 @@
 // Lock expiries and delays are kept in one heap ordered by each
 // share-partition's next deadline and served by one goroutine and one
 // Clock timer, at the exact deadline, with no timer per record. Three
-// goroutines run in the background (deadlines, dead letters, compaction)
+// goroutines run in the background (deadlines, dead letters, compaction;
+// a fourth with Config.LoadOnLead writes acquisitions behind)
 // and one Clock timer per member measures its session. Close stops all of
 // them and waits. Time comes only from the Clock (by default the time
 // package), so tests run under testing/synctest.
@@ -202,4 +220,8 @@
 //	ranges, kerr := c.Acquire(share.AcquireOptions{Group: g, Member: m, Partition: tp, MaxRecords: 500}, nil)
 //	c.AcknowledgeAll(g, m, acks, req.IsRenewAck) // acks[i].Err: each partition's outcome
 //	c.TopicsChanged() // after CreateTopics, DeleteTopics, CreatePartitions, delivery.delay.ms changes
+//
+//	// In a cluster (Config.LoadOnLead), from the leadership callbacks:
+//	err = c.Load(p) // this broker leads partition p of __share_group_state
+//	c.Unload(p)     // it no longer does
 package share

@@ -90,6 +90,9 @@ func (c *Coordinator) Acquire(opts AcquireOptions, dst []kmsg.ShareFetchResponse
 	sp.acquireLocked(&env)
 	c.scheduleLocked(sp)
 	sp.mu.Unlock()
+	if len(env.dst) > first && c.cfg.LoadOnLead {
+		c.acquiredBehind(sp)
+	}
 	c.dlq.push(env.jobs...)
 	dst = env.dst
 	if opts.BatchSize > 0 {
@@ -131,6 +134,9 @@ func splitRanges(dst []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord, firs
 func (c *Coordinator) sharePartition(group string, tp TopicPartition, create bool) (*group, *sharePartition, *kerr.Error) {
 	if g, sp := c.lookup(spKey{group, tp}); g != nil && sp != nil {
 		return g, sp, nil
+	}
+	if !c.spServed(spKey{group, tp}) {
+		return nil, nil, kerr.NotLeaderForPartition
 	}
 	if !create {
 		return nil, nil, kerr.InvalidRecordState
@@ -193,6 +199,9 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 	var order []int32
 	var firstErr *kerr.Error
 	for _, tp := range tps {
+		if !c.spServed(spKey{g.name, tp}) {
+			continue // another broker's (LoadOnLead)
+		}
 		offs, err := c.cfg.Reader.Offsets(tp)
 		if err != nil {
 			if firstErr == nil {

@@ -168,6 +168,9 @@ func (c *Coordinator) ShareGroupHeartbeat(ctx context.Context, req *kmsg.ShareGr
 	case req.MemberEpoch == 0 && len(req.SubscribedTopicNames) == 0:
 		return fail(kerr.InvalidRequest, "SubscribedTopicNames must be set in first request.")
 	}
+	if !c.groupServed(req.GroupID) {
+		return fail(kerr.NotCoordinator, "")
+	}
 	g, res := c.lockGroup(req.GroupID, req.MemberEpoch == 0)
 	switch res {
 	case lookupClosed:
@@ -181,6 +184,11 @@ func (c *Coordinator) ShareGroupHeartbeat(ctx context.Context, req *kmsg.ShareGr
 	defer c.fire(&n)
 	defer g.mu.Unlock()
 	defer c.maybeDropLocked(g)
+	if !c.groupServed(g.name) {
+		// Unloaded since the check above; Unload has collected the
+		// groups it clears, so this one must not take a member.
+		return fail(kerr.NotCoordinator, "")
+	}
 	if req.MemberEpoch == -1 {
 		m := g.members[req.MemberID]
 		if m == nil || m.gone {
@@ -541,6 +549,10 @@ const groupAuthorizedOps = 1<<3 | 1<<6 | 1<<8
 func (c *Coordinator) describeGroup(name string, names map[[16]byte]string, rg *kmsg.ShareGroupDescribeResponseGroup) {
 	if name == "" {
 		rg.ErrorCode = kerr.InvalidGroupID.Code
+		return
+	}
+	if !c.groupServed(name) {
+		rg.ErrorCode = kerr.NotCoordinator.Code
 		return
 	}
 	g, res := c.lockGroup(name, false)

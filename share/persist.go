@@ -92,6 +92,10 @@ func (c *Coordinator) writeBehind(sp *sharePartition, sbs []stateBatch) {
 		return
 	}
 	sbs = sp.dirtyLocked(sbs)
+	if len(sbs) == 0 {
+		sp.mu.Unlock()
+		return // acquisitions written by another change already
+	}
 	val := sp.updateValueLocked(sbs)
 	sp.mu.Unlock()
 	recs := []Record{{Key: sp.updKey, Value: val}}
@@ -150,6 +154,9 @@ func (c *Coordinator) compactLoop() {
 // per share-partition and the live membership records) through
 // Store.Snapshot, if p needs it or force is set.
 func (c *Coordinator) snapshotPartition(p *statePart, force bool) error {
+	if !c.Loaded(p.id) {
+		return nil // another broker's (LoadOnLead)
+	}
 	if !force {
 		// Look first, so appends are not held up for nothing.
 		p.liveMu.Lock()
@@ -203,7 +210,7 @@ func (c *Coordinator) snapshotPartition(p *statePart, force bool) error {
 // replayAll loads every state partition. It runs in New, before anything
 // else can touch the coordinator.
 func (c *Coordinator) replayAll() error {
-	r := &replayer{c: c, states: make(map[spKey]*sharePartition)}
+	r := &replayer{c: c, states: make(map[spKey]*sharePartition), epochs: c.mu.epochs}
 	for _, p := range c.parts {
 		if err := c.store.Replay(p.id, func(offset int64, rec Record) error {
 			r.record(p, offset, rec)
@@ -218,18 +225,28 @@ func (c *Coordinator) replayAll() error {
 
 // replayer rebuilds the coordinator's state from records.
 type replayer struct {
-	c       *Coordinator
-	states  map[spKey]*sharePartition
+	c      *Coordinator
+	states map[spKey]*sharePartition
+	// groups, if set, receives the groups of the records (a Load)
+	// instead of the coordinator's map (New).
+	groups map[string]*group
+	// epochs is where the state epochs seen go: the coordinator's map
+	// (New) or one merged into it after a Load.
+	epochs  map[spKey]int32
 	batches []stateBatch // scratch
 	jobs    []dlqJob
 }
 
 func (r *replayer) group(name string) *group {
 	c := r.c
-	g := c.mu.groups[name]
+	groups := c.mu.groups
+	if r.groups != nil {
+		groups = r.groups
+	}
+	g := groups[name]
 	if g == nil {
 		g = c.newGroup(name)
-		c.mu.groups[name] = g
+		groups[name] = g
 	}
 	return g
 }
@@ -327,10 +344,10 @@ func (r *replayer) applyState(p *statePart, k recordKey, rec Record) error {
 		return err
 	}
 	if k.version == keyShareSnapshot {
-		if e, ok := c.mu.epochs[key]; ok && v.stateEpoch < e {
+		if e, ok := r.epochs[key]; ok && v.stateEpoch < e {
 			return nil // older than a reset already replayed
 		}
-		c.mu.epochs[key] = v.stateEpoch
+		r.epochs[key] = v.stateEpoch
 		if sp == nil {
 			sp = newSharePartition(key, c.cfg.StatePartitions)
 			sp.part = p.id

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ferrymq/ferry/meta"
+)
+
+// In a cluster the share coordinator follows the leadership of
+// __share_group_state (share.Config.LoadOnLead): a broker serves the
+// groups and share-partition state of the partitions it leads, loading
+// each when it starts to lead it and dropping it when it stops. The
+// topic is created by the controller's node once the brokers registered,
+// as __consumer_offsets is, with share.coordinator.state.topic.replication.factor
+// replicas (at most the voters) and share.coordinator.state.topic.min.isr,
+// so an appended state record is on that many replicas before it is
+// acknowledged. See docs/cluster.md for what is served.
+
+// errShareStateStarting answers share calls that would write state before
+// the controller created __share_group_state.
+var errShareStateStarting = errors.New("server: __share_group_state is not created yet")
+
+// shareLeadershipChanged loads or unloads partition p of
+// __share_group_state in the share coordinator.
+func (s *Server) shareLeadershipChanged(p int32, leading bool) {
+	if s.shares == nil {
+		return
+	}
+	if !leading {
+		s.shares.Unload(p)
+		return
+	}
+	if err := s.shares.Load(p); err != nil {
+		s.logger.Error("loading share coordinator partition failed", "partition", p, "err", err)
+	}
+}
+
+// createShareStateTopic creates __share_group_state once the cluster has a
+// controller and its brokers have registered (or after 10 s, with those
+// there are).
+func (s *Server) createShareStateTopic() {
+	defer s.wg.Done()
+	start := time.Now()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.meta.Topic(shareStateTopic) != nil {
+			s.shareState.ready.Store(true)
+			return
+		}
+		if !s.raft.IsLeader() {
+			continue
+		}
+		live := 0
+		for _, b := range s.meta.Brokers() {
+			if !b.Fenced {
+				live++
+			}
+		}
+		bs := s.settings()
+		want := min(int(bs.int64("share.coordinator.state.topic.replication.factor")), len(s.raft.Voters()))
+		if live == 0 || (live < want && time.Since(start) < 10*time.Second) {
+			continue
+		}
+		rf := min(want, live)
+		configs := shareStateTopicConfigs(bs)
+		configs["min.insync.replicas"] = ptr(strconv.Itoa(min(int(bs.int64("share.coordinator.state.topic.min.isr")), rf)))
+		_, err := s.meta.CreateTopic(meta.NewTopic{
+			Name:              shareStateTopic,
+			Partitions:        s.shareState.partitions,
+			ReplicationFactor: int16(rf),
+			Configs:           configs,
+			Internal:          true,
+		})
+		if err != nil && codeOf(err) != kerr.TopicAlreadyExists.Code {
+			s.logger.Warn("creating "+shareStateTopic+" failed; retrying", "err", err)
+		}
+	}
+}
+
+// shareCoordinator answers FindCoordinator for a share-partition key
+// ("group:topicID:partition", key type 2) in a cluster: the leader of the
+// key's partition of __share_group_state, as Kafka.
+func (s *Server) shareCoordinator(key string) (int32, string, int32, int16, *string) {
+	t := s.meta.Topic(shareStateTopic)
+	if t == nil || s.shares == nil {
+		msg := "the share coordinator is starting"
+		return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+	}
+	st := t.State(s.shares.Partition(key))
+	for _, b := range s.meta.Brokers() {
+		if b.ID == st.Leader && !b.Fenced && b.Host != "" {
+			return b.ID, b.Host, b.Port, 0, nil
+		}
+	}
+	msg := fmt.Sprintf("partition %d of %s has no leader", s.shares.Partition(key), shareStateTopic)
+	return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+}
