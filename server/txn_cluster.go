@@ -43,6 +43,11 @@ import (
 // up to replica.lag.time.max.ms, but the coordinator retries anyway.
 const peerTimeout = 15 * time.Second
 
+// txnCheckTimeout bounds a partition leader's question to a remote
+// transaction coordinator (AddPartitionsToTxn v5), which is answered
+// after at most one append to __transaction_state.
+const txnCheckTimeout = 5 * time.Second
+
 // markerRetryFor is how long WriteMarker itself retries a marker whose
 // partition has no reachable leader (a failover) before handing the
 // error to the coordinator, which retries with backoff.
@@ -382,6 +387,10 @@ func (s *Server) remoteTxnPartitions(ctx context.Context, addr, id string, pid i
 		t.Partitions = append(t.Partitions, tp.Partition)
 	}
 	req.Transactions = []kmsg.AddPartitionsToTxnRequestTransaction{rt}
+	// The produce path asks from the connection's reader goroutine: a
+	// coordinator that does not answer soon gets a retriable error.
+	ctx, cancel := context.WithTimeout(ctx, txnCheckTimeout)
+	defer cancel()
 	kresp, err := s.peers.Request(ctx, addr, req)
 	if err != nil {
 		s.logger.Info("asking the transaction coordinator failed", "addr", addr, "transactional_id", id, "err", err)
