@@ -151,4 +151,9 @@
 //	...
 //	// Produce v12+, a transactional batch for a partition not yet in the transaction:
 //	err = c.AddPartitionsImplicitly(ctx, txnID, producerID, epoch, []txn.TopicPartition{{Topic: t, Partition: p}})
+//
+//	// In a cluster (Config.LoadOnLead), as this broker's leadership of
+//	// __transaction_state partition p starts and stops:
+//	err = c.Load(p, leaderEpoch)
+//	c.Unload(p)
 package txn
