@@ -106,7 +106,7 @@ func (n *Node) controlOnce(leaderSince time.Time, prevLeader int32) {
 	for _, t := range st.Topics() {
 		for i := range t.NumPartitions() {
 			ps := t.State(i)
-			if next, ok := n.decide(t, ps, live); ok {
+			if next, ok := n.decide(t, i, ps, live); ok {
 				changes = append(changes, meta.PartitionChange{Topic: t, Partition: i, Expect: ps.PartitionEpoch, State: next})
 			}
 			if len(changes) >= 1000 && !flush() {
@@ -118,7 +118,7 @@ func (n *Node) controlOnce(leaderSince time.Time, prevLeader int32) {
 }
 
 // decide returns the next state of a partition, if it must change.
-func (n *Node) decide(t *meta.Topic, ps meta.PartitionState, live func(int32) bool) (meta.PartitionState, bool) {
+func (n *Node) decide(t *meta.Topic, part int32, ps meta.PartitionState, live func(int32) bool) (meta.PartitionState, bool) {
 	isr := slices.DeleteFunc(slices.Clone(ps.ISR), func(r int32) bool { return !live(r) })
 	leader := ps.Leader
 	if leader < 0 || !live(leader) {
@@ -134,7 +134,7 @@ func (n *Node) decide(t *meta.Topic, ps meta.PartitionState, live func(int32) bo
 				if live(r) {
 					leader = r
 					isr = []int32{r}
-					n.logger.Warn("unclean leader election: records may be lost", "topic", t.Name(), "replica", r)
+					n.logger.Warn("unclean leader election: records may be lost", "topic", t.Name(), "partition", part, "replica", r)
 					break
 				}
 			}
@@ -160,7 +160,7 @@ func (n *Node) decide(t *meta.Topic, ps meta.PartitionState, live func(int32) bo
 		return ps, false
 	}
 	if leader != ps.Leader {
-		n.logger.Info("partition leader change", "topic", t.Name(), "old_leader", ps.Leader, "leader", leader, "isr", isr)
+		n.logger.Info("partition leader change", "topic", t.Name(), "partition", part, "old_leader", ps.Leader, "leader", leader, "epoch", ps.LeaderEpoch+1, "isr", isr)
 	}
 	return meta.NextState(ps, leader, isr, replicas, target), true
 }
