@@ -169,6 +169,15 @@ type Log struct {
 	leader     atomic.Uint64 // raft id of the leader, 0 if none known
 	appliedIdx atomic.Uint64
 	commitIdx  atomic.Uint64
+	// readIdx is the leader's commit index, learned with a ReadIndex
+	// request since this node last came to know a leader; 0 until then.
+	// A node that hears from a leader learns from its heartbeats only
+	// the commit index the leader knows it holds, which for a node back
+	// from a restart or a cut is what it had before: CaughtUp waits for
+	// readIdx instead. readCtx and readAsked are the run goroutine's.
+	readIdx   atomic.Uint64
+	readCtx   uint64
+	readAsked time.Time
 }
 
 type proposal struct {
@@ -505,9 +514,25 @@ func (l *Log) LastContact(node int32) time.Time { return l.tr.lastContact(raftID
 func (l *Log) Voters() []Voter { return l.cfg.Voters }
 
 // CaughtUp reports whether this node knows a leader and has applied
-// everything known committed.
+// everything that leader had committed when this node came to know it
+// (a ReadIndex request answers that), and everything known committed.
 func (l *Log) CaughtUp() bool {
-	return l.leader.Load() != 0 && l.appliedIdx.Load() >= l.commitIdx.Load()
+	read := l.readIdx.Load()
+	applied := l.appliedIdx.Load()
+	return l.leader.Load() != 0 && read != 0 && applied >= read && applied >= l.commitIdx.Load()
+}
+
+// maybeReadIndex asks the leader for its commit index (raft's ReadIndex)
+// while this node knows a leader but not yet what it committed; the
+// answer comes in a Ready's ReadStates. A request the leader drops (one
+// elected that has not committed in its term yet) is asked again.
+func (l *Log) maybeReadIndex() {
+	if l.leader.Load() == 0 || l.readIdx.Load() != 0 || time.Since(l.readAsked) < 2*l.cfg.TickInterval {
+		return
+	}
+	l.readCtx++
+	l.readAsked = time.Now()
+	l.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, l.readCtx))
 }
 
 // run is the node's goroutine: it ticks raft, steps messages, proposes,
@@ -537,6 +562,7 @@ func (l *Log) run() {
 				l.rn.ReportUnreachable(r.id)
 			}
 		}
+		l.maybeReadIndex()
 		for l.rn.HasReady() {
 			if err := l.handleReady(l.rn.Ready()); err != nil {
 				l.fatal = err
@@ -552,6 +578,8 @@ func (l *Log) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		old := l.leader.Swap(rd.SoftState.Lead)
 		if old != rd.SoftState.Lead {
+			l.readIdx.Store(0) // what this node holds is in doubt again
+			l.readAsked = time.Time{}
 			l.logger.Info("metadata quorum leader", "controller", int64(rd.SoftState.Lead)-1, "state", rd.SoftState.RaftState.String())
 		}
 	}
@@ -585,6 +613,11 @@ func (l *Log) handleReady(rd raft.Ready) error {
 	}
 	for _, m := range rd.Messages {
 		l.tr.send(m)
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) == 8 && binary.BigEndian.Uint64(rs.RequestCtx) == l.readCtx {
+			l.readIdx.Store(max(rs.Index, 1))
+		}
 	}
 	for _, e := range rd.CommittedEntries {
 		if err := l.applyEntry(e); err != nil {

@@ -236,3 +236,33 @@ func TestDiskRecovery(t *testing.T) {
 		t.Fatalf("the corrupt file was removed: %v", err)
 	}
 }
+
+// TestCaughtUpAfterRestart: a node that was down while the quorum went on
+// reports CaughtUp only once it has applied everything committed while it
+// was away, not when it first hears from the leader (whose heartbeat
+// carries only the commit index the node is known to hold).
+func TestCaughtUpAfterRestart(t *testing.T) {
+	c := newTestCluster(t, 3)
+	waitFor(t, "a leader", func() bool { return c.logs[0].LeaderID() >= 0 })
+	for round := range 3 {
+		c.stop(2)
+		for i := range 20 {
+			if err := c.logs[i%2].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("r", round, "-", i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := c.ms[0].len()
+		c.start(2, nil)
+		l, m := c.logs[2], c.ms[2]
+		deadline := time.Now().Add(20 * time.Second)
+		for !l.CaughtUp() {
+			if time.Now().After(deadline) {
+				t.Fatal("the restarted node never caught up")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		if got := m.len(); got < want {
+			t.Fatalf("round %d: CaughtUp with %d of the %d records committed", round, got, want)
+		}
+	}
+}
