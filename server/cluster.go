@@ -101,9 +101,9 @@ func (s *Server) startCluster() {
 		Logger:            s.logger,
 	})
 	s.wg.Add(3)
-	go s.createOffsetsTopic()
-	go s.createTxnStateTopic()
-	go s.createShareStateTopic()
+	go s.createInternalTopic(offsetsTopicSpec())
+	go s.createInternalTopic(s.txnStateTopicSpec())
+	go s.createInternalTopic(s.shareStateTopicSpec())
 }
 
 // startClusterGroups starts the group coordinator of a cluster node: it
@@ -149,10 +149,24 @@ func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
 	}
 }
 
-// createOffsetsTopic creates __consumer_offsets once the cluster has a
-// controller and its brokers have registered (or after 10 s, with those
-// there are), with offsets.topic.replication.factor replicas at most.
-func (s *Server) createOffsetsTopic() {
+// internalTopic is an internal topic a cluster creates: its name, the
+// broker configs of its replication factor and (if any) of its
+// min.insync.replicas, its partition count and its topic configs.
+type internalTopic struct {
+	name         string
+	rfConfig     string
+	minISRConfig string
+	partitions   func(bs brokerSettings) int32
+	configs      func(bs brokerSettings) map[string]*string
+	// created, if set, is called once the topic exists.
+	created func()
+}
+
+// createInternalTopic creates it once the cluster has a controller and
+// its brokers have registered (or after 10 s, with those there are), with
+// its replication factor capped by the live brokers; only the controller
+// proposes it, and a node that finds it made returns.
+func (s *Server) createInternalTopic(it internalTopic) {
 	defer s.wg.Done()
 	start := time.Now()
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -163,7 +177,10 @@ func (s *Server) createOffsetsTopic() {
 			return
 		case <-tick.C:
 		}
-		if s.meta.Topic(offsetsTopic) != nil {
+		if s.meta.Topic(it.name) != nil {
+			if it.created != nil {
+				it.created()
+			}
 			return
 		}
 		if !s.raft.IsLeader() {
@@ -176,24 +193,42 @@ func (s *Server) createOffsetsTopic() {
 			}
 		}
 		bs := s.settings()
-		want := min(int(bs.int64("offsets.topic.replication.factor")), len(s.raft.Voters()))
+		want := min(int(bs.int64(it.rfConfig)), len(s.raft.Voters()))
 		if live == 0 || (live < want && time.Since(start) < 10*time.Second) {
 			continue
 		}
+		rf := min(want, live)
+		configs := it.configs(bs)
+		if it.minISRConfig != "" {
+			configs["min.insync.replicas"] = ptr(strconv.Itoa(min(int(bs.int64(it.minISRConfig)), rf)))
+		}
 		_, err := s.meta.CreateTopic(meta.NewTopic{
-			Name:              offsetsTopic,
-			Partitions:        int32(bs.int64("offsets.topic.num.partitions")),
-			ReplicationFactor: int16(min(want, live)),
-			Configs: map[string]*string{
+			Name:              it.name,
+			Partitions:        it.partitions(bs),
+			ReplicationFactor: int16(rf),
+			Configs:           configs,
+			Internal:          true,
+		})
+		if err != nil && codeOf(err) != kerr.TopicAlreadyExists.Code {
+			s.logger.Warn("creating "+it.name+" failed; retrying", "err", err)
+		}
+	}
+}
+
+// offsetsTopicSpec is __consumer_offsets in a cluster, with
+// offsets.topic.replication.factor replicas at most.
+func offsetsTopicSpec() internalTopic {
+	return internalTopic{
+		name:       offsetsTopic,
+		rfConfig:   "offsets.topic.replication.factor",
+		partitions: func(bs brokerSettings) int32 { return int32(bs.int64("offsets.topic.num.partitions")) },
+		configs: func(bs brokerSettings) map[string]*string {
+			return map[string]*string{
 				"cleanup.policy":    ptr("compact"),
 				"segment.bytes":     ptr(strconv.FormatInt(bs.int64("offsets.topic.segment.bytes"), 10)),
 				"max.message.bytes": ptr("10485760"),
-			},
-			Internal: true,
-		})
-		if err != nil && codeOf(err) != kerr.TopicAlreadyExists.Code {
-			s.logger.Warn("creating __consumer_offsets failed; retrying", "err", err)
-		}
+			}
+		},
 	}
 }
 

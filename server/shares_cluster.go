@@ -3,12 +3,8 @@ package server
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-
-	"github.com/ferrymq/ferry/meta"
 )
 
 // In a cluster the share coordinator follows the leadership of
@@ -40,51 +36,17 @@ func (s *Server) shareLeadershipChanged(p int32, leading bool) {
 	}
 }
 
-// createShareStateTopic creates __share_group_state once the cluster has a
-// controller and its brokers have registered (or after 10 s, with those
-// there are).
-func (s *Server) createShareStateTopic() {
-	defer s.wg.Done()
-	start := time.Now()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if s.meta.Topic(shareStateTopic) != nil {
-			s.shareState.ready.Store(true)
-			return
-		}
-		if !s.raft.IsLeader() {
-			continue
-		}
-		live := 0
-		for _, b := range s.meta.Brokers() {
-			if !b.Fenced {
-				live++
-			}
-		}
-		bs := s.settings()
-		want := min(int(bs.int64("share.coordinator.state.topic.replication.factor")), len(s.raft.Voters()))
-		if live == 0 || (live < want && time.Since(start) < 10*time.Second) {
-			continue
-		}
-		rf := min(want, live)
-		configs := shareStateTopicConfigs(bs)
-		configs["min.insync.replicas"] = ptr(strconv.Itoa(min(int(bs.int64("share.coordinator.state.topic.min.isr")), rf)))
-		_, err := s.meta.CreateTopic(meta.NewTopic{
-			Name:              shareStateTopic,
-			Partitions:        s.shareState.partitions,
-			ReplicationFactor: int16(rf),
-			Configs:           configs,
-			Internal:          true,
-		})
-		if err != nil && codeOf(err) != kerr.TopicAlreadyExists.Code {
-			s.logger.Warn("creating "+shareStateTopic+" failed; retrying", "err", err)
-		}
+// shareStateTopicSpec is __share_group_state in a cluster, with
+// share.coordinator.state.topic.replication.factor replicas at most and
+// .min.isr; the share APIs wait for it (shareState.ready).
+func (s *Server) shareStateTopicSpec() internalTopic {
+	return internalTopic{
+		name:         shareStateTopic,
+		rfConfig:     "share.coordinator.state.topic.replication.factor",
+		minISRConfig: "share.coordinator.state.topic.min.isr",
+		partitions:   func(brokerSettings) int32 { return s.shareState.partitions },
+		configs:      shareStateTopicConfigs,
+		created:      func() { s.shareState.ready.Store(true) },
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // leader of its partition of __transaction_state, as in Kafka:
 //
 //   - the controller creates __transaction_state once its brokers have
-//     registered (createTxnStateTopic), with
+//     registered (createInternalTopic), with
 //     transaction.state.log.replication.factor replicas at most and
 //     min.insync.replicas transaction.state.log.min.isr;
 //   - the coordinator (txn.Config.LoadOnLead) loads a partition when this
@@ -121,54 +121,21 @@ func (s *Server) txnLeadershipChanged(p int32, leading bool) {
 	}
 }
 
-// createTxnStateTopic creates __transaction_state once the cluster has a
-// controller and its brokers have registered (or after 10 s, with those
-// there are), with transaction.state.log.replication.factor replicas at
-// most, as createOffsetsTopic does for __consumer_offsets.
-func (s *Server) createTxnStateTopic() {
-	defer s.wg.Done()
-	start := time.Now()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if s.meta.Topic(transactionStateTopic) != nil {
-			return
-		}
-		if !s.raft.IsLeader() {
-			continue
-		}
-		live := 0
-		for _, b := range s.meta.Brokers() {
-			if !b.Fenced {
-				live++
+// txnStateTopicSpec is __transaction_state in a cluster, with
+// transaction.state.log.replication.factor replicas at most and
+// transaction.state.log.min.isr.
+func (s *Server) txnStateTopicSpec() internalTopic {
+	return internalTopic{
+		name:         transactionStateTopic,
+		rfConfig:     "transaction.state.log.replication.factor",
+		minISRConfig: "transaction.state.log.min.isr",
+		partitions:   func(brokerSettings) int32 { return s.txnPartitions() },
+		configs: func(bs brokerSettings) map[string]*string {
+			return map[string]*string{
+				"cleanup.policy": ptr("compact"),
+				"segment.bytes":  ptr(strconv.FormatInt(bs.int64("transaction.state.log.segment.bytes"), 10)),
 			}
-		}
-		bs := s.settings()
-		want := min(int(bs.int64("transaction.state.log.replication.factor")), len(s.raft.Voters()))
-		if live == 0 || (live < want && time.Since(start) < 10*time.Second) {
-			continue
-		}
-		rf := min(want, live)
-		minISR := min(int(bs.int64("transaction.state.log.min.isr")), rf)
-		_, err := s.meta.CreateTopic(meta.NewTopic{
-			Name:              transactionStateTopic,
-			Partitions:        s.txnPartitions(),
-			ReplicationFactor: int16(rf),
-			Configs: map[string]*string{
-				"cleanup.policy":      ptr("compact"),
-				"segment.bytes":       ptr(strconv.FormatInt(bs.int64("transaction.state.log.segment.bytes"), 10)),
-				"min.insync.replicas": ptr(strconv.Itoa(minISR)),
-			},
-			Internal: true,
-		})
-		if err != nil && codeOf(err) != kerr.TopicAlreadyExists.Code {
-			s.logger.Warn("creating __transaction_state failed; retrying", "err", err)
-		}
+		},
 	}
 }
 
