@@ -246,14 +246,12 @@ func (f *fetcher) truncate(conn *brokerConn, parts []*fetchPart) error {
 			fp.truncated = true
 			continue
 		}
-		i, ok := byTopic[fp.topic]
-		if !ok {
-			i = len(req.Topics)
-			byTopic[fp.topic] = i
+		i := topicSlot(byTopic, fp.topic, func() int {
 			t := kmsg.NewOffsetForLeaderEpochRequestTopic()
 			t.Topic = fp.topic
 			req.Topics = append(req.Topics, t)
-		}
+			return len(req.Topics) - 1
+		})
 		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
 		rp.Partition = fp.partition
 		rp.CurrentLeaderEpoch = fp.epoch
@@ -324,14 +322,12 @@ func (f *fetcher) fetch(conn *brokerConn, parts []*fetchPart, wait time.Duration
 	req.SessionEpoch = -1
 	byTopic := map[string]int{}
 	for _, fp := range parts {
-		i, ok := byTopic[fp.topic]
-		if !ok {
-			i = len(req.Topics)
-			byTopic[fp.topic] = i
+		i := topicSlot(byTopic, fp.topic, func() int {
 			t := kmsg.NewFetchRequestTopic()
 			t.Topic = fp.topic
 			req.Topics = append(req.Topics, t)
-		}
+			return len(req.Topics) - 1
+		})
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition = fp.partition
 		rp.CurrentLeaderEpoch = fp.epoch
@@ -436,4 +432,15 @@ func (f *fetcher) handle(fp *fetchPart, rp *kmsg.FetchResponseTopicPartition) er
 	}
 	_, err := fp.p.AppendReplica(fp.epoch, rp.RecordBatches)
 	return err
+}
+
+// topicSlot is the index of topic's entry in a request's topic list,
+// which add appends (returning its index) the first time topic is seen.
+func topicSlot(byTopic map[string]int, topic string, add func() int) int {
+	i, ok := byTopic[topic]
+	if !ok {
+		i = add()
+		byTopic[topic] = i
+	}
+	return i
 }
