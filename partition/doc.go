@@ -20,15 +20,18 @@
 // lost and is skipped, so a retried batch is never taken for a duplicate
 // of a batch that is gone.
 //
-// <offset>.snapshot (big-endian), version 2:
+// <offset>.snapshot (big-endian), version 3:
 //
 //	version u8 | offset i64 | count u32 | count × entry | crc32c u32
-//	entry: producerId i64 | epoch i16 | txnFirstOffset i64 | n u8 |
+//	entry: producerId i64 | epoch i16 | txnFirstOffset i64 |
+//	       coordinatorEpoch i32 | n u8 |
 //	       n × (firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64)
 //
 // txnFirstOffset is the first offset of the producer's transaction open
-// at the snapshot's offset, -1 if none. Version 1 (no txnFirstOffset,
-// written before transactions were stored) is still read.
+// at the snapshot's offset, -1 if none; coordinatorEpoch that of its last
+// marker, -1 if none. Versions 2 (no coordinatorEpoch) and 1 (no
+// txnFirstOffset either, written before transactions were stored) are
+// still read.
 //
 // A snapshot is used only when it decodes whole: checksum, offset equal
 // to its name's, n at most 5, each producer once, nothing after the
@@ -47,7 +50,12 @@
 // batches. WriteMarker appends the commit or abort marker (a control
 // batch, fsynced before it returns) and moves the producer to the
 // marker's epoch: with transaction version 2 the bumped one, which fences
-// the ended transaction's batches.
+// the ended transaction's batches. The partition remembers the
+// coordinator epoch of each producer's last marker (from the control
+// record's value, so a follower and a recovery rebuild it from the log)
+// and refuses a marker of a lower one with ErrCoordinatorFenced, as
+// Kafka does: it comes from a transaction coordinator that a newer one
+// has replaced, and could otherwise end the producer's next transaction.
 //
 // The last stable offset (LastStableOffset) is the first offset of the
 // oldest transaction still open, or whose marker is not durable yet,

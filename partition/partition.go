@@ -42,6 +42,11 @@ var (
 	// ended the transaction since), or a producer with a transaction open
 	// sent a batch outside it (INVALID_TXN_STATE).
 	ErrInvalidTxnState = errors.New("partition: invalid transaction state")
+	// ErrCoordinatorFenced: a transaction marker comes from a coordinator
+	// epoch lower than that of its producer's last marker here, from a
+	// transaction coordinator that a newer one has replaced
+	// (TRANSACTION_COORDINATOR_FENCED).
+	ErrCoordinatorFenced = errors.New("partition: transaction coordinator fenced")
 	// ErrOffsetOutOfRange is log.ErrOffsetOutOfRange.
 	ErrOffsetOutOfRange = log.ErrOffsetOutOfRange
 	// ErrLogClosed is log.ErrClosed: the partition's log was closed under

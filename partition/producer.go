@@ -27,10 +27,12 @@ const (
 	// snapshotVersion is the format of the snapshot files. Change it
 	// with the layout; a snapshot of a version this code does not read
 	// does not decode, and the producers are rebuilt from an older one
-	// or from the log instead. Version 2 added each producer's open
-	// transaction; version 1 (written before transactions were stored,
-	// so without any) is still read.
-	snapshotVersion   = 2
+	// or from the log instead. Version 3 added each producer's
+	// coordinator epoch, version 2 its open transaction; versions 2 and
+	// 1 (written before transactions were stored, so without any) are
+	// still read, their producers without a coordinator epoch (-1).
+	snapshotVersion   = 3
+	snapshotVersionV2 = 2
 	snapshotVersionV1 = 1
 	// keptSnapshots is how many snapshot files are kept: the newest may
 	// cover data a crash loses, the older ones are below it.
@@ -80,19 +82,25 @@ type producer struct {
 	// txnFirst is the first offset of the producer's transaction open in
 	// the partition, -1 when none is.
 	txnFirst int64
+	// coordEpoch is the coordinator epoch of the last marker written for
+	// the producer, -1 if none: a marker of a lower one comes from a
+	// transaction coordinator that a newer one has replaced, and is
+	// refused (ErrCoordinatorFenced), as Kafka's ProducerStateManager
+	// does.
+	coordEpoch int32
 	// lastSeen is when the producer last appended (Unix ms), or when the
 	// state was loaded; it is not persisted.
 	lastSeen int64
 }
 
-func newProducer(epoch int16) *producer { return &producer{epoch: epoch, txnFirst: -1} }
+func newProducer(epoch int16) *producer { return &producer{epoch: epoch, txnFirst: -1, coordEpoch: -1} }
 
 // setEpoch moves the producer to epoch; a new epoch forgets the batches
 // of the old one (its sequences start again at 0). An open transaction
-// is kept: only a marker ends it.
+// and the coordinator epoch are kept: only a marker changes them.
 func (p *producer) setEpoch(epoch int16) {
 	if epoch != p.epoch {
-		*p = producer{epoch: epoch, txnFirst: p.txnFirst, lastSeen: p.lastSeen}
+		*p = producer{epoch: epoch, txnFirst: p.txnFirst, coordEpoch: p.coordEpoch, lastSeen: p.lastSeen}
 	}
 }
 
@@ -185,15 +193,19 @@ func recordBatch(m map[int64]*producer, h *record.Header) (st *producer, started
 	return st, started
 }
 
-// endTxn applies a marker of producerID at epoch to m and returns the
-// first offset of the transaction it ends, -1 when none was open.
-func endTxn(m map[int64]*producer, producerID int64, epoch int16) int64 {
+// endTxn applies a marker of producerID at epoch, written by the
+// transaction coordinator of coordEpoch, to m and returns the first offset
+// of the transaction it ends, -1 when none was open. The producer takes
+// the marker's coordinator epoch, as Kafka's does (a marker in the log
+// was accepted by its leader).
+func endTxn(m map[int64]*producer, producerID int64, epoch int16, coordEpoch int32) int64 {
 	st := m[producerID]
 	if st == nil {
 		st = newProducer(epoch)
 		m[producerID] = st
 	}
 	st.setEpoch(epoch)
+	st.coordEpoch = coordEpoch
 	st.lastSeen = time.Now().UnixMilli()
 	first := st.txnFirst
 	st.txnFirst = -1
@@ -304,7 +316,12 @@ func loadProducerState(l *log.Log, rebuildFrom int64) (map[int64]*producer, int6
 		if typ != record.ControlAbort && typ != record.ControlCommit {
 			return true // a control record of another kind: not a marker
 		}
-		first := endTxn(m, h.ProducerID, h.ProducerEpoch)
+		coordEpoch, err := record.MarkerCoordinatorEpoch(batch)
+		if err != nil {
+			werr = fmt.Errorf("partition: marker at %d: %w", h.BaseOffset, err)
+			return false
+		}
+		first := endTxn(m, h.ProducerID, h.ProducerEpoch, coordEpoch)
 		delete(open, h.ProducerID)
 		if typ == record.ControlAbort && first >= 0 && rebuildFrom >= 0 && h.BaseOffset >= rebuildFrom {
 			werr = l.AppendAbortedTxn(log.AbortedTxn{
@@ -355,7 +372,7 @@ func readProducerSnapshot(path string, at int64) (map[int64]*producer, error) {
 	return m, nil
 }
 
-// decodeProducerSnapshot decodes a snapshot of version 1 or 2 (see the
+// decodeProducerSnapshot decodes a snapshot of version 1, 2 or 3 (see the
 // package comment): the offset it was taken at and the producers.
 // Anything but a well-formed snapshot, whole, with a matching checksum,
 // one entry per producer and nothing after the entries, is errSnapshot.
@@ -365,15 +382,22 @@ func decodeProducerSnapshot(b []byte) (int64, map[int64]*producer, error) {
 		meta = 4 + 4 + 8 + 8
 	)
 	be := binary.BigEndian
-	if len(b) < head+4 || (b[0] != snapshotVersion && b[0] != snapshotVersionV1) ||
+	if len(b) < head+4 || (b[0] != snapshotVersion && b[0] != snapshotVersionV2 && b[0] != snapshotVersionV1) ||
 		crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
 		return 0, nil, fmt.Errorf("%w: bad version, length or checksum", errSnapshot)
 	}
-	entry := 8 + 2 + 8 + 1 // producer id, epoch, transaction's first offset, n
-	if b[0] == snapshotVersionV1 {
+	// producer id, epoch, transaction's first offset, coordinator epoch, n
+	entry := 8 + 2 + 8 + 4 + 1
+	switch b[0] {
+	case snapshotVersionV2:
+		entry = 8 + 2 + 8 + 1
+	case snapshotVersionV1:
 		entry = 8 + 2 + 1
 	}
 	at := int64(be.Uint64(b[1:]))
+	if at < 0 {
+		return 0, nil, fmt.Errorf("%w: taken at offset %d", errSnapshot, at)
+	}
 	count := be.Uint32(b[9:])
 	rest := b[head : len(b)-4]
 	if uint64(count) > uint64(len(rest)/entry) {
@@ -391,6 +415,9 @@ func decodeProducerSnapshot(b []byte) (int64, map[int64]*producer, error) {
 			if st.txnFirst < -1 || st.txnFirst > at {
 				return 0, nil, fmt.Errorf("%w: producer %d has a transaction open at %d", errSnapshot, id, st.txnFirst)
 			}
+		}
+		if b[0] == snapshotVersion {
+			st.coordEpoch = int32(be.Uint32(rest[18:]))
 		}
 		n := int(rest[entry-1])
 		rest = rest[entry:]
@@ -427,6 +454,7 @@ func encodeProducerSnapshot(at int64, m map[int64]*producer) []byte {
 		b = be.AppendUint64(b, uint64(id))
 		b = be.AppendUint16(b, uint16(st.epoch))
 		b = be.AppendUint64(b, uint64(st.txnFirst))
+		b = be.AppendUint32(b, uint32(st.coordEpoch))
 		b = append(b, byte(st.n))
 		for j := 0; j < st.n; j++ {
 			bm := &st.batches[j]

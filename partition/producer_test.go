@@ -17,6 +17,9 @@ func sampleProducers() map[int64]*producer {
 		if id%2 == 1 {
 			st.txnFirst = 100 * id
 		}
+		if id%3 != 0 {
+			st.coordEpoch = int32(id) - 2
+		}
 		for j := int64(0); j < id; j++ {
 			st.push(batchMeta{firstSeq: int32(10 * j), lastSeq: int32(10*j + 9), base: 100*id + 10*j, last: 100*id + 10*j + 9})
 		}
@@ -33,7 +36,7 @@ func sameProducers(a, b map[int64]*producer) bool {
 	}
 	for id, x := range a {
 		y := b[id]
-		if y == nil || x.epoch != y.epoch || x.n != y.n || x.batches != y.batches || x.txnFirst != y.txnFirst {
+		if y == nil || x.epoch != y.epoch || x.n != y.n || x.batches != y.batches || x.txnFirst != y.txnFirst || x.coordEpoch != y.coordEpoch {
 			return false
 		}
 	}
@@ -66,6 +69,7 @@ func TestProducerSnapshotDecode(t *testing.T) {
 		e := binary.BigEndian.AppendUint64(nil, uint64(id))
 		e = append(e, 0, 1)
 		e = binary.BigEndian.AppendUint64(e, math.MaxUint64) // no transaction open
+		e = binary.BigEndian.AppendUint32(e, math.MaxUint32) // no coordinator epoch
 		e = append(e, n)
 		for range n {
 			e = append(e, make([]byte, 24)...)
@@ -88,9 +92,9 @@ func TestProducerSnapshotDecode(t *testing.T) {
 		{"count below the entries", withCRC(setCount(body, uint32(len(m)-1)))},
 		{"count of 2^32-1", withCRC(setCount(body, math.MaxUint32))},
 		{"six batches", withCRC(append(head(1), oneEntry(5, 6)...))},
-		{"batches past the end", withCRC(append(head(1), oneEntry(5, 3)[:40]...))},
+		{"batches past the end", withCRC(append(head(1), oneEntry(5, 3)[:44]...))},
 		{"a producer twice", withCRC(append(append(head(2), oneEntry(5, 1)...), oneEntry(5, 2)...))},
-		{"a transaction past the snapshot", withCRC(append(append(head(1), binary.BigEndian.AppendUint64(append(binary.BigEndian.AppendUint64(nil, 5), 0, 1), 2)...), 0))},
+		{"a transaction past the snapshot", withCRC(append(append(head(1), binary.BigEndian.AppendUint64(append(binary.BigEndian.AppendUint64(nil, 5), 0, 1), 2)...), 255, 255, 255, 255, 0))},
 	} {
 		if _, _, err := decodeProducerSnapshot(tc.b); !errors.Is(err, errSnapshot) {
 			t.Errorf("%s: %v, want errSnapshot", tc.name, err)
@@ -108,6 +112,16 @@ func TestProducerSnapshotDecode(t *testing.T) {
 	at, got, err = decodeProducerSnapshot(withCRC(v1))
 	if err != nil || at != 9 || len(got) != 1 || got[77].epoch != 3 || got[77].txnFirst != -1 || got[77].last().lastSeq != 4 {
 		t.Fatalf("version 1: at %d %+v %v", at, got[77], err)
+	}
+	// Version 2, written before coordinator epochs were stored: none.
+	v2 := binary.BigEndian.AppendUint32([]byte{snapshotVersionV2, 0, 0, 0, 0, 0, 0, 0, 9}, 1)
+	v2 = binary.BigEndian.AppendUint64(v2, 77)
+	v2 = append(v2, 0, 3)
+	v2 = binary.BigEndian.AppendUint64(v2, 8)
+	v2 = append(v2, 0)
+	at, got, err = decodeProducerSnapshot(withCRC(v2))
+	if err != nil || at != 9 || len(got) != 1 || got[77].epoch != 3 || got[77].txnFirst != 8 || got[77].coordEpoch != -1 || got[77].n != 0 {
+		t.Fatalf("version 2: at %d %+v %v", at, got[77], err)
 	}
 	// A file must hold the state at the offset of its name.
 	dir := t.TempDir()

@@ -549,7 +549,11 @@ func (p *Partition) replicaTxnLocked(batch []byte, h *record.Header, off int64) 
 	if typ != record.ControlAbort && typ != record.ControlCommit {
 		return nil
 	}
-	first := endTxn(p.mu.producers, h.ProducerID, h.ProducerEpoch)
+	coordEpoch, err := record.MarkerCoordinatorEpoch(batch)
+	if err != nil {
+		return fmt.Errorf("%w: marker at %d from the leader: %v", ErrCorruptMessage, off, err)
+	}
+	first := endTxn(p.mu.producers, h.ProducerID, h.ProducerEpoch, coordEpoch)
 	delete(p.mu.verify, h.ProducerID)
 	if first < 0 {
 		return nil

@@ -277,6 +277,50 @@ func TestReplicaTransactions(t *testing.T) {
 	}
 }
 
+// TestReplicaCoordinatorEpoch: a follower takes the coordinator epochs of
+// the markers it replicates, so that once it leads it refuses a marker of
+// a coordinator its leader had already seen replaced.
+func TestReplicaCoordinatorEpoch(t *testing.T) {
+	leader := openP(t, t.TempDir(), Config{})
+	if err := leader.BecomeLeader(0, 1, []int32{0}, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	appendTxn(t, leader, 5, 0, 0, 1)
+	if _, err := leader.WriteMarker(Marker{ProducerID: 5, Commit: true, CoordinatorEpoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	appendTxn(t, leader, 5, 0, 1, 1) // open
+	syncP(t, leader)
+	v, err := leader.ReadTo(0, leader.LogEndOffset(), 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append([]byte(nil), v.Data...)
+	v.Release()
+
+	f := openP(t, t.TempDir(), Config{})
+	if err := f.BecomeFollower(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.AppendReplica(1, data); err != nil {
+		t.Fatal(err)
+	}
+	syncP(t, f)
+	if err := f.BecomeLeader(1, 2, []int32{1}, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	end := f.LogEndOffset()
+	if _, err := f.WriteMarker(Marker{ProducerID: 5, Commit: true, CoordinatorEpoch: 2}); !errors.Is(err, ErrCoordinatorFenced) {
+		t.Fatalf("marker of coordinator epoch 2 on the new leader: %v", err)
+	}
+	if f.LogEndOffset() != end {
+		t.Fatalf("fenced marker: log end %d, was %d", f.LogEndOffset(), end)
+	}
+	if _, err := f.WriteMarker(Marker{ProducerID: 5, Commit: true, CoordinatorEpoch: 3}); err != nil {
+		t.Fatalf("marker of coordinator epoch 3 on the new leader: %v", err)
+	}
+}
+
 // TestReplicaWithoutRole: a replica of a cluster, opened again (a node
 // that restarted), takes no produce and serves nothing until the metadata
 // gives it a role, even where it led before: another may lead now.

@@ -108,7 +108,10 @@ type Marker struct {
 	ProducerEpoch int16
 	// Commit is true for a commit marker, false for an abort.
 	Commit bool
-	// CoordinatorEpoch goes into the marker's value.
+	// CoordinatorEpoch is the epoch of the transaction coordinator that
+	// sends the marker; it goes into the marker's value. A marker of a
+	// lower coordinator epoch than the producer's last one here is
+	// refused (ErrCoordinatorFenced).
 	CoordinatorEpoch int32
 }
 
@@ -119,7 +122,9 @@ type Marker struct {
 // index. A marker repeated after the transaction ended (a coordinator
 // completing it again after a restart) is appended too and changes
 // nothing else. A marker older than the producer's epoch is refused with
-// ErrInvalidProducerEpoch.
+// ErrInvalidProducerEpoch, and one whose coordinator epoch is lower than
+// that of the producer's last marker here (sent by a coordinator a newer
+// one has replaced) with ErrCoordinatorFenced; either writes nothing.
 func (p *Partition) WriteMarker(m Marker) (int64, error) {
 	off, err := p.appendMarker(m)
 	if err != nil {
@@ -141,8 +146,13 @@ func (p *Partition) appendMarker(m Marker) (int64, error) {
 	if !leader {
 		return -1, ErrNotLeader
 	}
-	if st := p.mu.producers[m.ProducerID]; st != nil && m.ProducerEpoch < st.epoch {
-		return -1, fmt.Errorf("%w: marker of producer %d at epoch %d, current %d", ErrInvalidProducerEpoch, m.ProducerID, m.ProducerEpoch, st.epoch)
+	if st := p.mu.producers[m.ProducerID]; st != nil {
+		if m.ProducerEpoch < st.epoch {
+			return -1, fmt.Errorf("%w: marker of producer %d at epoch %d, current %d", ErrInvalidProducerEpoch, m.ProducerID, m.ProducerEpoch, st.epoch)
+		}
+		if m.CoordinatorEpoch < st.coordEpoch {
+			return -1, fmt.Errorf("%w: marker of producer %d from coordinator epoch %d, current %d", ErrCoordinatorFenced, m.ProducerID, m.CoordinatorEpoch, st.coordEpoch)
+		}
 	}
 	batch := record.AppendControlBatch(nil, m.ProducerID, m.ProducerEpoch, m.Commit, m.CoordinatorEpoch, time.Now().UnixMilli())
 	record.SetLeaderEpoch(batch, epoch)
@@ -154,7 +164,7 @@ func (p *Partition) appendMarker(m Marker) (int64, error) {
 	if err != nil {
 		return -1, err
 	}
-	first := endTxn(p.mu.producers, m.ProducerID, m.ProducerEpoch)
+	first := endTxn(p.mu.producers, m.ProducerID, m.ProducerEpoch, m.CoordinatorEpoch)
 	delete(p.mu.verify, m.ProducerID)
 	if first >= 0 {
 		delete(p.mu.ongoing, m.ProducerID)
@@ -299,6 +309,9 @@ type ProducerState struct {
 	// LastTimestamp is when the producer last appended, in Unix ms, as
 	// this broker's clock saw it (after a restart: when it was loaded).
 	LastTimestamp int64
+	// CoordinatorEpoch is the coordinator epoch of the producer's last
+	// marker here, -1 if none.
+	CoordinatorEpoch int32
 	// TxnStartOffset is the first offset of the producer's transaction
 	// open here, -1 if none is.
 	TxnStartOffset int64
@@ -310,7 +323,7 @@ func (p *Partition) Producers() []ProducerState {
 	p.mu.Lock()
 	out := make([]ProducerState, 0, len(p.mu.producers))
 	for id, st := range p.mu.producers {
-		ps := ProducerState{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, LastTimestamp: st.lastSeen, TxnStartOffset: st.txnFirst}
+		ps := ProducerState{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, LastTimestamp: st.lastSeen, CoordinatorEpoch: st.coordEpoch, TxnStartOffset: st.txnFirst}
 		if b := st.last(); b != nil {
 			ps.LastSequence = b.lastSeq
 		}

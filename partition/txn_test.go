@@ -358,3 +358,77 @@ func TestTransactionRecovery(t *testing.T) {
 	check("crash", openP(t, crashed, cfg))
 	check("crash, no checkpoint", openP(t, crashedAll, cfg))
 }
+
+// TestMarkerCoordinatorFenced: a marker whose coordinator epoch is lower
+// than that of its producer's last marker is refused and writes nothing;
+// an equal or higher one is taken. The coordinator epoch outlives a clean
+// close (the producer snapshot) and an unclean stop (the log's markers).
+func TestMarkerCoordinatorFenced(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		name := "unclean"
+		if clean {
+			name = "clean"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := Open(dir, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func(p *Partition, commit bool, coordEpoch int32) error {
+				_, err := p.WriteMarker(Marker{ProducerID: 9, ProducerEpoch: 0, Commit: commit, CoordinatorEpoch: coordEpoch})
+				return err
+			}
+			appendTxn(t, p, 9, 0, 0, 1)
+			if err := write(p, true, 5); err != nil {
+				t.Fatal(err)
+			}
+			// The producer's next transaction, at the same epoch
+			// (transaction version 1), then a duplicate of the first
+			// commit from an older coordinator.
+			first := appendTxn(t, p, 9, 0, 1, 1).BaseOffset
+			end := p.LogEndOffset()
+			if err := write(p, true, 4); !errors.Is(err, ErrCoordinatorFenced) {
+				t.Fatalf("marker of coordinator epoch 4 after 5: %v", err)
+			}
+			if p.LogEndOffset() != end || p.LastStableOffset() != first {
+				t.Fatalf("fenced marker: log end %d (was %d), LSO %d (the open transaction is at %d)", p.LogEndOffset(), end, p.LastStableOffset(), first)
+			}
+			if ps := p.Producers(); len(ps) != 1 || ps[0].TxnStartOffset != first || ps[0].CoordinatorEpoch != 5 {
+				t.Fatalf("producers after a fenced marker: %+v", ps)
+			}
+			if err := write(p, false, 5); err != nil {
+				t.Fatalf("marker of the same coordinator epoch: %v", err)
+			}
+			if err := write(p, false, 7); err != nil {
+				t.Fatalf("marker of a newer coordinator epoch: %v", err)
+			}
+			if ps := p.Producers(); len(ps) != 1 || ps[0].TxnStartOffset != -1 || ps[0].CoordinatorEpoch != 7 {
+				t.Fatalf("producers: %+v", ps)
+			}
+			if clean {
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// No roll and no close: no snapshot, the log is walked.
+				syncP(t, p)
+				t.Cleanup(func() { p.Close() })
+				if n := len(snapshotOffsets(dir)); n != 0 {
+					t.Fatalf("%d snapshots without a roll or a close", n)
+				}
+			}
+			p2 := openP(t, dir, Config{})
+			end = p2.LogEndOffset()
+			if err := write(p2, true, 6); !errors.Is(err, ErrCoordinatorFenced) {
+				t.Fatalf("marker of coordinator epoch 6 after 7, reopened: %v", err)
+			}
+			if p2.LogEndOffset() != end {
+				t.Fatalf("fenced marker after reopening: log end %d, was %d", p2.LogEndOffset(), end)
+			}
+			if err := write(p2, true, 7); err != nil {
+				t.Fatalf("marker of coordinator epoch 7, reopened: %v", err)
+			}
+		})
+	}
+}

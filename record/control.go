@@ -64,3 +64,29 @@ func ControlType(batch []byte) (int16, error) {
 	}
 	return typ, nil
 }
+
+// MarkerCoordinatorEpoch returns the coordinator epoch of a commit or
+// abort marker: the int32 after the version of its first record's
+// EndTxnMarker value. It returns ErrCorrupt when the batch holds no
+// record or the value is shorter than 6 bytes, and ErrInvalid for a
+// compressed batch.
+func MarkerCoordinatorEpoch(batch []byte) (int32, error) {
+	epoch, found := int32(0), false
+	err := ForEach(batch, func(r *Record) error {
+		if found {
+			return nil
+		}
+		if len(r.Value) < 6 {
+			return fmt.Errorf("%w: transaction marker value of %d bytes", ErrCorrupt, len(r.Value))
+		}
+		epoch, found = int32(binary.BigEndian.Uint32(r.Value[2:])), true
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("%w: control batch without a record", ErrCorrupt)
+	}
+	return epoch, nil
+}

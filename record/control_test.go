@@ -49,6 +49,9 @@ func TestControlBatch(t *testing.T) {
 		if err != nil || typ != int16(want) {
 			t.Fatalf("ControlType = %d, %v", typ, err)
 		}
+		if ce, err := MarkerCoordinatorEpoch(b); err != nil || ce != 3 {
+			t.Fatalf("MarkerCoordinatorEpoch = %d, %v", ce, err)
+		}
 	}
 }
 
@@ -63,6 +66,13 @@ func TestControlTypeErrors(t *testing.T) {
 	}
 	if _, err := ControlType([]byte{1, 2, 3}); err == nil {
 		t.Error("garbage accepted")
+	}
+	if _, err := MarkerCoordinatorEpoch(noRecords); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("MarkerCoordinatorEpoch, no record: %v", err)
+	}
+	shortValue := AppendBatch(nil, Batch{Attributes: Transactional | Control, Records: []Record{{Key: []byte{0, 0, 0, 1}, Value: []byte{0, 0, 0, 0, 1}}}})
+	if _, err := MarkerCoordinatorEpoch(shortValue); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("MarkerCoordinatorEpoch, value of 5 bytes: %v", err)
 	}
 }
 
