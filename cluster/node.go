@@ -36,10 +36,18 @@ type Config struct {
 	// Unclean allows an out-of-sync replica to become leader when no
 	// in-sync one is left (unclean.leader.election.enable), per topic.
 	Unclean func(t *meta.Topic) bool
+	// LeaderRebalance configures the controller's return of leaderships
+	// to preferred replicas (auto.leader.rebalance.enable and
+	// leader.imbalance.*). nil means Kafka's defaults: on, checked every
+	// 300 s, above 10%.
+	LeaderRebalance *LeaderRebalance
 	// LeadershipChanged, if set, is called with the partitions of a topic
 	// this broker started (leading) or stopped leading, after its
-	// replicas took their roles. The group coordinator follows the
-	// partitions of __consumer_offsets with it.
+	// replicas took their roles. A partition led again at a new leader
+	// epoch (its leadership went elsewhere and came back between two
+	// passes) is stopped and started again, so that a coordinator reloads
+	// it at its new epoch. The group coordinator follows the partitions of
+	// __consumer_offsets with it.
 	LeadershipChanged func(topic string, partition int32, leading bool)
 	// Logger receives the node's log lines. nil discards them.
 	Logger *slog.Logger
@@ -68,9 +76,10 @@ type Node struct {
 		// and replaced at the end of each.
 		passes int64
 		passed chan struct{}
-		// leading are the partitions this broker leads, as the roles
-		// last applied; the LeadershipChanged callback follows it.
-		leading map[partKey]bool
+		// leading are the partitions this broker leads, at their
+		// leader epochs, as the roles last applied; the
+		// LeadershipChanged callback follows it.
+		leading map[partKey]int32
 		// expanding are ISR additions queued by fetches.
 		expanding map[partKey][]int32
 	}
@@ -97,6 +106,13 @@ func (c Config) withDefaults() Config {
 	if c.Unclean == nil {
 		c.Unclean = func(*meta.Topic) bool { return false }
 	}
+	if c.LeaderRebalance == nil {
+		c.LeaderRebalance = &LeaderRebalance{Enable: true, Interval: 300 * time.Second, PerBrokerPercentage: 10}
+	} else if c.LeaderRebalance.Interval <= 0 {
+		r := *c.LeaderRebalance
+		r.Interval = 300 * time.Second
+		c.LeaderRebalance = &r
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -107,7 +123,7 @@ func (c Config) withDefaults() Config {
 func Start(cfg Config) *Node {
 	cfg = cfg.withDefaults()
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("component", "cluster"), kick: make(chan struct{}, 1), quit: make(chan struct{}), fetchers: map[int32]*fetcher{}}
-	n.mu.leading = map[partKey]bool{}
+	n.mu.leading = map[partKey]int32{}
 	n.mu.expanding = map[partKey][]int32{}
 	n.mu.passed = make(chan struct{})
 	n.wg.Add(3)
@@ -247,7 +263,7 @@ func (n *Node) Settle(done <-chan struct{}) {
 func (n *Node) applyRoles() {
 	self := n.cfg.NodeID
 	want := map[int32]map[partKey]*fetchPart{} // leader → partitions
-	leading := map[partKey]bool{}
+	leading := map[partKey]int32{}             // → leader epoch
 	brokers := map[int32]meta.Broker{}
 	for _, b := range n.cfg.Store.Brokers() {
 		brokers[b.ID] = b
@@ -269,7 +285,7 @@ func (n *Node) applyRoles() {
 					n.logger.Error("becoming leader failed", "topic", t.Name(), "partition", i, "err", err)
 					continue
 				}
-				leading[k] = true
+				leading[k] = st.LeaderEpoch
 			default:
 				if err := p.BecomeFollower(self, st.LeaderEpoch); err != nil {
 					n.logger.Error("becoming follower failed", "topic", t.Name(), "partition", i, "err", err)
@@ -306,13 +322,13 @@ func (n *Node) applyRoles() {
 	}
 	n.mu.Lock()
 	var started, stopped []partKey
-	for k := range leading {
-		if !n.mu.leading[k] {
+	for k, epoch := range leading {
+		if was, ok := n.mu.leading[k]; !ok || was != epoch {
 			started = append(started, k)
 		}
 	}
-	for k := range n.mu.leading {
-		if !leading[k] {
+	for k, was := range n.mu.leading {
+		if epoch, ok := leading[k]; !ok || was != epoch {
 			stopped = append(stopped, k)
 		}
 	}

@@ -25,6 +25,11 @@ import (
 //   - A partition that does not exist answers UNKNOWN_TOPIC_OR_PARTITION; a
 //     marker older than its producer's epoch there is dropped, with no
 //     error, as Kafka's coordinator drops it.
+//   - A marker whose coordinator epoch is lower than that of its
+//     producer's last marker on the partition answers
+//     TRANSACTION_COORDINATOR_FENCED and writes nothing, as Kafka's
+//     partitions do: it comes from a coordinator a newer one replaced,
+//     which gives the transaction up on that answer.
 //   - It needs CLUSTER_ACTION on the cluster: every partition answers
 //     CLUSTER_AUTHORIZATION_FAILED otherwise, as in Kafka.
 //

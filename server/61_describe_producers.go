@@ -13,8 +13,9 @@ import (
 //   - Every producer a partition remembers (idempotent and transactional):
 //     its epoch, last sequence, when it last appended (this broker's clock,
 //     or when the state was loaded after a restart), and the first offset
-//     of its transaction open in the partition (-1 if none). The
-//     coordinator epoch is always 0 (one coordinator).
+//     of its transaction open in the partition (-1 if none), and the
+//     coordinator epoch of its last marker there (-1 if none; 0 on one
+//     broker).
 //   - An unknown partition answers UNKNOWN_TOPIC_OR_PARTITION, an offline
 //     one KAFKA_STORAGE_ERROR; one of a topic the principal may not READ
 //     TOPIC_AUTHORIZATION_FAILED.
@@ -49,7 +50,7 @@ func handleDescribeProducers(s *Server, r *request) kmsg.Response {
 				ap.ProducerEpoch = int32(ps.ProducerEpoch)
 				ap.LastSequence = ps.LastSequence
 				ap.LastTimestamp = ps.LastTimestamp
-				ap.CoordinatorEpoch = 0
+				ap.CoordinatorEpoch = ps.CoordinatorEpoch
 				ap.CurrentTxnStartOffset = ps.TxnStartOffset
 				sp.ActiveProducers = append(sp.ActiveProducers, ap)
 			}

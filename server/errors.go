@@ -54,6 +54,7 @@ var errorCodes = []struct {
 	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
 	{partition.ErrInvalidTxnState, kerr.InvalidTxnState},
+	{partition.ErrCoordinatorFenced, kerr.TransactionCoordinatorFenced},
 	{partition.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
 	{partition.ErrClosed, kerr.NotLeaderForPartition},
 	{partition.ErrLogClosed, kerr.NotLeaderForPartition},

@@ -115,9 +115,11 @@ func (m partitionMarkers) WriteMarker(ctx context.Context, tp txn.TopicPartition
 // writeMarker appends a marker to a partition and returns once it is
 // durable; a marker for __consumer_offsets goes to the group coordinator.
 // It returns txn.ErrUnknownPartition for a partition that does not exist
-// (its topic was deleted), and nil for a marker older than the producer's
-// epoch there, which Kafka's coordinator drops too: that transaction was
-// ended already and the producer moved on.
+// (its topic was deleted), txn.ErrCoordinatorFenced for a marker of an
+// older coordinator epoch than the producer's last marker there (a newer
+// coordinator owns the transaction), and nil for a marker older than the
+// producer's epoch there, which Kafka's coordinator drops too: that
+// transaction was ended already and the producer moved on.
 func (s *Server) writeMarker(ctx context.Context, topic string, part int32, mk partition.Marker) error {
 	t := s.meta.Topic(topic)
 	p, err := t.Partition(part)
@@ -133,6 +135,9 @@ func (s *Server) writeMarker(ctx context.Context, topic string, part int32, mk p
 		if errors.Is(err, partition.ErrInvalidProducerEpoch) {
 			s.logger.Info("dropping a transaction marker older than its producer's epoch", "topic", topic, "partition", part, "producer_id", mk.ProducerID, "epoch", mk.ProducerEpoch, "err", err)
 			return nil
+		}
+		if errors.Is(err, partition.ErrCoordinatorFenced) {
+			return fmt.Errorf("%w: %s-%d: %w", txn.ErrCoordinatorFenced, topic, part, err)
 		}
 		if s.meta.Topic(topic) == nil {
 			return fmt.Errorf("%w: %s-%d: %w", txn.ErrUnknownPartition, topic, part, err)

@@ -269,6 +269,9 @@ func (m clusterMarkers) writeOnce(ctx context.Context, tp txn.TopicPartition, pm
 				if err == kerr.UnknownTopicOrPartition && s.meta.Topic(tp.Topic) == nil {
 					return fmt.Errorf("%w: %s", txn.ErrUnknownPartition, tp)
 				}
+				if err == kerr.TransactionCoordinatorFenced {
+					return fmt.Errorf("%w: WriteTxnMarkers to broker %d for %s: %w", txn.ErrCoordinatorFenced, leader, tp, err)
+				}
 				return fmt.Errorf("WriteTxnMarkers to broker %d for %s: %w", leader, tp, err)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,11 +36,16 @@ func (c *Coordinator) startCompletionLocked(e *entry) *completion {
 
 // The markers of a transaction are written until they all are, or the
 // load of its partition ends (Unload, Close): the coordinator that loads
-// the partition next finds the transaction prepared and writes them.
+// the partition next finds the transaction prepared and writes them. A
+// partition that refuses a marker as fenced (a coordinator of a newer
+// epoch wrote one for the producer there) ends the writing too, as in
+// Kafka: that coordinator owns the transaction, and this one, whose
+// partition it lost, writes neither the other markers nor the Complete
+// record; its unload follows.
 
 // complete writes the markers of parts, retrying the failed ones with
-// backoff, then the Complete record of e. It gives up only when the
-// coordinator closes.
+// backoff, then the Complete record of e. It gives up when the load ends
+// or a partition answers that a newer coordinator owns the transaction.
 func (c *Coordinator) complete(e *entry, comp *completion, m Marker, parts []TopicPartition) {
 	defer c.wg.Done()
 	first := true
@@ -53,8 +59,13 @@ func (c *Coordinator) complete(e *entry, comp *completion, m Marker, parts []Top
 	backoff := c.cfg.retryBackoff
 	ctx := e.load.ctx
 	for {
-		parts = c.writeMarkers(ctx, parts, m)
+		var fenced bool
+		parts, fenced = c.writeMarkers(ctx, parts, m)
 		if ctx.Err() != nil {
+			return
+		}
+		if fenced {
+			c.log.Info("a newer transaction coordinator owns the transaction; no more of its markers from this one", "transactional_id", m.TransactionalID, "coordinator_epoch", m.CoordinatorEpoch, "commit", m.Commit)
 			return
 		}
 		if len(parts) == 0 && c.writeComplete(e, comp) {
@@ -73,15 +84,19 @@ func (c *Coordinator) complete(e *entry, comp *completion, m Marker, parts []Top
 }
 
 // writeMarkers writes m to every partition of parts, several at once, and
-// returns those that failed.
-func (c *Coordinator) writeMarkers(ctx context.Context, parts []TopicPartition, m Marker) []TopicPartition {
+// returns those that failed, and whether a partition refused m as fenced.
+func (c *Coordinator) writeMarkers(ctx context.Context, parts []TopicPartition, m Marker) (rest []TopicPartition, fenced bool) {
 	failed := make([]bool, len(parts))
+	var fencedAt atomic.Bool
 	write := func(i int) {
 		err := c.markers.WriteMarker(ctx, parts[i], m)
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrUnknownPartition):
 			c.log.Info("no marker needed for a partition that no longer exists", "transactional_id", m.TransactionalID, "partition", parts[i].String())
+		case errors.Is(err, ErrCoordinatorFenced):
+			c.log.Info("a transaction marker was refused: a newer coordinator wrote one for the producer", "transactional_id", m.TransactionalID, "partition", parts[i].String(), "coordinator_epoch", m.CoordinatorEpoch, "err", err)
+			fencedAt.Store(true)
 		default:
 			failed[i] = true
 			if ctx.Err() == nil {
@@ -103,13 +118,12 @@ func (c *Coordinator) writeMarkers(ctx context.Context, parts []TopicPartition, 
 		}
 		wg.Wait()
 	}
-	var rest []TopicPartition
 	for i, f := range failed {
 		if f {
 			rest = append(rest, parts[i])
 		}
 	}
-	return rest
+	return rest, fencedAt.Load()
 }
 
 // writeComplete stores the Complete record of e's prepared transaction. It

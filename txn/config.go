@@ -20,6 +20,13 @@ var (
 	// coordinator then needs no marker there, as Kafka skips a partition
 	// without a leader.
 	ErrUnknownPartition = errors.New("txn: unknown partition")
+	// ErrCoordinatorFenced is what Markers.WriteMarker returns (wrapped)
+	// when the partition refuses the marker because a coordinator of a
+	// newer epoch has written one for the producer there
+	// (TRANSACTION_COORDINATOR_FENCED): that coordinator owns the
+	// transaction now, and this one stops writing its markers, as Kafka's
+	// does.
+	ErrCoordinatorFenced = errors.New("txn: transaction coordinator fenced")
 )
 
 // Record is one key/value record of __transaction_state. A nil Value is a
@@ -96,8 +103,10 @@ type Markers interface {
 	// epoch, no transaction open at the partition any more): the coordinator
 	// writes every marker of a prepared transaction again when it restarts
 	// before recording the transaction complete. It returns
-	// ErrUnknownPartition when tp no longer exists; any other error is
-	// retried, with backoff, until it succeeds or the coordinator closes. It
+	// ErrUnknownPartition when tp no longer exists and ErrCoordinatorFenced
+	// when a newer coordinator wrote a marker for the producer there; any
+	// other error is retried, with backoff, until it succeeds or the
+	// coordinator closes. It
 	// is called without coordinator locks held, concurrently for different
 	// partitions, and must return soon after ctx is done.
 	WriteMarker(ctx context.Context, tp TopicPartition, m Marker) error

@@ -129,7 +129,10 @@
 // Three goroutines run in the background (snapshots, the timeout abort,
 // the expiry) besides the marker writers. Each load of a partition has a
 // context, given to Markers for its transactions; Unload cancels it and
-// its marker writers stop. Close stops them all, cancels every context
+// its marker writers stop; so do those of a transaction whose marker a
+// partition refused as fenced (ErrCoordinatorFenced: a coordinator of a
+// newer epoch wrote one for the producer), leaving it prepared for the
+// coordinator that owns it now, as Kafka does. Close stops them all, cancels every context
 // given to Markers, and waits for them and for requests in flight.
 // Time comes only from the time package, so tests run under
 // testing/synctest.

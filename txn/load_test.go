@@ -108,3 +108,68 @@ func TestLoadOnLead(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestFencedMarker: a partition refusing a marker as fenced (a newer
+// coordinator wrote one for the producer there) makes the coordinator
+// give the transaction up, as Kafka's does: no retry, no Complete record;
+// the coordinator that owns the partition now completes it.
+func TestFencedMarker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		markers := newFakeMarkers()
+		cfg := testConfig(store, markers)
+		cfg.LoadOnLead = true
+		cfg.TransactionTopicPartitions = 4
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		const id = "tx"
+		p := a.Partition(id)
+		if err := a.Load(p, 3); err != nil {
+			t.Fatal(err)
+		}
+		tc := &testClient{t: t, c: a, id: id}
+		tc.init()
+		tc.add(TopicPartition{"t", 0}, TopicPartition{"t", 1})
+		markers.mu.Lock()
+		markers.fenced[TopicPartition{"t", 1}] = true
+		markers.mu.Unlock()
+		tc.end(true)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		markers.mu.Lock()
+		calls := markers.calls
+		markers.mu.Unlock()
+		if calls != 2 {
+			t.Fatalf("%d marker calls for two partitions, one fenced: the fenced one was retried", calls)
+		}
+		d := kmsg.NewPtrDescribeTransactionsRequest()
+		d.TransactionalIDs = []string{id}
+		if st := a.DescribeTransactions(context.Background(), d).TransactionStates[0]; st.ErrorCode != 0 || st.State != "PrepareCommit" {
+			t.Fatalf("after a fenced marker: %s %s, want PrepareCommit (no Complete record)", errName(st.ErrorCode), st.State)
+		}
+		// The partition's new owner completes it.
+		a.Unload(p)
+		markers.mu.Lock()
+		markers.fenced = map[TopicPartition]bool{}
+		markers.mu.Unlock()
+		markers.take()
+		b, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if err := b.Load(p, 4); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if w := markers.take(); len(w) != 2 || !w[0].m.Commit || w[0].m.CoordinatorEpoch != 4 {
+			t.Fatalf("markers of the new coordinator: %v", w)
+		}
+		if st := b.DescribeTransactions(context.Background(), d).TransactionStates[0]; st.ErrorCode != 0 || st.State != "CompleteCommit" {
+			t.Fatalf("after the new coordinator loaded: %s %s", errName(st.ErrorCode), st.State)
+		}
+	})
+}

@@ -151,6 +151,7 @@ type fakeMarkers struct {
 	written []writtenMarker
 	fail    map[TopicPartition]int // failures left; -1 fails forever
 	gone    map[TopicPartition]bool
+	fenced  map[TopicPartition]bool          // refused as from a replaced coordinator
 	gates   map[TopicPartition]chan struct{} // a marker waits until its gate closes
 	calls   int
 }
@@ -162,9 +163,10 @@ type writtenMarker struct {
 
 func newFakeMarkers() *fakeMarkers {
 	return &fakeMarkers{
-		fail:  make(map[TopicPartition]int),
-		gone:  make(map[TopicPartition]bool),
-		gates: make(map[TopicPartition]chan struct{}),
+		fail:   make(map[TopicPartition]int),
+		gone:   make(map[TopicPartition]bool),
+		fenced: make(map[TopicPartition]bool),
+		gates:  make(map[TopicPartition]chan struct{}),
 	}
 }
 
@@ -186,6 +188,9 @@ func (f *fakeMarkers) WriteMarker(ctx context.Context, tp TopicPartition, m Mark
 	defer f.mu.Unlock()
 	if f.gone[tp] {
 		return fmt.Errorf("%w: %s", ErrUnknownPartition, tp)
+	}
+	if f.fenced[tp] {
+		return fmt.Errorf("%w: %s", ErrCoordinatorFenced, tp)
 	}
 	switch n := f.fail[tp]; {
 	case n < 0:
