@@ -20,7 +20,11 @@ import (
 //     keeps its ISR, to be led again by one of them when it returns;
 //   - removes fenced brokers from the ISRs they are in (never the last
 //     member), so that acks=all produces stop waiting for them;
-//   - completes reassignments whose target replicas are all in sync.
+//   - completes reassignments whose target replicas are all in sync;
+//   - every LeaderRebalance.Interval (counted from when it became
+//     controller), moves leaderships back to preferred replicas where a
+//     broker's imbalance exceeds LeaderRebalance.PerBrokerPercentage
+//     (rebalance.go).
 //
 // Every change is conditional on the partition epoch it was computed
 // from, so a change racing another (an ISR change by the leader) is
@@ -29,9 +33,10 @@ const controllerInterval = 100 * time.Millisecond
 
 func (n *Node) controllerLoop() {
 	defer n.wg.Done()
-	var leaderSince time.Time
+	var leaderSince, nextRebalance time.Time
 	prevLeader := int32(-1)
 	lastLeader := int32(-1)
+	rebalance := n.cfg.LeaderRebalance
 	for {
 		if !n.sleep(controllerInterval) {
 			return
@@ -41,6 +46,7 @@ func (n *Node) controllerLoop() {
 			if cur == n.cfg.NodeID {
 				leaderSince = time.Now()
 				prevLeader = lastLeader
+				nextRebalance = leaderSince.Add(rebalance.Interval)
 			}
 			lastLeader = cur
 		}
@@ -48,6 +54,10 @@ func (n *Node) controllerLoop() {
 			continue
 		}
 		n.controlOnce(leaderSince, prevLeader)
+		if now := time.Now(); rebalance.Enable && !now.Before(nextRebalance) {
+			n.rebalanceLeaders()
+			nextRebalance = now.Add(rebalance.Interval)
+		}
 	}
 }
 

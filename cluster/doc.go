@@ -21,9 +21,10 @@
 //     the replicas placed on this broker (meta.Store.Reconcile), gives
 //     each its role from the metadata (partition.BecomeLeader or
 //     BecomeFollower, at the recorded leader epoch), hands followers to
-//     the fetcher of their leader, tells the server which partitions of
-//     __consumer_offsets it now leads (the group coordinator loads
-//     them), and, for the partitions it leads, proposes ISR changes: out
+//     the fetcher of their leader, tells the server which partitions it
+//     now leads or stopped leading (the coordinators load and unload
+//     their internal partitions; one led again at a new leader epoch is
+//     both), and, for the partitions it leads, proposes ISR changes: out
 //     the followers that have not caught up for replica.lag.time.max.ms,
 //     in those that caught up (partition.FollowerFetched says so), and
 //     hands leadership over if its own log has a write error (a full
@@ -41,7 +42,10 @@
 //     the quorum. It fences brokers it has not heard from for
 //     broker.session.timeout.ms (every voter answers the leader's raft
 //     heartbeats each tick), elects new leaders from the ISR, takes fenced
-//     brokers out of ISRs and completes reassignments.
+//     brokers out of ISRs and completes reassignments; every
+//     leader.imbalance.check.interval.seconds it moves leaderships back
+//     to preferred replicas (rebalance.go), as Kafka's
+//     auto.leader.rebalance.enable does.
 //
 // Every change to a partition is a record of the metadata log,
 // conditional on the partition epoch it was computed from, so the

@@ -172,6 +172,9 @@ var brokerConfigs = []brokerConfig{
 	{"replica.lag.time.max.ms", "30000", typeLong, false, atLeast(1)},
 	{"replica.fetch.wait.max.ms", "500", typeInt, false, atLeast(0)},
 	{"replica.fetch.max.bytes", "1048576", typeInt, false, atLeast(0)},
+	{"auto.leader.rebalance.enable", "true", typeBoolean, false, isBool},
+	{"leader.imbalance.check.interval.seconds", "300", typeLong, false, atLeast(1)},
+	{"leader.imbalance.per.broker.percentage", "10", typeInt, false, atLeast(0)},
 
 	// Listeners, TLS, SASL, ACLs and quotas (package server: listener.go,
 	// tls.go, sasl.go, security.go, quota.go). Settings of one listener

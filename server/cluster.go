@@ -97,6 +97,11 @@ func (s *Server) startCluster() {
 			v, _ := s.meta.Settings().TopicValue(t.Configs(), "unclean.leader.election.enable")
 			return v == "true"
 		},
+		LeaderRebalance: &cluster.LeaderRebalance{
+			Enable:              bs.bool("auto.leader.rebalance.enable"),
+			Interval:            time.Duration(bs.int64("leader.imbalance.check.interval.seconds")) * time.Second,
+			PerBrokerPercentage: int(bs.int64("leader.imbalance.per.broker.percentage")),
+		},
 		LeadershipChanged: s.leadershipChanged,
 		Logger:            s.logger,
 	})
