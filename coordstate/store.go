@@ -92,8 +92,10 @@ func batch[R ~struct{ Key, Value []byte }](recs []R) []byte {
 }
 
 // Replay calls fn for every record of partition p from its log start, in
-// order. r's slices alias the log and are valid only during the call. An
-// error from fn stops the replay and is returned.
+// order, but those of control batches (transaction markers written to
+// __consumer_offsets in a cluster, which only the partition's producer
+// state reads). r's slices alias the log and are valid only during the
+// call. An error from fn stops the replay and is returned.
 func (s *Store[R]) Replay(p int32, fn func(offset int64, r R) error) error {
 	part, err := s.get(p)
 	if err != nil {
@@ -102,6 +104,9 @@ func (s *Store[R]) Replay(p int32, fn func(offset int64, r R) error) error {
 	start := part.LogStartOffset()
 	var ferr error
 	err = part.Walk(start, func(b []byte, h *record.Header) bool {
+		if h.IsControl() {
+			return true
+		}
 		ferr = record.ForEach(b, func(r *record.Record) error {
 			off := h.BaseOffset + int64(r.OffsetDelta)
 			if off < start {

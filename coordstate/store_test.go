@@ -134,3 +134,24 @@ func TestAppendMinISR(t *testing.T) {
 		t.Fatalf("log end %d after a refused append", end)
 	}
 }
+
+// TestReplaySkipsMarkers: a transaction marker appended to a partition
+// (as __consumer_offsets gets them in a cluster) is not replayed as a
+// coordinator record.
+func TestReplaySkipsMarkers(t *testing.T) {
+	ps := openParts(t, t.TempDir(), 1)
+	defer ps[0].Close()
+	st := New[rec]("__state", lookup(ps))
+	if _, err := st.Append(0, []rec{{[]byte("a"), []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps[0].WriteMarker(partition.Marker{ProducerID: 7, Commit: true, CoordinatorEpoch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(0, []rec{{[]byte("b"), []byte("2")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(replay(t, st, 0)); got != "[0:a=1 2:b=2]" {
+		t.Fatalf("replayed %s", got)
+	}
+}

@@ -18,10 +18,11 @@ import (
 //     (txn.go); the API is answered for tools that send it. In a cluster
 //     the coordinators send it to the leaders of their transactions'
 //     partitions (txn_cluster.go). Each marker is appended to each of its
-//     partitions (to the group coordinator for __consumer_offsets) and
+//     partitions (to the group coordinator for __consumer_offsets, and in
+//     a cluster to that partition too, for its coordinator epoch) and
 //     made durable (on the ISR, in a cluster) before the answer, by the
-//     same code; a broker that does not lead the partition (or whose group
-//     coordinator has not loaded it) answers NOT_LEADER_OR_FOLLOWER.
+//     same code; a broker that does not lead the partition (or whose
+//     group coordinator has not loaded it) answers NOT_LEADER_OR_FOLLOWER.
 //   - A partition that does not exist answers UNKNOWN_TOPIC_OR_PARTITION; a
 //     marker older than its producer's epoch there is dropped, with no
 //     error, as Kafka's coordinator drops it.

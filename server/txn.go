@@ -128,9 +128,14 @@ func (s *Server) writeMarker(ctx context.Context, topic string, part int32, mk p
 		return fmt.Errorf("%w: %s-%d", txn.ErrUnknownPartition, topic, part)
 	case err != nil:
 		return err
-	case topic == offsetsTopic:
+	case topic == offsetsTopic && s.raft == nil:
 		return s.groups.WriteTxnMarker(ctx, part, mk.ProducerID, mk.ProducerEpoch, mk.Commit)
 	}
+	// In a cluster a marker for __consumer_offsets is also appended to
+	// the partition, as Kafka appends it, before the group coordinator
+	// resolves the transaction's offsets: the partition's producer state
+	// (replicated with it) fences a marker of a coordinator a newer one
+	// replaced. The coordinator's replay skips it.
 	if _, err := p.WriteMarker(mk); err != nil {
 		if errors.Is(err, partition.ErrInvalidProducerEpoch) {
 			s.logger.Info("dropping a transaction marker older than its producer's epoch", "topic", topic, "partition", part, "producer_id", mk.ProducerID, "epoch", mk.ProducerEpoch, "err", err)
@@ -143,6 +148,9 @@ func (s *Server) writeMarker(ctx context.Context, topic string, part int32, mk p
 			return fmt.Errorf("%w: %s-%d: %w", txn.ErrUnknownPartition, topic, part, err)
 		}
 		return err
+	}
+	if topic == offsetsTopic {
+		return s.groups.WriteTxnMarker(ctx, part, mk.ProducerID, mk.ProducerEpoch, mk.Commit)
 	}
 	return nil
 }
