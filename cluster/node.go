@@ -321,17 +321,7 @@ func (n *Node) applyRoles() {
 		f.assign(parts)
 	}
 	n.mu.Lock()
-	var started, stopped []partKey
-	for k, epoch := range leading {
-		if was, ok := n.mu.leading[k]; !ok || was != epoch {
-			started = append(started, k)
-		}
-	}
-	for k, was := range n.mu.leading {
-		if epoch, ok := leading[k]; !ok || was != epoch {
-			stopped = append(stopped, k)
-		}
-	}
+	started, stopped := leadershipChanges(n.mu.leading, leading)
 	n.mu.leading = leading
 	n.mu.Unlock()
 	if cb := n.cfg.LeadershipChanged; cb != nil {
@@ -342,6 +332,24 @@ func (n *Node) applyRoles() {
 			cb(k.topic, k.partition, true)
 		}
 	}
+}
+
+// leadershipChanges compares the partitions led before and now, at their
+// leader epochs: a partition led now and not before, or at another epoch
+// (its leadership went elsewhere and came back meanwhile), is started; one
+// led before and not now, or at another epoch, is stopped.
+func leadershipChanges(before, now map[partKey]int32) (started, stopped []partKey) {
+	for k, epoch := range now {
+		if was, ok := before[k]; !ok || was != epoch {
+			started = append(started, k)
+		}
+	}
+	for k, was := range before {
+		if epoch, ok := now[k]; !ok || was != epoch {
+			stopped = append(stopped, k)
+		}
+	}
+	return started, stopped
 }
 
 func addr(b meta.Broker) string {
