@@ -85,5 +85,8 @@ func FuzzControlType(f *testing.F) {
 		if err == nil && typ < 0 {
 			t.Fatalf("type %d accepted", typ)
 		}
+		if _, err := MarkerCoordinatorEpoch(b); err == nil && len(b) < HeaderSize {
+			t.Fatalf("a coordinator epoch from %d bytes", len(b))
+		}
 	})
 }
