@@ -44,7 +44,9 @@ func TestClusterAutoLeaderRebalance(t *testing.T) {
 			c.start(0)
 			waitCluster(t, "broker 0 back in sync", 30*time.Second, func() bool { return slices.Contains(state().ISR, 0) })
 			if enable {
+				inSync := time.Now()
 				waitCluster(t, "broker 0 leading again", 20*time.Second, func() bool { return state().Leader == 0 })
+				t.Logf("broker 0 leads again %v after it was back in sync", time.Since(inSync).Round(time.Millisecond))
 				return
 			}
 			// Three check intervals and more.
