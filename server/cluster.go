@@ -137,6 +137,9 @@ func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
 		s.shareLeadershipChanged(p, leading)
 		return
 	}
+	if topic != offsetsTopic {
+		s.shareDataLeadershipChanged(topic, p, leading)
+	}
 	if topic != offsetsTopic || s.groups == nil {
 		return
 	}

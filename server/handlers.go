@@ -33,9 +33,8 @@ func regKey(key, min, max int16, fn handlerFunc) {
 func handlerFor(key int16) *handler { return handlers[key] }
 
 // notInCluster are the API keys a node of a cluster does not serve yet
-// (nor advertise): the share-group APIs, whose coordinator does not move
-// with the leadership of __share_group_state's partitions. A client gets
-// them as from a broker without share groups.
+// (nor advertise): the share-group APIs, until the share-partition
+// leader serves them (docs/cluster.md, Share groups).
 var notInCluster = map[int16]bool{76: true, 77: true, 78: true, 79: true, 90: true, 91: true, 92: true}
 
 // served reports whether this broker serves key.

@@ -113,9 +113,9 @@ func (c *Coordinator) DeleteGroup(name string) (code int16, ok bool) {
 func (c *Coordinator) deleteStateLocked(g *group, sp *sharePartition) error {
 	p := c.parts[sp.part]
 	recs := []Record{{Key: sp.snapKey}, {Key: sp.updKey}}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if _, err := c.store.Append(p.id, recs); err != nil {
+	c.lockPart(p)
+	defer c.unlockPart(p)
+	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("deleting share-partition state", "group", g.name, "err", err)
 		return err
 	}
@@ -287,14 +287,14 @@ func (c *Coordinator) resetStateLocked(g *group, tp TopicPartition, start, nowMs
 	}
 	p := c.parts[sp.part]
 	epoch := c.nextEpoch(key)
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	c.lockPart(p)
+	defer c.unlockPart(p)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	tmp := &sharePartition{key: key, leaderEpoch: sp.leaderEpoch, createTime: sp.createTime}
 	tmp.resetLocked(start, epoch)
 	recs := []Record{{Key: sp.snapKey, Value: tmp.snapshotValueLocked(nowMs)}}
-	if _, err := c.store.Append(p.id, recs); err != nil {
+	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("resetting share-partition state", "group", g.name, "err", err)
 		return err
 	}

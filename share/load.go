@@ -37,18 +37,29 @@ func (c *Coordinator) Load(p int32) error {
 	part.mu.Lock()
 	part.liveMu.Lock()
 	part.sps, part.live = make(map[spKey]*sharePartition), make(map[string]Record)
+	part.view, part.viewEpochs = make(map[spKey]*sharePartition), make(map[spKey]int32)
 	part.bytes, part.base, part.retryAt = 0, 0, 0
 	part.liveMu.Unlock()
 	err := c.store.Replay(p, func(offset int64, rec Record) error {
 		r.record(part, offset, rec)
 		return nil
 	})
+	if err == nil && c.remote() {
+		// The share-partitions stored here are served by the leaders of
+		// their data partitions, which read them from the view.
+		part.liveMu.Lock()
+		part.view, part.viewEpochs = r.states, r.epochs
+		part.liveMu.Unlock()
+		r.states = nil
+	}
 	part.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("share: loading __share_group_state partition %d: %w", p, err)
 	}
-	for k, e := range r.epochs {
-		c.noteEpoch(k, e)
+	if !c.remote() {
+		for k, e := range r.epochs {
+			c.noteEpoch(k, e)
+		}
 	}
 	groups, states := c.attachLoaded(part, r)
 	c.mu.Lock()
@@ -158,8 +169,8 @@ func (c *Coordinator) Unload(p int32) {
 	}
 	var sps []*sharePartition
 	for _, sp := range c.mu.sps {
-		if sp.part == p {
-			sps = append(sps, sp)
+		if sp.part == p && !c.remote() {
+			sps = append(sps, sp) // with Config.State, served as the data partitions' leader
 		}
 	}
 	c.mu.Unlock()
@@ -187,6 +198,7 @@ func (c *Coordinator) Unload(p int32) {
 	part.mu.Lock()
 	part.liveMu.Lock()
 	part.sps, part.live = make(map[spKey]*sharePartition), make(map[string]Record)
+	part.view, part.viewEpochs = make(map[spKey]*sharePartition), make(map[spKey]int32)
 	part.bytes, part.base, part.retryAt = 0, 0, 0
 	part.liveMu.Unlock()
 	part.mu.Unlock()
