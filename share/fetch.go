@@ -358,6 +358,7 @@ type preparedAck struct {
 	nowMs     int64
 	jobs      []dlqJob
 	available bool
+	fenced    bool // a newer leader of the partition read its state
 }
 
 // prepareAck validates batches and freezes the runs they change.
@@ -432,6 +433,10 @@ func (c *Coordinator) settleAck(p *statePart, a *preparedAck, err error) {
 		c.scheduleLocked(sp)
 		c.log.Warn("storing share acknowledgement", "group", sp.key.group, "partition", sp.key.tp.Partition, "err", err)
 		a.err = kerr.KafkaStorageError
+		if errors.Is(err, ErrFenced) {
+			// Another broker leads the partition now (Config.State).
+			a.err, a.fenced = kerr.NotLeaderForPartition, true
+		}
 		return
 	}
 	a.jobs, a.available = sp.commitAckLocked(a.items, a.nowMs, nil)
@@ -441,6 +446,9 @@ func (c *Coordinator) settleAck(p *statePart, a *preparedAck, err error) {
 
 // afterAck queues the dead letters and wakes fetchers, with no lock held.
 func (c *Coordinator) afterAck(a *preparedAck) {
+	if a.fenced {
+		c.drop(a.sp)
+	}
 	c.dlq.push(a.jobs...)
 	if a.available && c.cfg.Available != nil {
 		c.cfg.Available(a.sp.key.group, a.sp.key.tp)

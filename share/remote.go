@@ -567,12 +567,18 @@ func (c *Coordinator) staleLeader(sp *sharePartition, leaderEpoch int32) bool {
 	if !stale {
 		return false
 	}
+	c.drop(sp)
+	return true
+}
+
+// drop forgets sp, if it is still served, without writing anything.
+func (c *Coordinator) drop(sp *sharePartition) {
 	if g := c.findGroup(sp.key.group); g != nil {
 		g.mu.Lock()
 		if g.sps[sp.key.tp] == sp {
 			c.dropSPLocked(g, sp)
 		}
+		c.maybeDropLocked(g)
 		g.mu.Unlock()
 	}
-	return true
 }
