@@ -80,6 +80,20 @@ func (s *Server) shareCoordinator(key string) (int32, string, int32, int16, *str
 // (no leader yet, or one still loading it) before the call fails.
 const shareStateRetryFor = 5 * time.Second
 
+// errShareStopping refuses share-partition state writes and reads on a
+// broker that is shutting down: its listeners are closed, so followers
+// no longer fetch from it, and an append it leads would wait for its
+// in-sync replicas to shrink. What it held comes back on the next
+// leaders.
+var errShareStopping = errors.New("server: the broker is stopping")
+
+// stopping reports whether Shutdown has begun.
+func (s *Server) stopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.closed
+}
+
 // clusterShareState is the share engine's share.StateClient in a
 // cluster: the leader of a __share_group_state partition is called
 // in-process when it is this broker, with ReadShareGroupState and
@@ -113,6 +127,9 @@ func (cs clusterShareState) ReadShareGroupState(p int32, req *kmsg.ReadShareGrou
 func (s *Server) shareStateCall(p int32, req kmsg.Request, local func() kmsg.Response) (kmsg.Response, error) {
 	deadline := time.Now().Add(shareStateRetryFor)
 	for {
+		if s.stopping() {
+			return nil, errShareStopping
+		}
 		resp, err := s.shareStateOnce(p, req, local)
 		if err == nil && !notCoordinator(resp) {
 			return resp, nil

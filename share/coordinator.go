@@ -41,8 +41,8 @@ type Coordinator struct {
 	// counts are to be written behind (Config.LoadOnLead, load.go).
 	acquired struct {
 		sync.Mutex
-		sps  map[*sharePartition]struct{}
-		kick chan struct{} // one-slot
+		sps  map[*sharePartition][]stateBatch // and releases to write with them (Config.State)
+		kick chan struct{}                    // one-slot
 	}
 
 	mu struct {
@@ -108,7 +108,7 @@ func New(cfg Config) (*Coordinator, error) {
 	go c.dlqLoop()
 	go c.compactLoop()
 	if cfg.LoadOnLead {
-		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.sps = make(map[*sharePartition][]stateBatch)
 		c.acquired.kick = make(chan struct{}, 1)
 		c.wg.Add(1)
 		go c.acquiredLoop()

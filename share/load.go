@@ -254,9 +254,13 @@ func (c *Coordinator) loadedGroups(gs []*group) []*group {
 // its consumers still reaches share.delivery.count.limit. On one broker
 // the counts are written with the next change instead (a crash may lose
 // one delivery of a record's count).
-func (c *Coordinator) acquiredBehind(sp *sharePartition) {
+func (c *Coordinator) acquiredBehind(sp *sharePartition) { c.queueBehind(sp, nil) }
+
+// queueBehind queues sbs (and the acquisitions of sp) to be written
+// behind by acquiredLoop.
+func (c *Coordinator) queueBehind(sp *sharePartition, sbs []stateBatch) {
 	c.acquired.Lock()
-	c.acquired.sps[sp] = struct{}{}
+	c.acquired.sps[sp] = append(c.acquired.sps[sp], sbs...)
 	c.acquired.Unlock()
 	select {
 	case c.acquired.kick <- struct{}{}:
@@ -276,15 +280,15 @@ func (c *Coordinator) acquiredLoop() {
 		}
 		c.acquired.Lock()
 		sps := c.acquired.sps
-		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.sps = make(map[*sharePartition][]stateBatch)
 		c.acquired.Unlock()
-		for sp := range sps {
+		for sp, sbs := range sps {
 			select {
 			case <-c.quit:
 				return
 			default:
 			}
-			c.writeBehind(sp, nil)
+			c.writeBehindNow(sp, sbs)
 		}
 	}
 }

@@ -91,6 +91,17 @@ func (c *Coordinator) appendMembership(g *group, recs []Record) error {
 // changes already applied in memory (releases, lock expiries, dead-letter
 // intents): losing it to a crash costs only delivery-count accuracy.
 func (c *Coordinator) writeBehind(sp *sharePartition, sbs []stateBatch) {
+	if c.remote() {
+		// Through another broker maybe: not from the timer goroutine
+		// nor from a request's.
+		c.queueBehind(sp, sbs)
+		return
+	}
+	c.writeBehindNow(sp, sbs)
+}
+
+// writeBehindNow is writeBehind, at once.
+func (c *Coordinator) writeBehindNow(sp *sharePartition, sbs []stateBatch) {
 	p := c.parts[sp.part]
 	c.lockPart(p)
 	defer c.unlockPart(p)
