@@ -37,7 +37,7 @@ func (c *Coordinator) Load(p int32) error {
 	part.mu.Lock()
 	part.liveMu.Lock()
 	part.sps, part.live = make(map[spKey]*sharePartition), make(map[string]Record)
-	part.view, part.viewEpochs = make(map[spKey]*sharePartition), make(map[spKey]int32)
+	part.view, part.viewEpochs, part.readAt = make(map[spKey]*sharePartition), make(map[spKey]int32), make(map[spKey]int32)
 	part.bytes, part.base, part.retryAt = 0, 0, 0
 	part.liveMu.Unlock()
 	err := c.store.Replay(p, func(offset int64, rec Record) error {
@@ -198,7 +198,7 @@ func (c *Coordinator) Unload(p int32) {
 	part.mu.Lock()
 	part.liveMu.Lock()
 	part.sps, part.live = make(map[spKey]*sharePartition), make(map[string]Record)
-	part.view, part.viewEpochs = make(map[spKey]*sharePartition), make(map[spKey]int32)
+	part.view, part.viewEpochs, part.readAt = make(map[spKey]*sharePartition), make(map[spKey]int32), make(map[spKey]int32)
 	part.bytes, part.base, part.retryAt = 0, 0, 0
 	part.liveMu.Unlock()
 	part.mu.Unlock()

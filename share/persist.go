@@ -33,10 +33,15 @@ type statePart struct {
 	// of each, deleted ones included. Snapshots and reads come from it.
 	view       map[spKey]*sharePartition
 	viewEpochs map[spKey]int32
+	// readAt holds the leader epochs share-partitions without state were
+	// read at, so that an older leader cannot create a state after a newer
+	// one found none (kept in memory only: the window it closes is a
+	// stale leader's first fetch racing a new leader's).
+	readAt map[spKey]int32
 }
 
 func newStatePart(id int32) *statePart {
-	return &statePart{id: id, sps: make(map[spKey]*sharePartition), live: make(map[string]Record), view: make(map[spKey]*sharePartition), viewEpochs: make(map[spKey]int32)}
+	return &statePart{id: id, sps: make(map[spKey]*sharePartition), live: make(map[string]Record), view: make(map[spKey]*sharePartition), viewEpochs: make(map[spKey]int32), readAt: make(map[spKey]int32)}
 }
 
 func recordsSize(recs []Record) int64 {

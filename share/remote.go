@@ -291,9 +291,13 @@ func (c *Coordinator) writeState(req *kmsg.WriteShareGroupStateRequest) error {
 	}
 	part.liveMu.Lock()
 	for _, ck := range checks {
-		if sp := part.view[ck.key]; sp != nil && ck.epoch < sp.leaderEpoch {
+		at, ok := part.readAt[ck.key]
+		if sp := part.view[ck.key]; sp != nil {
+			at, ok = sp.leaderEpoch, true
+		}
+		if ok && ck.epoch < at {
 			part.liveMu.Unlock()
-			return fmt.Errorf("%w: leader epoch %d, the state was read at %d", ErrFenced, ck.epoch, sp.leaderEpoch)
+			return fmt.Errorf("%w: leader epoch %d, the state was read at %d", ErrFenced, ck.epoch, at)
 		}
 	}
 	part.liveMu.Unlock()
@@ -375,6 +379,11 @@ func (c *Coordinator) readState(key spKey, leaderEpoch int32) ([]byte, int32, er
 	part.liveMu.Lock()
 	sp := part.view[key]
 	if sp == nil {
+		if at, ok := part.readAt[key]; ok && leaderEpoch < at {
+			part.liveMu.Unlock()
+			return nil, -1, fmt.Errorf("%w: leader epoch %d, the state was read at %d", ErrFenced, leaderEpoch, at)
+		}
+		part.readAt[key] = leaderEpoch
 		e, ok := part.viewEpochs[key]
 		part.liveMu.Unlock()
 		if !ok {

@@ -356,3 +356,48 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRemoteFenceWithoutState: once a leader found no state for a
+// share-partition, an older leader can neither read nor create it.
+func TestRemoteFenceWithoutState(t *testing.T) {
+	store := newMemStore()
+	log := newFakeReader()
+	tp := TopicPartition{topicID("t"), 0}
+	log.produce(tp, 4, 0, false, false, -1, nil)
+	state := &wireState{}
+	newCoord := func(r Reader) *Coordinator {
+		c, err := New(Config{
+			Store: store, Reader: r, StatePartitions: remoteParts, LoadOnLead: true, State: state,
+			Topics:       func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: tp.TopicID, Partitions: 1}} },
+			GroupConfigs: func(string) map[string]string { return map[string]string{GroupAutoOffsetReset: "earliest"} },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	s := newCoord(&ledReader{fakeReader: log})
+	for p := range int32(remoteParts) {
+		if err := s.Load(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state.set(s)
+	ra, rb := &ledReader{fakeReader: log}, &ledReader{fakeReader: log}
+	ra.leading.Store(true)
+	ra.epoch.Store(1)
+	rb.leading.Store(true)
+	rb.epoch.Store(2)
+	a, b := newCoord(ra), newCoord(rb)
+	// b, the newer leader, reads (an acknowledgement: nothing to create).
+	if e := b.Acknowledge("g", "m", tp, []AckBatch{{FirstOffset: 0, LastOffset: 0, Types: []int8{1}}}, false); e != kerr.InvalidRecordState {
+		t.Fatalf("acknowledge without state: %v", e)
+	}
+	if _, e := a.Acquire(AcquireOptions{Group: "g", Member: "m", Partition: tp, MaxRecords: 10}, nil); e != kerr.NotLeaderForPartition {
+		t.Fatalf("the older leader acquired (%v), want NOT_LEADER_OR_FOLLOWER", e)
+	}
+	if got, e := b.Acquire(AcquireOptions{Group: "g", Member: "m", Partition: tp, MaxRecords: 10}, nil); e != nil || formatRanges(got) != "0-3x1" {
+		t.Fatalf("the newer leader acquired %s (%v)", formatRanges(got), e)
+	}
+}
