@@ -254,6 +254,9 @@ func (s *Server) clusterChanged() {
 		c.Kick()
 	}
 	s.topicsChanged()
+	if s.shares != nil {
+		s.shares.GroupConfigsChanged() // altered through another broker, maybe
+	}
 }
 
 // advertisedHostPort is the address of this broker's first listener, as

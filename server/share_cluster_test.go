@@ -17,10 +17,10 @@ import (
 )
 
 // shareClusterProps are the broker configs of the share cluster tests:
-// three partitions of __share_group_state, and short locks and sessions.
+// three partitions of __share_group_state, short locks and sessions, and
+// a stopped replica out of the ISR after 3 s (as the transaction tests).
 func shareClusterProps() map[string]string {
-	p := shareProps("share.coordinator.state.topic.num.partitions", "3")
-	return p
+	return shareProps("share.coordinator.state.topic.num.partitions", "3", "replica.lag.time.max.ms", "3000")
 }
 
 // liveNode returns a running node other than skip.
@@ -67,6 +67,12 @@ func (c *testCluster) leaderOf(topic string, p int32, not int32) int32 {
 // setClusterGroupConfigs sets configs of a group (kvs: name, value, ...).
 func setClusterGroupConfigs(t testing.TB, c *testCluster, group string, kvs ...string) {
 	t.Helper()
+	setClusterGroupConfigsVia(t, c, c.client(), group, kvs...)
+}
+
+// setClusterGroupConfigsVia is setClusterGroupConfigs through via.
+func setClusterGroupConfigsVia(t testing.TB, c *testCluster, via kmsg.Requestor, group string, kvs ...string) {
+	t.Helper()
 	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
 	res := kmsg.NewIncrementalAlterConfigsRequestResource()
 	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
@@ -76,7 +82,7 @@ func setClusterGroupConfigs(t testing.TB, c *testCluster, group string, kvs ...s
 		res.Configs = append(res.Configs, cfg)
 	}
 	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(testCtx(t), c.client())
+	resp, err := req.RequestWith(testCtx(t), via)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +251,12 @@ func TestClusterSharePartitionLeader(t *testing.T) {
 	if resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("accept 0-4: %+v", resp)
 	}
+	// A group config altered through another broker reaches the data
+	// partition's leader, which already serves the group.
+	setClusterGroupConfigsVia(t, c, m.cl.Broker(int(c.liveOther(dataLeader).id)), group, "share.record.lock.duration.ms", "20000")
+	if resp := m.fetch(nil, nil, 0, 100); resp.AcquisitionLockTimeoutMillis != 20000 {
+		t.Fatalf("lock duration %d ms at the data partition's leader after the change, want 20000", resp.AcquisitionLockTimeoutMillis)
+	}
 
 	// The data partition's leader stops while the member holds 5-9: the
 	// new leader reads the state from the state partition's leader.
@@ -263,6 +275,7 @@ func TestClusterSharePartitionLeader(t *testing.T) {
 	// partition's leader stops: its acknowledgements were on the in-sync
 	// replicas, so nothing of 0-9 comes back.
 	c.start(int(dataLeader))
+	c.waitRegistered()
 	waitCluster(t, "the state partition in sync on three replicas", 30*time.Second, func() bool {
 		nd := c.liveOther(-1)
 		return len(nd.srv.meta.Topic(shareStateTopic).State(statePart).ISR) == 3

@@ -372,6 +372,18 @@ func (c *Coordinator) GroupConfigChanged(group string) {
 	}
 }
 
+// GroupConfigsChanged is GroupConfigChanged for every group: in a cluster
+// a group's configs may change through any broker, and reach this one
+// with the metadata log.
+func (c *Coordinator) GroupConfigsChanged() {
+	c.mu.Lock()
+	gs := slices.Collect(maps.Values(c.mu.groups))
+	c.mu.Unlock()
+	for _, g := range gs {
+		g.cfg.Store(nil)
+	}
+}
+
 // dlqEnabled reports whether records g gives up on are dead-lettered.
 func (c *Coordinator) dlqEnabled(gc *groupConfig) bool {
 	return c.cfg.DLQ != nil && gc.dlqTopic != ""
