@@ -5,10 +5,12 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestFaults runs a three-node cluster of `ferry serve` processes, each in
@@ -101,7 +104,7 @@ func TestFaults(t *testing.T) {
 	final := &history{reads: map[partOff]string{}}
 	fctx, fcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer fcancel()
-	end := c.endOffsets(t, fctx, adm, topic)
+	end := c.endOffsets(t, fctx, topic)
 	final.consumeUntil(fctx, t, c.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), end)
 	h.check(t, final)
 }
@@ -540,28 +543,62 @@ func (c *procCluster) faults() []fault {
 	return fs
 }
 
-// endOffsets waits until every replica of every partition holds the
-// same log end, and returns it.
-func (c *procCluster) endOffsets(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) map[int32]int64 {
+// endOffsets waits until every node, asked on its own, names the same
+// leader, leader epoch and a full in-sync set for every partition, and
+// returns the log ends the leaders then report. Asking one node is not
+// enough: a leader deposed while cut off keeps answering, with the high
+// watermark it had, until it learns the new metadata.
+func (c *procCluster) endOffsets(t *testing.T, ctx context.Context, topic string) map[int32]int64 {
+	cl := c.client(t)
 	var end map[int32]int64
-	waitFor(t, "the replicas to converge", 60*time.Second, func() bool {
-		ends, err := adm.ListEndOffsets(ctx, topic)
-		if err != nil || ends.Error() != nil {
-			return false
+	waitFor(t, "every node to agree on the leaders and the in-sync sets", 60*time.Second, func() bool {
+		type view struct {
+			leader, epoch int32
+			isr           string
 		}
-		td, err := adm.ListTopics(ctx, topic)
-		if err != nil {
-			return false
+		var agreed map[int32]view
+		for _, nd := range c.nodes {
+			req := kmsg.NewPtrMetadataRequest()
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(topic)
+			req.Topics = append(req.Topics, rt)
+			resp, err := req.RequestWith(ctx, cl.Broker(int(nd.id)))
+			if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+				return false
+			}
+			views := map[int32]view{}
+			for _, p := range resp.Topics[0].Partitions {
+				isr := append([]int32(nil), p.ISR...)
+				slices.Sort(isr)
+				if p.ErrorCode != 0 || len(isr) != len(c.nodes) {
+					return false
+				}
+				views[p.Partition] = view{p.Leader, p.LeaderEpoch, fmt.Sprint(isr)}
+			}
+			if agreed == nil {
+				agreed = views
+			} else if !maps.Equal(agreed, views) {
+				return false
+			}
 		}
 		end = map[int32]int64{}
-		ok := true
-		ends.Each(func(o kadm.ListedOffset) {
-			end[o.Partition] = o.Offset
-			if pd := td[topic].Partitions[o.Partition]; len(pd.ISR) != len(c.nodes) {
-				ok = false
+		for p, v := range agreed {
+			req := kmsg.NewPtrListOffsetsRequest()
+			rt := kmsg.NewListOffsetsRequestTopic()
+			rt.Topic = topic
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition = p
+			rp.CurrentLeaderEpoch = v.epoch
+			rp.Timestamp = -1 // the log end (high watermark)
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			resp, err := req.RequestWith(ctx, cl.Broker(int(v.leader)))
+			if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+				return false
 			}
-		})
-		return ok && len(end) > 0
+			end[p] = resp.Topics[0].Partitions[0].Offset
+		}
+		return len(end) > 0
 	})
 	return end
 }
