@@ -260,10 +260,12 @@ func TestClusterSharePartitionLeader(t *testing.T) {
 
 	// The data partition's leader stops while the member holds 5-9: the
 	// new leader reads the state from the state partition's leader.
+	stopped := time.Now()
 	c.stop(int(dataLeader))
 	newLeader := c.leaderOf("q", 0, dataLeader)
 	m2 := member(newLeader)
 	got := rawFetchUntil(t, m2, q0, 5)
+	t.Logf("held records acquired again from the new leader %v after the old one began to stop", time.Since(stopped).Round(time.Millisecond))
 	if want := map[int64]int16{5: 2, 6: 2, 7: 2, 8: 2, 9: 2}; !maps.Equal(got, want) {
 		t.Fatalf("acquired %v from the new leader, want 5-9 delivered a second time", got)
 	}
