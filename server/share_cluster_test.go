@@ -251,6 +251,27 @@ func TestClusterSharePartitionLeader(t *testing.T) {
 	if resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("accept 0-4: %+v", resp)
 	}
+	// The group's coordinator describes the start offset, read from the
+	// state partition's leader (the lag where it also leads q-0).
+	describe := func() kmsg.DescribeShareGroupOffsetsResponseGroupTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+		req.Groups = []kmsg.DescribeShareGroupOffsetsRequestGroup{{GroupID: group}}
+		var out kmsg.DescribeShareGroupOffsetsResponseGroupTopicPartition
+		waitCluster(t, "the group's offsets described", 20*time.Second, func() bool {
+			resp, err := req.RequestWith(ctx, c.client())
+			if err != nil || len(resp.Groups) != 1 || resp.Groups[0].ErrorCode != 0 || len(resp.Groups[0].Topics) != 1 || len(resp.Groups[0].Topics[0].Partitions) != 1 {
+				return false
+			}
+			out = resp.Groups[0].Topics[0].Partitions[0]
+			return out.ErrorCode == 0
+		})
+		return out
+	}
+	if d := describe(); d.StartOffset != 5 || (d.Lag != 5 && d.Lag != -1) {
+		t.Fatalf("described start offset %d lag %d, want 5 and 5 (or -1 away from the leader)", d.StartOffset, d.Lag)
+	}
+
 	// A group config altered through another broker reaches the data
 	// partition's leader, which already serves the group.
 	setClusterGroupConfigsVia(t, c, m.cl.Broker(int(c.liveOther(dataLeader).id)), group, "share.record.lock.duration.ms", "20000")
@@ -291,6 +312,9 @@ func TestClusterSharePartitionLeader(t *testing.T) {
 	got = rawFetchUntil(t, m3, q0, 5)
 	if want := map[int64]int16{10: 1, 11: 1, 12: 1, 13: 1, 14: 1}; !maps.Equal(got, want) {
 		t.Fatalf("acquired %v after the state leader stopped, want only the new records 10-14", got)
+	}
+	if d := describe(); d.StartOffset != 10 {
+		t.Fatalf("described start offset %d after the failovers, want 10", d.StartOffset)
 	}
 	c.start(int(stateLeader))
 	waitCluster(t, "every partition loaded by its leader only, after the restarts", 30*time.Second, loadedOnLeaders)

@@ -81,13 +81,13 @@ func handleShareGroupDescribe(s *Server, r *request) kmsg.Response {
 }
 
 func handleDescribeShareGroupOffsets(s *Server, r *request) kmsg.Response {
-	if s.authz == nil {
-		return shareCall(s, r, false, s.shares.DescribeShareGroupOffsets)
-	}
 	req := r.kreq.(*kmsg.DescribeShareGroupOffsetsRequest)
 	ctx := r.c.ctx
 	r.await(func() kmsg.Response {
-		resp := s.shares.DescribeShareGroupOffsets(ctx, req)
+		resp := s.describeShareOffsets(ctx, r, req)
+		if s.authz == nil {
+			return resp
+		}
 		for i := range resp.Groups {
 			g := &resp.Groups[i]
 			if !r.allowed(auth.ResourceGroup, g.GroupID, auth.OpDescribe) {

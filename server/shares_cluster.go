@@ -230,6 +230,10 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 			g := kmsg.NewShareGroupDescribeResponseGroup()
 			g.GroupID, g.ErrorCode = group, kerr.NotCoordinator.Code
 			resp.Groups = append(resp.Groups, g)
+		case *kmsg.DescribeShareGroupOffsetsResponse:
+			g := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
+			g.GroupID, g.ErrorCode = group, kerr.NotCoordinator.Code
+			resp.Groups = append(resp.Groups, g)
 		}
 		return resp
 	}
@@ -267,6 +271,23 @@ func (s *Server) describeShareGroups(ctx context.Context, r *request, req *kmsg.
 		one.GroupIDs = []string{name}
 		got := s.shareMembership(r, &one, name, func() kmsg.Response { return s.shares.ShareGroupDescribe(ctx, &one) })
 		resp.Groups = append(resp.Groups, got.(*kmsg.ShareGroupDescribeResponse).Groups...)
+	}
+	return resp
+}
+
+// describeShareOffsets answers DescribeShareGroupOffsets: in a cluster
+// each group is described by its coordinator (shareMembership), which
+// reads the state from the leaders of the state partitions.
+func (s *Server) describeShareOffsets(ctx context.Context, r *request, req *kmsg.DescribeShareGroupOffsetsRequest) *kmsg.DescribeShareGroupOffsetsResponse {
+	if s.cluster == nil {
+		return s.shares.DescribeShareGroupOffsets(ctx, req)
+	}
+	resp := req.ResponseKind().(*kmsg.DescribeShareGroupOffsetsResponse)
+	for _, g := range req.Groups {
+		one := *req
+		one.Groups = []kmsg.DescribeShareGroupOffsetsRequestGroup{g}
+		got := s.shareMembership(r, &one, g.GroupID, func() kmsg.Response { return s.shares.DescribeShareGroupOffsets(ctx, &one) })
+		resp.Groups = append(resp.Groups, got.(*kmsg.DescribeShareGroupOffsetsResponse).Groups...)
 	}
 	return resp
 }

@@ -31,6 +31,10 @@ import (
 //     built like a replay), from which it answers reads and writes its
 //     snapshots, so a snapshot never drops a share-partition served
 //     elsewhere.
+//   - DescribeShareGroupOffsets is answered by the group's coordinator
+//     from reads at leader epoch -1, which fence nobody, and the data
+//     partition's high watermark where this broker leads it (the lag is
+//     -1 elsewhere).
 //   - Fencing: every record carries the data partition's leader epoch of
 //     its writer. A read names the reader's leader epoch and, if it is
 //     newer than the view's, stores it (an update with no batches) before
@@ -363,7 +367,8 @@ func (c *Coordinator) ReadShareGroupState(req *kmsg.ReadShareGroupStateRequest) 
 }
 
 // readState returns the snapshot value of key's state and its state
-// epoch, or a nil value and the last epoch it had (-1: none).
+// epoch, or a nil value and the last epoch it had (-1: none). A negative
+// leaderEpoch reads without fencing anyone.
 func (c *Coordinator) readState(key spKey, leaderEpoch int32) ([]byte, int32, error) {
 	if !c.remote() {
 		return nil, -1, ErrNotStateLeader
@@ -378,6 +383,15 @@ func (c *Coordinator) readState(key spKey, leaderEpoch int32) ([]byte, int32, er
 	}
 	part.liveMu.Lock()
 	sp := part.view[key]
+	if leaderEpoch < 0 {
+		// A description (DescribeShareGroupOffsets): no fencing.
+		defer part.liveMu.Unlock()
+		if sp == nil {
+			return nil, -1, nil
+		}
+		_, nowMs := c.now()
+		return sp.snapshotValueLocked(nowMs), sp.stateEpoch, nil
+	}
 	if sp == nil {
 		if at, ok := part.readAt[key]; ok && leaderEpoch < at {
 			part.liveMu.Unlock()
@@ -590,4 +604,61 @@ func (c *Coordinator) drop(sp *sharePartition) {
 		c.maybeDropLocked(g)
 		g.mu.Unlock()
 	}
+}
+
+// describeRemote fills op from the state of tp for group, read from its
+// state partition's leader without fencing (Config.State), and reports
+// whether it has state. The lag needs the partition's high watermark,
+// known where this broker leads it; elsewhere it is -1.
+func (c *Coordinator) describeRemote(group string, tp TopicPartition, op *kmsg.DescribeShareGroupOffsetsResponseGroupTopicPartition) bool {
+	key := spKey{group: group, tp: tp}
+	req := kmsg.NewPtrReadShareGroupStateRequest()
+	req.GroupID = group
+	rt := kmsg.NewReadShareGroupStateRequestTopic()
+	rt.TopicID = tp.TopicID
+	rp := kmsg.NewReadShareGroupStateRequestTopicPartition()
+	rp.Partition, rp.LeaderEpoch = tp.Partition, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := c.cfg.State.ReadShareGroupState(statePartitionFor(key, c.cfg.StatePartitions), req)
+	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		op.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return true
+	}
+	got := &resp.Topics[0].Partitions[0]
+	if got.ErrorCode != 0 {
+		op.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return true
+	}
+	var val []byte
+	got.UnknownTags.Each(func(tag uint32, data []byte) {
+		if tag == tagStateValue {
+			val = data
+		}
+	})
+	if val == nil {
+		return false
+	}
+	v, err := decodeStateValue(val, true, nil)
+	if err != nil {
+		return false
+	}
+	op.StartOffset = v.start
+	offs, err := c.cfg.Reader.Offsets(tp)
+	if err != nil {
+		return true
+	}
+	op.LeaderEpoch = offs.LeaderEpoch
+	complete := int64(0)
+	for _, b := range v.batches {
+		if b.state != persistAcked && b.state != persistArchived {
+			continue
+		}
+		lo, hi := max(b.first, v.start), min(b.last, offs.HighWatermark-1)
+		if hi >= lo {
+			complete += hi - lo + 1
+		}
+	}
+	op.Lag = max(0, offs.HighWatermark-v.start-complete)
+	return true
 }
