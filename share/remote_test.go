@@ -173,6 +173,21 @@ func TestRemoteState(t *testing.T) {
 		return err == nil && v.start == 5 && len(v.batches) > 0 && v.batches[0].count == 1
 	})
 
+	// The coordinator describes the start offset from the state, with no
+	// lag (it does not lead the data partition), and fences nobody.
+	dreq := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+	dreq.Groups = []kmsg.DescribeShareGroupOffsetsRequestGroup{{GroupID: "g"}}
+	d := s.DescribeShareGroupOffsets(context.Background(), dreq)
+	if len(d.Groups) != 1 || len(d.Groups[0].Topics) != 1 || len(d.Groups[0].Topics[0].Partitions) != 1 {
+		t.Fatalf("described %+v", d)
+	}
+	if p := d.Groups[0].Topics[0].Partitions[0]; p.StartOffset != 5 || p.Lag != -1 {
+		t.Fatalf("described start offset %d lag %d, want 5 and -1", p.StartOffset, p.Lag)
+	}
+	if e := a.Acknowledge("g", "m1", tp, []AckBatch{{FirstOffset: 5, LastOffset: 5, Types: []int8{2}}}, false); e != nil {
+		t.Fatalf("a release after the description: %v", e)
+	}
+
 	// The state leader snapshots the share-partition it never served.
 	sp := statePartitionFor(spKey{"g", tp}, remoteParts)
 	if err := s.snapshotPartition(s.parts[sp], true); err != nil {
