@@ -206,7 +206,7 @@ func TestRemoteState(t *testing.T) {
 	}
 	// a still believes it leads: its acknowledgement is fenced, not
 	// answered as done.
-	if e := accept(a, "m1", 5, 9); e != kerr.NotLeaderForPartition {
+	if e := accept(a, "m1", 6, 9); e != kerr.NotLeaderForPartition {
 		t.Fatalf("accept through the old leader: %v, want NOT_LEADER_OR_FOLLOWER", e)
 	}
 	if e := accept(b, "m2", 5, 9); e != nil {
