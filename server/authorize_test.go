@@ -193,6 +193,22 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			return r
 		},
 		26: func() kmsg.Request { r := kmsg.NewPtrEndTxnRequest(); r.TransactionalID = "tx"; return r },
+		84: func() kmsg.Request {
+			r := kmsg.NewPtrReadShareGroupStateRequest()
+			r.GroupID = "sg"
+			rt := kmsg.NewReadShareGroupStateRequestTopic()
+			rt.Partitions = append(rt.Partitions, kmsg.NewReadShareGroupStateRequestTopicPartition())
+			r.Topics = append(r.Topics, rt)
+			return r
+		},
+		85: func() kmsg.Request {
+			r := kmsg.NewPtrWriteShareGroupStateRequest()
+			r.GroupID = "sg"
+			rt := kmsg.NewWriteShareGroupStateRequestTopic()
+			rt.Partitions = append(rt.Partitions, kmsg.NewWriteShareGroupStateRequestTopicPartition())
+			r.Topics = append(r.Topics, rt)
+			return r
+		},
 		27: func() kmsg.Request {
 			r := kmsg.NewPtrWriteTxnMarkersRequest()
 			m := kmsg.NewWriteTxnMarkersRequestMarker()

@@ -142,6 +142,9 @@ func (s *Server) leadershipChanged(topic string, p int32, leading bool) {
 		s.shareLeadershipChanged(p, leading)
 		return
 	}
+	if topic != offsetsTopic {
+		s.shareDataLeadershipChanged(topic, p, leading)
+	}
 	if topic != offsetsTopic || s.groups == nil {
 		return
 	}
@@ -256,6 +259,9 @@ func (s *Server) clusterChanged() {
 		c.Kick()
 	}
 	s.topicsChanged()
+	if s.shares != nil {
+		s.shares.GroupConfigsChanged() // altered through another broker, maybe
+	}
 }
 
 // advertisedHostPort is the address of this broker's first listener, as

@@ -26,7 +26,11 @@
 // coordinators load the partitions of their internal topics this broker
 // leads, and the transaction coordinator reaches the other brokers
 // (markers, transaction checks) through package internal/peer
-// (txn_cluster.go).
+// (txn_cluster.go); the share engine serves the share-partitions of the
+// data partitions this broker leads, stores them through the leaders of
+// __share_group_state's partitions (ReadShareGroupState and
+// WriteShareGroupState through the same pool), and forwards share-group
+// heartbeats to the leader of the group's partition (shares_cluster.go).
 //
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data

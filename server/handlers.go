@@ -33,10 +33,10 @@ func regKey(key, min, max int16, fn handlerFunc) {
 func handlerFor(key int16) *handler { return handlers[key] }
 
 // notInCluster are the API keys a node of a cluster does not serve yet
-// (nor advertise): the share-group APIs, whose coordinator does not move
-// with the leadership of __share_group_state's partitions. A client gets
-// them as from a broker without share groups.
-var notInCluster = map[int16]bool{76: true, 77: true, 78: true, 79: true, 90: true, 91: true, 92: true}
+// (nor advertise): the share-group offset APIs that change state, whose
+// share-partitions are served and stored by several brokers
+// (docs/cluster.md, Share groups).
+var notInCluster = map[int16]bool{91: true, 92: true}
 
 // served reports whether this broker serves key.
 func (s *Server) served(key int16) bool { return s.cluster == nil || !notInCluster[key] }

@@ -23,6 +23,17 @@ type rawShare struct {
 	memberEpoch int32
 	epoch       int32 // share session epoch of the next request
 	strict      bool  // acquire no more than maxRecords (ShareAcquireMode 1)
+	// via, if set, takes ShareFetch and ShareAcknowledge (a cluster: the
+	// leader of the partitions); cl otherwise.
+	via kmsg.Requestor
+}
+
+// shareRequestor is where ShareFetch and ShareAcknowledge go.
+func (rs *rawShare) shareRequestor() kmsg.Requestor {
+	if rs.via != nil {
+		return rs.via
+	}
+	return rs.cl
 }
 
 func newRawShare(t testing.TB, addr, group string) *rawShare {
@@ -157,7 +168,7 @@ func (rs *rawShare) tryFetch(parts []tp, acks []ackRange, maxWait time.Duration,
 	}
 	ctx, cancel := rs.ctx()
 	defer cancel()
-	resp, err := req.RequestWith(ctx, rs.cl)
+	resp, err := req.RequestWith(ctx, rs.shareRequestor())
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +229,7 @@ func (rs *rawShare) tryAck(acks []ackRange) (*kmsg.ShareAcknowledgeResponse, err
 	}
 	ctx, cancel := rs.ctx()
 	defer cancel()
-	resp, err := req.RequestWith(ctx, rs.cl)
+	resp, err := req.RequestWith(ctx, rs.shareRequestor())
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,13 @@ type shareMember struct {
 
 func startShareMember(t testing.TB, b *testBroker, group string, ack func(*kgo.Record) kgo.AckStatus, opts ...kgo.Opt) *shareMember {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(b.addr), kgo.ShareGroup(group), kgo.FetchMaxWait(500 * time.Millisecond)}, opts...)...)
+	return startShareMemberOn(t, []string{b.addr}, group, ack, opts...)
+}
+
+// startShareMemberOn is startShareMember with the brokers' addresses.
+func startShareMemberOn(t testing.TB, seeds []string, group string, ack func(*kgo.Record) kgo.AckStatus, opts ...kgo.Opt) *shareMember {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ShareGroup(group), kgo.FetchMaxWait(500 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

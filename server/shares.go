@@ -47,6 +47,10 @@ func (s *Server) startShares() error {
 	ms := func(name string) time.Duration { return time.Duration(bs.int64(name)) * time.Millisecond }
 	s.shareSessions = newShareSessions(int(bs.int64("group.share.max.share.sessions")))
 	s.shareWaiters = newShareWaiters()
+	var state share.StateClient
+	if s.raft != nil {
+		state = clusterShareState{s} // shares_cluster.go
+	}
 	c, err := share.New(share.Config{
 		Store:                      shareStore{s, coordstate.New[share.Record](shareStateTopic, s.shareStatePartition)},
 		Reader:                     shareio.NewReader(s.meta),
@@ -59,6 +63,7 @@ func (s *Server) startShares() error {
 		Logger:                     s.logger,
 		NodeID:                     s.cfg.NodeID,
 		LoadOnLead:                 s.raft != nil,
+		State:                      state,
 		StatePartitions:            parts,
 		SessionTimeout:             ms("group.share.session.timeout.ms"),
 		MinSessionTimeout:          ms("group.share.min.session.timeout.ms"),

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -48,17 +50,19 @@ func handleShareGroupHeartbeat(s *Server, r *request) kmsg.Response {
 			return fail(kerr.TopicAuthorizationFailed)
 		}
 	}
-	return shareCall(s, r, true, s.shares.ShareGroupHeartbeat)
+	return shareCall(s, r, true, func(ctx context.Context, req *kmsg.ShareGroupHeartbeatRequest) *kmsg.ShareGroupHeartbeatResponse {
+		return s.shareMembership(r, req, req.GroupID, func() kmsg.Response { return s.shares.ShareGroupHeartbeat(ctx, req) }).(*kmsg.ShareGroupHeartbeatResponse)
+	})
 }
 
 func handleShareGroupDescribe(s *Server, r *request) kmsg.Response {
-	if s.authz == nil {
-		return shareCall(s, r, false, s.shares.ShareGroupDescribe)
-	}
 	req := r.kreq.(*kmsg.ShareGroupDescribeRequest)
 	ctx := r.c.ctx
 	r.await(func() kmsg.Response {
-		resp := s.shares.ShareGroupDescribe(ctx, req)
+		resp := s.describeShareGroups(ctx, r, req)
+		if s.authz == nil {
+			return resp
+		}
 		for i := range resp.Groups {
 			g := &resp.Groups[i]
 			if !r.allowed(auth.ResourceGroup, g.GroupID, auth.OpDescribe) {
@@ -77,13 +81,13 @@ func handleShareGroupDescribe(s *Server, r *request) kmsg.Response {
 }
 
 func handleDescribeShareGroupOffsets(s *Server, r *request) kmsg.Response {
-	if s.authz == nil {
-		return shareCall(s, r, false, s.shares.DescribeShareGroupOffsets)
-	}
 	req := r.kreq.(*kmsg.DescribeShareGroupOffsetsRequest)
 	ctx := r.c.ctx
 	r.await(func() kmsg.Response {
-		resp := s.shares.DescribeShareGroupOffsets(ctx, req)
+		resp := s.describeShareOffsets(ctx, r, req)
+		if s.authz == nil {
+			return resp
+		}
 		for i := range resp.Groups {
 			g := &resp.Groups[i]
 			if !r.allowed(auth.ResourceGroup, g.GroupID, auth.OpDescribe) {

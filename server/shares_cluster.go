@@ -1,10 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/share"
 )
 
 // In a cluster the share coordinator follows the leadership of
@@ -67,4 +73,221 @@ func (s *Server) shareCoordinator(key string) (int32, string, int32, int16, *str
 	}
 	msg := fmt.Sprintf("partition %d of %s has no leader", s.shares.Partition(key), shareStateTopic)
 	return -1, "", -1, kerr.CoordinatorNotAvailable.Code, &msg
+}
+
+// shareStateRetryFor is how long a share-partition leader keeps trying
+// to reach the leader of a __share_group_state partition that is moving
+// (no leader yet, or one still loading it) before the call fails.
+const shareStateRetryFor = 5 * time.Second
+
+// errShareStopping refuses share-partition state writes and reads on a
+// broker that is shutting down: its listeners are closed, so followers
+// no longer fetch from it, and an append it leads would wait for its
+// in-sync replicas to shrink. What it held comes back on the next
+// leaders.
+var errShareStopping = errors.New("server: the broker is stopping")
+
+// stopping reports whether Shutdown has begun.
+func (s *Server) stopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.closed
+}
+
+// clusterShareState is the share engine's share.StateClient in a
+// cluster: the leader of a __share_group_state partition is called
+// in-process when it is this broker, with ReadShareGroupState and
+// WriteShareGroupState through the peer pool otherwise.
+type clusterShareState struct{ s *Server }
+
+var _ share.StateClient = clusterShareState{}
+
+func (cs clusterShareState) WriteShareGroupState(p int32, req *kmsg.WriteShareGroupStateRequest) (*kmsg.WriteShareGroupStateResponse, error) {
+	resp, err := cs.s.shareStateCall(p, req, func() kmsg.Response { return cs.s.shares.WriteShareGroupState(req) })
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*kmsg.WriteShareGroupStateResponse), nil
+}
+
+func (cs clusterShareState) ReadShareGroupState(p int32, req *kmsg.ReadShareGroupStateRequest) (*kmsg.ReadShareGroupStateResponse, error) {
+	resp, err := cs.s.shareStateCall(p, req, func() kmsg.Response { return cs.s.shares.ReadShareGroupState(req) })
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*kmsg.ReadShareGroupStateResponse), nil
+}
+
+// shareStateCall sends req to the leader of partition p of
+// __share_group_state, or runs local when that is this broker. While the
+// partition has no reachable leader, or its leader answers
+// NOT_COORDINATOR (it is loading the partition, or lost it), it tries
+// again, reading the leader from the metadata each time, for
+// shareStateRetryFor.
+func (s *Server) shareStateCall(p int32, req kmsg.Request, local func() kmsg.Response) (kmsg.Response, error) {
+	deadline := time.Now().Add(shareStateRetryFor)
+	for {
+		if s.stopping() {
+			return nil, errShareStopping
+		}
+		resp, err := s.shareStateOnce(p, req, local)
+		if err == nil && !notCoordinator(resp) {
+			return resp, nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				return resp, nil
+			}
+			return nil, err
+		}
+		select {
+		case <-s.ctx.Done():
+			return nil, s.ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) shareStateOnce(p int32, req kmsg.Request, local func() kmsg.Response) (kmsg.Response, error) {
+	t := s.meta.Topic(shareStateTopic)
+	if t == nil {
+		return nil, errShareStateStarting
+	}
+	leader := t.State(p).Leader
+	if leader == s.cfg.NodeID {
+		return local(), nil
+	}
+	addr, ok := s.brokerAddr(leader)
+	if !ok || s.peers == nil {
+		return nil, fmt.Errorf("%w: partition %d of %s", errNoLeader, p, shareStateTopic)
+	}
+	return s.peers.Request(s.ctx, addr, req)
+}
+
+// notCoordinator reports whether a state answer says its broker does not
+// lead the partition.
+func notCoordinator(resp kmsg.Response) bool {
+	code := int16(0)
+	switch r := resp.(type) {
+	case *kmsg.WriteShareGroupStateResponse:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				code = max(code, p.ErrorCode)
+			}
+		}
+	case *kmsg.ReadShareGroupStateResponse:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				code = max(code, p.ErrorCode)
+			}
+		}
+	}
+	return code == kerr.NotCoordinator.Code
+}
+
+// shareDataLeadershipChanged tells the share engine that this broker no
+// longer leads a data partition: its share-partitions are dropped, to be
+// read again by the next leader. (A partition it starts to lead is read
+// at its first ShareFetch or ShareAcknowledge.)
+func (s *Server) shareDataLeadershipChanged(topic string, p int32, leading bool) {
+	if s.shares == nil || leading {
+		return
+	}
+	t := s.meta.Topic(topic)
+	if t == nil {
+		return
+	}
+	s.shares.StopServing(share.TopicPartition{TopicID: t.ID(), Partition: p})
+}
+
+// shareForwardPrefix starts the client ID of requests between brokers
+// (the peer pool's): a membership request carrying it was forwarded
+// already and is never forwarded again.
+const shareForwardPrefix = "ferry-broker-"
+
+// shareMembership serves a membership request of group in a cluster: here
+// if this broker leads the group's partition of __share_group_state,
+// else forwarded to that partition's leader, the answer passed back.
+// Clients find the coordinator with FindCoordinator key type 0, which
+// answers the leader of the group's __consumer_offsets partition, so
+// that broker forwards. A request that cannot be forwarded answers
+// NOT_COORDINATOR (the client looks again). It runs off the reader
+// goroutine.
+//
+// The forwarded request carries the peer pool's client ID, so the
+// coordinator records that as the member's client ID, and, with an
+// authorizer, is authorized as this broker's principal.
+func (s *Server) shareMembership(r *request, req kmsg.Request, group string, serve func() kmsg.Response) kmsg.Response {
+	if s.cluster == nil || s.shares.Loaded(s.shares.Partition(group)) {
+		return serve()
+	}
+	notCoord := func() kmsg.Response {
+		resp := req.ResponseKind()
+		switch resp := resp.(type) {
+		case *kmsg.ShareGroupHeartbeatResponse:
+			resp.ErrorCode = kerr.NotCoordinator.Code
+		case *kmsg.ShareGroupDescribeResponse:
+			g := kmsg.NewShareGroupDescribeResponseGroup()
+			g.GroupID, g.ErrorCode = group, kerr.NotCoordinator.Code
+			resp.Groups = append(resp.Groups, g)
+		case *kmsg.DescribeShareGroupOffsetsResponse:
+			g := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
+			g.GroupID, g.ErrorCode = group, kerr.NotCoordinator.Code
+			resp.Groups = append(resp.Groups, g)
+		}
+		return resp
+	}
+	if strings.HasPrefix(r.clientID, shareForwardPrefix) {
+		return notCoord()
+	}
+	t := s.meta.Topic(shareStateTopic)
+	if t == nil || s.peers == nil {
+		return notCoord()
+	}
+	leader := t.State(s.shares.Partition(group)).Leader
+	addr, ok := s.brokerAddr(leader)
+	if leader == s.cfg.NodeID || !ok {
+		return notCoord()
+	}
+	req.SetVersion(r.version)
+	resp, err := s.peers.Request(s.ctx, addr, req)
+	if err != nil {
+		s.logger.Debug("forwarding a share group request failed", "group", group, "broker", leader, "err", err)
+		return notCoord()
+	}
+	return resp
+}
+
+// describeShareGroups answers ShareGroupDescribe: in a cluster each group
+// is described by the leader of its partition of __share_group_state
+// (shareMembership).
+func (s *Server) describeShareGroups(ctx context.Context, r *request, req *kmsg.ShareGroupDescribeRequest) *kmsg.ShareGroupDescribeResponse {
+	if s.cluster == nil {
+		return s.shares.ShareGroupDescribe(ctx, req)
+	}
+	resp := req.ResponseKind().(*kmsg.ShareGroupDescribeResponse)
+	for _, name := range req.GroupIDs {
+		one := *req
+		one.GroupIDs = []string{name}
+		got := s.shareMembership(r, &one, name, func() kmsg.Response { return s.shares.ShareGroupDescribe(ctx, &one) })
+		resp.Groups = append(resp.Groups, got.(*kmsg.ShareGroupDescribeResponse).Groups...)
+	}
+	return resp
+}
+
+// describeShareOffsets answers DescribeShareGroupOffsets: in a cluster
+// each group is described by its coordinator (shareMembership), which
+// reads the state from the leaders of the state partitions.
+func (s *Server) describeShareOffsets(ctx context.Context, r *request, req *kmsg.DescribeShareGroupOffsetsRequest) *kmsg.DescribeShareGroupOffsetsResponse {
+	if s.cluster == nil {
+		return s.shares.DescribeShareGroupOffsets(ctx, req)
+	}
+	resp := req.ResponseKind().(*kmsg.DescribeShareGroupOffsetsResponse)
+	for _, g := range req.Groups {
+		one := *req
+		one.Groups = []kmsg.DescribeShareGroupOffsetsRequestGroup{g}
+		got := s.shareMembership(r, &one, g.GroupID, func() kmsg.Response { return s.shares.DescribeShareGroupOffsets(ctx, &one) })
+		resp.Groups = append(resp.Groups, got.(*kmsg.DescribeShareGroupOffsetsResponse).Groups...)
+	}
+	return resp
 }

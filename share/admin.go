@@ -113,9 +113,9 @@ func (c *Coordinator) DeleteGroup(name string) (code int16, ok bool) {
 func (c *Coordinator) deleteStateLocked(g *group, sp *sharePartition) error {
 	p := c.parts[sp.part]
 	recs := []Record{{Key: sp.snapKey}, {Key: sp.updKey}}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if _, err := c.store.Append(p.id, recs); err != nil {
+	c.lockPart(p)
+	defer c.unlockPart(p)
+	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("deleting share-partition state", "group", g.name, "err", err)
 		return err
 	}
@@ -164,7 +164,29 @@ func (c *Coordinator) DescribeShareGroupOffsets(ctx context.Context, req *kmsg.D
 			parts []int32
 		}
 		var wants []want
-		if rg.Topics == nil {
+		if rg.Topics == nil && c.remote() {
+			// The state is on the leaders of the state partitions: look
+			// at every partition of the members' topics.
+			subscribed := map[string]bool{}
+			if g != nil {
+				g.mu.Lock()
+				for _, m := range g.members {
+					for _, t := range m.topics {
+						subscribed[t] = true
+					}
+				}
+				g.mu.Unlock()
+			}
+			for _, name := range slices.Sorted(maps.Keys(subscribed)) {
+				if info, ok := topics[name]; ok {
+					var ps []int32
+					for p := range info.Partitions {
+						ps = append(ps, p)
+					}
+					wants = append(wants, want{name, ps})
+				}
+			}
+		} else if rg.Topics == nil {
 			byName := make(map[string][]int32)
 			for tp := range sps {
 				if name, _, ok := topicByID(topics, tp.TopicID); ok {
@@ -188,10 +210,18 @@ func (c *Coordinator) DescribeShareGroupOffsets(ctx context.Context, req *kmsg.D
 				op := kmsg.NewDescribeShareGroupOffsetsResponseGroupTopicPartition()
 				op.Partition = p
 				op.StartOffset, op.Lag, op.LeaderEpoch = -1, -1, -1
-				if known {
+				switch {
+				case known && c.remote():
+					if !c.describeRemote(rg.GroupID, TopicPartition{info.ID, p}, &op) && rg.Topics == nil {
+						continue // no state: not described unless named
+					}
+				case known:
 					c.describeOffsets(TopicPartition{info.ID, p}, sps, &op)
 				}
 				ot.Partitions = append(ot.Partitions, op)
+			}
+			if rg.Topics == nil && len(ot.Partitions) == 0 {
+				continue
 			}
 			out.Topics = append(out.Topics, ot)
 		}
@@ -287,14 +317,14 @@ func (c *Coordinator) resetStateLocked(g *group, tp TopicPartition, start, nowMs
 	}
 	p := c.parts[sp.part]
 	epoch := c.nextEpoch(key)
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	c.lockPart(p)
+	defer c.unlockPart(p)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	tmp := &sharePartition{key: key, leaderEpoch: sp.leaderEpoch, createTime: sp.createTime}
 	tmp.resetLocked(start, epoch)
 	recs := []Record{{Key: sp.snapKey, Value: tmp.snapshotValueLocked(nowMs)}}
-	if _, err := c.store.Append(p.id, recs); err != nil {
+	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("resetting share-partition state", "group", g.name, "err", err)
 		return err
 	}

@@ -18,6 +18,10 @@ var (
 	// ErrUnknownPartition is what a Reader wraps when the topic partition
 	// it is asked about does not exist (UNKNOWN_TOPIC_OR_PARTITION).
 	ErrUnknownPartition = errors.New("share: unknown topic or partition")
+	// ErrNotLeader is what a Reader wraps when this broker does not lead
+	// the partition it is asked about (NOT_LEADER_OR_FOLLOWER): in a
+	// cluster its share-partitions are served by its leader.
+	ErrNotLeader = errors.New("share: not the leader of the partition")
 	// ErrDeadLetterRejected is what a DLQWriter wraps when a dead letter
 	// can never be written (the group's DLQ topic is not allowed, does not
 	// exist and may not be created, ...). The record is then archived
@@ -298,6 +302,15 @@ type Config struct {
 	// is not loaded answer NOT_COORDINATOR; for a share-partition whose
 	// state partition is not loaded, NOT_LEADER_OR_FOLLOWER.
 	LoadOnLead bool
+	// State, set with LoadOnLead, splits a share-partition's serving from
+	// its storage, as Kafka does (remote.go): this broker serves the
+	// share-partitions of the data partitions it leads, reading their
+	// state from, and writing it through, the leader of their
+	// __share_group_state partition, which it reaches with State (itself
+	// included); the partitions of __share_group_state it leads keep the
+	// state written to them for snapshots and reads. Nil keeps serving and
+	// storage together (one broker).
+	State StateClient
 
 	// StatePartitions is the partition count of __share_group_state.
 	// Corresponds to share.coordinator.state.topic.num.partitions;
@@ -410,6 +423,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: Reader is required", ErrConfig)
 	case cfg.Topics == nil:
 		return cfg, fmt.Errorf("%w: Topics is required", ErrConfig)
+	}
+	if cfg.State != nil && !cfg.LoadOnLead {
+		return cfg, fmt.Errorf("%w: State needs LoadOnLead", ErrConfig)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}

@@ -41,8 +41,8 @@ type Coordinator struct {
 	// counts are to be written behind (Config.LoadOnLead, load.go).
 	acquired struct {
 		sync.Mutex
-		sps  map[*sharePartition]struct{}
-		kick chan struct{} // one-slot
+		sps  map[*sharePartition][]stateBatch // and releases to write with them (Config.State)
+		kick chan struct{}                    // one-slot
 	}
 
 	mu struct {
@@ -108,7 +108,7 @@ func New(cfg Config) (*Coordinator, error) {
 	go c.dlqLoop()
 	go c.compactLoop()
 	if cfg.LoadOnLead {
-		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.sps = make(map[*sharePartition][]stateBatch)
 		c.acquired.kick = make(chan struct{}, 1)
 		c.wg.Add(1)
 		go c.acquiredLoop()
@@ -368,6 +368,18 @@ func (c *Coordinator) groupConfig(g *group) *groupConfig {
 // duration, a record released before keeps its backoff.
 func (c *Coordinator) GroupConfigChanged(group string) {
 	if g := c.findGroup(group); g != nil {
+		g.cfg.Store(nil)
+	}
+}
+
+// GroupConfigsChanged is GroupConfigChanged for every group: in a cluster
+// a group's configs may change through any broker, and reach this one
+// with the metadata log.
+func (c *Coordinator) GroupConfigsChanged() {
+	c.mu.Lock()
+	gs := slices.Collect(maps.Values(c.mu.groups))
+	c.mu.Unlock()
+	for _, g := range gs {
 		g.cfg.Store(nil)
 	}
 }

@@ -196,8 +196,8 @@ func (c *Coordinator) deadLetter(job *dlqJob) bool {
 // storeState durably writes the job's records in state (archiving or
 // archived) and, for archived, applies it.
 func (c *Coordinator) storeState(sp *sharePartition, p *statePart, job *dlqJob, state int8) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	c.lockPart(p)
+	defer c.unlockPart(p)
 	sp.mu.Lock()
 	if sp.dead || sp.stateEpoch != job.epoch {
 		sp.mu.Unlock()
@@ -210,7 +210,7 @@ func (c *Coordinator) storeState(sp *sharePartition, p *statePart, job *dlqJob, 
 	sbs := sp.dirtyLocked([]stateBatch{sb})
 	recs := []Record{{Key: sp.updKey, Value: sp.updateValueLocked(sbs)}}
 	sp.mu.Unlock()
-	if _, err := c.store.Append(p.id, recs); err != nil {
+	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("storing dead-letter state", "group", job.key.group, "partition", job.key.tp.Partition, "err", err)
 		return false
 	}

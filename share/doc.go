@@ -174,6 +174,22 @@
 // next one with their counts (on one broker they are written with the
 // next change of the share-partition).
 //
+// With Config.State as well (the server's cluster), serving and storage
+// split as in Kafka (remote.go): a share-partition is served by the
+// broker whose Reader leads its data partition (ErrNotLeader:
+// NOT_LEADER_OR_FOLLOWER), which reads its state from the leader of its
+// state partition (ReadShareGroupState) at the first Acquire or
+// Acknowledge, writes every change there (WriteShareGroupState, through
+// StateClient; acknowledgements before they are answered, the rest
+// behind, from the fourth goroutine), and drops it without writing on
+// StopServing or when its leader epoch moved. A loaded state partition
+// serves membership as above and keeps, instead of served
+// share-partitions, a view of every state written to it, from which it
+// answers reads and writes snapshots. Records carry the writer's leader
+// epoch; once a newer leader read the state, older ones are fenced
+// (ErrFenced). Partitions are not initialized when assigned, only at
+// their first fetch, by their leader.
+//
 // # Concurrency
 //
 // Every method is safe for concurrent use. Each group has a mutex for its
@@ -224,4 +240,6 @@
 //	// In a cluster (Config.LoadOnLead), from the leadership callbacks:
 //	err = c.Load(p) // this broker leads partition p of __share_group_state
 //	c.Unload(p)     // it no longer does
+//	c.StopServing(tp) // with Config.State: it no longer leads data partition tp
+//	resp := c.WriteShareGroupState(req) // and ReadShareGroupState: requests from other brokers
 package share

@@ -55,6 +55,12 @@ func (c *Coordinator) Acquire(opts AcquireOptions, dst []kmsg.ShareFetchResponse
 	if err != nil {
 		return dst, readerError(err)
 	}
+	if c.staleLeader(sp, offs.LeaderEpoch) {
+		if g, sp, e = c.sharePartition(opts.Group, opts.Partition, true); e != nil {
+			return dst, e
+		}
+		gc = c.groupConfig(g)
+	}
 	mono, ms := c.now()
 	env := acquireEnv{
 		reader:     c.cfg.Reader,
@@ -108,6 +114,9 @@ func readerError(err error) *kerr.Error {
 	if errors.Is(err, ErrUnknownPartition) {
 		return kerr.UnknownTopicOrPartition
 	}
+	if errors.Is(err, ErrNotLeader) {
+		return kerr.NotLeaderForPartition
+	}
 	return kerr.KafkaStorageError
 }
 
@@ -134,6 +143,9 @@ func splitRanges(dst []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord, firs
 func (c *Coordinator) sharePartition(group string, tp TopicPartition, create bool) (*group, *sharePartition, *kerr.Error) {
 	if g, sp := c.lookup(spKey{group, tp}); g != nil && sp != nil {
 		return g, sp, nil
+	}
+	if c.remote() {
+		return c.sharePartitionRemote(group, tp, create)
 	}
 	if !c.spServed(spKey{group, tp}) {
 		return nil, nil, kerr.NotLeaderForPartition
@@ -168,6 +180,9 @@ func (c *Coordinator) sharePartition(group string, tp TopicPartition, create boo
 // Kafka does, not when it is first fetched. Failures are logged; the
 // partition is then initialized at its first fetch.
 func (c *Coordinator) initializePartitionsLocked(g *group) {
+	if c.remote() {
+		return // the leaders of the partitions do, at the first fetch
+	}
 	var tps []TopicPartition
 	seen := make(map[TopicPartition]bool)
 	for _, m := range g.sortedMembers() {
@@ -199,7 +214,7 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 	var order []int32
 	var firstErr *kerr.Error
 	for _, tp := range tps {
-		if !c.spServed(spKey{g.name, tp}) {
+		if !c.remote() && !c.spServed(spKey{g.name, tp}) {
 			continue // another broker's (LoadOnLead)
 		}
 		offs, err := c.cfg.Reader.Offsets(tp)
@@ -240,9 +255,9 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 		for i, sp := range sps {
 			recs[i] = Record{Key: sp.snapKey, Value: sp.snapshotValueLocked(nowMs)}
 		}
-		p.mu.RLock()
-		if _, err := c.store.Append(id, recs); err != nil {
-			p.mu.RUnlock()
+		c.lockPart(p)
+		if err := c.appendState(p, recs); err != nil {
+			c.unlockPart(p)
 			c.log.Warn("initializing share-partition state", "group", g.name, "err", err)
 			if firstErr == nil {
 				firstErr = kerr.KafkaStorageError
@@ -255,7 +270,7 @@ func (c *Coordinator) initializeLocked(g *group, tps []TopicPartition) *kerr.Err
 			c.log.Info("share-partition initialized", "group", g.name, "topic_id", kafkaUUID(sp.key.tp.TopicID), "partition", sp.key.tp.Partition, "start_offset", sp.start)
 		}
 		c.appended(p, recs, false)
-		p.mu.RUnlock()
+		c.unlockPart(p)
 	}
 	return firstErr
 }
@@ -278,10 +293,10 @@ func (c *Coordinator) Acknowledge(group, memberID string, tp TopicPartition, bat
 		return a.err
 	}
 	p := c.parts[a.sp.part]
-	p.mu.RLock()
-	_, err := c.store.Append(p.id, a.recs)
+	c.lockPart(p)
+	err := c.appendState(p, a.recs)
 	c.settleAck(p, &a, err)
-	p.mu.RUnlock()
+	c.unlockPart(p)
 	c.afterAck(&a)
 	return a.err
 }
@@ -317,12 +332,12 @@ func (c *Coordinator) AcknowledgeAll(group, memberID string, acks []PartitionAck
 			for _, i := range idx {
 				recs = append(recs, prepared[i].recs...)
 			}
-			p.mu.RLock()
-			_, err := c.store.Append(p.id, recs)
+			c.lockPart(p)
+			err := c.appendState(p, recs)
 			for _, i := range idx {
 				c.settleAck(p, &prepared[i], err)
 			}
-			p.mu.RUnlock()
+			c.unlockPart(p)
 		})
 	}
 	wg.Wait()
@@ -343,6 +358,7 @@ type preparedAck struct {
 	nowMs     int64
 	jobs      []dlqJob
 	available bool
+	fenced    bool // a newer leader of the partition read its state
 }
 
 // prepareAck validates batches and freezes the runs they change.
@@ -417,6 +433,10 @@ func (c *Coordinator) settleAck(p *statePart, a *preparedAck, err error) {
 		c.scheduleLocked(sp)
 		c.log.Warn("storing share acknowledgement", "group", sp.key.group, "partition", sp.key.tp.Partition, "err", err)
 		a.err = kerr.KafkaStorageError
+		if errors.Is(err, ErrFenced) {
+			// Another broker leads the partition now (Config.State).
+			a.err, a.fenced = kerr.NotLeaderForPartition, true
+		}
 		return
 	}
 	a.jobs, a.available = sp.commitAckLocked(a.items, a.nowMs, nil)
@@ -426,6 +446,9 @@ func (c *Coordinator) settleAck(p *statePart, a *preparedAck, err error) {
 
 // afterAck queues the dead letters and wakes fetchers, with no lock held.
 func (c *Coordinator) afterAck(a *preparedAck) {
+	if a.fenced {
+		c.drop(a.sp)
+	}
 	c.dlq.push(a.jobs...)
 	if a.available && c.cfg.Available != nil {
 		c.cfg.Available(a.sp.key.group, a.sp.key.tp)

@@ -37,18 +37,29 @@ func (c *Coordinator) Load(p int32) error {
 	part.mu.Lock()
 	part.liveMu.Lock()
 	part.sps, part.live = make(map[spKey]*sharePartition), make(map[string]Record)
+	part.view, part.viewEpochs, part.readAt = make(map[spKey]*sharePartition), make(map[spKey]int32), make(map[spKey]int32)
 	part.bytes, part.base, part.retryAt = 0, 0, 0
 	part.liveMu.Unlock()
 	err := c.store.Replay(p, func(offset int64, rec Record) error {
 		r.record(part, offset, rec)
 		return nil
 	})
+	if err == nil && c.remote() {
+		// The share-partitions stored here are served by the leaders of
+		// their data partitions, which read them from the view.
+		part.liveMu.Lock()
+		part.view, part.viewEpochs = r.states, r.epochs
+		part.liveMu.Unlock()
+		r.states = nil
+	}
 	part.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("share: loading __share_group_state partition %d: %w", p, err)
 	}
-	for k, e := range r.epochs {
-		c.noteEpoch(k, e)
+	if !c.remote() {
+		for k, e := range r.epochs {
+			c.noteEpoch(k, e)
+		}
 	}
 	groups, states := c.attachLoaded(part, r)
 	c.mu.Lock()
@@ -158,8 +169,8 @@ func (c *Coordinator) Unload(p int32) {
 	}
 	var sps []*sharePartition
 	for _, sp := range c.mu.sps {
-		if sp.part == p {
-			sps = append(sps, sp)
+		if sp.part == p && !c.remote() {
+			sps = append(sps, sp) // with Config.State, served as the data partitions' leader
 		}
 	}
 	c.mu.Unlock()
@@ -187,6 +198,7 @@ func (c *Coordinator) Unload(p int32) {
 	part.mu.Lock()
 	part.liveMu.Lock()
 	part.sps, part.live = make(map[spKey]*sharePartition), make(map[string]Record)
+	part.view, part.viewEpochs, part.readAt = make(map[spKey]*sharePartition), make(map[spKey]int32), make(map[spKey]int32)
 	part.bytes, part.base, part.retryAt = 0, 0, 0
 	part.liveMu.Unlock()
 	part.mu.Unlock()
@@ -242,9 +254,13 @@ func (c *Coordinator) loadedGroups(gs []*group) []*group {
 // its consumers still reaches share.delivery.count.limit. On one broker
 // the counts are written with the next change instead (a crash may lose
 // one delivery of a record's count).
-func (c *Coordinator) acquiredBehind(sp *sharePartition) {
+func (c *Coordinator) acquiredBehind(sp *sharePartition) { c.queueBehind(sp, nil) }
+
+// queueBehind queues sbs (and the acquisitions of sp) to be written
+// behind by acquiredLoop.
+func (c *Coordinator) queueBehind(sp *sharePartition, sbs []stateBatch) {
 	c.acquired.Lock()
-	c.acquired.sps[sp] = struct{}{}
+	c.acquired.sps[sp] = append(c.acquired.sps[sp], sbs...)
 	c.acquired.Unlock()
 	select {
 	case c.acquired.kick <- struct{}{}:
@@ -264,15 +280,15 @@ func (c *Coordinator) acquiredLoop() {
 		}
 		c.acquired.Lock()
 		sps := c.acquired.sps
-		c.acquired.sps = make(map[*sharePartition]struct{})
+		c.acquired.sps = make(map[*sharePartition][]stateBatch)
 		c.acquired.Unlock()
-		for sp := range sps {
+		for sp, sbs := range sps {
 			select {
 			case <-c.quit:
 				return
 			default:
 			}
-			c.writeBehind(sp, nil)
+			c.writeBehindNow(sp, sbs)
 		}
 	}
 }

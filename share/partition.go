@@ -772,6 +772,7 @@ func (sp *sharePartition) replaySnapshot(v *stateValue) {
 // and among available states the higher delivery count wins. So updates
 // written concurrently may land in any order.
 func (sp *sharePartition) replayUpdate(v *stateValue) {
+	sp.leaderEpoch = max(sp.leaderEpoch, v.leaderEpoch)
 	if v.start > sp.start {
 		sp.dropFrontTo(v.start)
 	}

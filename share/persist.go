@@ -28,10 +28,20 @@ type statePart struct {
 	bytes   int64                     // bytes of records in the log since its start
 	base    int64                     // bytes written by the last snapshot
 	retryAt int64                     // after a failed snapshot, do not retry below this many bytes
+	// With Config.State, the state of every share-partition stored here,
+	// as written to the partition (remote.go), and the last state epoch
+	// of each, deleted ones included. Snapshots and reads come from it.
+	view       map[spKey]*sharePartition
+	viewEpochs map[spKey]int32
+	// readAt holds the leader epochs share-partitions without state were
+	// read at, so that an older leader cannot create a state after a newer
+	// one found none (kept in memory only: the window it closes is a
+	// stale leader's first fetch racing a new leader's).
+	readAt map[spKey]int32
 }
 
 func newStatePart(id int32) *statePart {
-	return &statePart{id: id, sps: make(map[spKey]*sharePartition), live: make(map[string]Record)}
+	return &statePart{id: id, sps: make(map[spKey]*sharePartition), live: make(map[string]Record), view: make(map[spKey]*sharePartition), viewEpochs: make(map[spKey]int32), readAt: make(map[spKey]int32)}
 }
 
 func recordsSize(recs []Record) int64 {
@@ -48,6 +58,9 @@ func (p *statePart) needsSnapshotLocked(slack int64) bool {
 
 // appended accounts for recs written to p and kicks a snapshot if due.
 func (c *Coordinator) appended(p *statePart, recs []Record, membership bool) {
+	if !membership && c.remote() {
+		return // the state leader accounts for them (WriteShareGroupState)
+	}
 	p.liveMu.Lock()
 	p.bytes += recordsSize(recs)
 	if membership {
@@ -83,9 +96,20 @@ func (c *Coordinator) appendMembership(g *group, recs []Record) error {
 // changes already applied in memory (releases, lock expiries, dead-letter
 // intents): losing it to a crash costs only delivery-count accuracy.
 func (c *Coordinator) writeBehind(sp *sharePartition, sbs []stateBatch) {
+	if c.remote() {
+		// Through another broker maybe: not from the timer goroutine
+		// nor from a request's.
+		c.queueBehind(sp, sbs)
+		return
+	}
+	c.writeBehindNow(sp, sbs)
+}
+
+// writeBehindNow is writeBehind, at once.
+func (c *Coordinator) writeBehindNow(sp *sharePartition, sbs []stateBatch) {
 	p := c.parts[sp.part]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	c.lockPart(p)
+	defer c.unlockPart(p)
 	sp.mu.Lock()
 	if sp.dead {
 		sp.mu.Unlock()
@@ -99,7 +123,7 @@ func (c *Coordinator) writeBehind(sp *sharePartition, sbs []stateBatch) {
 	val := sp.updateValueLocked(sbs)
 	sp.mu.Unlock()
 	recs := []Record{{Key: sp.updKey, Value: val}}
-	if _, err := c.store.Append(p.id, recs); err != nil {
+	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("storing share-partition state", "group", sp.key.group, "partition", sp.key.tp.Partition, "err", err)
 		return
 	}
@@ -174,6 +198,12 @@ func (c *Coordinator) snapshotPartition(p *statePart, force bool) error {
 		return nil
 	}
 	before := p.bytes
+	if c.remote() {
+		_, nowMs := c.now()
+		recs := c.viewSnapshotLocked(p, nowMs)
+		p.liveMu.Unlock()
+		return c.storeSnapshot(p, recs, before)
+	}
 	live := make([]Record, 0, len(p.live))
 	for _, k := range slices.Sorted(maps.Keys(p.live)) {
 		live = append(live, p.live[k])
@@ -191,6 +221,12 @@ func (c *Coordinator) snapshotPartition(p *statePart, force bool) error {
 		}
 		sp.mu.Unlock()
 	}
+	return c.storeSnapshot(p, recs, before)
+}
+
+// storeSnapshot writes recs as the snapshot of p, which held before bytes.
+// p.mu is held for writing.
+func (c *Coordinator) storeSnapshot(p *statePart, recs []Record, before int64) error {
 	start := time.Now()
 	err := c.store.Snapshot(p.id, recs)
 	p.liveMu.Lock()

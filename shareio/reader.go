@@ -49,6 +49,11 @@ func (r *Reader) Offsets(tp share.TopicPartition) (share.PartitionOffsets, error
 	if err != nil {
 		return share.PartitionOffsets{}, err
 	}
+	// In a cluster only the leader serves the partition's share-partitions.
+	leading, epoch := p.Leader()
+	if !leading {
+		return share.PartitionOffsets{}, fmt.Errorf("%w: %s-%d", share.ErrNotLeader, meta.TopicIDString(tp.TopicID), tp.Partition)
+	}
 	// The last stable offset first: it never passes the high watermark
 	// read after it.
 	lso := p.LastStableOffset()
@@ -56,7 +61,7 @@ func (r *Reader) Offsets(tp share.TopicPartition) (share.PartitionOffsets, error
 		LogStart:      p.LogStartOffset(),
 		HighWatermark: p.HighWatermark(),
 		LastStable:    lso,
-		LeaderEpoch:   partition.LeaderEpoch,
+		LeaderEpoch:   epoch,
 	}, nil
 }
 
