@@ -87,13 +87,15 @@
 // # Concurrency
 //
 // One goroutine (run) owns the raw node, the storage and the WAL; apply
-// is called from it, in log order. Propose, LeaderID, LastContact and
-// CaughtUp, Learners are safe from any goroutine. Close stops the goroutine and the
-// transport and waits for them.
+// is called from it, in log order. Propose, LeaderID, LastContact,
+// CaughtUp and Learners are safe from any goroutine. Close stops the
+// goroutine and the transport and waits for them.
 //
 // # Usage
 //
 //	voters, err := raftlog.ParseVoters("1@h1:9093,2@h2:9093,3@h3:9093")
 //	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 1, Voters: voters, ClusterID: id})
+//	// a broker-only node: NodeID 4, not a voter
+//	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 4, Voters: voters, Learner: true, ClusterID: id})
 //	st, err := meta.Open(meta.Config{DataDir: data, NodeID: 1, Log: l})
 package raftlog
