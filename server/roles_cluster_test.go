@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// startRolesCluster starts a cluster whose node i has process.roles
+// roles[i]: the nodes with the controller role are the voters, the
+// broker-only ones follow the metadata log as raft learners.
+func startRolesCluster(t testing.TB, roles []string, props map[string]string) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, props: map[string]string{}}
+	for k, v := range clusterProps {
+		c.props[k] = v
+	}
+	for k, v := range props {
+		c.props[k] = v
+	}
+	freeAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	var vs []string
+	for i, r := range roles {
+		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: freeAddr(), roles: r}
+		if strings.Contains(r, "controller") {
+			nd.ctrlAddr = freeAddr()
+			vs = append(vs, fmt.Sprintf("%d@%s", i, nd.ctrlAddr))
+		}
+		c.nodes = append(c.nodes, nd)
+	}
+	c.voters = strings.Join(vs, ",")
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	for i := range c.nodes {
+		c.start(i)
+	}
+	return c
+}
+
+// brokerIDs are the unfenced brokers node nd's metadata lists.
+func brokerIDs(nd *clusterNode) []int32 {
+	var ids []int32
+	for _, b := range nd.srv.meta.Brokers() {
+		if !b.Fenced {
+			ids = append(ids, b.ID)
+		}
+	}
+	return ids
+}
+
+// TestClusterRoles: three controller-only nodes (the voters) and two
+// broker-only nodes (raft learners) form one cluster. Clients see the
+// brokers only, replicas are placed on them only, acks=all produce and
+// consume work through them; a broker-only node killed costs the quorum
+// nothing (topics are still created) and its partitions fail over; back,
+// it catches up and rejoins the ISR.
+func TestClusterRoles(t *testing.T) {
+	c := startRolesCluster(t, []string{"controller", "controller", "controller", "broker", "broker"}, nil)
+	ctx := testCtx(t)
+	brokers := []int32{3, 4}
+	for _, nd := range c.nodes {
+		waitCluster(t, "the two brokers registered", 20*time.Second, func() bool { return slices.Equal(brokerIDs(nd), brokers) })
+	}
+	for _, nd := range c.nodes[3:] {
+		if got := nd.srv.raft.Learners(); !slices.Equal(got, brokers) || nd.srv.raft.Addr() != nil {
+			t.Fatalf("broker %d: learners %v, controller listener %v", nd.id, got, nd.srv.raft.Addr())
+		}
+	}
+	// Clients, whichever node they ask, are told of the brokers only.
+	// The quorum's leader is a controller-only node, which clients cannot
+	// reach: they are told of a broker as their controller (Kafka's KRaft
+	// brokers do the same), and every broker takes admin requests.
+	for _, nd := range c.nodes {
+		adm := kadm.NewClient(c.nodeClient(nd))
+		var meta kadm.Metadata
+		waitCluster(t, "metadata listing the brokers", 10*time.Second, func() bool {
+			var err error
+			meta, err = adm.Metadata(ctx)
+			return err == nil && slices.Equal(meta.Brokers.NodeIDs(), brokers)
+		})
+		if !slices.Contains(brokers, meta.Controller) {
+			t.Fatalf("node %d names controller %d", nd.id, meta.Controller)
+		}
+		if l := nd.srv.raft.LeaderID(); l < 0 || l > 2 {
+			t.Fatalf("node %d: the quorum's leader is %d", nd.id, l)
+		}
+	}
+	adm := kadm.NewClient(c.client())
+	for _, spec := range []struct {
+		topic string
+		rf    int16
+	}{{"roles", 2}, {"roles-one", 1}} {
+		if resp, err := adm.CreateTopics(ctx, 4, spec.rf, nil, spec.topic); err != nil || resp.Error() != nil {
+			t.Fatal(err, resp.Error())
+		}
+	}
+	// RF 3 needs three brokers: there are two.
+	if resp, err := adm.CreateTopics(ctx, 1, 3, nil, "roles-three"); err == nil && resp.Error() == nil {
+		t.Fatal("a topic with 3 replicas on 2 brokers was created")
+	}
+	td, err := adm.ListTopics(ctx, "roles", "roles-one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range td {
+		for _, p := range tp.Partitions {
+			for _, r := range append(append([]int32{p.Leader}, p.Replicas...), p.ISR...) {
+				if !slices.Contains(brokers, r) {
+					t.Fatalf("%s %d: leader %d replicas %v isr %v: placed on a controller", tp.Topic, p.Partition, p.Leader, p.Replicas, p.ISR)
+				}
+			}
+		}
+	}
+
+	pcl := c.client(kgo.DefaultProduceTopic("roles"))
+	produce := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := pcl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i % 5)), Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+				t.Fatalf("produce %d: %v", i, err)
+			}
+		}
+	}
+	consume := func(want int) {
+		t.Helper()
+		ccl := c.client(kgo.ConsumeTopics("roles"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		seen := map[string]bool{}
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		for len(seen) < want {
+			fs := ccl.PollFetches(cctx)
+			if err := cctx.Err(); err != nil {
+				t.Fatalf("consumed %d of %d: %v", len(seen), want, err)
+			}
+			fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+		}
+		ccl.Close()
+	}
+	produce(0, 100)
+	consume(100)
+
+	// Broker 3 dies: the controllers fence it, its partitions are led by
+	// broker 4, the quorum (the three controllers) still commits.
+	c.stop(3)
+	ctl := c.nodes[0]
+	waitCluster(t, "broker 3 fenced and its partitions moved", 15*time.Second, func() bool {
+		if !slices.Equal(brokerIDs(ctl), []int32{4}) {
+			return false
+		}
+		tp := ctl.srv.meta.Topic("roles")
+		for i := range tp.NumPartitions() {
+			if tp.State(i).Leader != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	if resp, err := adm.CreateTopics(ctx, 1, 1, nil, "roles-after"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	produce(100, 200)
+	consume(200)
+
+	// Back, it catches up from the controllers and rejoins every ISR.
+	c.start(3)
+	waitCluster(t, "broker 3 back in every ISR", 20*time.Second, func() bool {
+		if !slices.Equal(brokerIDs(ctl), brokers) {
+			return false
+		}
+		tp := ctl.srv.meta.Topic("roles")
+		for i := range tp.NumPartitions() {
+			if !slices.Contains(tp.State(i).ISR, 3) {
+				return false
+			}
+		}
+		return c.nodes[3].srv.meta.Topic("roles-after") != nil
+	})
+	tp := c.nodes[3].srv.meta.Topic("roles")
+	total := int64(0)
+	for i := range tp.NumPartitions() {
+		p, err := tp.Partition(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += p.LogEndOffset()
+	}
+	if total != 200 {
+		t.Fatalf("broker 3 holds %d records of 200", total)
+	}
+}
+
+// TestClusterRolesRefused: a controller whose node.id is not a voter, a
+// broker-only node whose node.id is one, and a broker-only node with a
+// controller listener are refused at start.
+func TestClusterRolesRefused(t *testing.T) {
+	voters := "0@127.0.0.1:1"
+	for _, tc := range []struct {
+		roles string
+		id    int32
+		ctrl  string
+		want  string
+	}{
+		{"controller", 1, "", "not in controller.quorum.voters"},
+		{"broker,controller", 1, "", "not in controller.quorum.voters"},
+		{"broker", 0, "", "is in controller.quorum.voters"},
+		{"broker", 1, "127.0.0.1:0", "no controller listener"},
+	} {
+		srv, err := New(Config{DataDir: t.TempDir(), NodeID: tc.id, ControllerListen: tc.ctrl, Props: map[string]string{
+			"controller.quorum.voters": voters, "process.roles": tc.roles,
+		}})
+		if err == nil {
+			srv.Close()
+			t.Fatalf("%s node %d started", tc.roles, tc.id)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s node %d: %v, want %q", tc.roles, tc.id, err, tc.want)
+		}
+	}
+}
