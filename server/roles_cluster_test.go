@@ -14,8 +14,9 @@ import (
 )
 
 // startRolesCluster starts a cluster whose node i has process.roles
-// roles[i]: the nodes with the controller role are the voters, the
-// broker-only ones follow the metadata log as raft learners.
+// roles[i] ("" for broker,controller): the nodes with the controller
+// role are the voters, the broker-only ones follow the metadata log as
+// raft learners.
 func startRolesCluster(t testing.TB, roles []string, props map[string]string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, props: map[string]string{}}
@@ -36,7 +37,7 @@ func startRolesCluster(t testing.TB, roles []string, props map[string]string) *t
 	var vs []string
 	for i, r := range roles {
 		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: freeAddr(), roles: r}
-		if strings.Contains(r, "controller") {
+		if r == "" || strings.Contains(r, "controller") {
 			nd.ctrlAddr = freeAddr()
 			vs = append(vs, fmt.Sprintf("%d@%s", i, nd.ctrlAddr))
 		}
@@ -231,6 +232,55 @@ func TestClusterRolesRefused(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s node %d: %v, want %q", tc.roles, tc.id, err, tc.want)
+		}
+	}
+}
+
+// TestClusterRolesMixed: three combined nodes and a broker-only one.
+// Replicas are placed on all four; the broker-only node leads some; its
+// death leaves the quorum whole and its partitions fail over.
+func TestClusterRolesMixed(t *testing.T) {
+	c := startRolesCluster(t, []string{"broker,controller", "broker,controller", "", "broker"}, nil)
+	ctx := testCtx(t)
+	for _, nd := range c.nodes {
+		waitCluster(t, "four brokers registered", 20*time.Second, func() bool { return slices.Equal(brokerIDs(nd), []int32{0, 1, 2, 3}) })
+	}
+	adm := kadm.NewClient(c.client())
+	if resp, err := adm.CreateTopics(ctx, 4, 3, nil, "mixed"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	ctl := c.nodes[0]
+	tp := ctl.srv.meta.Topic("mixed")
+	led := 0
+	for i := range tp.NumPartitions() {
+		if tp.State(i).Leader == 3 {
+			led++
+		}
+	}
+	if led == 0 {
+		t.Fatalf("the broker-only node leads none of %v", tp.States())
+	}
+	pcl := c.client(kgo.DefaultProduceTopic("mixed"))
+	for i := range 50 {
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i % 4)), Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	c.stop(3)
+	waitCluster(t, "the broker-only node's partitions moved", 15*time.Second, func() bool {
+		for i := range tp.NumPartitions() {
+			if l := tp.State(i).Leader; l < 0 || l == 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if resp, err := adm.CreateTopics(ctx, 1, 3, nil, "mixed-after"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	for i := range 50 {
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i % 4)), Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d after the broker-only node died: %v", i, err)
 		}
 	}
 }
