@@ -37,7 +37,7 @@ func (s *Server) openMeta(mc meta.Config) error {
 		s.meta, err = meta.Open(mc)
 		return err
 	}
-	_, controller, err := s.processRoles()
+	broker, controller, err := s.processRoles()
 	if err != nil {
 		return err
 	}
@@ -84,6 +84,12 @@ func (s *Server) openMeta(mc meta.Config) error {
 	if s.meta, err = meta.Open(mc); err != nil {
 		rl.Close()
 		return err
+	}
+	if !broker && slices.ContainsFunc(s.meta.Brokers(), func(b meta.Broker) bool { return b.ID == s.cfg.NodeID }) {
+		// Its broker record would stay, unfenced while it votes, and
+		// keep its replicas and leaderships.
+		s.meta.Close()
+		return fmt.Errorf("process.roles=controller: node %d is registered as a broker in the metadata; a node's roles cannot drop broker once it has joined", s.cfg.NodeID)
 	}
 	s.raft = rl
 	return nil

@@ -284,3 +284,27 @@ func TestClusterRolesMixed(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRolesKeepBroker: a node that registered as a broker is
+// refused when it restarts as a controller only (its broker record,
+// replicas and leaderships would stay behind).
+func TestClusterRolesKeepBroker(t *testing.T) {
+	c := startRolesCluster(t, []string{""}, nil)
+	nd := c.nodes[0]
+	waitCluster(t, "the broker registered", 20*time.Second, func() bool { return slices.Equal(brokerIDs(nd), []int32{0}) })
+	c.stop(0)
+	cl, err := net.Listen("tcp", nd.ctrlAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	props := map[string]string{"controller.quorum.voters": c.voters, "process.roles": "controller"}
+	srv, err := New(Config{DataDir: nd.dir, NodeID: 0, Props: props, controllerListener: cl})
+	if err == nil {
+		srv.Close()
+		t.Fatal("a registered broker restarted as a controller only")
+	}
+	if !strings.Contains(err.Error(), "registered as a broker") {
+		t.Fatal(err)
+	}
+}
