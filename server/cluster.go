@@ -46,13 +46,20 @@ func (s *Server) openMeta(mc meta.Config) error {
 		return err
 	}
 	voter := slices.ContainsFunc(vs, func(v raftlog.Voter) bool { return v.NodeID == s.cfg.NodeID })
+	listen := s.cfg.ControllerListen
+	if listen == "" {
+		// Kafka's way: a listener named in controller.listener.names.
+		if listen, err = ControllerListenerAddr(s.cfg.Props); err != nil {
+			return err
+		}
+	}
 	switch {
 	case controller && !voter:
 		return fmt.Errorf("process.roles=%s: node.id %d is not in controller.quorum.voters (the voters are the controllers)", s.cfg.Props["process.roles"], s.cfg.NodeID)
 	case !controller && voter:
 		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (changing the voters of a cluster is not supported)", s.cfg.NodeID)
-	case !controller && (s.cfg.ControllerListen != "" || s.cfg.controllerListener != nil):
-		return errors.New("process.roles=broker: a broker-only node has no controller listener")
+	case !controller && (listen != "" || s.cfg.controllerListener != nil):
+		return errors.New("process.roles=broker: a broker-only node has no controller listener (-controller-listen, or a listener of controller.listener.names in listeners)")
 	}
 	mc.ClusterID = meta.ClusterIDFromVoters(normalizeVoters(vs))
 	mc.Replicated = true
@@ -71,7 +78,7 @@ func (s *Server) openMeta(mc meta.Config) error {
 		NodeID:          s.cfg.NodeID,
 		Voters:          vs,
 		Learner:         !controller,
-		ListenAddr:      s.cfg.ControllerListen,
+		ListenAddr:      listen,
 		Listener:        s.cfg.controllerListener,
 		ClusterID:       mc.ClusterID,
 		ElectionTimeout: ms("controller.quorum.election.timeout.ms", "1000"),

@@ -222,10 +222,16 @@ func TestClusterRolesRefused(t *testing.T) {
 		{"broker,controller", 1, "", "not in controller.quorum.voters"},
 		{"broker", 0, "", "is in controller.quorum.voters"},
 		{"broker", 1, "127.0.0.1:0", "no controller listener"},
+		{"broker", 1, "listeners", "no controller listener"},
 	} {
-		srv, err := New(Config{DataDir: t.TempDir(), NodeID: tc.id, ControllerListen: tc.ctrl, Props: map[string]string{
-			"controller.quorum.voters": voters, "process.roles": tc.roles,
-		}})
+		props := map[string]string{"controller.quorum.voters": voters, "process.roles": tc.roles}
+		if tc.ctrl == "listeners" {
+			// Kafka's way of naming a controller listener.
+			props["listeners"] = "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"
+			props["controller.listener.names"] = "CONTROLLER"
+			tc.ctrl = ""
+		}
+		srv, err := New(Config{DataDir: t.TempDir(), NodeID: tc.id, ControllerListen: tc.ctrl, Props: props})
 		if err == nil {
 			srv.Close()
 			t.Fatalf("%s node %d started", tc.roles, tc.id)
@@ -306,5 +312,37 @@ func TestClusterRolesKeepBroker(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "registered as a broker") {
 		t.Fatal(err)
+	}
+}
+
+// TestControllerListenerNames: a listener named in
+// controller.listener.names is the controller listener (plain TCP, no
+// security protocol needed in the map), not a Kafka listener.
+func TestControllerListenerNames(t *testing.T) {
+	props := map[string]string{
+		"listeners":                 "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+		"controller.listener.names": "CONTROLLER",
+	}
+	ls, err := ParseListeners(props)
+	if err != nil || len(ls) != 1 || ls[0].Name != "PLAINTEXT" {
+		t.Fatalf("listeners %+v, %v", ls, err)
+	}
+	if addr, err := ControllerListenerAddr(props); err != nil || addr != "127.0.0.1:9093" {
+		t.Fatalf("controller listener %q, %v", addr, err)
+	}
+	// A broker-only node names it without listening on it.
+	delete(props, "listeners")
+	if addr, err := ControllerListenerAddr(props); err != nil || addr != "" {
+		t.Fatalf("controller listener %q, %v", addr, err)
+	}
+	for _, bad := range []map[string]string{
+		{"listeners": "CONTROLLER://127.0.0.1:9093", "controller.listener.names": "CONTROLLER"},
+		{"listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", "controller.listener.names": "CONTROLLER", "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"},
+	} {
+		_, err1 := ParseListeners(bad)
+		_, err2 := ControllerListenerAddr(bad)
+		if err1 == nil && err2 == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
