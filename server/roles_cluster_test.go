@@ -116,6 +116,10 @@ func TestClusterRoles(t *testing.T) {
 	if resp, err := adm.CreateTopics(ctx, 1, 3, nil, "roles-three"); err == nil && resp.Error() == nil {
 		t.Fatal("a topic with 3 replicas on 2 brokers was created")
 	}
+	// Nor can a client place a replica on a controller.
+	if err := c.request(ctx, kmsgCreateWithAssignment("roles-ctl", [][]int32{{3, 0}})); err == nil {
+		t.Fatal("a replica was placed on controller 0")
+	}
 	td, err := adm.ListTopics(ctx, "roles", "roles-one")
 	if err != nil {
 		t.Fatal(err)
