@@ -55,7 +55,11 @@ func (s *Server) openMeta(mc meta.Config) error {
 	}
 	switch {
 	case controller && !voter:
-		return fmt.Errorf("process.roles=%s: node.id %d is not in controller.quorum.voters (the voters are the controllers)", s.cfg.Props["process.roles"], s.cfg.NodeID)
+		roles := "broker,controller"
+		if !broker {
+			roles = "controller"
+		}
+		return fmt.Errorf("process.roles=%s: node.id %d is not in controller.quorum.voters (the voters are the controllers)", roles, s.cfg.NodeID)
 	case !controller && voter:
 		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (changing the voters of a cluster is not supported)", s.cfg.NodeID)
 	case !controller && (listen != "" || s.cfg.controllerListener != nil):
