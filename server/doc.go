@@ -26,7 +26,10 @@
 // coordinators load the partitions of their internal topics this broker
 // leads, and the transaction coordinator reaches the other brokers
 // (markers, transaction checks) through package internal/peer
-// (txn_cluster.go).
+// (txn_cluster.go). process.roles picks the node's kind: broker and
+// controller (a voter), controller only (a voter never registered as a
+// broker, left out of Metadata) or broker only (a raft learner, not in
+// the voters).
 //
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data
