@@ -1,8 +1,10 @@
 package raftlog
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -369,4 +371,50 @@ func TestLearnerConfig(t *testing.T) {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}
+}
+
+// TestTransportHello: a voter takes a connection from a node that is not
+// a voter as a learner's (and writes back on it), and refuses one from
+// another cluster or with an id no node.id has.
+func TestTransportHello(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(raftID(0), "c1", ln, map[uint64]string{raftID(0): ln.Addr().String()}, false, slog.New(slog.DiscardHandler))
+	tr.recv = func(*pb.Message) {}
+	tr.unreachable = func(uint64) {}
+	tr.snapDone = func(uint64, bool) {}
+	tr.start()
+	defer tr.stop()
+	hello := func(from uint64, cluster string) net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		h := (&transport{id: from, clusterID: cluster}).hello()
+		if _, err := c.Write(h); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, bad := range []net.Conn{hello(1<<40, "c1"), hello(raftID(7), "c2"), hello(raftID(0), "c1")} {
+		bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := bad.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a bad hello was kept: %v", err)
+		}
+	}
+	good := hello(raftID(7), "c1")
+	waitFor(t, "the learner attached", func() bool { return slices.Equal(tr.learners(), []uint64{raftID(7)}) })
+	// A message to the learner goes back on its connection.
+	tr.send(&pb.Message{To: new(raftID(7)), From: new(raftID(0)), Type: pb.MessageType_MsgHeartbeat.Enum()})
+	good.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(good)
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		t.Fatalf("nothing written back to the learner: %v", err)
+	}
+	good.Close()
+	waitFor(t, "the learner detached", func() bool { return len(tr.learners()) == 0 })
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -528,7 +529,10 @@ func (t *transport) readHello(r *bufio.Reader) (uint64, error) {
 	if string(cl) != t.clusterID {
 		return 0, fmt.Errorf("node %d belongs to cluster %q, not %q", int64(from)-1, cl, t.clusterID)
 	}
-	if from == 0 || from == t.id {
+	switch {
+	case from == 0 || from > math.MaxInt32+1:
+		return 0, fmt.Errorf("raft id %d is not a node.id's", from)
+	case from == t.id:
 		return 0, fmt.Errorf("node %d is this node", int64(from)-1)
 	}
 	return from, nil
