@@ -127,6 +127,20 @@ func TestBrokerOnlyKill(t *testing.T) {
 
 	victim := c.nodes[3]
 	c.kill(victim)
+	killed := time.Now()
+	waitFor(t, "broker 4 leading both partitions", 20*time.Second, func() bool {
+		td, err := adm.ListTopics(ctx, topic)
+		if err != nil {
+			return false
+		}
+		for p := range int32(2) {
+			if td[topic].Partitions[p].Leader != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("broker 4 led both partitions %v after the kill (broker.session.timeout.ms=1500)", time.Since(killed).Round(10*time.Millisecond))
 	before := h.ackCount()
 	waitFor(t, "produces acknowledged through broker 4 alone", 30*time.Second, func() bool { return h.ackCount() >= before+200 })
 	c.start(victim)
