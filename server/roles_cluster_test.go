@@ -297,7 +297,8 @@ func TestClusterRolesMixed(t *testing.T) {
 
 // TestClusterRolesKeepBroker: a node that registered as a broker is
 // refused when it restarts as a controller only (its broker record,
-// replicas and leaderships would stay behind).
+// replicas and leaderships would stay behind), and a node restarted with
+// another voter list is refused.
 func TestClusterRolesKeepBroker(t *testing.T) {
 	c := startRolesCluster(t, []string{""}, nil)
 	nd := c.nodes[0]
@@ -315,6 +316,21 @@ func TestClusterRolesKeepBroker(t *testing.T) {
 		t.Fatal("a registered broker restarted as a controller only")
 	}
 	if !strings.Contains(err.Error(), "registered as a broker") {
+		t.Fatal(err)
+	}
+	// Nor may the voters change: a new voter list is another cluster.
+	cl, err = net.Listen("tcp", nd.ctrlAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	props = map[string]string{"controller.quorum.voters": c.voters + ",1@127.0.0.1:1"}
+	srv, err = New(Config{DataDir: nd.dir, NodeID: 0, Props: props, controllerListener: cl})
+	if err == nil {
+		srv.Close()
+		t.Fatal("a node restarted with another voter list")
+	}
+	if !strings.Contains(err.Error(), "voters of a cluster do not change") {
 		t.Fatal(err)
 	}
 }
