@@ -16,7 +16,13 @@
 //
 //   - registration: the broker records itself and its advertised
 //     address in the metadata once its raft node has caught up, and again
-//     whenever the metadata does not show it so (a restart).
+//     whenever the metadata does not show it so (a restart). A
+//     controller-only node (process.roles=controller, Config.ControllerOnly)
+//     never registers: no replica is placed on it and clients are not
+//     told of it; it votes, and acts as the controller while it leads the
+//     quorum. A broker-only node (process.roles=broker) is a broker whose
+//     raft node is a learner (package raftlog): all of this applies to it
+//     but the controller's part, as it never leads the quorum.
 //   - reconcile: on every metadata change (and twice a second) it opens
 //     the replicas placed on this broker (meta.Store.Reconcile), gives
 //     each its role from the metadata (partition.BecomeLeader or
@@ -40,11 +46,11 @@
 //     below it is durable on the follower.
 //   - controller (controller.go): only on the node whose raft node leads
 //     the quorum. It fences brokers it has not heard from for
-//     broker.session.timeout.ms (every voter answers the leader's raft
-//     heartbeats each tick), elects new leaders from the ISR, takes fenced
-//     brokers out of ISRs and completes reassignments; every
-//     leader.imbalance.check.interval.seconds it moves leaderships back
-//     to preferred replicas (rebalance.go), as Kafka's
+//     broker.session.timeout.ms (every voter and learner answers the
+//     leader's raft heartbeats each tick), elects new leaders from the
+//     ISR, takes fenced brokers out of ISRs and completes reassignments;
+//     every leader.imbalance.check.interval.seconds it moves leaderships
+//     back to preferred replicas (rebalance.go), as Kafka's
 //     auto.leader.rebalance.enable does.
 //
 // Every change to a partition is a record of the metadata log,

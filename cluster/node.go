@@ -20,6 +20,13 @@ type Config struct {
 	Raft  *raftlog.Log
 	// NodeID is this node's node.id.
 	NodeID int32
+	// ControllerOnly: this node is a controller and not a broker
+	// (process.roles=controller): it votes in the metadata quorum and
+	// acts as the controller while it leads it, but never registers as
+	// a broker, so no replica is placed on it and clients are not told
+	// of it. Default false: a broker (process.roles=broker, a raft
+	// learner, or broker,controller).
+	ControllerOnly bool
 	// Advertised returns the host and port clients (and followers)
 	// reach this broker's Kafka listener at; "" until it is known.
 	Advertised func() (string, int32)
@@ -126,8 +133,11 @@ func Start(cfg Config) *Node {
 	n.mu.leading = map[partKey]int32{}
 	n.mu.expanding = map[partKey][]int32{}
 	n.mu.passed = make(chan struct{})
-	n.wg.Add(3)
-	go n.registerLoop()
+	n.wg.Add(2)
+	if !cfg.ControllerOnly {
+		n.wg.Add(1)
+		go n.registerLoop()
+	}
 	go n.reconcileLoop()
 	go n.controllerLoop()
 	return n
@@ -160,6 +170,9 @@ func (n *Node) sleep(d time.Duration) bool {
 		return true
 	}
 }
+
+// IsBroker reports whether this node is a broker (not ControllerOnly).
+func (n *Node) IsBroker() bool { return !n.cfg.ControllerOnly }
 
 // ControllerID is the node.id of the controller (the metadata quorum's
 // leader), -1 while there is none.

@@ -38,7 +38,7 @@ func loadMetaProperties(dir string, nodeID int32, want string) (string, error) {
 		return "", fmt.Errorf("meta: %s has no cluster.id", path)
 	}
 	if want != "" && id != want {
-		return "", fmt.Errorf("meta: %s belongs to cluster %s, this node is configured for cluster %s", path, id, want)
+		return "", fmt.Errorf("meta: %s belongs to cluster %s, this node is configured for cluster %s (a cluster's id comes from controller.quorum.voters: the voters of a cluster do not change)", path, id, want)
 	}
 	if n, ok := props["node.id"]; ok && n != strconv.Itoa(int(nodeID)) {
 		return "", fmt.Errorf("meta: %s belongs to node.id %s, this broker is %d", path, n, nodeID)

@@ -12,12 +12,33 @@
 // timeouts; an id applied recently is not applied again. The quorum's
 // leader is the cluster's controller (package cluster acts on it).
 //
+// # Learners
+//
+// A broker-only node (process.roles=broker) is a raft learner
+// (Config.Learner): it receives and applies the log, and its proposals
+// are forwarded to the leader like a follower's, but it never votes nor
+// leads, so its death never costs the quorum a vote. Its node.id is not
+// in controller.quorum.voters. It joins by connecting: it dials every
+// voter (it has no listener of its own), and the voters' leader proposes
+// a ConfChange AddLearnerNode for every connected node that is not a
+// member yet, again each second until it is. The change is an entry of
+// the log, so it survives restarts in the WAL and, after it, in every
+// snapshot's configuration; applying it takes a snapshot at once, as a
+// new learner far behind is sent the leader's snapshot and raft ignores
+// one whose configuration does not name its receiver. A fresh learner
+// does not bootstrap: it starts empty and gets the log, configuration
+// changes included, or that snapshot from the leader. Learners stay
+// members when they go away (the leader's messages to them are dropped
+// until they return); the voters never change once the cluster started
+// (a different voter list is a different cluster id, refused).
+//
 // # Entries
 //
 // A normal entry's data is JSON: {"id":u64,"records":[record...]}, each
 // record a meta.Record with its "type" (the same fields as the local
-// log's values). Conf-change entries are raft's own; membership is the
-// voter list given at the first start and does not change.
+// log's values). Conf-change entries are raft's own: the voter list given
+// at the first start, which does not change, and the learners added
+// since.
 //
 // # Disk
 //
@@ -58,20 +79,23 @@
 // stays out of the client request budgets and limits, and a quorum can
 // be firewalled apart from clients. Framing is in transport.go: a hello
 // naming the sender and the cluster id, then length-prefixed
-// raftpb.Message protobufs. Each node keeps one outgoing connection per
-// peer; a message that cannot be queued or written is dropped and raft is
-// told the peer is unreachable (raft retries).
+// raftpb.Message protobufs. Each voter keeps one outgoing connection per
+// voter; a learner's connection to a voter carries both directions. A
+// message that cannot be queued or written is dropped and raft is told
+// the peer is unreachable (raft retries).
 //
 // # Concurrency
 //
 // One goroutine (run) owns the raw node, the storage and the WAL; apply
-// is called from it, in log order. Propose, LeaderID, LastContact and
-// CaughtUp are safe from any goroutine. Close stops the goroutine and the
-// transport and waits for them.
+// is called from it, in log order. Propose, LeaderID, LastContact,
+// CaughtUp and Learners are safe from any goroutine. Close stops the
+// goroutine and the transport and waits for them.
 //
 // # Usage
 //
 //	voters, err := raftlog.ParseVoters("1@h1:9093,2@h2:9093,3@h3:9093")
 //	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 1, Voters: voters, ClusterID: id})
+//	// a broker-only node: NodeID 4, not a voter
+//	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 4, Voters: voters, Learner: true, ClusterID: id})
 //	st, err := meta.Open(meta.Config{DataDir: data, NodeID: 1, Log: l})
 package raftlog

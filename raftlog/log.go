@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,12 +74,19 @@ func ParseVoters(s string) ([]Voter, error) {
 type Config struct {
 	// Dir holds the WAL and snapshots. Required.
 	Dir string
-	// NodeID is this node's node.id; it must be one of Voters.
+	// NodeID is this node's node.id; it must be one of Voters, unless
+	// Learner.
 	NodeID int32
 	// Voters are the members of the quorum (controller.quorum.voters).
 	Voters []Voter
+	// Learner makes this node a raft learner: it follows the log
+	// without voting (a broker-only node, process.roles=broker). Its
+	// NodeID is not among Voters, it has no controller listener, and it
+	// asks to join by connecting to the voters: their leader adds it
+	// with a ConfChange (AddLearnerNode).
+	Learner bool
 	// ListenAddr is where the controller listener binds. Default: this
-	// node's address in Voters.
+	// node's address in Voters. A learner has none.
 	ListenAddr string
 	// Listener, if set, is used instead of listening on ListenAddr.
 	Listener net.Listener
@@ -149,6 +157,12 @@ type Log struct {
 	replayed      chan struct{}
 	replayOnce    sync.Once
 
+	// learnerAsked is when the leader last proposed to add each
+	// connected learner; owned by the node's goroutine.
+	learnerAsked map[uint64]time.Time
+	// learnerIDs are the learners of the last configuration applied.
+	learnerIDs atomic.Pointer[[]int32]
+
 	// Owned by the node's goroutine.
 	apply      func(meta.Entry) error
 	snapshotFn func() []meta.Record
@@ -156,6 +170,10 @@ type Log struct {
 	snapIndex  uint64
 	confState  *pb.ConfState
 	fatal      error
+	// snapNow asks for a snapshot once the entries of this Ready are
+	// applied: a learner was added, and a snapshot sent to it must name
+	// it (raft ignores one whose configuration lacks the receiver).
+	snapNow bool
 
 	// recent holds the ids of the proposals applied last.
 	recent recentIDs
@@ -207,10 +225,15 @@ func Open(cfg Config) (*Log, error) {
 			self = v
 		}
 	}
-	if self == nil {
+	switch {
+	case self == nil && !cfg.Learner:
 		return nil, fmt.Errorf("raftlog: node.id %d is not in controller.quorum.voters", cfg.NodeID)
+	case self != nil && cfg.Learner:
+		return nil, fmt.Errorf("raftlog: node.id %d of a learner (a broker-only node) is in controller.quorum.voters", cfg.NodeID)
+	case cfg.Learner && (cfg.ListenAddr != "" || cfg.Listener != nil):
+		return nil, errors.New("raftlog: a learner (a broker-only node) has no controller listener")
 	}
-	if cfg.ListenAddr == "" {
+	if cfg.ListenAddr == "" && !cfg.Learner {
 		cfg.ListenAddr = self.Addr
 	}
 	l := &Log{
@@ -224,16 +247,18 @@ func Open(cfg Config) (*Log, error) {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		replayed: make(chan struct{}),
+
+		learnerAsked: map[uint64]time.Time{},
 	}
 	l.waiters.m = map[uint64]chan error{}
 	ln := cfg.Listener
-	if ln == nil {
+	if ln == nil && !cfg.Learner {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 			return nil, fmt.Errorf("raftlog: controller listener: %w", err)
 		}
 	}
-	l.tr = newTransport(l.id, cfg.ClusterID, ln, addrs, l.logger)
+	l.tr = newTransport(l.id, cfg.ClusterID, ln, addrs, cfg.Learner, l.logger)
 	l.tr.recv = func(m *pb.Message) {
 		select {
 		case l.recvc <- m:
@@ -272,7 +297,7 @@ func (l *Log) load() error {
 		}
 		l.snapIndex = ld.snap.GetMetadata().GetIndex()
 		l.applied = l.snapIndex
-		l.confState = ld.snap.GetMetadata().GetConfState()
+		l.setConfState(ld.snap.GetMetadata().GetConfState())
 	}
 	if ld.hard != nil {
 		l.storage.SetHardState(ld.hard)
@@ -298,7 +323,9 @@ func (l *Log) load() error {
 	if err != nil {
 		return fmt.Errorf("raftlog: %w", err)
 	}
-	if fresh {
+	if fresh && !cfg.Learner {
+		// A learner starts empty: the leader sends it the log (or a
+		// snapshot) from the start, configuration changes included.
 		peers := make([]raft.Peer, 0, len(cfg.Voters))
 		for _, v := range cfg.Voters {
 			peers = append(peers, raft.Peer{ID: raftID(v.NodeID)})
@@ -311,8 +338,13 @@ func (l *Log) load() error {
 	return nil
 }
 
-// Addr is the controller listener's address.
-func (l *Log) Addr() net.Addr { return l.tr.ln.Addr() }
+// Addr is the controller listener's address; nil on a learner.
+func (l *Log) Addr() net.Addr {
+	if l.tr.ln == nil {
+		return nil
+	}
+	return l.tr.ln.Addr()
+}
 
 // SetSnapshotSource is called by meta.Store before Replay: fn returns the
 // image as records, consistent with the last entry applied.
@@ -406,7 +438,7 @@ func (l *Log) restore(snap *pb.Snapshot) error {
 		return err
 	}
 	l.applied = snap.GetMetadata().GetIndex()
-	l.confState = snap.GetMetadata().GetConfState()
+	l.setConfState(snap.GetMetadata().GetConfState())
 	l.appliedIdx.Store(l.applied)
 	return nil
 }
@@ -513,6 +545,59 @@ func (l *Log) LastContact(node int32) time.Time { return l.tr.lastContact(raftID
 // Voters returns the quorum's members.
 func (l *Log) Voters() []Voter { return l.cfg.Voters }
 
+// Learners returns the node ids of the learners (broker-only nodes) in
+// the configuration this node applied last.
+func (l *Log) Learners() []int32 {
+	if p := l.learnerIDs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// IsLearner reports whether this node is a learner (Config.Learner).
+func (l *Log) IsLearner() bool { return l.cfg.Learner }
+
+// setConfState records the configuration applied; the node's goroutine
+// (or load, before it starts) calls it.
+func (l *Log) setConfState(cs *pb.ConfState) {
+	l.confState = cs
+	ids := make([]int32, 0, len(cs.GetLearners()))
+	for _, id := range cs.GetLearners() {
+		ids = append(ids, int32(id-1))
+	}
+	l.learnerIDs.Store(&ids)
+}
+
+// isMember reports whether raft id is a voter or learner of the
+// configuration applied.
+func (l *Log) isMember(id uint64) bool {
+	cs := l.confState
+	return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetLearners(), id) ||
+		slices.Contains(cs.GetVotersOutgoing(), id) || slices.Contains(cs.GetLearnersNext(), id)
+}
+
+// maybeAddLearners, on the leader, proposes to add as a learner each
+// node connected to it that is not a member: a broker-only node asks to
+// join by connecting. A proposal raft drops (another configuration
+// change is pending) or loses is made again a second later. Voters are
+// never touched: the voters are controller.quorum.voters, fixed.
+func (l *Log) maybeAddLearners() {
+	if !l.IsLeader() || l.confState == nil {
+		return
+	}
+	now := time.Now()
+	for _, id := range l.tr.learners() {
+		if l.isMember(id) || now.Sub(l.learnerAsked[id]) < time.Second {
+			continue
+		}
+		l.learnerAsked[id] = now
+		l.logger.Info("adding a broker-only node to the metadata log as a learner", "node", int64(id)-1)
+		if err := l.rn.ProposeConfChange(&pb.ConfChange{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: &id}); err != nil {
+			l.logger.Debug("learner proposal dropped", "node", int64(id)-1, "err", err)
+		}
+	}
+}
+
 // CaughtUp reports whether this node knows a leader and has applied
 // everything that leader had committed when this node came to know it
 // (a ReadIndex request answers that), and everything known committed.
@@ -547,6 +632,7 @@ func (l *Log) run() {
 			return
 		case <-ticker.C:
 			l.rn.Tick()
+			l.maybeAddLearners()
 		case m := <-l.recvc:
 			l.rn.Step(m)
 		case p := <-l.propc:
@@ -673,13 +759,17 @@ func (l *Log) applyEntry(e *pb.Entry) error {
 		if err := unmarshal(e.GetData(), &cc); err != nil {
 			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
 		}
-		l.confState = l.rn.ApplyConfChange(&cc)
+		if cc.GetType() == pb.ConfChangeType_ConfChangeAddLearnerNode && !l.isMember(cc.GetNodeId()) {
+			l.logger.Info("broker-only node joined the metadata log as a learner", "node", int64(cc.GetNodeId())-1)
+			l.snapNow = true
+		}
+		l.setConfState(l.rn.ApplyConfChange(&cc))
 	case pb.EntryType_EntryConfChangeV2:
 		var cc pb.ConfChangeV2
 		if err := unmarshal(e.GetData(), &cc); err != nil {
 			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
 		}
-		l.confState = l.rn.ApplyConfChange(&cc)
+		l.setConfState(l.rn.ApplyConfChange(&cc))
 	}
 	l.applied = idx
 	return nil
@@ -688,9 +778,10 @@ func (l *Log) applyEntry(e *pb.Entry) error {
 // maybeSnapshot takes a snapshot of the image once SnapshotEntries were
 // applied since the last one, and compacts the log and the WAL behind it.
 func (l *Log) maybeSnapshot() error {
-	if l.snapshotFn == nil || l.applied-l.snapIndex < l.cfg.SnapshotEntries {
+	if l.snapshotFn == nil || (l.applied-l.snapIndex < l.cfg.SnapshotEntries && !l.snapNow) || l.applied == l.snapIndex {
 		return nil
 	}
+	l.snapNow = false
 	data, err := json.Marshal(snapshotData{V: meta.FormatVersion, Records: toWire(l.snapshotFn())})
 	if err != nil {
 		return err

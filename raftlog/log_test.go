@@ -1,11 +1,15 @@
 package raftlog
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +62,13 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
-	c := &testCluster{t: t, logs: make([]*Log, n), ms: make([]*machine, n)}
+	return newLearnerCluster(t, n, 0)
+}
+
+// newLearnerCluster starts n voters and then learners nodes that are
+// not (ids n, n+1, ...).
+func newLearnerCluster(t *testing.T, n, learners int) *testCluster {
+	c := &testCluster{t: t, logs: make([]*Log, n+learners), ms: make([]*machine, n+learners)}
 	var lns []net.Listener
 	for i := range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,6 +82,10 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	for i := range n {
 		c.start(i, lns[i])
 	}
+	for i := range learners {
+		c.dirs = append(c.dirs, filepath.Join(t.TempDir(), "raft"))
+		c.start(n+i, nil)
+	}
 	t.Cleanup(func() {
 		for _, l := range c.logs {
 			if l != nil {
@@ -84,7 +98,8 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 
 func (c *testCluster) start(i int, ln net.Listener) {
 	c.t.Helper()
-	if ln == nil {
+	learner := i >= len(c.voters)
+	if ln == nil && !learner {
 		var err error
 		for range 50 {
 			if ln, err = net.Listen("tcp", c.voters[i].Addr); err == nil {
@@ -96,7 +111,14 @@ func (c *testCluster) start(i int, ln net.Listener) {
 			c.t.Fatal(err)
 		}
 	}
-	l, err := Open(Config{Dir: c.dirs[i], NodeID: int32(i), Voters: c.voters, Listener: ln, ClusterID: "test", TickInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, SnapshotEntries: 8})
+	cfg := Config{Dir: c.dirs[i], NodeID: int32(i), Voters: c.voters, Learner: learner, ClusterID: "test", TickInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, SnapshotEntries: 8}
+	if ln != nil {
+		cfg.Listener = ln
+	}
+	if os.Getenv("FERRY_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", i)
+	}
+	l, err := Open(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -265,4 +287,134 @@ func TestCaughtUpAfterRestart(t *testing.T) {
 			t.Fatalf("round %d: CaughtUp with %d of the %d records committed", round, got, want)
 		}
 	}
+}
+
+// TestLearner: a node that is not a voter joins as a raft learner by
+// connecting: the leader adds it, it receives the log (a snapshot, the
+// leader having compacted), proposes through the leader, and its absence
+// costs the quorum nothing. Its membership survives restarts of every
+// node, snapshots included.
+func TestLearner(t *testing.T) {
+	c := newLearnerCluster(t, 3, 0)
+	waitFor(t, "a leader", func() bool { return c.logs[0].LeaderID() >= 0 })
+	for i := range 20 {
+		if err := c.logs[i%3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("t", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The learner, node 3, starts after the leader compacted its log.
+	c.logs, c.ms = append(c.logs, nil), append(c.ms, nil)
+	c.dirs = append(c.dirs, filepath.Join(t.TempDir(), "raft"))
+	c.start(3, nil)
+	l := c.logs[3]
+	if l.Addr() != nil {
+		t.Fatalf("a learner listens on %v", l.Addr())
+	}
+	waitFor(t, "the learner caught up", func() bool { return l.CaughtUp() && c.ms[3].len() == 20 })
+	for i := range 3 {
+		waitFor(t, "every voter lists the learner", func() bool { return slices.Equal(c.logs[i].Learners(), []int32{3}) })
+	}
+	if l.IsLeader() || l.LeaderID() == 3 {
+		t.Fatal("the learner leads")
+	}
+	// A learner's proposal goes through the leader.
+	if err := l.Propose([]meta.Record{{Type: meta.TypeTopic, Topic: "from-learner"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		waitFor(t, "the learner's entry applied", func() bool { return c.ms[i].len() == 21 })
+	}
+	// The leader hears from the learner (fencing counts on it).
+	leader := c.logs[l.LeaderID()]
+	waitFor(t, "contact with the learner", func() bool { return time.Since(leader.LastContact(3)) < time.Second })
+	// Without the learner, the voters commit as before; it catches up
+	// when it returns.
+	c.stop(3)
+	for i := range 10 {
+		if err := c.logs[i%3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("u", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(3, nil)
+	waitFor(t, "the restarted learner caught up", func() bool { return c.logs[3].CaughtUp() && c.ms[3].len() == 31 })
+	// Every node restarts; the learner stays a learner (its membership is
+	// in the voters' snapshots and WALs, and its own).
+	for i := range 4 {
+		c.stop(i)
+	}
+	for i := range 4 {
+		c.start(i, nil)
+	}
+	waitFor(t, "a leader", func() bool { return c.logs[0].LeaderID() >= 0 && c.logs[0].LeaderID() != 3 })
+	for i := range 4 {
+		if got := c.logs[i].Learners(); !slices.Equal(got, []int32{3}) {
+			t.Fatalf("node %d: learners %v after restart", i, got)
+		}
+	}
+	if err := c.logs[3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: "again"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		waitFor(t, "every node applied the last entry", func() bool { return c.ms[i].len() == 32 })
+	}
+}
+
+func TestLearnerConfig(t *testing.T) {
+	voters := []Voter{{NodeID: 0, Addr: "127.0.0.1:1"}}
+	for _, cfg := range []Config{
+		{Dir: t.TempDir(), NodeID: 1, Voters: voters},                                   // not a voter
+		{Dir: t.TempDir(), NodeID: 0, Voters: voters, Learner: true},                    // a voter as learner
+		{Dir: t.TempDir(), NodeID: 1, Voters: voters, Learner: true, ListenAddr: "x:1"}, // a learner listening
+	} {
+		if l, err := Open(cfg); err == nil {
+			l.Close()
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+// TestTransportHello: a voter takes a connection from a node that is not
+// a voter as a learner's (and writes back on it), and refuses one from
+// another cluster or with an id no node.id has.
+func TestTransportHello(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(raftID(0), "c1", ln, map[uint64]string{raftID(0): ln.Addr().String()}, false, slog.New(slog.DiscardHandler))
+	tr.recv = func(*pb.Message) {}
+	tr.unreachable = func(uint64) {}
+	tr.snapDone = func(uint64, bool) {}
+	tr.start()
+	defer tr.stop()
+	hello := func(from uint64, cluster string) net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		h := (&transport{id: from, clusterID: cluster}).hello()
+		if _, err := c.Write(h); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, bad := range []net.Conn{hello(1<<40, "c1"), hello(raftID(7), "c2"), hello(raftID(0), "c1")} {
+		bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := bad.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a bad hello was kept: %v", err)
+		}
+	}
+	good := hello(raftID(7), "c1")
+	waitFor(t, "the learner attached", func() bool { return slices.Equal(tr.learners(), []uint64{raftID(7)}) })
+	// A message to the learner goes back on its connection.
+	tr.send(&pb.Message{To: new(raftID(7)), From: new(raftID(0)), Type: pb.MessageType_MsgHeartbeat.Enum()})
+	good.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(good)
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		t.Fatalf("nothing written back to the learner: %v", err)
+	}
+	good.Close()
+	waitFor(t, "the learner detached", func() bool { return len(tr.learners()) == 0 })
 }

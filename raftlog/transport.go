@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,11 +23,15 @@ import (
 //	hello:   magic "FRAFT" | version u8 | from u64 | len u16 | cluster id
 //	message: length u32 | raftpb.Message
 //
-// Each node dials every peer once (and again after an error) and sends its
-// messages in order on that connection; it reads the connections its
-// peers opened. Raft tolerates lost messages, so a message that finds its
-// peer's queue full or its connection broken is dropped and raft is told
-// the peer is unreachable.
+// Each voter dials every other voter once (and again after an error) and
+// sends its messages in order on that connection; it reads the
+// connections its peers opened. A learner (a broker-only node) has no
+// listener: it dials every voter and keeps the connection open, and the
+// voter writes its messages to the learner back on that same connection,
+// so one connection per learner and voter carries both directions. Raft
+// tolerates lost messages, so a message that finds its peer's queue full
+// or its connection broken is dropped and raft is told the peer is
+// unreachable.
 const (
 	helloMagic     = "FRAFT"
 	transportVer   = 1
@@ -41,59 +46,152 @@ type transport struct {
 	id        uint64
 	clusterID string
 	logger    *slog.Logger
-	ln        net.Listener
+	// ln is the controller listener; nil on a learner, which only dials.
+	ln net.Listener
+	// learner: this node dials the voters and reads their messages back
+	// on the same connections.
+	learner bool
 	// recv gets every message read from a peer.
 	recv func(*pb.Message)
 	// report is told of unreachable peers and of snapshot sends.
 	unreachable func(id uint64)
 	snapDone    func(id uint64, ok bool)
 
-	peers map[uint64]*peer
+	// voters are the voters' raft ids.
+	voters map[uint64]bool
 	// contact holds, per peer id, the Unix nanoseconds of the last
-	// message read from it.
-	contact map[uint64]*atomic.Int64
+	// message read from it (*atomic.Int64 by uint64).
+	contact sync.Map
 
 	quit chan struct{}
 	wg   sync.WaitGroup
 	mu   struct {
 		sync.Mutex
 		conns map[net.Conn]struct{}
+		// peers are the nodes messages go to: the voters, and on a
+		// voter the learners that have connected.
+		peers map[uint64]*peer
 	}
 }
 
 // peer is the outbound side towards one node.
 type peer struct {
-	id   uint64
+	id uint64
+	// addr is dialed for each new connection; "" for a learner, whose
+	// connection to this voter is attached when it connects.
 	addr string
 	q    chan *pb.Message
+	// conn is the connection messages are written on, when it is not
+	// dialed by sendLoop (attached by the reader that owns it).
+	mu   sync.Mutex
+	conn net.Conn
 }
 
-func newTransport(id uint64, clusterID string, ln net.Listener, addrs map[uint64]string, logger *slog.Logger) *transport {
-	t := &transport{id: id, clusterID: clusterID, logger: logger, ln: ln, peers: map[uint64]*peer{}, contact: map[uint64]*atomic.Int64{}, quit: make(chan struct{})}
+func (p *peer) attached() net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn
+}
+
+func (p *peer) attach(c net.Conn) {
+	p.mu.Lock()
+	old := p.conn
+	p.conn = c
+	p.mu.Unlock()
+	if old != nil && old != c {
+		old.Close() // a newer connection from the same node replaces it
+	}
+}
+
+// detach forgets c if it is still the peer's connection.
+func (p *peer) detach(c net.Conn) {
+	p.mu.Lock()
+	if p.conn == c {
+		p.conn = nil
+	}
+	p.mu.Unlock()
+}
+
+func newTransport(id uint64, clusterID string, ln net.Listener, addrs map[uint64]string, learner bool, logger *slog.Logger) *transport {
+	t := &transport{id: id, clusterID: clusterID, logger: logger, ln: ln, learner: learner, voters: map[uint64]bool{}, quit: make(chan struct{})}
 	t.mu.conns = map[net.Conn]struct{}{}
+	t.mu.peers = map[uint64]*peer{}
 	for pid, addr := range addrs {
-		t.contact[pid] = new(atomic.Int64)
+		t.voters[pid] = true
 		if pid == id {
 			continue
 		}
-		t.peers[pid] = &peer{id: pid, addr: addr, q: make(chan *pb.Message, peerQueue)}
+		t.mu.peers[pid] = &peer{id: pid, addr: addr, q: make(chan *pb.Message, peerQueue)}
 	}
 	return t
 }
 
 func (t *transport) start() {
-	t.wg.Add(1)
-	go t.accept()
-	for _, p := range t.peers {
+	if t.ln != nil {
+		t.wg.Add(1)
+		go t.accept()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.mu.peers {
 		t.wg.Add(1)
 		go t.sendLoop(p)
+		if t.learner {
+			t.wg.Add(1)
+			go t.learnerConn(p)
+		}
 	}
+}
+
+// contactOf returns the last-contact cell of node id.
+func (t *transport) contactOf(id uint64) *atomic.Int64 {
+	if c, ok := t.contact.Load(id); ok {
+		return c.(*atomic.Int64)
+	}
+	c, _ := t.contact.LoadOrStore(id, new(atomic.Int64))
+	return c.(*atomic.Int64)
+}
+
+// learners returns the ids of the learners connected to this voter now.
+func (t *transport) learners() []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []uint64
+	for id, p := range t.mu.peers {
+		if !t.voters[id] && p.attached() != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// learnerPeer returns the peer of learner id, made (and its sendLoop
+// started) on its first connection. The caller is a goroutine of the
+// transport's WaitGroup, so adding to it is safe during stop.
+func (t *transport) learnerPeer(id uint64) *peer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.mu.peers[id]; p != nil {
+		return p
+	}
+	p := &peer{id: id, q: make(chan *pb.Message, peerQueue)}
+	t.mu.peers[id] = p
+	t.wg.Add(1)
+	go t.sendLoop(p)
+	return p
 }
 
 // send queues m for its peer without blocking.
 func (t *transport) send(m *pb.Message) {
-	p := t.peers[m.GetTo()]
+	t.mu.Lock()
+	p := t.mu.peers[m.GetTo()]
+	t.mu.Unlock()
 	if p == nil {
+		// A learner that has not connected since this node started.
+		t.unreachable(m.GetTo())
+		if m.GetType() == pb.MessageType_MsgSnap {
+			t.snapDone(m.GetTo(), false)
+		}
 		return
 	}
 	select {
@@ -108,11 +206,11 @@ func (t *transport) send(m *pb.Message) {
 
 // lastContact returns when a message from id was last read.
 func (t *transport) lastContact(id uint64) time.Time {
-	c := t.contact[id]
-	if c == nil {
+	c, ok := t.contact.Load(id)
+	if !ok {
 		return time.Time{}
 	}
-	n := c.Load()
+	n := c.(*atomic.Int64).Load()
 	if n == 0 {
 		return time.Time{}
 	}
@@ -129,6 +227,10 @@ func (t *transport) stopped() bool {
 }
 
 func (t *transport) sendLoop(p *peer) {
+	if p.addr == "" || t.learner {
+		t.sendAttached(p)
+		return
+	}
 	defer t.wg.Done()
 	var conn net.Conn
 	var w *bufio.Writer
@@ -188,6 +290,99 @@ func (t *transport) sendLoop(p *peer) {
 			t.snapDone(p.id, true)
 		}
 	}
+}
+
+// sendAttached writes p's messages on the connection attached to it (a
+// learner's connection to a voter, on either side), dropping them while
+// there is none.
+func (t *transport) sendAttached(p *peer) {
+	defer t.wg.Done()
+	var cur net.Conn
+	var w *bufio.Writer
+	var buf []byte
+	for {
+		var m *pb.Message
+		select {
+		case <-t.quit:
+			return
+		case m = <-p.q:
+		}
+		c := p.attached()
+		if c == nil {
+			t.dropped(p, m)
+			t.drain(p)
+			continue
+		}
+		if c != cur {
+			cur, w = c, bufio.NewWriterSize(c, 256<<10)
+		}
+		err := t.write(w, m, &buf)
+		for err == nil && len(p.q) > 0 {
+			err = t.write(w, <-p.q, &buf)
+		}
+		if err == nil {
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			err = w.Flush()
+		}
+		if err != nil {
+			t.logger.Debug("raft transport: send failed", "peer", p.id-1, "err", err)
+			p.detach(c)
+			c.Close()
+			cur = nil
+			t.dropped(p, m)
+			continue
+		}
+		if m.GetType() == pb.MessageType_MsgSnap {
+			t.snapDone(p.id, true)
+		}
+	}
+}
+
+// learnerConn keeps a learner's connection to voter p open: it dials,
+// says hello, attaches the connection for sendAttached and reads the
+// voter's messages from it until it fails, then dials again.
+func (t *transport) learnerConn(p *peer) {
+	defer t.wg.Done()
+	for {
+		c, err := net.DialTimeout("tcp", p.addr, dialTimeout)
+		if err == nil {
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetNoDelay(true)
+			}
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.Write(t.hello())
+			c.SetWriteDeadline(time.Time{})
+			if err == nil && t.track(c) {
+				p.attach(c)
+				t.readMessages(bufio.NewReaderSize(c, 256<<10), p.id)
+				p.detach(c)
+				t.untrack(c)
+			}
+			c.Close()
+		}
+		select {
+		case <-t.quit:
+			return
+		case <-time.After(redialBackoff):
+		}
+	}
+}
+
+// track registers c to be closed by stop; false if stopping.
+func (t *transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped() {
+		return false
+	}
+	t.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (t *transport) untrack(c net.Conn) {
+	t.mu.Lock()
+	delete(t.mu.conns, c)
+	t.mu.Unlock()
 }
 
 // dropped tells raft that m did not reach its peer.
@@ -250,27 +445,21 @@ func (t *transport) accept() {
 			}
 			continue
 		}
-		t.mu.Lock()
-		if t.stopped() {
-			t.mu.Unlock()
+		if !t.track(c) {
 			c.Close()
 			return
 		}
-		t.mu.conns[c] = struct{}{}
-		t.mu.Unlock()
 		t.wg.Add(1)
 		go t.serve(c)
 	}
 }
 
 // serve reads one peer's connection until it fails or the transport
-// stops.
+// stops. A learner's connection also carries this node's messages to it.
 func (t *transport) serve(c net.Conn) {
 	defer t.wg.Done()
 	defer func() {
-		t.mu.Lock()
-		delete(t.mu.conns, c)
-		t.mu.Unlock()
+		t.untrack(c)
 		c.Close()
 	}()
 	r := bufio.NewReaderSize(c, 256<<10)
@@ -279,7 +468,17 @@ func (t *transport) serve(c net.Conn) {
 		t.logger.Warn("raft transport: refused a connection", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
-	contact := t.contact[from]
+	if !t.voters[from] {
+		p := t.learnerPeer(from)
+		p.attach(c)
+		defer p.detach(c)
+	}
+	t.readMessages(r, from)
+}
+
+// readMessages reads messages from node from until the connection fails.
+func (t *transport) readMessages(r *bufio.Reader, from uint64) {
+	contact := t.contactOf(from)
 	var buf []byte
 	for {
 		var l [4]byte
@@ -330,8 +529,11 @@ func (t *transport) readHello(r *bufio.Reader) (uint64, error) {
 	if string(cl) != t.clusterID {
 		return 0, fmt.Errorf("node %d belongs to cluster %q, not %q", int64(from)-1, cl, t.clusterID)
 	}
-	if _, ok := t.contact[from]; !ok || from == t.id {
-		return 0, fmt.Errorf("node %d is not a voter of this cluster", int64(from)-1)
+	switch {
+	case from == 0 || from > math.MaxInt32+1:
+		return 0, fmt.Errorf("raft id %d is not a node.id's", from)
+	case from == t.id:
+		return 0, fmt.Errorf("node %d is this node", int64(from)-1)
 	}
 	return from, nil
 }
@@ -345,6 +547,8 @@ func (t *transport) stop() {
 		c.Close()
 	}
 	t.mu.Unlock()
-	t.ln.Close()
+	if t.ln != nil {
+		t.ln.Close()
+	}
 	t.wg.Wait()
 }

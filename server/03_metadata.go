@@ -186,9 +186,10 @@ func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
 			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port})
 		}
 	}
-	if !registered {
+	if !registered && s.cluster.IsBroker() {
 		// Not registered yet (the quorum is forming): a client that
-		// asks now still learns of the broker it asked.
+		// asks now still learns of the broker it asked. A
+		// controller-only node is never listed.
 		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port})
 	}
 	return out

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,12 +37,33 @@ func (s *Server) openMeta(mc meta.Config) error {
 		s.meta, err = meta.Open(mc)
 		return err
 	}
-	if roles := s.cfg.Props["process.roles"]; roles != "" && !(strings.Contains(roles, "broker") && strings.Contains(roles, "controller")) {
-		return fmt.Errorf("process.roles %q: a node is both broker and controller (broker,controller)", roles)
+	broker, controller, err := s.processRoles()
+	if err != nil {
+		return err
 	}
 	vs, err := raftlog.ParseVoters(voters)
 	if err != nil {
 		return err
+	}
+	voter := slices.ContainsFunc(vs, func(v raftlog.Voter) bool { return v.NodeID == s.cfg.NodeID })
+	listen := s.cfg.ControllerListen
+	if listen == "" {
+		// Kafka's way: a listener named in controller.listener.names.
+		if listen, err = ControllerListenerAddr(s.cfg.Props); err != nil {
+			return err
+		}
+	}
+	switch {
+	case controller && !voter:
+		roles := "broker,controller"
+		if !broker {
+			roles = "controller"
+		}
+		return fmt.Errorf("process.roles=%s: node.id %d is not in controller.quorum.voters (the voters are the controllers)", roles, s.cfg.NodeID)
+	case !controller && voter:
+		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (changing the voters of a cluster is not supported)", s.cfg.NodeID)
+	case !controller && (listen != "" || s.cfg.controllerListener != nil):
+		return errors.New("process.roles=broker: a broker-only node has no controller listener (-controller-listen, or a listener of controller.listener.names in listeners)")
 	}
 	mc.ClusterID = meta.ClusterIDFromVoters(normalizeVoters(vs))
 	mc.Replicated = true
@@ -58,7 +81,8 @@ func (s *Server) openMeta(mc meta.Config) error {
 		Dir:             filepath.Join(s.cfg.DataDir, raftDir),
 		NodeID:          s.cfg.NodeID,
 		Voters:          vs,
-		ListenAddr:      s.cfg.ControllerListen,
+		Learner:         !controller,
+		ListenAddr:      listen,
 		Listener:        s.cfg.controllerListener,
 		ClusterID:       mc.ClusterID,
 		ElectionTimeout: ms("controller.quorum.election.timeout.ms", "1000"),
@@ -72,8 +96,34 @@ func (s *Server) openMeta(mc meta.Config) error {
 		rl.Close()
 		return err
 	}
+	if !broker && slices.ContainsFunc(s.meta.Brokers(), func(b meta.Broker) bool { return b.ID == s.cfg.NodeID }) {
+		// Its broker record would stay, unfenced while it votes, and
+		// keep its replicas and leaderships.
+		s.meta.Close()
+		return fmt.Errorf("process.roles=controller: node %d is registered as a broker in the metadata; a node's roles cannot drop broker once it has joined", s.cfg.NodeID)
+	}
 	s.raft = rl
 	return nil
+}
+
+// processRoles parses process.roles: broker, controller or both (the
+// default of a node of a cluster).
+func (s *Server) processRoles() (broker, controller bool, err error) {
+	v := strings.TrimSpace(s.cfg.Props["process.roles"])
+	if v == "" {
+		return true, true, nil
+	}
+	for _, r := range strings.Split(v, ",") {
+		switch strings.TrimSpace(r) {
+		case "broker":
+			broker = true
+		case "controller":
+			controller = true
+		default:
+			return false, false, fmt.Errorf("process.roles %q: want broker, controller or broker,controller", v)
+		}
+	}
+	return broker, controller, nil
 }
 
 // startCluster starts this node's part in the cluster (after the group
@@ -84,10 +134,12 @@ func (s *Server) startCluster() {
 	}
 	bs := s.settings()
 	rl := s.raft
+	broker, _, _ := s.processRoles() // checked by openMeta
 	s.cluster = cluster.Start(cluster.Config{
 		Store:          s.meta,
 		Raft:           rl,
 		NodeID:         s.cfg.NodeID,
+		ControllerOnly: !broker,
 		Advertised:     s.advertisedHostPort,
 		SessionTimeout: time.Duration(bs.int64("broker.session.timeout.ms")) * time.Millisecond,
 		LagMax:         time.Duration(bs.int64("replica.lag.time.max.ms")) * time.Millisecond,
@@ -201,7 +253,10 @@ func (s *Server) createInternalTopic(it internalTopic) {
 			}
 		}
 		bs := s.settings()
-		want := min(int(bs.int64(it.rfConfig)), len(s.raft.Voters()))
+		// The brokers to wait for: every node the metadata log knows
+		// (voters and broker-only learners); a controller-only voter
+		// never registers, and then the wait below ends it.
+		want := min(int(bs.int64(it.rfConfig)), len(s.raft.Voters())+len(s.raft.Learners()))
 		if live == 0 || (live < want && time.Since(start) < 10*time.Second) {
 			continue
 		}
@@ -277,12 +332,38 @@ func (s *Server) advertisedHostPort() (string, int32) {
 	return "", 0
 }
 
-// controllerID is the cluster's controller: this broker on a single node.
+// controllerID is the controller clients are told of (Metadata,
+// DescribeCluster): this broker on a single node; in a cluster the
+// metadata quorum's leader when it is a broker. A controller-only leader
+// is not among the brokers clients know, and a client sends its admin
+// requests to the controller it is told of, so then, as Kafka's KRaft
+// brokers do, it is told of a live broker: this one if it is a broker,
+// else the first. Every broker takes admin requests (they are proposed
+// to the quorum from wherever they arrive).
 func (s *Server) controllerID() int32 {
 	if s.cluster == nil {
 		return s.cfg.NodeID
 	}
-	return s.cluster.ControllerID()
+	leader := s.cluster.ControllerID()
+	first := int32(-1)
+	for _, b := range s.meta.Brokers() {
+		if b.Fenced || b.Host == "" {
+			continue
+		}
+		if b.ID == leader {
+			return leader
+		}
+		if first < 0 {
+			first = b.ID
+		}
+		if b.ID == s.cfg.NodeID {
+			first = b.ID
+		}
+	}
+	if first < 0 {
+		return leader
+	}
+	return first
 }
 
 // closeCluster stops the node's cluster work before the storage closes.

@@ -28,7 +28,8 @@ type clusterNode struct {
 	id       int32
 	dir      string
 	addr     string // Kafka listener
-	ctrlAddr string
+	ctrlAddr string // "" for a broker-only node
+	roles    string // process.roles; "" for broker,controller
 	srv      *Server
 	done     chan error
 }
@@ -87,6 +88,9 @@ func (c *testCluster) start(i int) {
 	for k, v := range c.props {
 		props[k] = v
 	}
+	if nd.roles != "" {
+		props["process.roles"] = nd.roles
+	}
 	level := slog.LevelWarn
 	if os.Getenv("FERRY_TEST_LOG") != "" {
 		level = slog.LevelDebug
@@ -103,6 +107,9 @@ func (c *testCluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	for range 100 {
+		if nd.ctrlAddr == "" {
+			break
+		}
 		if cl, err = net.Listen("tcp", nd.ctrlAddr); err == nil {
 			break
 		}
@@ -112,7 +119,11 @@ func (c *testCluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", nd.id)
-	srv, err := New(Config{DataDir: nd.dir, NodeID: nd.id, AdvertisedAddr: nd.addr, Props: props, Logger: logger, controllerListener: cl})
+	cfg := Config{DataDir: nd.dir, NodeID: nd.id, AdvertisedAddr: nd.addr, Props: props, Logger: logger}
+	if cl != nil {
+		cfg.controllerListener = cl
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		ln.Close()
 		c.t.Fatal(err)

@@ -31,6 +31,9 @@
 // __share_group_state's partitions (ReadShareGroupState and
 // WriteShareGroupState through the same pool), and forwards share-group
 // heartbeats to the leader of the group's partition (shares_cluster.go).
+// process.roles picks the node's kind: broker and controller (a voter),
+// controller only (a voter never registered as a broker, left out of
+// Metadata) or broker only (a raft learner, not in the voters).
 //
 // What the handlers act on lives below: topics, partitions, configs,
 // producer ids and the metadata log in package meta; each partition's data

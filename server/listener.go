@@ -65,8 +65,66 @@ const defaultProtocolMap = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAI
 
 // ParseListeners reads listeners, advertised.listeners and
 // listener.security.protocol.map from broker configs. It returns nil when
-// listeners is not set.
+// listeners is not set. A listener named in controller.listener.names is
+// the controller listener of a cluster (ControllerListenerAddr), not a
+// Kafka listener, and is not returned.
 func ParseListeners(props map[string]string) ([]Listener, error) {
+	ls, err := parseListeners(props)
+	if err != nil {
+		return nil, err
+	}
+	ctrl := controllerListenerNames(props)
+	if len(ctrl) == 0 || ls == nil {
+		return ls, nil
+	}
+	out := []Listener{}
+	for _, l := range ls {
+		if !ctrl[l.Name] {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("listeners: every listener is a controller listener (controller.listener.names); a node needs a Kafka listener too")
+	}
+	return out, nil
+}
+
+// controllerListenerNames returns the names in controller.listener.names.
+func controllerListenerNames(props map[string]string) map[string]bool {
+	names := map[string]bool{}
+	for n := range strings.SplitSeq(props["controller.listener.names"], ",") {
+		if n = strings.ToUpper(strings.TrimSpace(n)); n != "" {
+			names[n] = true
+		}
+	}
+	return names
+}
+
+// ControllerListenerAddr returns the address of the first listener of
+// listeners named in controller.listener.names, Kafka's way of naming the
+// controller listener; "" if none is. It is plain TCP (PLAINTEXT in
+// listener.security.protocol.map, or absent from it).
+func ControllerListenerAddr(props map[string]string) (string, error) {
+	ctrl := controllerListenerNames(props)
+	if len(ctrl) == 0 {
+		return "", nil
+	}
+	ls, err := parseListeners(props)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range ls {
+		if ctrl[l.Name] {
+			if l.Protocol != ProtocolPlaintext {
+				return "", fmt.Errorf("listeners: controller listener %s is %s; the controller listener is plain TCP (PLAINTEXT)", l.Name, l.Protocol)
+			}
+			return l.Addr(), nil
+		}
+	}
+	return "", nil
+}
+
+func parseListeners(props map[string]string) ([]Listener, error) {
 	spec := strings.TrimSpace(props["listeners"])
 	if spec == "" {
 		if props["advertised.listeners"] != "" {
@@ -103,7 +161,10 @@ func ParseListeners(props map[string]string) ([]Listener, error) {
 			return nil, fmt.Errorf("listeners: %s is named twice", l.Name)
 		}
 		seen[l.Name] = true
-		if l.Protocol = protocols[l.Name]; l.Protocol == "" {
+		if l.Protocol = protocols[l.Name]; l.Protocol == "" && controllerListenerNames(props)[l.Name] {
+			l.Protocol = ProtocolPlaintext
+		}
+		if l.Protocol == "" {
 			return nil, fmt.Errorf("listeners: %s has no security protocol in listener.security.protocol.map", l.Name)
 		}
 	}

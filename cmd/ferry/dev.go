@@ -19,6 +19,8 @@ import (
 
 type devClusterOptions struct {
 	nodes        int
+	brokers      int
+	controllers  bool
 	dataDir      string
 	host         string
 	kafkaPort    int
@@ -31,7 +33,9 @@ type devClusterOptions struct {
 func devClusterFlags() (*flag.FlagSet, *devClusterOptions) {
 	o := &devClusterOptions{props: kvFlags{}}
 	fs := flag.NewFlagSet("dev cluster", flag.ContinueOnError)
-	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes")
+	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes of the metadata quorum (the voters), brokers too unless -controller-only")
+	fs.IntVar(&o.brokers, "brokers", 0, "number of broker-only nodes (process.roles=broker) besides -nodes; they take the ids after the voters'")
+	fs.BoolVar(&o.controllers, "controller-only", false, "the -nodes voters are controllers only (process.roles=controller), never brokers; needs -brokers")
 	fs.StringVar(&o.dataDir, "data-dir", "./data-cluster", "parent of the nodes' data directories (node-0, node-1, ...)")
 	fs.StringVar(&o.host, "host", "127.0.0.1", "address every node listens on")
 	fs.IntVar(&o.kafkaPort, "port", 9092, "Kafka port of node 0; node i listens on port+i")
@@ -42,9 +46,9 @@ func devClusterFlags() (*flag.FlagSet, *devClusterOptions) {
 	return fs, o
 }
 
-// runDevCluster starts -nodes `ferry serve` processes on one machine, each
-// with its own data directory and ports, forming one cluster, and stops
-// them on SIGINT or SIGTERM. Each node's log lines go to stderr prefixed
+// runDevCluster starts -nodes `ferry serve` processes on one machine (and
+// -brokers broker-only ones), each with its own data directory and ports,
+// forming one cluster, and stops them on SIGINT or SIGTERM. Each node's log lines go to stderr prefixed
 // with its id.
 func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := devClusterFlags()
@@ -58,14 +62,37 @@ func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if o.nodes < 1 || o.nodes > 100 {
 		return usageError("dev cluster: -nodes %d: want 1 to 100", o.nodes)
 	}
+	if o.brokers < 0 || o.brokers > 100 {
+		return usageError("dev cluster: -brokers %d: want 0 to 100", o.brokers)
+	}
+	if o.controllers && o.brokers == 0 {
+		return usageError("dev cluster: -controller-only needs -brokers: a cluster of controllers only has no broker")
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	total := o.nodes + o.brokers
 	var voters, seeds []string
-	for i := range o.nodes {
-		voters = append(voters, fmt.Sprintf("%d@%s:%d", i, o.host, o.ctrlPort+i))
+	for i := range total {
+		if i < o.nodes {
+			voters = append(voters, fmt.Sprintf("%d@%s:%d", i, o.host, o.ctrlPort+i))
+		}
 		seeds = append(seeds, fmt.Sprintf("%s:%d", o.host, o.kafkaPort+i))
+	}
+	// Clients bootstrap from the brokers.
+	brokerSeeds := seeds
+	if o.controllers {
+		brokerSeeds = seeds[o.nodes:]
+	}
+	roles := func(i int) string {
+		switch {
+		case i >= o.nodes:
+			return "broker"
+		case o.controllers:
+			return "controller"
+		}
+		return "broker,controller"
 	}
 	argsFor := func(i int) []string {
 		a := []string{"serve",
@@ -73,7 +100,7 @@ func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer)
 			"-listen", seeds[i],
 			"-data-dir", filepath.Join(o.dataDir, fmt.Sprintf("node-%d", i)),
 			"-c", "controller.quorum.voters=" + strings.Join(voters, ","),
-			"-c", "process.roles=broker,controller",
+			"-c", "process.roles=" + roles(i),
 			"-c", "group.initial.rebalance.delay.ms=0",
 		}
 		if o.adminPort > 0 {
@@ -91,7 +118,7 @@ func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, format+"\n", args...)
 	}
 	var wg sync.WaitGroup
-	for i := range o.nodes {
+	for i := range total {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -108,7 +135,7 @@ func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer)
 					say("node %d: %v", i, err)
 					return
 				}
-				say("node %d: pid %d, Kafka on %s, data in %s", i, cmd.Process.Pid, seeds[i], filepath.Join(o.dataDir, fmt.Sprintf("node-%d", i)))
+				say("node %d: pid %d, %s, Kafka on %s, data in %s", i, cmd.Process.Pid, roles(i), seeds[i], filepath.Join(o.dataDir, fmt.Sprintf("node-%d", i)))
 				copied := make(chan struct{})
 				go func() {
 					defer close(copied)
@@ -143,8 +170,8 @@ func runDevCluster(ctx context.Context, args []string, stdout, stderr io.Writer)
 			}
 		}()
 	}
-	say("cluster of %d nodes: bootstrap servers %s", o.nodes, strings.Join(seeds, ","))
-	say("try: FERRY_BROKERS=%s ferry cluster info", strings.Join(seeds, ","))
+	say("cluster of %d nodes: bootstrap servers %s", total, strings.Join(brokerSeeds, ","))
+	say("try: FERRY_BROKERS=%s ferry cluster info", strings.Join(brokerSeeds, ","))
 	wg.Wait()
 	return nil
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -193,3 +194,14 @@ func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool)
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestDevClusterRolesFlags: -controller-only needs broker-only nodes, and
+// -brokers is bounded; both are refused before anything starts.
+func TestDevClusterRolesFlags(t *testing.T) {
+	for _, args := range [][]string{{"-controller-only"}, {"-brokers", "-1"}, {"-brokers", "101"}} {
+		var out, errOut strings.Builder
+		if err := runDevCluster(context.Background(), append(args, "-data-dir", t.TempDir()), &out, &errOut); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
