@@ -174,18 +174,7 @@ func (c *Coordinator) Unload(p int32) {
 		}
 	}
 	c.mu.Unlock()
-	for _, sp := range sps {
-		g := c.findGroup(sp.key.group)
-		if g == nil {
-			continue
-		}
-		g.mu.Lock()
-		if g.sps[sp.key.tp] == sp {
-			c.dropSPLocked(g, sp)
-		}
-		c.maybeDropLocked(g)
-		g.mu.Unlock()
-	}
+	c.dropSPs(sps)
 	for _, g := range members {
 		g.mu.Lock()
 		g.stopTimersLocked()
@@ -203,6 +192,23 @@ func (c *Coordinator) Unload(p int32) {
 	part.liveMu.Unlock()
 	part.mu.Unlock()
 	c.log.Info("share coordinator partition unloaded", "partition", p, "groups", len(members), "share_partitions", len(sps))
+}
+
+// dropSPs drops the share-partitions sps from their groups (if they are
+// still theirs) without writing, and the groups left with nothing.
+func (c *Coordinator) dropSPs(sps []*sharePartition) {
+	for _, sp := range sps {
+		g := c.findGroup(sp.key.group)
+		if g == nil {
+			continue
+		}
+		g.mu.Lock()
+		if g.sps[sp.key.tp] == sp {
+			c.dropSPLocked(g, sp)
+		}
+		c.maybeDropLocked(g)
+		g.mu.Unlock()
+	}
 }
 
 // dropSPLocked forgets sp without writing anything: timers and dead

@@ -521,18 +521,7 @@ func (c *Coordinator) StopServing(tp TopicPartition) {
 		}
 	}
 	c.mu.Unlock()
-	for _, sp := range sps {
-		g := c.findGroup(sp.key.group)
-		if g == nil {
-			continue
-		}
-		g.mu.Lock()
-		if g.sps[sp.key.tp] == sp {
-			c.dropSPLocked(g, sp)
-		}
-		c.maybeDropLocked(g)
-		g.mu.Unlock()
-	}
+	c.dropSPs(sps)
 	if len(sps) > 0 {
 		c.log.Info("share-partitions no longer served", "topic_id", kafkaUUID(tp.TopicID), "partition", tp.Partition, "groups", len(sps))
 	}
