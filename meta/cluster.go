@@ -113,6 +113,19 @@ func (s *Store) RegisterBroker(host string, port int32) error {
 	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port}})
 }
 
+// UnregisterBroker removes broker id from the metadata, as Kafka's
+// UnregisterBroker does: it is no longer listed, placed on or fenced. Its
+// partitions keep it among their replicas (it may come back: a broker
+// that starts registers again); the controller takes it out of their
+// ISRs and leaderships as it does a fenced broker's. It returns
+// ErrBrokerNotRegistered if the broker is not registered.
+func (s *Store) UnregisterBroker(id int32) error {
+	if !slices.ContainsFunc(s.Brokers(), func(b Broker) bool { return b.ID == id }) {
+		return fmt.Errorf("%w: broker %d", ErrBrokerNotRegistered, id)
+	}
+	return s.log.Propose([]Record{{Type: TypeRemoveBroker, Broker: &id}})
+}
+
 // PartitionChange is a new state for one partition, proposed on the
 // condition that its partition epoch is still Expect.
 type PartitionChange struct {
@@ -140,7 +153,7 @@ func (s *Store) ChangeCluster(fences []Broker, cs []PartitionChange) error {
 	recs := make([]Record, 0, len(fences)+len(cs))
 	for _, b := range fences {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced, IfRegistered: true})
 	}
 	for _, c := range cs {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
@@ -182,7 +195,15 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 		if r.Broker == nil {
 			return true, nil
 		}
+		if _, ok := s.image.brokers[*r.Broker]; !ok && r.IfRegistered {
+			return true, nil // unregistered since the fencing was decided
+		}
 		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Fenced: r.Fenced}
+		return true, nil
+	case TypeRemoveBroker:
+		if r.Broker != nil {
+			delete(s.image.brokers, *r.Broker)
+		}
 		return true, nil
 	case TypePartitionChange:
 		id, err := ParseTopicID(r.TopicID)
