@@ -54,6 +54,37 @@ type Broker struct {
 	Fenced bool
 }
 
+// Controller is a registered controller-only node (process.roles=
+// controller): not a broker, so never listed to clients, but its Kafka
+// listener takes the requests only the quorum's leader can answer
+// (DescribeQuorum), which other nodes forward there. Kafka's
+// RegisterControllerRecord (KIP-919) has the same purpose.
+type Controller struct {
+	ID   int32
+	Host string
+	Port int32
+}
+
+// Controllers returns the registered controller-only nodes, by id.
+func (s *Store) Controllers() []Controller {
+	s.image.mu.RLock()
+	out := make([]Controller, 0, len(s.image.controllers))
+	for _, c := range s.image.controllers {
+		out = append(out, c)
+	}
+	s.image.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// RegisterController records this controller-only node and the address
+// of its Kafka listener. It registers each time it starts, and again if
+// its address changes.
+func (s *Store) RegisterController(host string, port int32) error {
+	id := s.cfg.NodeID
+	return s.log.Propose([]Record{{Type: TypeController, Controller: &id, Host: host, Port: port}})
+}
+
 // Replicated reports a node of a cluster (a replicated metadata log).
 func (s *Store) Replicated() bool { return s.cfg.Replicated }
 
@@ -205,6 +236,11 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 			delete(s.image.brokers, *r.Broker)
 		}
 		return true, nil
+	case TypeController:
+		if r.Controller != nil {
+			s.image.controllers[*r.Controller] = Controller{ID: *r.Controller, Host: r.Host, Port: r.Port}
+		}
+		return true, nil
 	case TypePartitionChange:
 		id, err := ParseTopicID(r.TopicID)
 		if err != nil {
@@ -267,6 +303,7 @@ func (s *Store) restoreLocked(recs []Record) {
 		}
 	}
 	s.image.brokers = map[int32]Broker{}
+	s.image.controllers = map[int32]Controller{}
 	s.sec.mu.Lock()
 	s.sec.init()
 	s.sec.mu.Unlock()
@@ -283,6 +320,10 @@ func (s *Store) snapshotRecords() []Record {
 	for _, b := range s.image.brokers {
 		id := b.ID
 		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+	}
+	for _, c := range s.image.controllers {
+		id := c.ID
+		recs = append(recs, Record{Type: TypeController, Controller: &id, Host: c.Host, Port: c.Port})
 	}
 	names := slices.Sorted(maps.Keys(s.image.byName))
 	for _, name := range names {

@@ -211,3 +211,24 @@ func TestUnregisterBroker(t *testing.T) {
 		t.Fatalf("brokers from the snapshot %+v, want %+v", got, s.Brokers())
 	}
 }
+
+// TestRegisterController: a controller-only node's Kafka listener is in
+// the image, not among the brokers, and survives a snapshot.
+func TestRegisterController(t *testing.T) {
+	l := &memLog{}
+	s := openCluster(t, 2, l)
+	if err := s.RegisterController("c2", 9002); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterController("c2b", 9012); err != nil {
+		t.Fatal(err)
+	}
+	want := []Controller{{ID: 2, Host: "c2b", Port: 9012}}
+	if got := s.Controllers(); !reflect.DeepEqual(got, want) || len(s.Brokers()) != 0 {
+		t.Fatalf("controllers %+v, brokers %+v", got, s.Brokers())
+	}
+	l2 := &memLog{entries: []Entry{{Snapshot: true, Records: l.snap()}}}
+	if got := openCluster(t, 2, l2).Controllers(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("controllers from the snapshot %+v, want %+v", got, want)
+	}
+}

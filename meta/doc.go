@@ -52,6 +52,7 @@
 //
 //	broker            {"v":1,"broker":id,"host":h,"port":p,"fenced":b,"if_registered":b}
 //	remove_broker     {"v":1,"broker":id}
+//	controller        {"v":1,"controller":id,"host":h,"port":p}
 //	topic, partitions + "assignments":[[replica,...],...]
 //	partition_change  {"v":1,"topic_id":hex,"partition":i,"leader":id,"leader_epoch":e,
 //	                   "partition_epoch":e,"isr":[...],"replicas":[...],

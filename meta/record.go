@@ -25,6 +25,7 @@ const (
 	// In a cluster (a replicated log) only:
 	TypeBroker          RecordType = "broker"           // a broker registered, or was fenced or unfenced
 	TypeRemoveBroker    RecordType = "remove_broker"    // a broker was unregistered (UnregisterBroker)
+	TypeController      RecordType = "controller"       // a controller-only node registered its Kafka listener
 	TypePartitionChange RecordType = "partition_change" // a partition's leader, ISR or replicas changed
 	TypeScram           RecordType = "scram"            // a user's SCRAM credential was set
 	TypeRemoveScram     RecordType = "remove_scram"     // a user's SCRAM credential was removed
@@ -77,7 +78,11 @@ type Record struct {
 	// Broker is the broker a record is about (broker, remove_broker,
 	// producer_ids).
 	Broker *int32 `json:"broker,omitempty"`
-	// Host and Port are its advertised Kafka listener (broker).
+	// Controller is the controller-only node a controller record is
+	// about.
+	Controller *int32 `json:"controller,omitempty"`
+	// Host and Port are its advertised Kafka listener (broker,
+	// controller).
 	Host string `json:"host,omitempty"`
 	Port int32  `json:"port,omitempty"`
 	// Fenced: the controller lost contact with it (broker).

@@ -28,12 +28,12 @@ import (
 //     Offsets are raft log indexes: the high watermark counts the
 //     committed entries.
 //   - Only the quorum's leader knows its members' logs. Another node
-//     forwards the request to the leader when the leader is a registered
-//     broker (Kafka's brokers forward to the active controller), and
-//     passes its answer back; it answers NOT_LEADER_OR_FOLLOWER when the
-//     leader is a controller only (its Kafka listener is in no metadata),
-//     when no leader is known or reachable, and when the request was
-//     forwarded already.
+//     forwards the request to the leader's Kafka listener (Kafka's brokers
+//     forward to the active controller), as registered in the metadata
+//     (a broker record, or a controller-only node's controller record),
+//     and passes its answer back; it answers NOT_LEADER_OR_FOLLOWER when
+//     no leader is known, when it cannot reach it, and when the request
+//     was forwarded already.
 //   - Another topic or partition answers UNKNOWN_TOPIC_OR_PARTITION.
 //   - It needs DESCRIBE on the cluster: CLUSTER_AUTHORIZATION_FAILED.
 //   - A single node has no metadata quorum (controller.quorum.voters is
@@ -132,13 +132,19 @@ func asksForMetadataLog(req *kmsg.DescribeQuorumRequest) bool {
 }
 
 // forwardToQuorumLeader sends req to the Kafka listener of the quorum's
-// leader, when it is a registered broker other than this one and req was
-// not forwarded already (the peer pool's client ID says so).
+// leader, when it is registered (as a broker or a controller), is not
+// this node, and req was not forwarded already (the peer pool's client
+// ID says so).
 func (s *Server) forwardToQuorumLeader(ctx context.Context, r *request, req *kmsg.DescribeQuorumRequest, leader int32) (kmsg.Response, bool) {
 	if leader < 0 || leader == s.cfg.NodeID || s.peers == nil || strings.HasPrefix(r.clientID, shareForwardPrefix) {
 		return nil, false
 	}
 	addr, ok := s.brokerAddr(leader)
+	for _, c := range s.meta.Controllers() {
+		if c.ID == leader && c.Host != "" {
+			addr, ok = net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), true
+		}
+	}
 	if !ok {
 		return nil, false
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -189,5 +190,53 @@ func TestClusterQuorum(t *testing.T) {
 	})
 	if p := describeQuorum(ctx, t, c, c.nodes[3], 1).Topics[0].Partitions[0]; !slices.Equal(replicaIDs(p.Observers), []int32{3}) {
 		t.Fatalf("observers %v after broker 3 returned", replicaIDs(p.Observers))
+	}
+}
+
+// TestClusterQuorumControllerOnly: the voters are controllers only, so
+// the quorum's leader is no broker; each registers its Kafka listener as
+// a controller (listed to no client), and DescribeQuorum, asked of the
+// broker or sent by a client to the controller it is told of (a broker),
+// is forwarded there.
+func TestClusterQuorumControllerOnly(t *testing.T) {
+	c := startRolesCluster(t, []string{"controller", "controller", "controller", "broker"}, nil)
+	ctx := testCtx(t)
+	for _, nd := range c.nodes {
+		waitCluster(t, "the broker and the controllers registered", 20*time.Second, func() bool {
+			var ctls []int32
+			for _, ct := range nd.srv.meta.Controllers() {
+				ctls = append(ctls, ct.ID)
+			}
+			return slices.Equal(brokerIDs(nd), []int32{3}) && slices.Equal(ctls, []int32{0, 1, 2})
+		})
+	}
+	for _, ct := range c.nodes[3].srv.meta.Controllers() {
+		if net.JoinHostPort(ct.Host, strconv.Itoa(int(ct.Port))) != c.nodes[ct.ID].addr {
+			t.Fatalf("controller %+v, its Kafka listener is %s", ct, c.nodes[ct.ID].addr)
+		}
+	}
+	check := func(who string, resp *kmsg.DescribeQuorumResponse) {
+		t.Helper()
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.LeaderID < 0 || p.LeaderID > 2 || !slices.Equal(replicaIDs(p.CurrentVoters), []int32{0, 1, 2}) || !slices.Equal(replicaIDs(p.Observers), []int32{3}) {
+			t.Fatalf("%s: %+v", who, p)
+		}
+	}
+	for _, nd := range c.nodes {
+		check(fmt.Sprint("node ", nd.id), describeQuorum(ctx, t, c, nd, 2))
+	}
+	// A client sends it to the controller it is told of: broker 3.
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = append(rt.Partitions, kmsg.NewDescribeQuorumRequestTopicPartition())
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, c.client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("a client", resp)
+	if got := brokerIDs(c.nodes[0]); !slices.Equal(got, []int32{3}) {
+		t.Fatalf("brokers %v: a controller registered as a broker", got)
 	}
 }
