@@ -151,6 +151,21 @@ func TestClusterQuorum(t *testing.T) {
 	if err := unregisterBroker(ctx, t, follower, 7); err != kerr.BrokerIDNotRegistered {
 		t.Fatalf("unregistering broker 7: %v", err)
 	}
+	// A broker that runs comes back at once, as in Kafka: it registers
+	// again, and the leader adds it back as a learner.
+	if err := unregisterBroker(ctx, t, follower, 3); err != nil {
+		t.Fatalf("unregistering running broker 3: %v", err)
+	}
+	for _, nd := range c.nodes {
+		waitCluster(t, "running broker 3 registered and a learner again", 20*time.Second, func() bool {
+			return slices.Equal(brokerIDs(nd), all) && slices.Equal(nd.srv.raft.Learners(), []int32{3})
+		})
+	}
+	if err := c.request(ctx, kmsgCreateWithAssignment("quorum-after", [][]int32{{3, 0}})); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "broker 3 applying the metadata again", 10*time.Second, func() bool { return c.nodes[3].srv.meta.Topic("quorum-after") != nil })
+
 	c.stop(3)
 	for _, nd := range c.nodes[:3] {
 		waitCluster(t, "broker 3 fenced", 10*time.Second, func() bool { return slices.Equal(brokerIDs(nd), []int32{0, 1, 2}) })
