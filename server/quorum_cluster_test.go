@@ -19,7 +19,7 @@ import (
 
 // describeQuorum sends DescribeQuorum at version v to node nd itself (not
 // to the controller, where a client sends admin requests).
-func describeQuorum(ctx context.Context, t *testing.T, c *testCluster, nd *clusterNode, v int16, opts ...kgo.Opt) *kmsg.DescribeQuorumResponse {
+func describeQuorum(ctx context.Context, t *testing.T, nd *clusterNode, v int16, opts ...kgo.Opt) *kmsg.DescribeQuorumResponse {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nd.addr)}, opts...)...)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestClusterQuorum(t *testing.T) {
 	for _, nd := range c.nodes {
 		var p kmsg.DescribeQuorumResponseTopicPartition
 		waitCluster(t, "every member's log at the high watermark", 10*time.Second, func() bool {
-			resp := describeQuorum(ctx, t, c, nd, 2)
+			resp := describeQuorum(ctx, t, nd, 2)
 			p = resp.Topics[0].Partitions[0]
 			if p.ErrorCode != 0 || len(resp.Nodes) != 3 {
 				t.Fatalf("node %d: %+v", nd.id, resp)
@@ -129,7 +129,7 @@ func TestClusterQuorum(t *testing.T) {
 		}
 	}
 	// The voters' controller endpoints (v2), and the older versions.
-	resp := describeQuorum(ctx, t, c, c.nodes[3], 2)
+	resp := describeQuorum(ctx, t, c.nodes[3], 2)
 	for i, n := range resp.Nodes {
 		_, port, _ := net.SplitHostPort(c.nodes[i].ctrlAddr)
 		if n.NodeID != int32(i) || len(n.Listeners) != 1 || n.Listeners[0].Name != "CONTROLLER" || strconv.Itoa(int(n.Listeners[0].Port)) != port {
@@ -137,14 +137,14 @@ func TestClusterQuorum(t *testing.T) {
 		}
 	}
 	for v := range int16(2) {
-		if p := describeQuorum(ctx, t, c, c.nodes[1], v).Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.CurrentVoters) != 3 {
+		if p := describeQuorum(ctx, t, c.nodes[1], v).Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.CurrentVoters) != 3 {
 			t.Fatalf("v%d: %+v", v, p)
 		}
 	}
 	// A request forwarded already is not forwarded again.
 	leader := c.nodes[0].srv.raft.LeaderID()
 	follower := c.nodes[(leader+1)%3]
-	if p := describeQuorum(ctx, t, c, follower, 2, kgo.ClientID(shareForwardPrefix+"test")).Topics[0].Partitions[0]; p.ErrorCode != kerr.NotLeaderForPartition.Code || p.LeaderID != leader {
+	if p := describeQuorum(ctx, t, follower, 2, kgo.ClientID(shareForwardPrefix+"test")).Topics[0].Partitions[0]; p.ErrorCode != kerr.NotLeaderForPartition.Code || p.LeaderID != leader {
 		t.Fatalf("forwarded request to follower %d: %+v", follower.id, p)
 	}
 
@@ -177,7 +177,7 @@ func TestClusterQuorum(t *testing.T) {
 		waitCluster(t, "broker 3 gone from the metadata and the learners", 10*time.Second, func() bool {
 			return len(nd.srv.raft.Learners()) == 0 && !slices.ContainsFunc(nd.srv.meta.Brokers(), func(b meta.Broker) bool { return b.ID == 3 })
 		})
-		if p := describeQuorum(ctx, t, c, nd, 2).Topics[0].Partitions[0]; len(p.Observers) != 0 {
+		if p := describeQuorum(ctx, t, nd, 2).Topics[0].Partitions[0]; len(p.Observers) != 0 {
 			t.Fatalf("node %d: observers %v after unregistering", nd.id, replicaIDs(p.Observers))
 		}
 	}
@@ -203,7 +203,7 @@ func TestClusterQuorum(t *testing.T) {
 	waitCluster(t, "broker 3 back in the ISR", 20*time.Second, func() bool {
 		return slices.Equal(c.nodes[0].srv.meta.Topic("quorum").State(0).ISR, []int32{0, 3})
 	})
-	if p := describeQuorum(ctx, t, c, c.nodes[3], 1).Topics[0].Partitions[0]; !slices.Equal(replicaIDs(p.Observers), []int32{3}) {
+	if p := describeQuorum(ctx, t, c.nodes[3], 1).Topics[0].Partitions[0]; !slices.Equal(replicaIDs(p.Observers), []int32{3}) {
 		t.Fatalf("observers %v after broker 3 returned", replicaIDs(p.Observers))
 	}
 }
@@ -238,7 +238,7 @@ func TestClusterQuorumControllerOnly(t *testing.T) {
 		}
 	}
 	for _, nd := range c.nodes {
-		check(fmt.Sprint("node ", nd.id), describeQuorum(ctx, t, c, nd, 2))
+		check(fmt.Sprint("node ", nd.id), describeQuorum(ctx, t, nd, 2))
 	}
 	// A client sends it to the controller it is told of: broker 3.
 	req := kmsg.NewPtrDescribeQuorumRequest()
