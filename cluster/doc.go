@@ -16,11 +16,13 @@
 //
 //   - registration: the broker records itself and its advertised
 //     address in the metadata once its raft node has caught up, and again
-//     whenever the metadata does not show it so (a restart). A
-//     controller-only node (process.roles=controller, Config.ControllerOnly)
-//     never registers: no replica is placed on it and clients are not
-//     told of it; it votes, and acts as the controller while it leads the
-//     quorum. A broker-only node (process.roles=broker) is a broker whose
+//     whenever the metadata does not show it so (a restart, an
+//     UnregisterBroker). A controller-only node (process.roles=controller,
+//     Config.ControllerOnly) never registers as a broker: no replica is
+//     placed on it and clients are not told of it; it votes, acts as the
+//     controller while it leads the quorum, and registers its Kafka
+//     listener as a controller (meta.Controller), where other nodes
+//     forward what only the quorum's leader answers (DescribeQuorum). A broker-only node (process.roles=broker) is a broker whose
 //     raft node is a learner (package raftlog): all of this applies to it
 //     but the controller's part, as it never leads the quorum.
 //   - reconcile: on every metadata change (and twice a second) it opens

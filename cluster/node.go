@@ -133,11 +133,8 @@ func Start(cfg Config) *Node {
 	n.mu.leading = map[partKey]int32{}
 	n.mu.expanding = map[partKey][]int32{}
 	n.mu.passed = make(chan struct{})
-	n.wg.Add(2)
-	if !cfg.ControllerOnly {
-		n.wg.Add(1)
-		go n.registerLoop()
-	}
+	n.wg.Add(3)
+	go n.registerLoop()
 	go n.reconcileLoop()
 	go n.controllerLoop()
 	return n
@@ -178,32 +175,40 @@ func (n *Node) IsBroker() bool { return !n.cfg.ControllerOnly }
 // leader), -1 while there is none.
 func (n *Node) ControllerID() int32 { return n.cfg.Raft.LeaderID() }
 
-// registerLoop registers this broker, and again whenever the metadata
-// does not show it registered with its current address (a restart, a
-// new address).
+// registerLoop registers this broker (a controller-only node: its Kafka
+// listener, as a controller), and again whenever the metadata does not
+// show it registered with its current address (a restart, a new address,
+// an UnregisterBroker).
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
+	what, register := "broker", n.cfg.Store.RegisterBroker
+	if n.cfg.ControllerOnly {
+		what, register = "controller", n.cfg.Store.RegisterController
+	}
 	for {
 		host, port := n.cfg.Advertised()
-		if host != "" && n.cfg.Raft.CaughtUp() {
-			registered := false
-			for _, b := range n.cfg.Store.Brokers() {
-				if b.ID == n.cfg.NodeID && b.Host == host && b.Port == port {
-					registered = true
-				}
-			}
-			if !registered {
-				if err := n.cfg.Store.RegisterBroker(host, port); err != nil {
-					n.logger.Warn("broker registration failed; retrying", "err", err)
-				} else {
-					n.logger.Info("broker registered", "host", host, "port", port)
-				}
+		if host != "" && n.cfg.Raft.CaughtUp() && !n.registered(host, port) {
+			if err := register(host, port); err != nil {
+				n.logger.Warn(what+" registration failed; retrying", "err", err)
+			} else {
+				n.logger.Info(what+" registered", "host", host, "port", port)
 			}
 		}
 		if !n.sleep(200 * time.Millisecond) {
 			return
 		}
 	}
+}
+
+// registered reports whether the metadata shows this node registered at
+// host:port: as a broker, or, controller-only, as a controller.
+func (n *Node) registered(host string, port int32) bool {
+	if n.cfg.ControllerOnly {
+		return slices.Contains(n.cfg.Store.Controllers(), meta.Controller{ID: n.cfg.NodeID, Host: host, Port: port})
+	}
+	return slices.ContainsFunc(n.cfg.Store.Brokers(), func(b meta.Broker) bool {
+		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port
+	})
 }
 
 // reconcileLoop makes the local replicas follow the metadata: on every

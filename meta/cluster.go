@@ -54,6 +54,37 @@ type Broker struct {
 	Fenced bool
 }
 
+// Controller is a registered controller-only node (process.roles=
+// controller): not a broker, so never listed to clients, but its Kafka
+// listener takes the requests only the quorum's leader can answer
+// (DescribeQuorum), which other nodes forward there. Kafka's
+// RegisterControllerRecord (KIP-919) has the same purpose.
+type Controller struct {
+	ID   int32
+	Host string
+	Port int32
+}
+
+// Controllers returns the registered controller-only nodes, by id.
+func (s *Store) Controllers() []Controller {
+	s.image.mu.RLock()
+	out := make([]Controller, 0, len(s.image.controllers))
+	for _, c := range s.image.controllers {
+		out = append(out, c)
+	}
+	s.image.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// RegisterController records this controller-only node and the address
+// of its Kafka listener. It registers each time it starts, and again if
+// its address changes.
+func (s *Store) RegisterController(host string, port int32) error {
+	id := s.cfg.NodeID
+	return s.log.Propose([]Record{{Type: TypeController, Controller: &id, Host: host, Port: port}})
+}
+
 // Replicated reports a node of a cluster (a replicated metadata log).
 func (s *Store) Replicated() bool { return s.cfg.Replicated }
 
@@ -113,6 +144,19 @@ func (s *Store) RegisterBroker(host string, port int32) error {
 	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port}})
 }
 
+// UnregisterBroker removes broker id from the metadata, as Kafka's
+// UnregisterBroker does: it is no longer listed, placed on or fenced. Its
+// partitions keep it among their replicas (it may come back: a broker
+// that starts registers again); the controller takes it out of their
+// ISRs and leaderships as it does a fenced broker's. It returns
+// ErrBrokerNotRegistered if the broker is not registered.
+func (s *Store) UnregisterBroker(id int32) error {
+	if !slices.ContainsFunc(s.Brokers(), func(b Broker) bool { return b.ID == id }) {
+		return fmt.Errorf("%w: broker %d", ErrBrokerNotRegistered, id)
+	}
+	return s.log.Propose([]Record{{Type: TypeRemoveBroker, Broker: &id}})
+}
+
 // PartitionChange is a new state for one partition, proposed on the
 // condition that its partition epoch is still Expect.
 type PartitionChange struct {
@@ -140,7 +184,7 @@ func (s *Store) ChangeCluster(fences []Broker, cs []PartitionChange) error {
 	recs := make([]Record, 0, len(fences)+len(cs))
 	for _, b := range fences {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced, IfRegistered: true})
 	}
 	for _, c := range cs {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
@@ -182,7 +226,20 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 		if r.Broker == nil {
 			return true, nil
 		}
+		if _, ok := s.image.brokers[*r.Broker]; !ok && r.IfRegistered {
+			return true, nil // unregistered since the fencing was decided
+		}
 		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Fenced: r.Fenced}
+		return true, nil
+	case TypeRemoveBroker:
+		if r.Broker != nil {
+			delete(s.image.brokers, *r.Broker)
+		}
+		return true, nil
+	case TypeController:
+		if r.Controller != nil {
+			s.image.controllers[*r.Controller] = Controller{ID: *r.Controller, Host: r.Host, Port: r.Port}
+		}
 		return true, nil
 	case TypePartitionChange:
 		id, err := ParseTopicID(r.TopicID)
@@ -246,6 +303,7 @@ func (s *Store) restoreLocked(recs []Record) {
 		}
 	}
 	s.image.brokers = map[int32]Broker{}
+	s.image.controllers = map[int32]Controller{}
 	s.sec.mu.Lock()
 	s.sec.init()
 	s.sec.mu.Unlock()
@@ -262,6 +320,10 @@ func (s *Store) snapshotRecords() []Record {
 	for _, b := range s.image.brokers {
 		id := b.ID
 		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+	}
+	for _, c := range s.image.controllers {
+		id := c.ID
+		recs = append(recs, Record{Type: TypeController, Controller: &id, Host: c.Host, Port: c.Port})
 	}
 	names := slices.Sorted(maps.Keys(s.image.byName))
 	for _, name := range names {

@@ -161,3 +161,74 @@ func TestClusterImage(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestUnregisterBroker: an unregistered broker leaves the image, a
+// fencing decided before the removal and committed after it does not
+// bring it back, unregistering it again is BROKER_ID_NOT_REGISTERED, and
+// it registers again as any broker does.
+func TestUnregisterBroker(t *testing.T) {
+	l := &memLog{}
+	s := openCluster(t, 0, l)
+	for id := range int32(2) {
+		b := id
+		if err := l.Propose([]Record{{Type: TypeBroker, Broker: &b, Host: "h", Port: 9000 + id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func() []int32 {
+		var out []int32
+		for _, b := range s.Brokers() {
+			out = append(out, b.ID)
+		}
+		return out
+	}
+	if err := s.UnregisterBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); !reflect.DeepEqual(got, []int32{0}) {
+		t.Fatalf("brokers after unregistering 1: %v", got)
+	}
+	// The controller fenced broker 1 from an older image.
+	if err := s.ChangeCluster([]Broker{{ID: 1, Host: "h", Port: 9001, Fenced: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); !reflect.DeepEqual(got, []int32{0}) {
+		t.Fatalf("a fencing brought broker 1 back: %v", got)
+	}
+	if err := s.UnregisterBroker(1); !errors.Is(err, ErrBrokerNotRegistered) {
+		t.Fatalf("unregistering twice: %v", err)
+	}
+	b := int32(1)
+	if err := l.Propose([]Record{{Type: TypeBroker, Broker: &b, Host: "h2", Port: 9001}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Brokers(); len(got) != 2 || got[1] != (Broker{ID: 1, Host: "h2", Port: 9001}) {
+		t.Fatalf("brokers after 1 registered again: %+v", got)
+	}
+	// A snapshot taken now rebuilds the same brokers.
+	l2 := &memLog{entries: []Entry{{Snapshot: true, Records: l.snap()}}}
+	if got := openCluster(t, 0, l2).Brokers(); !reflect.DeepEqual(got, s.Brokers()) {
+		t.Fatalf("brokers from the snapshot %+v, want %+v", got, s.Brokers())
+	}
+}
+
+// TestRegisterController: a controller-only node's Kafka listener is in
+// the image, not among the brokers, and survives a snapshot.
+func TestRegisterController(t *testing.T) {
+	l := &memLog{}
+	s := openCluster(t, 2, l)
+	if err := s.RegisterController("c2", 9002); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterController("c2b", 9012); err != nil {
+		t.Fatal(err)
+	}
+	want := []Controller{{ID: 2, Host: "c2b", Port: 9012}}
+	if got := s.Controllers(); !reflect.DeepEqual(got, want) || len(s.Brokers()) != 0 {
+		t.Fatalf("controllers %+v, brokers %+v", got, s.Brokers())
+	}
+	l2 := &memLog{entries: []Entry{{Snapshot: true, Records: l.snap()}}}
+	if got := openCluster(t, 2, l2).Controllers(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("controllers from the snapshot %+v, want %+v", got, want)
+	}
+}

@@ -50,7 +50,9 @@
 //
 // A cluster adds (see cluster.go; docs/cluster.md):
 //
-//	broker            {"v":1,"broker":id,"host":h,"port":p,"fenced":b}
+//	broker            {"v":1,"broker":id,"host":h,"port":p,"fenced":b,"if_registered":b}
+//	remove_broker     {"v":1,"broker":id}
+//	controller        {"v":1,"controller":id,"host":h,"port":p}
 //	topic, partitions + "assignments":[[replica,...],...]
 //	partition_change  {"v":1,"topic_id":hex,"partition":i,"leader":id,"leader_epoch":e,
 //	                   "partition_epoch":e,"isr":[...],"replicas":[...],
@@ -60,7 +62,10 @@
 //
 // A partition_change carries the partition's whole new state and applies
 // only while the partition epoch is still the one it expects, so two
-// changes computed from one state never both apply. In a cluster a topic
+// changes computed from one state never both apply. A broker record with
+// if_registered (the controller's fencing) changes a registered broker
+// only: one unregistered (remove_broker) after the fencing was decided
+// stays gone. In a cluster a topic
 // record whose name is taken is skipped (the first creation wins); a node
 // opens only the partitions it holds a replica of, from Reconcile, after
 // the record commits.

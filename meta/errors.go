@@ -44,6 +44,9 @@ var (
 	// has not opened it yet (NOT_LEADER_OR_FOLLOWER: the client asks
 	// Metadata again).
 	ErrNotReplica = errors.New("meta: not a replica of the partition on this broker")
+	// ErrBrokerNotRegistered: no broker of that id is registered
+	// (BROKER_ID_NOT_REGISTERED).
+	ErrBrokerNotRegistered = errors.New("meta: broker not registered")
 	// ErrNoReassignment: a cancelled reassignment is not in progress
 	// (NO_REASSIGNMENT_IN_PROGRESS).
 	ErrNoReassignment = errors.New("meta: no reassignment in progress")

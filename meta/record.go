@@ -24,6 +24,8 @@ const (
 	TypeProducerIDs RecordType = "producer_ids" // a block of producer ids was reserved
 	// In a cluster (a replicated log) only:
 	TypeBroker          RecordType = "broker"           // a broker registered, or was fenced or unfenced
+	TypeRemoveBroker    RecordType = "remove_broker"    // a broker was unregistered (UnregisterBroker)
+	TypeController      RecordType = "controller"       // a controller-only node registered its Kafka listener
 	TypePartitionChange RecordType = "partition_change" // a partition's leader, ISR or replicas changed
 	TypeScram           RecordType = "scram"            // a user's SCRAM credential was set
 	TypeRemoveScram     RecordType = "remove_scram"     // a user's SCRAM credential was removed
@@ -73,13 +75,22 @@ type Record struct {
 	// (producer_ids): it starts where the previous block ended.
 	Block int64 `json:"block,omitempty"`
 
-	// Broker is the broker a record is about (broker, producer_ids).
+	// Broker is the broker a record is about (broker, remove_broker,
+	// producer_ids).
 	Broker *int32 `json:"broker,omitempty"`
-	// Host and Port are its advertised Kafka listener (broker).
+	// Controller is the controller-only node a controller record is
+	// about.
+	Controller *int32 `json:"controller,omitempty"`
+	// Host and Port are its advertised Kafka listener (broker,
+	// controller).
 	Host string `json:"host,omitempty"`
 	Port int32  `json:"port,omitempty"`
 	// Fenced: the controller lost contact with it (broker).
 	Fenced bool `json:"fenced,omitempty"`
+	// IfRegistered makes a broker record a change of its fencing only:
+	// it applies to a broker still registered and does not register one
+	// that was unregistered meanwhile (the controller's fencing).
+	IfRegistered bool `json:"if_registered,omitempty"`
 
 	// Partition is the partition a partition_change is about; the fields
 	// after it are its new state, whole.

@@ -84,6 +84,9 @@ type Store struct {
 		pendingParts map[[16]byte][]slot
 		// brokers are the registered brokers (a cluster).
 		brokers map[int32]Broker
+		// controllers are the registered controller-only nodes, at
+		// their Kafka listeners (a cluster).
+		controllers map[int32]Controller
 		// pidBlocks is where each broker's last block of producer ids
 		// starts (a cluster).
 		pidBlocks map[int32]int64
@@ -215,6 +218,7 @@ func newStore(cfg Config, static map[string]string) *Store {
 	s.image.pending = map[[16]byte]*Topic{}
 	s.image.pendingParts = map[[16]byte][]slot{}
 	s.image.brokers = map[int32]Broker{}
+	s.image.controllers = map[int32]Controller{}
 	s.image.pidBlocks = map[int32]int64{}
 	s.settings.Store(&Settings{static: static, dynamic: map[string]string{}})
 	s.sec.init()

@@ -29,8 +29,18 @@
 // does not bootstrap: it starts empty and gets the log, configuration
 // changes included, or that snapshot from the leader. Learners stay
 // members when they go away (the leader's messages to them are dropped
-// until they return); the voters never change once the cluster started
-// (a different voter list is a different cluster id, refused).
+// until they return), until RemoveLearner takes one out (a ConfChange
+// RemoveNode, proposed from any node until applied; UnregisterBroker);
+// one that connects again afterwards is added again. The voters never
+// change once the cluster started (a different voter list is a different
+// cluster id, refused).
+//
+// # Describing the quorum
+//
+// Quorum, on the leader, gives each voter's and learner's log end (raft's
+// match index), when the leader last heard from it, and when its log last
+// reached the leader's end (noted at each tick); other nodes return
+// ErrNotLeader (DescribeQuorum forwards to the leader).
 //
 // # Entries
 //
@@ -88,7 +98,8 @@
 //
 // One goroutine (run) owns the raw node, the storage and the WAL; apply
 // is called from it, in log order. Propose, LeaderID, LastContact,
-// CaughtUp and Learners are safe from any goroutine. Close stops the
+// CaughtUp, Learners, Quorum and RemoveLearner are safe from any
+// goroutine (Quorum and RemoveLearner hand their work to run). Close stops the
 // goroutine and the transport and waits for them.
 //
 // # Usage

@@ -145,6 +145,8 @@ type Log struct {
 	recvc    chan *pb.Message
 	propc    chan proposal
 	reportc  chan report
+	quorumc  chan quorumAsk
+	confc    chan confAsk
 	quit     chan struct{}
 	done     chan struct{}
 	started  atomic.Bool
@@ -162,6 +164,10 @@ type Log struct {
 	learnerAsked map[uint64]time.Time
 	// learnerIDs are the learners of the last configuration applied.
 	learnerIDs atomic.Pointer[[]int32]
+	// caughtUp is, on the leader, when each member's log last reached
+	// the leader's end (seen at a tick); owned by the node's goroutine,
+	// emptied when the leader changes.
+	caughtUp map[uint64]time.Time
 
 	// Owned by the node's goroutine.
 	apply      func(meta.Entry) error
@@ -244,11 +250,14 @@ func Open(cfg Config) (*Log, error) {
 		recvc:    make(chan *pb.Message, 4096),
 		propc:    make(chan proposal, 256),
 		reportc:  make(chan report, 256),
+		quorumc:  make(chan quorumAsk),
+		confc:    make(chan confAsk),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		replayed: make(chan struct{}),
 
 		learnerAsked: map[uint64]time.Time{},
+		caughtUp:     map[uint64]time.Time{},
 	}
 	l.waiters.m = map[uint64]chan error{}
 	ln := cfg.Listener
@@ -633,10 +642,16 @@ func (l *Log) run() {
 		case <-ticker.C:
 			l.rn.Tick()
 			l.maybeAddLearners()
+			l.trackCaughtUp()
 		case m := <-l.recvc:
 			l.rn.Step(m)
 		case p := <-l.propc:
 			p.errc <- l.rn.Propose(p.data)
+		case a := <-l.confc:
+			a.errc <- l.rn.ProposeConfChange(a.cc)
+		case a := <-l.quorumc:
+			q, err := l.quorum()
+			a.reply <- quorumReply{q, err}
 		case r := <-l.reportc:
 			if r.snap {
 				st := raft.SnapshotFinish
@@ -666,6 +681,7 @@ func (l *Log) handleReady(rd raft.Ready) error {
 		if old != rd.SoftState.Lead {
 			l.readIdx.Store(0) // what this node holds is in doubt again
 			l.readAsked = time.Time{}
+			clear(l.caughtUp)
 			l.logger.Info("metadata quorum leader", "controller", int64(rd.SoftState.Lead)-1, "state", rd.SoftState.RaftState.String())
 		}
 	}
@@ -762,6 +778,9 @@ func (l *Log) applyEntry(e *pb.Entry) error {
 		if cc.GetType() == pb.ConfChangeType_ConfChangeAddLearnerNode && !l.isMember(cc.GetNodeId()) {
 			l.logger.Info("broker-only node joined the metadata log as a learner", "node", int64(cc.GetNodeId())-1)
 			l.snapNow = true
+		}
+		if cc.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && l.isMember(cc.GetNodeId()) {
+			l.logger.Info("node removed from the metadata log", "node", int64(cc.GetNodeId())-1)
 		}
 		l.setConfState(l.rn.ApplyConfChange(&cc))
 	case pb.EntryType_EntryConfChangeV2:

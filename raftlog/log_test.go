@@ -418,3 +418,83 @@ func TestTransportHello(t *testing.T) {
 	good.Close()
 	waitFor(t, "the learner detached", func() bool { return len(tr.learners()) == 0 })
 }
+
+// TestQuorumAndRemoveLearner: the leader describes the quorum (its
+// voters and learners, how far their logs go, when it heard from them);
+// the other nodes say they cannot. A learner that stopped is removed from
+// the configuration through a follower (raft forwards the change), every
+// node sees it gone, and, started again, it joins again and catches up.
+func TestQuorumAndRemoveLearner(t *testing.T) {
+	c := newLearnerCluster(t, 3, 1)
+	waitFor(t, "every node lists the learner", func() bool {
+		for _, l := range c.logs {
+			if !slices.Equal(l.Learners(), []int32{3}) {
+				return false
+			}
+		}
+		return c.logs[3].CaughtUp()
+	})
+	for i := range 5 {
+		if err := c.logs[i%4].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("t", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	lead := c.logs[0].LeaderID()
+	leader := c.logs[lead]
+	var q Quorum
+	waitFor(t, "every member's log at the leader's end", func() bool {
+		var err error
+		if q, err = leader.Quorum(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range append(slices.Clone(q.Voters), q.Learners...) {
+			if m.LogEnd != q.HighWatermark || m.CaughtUp.IsZero() || time.Since(m.LastContact) > time.Second {
+				return false
+			}
+		}
+		return true
+	})
+	ids := func(ms []Member) []int32 {
+		var out []int32
+		for _, m := range ms {
+			out = append(out, m.NodeID)
+		}
+		return out
+	}
+	if q.Leader != lead || q.Epoch == 0 || q.HighWatermark < 5 || !slices.Equal(ids(q.Voters), []int32{0, 1, 2}) || !slices.Equal(ids(q.Learners), []int32{3}) {
+		t.Fatalf("quorum %+v; leader %d", q, lead)
+	}
+	follower := c.logs[(lead+1)%3]
+	if fq, err := follower.Quorum(ctx); !errors.Is(err, ErrNotLeader) || fq.Leader != lead {
+		t.Fatalf("a follower's quorum: %+v, %v", fq, err)
+	}
+	if err := follower.RemoveLearner(ctx, lead); !errors.Is(err, ErrVoter) {
+		t.Fatalf("removing voter %d: %v", lead, err)
+	}
+
+	c.stop(3)
+	if err := follower.RemoveLearner(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		waitFor(t, "the learner removed everywhere", func() bool { return len(c.logs[i].Learners()) == 0 })
+	}
+	if q, err := leader.Quorum(ctx); err != nil || len(q.Learners) != 0 {
+		t.Fatalf("quorum after the removal: %+v, %v", q, err)
+	}
+	if err := follower.RemoveLearner(ctx, 3); err != nil {
+		t.Fatalf("removing it again: %v", err)
+	}
+	for i := range 10 {
+		if err := c.logs[i%3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("u", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Back, it asks to join again by connecting, and catches up.
+	c.start(3, nil)
+	for i := range 4 {
+		waitFor(t, "the learner back everywhere", func() bool { return slices.Equal(c.logs[i].Learners(), []int32{3}) })
+	}
+	waitFor(t, "the returned learner caught up", func() bool { return c.logs[3].CaughtUp() && c.ms[3].len() == 15 })
+}

@@ -311,6 +311,19 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			r.Deletions = append(r.Deletions, d)
 			return r
 		},
+		55: func() kmsg.Request {
+			r := kmsg.NewPtrDescribeQuorumRequest()
+			rt := kmsg.NewDescribeQuorumRequestTopic()
+			rt.Topic = "__cluster_metadata"
+			rt.Partitions = append(rt.Partitions, kmsg.NewDescribeQuorumRequestTopicPartition())
+			r.Topics = append(r.Topics, rt)
+			return r
+		},
+		64: func() kmsg.Request {
+			r := kmsg.NewPtrUnregisterBrokerRequest()
+			r.BrokerID = 1
+			return r
+		},
 		61: func() kmsg.Request {
 			r := kmsg.NewPtrDescribeProducersRequest()
 			dt := kmsg.NewDescribeProducersRequestTopic()

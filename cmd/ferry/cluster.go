@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -99,4 +103,164 @@ func apiName(key int16) string {
 		return n
 	}
 	return "unknown"
+}
+
+// ---- cluster quorum ----
+
+func clusterQuorumFlags() (*flag.FlagSet, *clientFlags) { return clientFlagSet("cluster quorum") }
+
+// quorumMember is one voter or observer of the metadata quorum, as
+// `kafka-metadata-quorum describe --replication` shows it.
+type quorumMember struct {
+	NodeID int32 `json:"node_id"`
+	// Role is Leader, Follower (a voter) or Observer (a broker-only
+	// node, a raft learner).
+	Role         string `json:"role"`
+	LogEndOffset int64  `json:"log_end_offset"`
+	// Lag is how many entries its log is behind the leader's.
+	Lag int64 `json:"lag"`
+	// LastFetchMs and LastCaughtUpMs are the leader's Unix milliseconds
+	// of its last contact with the member and of the last time its log
+	// reached the leader's end; -1 unknown.
+	LastFetchMs    int64 `json:"last_fetch_ms"`
+	LastCaughtUpMs int64 `json:"last_caught_up_ms"`
+}
+
+// quorumStatus is the metadata quorum, as `kafka-metadata-quorum describe
+// --status` shows it, with its members.
+type quorumStatus struct {
+	LeaderID      int32 `json:"leader_id"`
+	LeaderEpoch   int32 `json:"leader_epoch"`
+	HighWatermark int64 `json:"high_watermark"`
+	// MaxFollowerLag is the largest lag of a voter; MaxFollowerLagMs how
+	// long ago that voter was last caught up, by the leader's clock.
+	MaxFollowerLag   int64          `json:"max_follower_lag"`
+	MaxFollowerLagMs int64          `json:"max_follower_lag_ms"`
+	Members          []quorumMember `json:"members"`
+}
+
+func runClusterQuorum(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cf := clusterQuorumFlags()
+	_, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = append(rt.Partitions, kmsg.NewDescribeQuorumRequestTopicPartition())
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(rctx, c.cl)
+	if err != nil {
+		return c.fail("cluster quorum", err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return c.fail("cluster quorum", withMessage(err, deref(resp.ErrorMessage)))
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return c.fail("cluster quorum", errors.New("the answer does not describe the metadata log"))
+	}
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		return c.fail("cluster quorum", withMessage(err, deref(p.ErrorMessage)))
+	}
+	st := describeQuorumStatus(p)
+	if cf.json() {
+		return writeJSON(stdout, st)
+	}
+	fmt.Fprintf(stdout, "LEADER %d  EPOCH %d  HIGH-WATERMARK %d  MAX-FOLLOWER-LAG %d  MAX-FOLLOWER-LAG-MS %d\n\n",
+		st.LeaderID, st.LeaderEpoch, st.HighWatermark, st.MaxFollowerLag, st.MaxFollowerLagMs)
+	now := time.Now().UnixMilli()
+	ago := func(ms int64) string {
+		if ms < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%d ms ago", max(now-ms, 0))
+	}
+	return writeTable(stdout, []string{"NODE", "ROLE", "LOG-END-OFFSET", "LAG", "LAST-FETCH", "LAST-CAUGHT-UP"}, st.Members, func(m quorumMember) []any {
+		return []any{m.NodeID, m.Role, m.LogEndOffset, m.Lag, ago(m.LastFetchMs), ago(m.LastCaughtUpMs)}
+	})
+}
+
+// describeQuorumStatus turns DescribeQuorum's answer into what `ferry
+// cluster quorum` prints: the leader first, then the other voters, then
+// the observers.
+func describeQuorumStatus(p kmsg.DescribeQuorumResponseTopicPartition) quorumStatus {
+	st := quorumStatus{LeaderID: p.LeaderID, LeaderEpoch: p.LeaderEpoch, HighWatermark: p.HighWatermark}
+	leaderEnd, leaderCaughtUp := p.HighWatermark, int64(-1)
+	for _, r := range p.CurrentVoters {
+		if r.ReplicaID == p.LeaderID {
+			leaderEnd, leaderCaughtUp = r.LogEndOffset, r.LastCaughtUpTimestamp
+		}
+	}
+	add := func(r kmsg.DescribeQuorumResponseTopicPartitionReplicaState, role string) {
+		st.Members = append(st.Members, quorumMember{NodeID: r.ReplicaID, Role: role, LogEndOffset: r.LogEndOffset, Lag: max(leaderEnd-r.LogEndOffset, 0),
+			LastFetchMs: r.LastFetchTimestamp, LastCaughtUpMs: r.LastCaughtUpTimestamp})
+	}
+	for _, r := range p.CurrentVoters {
+		if r.ReplicaID == p.LeaderID {
+			add(r, "Leader")
+		}
+	}
+	for _, r := range p.CurrentVoters {
+		if r.ReplicaID == p.LeaderID {
+			continue
+		}
+		add(r, "Follower")
+		if lag := max(leaderEnd-r.LogEndOffset, 0); lag > st.MaxFollowerLag {
+			st.MaxFollowerLag = lag
+		}
+		if leaderCaughtUp >= 0 && r.LastCaughtUpTimestamp >= 0 {
+			st.MaxFollowerLagMs = max(st.MaxFollowerLagMs, leaderCaughtUp-r.LastCaughtUpTimestamp)
+		}
+	}
+	for _, r := range p.Observers {
+		add(r, "Observer")
+	}
+	return st
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// ---- cluster unregister ----
+
+func clusterUnregisterFlags() (*flag.FlagSet, *clientFlags) {
+	return clientFlagSet("cluster unregister")
+}
+
+func runClusterUnregister(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cf := clusterUnregisterFlags()
+	pos, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if len(pos) != 1 {
+		return usageError("cluster unregister: give one broker id")
+	}
+	id, err := strconv.ParseInt(pos[0], 10, 32)
+	if err != nil || id < 0 {
+		return usageError("cluster unregister: %q is not a broker id", pos[0])
+	}
+	req := kmsg.NewPtrUnregisterBrokerRequest()
+	req.BrokerID = int32(id)
+	resp, err := req.RequestWith(rctx, c.cl)
+	what := fmt.Sprintf("cluster unregister %d", id)
+	if err != nil {
+		return c.fail(what, err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return c.fail(what, withMessage(err, deref(resp.ErrorMessage)))
+	}
+	if cf.json() {
+		return writeJSON(stdout, map[string]any{"broker": id, "status": "unregistered"})
+	}
+	fmt.Fprintf(stdout, "broker %d unregistered\n", id)
+	return nil
 }

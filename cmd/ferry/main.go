@@ -72,6 +72,8 @@ func init() {
 		}},
 		{name: "cluster", summary: "cluster information", sub: []*command{
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
+			{name: "quorum", summary: "the metadata quorum: leader, epoch, high watermark, voters and observers and how far their logs go", run: runClusterQuorum, flags: flagsOnly(clusterQuorumFlags)},
+			{name: "unregister", args: "BROKER-ID", summary: "remove a stopped broker from the metadata (and a broker-only node from the quorum's learners)", run: runClusterUnregister, flags: flagsOnly(clusterUnregisterFlags)},
 		}},
 		{name: "user", summary: "create, list and delete SCRAM users", sub: []*command{
 			{name: "create", args: "USER...", summary: "set users' SCRAM passwords (-password, or stdin)", run: runUserCreate, flags: flagsOnly(userCreateFlags)},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -344,6 +345,59 @@ func TestClusterInfo(t *testing.T) {
 	var info clusterInfo
 	if err := json.Unmarshal([]byte(out), &info); err != nil || len(info.Brokers) == 0 || len(info.APIVersions) == 0 {
 		t.Fatalf("cluster info json: %v\n%s", err, out)
+	}
+}
+
+// TestClusterQuorumCommands: on a cluster of one voter, `cluster quorum`
+// shows it leading, with its log; `cluster unregister` of an unknown
+// broker fails with Kafka's error; on a single node (no quorum) both say
+// so.
+func TestClusterQuorumCommands(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := ln.Addr().String()
+	ln.Close()
+	b := "-brokers=" + ferrytest.Start(t, ferrytest.Props(map[string]string{"controller.quorum.voters": "0@" + ctrl})).Addr()
+	var st quorumStatus
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _, code := ferry(t, "", "cluster", "quorum", b, "-o", "json")
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("cluster quorum json: %v\n%s", err, out)
+			}
+			if st.HighWatermark > 0 && len(st.Members) == 1 && st.Members[0].LogEndOffset == st.HighWatermark {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster quorum: exit %d, %+v", code, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if m := st.Members[0]; st.LeaderID != 0 || st.LeaderEpoch < 1 || m.NodeID != 0 || m.Role != "Leader" || m.Lag != 0 || m.LastFetchMs <= 0 {
+		t.Fatalf("cluster quorum: %+v", st)
+	}
+	out := mustFerry(t, "", "cluster", "quorum", b)
+	contains(t, "cluster quorum", out, "LEADER 0", "HIGH-WATERMARK", "NODE", "LOG-END-OFFSET", "Leader", "ms ago")
+	_, errOut, code := ferry(t, "", "cluster", "unregister", "5", b)
+	if code != 1 {
+		t.Fatalf("unregister of an unknown broker: exit %d", code)
+	}
+	contains(t, "unregister of an unknown broker", errOut, "BROKER_ID_NOT_REGISTERED")
+	if _, _, code := ferry(t, "", "cluster", "unregister", "x", b); code != 2 {
+		t.Fatalf("unregister x: exit %d", code)
+	}
+
+	single := "-brokers=" + ferrytest.Start(t).Addr()
+	for _, args := range [][]string{{"cluster", "quorum", single}, {"cluster", "unregister", "1", single}} {
+		_, errOut, code := ferry(t, "", args...)
+		if code != 1 {
+			t.Fatalf("%v on a single node: exit %d", args, code)
+		}
+		contains(t, fmt.Sprint(args, " on a single node"), errOut, "UNSUPPORTED_VERSION", "controller.quorum.voters")
 	}
 }
 
