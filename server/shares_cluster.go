@@ -234,6 +234,10 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 			g := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
 			g.GroupID, g.ErrorCode = group, kerr.NotCoordinator.Code
 			resp.Groups = append(resp.Groups, g)
+		case *kmsg.AlterShareGroupOffsetsResponse:
+			resp.ErrorCode = kerr.NotCoordinator.Code
+		case *kmsg.DeleteShareGroupOffsetsResponse:
+			resp.ErrorCode = kerr.NotCoordinator.Code
 		}
 		return resp
 	}

@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// shareOpsProps are shareClusterProps with five partitions of
+// __consumer_offsets: three, as __share_group_state has, may place every
+// group's two coordinators on one broker.
+func shareOpsProps(extra ...string) map[string]string {
+	p := shareClusterProps()
+	p["offsets.topic.num.partitions"] = "5"
+	for i := 0; i+1 < len(extra); i += 2 {
+		p[extra[i]] = extra[i+1]
+	}
+	return p
+}
+
+// shareOps is a three-node cluster with topic q (one partition, three
+// replicas) for the tests of share-group administration in a cluster.
+type shareOps struct {
+	t          *testing.T
+	c          *testCluster
+	ctx        context.Context
+	adm        *kadm.Client
+	q0         tp
+	dataLeader int32
+}
+
+func startShareOps(t *testing.T, props map[string]string) *shareOps {
+	c := startCluster(t, 3, props)
+	c.waitRegistered()
+	waitCluster(t, shareStateTopic+" and "+offsetsTopic+" on every node", 20*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			if nd.srv.meta.Topic(shareStateTopic) == nil || nd.srv.meta.Topic(offsetsTopic) == nil {
+				return false
+			}
+		}
+		return true
+	})
+	o := &shareOps{t: t, c: c, ctx: testCtx(t), adm: kadm.NewClient(c.client())}
+	return o
+}
+
+// pickGroup returns a group name whose coordinator (the leader of its
+// partition of __share_group_state) is not the broker FindCoordinator
+// names for it, so that its requests are forwarded, and creates topic q
+// (one partition, three replicas) led by the third broker: the
+// coordinator leads no data partition.
+func (o *shareOps) pickGroup() (group string, coord int32) {
+	o.t.Helper()
+	srv := o.c.nodes[0].srv
+	var found int32
+	waitCluster(o.t, "a group coordinated away from the broker FindCoordinator names", 20*time.Second, func() bool {
+		for i := range 200 {
+			g := fmt.Sprintf("g%d", i)
+			coord = o.c.leaderOf(shareStateTopic, srv.shares.Partition(g), -1)
+			found = o.c.leaderOf(offsetsTopic, srv.groups.Partition(g), -1)
+			if coord != found {
+				group = g
+				return true
+			}
+		}
+		return false
+	})
+	var replicas []int32
+	for _, nd := range o.c.nodes {
+		if nd.id != coord && nd.id != found {
+			replicas = append(replicas, nd.id)
+		}
+	}
+	replicas = append(replicas, found, coord)
+	if err := o.c.request(o.ctx, kmsgCreateWithAssignment("q", [][]int32{replicas})); err != nil {
+		o.t.Fatal(err)
+	}
+	o.dataLeader = o.c.leaderOf("q", 0, -1)
+	o.q0 = tp{srv.meta.Topic("q").ID(), 0}
+	waitCluster(o.t, "q on every node", 20*time.Second, func() bool {
+		for _, nd := range o.c.nodes {
+			if nd.srv.meta.Topic("q") == nil {
+				return false
+			}
+		}
+		return true
+	})
+	return group, coord
+}
+
+func (o *shareOps) produce(n int) {
+	o.t.Helper()
+	cl := o.c.client(kgo.DefaultProduceTopic("q"))
+	defer cl.Close()
+	for i := range n {
+		if err := cl.ProduceSync(o.ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			o.t.Fatal(err)
+		}
+	}
+}
+
+// member joins a raw member of group whose share requests go to q-0's
+// leader.
+func (o *shareOps) member(group string) *rawShare {
+	o.t.Helper()
+	m := newRawShare(o.t, o.c.liveOther(-1).addr, group)
+	m.via = m.cl.Broker(int(o.dataLeader))
+	joinRaw(o.t, m, "q")
+	return m
+}
+
+// startOffset describes the start offset of q-0 for group (-1: no state).
+func (o *shareOps) startOffset(group string) int64 {
+	o.t.Helper()
+	var start int64
+	waitCluster(o.t, "the start offset described", 20*time.Second, func() bool {
+		d, err := o.adm.DescribeShareGroupOffsets(o.ctx, group)
+		if err != nil || d[group].Err != nil {
+			return false
+		}
+		start = -1
+		if so, ok := d[group].Offsets["q"][0]; ok {
+			if so.Err != nil {
+				return false
+			}
+			start = so.StartOffset
+		}
+		return true
+	})
+	return start
+}
+
+// TestClusterShareAlterDeleteOffsets checks AlterShareGroupOffsets and
+// DeleteShareGroupOffsets in a cluster, sent to the broker FindCoordinator
+// names and forwarded to the group's coordinator: refused while the group
+// has a member; once it has none, the new start offset (or the state's
+// deletion) is written through the state partition's leader, and the
+// leader of q-0, which still holds the old state in memory (the old
+// member's session is open there), serves the new one to the next member.
+func TestClusterShareAlterDeleteOffsets(t *testing.T) {
+	o := startShareOps(t, shareOpsProps())
+	group, _ := o.pickGroup()
+	setClusterGroupConfigs(t, o.c, group, "share.auto.offset.reset", "earliest")
+	o.produce(10)
+
+	m := o.member(group)
+	if got := rawFetchUntil(t, m, o.q0, 10); len(got) != 10 {
+		t.Fatalf("acquired %v", got)
+	}
+	if resp := m.ack([]ackRange{{o.q0, 0, 9, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 0-9: %+v", resp)
+	}
+	if got := o.startOffset(group); got != 10 {
+		t.Fatalf("start offset %d after accepting 0-9, want 10", got)
+	}
+	at3 := kadm.Offsets{}
+	at3.Add(kadm.Offset{Topic: "q", Partition: 0, At: 3})
+	if _, err := o.adm.AlterShareGroupOffsets(o.ctx, group, at3); !errors.Is(err, kerr.NonEmptyGroup) {
+		t.Fatalf("altering the offsets of a group with a member: %v, want NON_EMPTY_GROUP", err)
+	}
+	if _, err := o.adm.DeleteShareGroupOffsets(o.ctx, group, "q"); !errors.Is(err, kerr.NonEmptyGroup) {
+		t.Fatalf("deleting the offsets of a group with a member: %v, want NON_EMPTY_GROUP", err)
+	}
+
+	m.leave() // its share session on q-0's leader stays open
+	resp, err := o.adm.AlterShareGroupOffsets(o.ctx, group, at3)
+	if err != nil || resp.Error() != nil {
+		t.Fatalf("altering the offsets of an empty group: %v %v", err, resp.Error())
+	}
+	if got := o.startOffset(group); got != 3 {
+		t.Fatalf("start offset %d after the alteration, want 3", got)
+	}
+	m2 := o.member(group)
+	got := rawFetchUntil(t, m2, o.q0, 7)
+	if want := map[int64]int16{3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1}; !maps.Equal(got, want) {
+		t.Fatalf("acquired %v after altering the start offset to 3, want 3-9 delivered once", got)
+	}
+	if resp := m2.ack([]ackRange{{o.q0, 3, 9, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 3-9: %+v", resp)
+	}
+
+	m2.leave()
+	dresp, err := o.adm.DeleteShareGroupOffsets(o.ctx, group, "q")
+	if err != nil || dresp.Error() != nil {
+		t.Fatalf("deleting the offsets of an empty group: %v %v", err, dresp.Error())
+	}
+	if got := o.startOffset(group); got != -1 {
+		t.Fatalf("start offset %d after the deletion, want none", got)
+	}
+	// The next member starts again from share.auto.offset.reset
+	// (earliest).
+	m3 := o.member(group)
+	got = rawFetchUntil(t, m3, o.q0, 10)
+	for off := range int64(10) {
+		if got[off] != 1 {
+			t.Fatalf("acquired %v after deleting the state, want 0-9 delivered once", got)
+		}
+	}
+	if resp := m3.ack([]ackRange{{o.q0, 0, 9, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 0-9: %+v", resp)
+	}
+	if got := o.startOffset(group); got != 10 {
+		t.Fatalf("start offset %d after accepting 0-9 again, want 10", got)
+	}
+}
