@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // shareOpsProps are shareClusterProps with five partitions of
@@ -208,5 +209,92 @@ func TestClusterShareAlterDeleteOffsets(t *testing.T) {
 	}
 	if got := o.startOffset(group); got != 10 {
 		t.Fatalf("start offset %d after accepting 0-9 again, want 10", got)
+	}
+}
+
+// TestClusterShareGroupsListDescribeDelete checks ListGroups,
+// DescribeGroups and DeleteGroups of a share group whose coordinator is
+// not the broker FindCoordinator (key type 0) names for it: that broker
+// lists it (and no other does), describes it as a share group and
+// deletes it, with the state of its share-partitions.
+func TestClusterShareGroupsListDescribeDelete(t *testing.T) {
+	o := startShareOps(t, shareOpsProps())
+	group, coord := o.pickGroup()
+	found := o.c.leaderOf(offsetsTopic, o.c.nodes[0].srv.groups.Partition(group), -1)
+	setClusterGroupConfigs(t, o.c, group, "share.auto.offset.reset", "earliest")
+	o.produce(5)
+	m := o.member(group)
+	rawFetchUntil(t, m, o.q0, 5)
+	if resp := m.ack([]ackRange{{o.q0, 0, 4, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 0-4: %+v", resp)
+	}
+
+	// Listed by the broker FindCoordinator names, by that one only.
+	listedBy := func() []int32 {
+		var by []int32
+		for _, nd := range o.c.nodes {
+			req := kmsg.NewPtrListGroupsRequest()
+			resp, err := req.RequestWith(o.ctx, m.cl.Broker(int(nd.id)))
+			if err != nil || resp.ErrorCode != 0 {
+				t.Fatalf("ListGroups at %d: %v %+v", nd.id, err, resp)
+			}
+			for _, g := range resp.Groups {
+				if g.Group == group {
+					if g.GroupType != "share" || g.GroupState != "Stable" {
+						t.Fatalf("listed by %d as %+v, want a Stable share group", nd.id, g)
+					}
+					by = append(by, nd.id)
+				}
+			}
+		}
+		return by
+	}
+	if by := listedBy(); len(by) != 1 || by[0] != found {
+		t.Fatalf("listed by brokers %v, want only %d (FindCoordinator's; the group's coordinator is %d)", by, found, coord)
+	}
+	listed, err := o.adm.ListGroups(o.ctx)
+	if err != nil || listed[group].ProtocolType != "share" {
+		t.Fatalf("kadm ListGroups: %v %+v", err, listed[group])
+	}
+	dreq := kmsg.NewPtrDescribeGroupsRequest()
+	dreq.SetVersion(6)
+	dreq.Groups = []string{group}
+	dresp, err := dreq.RequestWith(o.ctx, m.cl.Broker(int(found)))
+	if err != nil || len(dresp.Groups) != 1 {
+		t.Fatal(err, dresp)
+	}
+	if g := dresp.Groups[0]; g.ErrorCode != kerr.GroupIDNotFound.Code || g.ErrorMessage == nil || *g.ErrorMessage != fmt.Sprintf("Group %s is not a classic group.", group) {
+		t.Fatalf("DescribeGroups v6 at %d: %+v (message %v), want GROUP_ID_NOT_FOUND, not a classic group", found, g, g.ErrorMessage)
+	}
+	shared, err := o.adm.DescribeShareGroups(o.ctx, group)
+	if err != nil || shared[group].Err != nil || len(shared[group].Members) != 1 {
+		t.Fatalf("DescribeShareGroups: %v %+v", err, shared[group])
+	}
+
+	if _, err := o.adm.DeleteGroup(o.ctx, group); !errors.Is(err, kerr.NonEmptyGroup) {
+		t.Fatalf("deleting a group with a member: %v, want NON_EMPTY_GROUP", err)
+	}
+	m.leave()
+	if _, err := o.adm.DeleteGroup(o.ctx, group); err != nil {
+		t.Fatalf("deleting the empty share group: %v", err)
+	}
+	if by := listedBy(); len(by) != 0 {
+		t.Fatalf("listed by %v after its deletion", by)
+	}
+	shared, err = o.adm.DescribeShareGroups(o.ctx, group)
+	if err != nil || !errors.Is(shared[group].Err, kerr.GroupIDNotFound) {
+		t.Fatalf("DescribeShareGroups after the deletion: %v %+v, want GROUP_ID_NOT_FOUND", err, shared[group])
+	}
+	if got := o.startOffset(group); got != -1 {
+		t.Fatalf("start offset %d of q-0 after the deletion, want no state", got)
+	}
+	// A group of the same name starts again (earliest).
+	setClusterGroupConfigs(t, o.c, group, "share.auto.offset.reset", "earliest")
+	m2 := o.member(group)
+	if got := rawFetchUntil(t, m2, o.q0, 5); !maps.Equal(got, map[int64]int16{0: 1, 1: 1, 2: 1, 3: 1, 4: 1}) {
+		t.Fatalf("acquired %v by the group made again, want 0-4 delivered once", got)
+	}
+	if resp := m2.ack([]ackRange{{o.q0, 0, 4, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 0-4: %+v", resp)
 	}
 }

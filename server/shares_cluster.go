@@ -205,6 +205,10 @@ func (s *Server) shareDataLeadershipChanged(topic string, p int32, leading bool)
 // already and is never forwarded again.
 const shareForwardPrefix = "ferry-broker-"
 
+// fromBroker reports whether r was sent by another broker of the cluster
+// (the peer pool's client ID).
+func (r *request) fromBroker() bool { return strings.HasPrefix(r.clientID, shareForwardPrefix) }
+
 // shareMembership serves a membership request of group in a cluster: here
 // if this broker leads the group's partition of __share_group_state,
 // else forwarded to that partition's leader, the answer passed back.
@@ -241,7 +245,7 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 		}
 		return resp
 	}
-	if strings.HasPrefix(r.clientID, shareForwardPrefix) {
+	if r.fromBroker() {
 		return notCoord()
 	}
 	t := s.meta.Topic(shareStateTopic)
@@ -253,7 +257,9 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 	if leader == s.cfg.NodeID || !ok {
 		return notCoord()
 	}
-	req.SetVersion(r.version)
+	if req.Key() == r.kreq.Key() {
+		req.SetVersion(r.version)
+	}
 	resp, err := s.peers.Request(s.ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding a share group request failed", "group", group, "broker", leader, "err", err)
@@ -294,4 +300,82 @@ func (s *Server) describeShareOffsets(ctx context.Context, r *request, req *kmsg
 		resp.Groups = append(resp.Groups, got.(*kmsg.DescribeShareGroupOffsetsResponse).Groups...)
 	}
 	return resp
+}
+
+// clusterShareGroups returns the share groups ListGroups lists on this
+// broker in a cluster: those whose coordinator FindCoordinator (key type
+// 0) names this broker, as a client asks every broker and expects each
+// group from one. Their membership is served by the leaders of their
+// partitions of __share_group_state, so local holds this broker's, and
+// the others' are asked with ListGroups (answered, between brokers, with
+// their share groups only). A broker that cannot be reached is left out.
+func (s *Server) clusterShareGroups(ctx context.Context, req *kmsg.ListGroupsRequest, local []kmsg.ListGroupsResponseGroup) []kmsg.ListGroupsResponseGroup {
+	all := local
+	for _, b := range s.meta.Brokers() {
+		if b.ID == s.cfg.NodeID || b.Fenced || s.peers == nil {
+			continue
+		}
+		addr, ok := s.brokerAddr(b.ID)
+		if !ok {
+			continue
+		}
+		one := *req
+		resp, err := s.peers.Request(ctx, addr, &one)
+		if err != nil {
+			s.logger.Debug("listing the share groups of a broker failed", "broker", b.ID, "err", err)
+			continue
+		}
+		all = append(all, resp.(*kmsg.ListGroupsResponse).Groups...)
+	}
+	seen := make(map[string]bool, len(all))
+	var out []kmsg.ListGroupsResponseGroup
+	for _, g := range all {
+		if seen[g.Group] {
+			continue // moving between brokers: listed by both
+		}
+		seen[g.Group] = true
+		if id, _, _, code, _ := s.clusterCoordinator(g.Group); code == 0 && id == s.cfg.NodeID {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// remoteShareGroup reports whether name is a share group coordinated by
+// another broker, asked with ShareGroupDescribe (shareMembership).
+func (s *Server) remoteShareGroup(ctx context.Context, r *request, name string) bool {
+	req := kmsg.NewPtrShareGroupDescribeRequest()
+	req.SetVersion(1)
+	req.GroupIDs = []string{name}
+	resp := s.shareMembership(r, req, name, func() kmsg.Response { return s.shares.ShareGroupDescribe(ctx, req) }).(*kmsg.ShareGroupDescribeResponse)
+	return len(resp.Groups) == 1 && resp.Groups[0].ErrorCode == 0
+}
+
+// forwardShareDelete deletes name at its share group coordinator when
+// that is another broker, and reports its answer; ok is false when name
+// is not a share group there (or the broker cannot be reached): it is
+// then a consumer group's name, deleted here.
+func (s *Server) forwardShareDelete(ctx context.Context, version int16, name string) (code int16, ok bool) {
+	t := s.meta.Topic(shareStateTopic)
+	if t == nil || s.peers == nil {
+		return 0, false
+	}
+	leader := t.State(s.shares.Partition(name)).Leader
+	addr, found := s.brokerAddr(leader)
+	if leader == s.cfg.NodeID || !found {
+		return 0, false
+	}
+	req := kmsg.NewPtrDeleteGroupsRequest()
+	req.SetVersion(version)
+	req.Groups = []string{name}
+	resp, err := s.peers.Request(ctx, addr, req)
+	if err != nil {
+		s.logger.Debug("forwarding DeleteGroups failed", "group", name, "broker", leader, "err", err)
+		return 0, false
+	}
+	groups := resp.(*kmsg.DeleteGroupsResponse).Groups
+	if len(groups) != 1 || groups[0].ErrorCode == kerr.GroupIDNotFound.Code {
+		return 0, false
+	}
+	return groups[0].ErrorCode, true
 }

@@ -53,17 +53,26 @@ func (c *Coordinator) ListGroups(req *kmsg.ListGroupsRequest) []kmsg.ListGroupsR
 // not a classic group." (share groups are described with
 // ShareGroupDescribe). ok is false if no share group has that name.
 func (c *Coordinator) DescribeGroup(version int16, name string) (kmsg.DescribeGroupsResponseGroup, bool) {
-	dg := kmsg.NewDescribeGroupsResponseGroup()
-	dg.Group = name
 	if !c.Exists(name) {
+		dg := kmsg.NewDescribeGroupsResponseGroup()
+		dg.Group = name
 		return dg, false
 	}
+	return ClassicDescription(version, name), true
+}
+
+// ClassicDescription is DescribeGroups' answer (v0-v6) for the share group
+// name: Dead, and from v6 GROUP_ID_NOT_FOUND "Group X is not a classic
+// group.", as Kafka answers.
+func ClassicDescription(version int16, name string) kmsg.DescribeGroupsResponseGroup {
+	dg := kmsg.NewDescribeGroupsResponseGroup()
+	dg.Group = name
 	dg.State = "Dead"
 	if version >= 6 {
 		dg.ErrorCode = kerr.GroupIDNotFound.Code
 		dg.ErrorMessage = strPtr(fmt.Sprintf("Group %s is not a classic group.", name))
 	}
-	return dg, true
+	return dg
 }
 
 // DeleteGroup deletes a share group for DeleteGroups: its membership
