@@ -298,3 +298,61 @@ func TestClusterShareGroupsListDescribeDelete(t *testing.T) {
 		t.Fatalf("accept 0-4: %+v", resp)
 	}
 }
+
+// TestClusterShareSessionTimeoutReleases checks that the records a member
+// holds on a partition led by another broker than its group's
+// coordinator are released as soon as its session times out there, not
+// when their acquisition locks (a minute) expire: another member gets
+// them again at once, with their delivery counts.
+func TestClusterShareSessionTimeoutReleases(t *testing.T) {
+	o := startShareOps(t, shareOpsProps())
+	group, coord := o.pickGroup()
+	if coord == o.dataLeader {
+		t.Fatalf("the group's coordinator %d leads q-0", coord)
+	}
+	setClusterGroupConfigs(t, o.c, group, "share.auto.offset.reset", "earliest")
+	setClusterGroupConfigs(t, o.c, group, "share.session.timeout.ms", "2000")
+	setClusterGroupConfigs(t, o.c, group, "share.record.lock.duration.ms", "60000")
+	o.produce(5)
+
+	m1 := o.member(group)
+	if got := rawFetchUntil(t, m1, o.q0, 5); len(got) != 5 {
+		t.Fatalf("acquired %v", got)
+	}
+	// m1 stops heartbeating, its share session on q-0's leader open; m2
+	// keeps heartbeating.
+	m2 := o.member(group)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				m2.tryHeartbeat()
+			}
+		}
+	}()
+	defer func() { close(done); <-stopped }()
+	start := time.Now()
+	waitCluster(t, "m1's session timed out", 20*time.Second, func() bool {
+		d, err := o.adm.DescribeShareGroups(o.ctx, group)
+		return err == nil && d[group].Err == nil && len(d[group].Members) == 1 && d[group].Members[0].MemberID == m2.member
+	})
+	got := rawFetchUntil(t, m2, o.q0, 5)
+	t.Logf("m1's records acquired by m2 %v after m1 stopped heartbeating", time.Since(start).Round(time.Millisecond))
+	if want := map[int64]int16{0: 2, 1: 2, 2: 2, 3: 2, 4: 2}; !maps.Equal(got, want) {
+		t.Fatalf("acquired %v by m2, want 0-4 delivered a second time", got)
+	}
+	if resp := m2.ack([]ackRange{{o.q0, 0, 4, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 0-4: %+v", resp)
+	}
+	// m1's share session on q-0's leader ended with it.
+	if resp, err := m1.tryFetch([]tp{o.q0}, nil, 0, 10); err != nil || resp.ErrorCode != kerr.ShareSessionNotFound.Code {
+		t.Fatalf("m1 fetching after its session timed out: %v %+v, want SHARE_SESSION_NOT_FOUND", err, resp)
+	}
+}

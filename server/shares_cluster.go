@@ -379,3 +379,73 @@ func (s *Server) forwardShareDelete(ctx context.Context, version int16, name str
 	}
 	return groups[0].ErrorCode, true
 }
+
+// shareGoneQueue bounds the member removals waiting to be told to the
+// other brokers; past it they are dropped (their records then wait for
+// their acquisition locks there), with a warning.
+const shareGoneQueue = 1024
+
+// shareMemberGone is share.Config.MemberGone: the share coordinator
+// removed a member (it left, or its session timed out) and released what
+// it held on this broker. Its share session here ends; in a cluster the
+// other brokers, which lead other partitions the member may hold records
+// of, are told to end its sessions and release its records at once
+// (shareGoneLoop).
+func (s *Server) shareMemberGone(group, member string) {
+	s.shareSessions.dropMember(group, member)
+	if s.shareGone == nil {
+		return
+	}
+	select {
+	case s.shareGone <- shareSessionKey{group, member}:
+	default:
+		s.logger.Warn("share member removal not told to the other brokers: too many queued", "group", group, "member", member)
+	}
+}
+
+// shareGoneLoop tells the other brokers of the cluster about the members
+// the share coordinator removed: each gets a ShareAcknowledge of the
+// member at share session epoch -1 with no partitions, which a broker
+// answers, when it comes from another broker, by ending the member's
+// session and releasing every record it holds there (shareMemberRemoved).
+// It runs until Close.
+func (s *Server) shareGoneLoop() {
+	defer s.wg.Done()
+	for {
+		var gone shareSessionKey
+		select {
+		case <-s.ctx.Done():
+			return
+		case gone = <-s.shareGone:
+		}
+		for _, b := range s.meta.Brokers() {
+			if b.ID == s.cfg.NodeID || b.Fenced || s.peers == nil {
+				continue
+			}
+			addr, ok := s.brokerAddr(b.ID)
+			if !ok {
+				continue
+			}
+			req := kmsg.NewPtrShareAcknowledgeRequest()
+			req.SetVersion(1)
+			req.GroupID, req.MemberID = kmsg.StringPtr(gone.group), kmsg.StringPtr(gone.member)
+			req.ShareSessionEpoch = -1
+			resp, err := s.peers.Request(s.ctx, addr, req)
+			if err == nil {
+				err = kerr.ErrorForCode(resp.(*kmsg.ShareAcknowledgeResponse).ErrorCode)
+			}
+			if err != nil {
+				s.logger.Debug("telling a broker that a share member is gone failed", "broker", b.ID, "group", gone.group, "member", gone.member, "err", err)
+			}
+		}
+	}
+}
+
+// shareMemberRemoved serves a ShareAcknowledge from another broker at
+// epoch -1 with no partitions: the group's coordinator removed member, so
+// its share session here ends and every record it holds here is released
+// at once.
+func (s *Server) shareMemberRemoved(group, member string) {
+	s.shareSessions.dropMember(group, member)
+	s.shares.ReleaseMember(group, member)
+}
