@@ -91,8 +91,8 @@ type Server struct {
 	// shareGone queues the share members this broker's share coordinator
 	// removed, for the other brokers to release their records (a
 	// cluster: shares_cluster.go); nil on one broker.
-	shareGone chan shareSessionKey
-	shareState    struct {
+	shareGone  chan shareSessionKey
+	shareState struct {
 		mu         sync.Mutex  // serializes creating __share_group_state
 		ready      atomic.Bool // __share_group_state exists
 		partitions int32       // its partition count
