@@ -88,15 +88,15 @@ type Server struct {
 	shares        *share.Coordinator
 	shareSessions *shareSessions
 	shareWaiters  *shareWaiters
-	// shareGone queues the share members this broker's share coordinator
-	// removed, for the other brokers to release their records (a
-	// cluster: shares_cluster.go); nil on one broker.
-	shareGone  chan shareSessionKey
-	shareState struct {
+	shareState    struct {
 		mu         sync.Mutex  // serializes creating __share_group_state
 		ready      atomic.Bool // __share_group_state exists
 		partitions int32       // its partition count
 	}
+	// shareGone queues the share members this broker's share coordinator
+	// removed, for the other brokers to release their records (a
+	// cluster: shares_cluster.go); nil on one broker.
+	shareGone chan shareSessionKey
 
 	// started is set once New has set every field the metadata callbacks
 	// (clusterChanged, topicsChanged) read: in a cluster the metadata log
