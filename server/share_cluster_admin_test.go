@@ -356,3 +356,30 @@ func TestClusterShareSessionTimeoutReleases(t *testing.T) {
 		t.Fatalf("m1 fetching after its session timed out: %v %+v, want SHARE_SESSION_NOT_FOUND", err, resp)
 	}
 }
+
+// TestClusterShareInitializedAtAssignment checks that with
+// share.auto.offset.reset latest (the default) a share-partition starts
+// where the log ended when a member was first assigned it, as on one
+// broker, though the group's coordinator does not lead it: records
+// written between the assignment and the member's first ShareFetch are
+// delivered, the ones before are not.
+func TestClusterShareInitializedAtAssignment(t *testing.T) {
+	o := startShareOps(t, shareOpsProps())
+	group, coord := o.pickGroup()
+	if coord == o.dataLeader {
+		t.Fatalf("the group's coordinator %d leads q-0", coord)
+	}
+	o.produce(3)
+	m := o.member(group)
+	if got := o.startOffset(group); got != 3 {
+		t.Fatalf("start offset %d once q-0 is assigned, want 3 (the end of the log then)", got)
+	}
+	o.produce(4)
+	got := rawFetchUntil(t, m, o.q0, 4)
+	if want := map[int64]int16{3: 1, 4: 1, 5: 1, 6: 1}; !maps.Equal(got, want) {
+		t.Fatalf("acquired %v, want 3-6: the records written after the assignment", got)
+	}
+	if resp := m.ack([]ackRange{{o.q0, 3, 6, 1}}); resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("accept 3-6: %+v", resp)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/share"
 )
 
@@ -116,6 +117,43 @@ func (cs clusterShareState) ReadShareGroupState(p int32, req *kmsg.ReadShareGrou
 		return nil, err
 	}
 	return resp.(*kmsg.ReadShareGroupStateResponse), nil
+}
+
+// ListOffset asks the leader of the data partition tp with ListOffsets
+// (the group's coordinator initializing a partition it assigns).
+func (cs clusterShareState) ListOffset(tp share.TopicPartition, timestamp int64) (int64, error) {
+	s := cs.s
+	t := s.meta.TopicByID(tp.TopicID)
+	if t == nil {
+		return 0, fmt.Errorf("%w: topic %s", share.ErrUnknownPartition, meta.TopicIDString(tp.TopicID))
+	}
+	leader := t.State(tp.Partition).Leader
+	addr, ok := s.brokerAddr(leader)
+	if !ok || s.peers == nil {
+		return 0, fmt.Errorf("%w: %s-%d", errNoLeader, t.Name(), tp.Partition)
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.SetVersion(5)
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = t.Name()
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = tp.Partition, -1, timestamp
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := s.peers.Request(s.ctx, addr, req)
+	if err != nil {
+		return 0, err
+	}
+	lr := resp.(*kmsg.ListOffsetsResponse)
+	if len(lr.Topics) != 1 || len(lr.Topics[0].Partitions) != 1 {
+		return 0, fmt.Errorf("server: ListOffsets of %s-%d answered %d topics", t.Name(), tp.Partition, len(lr.Topics))
+	}
+	got := lr.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+		return 0, fmt.Errorf("ListOffsets of %s-%d at broker %d: %w", t.Name(), tp.Partition, leader, err)
+	}
+	return got.Offset, nil
 }
 
 // shareStateCall sends req to the leader of partition p of

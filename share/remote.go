@@ -80,9 +80,15 @@ type StateClient interface {
 	// WriteShareGroupState sends req, whose records all live in partition
 	// p, to the leader of p.
 	WriteShareGroupState(p int32, req *kmsg.WriteShareGroupStateRequest) (*kmsg.WriteShareGroupStateResponse, error)
-	// ReadShareGroupState sends req, naming one share-partition of
+	// ReadShareGroupState sends req, naming share-partitions of
 	// partition p, to the leader of p.
 	ReadShareGroupState(p int32, req *kmsg.ReadShareGroupStateRequest) (*kmsg.ReadShareGroupStateResponse, error)
+	// ListOffset asks the leader of the data partition tp for an offset,
+	// as ListOffsets does: timestamp -1 is the high watermark, -2 the log
+	// start offset, any other the first offset of a record at or after
+	// it (-1 if none). The group's coordinator initializes the
+	// partitions it assigns with it.
+	ListOffset(tp TopicPartition, timestamp int64) (int64, error)
 }
 
 // remote reports whether share-partitions are stored through Config.State.

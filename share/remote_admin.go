@@ -244,3 +244,90 @@ func (c *Coordinator) ReleaseMember(group, memberID string) {
 	}
 	c.fire(&n)
 }
+
+// initializeRemoteLocked initializes, with Config.State, the state of the
+// partitions g's members are assigned (g's lock is held) that have none
+// yet: the start offset from share.auto.offset.reset, read from the data
+// partition's leader, written as an administrative snapshot, which the
+// state leader refuses if the share-partition's leader initialized it
+// meanwhile. Partitions found with state are not looked at again.
+// Failures are logged; such a partition is initialized by its leader at
+// its first ShareFetch.
+func (c *Coordinator) initializeRemoteLocked(g *group, tps []TopicPartition) {
+	var ask []TopicPartition
+	for _, tp := range tps {
+		if !g.checked[tp] {
+			ask = append(ask, tp)
+		}
+	}
+	if len(ask) == 0 {
+		return
+	}
+	gc := c.groupConfig(g)
+	_, nowMs := c.now()
+	byPart := make(map[int32][]Record)
+	done := make(map[int32][]TopicPartition)
+	for tp, st := range c.readStates(g.name, ask) {
+		switch {
+		case st.err != nil:
+			continue
+		case st.val != nil:
+			g.checked[tp] = true
+			continue
+		}
+		start, err := c.resetOffset(gc, tp, nowMs)
+		if err != nil {
+			c.log.Warn("initializing share-partition state at assignment", "group", g.name, "partition", tp.Partition, "err", err)
+			continue
+		}
+		key := spKey{group: g.name, tp: tp}
+		c.noteEpoch(key, st.epoch)
+		fresh := newSharePartition(key, c.cfg.StatePartitions)
+		fresh.createTime = nowMs
+		fresh.leaderEpoch = adminLeaderEpoch
+		fresh.resetLocked(start, c.nextEpoch(key))
+		byPart[fresh.part] = append(byPart[fresh.part], Record{Key: fresh.snapKey, Value: fresh.snapshotValueLocked(nowMs)})
+		done[fresh.part] = append(done[fresh.part], tp)
+		c.log.Info("share-partition initialized at assignment", "group", g.name, "topic_id", kafkaUUID(tp.TopicID), "partition", tp.Partition, "start_offset", start)
+	}
+	for p, recs := range byPart {
+		err := c.appendState(c.parts[p], recs)
+		if err != nil && !errors.Is(err, ErrStateFenced) {
+			c.log.Warn("initializing share-partition state at assignment", "group", g.name, "err", err)
+			continue
+		}
+		// Fenced: its leader initialized it first.
+		for _, tp := range done[p] {
+			g.checked[tp] = true
+		}
+	}
+}
+
+// resetOffset returns the start offset share.auto.offset.reset gives tp
+// now: from this broker's log when it leads tp, else asked of its leader
+// (StateClient.ListOffset).
+func (c *Coordinator) resetOffset(gc *groupConfig, tp TopicPartition, nowMs int64) (int64, error) {
+	ts := int64(-1) // latest
+	switch gc.reset {
+	case resetEarliest:
+		ts = -2
+	case resetByDuration:
+		ts = nowMs - gc.resetDuration.Milliseconds()
+	}
+	offs, err := c.cfg.Reader.Offsets(tp)
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		o, err := c.cfg.State.ListOffset(tp, ts)
+		if err == nil && o < 0 && ts >= 0 {
+			return c.cfg.State.ListOffset(tp, -1) // no record that late: the end
+		}
+		return o, err
+	case err != nil:
+		return 0, err
+	case ts == -1:
+		return offs.HighWatermark, nil
+	case ts == -2:
+		return offs.LogStart, nil
+	}
+	return c.cfg.Reader.OffsetForTime(tp, ts)
+}
