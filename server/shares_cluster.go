@@ -247,7 +247,8 @@ const shareForwardPrefix = "ferry-broker-"
 // (the peer pool's client ID).
 func (r *request) fromBroker() bool { return strings.HasPrefix(r.clientID, shareForwardPrefix) }
 
-// shareMembership serves a membership request of group in a cluster: here
+// shareMembership serves a request of group's coordinator in a cluster
+// (ShareGroupHeartbeat, ShareGroupDescribe, the share group offset APIs): here
 // if this broker leads the group's partition of __share_group_state,
 // else forwarded to that partition's leader, the answer passed back.
 // Clients find the coordinator with FindCoordinator key type 0, which

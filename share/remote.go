@@ -41,7 +41,9 @@ import (
 //     answering; from then on records of an older epoch are refused
 //     (FENCED_LEADER_EPOCH), so an old leader that has not yet learned it
 //     lost the partition cannot acknowledge a record the new leader may
-//     have delivered again.
+//     have delivered again. Records built on an older state epoch than
+//     the stored one are refused too (FENCED_STATE_EPOCH): the group's
+//     coordinator reset or deleted the state since (remote_admin.go).
 //
 // The requests are Kafka's (keys 84 and 85), between brokers only. Kafka's
 // fields are filled in, and Ferry's records travel whole in tagged fields
