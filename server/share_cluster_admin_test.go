@@ -143,8 +143,8 @@ func (o *shareOps) startOffset(group string) int64 {
 // names and forwarded to the group's coordinator: refused while the group
 // has a member; once it has none, the new start offset (or the state's
 // deletion) is written through the state partition's leader, and the
-// leader of q-0, which still holds the old state in memory (the old
-// member's session is open there), serves the new one to the next member.
+// leader of q-0, which still holds the old state in memory, serves the
+// new one to the next member.
 func TestClusterShareAlterDeleteOffsets(t *testing.T) {
 	o := startShareOps(t, shareOpsProps())
 	group, _ := o.pickGroup()
@@ -170,7 +170,7 @@ func TestClusterShareAlterDeleteOffsets(t *testing.T) {
 		t.Fatalf("deleting the offsets of a group with a member: %v, want NON_EMPTY_GROUP", err)
 	}
 
-	m.leave() // its share session on q-0's leader stays open
+	m.leave() // q-0's leader keeps the share-partition it read
 	resp, err := o.adm.AlterShareGroupOffsets(o.ctx, group, at3)
 	if err != nil || resp.Error() != nil {
 		t.Fatalf("altering the offsets of an empty group: %v %v", err, resp.Error())
