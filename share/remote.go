@@ -33,8 +33,8 @@ import (
 //     elsewhere.
 //   - DescribeShareGroupOffsets is answered by the group's coordinator
 //     from reads at leader epoch -1, which fence nobody, and the data
-//     partition's high watermark where this broker leads it (the lag is
-//     -1 elsewhere).
+//     partition's high watermark, asked of its leader where this broker
+//     does not lead it.
 //   - Fencing: every record carries the data partition's leader epoch of
 //     its writer. A read names the reader's leader epoch and, if it is
 //     newer than the view's, stores it (an update with no batches) before
@@ -667,7 +667,8 @@ func (c *Coordinator) drop(sp *sharePartition) {
 
 // describeRemote fills op from st, the state of tp read from its state
 // partition's leader (Config.State). The lag needs the partition's high
-// watermark, known where this broker leads it; elsewhere it is -1.
+// watermark: this broker's where it leads tp, else asked of tp's leader
+// (ListOffset); -1 if neither answers.
 func (c *Coordinator) describeRemote(tp TopicPartition, st remoteState, op *kmsg.DescribeShareGroupOffsetsResponseGroupTopicPartition) {
 	if st.err != nil {
 		op.ErrorCode = kerr.CoordinatorNotAvailable.Code
@@ -681,20 +682,28 @@ func (c *Coordinator) describeRemote(tp TopicPartition, st remoteState, op *kmsg
 		return
 	}
 	op.StartOffset = v.start
+	hw := int64(-1)
 	offs, err := c.cfg.Reader.Offsets(tp)
-	if err != nil {
+	switch {
+	case err == nil:
+		op.LeaderEpoch, hw = offs.LeaderEpoch, offs.HighWatermark
+	case errors.Is(err, ErrNotLeader):
+		if o, err := c.cfg.State.ListOffset(tp, -1); err == nil {
+			hw = o
+		}
+	}
+	if hw < 0 {
 		return
 	}
-	op.LeaderEpoch = offs.LeaderEpoch
 	complete := int64(0)
 	for _, b := range v.batches {
 		if b.state != persistAcked && b.state != persistArchived {
 			continue
 		}
-		lo, hi := max(b.first, v.start), min(b.last, offs.HighWatermark-1)
+		lo, hi := max(b.first, v.start), min(b.last, hw-1)
 		if hi >= lo {
 			complete += hi - lo + 1
 		}
 	}
-	op.Lag = max(0, offs.HighWatermark-v.start-complete)
+	op.Lag = max(0, hw-v.start-complete)
 }

@@ -55,8 +55,8 @@ func TestShareResetCluster(t *testing.T) {
 	if out := mustFerry(t, "", "consume", "jobs", "-share", "workers", "-idle", "3s", b); len(strings.Fields(out)) != 6 {
 		t.Fatalf("consumed %q, want the six records", out)
 	}
-	// The start offsets (the lag is known only where the group's
-	// coordinator leads the partition).
+	// The start offsets, and the lag of every partition, though the
+	// group's coordinator leads one of them at most.
 	starts := func() (sum int64) {
 		t.Helper()
 		var ds []groupDescribed
@@ -64,8 +64,13 @@ func TestShareResetCluster(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &ds); err != nil || len(ds) != 1 || ds[0].Type != "share" || len(ds[0].ShareOffsets) != 3 {
 			t.Fatalf("describe: %v\n%s", err, out)
 		}
+		lag := int64(0)
 		for _, so := range ds[0].ShareOffsets {
 			sum += so.StartOffset
+			lag += so.Lag
+		}
+		if lag != 6-sum || ds[0].TotalLag != lag {
+			t.Fatalf("lags sum to %d (total %d), want %d:\n%s", lag, ds[0].TotalLag, 6-sum, out)
 		}
 		return sum
 	}
