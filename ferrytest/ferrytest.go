@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,7 +26,8 @@ type options struct {
 
 // Props sets broker configs by their Kafka names (num.partitions,
 // log.retention.ms, ...), on top of the defaults. It may be given more
-// than once.
+// than once. With node.id and controller.quorum.voters the broker is a
+// node of a cluster.
 func Props(props map[string]string) Option {
 	return func(o *options) { maps.Copy(o.props, props) }
 }
@@ -80,8 +82,20 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	if err != nil {
 		t.Fatalf("ferrytest: %v", err)
 	}
+	// node.id, for a node of a cluster (controller.quorum.voters), as
+	// `ferry serve` reads it.
+	var nodeID int32
+	if v, ok := o.props["node.id"]; ok {
+		id, err := strconv.ParseInt(v, 10, 32)
+		if err != nil {
+			ln.Close()
+			t.Fatalf("ferrytest: node.id %q: %v", v, err)
+		}
+		nodeID = int32(id)
+	}
 	srv, err := server.New(server.Config{
 		DataDir:        o.dir,
+		NodeID:         nodeID,
 		AdvertisedAddr: ln.Addr().String(),
 		Logger:         o.logger,
 		Props:          o.props,

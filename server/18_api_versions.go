@@ -40,9 +40,6 @@ func regFeature(name string, minLevel, maxLevel, finalized int16) {
 func apiKeys(s *Server) []kmsg.ApiVersionsResponseApiKey {
 	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(handlers))
 	for k, h := range handlers {
-		if !s.served(k) {
-			continue
-		}
 		keys = append(keys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: h.min, MaxVersion: h.max})
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })

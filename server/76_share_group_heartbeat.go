@@ -7,7 +7,10 @@ package server
 //
 // Behavior:
 //   - A member that leaves or whose session times out has its records
-//     released at once and its share sessions on this broker ended.
+//     released at once and its share sessions ended, on this broker and,
+//     in a cluster, on the others (shareMemberGone).
+//   - In a cluster the partitions a member is assigned are initialized
+//     before the answer, if they have no state yet.
 //   - A group ID used by a consumer group answers GROUP_ID_NOT_FOUND.
 
 func init() {

@@ -273,6 +273,11 @@ func (f *shareFetch) run() kmsg.Response {
 			acked = nil
 		}
 	}
+	if f.req.ShareSessionEpoch == 0 {
+		// A new session: what this broker holds of its partitions may
+		// predate a reset of their state by the group's coordinator.
+		f.s.shares.Revalidate(f.group, f.sess.order)
+	}
 	switch {
 	case f.final:
 		f.s.releaseSession(f.sess, true)

@@ -25,6 +25,11 @@ import (
 //   - Rejected records, and records out of deliveries, go to the group's
 //     dead-letter topic if it has one.
 //   - An unknown group is GROUP_ID_NOT_FOUND.
+//   - In a cluster, one from another broker at epoch -1 with no
+//     partitions says the group's coordinator removed the member (it
+//     left, or its session timed out): its session ends and every record
+//     it holds here is released at once (CLUSTER_ACTION with an
+//     authorizer).
 //   - Authorization (with an authorizer): READ on the group, else
 //     GROUP_AUTHORIZATION_FAILED; a partition of a topic without READ is
 //     TOPIC_AUTHORIZATION_FAILED and its batches are not applied.
@@ -47,6 +52,16 @@ func handleShareAcknowledge(s *Server, r *request) kmsg.Response {
 	}
 	if group == "" || member == "" || len(member) > maxMemberIDLength {
 		return fail(kerr.InvalidRequest)
+	}
+	if s.cluster != nil && r.fromBroker() && req.ShareSessionEpoch == -1 && len(req.Topics) == 0 {
+		if !r.allowedCluster(auth.OpClusterAction) {
+			return fail(kerr.ClusterAuthorizationFailed)
+		}
+		r.await(func() kmsg.Response {
+			s.shareMemberRemoved(group, member)
+			return resp
+		})
+		return nil
 	}
 	if !r.allowed(auth.ResourceGroup, group, auth.OpRead) {
 		return fail(kerr.GroupAuthorizationFailed)

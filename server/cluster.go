@@ -157,7 +157,8 @@ func (s *Server) startCluster() {
 		LeadershipChanged: s.leadershipChanged,
 		Logger:            s.logger,
 	})
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go s.shareGoneLoop()
 	go s.createInternalTopic(offsetsTopicSpec())
 	go s.createInternalTopic(s.txnStateTopicSpec())
 	go s.createInternalTopic(s.shareStateTopicSpec())

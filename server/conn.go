@@ -503,7 +503,7 @@ func (c *conn) dispatch(seq uint64, body []byte) bool {
 		return false
 	}
 	h := handlerFor(key)
-	if h == nil || !c.s.served(key) {
+	if h == nil {
 		c.logger.Warn("unknown API key; closing connection", "key", key, "version", version)
 		c.queue(&response{seq: seq, fatal: true})
 		return false

@@ -15,6 +15,7 @@ import (
 	"github.com/ferrymq/ferry/coordstate"
 	"github.com/ferrymq/ferry/group"
 	"github.com/ferrymq/ferry/meta"
+	"github.com/ferrymq/ferry/share"
 )
 
 // The consumer-group coordinator lives in package group; this file wires
@@ -192,12 +193,24 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 }
 
 // listGroups lists consumer groups and share groups together, by name.
-func (s *Server) listGroups(ctx context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
+// In a cluster a share group is listed by the broker FindCoordinator
+// names for it (clusterShareGroups).
+func (s *Server) listGroups(ctx context.Context, r *request, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
+	if s.cluster != nil && r.fromBroker() {
+		// Another broker gathering the share groups of the cluster.
+		resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+		resp.Groups = s.shares.ListGroups(req)
+		return resp
+	}
 	resp := s.groups.ListGroups(ctx, req)
 	if resp.ErrorCode != 0 {
 		return resp
 	}
-	if shared := s.shares.ListGroups(req); len(shared) > 0 {
+	shared := s.shares.ListGroups(req)
+	if s.cluster != nil {
+		shared = s.clusterShareGroups(ctx, req, shared)
+	}
+	if len(shared) > 0 {
 		resp.Groups = append(resp.Groups, shared...)
 		slices.SortFunc(resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int { return strings.Compare(a.Group, b.Group) })
 	}
@@ -206,20 +219,29 @@ func (s *Server) listGroups(ctx context.Context, req *kmsg.ListGroupsRequest) *k
 
 // describeGroups describes share groups as Kafka does (Dead, and from v6
 // GROUP_ID_NOT_FOUND: "not a classic group"), consumer groups through
-// their coordinator.
-func (s *Server) describeGroups(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
+// their coordinator. In a cluster a group this broker does not know is
+// looked up at its share group coordinator.
+func (s *Server) describeGroups(ctx context.Context, r *request, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 	resp := s.groups.DescribeGroups(ctx, req)
 	for i := range resp.Groups {
-		if dg, ok := s.shares.DescribeGroup(req.Version, resp.Groups[i].Group); ok {
-			resp.Groups[i] = dg
+		g := &resp.Groups[i]
+		if dg, ok := s.shares.DescribeGroup(req.Version, g.Group); ok {
+			*g = dg
+			continue
+		}
+		unknown := g.State == "Dead" || g.ErrorCode == kerr.GroupIDNotFound.Code
+		if s.cluster != nil && unknown && !r.fromBroker() && s.remoteShareGroup(ctx, r, g.Group) {
+			*g = share.ClassicDescription(req.Version, g.Group)
 		}
 	}
 	return resp
 }
 
 // deleteGroups deletes share groups through the share coordinator and
-// the others through the group coordinator.
-func (s *Server) deleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
+// the others through the group coordinator. In a cluster a share group
+// coordinated by another broker is deleted there (forwardShareDelete); a
+// request forwarded so deletes share groups only.
+func (s *Server) deleteGroups(ctx context.Context, r *request, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 	resp := kmsg.NewPtrDeleteGroupsResponse()
 	resp.Version = req.Version
 	var rest []string
@@ -227,9 +249,19 @@ func (s *Server) deleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRequest
 	for _, name := range req.Groups {
 		if code, ok := s.shares.DeleteGroup(name); ok {
 			codes[name] = code
-		} else {
-			rest = append(rest, name)
+			continue
 		}
+		if s.cluster != nil && r.fromBroker() {
+			codes[name] = kerr.GroupIDNotFound.Code
+			continue
+		}
+		if s.cluster != nil {
+			if code, ok := s.forwardShareDelete(ctx, req.Version, name); ok {
+				codes[name] = code
+				continue
+			}
+		}
+		rest = append(rest, name)
 	}
 	if len(rest) > 0 {
 		sub := *req

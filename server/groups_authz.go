@@ -197,12 +197,14 @@ func handleOffsetFetch(s *Server, r *request) kmsg.Response {
 
 func handleDescribeGroups(s *Server, r *request) kmsg.Response {
 	if s.authz == nil {
-		return groupCall(s, r, s.describeGroups)
+		return groupCall(s, r, func(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
+			return s.describeGroups(ctx, r, req)
+		})
 	}
 	req := r.kreq.(*kmsg.DescribeGroupsRequest)
 	ctx := groupCtx(r)
 	r.await(func() kmsg.Response {
-		resp := s.describeGroups(ctx, req)
+		resp := s.describeGroups(ctx, r, req)
 		for i := range resp.Groups {
 			g := &resp.Groups[i]
 			if !r.allowed(auth.ResourceGroup, g.Group, auth.OpDescribe) {
@@ -246,12 +248,14 @@ func handleConsumerGroupDescribe(s *Server, r *request) kmsg.Response {
 
 func handleListGroups(s *Server, r *request) kmsg.Response {
 	if s.authz == nil || r.allowedCluster(auth.OpDescribe) {
-		return groupCall(s, r, s.listGroups)
+		return groupCall(s, r, func(ctx context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
+			return s.listGroups(ctx, r, req)
+		})
 	}
 	req := r.kreq.(*kmsg.ListGroupsRequest)
 	ctx := groupCtx(r)
 	r.await(func() kmsg.Response {
-		resp := s.listGroups(ctx, req)
+		resp := s.listGroups(ctx, r, req)
 		kept := resp.Groups[:0]
 		for _, g := range resp.Groups {
 			if r.allowed(auth.ResourceGroup, g.Group, auth.OpDescribe) {
@@ -266,7 +270,9 @@ func handleListGroups(s *Server, r *request) kmsg.Response {
 
 func handleDeleteGroups(s *Server, r *request) kmsg.Response {
 	if s.authz == nil {
-		return groupCall(s, r, s.deleteGroups)
+		return groupCall(s, r, func(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
+			return s.deleteGroups(ctx, r, req)
+		})
 	}
 	req := r.kreq.(*kmsg.DeleteGroupsRequest)
 	kept, denied := splitAllowed(req.Groups, func(g string) bool {
@@ -286,7 +292,7 @@ func handleDeleteGroups(s *Server, r *request) kmsg.Response {
 	allowed := *req
 	allowed.Groups = kept
 	ctx := groupCtx(r)
-	r.await(func() kmsg.Response { return refuse(s.deleteGroups(ctx, &allowed)) })
+	r.await(func() kmsg.Response { return refuse(s.deleteGroups(ctx, r, &allowed)) })
 	return nil
 }
 

@@ -32,14 +32,5 @@ func regKey(key, min, max int16, fn handlerFunc) {
 
 func handlerFor(key int16) *handler { return handlers[key] }
 
-// notInCluster are the API keys a node of a cluster does not serve yet
-// (nor advertise): the share-group offset APIs that change state, whose
-// share-partitions are served and stored by several brokers
-// (docs/cluster.md, Share groups).
-var notInCluster = map[int16]bool{91: true, 92: true}
-
-// served reports whether this broker serves key.
-func (s *Server) served(key int16) bool { return s.cluster == nil || !notInCluster[key] }
-
 // errMsg returns a pointer for an optional error message field.
 func errMsg(format string) *string { return &format }

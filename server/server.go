@@ -93,6 +93,10 @@ type Server struct {
 		ready      atomic.Bool // __share_group_state exists
 		partitions int32       // its partition count
 	}
+	// shareGone queues the share members this broker's share coordinator
+	// removed, for the other brokers to release their records (a
+	// cluster: shares_cluster.go); nil on one broker.
+	shareGone chan shareSessionKey
 
 	// started is set once New has set every field the metadata callbacks
 	// (clusterChanged, topicsChanged) read: in a cluster the metadata log

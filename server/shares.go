@@ -47,6 +47,9 @@ func (s *Server) startShares() error {
 	ms := func(name string) time.Duration { return time.Duration(bs.int64(name)) * time.Millisecond }
 	s.shareSessions = newShareSessions(int(bs.int64("group.share.max.share.sessions")))
 	s.shareWaiters = newShareWaiters()
+	if s.raft != nil {
+		s.shareGone = make(chan shareSessionKey, shareGoneQueue)
+	}
 	var state share.StateClient
 	if s.raft != nil {
 		state = clusterShareState{s} // shares_cluster.go
@@ -58,7 +61,7 @@ func (s *Server) startShares() error {
 		Topics:                     s.shareTopics,
 		GroupConfigs:               s.meta.GroupConfigs,
 		Available:                  s.shareWaiters.wake,
-		MemberGone:                 s.shareSessions.dropMember,
+		MemberGone:                 s.shareMemberGone,
 		OtherGroup:                 s.groups.Exists,
 		Logger:                     s.logger,
 		NodeID:                     s.cfg.NodeID,

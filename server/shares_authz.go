@@ -127,8 +127,11 @@ func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
+	alter := func(ctx context.Context, req *kmsg.AlterShareGroupOffsetsRequest) *kmsg.AlterShareGroupOffsetsResponse {
+		return s.shareMembership(r, req, req.GroupID, func() kmsg.Response { return s.shares.AlterShareGroupOffsets(ctx, req) }).(*kmsg.AlterShareGroupOffsetsResponse)
+	}
 	if s.authz == nil {
-		return shareCall(s, r, true, s.shares.AlterShareGroupOffsets)
+		return shareCall(s, r, true, alter)
 	}
 	kept, denied := splitAllowed(req.Topics, func(t kmsg.AlterShareGroupOffsetsRequestTopic) bool {
 		return r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead)
@@ -142,7 +145,7 @@ func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
 			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 			return resp
 		}
-		resp := s.shares.AlterShareGroupOffsets(ctx, &allowed)
+		resp := alter(ctx, &allowed)
 		for _, t := range denied {
 			rt := kmsg.NewAlterShareGroupOffsetsResponseTopic()
 			rt.Topic = t.Topic
@@ -165,8 +168,11 @@ func handleDeleteShareGroupOffsets(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
+	del := func(ctx context.Context, req *kmsg.DeleteShareGroupOffsetsRequest) *kmsg.DeleteShareGroupOffsetsResponse {
+		return s.shareMembership(r, req, req.GroupID, func() kmsg.Response { return s.shares.DeleteShareGroupOffsets(ctx, req) }).(*kmsg.DeleteShareGroupOffsetsResponse)
+	}
 	if s.authz == nil {
-		return shareCall(s, r, true, s.shares.DeleteShareGroupOffsets)
+		return shareCall(s, r, true, del)
 	}
 	kept, denied := splitAllowed(req.Topics, func(t kmsg.DeleteShareGroupOffsetsRequestTopic) bool {
 		return r.allowed(auth.ResourceTopic, t.Topic, auth.OpRead)
@@ -180,7 +186,7 @@ func handleDeleteShareGroupOffsets(s *Server, r *request) kmsg.Response {
 			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 			return resp
 		}
-		resp := s.shares.DeleteShareGroupOffsets(ctx, &allowed)
+		resp := del(ctx, &allowed)
 		for _, t := range denied {
 			rt := kmsg.NewDeleteShareGroupOffsetsResponseTopic()
 			rt.Topic, rt.ErrorCode = t.Topic, kerr.TopicAuthorizationFailed.Code

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/share"
 )
 
@@ -118,6 +119,43 @@ func (cs clusterShareState) ReadShareGroupState(p int32, req *kmsg.ReadShareGrou
 	return resp.(*kmsg.ReadShareGroupStateResponse), nil
 }
 
+// ListOffset asks the leader of the data partition tp with ListOffsets
+// (the group's coordinator initializing a partition it assigns).
+func (cs clusterShareState) ListOffset(tp share.TopicPartition, timestamp int64) (int64, error) {
+	s := cs.s
+	t := s.meta.TopicByID(tp.TopicID)
+	if t == nil {
+		return 0, fmt.Errorf("%w: topic %s", share.ErrUnknownPartition, meta.TopicIDString(tp.TopicID))
+	}
+	leader := t.State(tp.Partition).Leader
+	addr, ok := s.brokerAddr(leader)
+	if !ok || s.peers == nil {
+		return 0, fmt.Errorf("%w: %s-%d", errNoLeader, t.Name(), tp.Partition)
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.SetVersion(5)
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = t.Name()
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = tp.Partition, -1, timestamp
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := s.peers.Request(s.ctx, addr, req)
+	if err != nil {
+		return 0, err
+	}
+	lr := resp.(*kmsg.ListOffsetsResponse)
+	if len(lr.Topics) != 1 || len(lr.Topics[0].Partitions) != 1 {
+		return 0, fmt.Errorf("server: ListOffsets of %s-%d answered %d topics", t.Name(), tp.Partition, len(lr.Topics))
+	}
+	got := lr.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+		return 0, fmt.Errorf("ListOffsets of %s-%d at broker %d: %w", t.Name(), tp.Partition, leader, err)
+	}
+	return got.Offset, nil
+}
+
 // shareStateCall sends req to the leader of partition p of
 // __share_group_state, or runs local when that is this broker. While the
 // partition has no reachable leader, or its leader answers
@@ -205,7 +243,12 @@ func (s *Server) shareDataLeadershipChanged(topic string, p int32, leading bool)
 // already and is never forwarded again.
 const shareForwardPrefix = "ferry-broker-"
 
-// shareMembership serves a membership request of group in a cluster: here
+// fromBroker reports whether r was sent by another broker of the cluster
+// (the peer pool's client ID).
+func (r *request) fromBroker() bool { return strings.HasPrefix(r.clientID, shareForwardPrefix) }
+
+// shareMembership serves a request of group's coordinator in a cluster
+// (ShareGroupHeartbeat, ShareGroupDescribe, the share group offset APIs): here
 // if this broker leads the group's partition of __share_group_state,
 // else forwarded to that partition's leader, the answer passed back.
 // Clients find the coordinator with FindCoordinator key type 0, which
@@ -234,10 +277,14 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 			g := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
 			g.GroupID, g.ErrorCode = group, kerr.NotCoordinator.Code
 			resp.Groups = append(resp.Groups, g)
+		case *kmsg.AlterShareGroupOffsetsResponse:
+			resp.ErrorCode = kerr.NotCoordinator.Code
+		case *kmsg.DeleteShareGroupOffsetsResponse:
+			resp.ErrorCode = kerr.NotCoordinator.Code
 		}
 		return resp
 	}
-	if strings.HasPrefix(r.clientID, shareForwardPrefix) {
+	if r.fromBroker() {
 		return notCoord()
 	}
 	t := s.meta.Topic(shareStateTopic)
@@ -249,7 +296,9 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 	if leader == s.cfg.NodeID || !ok {
 		return notCoord()
 	}
-	req.SetVersion(r.version)
+	if req.Key() == r.kreq.Key() {
+		req.SetVersion(r.version)
+	}
 	resp, err := s.peers.Request(s.ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding a share group request failed", "group", group, "broker", leader, "err", err)
@@ -290,4 +339,152 @@ func (s *Server) describeShareOffsets(ctx context.Context, r *request, req *kmsg
 		resp.Groups = append(resp.Groups, got.(*kmsg.DescribeShareGroupOffsetsResponse).Groups...)
 	}
 	return resp
+}
+
+// clusterShareGroups returns the share groups ListGroups lists on this
+// broker in a cluster: those whose coordinator FindCoordinator (key type
+// 0) names this broker, as a client asks every broker and expects each
+// group from one. Their membership is served by the leaders of their
+// partitions of __share_group_state, so local holds this broker's, and
+// the others' are asked with ListGroups (answered, between brokers, with
+// their share groups only). A broker that cannot be reached is left out.
+func (s *Server) clusterShareGroups(ctx context.Context, req *kmsg.ListGroupsRequest, local []kmsg.ListGroupsResponseGroup) []kmsg.ListGroupsResponseGroup {
+	all := local
+	for _, b := range s.meta.Brokers() {
+		if b.ID == s.cfg.NodeID || b.Fenced || s.peers == nil {
+			continue
+		}
+		addr, ok := s.brokerAddr(b.ID)
+		if !ok {
+			continue
+		}
+		one := *req
+		resp, err := s.peers.Request(ctx, addr, &one)
+		if err != nil {
+			s.logger.Debug("listing the share groups of a broker failed", "broker", b.ID, "err", err)
+			continue
+		}
+		all = append(all, resp.(*kmsg.ListGroupsResponse).Groups...)
+	}
+	seen := make(map[string]bool, len(all))
+	var out []kmsg.ListGroupsResponseGroup
+	for _, g := range all {
+		if seen[g.Group] {
+			continue // moving between brokers: listed by both
+		}
+		seen[g.Group] = true
+		if id, _, _, code, _ := s.clusterCoordinator(g.Group); code == 0 && id == s.cfg.NodeID {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// remoteShareGroup reports whether name is a share group coordinated by
+// another broker, asked with ShareGroupDescribe (shareMembership).
+func (s *Server) remoteShareGroup(ctx context.Context, r *request, name string) bool {
+	req := kmsg.NewPtrShareGroupDescribeRequest()
+	req.SetVersion(1)
+	req.GroupIDs = []string{name}
+	resp := s.shareMembership(r, req, name, func() kmsg.Response { return s.shares.ShareGroupDescribe(ctx, req) }).(*kmsg.ShareGroupDescribeResponse)
+	return len(resp.Groups) == 1 && resp.Groups[0].ErrorCode == 0
+}
+
+// forwardShareDelete deletes name at its share group coordinator when
+// that is another broker, and reports its answer; ok is false when name
+// is not a share group there (or the broker cannot be reached): it is
+// then a consumer group's name, deleted here.
+func (s *Server) forwardShareDelete(ctx context.Context, version int16, name string) (code int16, ok bool) {
+	t := s.meta.Topic(shareStateTopic)
+	if t == nil || s.peers == nil {
+		return 0, false
+	}
+	leader := t.State(s.shares.Partition(name)).Leader
+	addr, found := s.brokerAddr(leader)
+	if leader == s.cfg.NodeID || !found {
+		return 0, false
+	}
+	req := kmsg.NewPtrDeleteGroupsRequest()
+	req.SetVersion(version)
+	req.Groups = []string{name}
+	resp, err := s.peers.Request(ctx, addr, req)
+	if err != nil {
+		s.logger.Debug("forwarding DeleteGroups failed", "group", name, "broker", leader, "err", err)
+		return 0, false
+	}
+	groups := resp.(*kmsg.DeleteGroupsResponse).Groups
+	if len(groups) != 1 || groups[0].ErrorCode == kerr.GroupIDNotFound.Code {
+		return 0, false
+	}
+	return groups[0].ErrorCode, true
+}
+
+// shareGoneQueue bounds the member removals waiting to be told to the
+// other brokers; past it they are dropped (their records then wait for
+// their acquisition locks there), with a warning.
+const shareGoneQueue = 1024
+
+// shareMemberGone is share.Config.MemberGone: the share coordinator
+// removed a member (it left, or its session timed out) and released what
+// it held on this broker. Its share session here ends; in a cluster the
+// other brokers, which lead other partitions the member may hold records
+// of, are told to end its sessions and release its records at once
+// (shareGoneLoop).
+func (s *Server) shareMemberGone(group, member string) {
+	s.shareSessions.dropMember(group, member)
+	if s.shareGone == nil {
+		return
+	}
+	select {
+	case s.shareGone <- shareSessionKey{group, member}:
+	default:
+		s.logger.Warn("share member removal not told to the other brokers: too many queued", "group", group, "member", member)
+	}
+}
+
+// shareGoneLoop tells the other brokers of the cluster about the members
+// the share coordinator removed: each gets a ShareAcknowledge of the
+// member at share session epoch -1 with no partitions, which a broker
+// answers, when it comes from another broker, by ending the member's
+// session and releasing every record it holds there (shareMemberRemoved).
+// It runs until Close.
+func (s *Server) shareGoneLoop() {
+	defer s.wg.Done()
+	for {
+		var gone shareSessionKey
+		select {
+		case <-s.ctx.Done():
+			return
+		case gone = <-s.shareGone:
+		}
+		for _, b := range s.meta.Brokers() {
+			if b.ID == s.cfg.NodeID || b.Fenced || s.peers == nil {
+				continue
+			}
+			addr, ok := s.brokerAddr(b.ID)
+			if !ok {
+				continue
+			}
+			req := kmsg.NewPtrShareAcknowledgeRequest()
+			req.SetVersion(1)
+			req.GroupID, req.MemberID = kmsg.StringPtr(gone.group), kmsg.StringPtr(gone.member)
+			req.ShareSessionEpoch = -1
+			resp, err := s.peers.Request(s.ctx, addr, req)
+			if err == nil {
+				err = kerr.ErrorForCode(resp.(*kmsg.ShareAcknowledgeResponse).ErrorCode)
+			}
+			if err != nil {
+				s.logger.Debug("telling a broker that a share member is gone failed", "broker", b.ID, "group", gone.group, "member", gone.member, "err", err)
+			}
+		}
+	}
+}
+
+// shareMemberRemoved serves a ShareAcknowledge from another broker at
+// epoch -1 with no partitions: the group's coordinator removed member, so
+// its share session here ends and every record it holds here is released
+// at once.
+func (s *Server) shareMemberRemoved(group, member string) {
+	s.shareSessions.dropMember(group, member)
+	s.shares.ReleaseMember(group, member)
 }

@@ -53,17 +53,26 @@ func (c *Coordinator) ListGroups(req *kmsg.ListGroupsRequest) []kmsg.ListGroupsR
 // not a classic group." (share groups are described with
 // ShareGroupDescribe). ok is false if no share group has that name.
 func (c *Coordinator) DescribeGroup(version int16, name string) (kmsg.DescribeGroupsResponseGroup, bool) {
-	dg := kmsg.NewDescribeGroupsResponseGroup()
-	dg.Group = name
 	if !c.Exists(name) {
+		dg := kmsg.NewDescribeGroupsResponseGroup()
+		dg.Group = name
 		return dg, false
 	}
+	return ClassicDescription(version, name), true
+}
+
+// ClassicDescription is DescribeGroups' answer (v0-v6) for the share group
+// name: Dead, and from v6 GROUP_ID_NOT_FOUND "Group X is not a classic
+// group.", as Kafka answers.
+func ClassicDescription(version int16, name string) kmsg.DescribeGroupsResponseGroup {
+	dg := kmsg.NewDescribeGroupsResponseGroup()
+	dg.Group = name
 	dg.State = "Dead"
 	if version >= 6 {
 		dg.ErrorCode = kerr.GroupIDNotFound.Code
 		dg.ErrorMessage = strPtr(fmt.Sprintf("Group %s is not a classic group.", name))
 	}
-	return dg, true
+	return dg
 }
 
 // DeleteGroup deletes a share group for DeleteGroups: its membership
@@ -85,6 +94,13 @@ func (c *Coordinator) DeleteGroup(name string) (code int16, ok bool) {
 	defer g.mu.Unlock()
 	if len(g.members) > 0 {
 		return kerr.NonEmptyGroup.Code, true
+	}
+	if c.remote() {
+		// The state is on the leaders of the state partitions, of
+		// whichever partitions the group ever consumed.
+		if e := c.deleteRemoteLocked(g, allPartitions(c.cfg.Topics())); e != nil {
+			return e.Code, true
+		}
 	}
 	for _, sp := range g.spsSorted() {
 		if err := c.deleteStateLocked(g, sp); err != nil {
@@ -164,27 +180,22 @@ func (c *Coordinator) DescribeShareGroupOffsets(ctx context.Context, req *kmsg.D
 			parts []int32
 		}
 		var wants []want
+		var stored map[TopicPartition]remoteState
 		if rg.Topics == nil && c.remote() {
-			// The state is on the leaders of the state partitions: look
-			// at every partition of the members' topics.
-			subscribed := map[string]bool{}
-			if g != nil {
-				g.mu.Lock()
-				for _, m := range g.members {
-					for _, t := range m.topics {
-						subscribed[t] = true
-					}
+			// The state is on the leaders of the state partitions: read
+			// which partitions of every topic have some.
+			stored = c.readStates(rg.GroupID, allPartitions(topics))
+			byName := make(map[string][]int32)
+			for tp, st := range stored {
+				if st.err == nil && st.val == nil {
+					continue
 				}
-				g.mu.Unlock()
+				if name, _, ok := topicByID(topics, tp.TopicID); ok {
+					byName[name] = append(byName[name], tp.Partition)
+				}
 			}
-			for _, name := range slices.Sorted(maps.Keys(subscribed)) {
-				if info, ok := topics[name]; ok {
-					var ps []int32
-					for p := range info.Partitions {
-						ps = append(ps, p)
-					}
-					wants = append(wants, want{name, ps})
-				}
+			for _, name := range slices.Sorted(maps.Keys(byName)) {
+				wants = append(wants, want{name, slices.Sorted(slices.Values(byName[name]))})
 			}
 		} else if rg.Topics == nil {
 			byName := make(map[string][]int32)
@@ -212,9 +223,12 @@ func (c *Coordinator) DescribeShareGroupOffsets(ctx context.Context, req *kmsg.D
 				op.StartOffset, op.Lag, op.LeaderEpoch = -1, -1, -1
 				switch {
 				case known && c.remote():
-					if !c.describeRemote(rg.GroupID, TopicPartition{info.ID, p}, &op) && rg.Topics == nil {
-						continue // no state: not described unless named
+					tp := TopicPartition{info.ID, p}
+					st, ok := stored[tp]
+					if !ok {
+						st = c.readStates(rg.GroupID, []TopicPartition{tp})[tp]
 					}
+					c.describeRemote(tp, st, &op)
 				case known:
 					c.describeOffsets(TopicPartition{info.ID, p}, sps, &op)
 				}
@@ -278,6 +292,18 @@ func (c *Coordinator) AlterShareGroupOffsets(ctx context.Context, req *kmsg.Alte
 	}
 	topics := c.cfg.Topics()
 	_, nowMs := c.now()
+	altered := false
+	defer func() {
+		// With Config.State the state lives elsewhere: the group
+		// exists by its own record, as Kafka creates it.
+		if altered && !g.persisted {
+			if err := c.appendMembership(g, []Record{groupRecord(g)}); err != nil {
+				c.log.Warn("storing share group", "group", g.name, "err", err)
+			} else {
+				g.persisted = true
+			}
+		}
+	}()
 	for _, rt := range req.Topics {
 		ot := kmsg.NewAlterShareGroupOffsetsResponseTopic()
 		ot.Topic = rt.Topic
@@ -291,6 +317,12 @@ func (c *Coordinator) AlterShareGroupOffsets(ctx context.Context, req *kmsg.Alte
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case rp.StartOffset < 0:
 				op.ErrorCode = kerr.InvalidRequest.Code
+			case c.remote():
+				if e := c.resetRemoteLocked(g, TopicPartition{info.ID, rp.Partition}, rp.StartOffset, nowMs); e != nil {
+					op.ErrorCode = e.Code
+				} else {
+					altered = true
+				}
 			case !c.spServed(spKey{g.name, TopicPartition{info.ID, rp.Partition}}):
 				op.ErrorCode = kerr.NotCoordinator.Code
 			default:
@@ -372,6 +404,17 @@ func (c *Coordinator) DeleteShareGroupOffsets(ctx context.Context, req *kmsg.Del
 		ot.TopicID = info.ID
 		if !known {
 			ot.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			resp.Topics = append(resp.Topics, ot)
+			continue
+		}
+		if c.remote() {
+			tps := make([]TopicPartition, 0, info.Partitions)
+			for p := range info.Partitions {
+				tps = append(tps, TopicPartition{info.ID, p})
+			}
+			if e := c.deleteRemoteLocked(g, tps); e != nil {
+				ot.ErrorCode = e.Code
+			}
 			resp.Topics = append(resp.Topics, ot)
 			continue
 		}

@@ -187,8 +187,16 @@
 // share-partitions, a view of every state written to it, from which it
 // answers reads and writes snapshots. Records carry the writer's leader
 // epoch; once a newer leader read the state, older ones are fenced
-// (ErrFenced). Partitions are not initialized when assigned, only at
-// their first fetch, by their leader.
+// (ErrFenced); a write built on an older state epoch than the stored
+// one (the state was reset or deleted since) is refused too
+// (ErrStateFenced). The group's coordinator initializes the partitions it
+// assigns, resets and deletes state (AlterShareGroupOffsets,
+// DeleteShareGroupOffsets, DeleteGroups) through the state partitions'
+// leaders, with administrative snapshots (remote_admin.go); a data
+// partition's leader drops what it holds of a reset state when a member
+// starts a share session there (Revalidate) or when its write is refused,
+// and releases at once the records of a member its coordinator removed
+// (ReleaseMember).
 //
 // # Concurrency
 //

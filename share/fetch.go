@@ -177,12 +177,10 @@ func (c *Coordinator) sharePartition(group string, tp TopicPartition, create boo
 // initializePartitionsLocked creates the state of every partition a
 // member of g is assigned that has none yet, so that
 // share.auto.offset.reset is applied when the partition is assigned, as
-// Kafka does, not when it is first fetched. Failures are logged; the
-// partition is then initialized at its first fetch.
+// Kafka does, not when it is first fetched (with Config.State through the
+// state partitions' leaders: initializeRemoteLocked). Failures are
+// logged; the partition is then initialized at its first fetch.
 func (c *Coordinator) initializePartitionsLocked(g *group) {
-	if c.remote() {
-		return // the leaders of the partitions do, at the first fetch
-	}
 	var tps []TopicPartition
 	seen := make(map[TopicPartition]bool)
 	for _, m := range g.sortedMembers() {
@@ -195,6 +193,10 @@ func (c *Coordinator) initializePartitionsLocked(g *group) {
 				}
 			}
 		}
+	}
+	if len(tps) > 0 && c.remote() {
+		c.initializeRemoteLocked(g, tps)
+		return
 	}
 	if len(tps) > 0 {
 		if e := c.initializeLocked(g, tps); e != nil {

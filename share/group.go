@@ -29,6 +29,9 @@ type group struct {
 	// last epoch bump; when it changes the epoch is bumped.
 	subMeta     string
 	metaChecked time.Time
+	// checked holds the assigned partitions known to have state, with
+	// Config.State: their initialization is not looked at again.
+	checked map[TopicPartition]bool
 
 	cfg atomicConfig // resolved group config; nil until needed or after a change
 }
@@ -58,6 +61,7 @@ func (c *Coordinator) newGroup(name string) *group {
 		part:    c.Partition(name),
 		members: make(map[string]*member),
 		sps:     make(map[TopicPartition]*sharePartition),
+		checked: make(map[TopicPartition]bool),
 	}
 }
 

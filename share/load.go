@@ -179,6 +179,7 @@ func (c *Coordinator) Unload(p int32) {
 		g.mu.Lock()
 		g.stopTimersLocked()
 		g.members = make(map[string]*member)
+		g.checked = make(map[TopicPartition]bool)
 		g.epoch, g.persisted, g.subMeta = 0, false, ""
 		c.maybeDropLocked(g)
 		g.mu.Unlock()

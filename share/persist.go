@@ -108,6 +108,12 @@ func (c *Coordinator) writeBehind(sp *sharePartition, sbs []stateBatch) {
 // writeBehindNow is writeBehind, at once.
 func (c *Coordinator) writeBehindNow(sp *sharePartition, sbs []stateBatch) {
 	p := c.parts[sp.part]
+	fenced := false
+	defer func() {
+		if fenced {
+			c.drop(sp) // a newer leader, or a reset of the state: read it again
+		}
+	}()
 	c.lockPart(p)
 	defer c.unlockPart(p)
 	sp.mu.Lock()
@@ -125,6 +131,7 @@ func (c *Coordinator) writeBehindNow(sp *sharePartition, sbs []stateBatch) {
 	recs := []Record{{Key: sp.updKey, Value: val}}
 	if err := c.appendState(p, recs); err != nil {
 		c.log.Warn("storing share-partition state", "group", sp.key.group, "partition", sp.key.tp.Partition, "err", err)
+		fenced = errors.Is(err, ErrFenced)
 		return
 	}
 	c.appended(p, recs, false)

@@ -33,15 +33,17 @@ import (
 //     elsewhere.
 //   - DescribeShareGroupOffsets is answered by the group's coordinator
 //     from reads at leader epoch -1, which fence nobody, and the data
-//     partition's high watermark where this broker leads it (the lag is
-//     -1 elsewhere).
+//     partition's high watermark, asked of its leader where this broker
+//     does not lead it.
 //   - Fencing: every record carries the data partition's leader epoch of
 //     its writer. A read names the reader's leader epoch and, if it is
 //     newer than the view's, stores it (an update with no batches) before
 //     answering; from then on records of an older epoch are refused
 //     (FENCED_LEADER_EPOCH), so an old leader that has not yet learned it
 //     lost the partition cannot acknowledge a record the new leader may
-//     have delivered again.
+//     have delivered again. Records built on an older state epoch than
+//     the stored one are refused too (FENCED_STATE_EPOCH): the group's
+//     coordinator reset or deleted the state since (remote_admin.go).
 //
 // The requests are Kafka's (keys 84 and 85), between brokers only. Kafka's
 // fields are filled in, and Ferry's records travel whole in tagged fields
@@ -64,6 +66,11 @@ var (
 	// epoch older than one the state leader was read at
 	// (FENCED_LEADER_EPOCH).
 	ErrFenced = errors.New("share: fenced by a newer leader epoch")
+	// ErrStateFenced marks a write of a share-partition's state built on
+	// a state epoch older than the stored one: the state was reset or
+	// deleted since it was read (FENCED_STATE_EPOCH). It matches ErrFenced
+	// too: its writer drops what it holds and reads the state again.
+	ErrStateFenced = fmt.Errorf("%w (a newer state epoch)", ErrFenced)
 )
 
 // StateClient reaches the leader of a __share_group_state partition, this
@@ -75,9 +82,15 @@ type StateClient interface {
 	// WriteShareGroupState sends req, whose records all live in partition
 	// p, to the leader of p.
 	WriteShareGroupState(p int32, req *kmsg.WriteShareGroupStateRequest) (*kmsg.WriteShareGroupStateResponse, error)
-	// ReadShareGroupState sends req, naming one share-partition of
+	// ReadShareGroupState sends req, naming share-partitions of
 	// partition p, to the leader of p.
 	ReadShareGroupState(p int32, req *kmsg.ReadShareGroupStateRequest) (*kmsg.ReadShareGroupStateResponse, error)
+	// ListOffset asks the leader of the data partition tp for an offset,
+	// as ListOffsets does: timestamp -1 is the high watermark, -2 the log
+	// start offset, any other the first offset of a record at or after
+	// it (-1 if none). The group's coordinator initializes the
+	// partitions it assigns with it.
+	ListOffset(tp TopicPartition, timestamp int64) (int64, error)
 }
 
 // remote reports whether share-partitions are stored through Config.State.
@@ -131,6 +144,8 @@ func stateError(code int16) error {
 	switch code {
 	case kerr.FencedLeaderEpoch.Code:
 		return ErrFenced
+	case kerr.FencedStateEpoch.Code:
+		return ErrStateFenced
 	case kerr.NotCoordinator.Code:
 		return ErrNotStateLeader
 	}
@@ -143,6 +158,8 @@ func stateCode(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, ErrStateFenced):
+		return kerr.FencedStateEpoch.Code
 	case errors.Is(err, ErrFenced):
 		return kerr.FencedLeaderEpoch.Code
 	case errors.Is(err, ErrNotStateLeader):
@@ -262,12 +279,14 @@ func (c *Coordinator) writeState(req *kmsg.WriteShareGroupStateRequest) error {
 		return err
 	}
 	type check struct {
-		key   spKey
-		epoch int32
+		i    int // of the record in recs
+		key  spKey
+		snap bool
+		v    stateValue
 	}
 	checks := make([]check, 0, len(recs))
 	id := int32(-1)
-	for _, rec := range recs {
+	for i, rec := range recs {
 		k, err := decodeKey(rec.Key)
 		if err != nil {
 			return err
@@ -281,11 +300,15 @@ func (c *Coordinator) writeState(req *kmsg.WriteShareGroupStateRequest) error {
 		if rec.Value == nil {
 			continue
 		}
-		v, err := decodeStateValue(rec.Value, k.version == keyShareSnapshot, nil)
+		snap := k.version == keyShareSnapshot
+		v, err := decodeStateValue(rec.Value, snap, nil)
 		if err != nil {
 			return err
 		}
-		checks = append(checks, check{key, v.leaderEpoch})
+		if !snap && v.leaderEpoch == adminLeaderEpoch {
+			return fmt.Errorf("%w: an update without a leader epoch", ErrCorrupt)
+		}
+		checks = append(checks, check{i, key, snap, v})
 	}
 	part := c.parts[id]
 	part.mu.RLock()
@@ -295,20 +318,67 @@ func (c *Coordinator) writeState(req *kmsg.WriteShareGroupStateRequest) error {
 	}
 	part.liveMu.Lock()
 	for _, ck := range checks {
-		at, ok := part.readAt[ck.key]
-		if sp := part.view[ck.key]; sp != nil {
-			at, ok = sp.leaderEpoch, true
-		}
-		if ok && ck.epoch < at {
+		if err := checkWriteLocked(part, ck.key, ck.snap, &ck.v); err != nil {
 			part.liveMu.Unlock()
-			return fmt.Errorf("%w: leader epoch %d, the state was read at %d", ErrFenced, ck.epoch, at)
+			return err
 		}
+		if ck.v.leaderEpoch != adminLeaderEpoch {
+			continue
+		}
+		// An administrative snapshot takes the leader epoch the state is
+		// fenced at: it fences nobody, and nobody is fenced by it.
+		ck.v.leaderEpoch = 0
+		if at, ok := part.readAt[ck.key]; ok {
+			ck.v.leaderEpoch = max(at, 0)
+		}
+		if sp := part.view[ck.key]; sp != nil {
+			ck.v.leaderEpoch = max(sp.leaderEpoch, 0)
+		}
+		recs[ck.i].Value = appendStateValue(nil, &ck.v, true)
 	}
 	part.liveMu.Unlock()
 	if _, err := c.store.Append(id, recs); err != nil {
 		return err
 	}
 	c.applyView(part, recs)
+	return nil
+}
+
+// adminLeaderEpoch is the leader epoch of a snapshot written by the
+// group's coordinator rather than by the share-partition's leader
+// (AlterShareGroupOffsets, an initialization at assignment): the state
+// leader gives it the leader epoch the state is fenced at.
+const adminLeaderEpoch = -1
+
+// checkWriteLocked refuses a record of key that a newer writer fenced:
+// FENCED_LEADER_EPOCH for a leader epoch older than the one the state was
+// read at, FENCED_STATE_EPOCH for a state epoch older than the state's
+// (it was reset or deleted since its writer read it; an administrative
+// snapshot must be newer than every epoch the state had, so it never
+// replaces a state it did not see). part.liveMu is held.
+func checkWriteLocked(part *statePart, key spKey, snap bool, v *stateValue) error {
+	sp := part.view[key]
+	last, had := part.viewEpochs[key]
+	epoch := v.snapshotEpoch
+	if snap {
+		epoch = v.stateEpoch
+	}
+	if v.leaderEpoch == adminLeaderEpoch {
+		if had && epoch <= last {
+			return fmt.Errorf("%w: state epoch %d, the state is at %d", ErrStateFenced, epoch, last)
+		}
+		return nil
+	}
+	at, ok := part.readAt[key]
+	if sp != nil {
+		at, ok = sp.leaderEpoch, true
+	}
+	switch {
+	case ok && v.leaderEpoch < at:
+		return fmt.Errorf("%w: leader epoch %d, the state was read at %d", ErrFenced, v.leaderEpoch, at)
+	case sp != nil && epoch < sp.stateEpoch, sp == nil && had && epoch <= last:
+		return fmt.Errorf("%w: state epoch %d, the state is at %d", ErrStateFenced, epoch, last)
+	}
 	return nil
 }
 
@@ -595,59 +665,45 @@ func (c *Coordinator) drop(sp *sharePartition) {
 	}
 }
 
-// describeRemote fills op from the state of tp for group, read from its
-// state partition's leader without fencing (Config.State), and reports
-// whether it has state. The lag needs the partition's high watermark,
-// known where this broker leads it; elsewhere it is -1.
-func (c *Coordinator) describeRemote(group string, tp TopicPartition, op *kmsg.DescribeShareGroupOffsetsResponseGroupTopicPartition) bool {
-	key := spKey{group: group, tp: tp}
-	req := kmsg.NewPtrReadShareGroupStateRequest()
-	req.GroupID = group
-	rt := kmsg.NewReadShareGroupStateRequestTopic()
-	rt.TopicID = tp.TopicID
-	rp := kmsg.NewReadShareGroupStateRequestTopicPartition()
-	rp.Partition, rp.LeaderEpoch = tp.Partition, -1
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := c.cfg.State.ReadShareGroupState(statePartitionFor(key, c.cfg.StatePartitions), req)
-	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+// describeRemote fills op from st, the state of tp read from its state
+// partition's leader (Config.State). The lag needs the partition's high
+// watermark: this broker's where it leads tp, else asked of tp's leader
+// (ListOffset); -1 if neither answers.
+func (c *Coordinator) describeRemote(tp TopicPartition, st remoteState, op *kmsg.DescribeShareGroupOffsetsResponseGroupTopicPartition) {
+	if st.err != nil {
 		op.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		return true
+		return
 	}
-	got := &resp.Topics[0].Partitions[0]
-	if got.ErrorCode != 0 {
-		op.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		return true
+	if st.val == nil {
+		return
 	}
-	var val []byte
-	got.UnknownTags.Each(func(tag uint32, data []byte) {
-		if tag == tagStateValue {
-			val = data
-		}
-	})
-	if val == nil {
-		return false
-	}
-	v, err := decodeStateValue(val, true, nil)
+	v, err := decodeStateValue(st.val, true, nil)
 	if err != nil {
-		return false
+		return
 	}
 	op.StartOffset = v.start
+	hw := int64(-1)
 	offs, err := c.cfg.Reader.Offsets(tp)
-	if err != nil {
-		return true
+	switch {
+	case err == nil:
+		op.LeaderEpoch, hw = offs.LeaderEpoch, offs.HighWatermark
+	case errors.Is(err, ErrNotLeader):
+		if o, err := c.cfg.State.ListOffset(tp, -1); err == nil {
+			hw = o
+		}
 	}
-	op.LeaderEpoch = offs.LeaderEpoch
+	if hw < 0 {
+		return
+	}
 	complete := int64(0)
 	for _, b := range v.batches {
 		if b.state != persistAcked && b.state != persistArchived {
 			continue
 		}
-		lo, hi := max(b.first, v.start), min(b.last, offs.HighWatermark-1)
+		lo, hi := max(b.first, v.start), min(b.last, hw-1)
 		if hi >= lo {
 			complete += hi - lo + 1
 		}
 	}
-	op.Lag = max(0, offs.HighWatermark-v.start-complete)
-	return true
+	op.Lag = max(0, hw-v.start-complete)
 }

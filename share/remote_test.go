@@ -74,6 +74,12 @@ func (w *wireState) WriteShareGroupState(p int32, req *kmsg.WriteShareGroupState
 	return roundTrip(resp, kmsg.NewPtrWriteShareGroupStateResponse())
 }
 
+// ListOffset is not reached: every coordinator of these tests reads the
+// same logs, as if it led every data partition.
+func (w *wireState) ListOffset(TopicPartition, int64) (int64, error) {
+	return 0, errors.New("wireState: ListOffset is not served")
+}
+
 func (w *wireState) ReadShareGroupState(p int32, req *kmsg.ReadShareGroupStateRequest) (*kmsg.ReadShareGroupStateResponse, error) {
 	in, err := roundTrip(req, kmsg.NewPtrReadShareGroupStateRequest())
 	if err != nil {
