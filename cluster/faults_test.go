@@ -70,7 +70,7 @@ func TestFaults(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.produce(ctx, c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second), kgo.ProduceRequestTimeout(5*time.Second)), topic, parts, p)
+			h.produce(ctx, c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second), kgo.ProduceRequestTimeout(5*time.Second), kgo.WithLogger(h)), topic, parts, p)
 		}()
 	}
 	wg.Add(1)
@@ -116,6 +116,24 @@ type history struct {
 	failed []string           // produces that failed or timed out: maybe stored
 	reads  map[partOff]string // what a consumer read at each offset
 	dupRd  []string
+	// warns are the producers' clients' warnings and what they say of
+	// their producer ids (a sequence refused, an epoch bumped), shown
+	// when the check fails.
+	warns []string
+}
+
+// Level and Log make the history the producers' kgo.Logger, keeping
+// what the client says of its producer id and sequences (at info level:
+// a sequence refused makes it bump the epoch and go on).
+func (h *history) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (h *history) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level > kgo.LogLevelWarn && !strings.Contains(msg, "producer") && !strings.Contains(msg, "sequence") {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.warns = append(h.warns, fmt.Sprintf("%s %s %s %v", time.Now().UTC().Format("15:04:05.000"), level, msg, keyvals))
 }
 
 type partOff struct {
@@ -236,6 +254,9 @@ func (h *history) check(t *testing.T, final *history) {
 	if len(errs) > 0 {
 		if len(errs) > 20 {
 			errs = append(errs[:20], fmt.Sprintf("... and %d more", len(errs)-20))
+		}
+		if len(h.warns) > 0 {
+			t.Logf("the producers' client warnings:\n%s", strings.Join(h.warns[max(0, len(h.warns)-100):], "\n"))
 		}
 		t.Fatalf("history check failed:\n%s", strings.Join(errs, "\n"))
 	}

@@ -165,9 +165,14 @@ func (s *Server) produceTopic(r *request, rt *kmsg.ProduceRequestTopic, st *kmsg
 			case r.version >= 8 && code != kerr.UnknownTopicOrPartition.Code:
 				sp.ErrorMessage = msg
 			}
-			if code == kerr.KafkaStorageError.Code && !errors.Is(err, meta.ErrOffline) {
+			switch {
+			case code == kerr.KafkaStorageError.Code && !errors.Is(err, meta.ErrOffline):
 				// (Why a partition is offline was logged at start.)
 				s.logger.Error("produce failed", "topic", t.Name(), "partition", rp.Partition, "err", err)
+			case code == kerr.OutOfOrderSequenceNumber.Code || code == kerr.InvalidProducerEpoch.Code:
+				// An idempotent producer out of step with the partition:
+				// it may have lost or may repeat records; say which.
+				s.logger.Warn("produce refused", "topic", t.Name(), "partition", rp.Partition, "err", err)
 			}
 			continue
 		}
