@@ -381,7 +381,8 @@ func TestTransportHello(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := newTransport(raftID(0), "c1", ln, map[uint64]string{raftID(0): ln.Addr().String()}, false, slog.New(slog.DiscardHandler))
+	tr := newTransport(raftID(0), "c1", ln, slog.New(slog.DiscardHandler))
+	tr.setPeer(raftID(0), ln.Addr().String())
 	tr.recv = func(*pb.Message) {}
 	tr.unreachable = func(uint64) {}
 	tr.snapDone = func(uint64, bool) {}
