@@ -180,6 +180,10 @@ type Log struct {
 	// book is the address book: the controller address of each voter,
 	// by raft id (voters.go).
 	book map[uint64]string
+	// removed are the voters removed (and not added again): their
+	// messages are dropped, so that one that never learned of its
+	// removal cannot disrupt the quorum with its campaigns.
+	removed map[uint64]bool
 	// leaderStart is, on the leader, the index of the first entry of
 	// its term: raft refuses a configuration change until it applied it.
 	leaderStart uint64
@@ -269,6 +273,7 @@ func Open(cfg Config) (*Log, error) {
 		learnerAsked: map[uint64]time.Time{},
 		caughtUp:     map[uint64]time.Time{},
 		book:         map[uint64]string{},
+		removed:      map[uint64]bool{},
 	}
 	l.waiters.m = map[uint64]chan error{}
 	ln := cfg.Listener
@@ -421,6 +426,9 @@ type snapshotData struct {
 	// before voters could change: their voters are
 	// controller.quorum.voters.
 	Voters []bookEntry `json:"voters,omitempty"`
+	// Removed are the node ids of the voters removed since, whose
+	// messages are dropped.
+	Removed []int32 `json:"removed,omitempty"`
 }
 
 // wireRecord is a metadata record with its type, as entries and snapshots
@@ -469,6 +477,7 @@ func (l *Log) restore(snap *pb.Snapshot) error {
 	}
 	l.applied = snap.GetMetadata().GetIndex()
 	l.restoreBook(sd.Voters, snap.GetMetadata().GetConfState())
+	l.restoreRemoved(sd.Removed)
 	l.setConfState(snap.GetMetadata().GetConfState())
 	l.appliedIdx.Store(l.applied)
 	return nil
@@ -674,7 +683,9 @@ func (l *Log) run() {
 			l.maybeAddLearners()
 			l.trackCaughtUp()
 		case m := <-l.recvc:
-			l.rn.Step(m)
+			if !l.removed[m.GetFrom()] {
+				l.rn.Step(m)
+			}
 		case p := <-l.propc:
 			p.errc <- l.rn.Propose(p.data)
 		case a := <-l.confc:
@@ -840,7 +851,7 @@ func (l *Log) maybeSnapshot() error {
 		return nil
 	}
 	l.snapNow = false
-	data, err := json.Marshal(snapshotData{V: meta.FormatVersion, Records: toWire(l.snapshotFn()), Voters: l.bookEntries()})
+	data, err := json.Marshal(snapshotData{V: meta.FormatVersion, Records: toWire(l.snapshotFn()), Voters: l.bookEntries(), Removed: l.removedIDs()})
 	if err != nil {
 		return err
 	}

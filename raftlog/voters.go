@@ -122,13 +122,35 @@ func (l *Log) applyBook(cc *pb.ConfChange) {
 		if !slices.Contains(l.confState.GetVoters(), id) {
 			l.snapNow = true // the book in a snapshot at once
 		}
+		delete(l.removed, id)
+	case pb.ConfChangeType_ConfChangeAddLearnerNode:
+		delete(l.removed, id)
 	case pb.ConfChangeType_ConfChangeRemoveNode:
 		if slices.Contains(l.confState.GetVoters(), id) {
 			l.logger.Info("voter removed from the metadata quorum", "node", int64(id)-1)
 			delete(l.book, id)
 			l.tr.dropVoter(id)
+			l.removed[id] = true
 			l.snapNow = true
 		}
+	}
+}
+
+// removedIDs are the node ids of the voters removed, for a snapshot.
+func (l *Log) removedIDs() []int32 {
+	var out []int32
+	for id := range l.removed {
+		out = append(out, int32(id-1))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// restoreRemoved takes the removed voters of a snapshot.
+func (l *Log) restoreRemoved(ids []int32) {
+	clear(l.removed)
+	for _, n := range ids {
+		l.removed[raftID(n)] = true
 	}
 }
 
