@@ -74,10 +74,14 @@ func ParseVoters(s string) ([]Voter, error) {
 type Config struct {
 	// Dir holds the WAL and snapshots. Required.
 	Dir string
-	// NodeID is this node's node.id; it must be one of Voters, unless
-	// Learner.
+	// NodeID is this node's node.id. A node not among Voters is a
+	// Learner, or a controller to be added as a voter (AddVoter), which
+	// needs ListenAddr or Listener.
 	NodeID int32
-	// Voters are the members of the quorum (controller.quorum.voters).
+	// Voters are the voters at the quorum's first start
+	// (controller.quorum.voters): the bootstrap of a new cluster, the
+	// addresses of an older one's voters, where a new node finds the
+	// quorum. The voters change since with AddVoter and RemoveVoter.
 	Voters []Voter
 	// Learner makes this node a raft learner: it follows the log
 	// without voting (a broker-only node, process.roles=broker). Its
@@ -639,7 +643,7 @@ func (l *Log) maybeAddLearners() {
 			continue
 		}
 		l.learnerAsked[id] = now
-		l.logger.Info("adding a broker-only node to the metadata log as a learner", "node", int64(id)-1)
+		l.logger.Info("adding a node to the metadata log as a learner", "node", int64(id)-1)
 		if err := l.rn.ProposeConfChange(&pb.ConfChange{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: &id}); err != nil {
 			l.logger.Debug("learner proposal dropped", "node", int64(id)-1, "err", err)
 		}
@@ -825,7 +829,7 @@ func (l *Log) applyEntry(e *pb.Entry) error {
 			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
 		}
 		if cc.GetType() == pb.ConfChangeType_ConfChangeAddLearnerNode && !l.isMember(cc.GetNodeId()) {
-			l.logger.Info("broker-only node joined the metadata log as a learner", "node", int64(cc.GetNodeId())-1)
+			l.logger.Info("node joined the metadata log as a learner", "node", int64(cc.GetNodeId())-1)
 			l.snapNow = true
 		}
 		if cc.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && l.isMember(cc.GetNodeId()) {

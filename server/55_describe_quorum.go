@@ -43,8 +43,9 @@ import (
 // Version notes:
 //   - v1 adds the timestamps; v2 the error messages, the replicas'
 //     directory ids (zero: Ferry has one log directory and no ids) and
-//     the voters' controller endpoints (their addresses in
-//     controller.quorum.voters, named by the first of
+//     the voters' controller endpoints (their addresses in the metadata
+//     log's address book, controller.quorum.voters until the voters
+//     change; named by the first of
 //     controller.listener.names, CONTROLLER by default; they are raft
 //     transport listeners, not Kafka ones).
 
