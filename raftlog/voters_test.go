@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrymq/ferry/meta"
 )
@@ -205,4 +206,77 @@ func (c *testCluster) askPending(l *Log) error {
 		return nil
 	}
 	return err
+}
+
+// TestOlderDataStarts: nodes whose raft directories were written before
+// voters could change (bootstrap entries without addresses, no
+// snapshot) start and form the quorum, their voters' addresses those of
+// controller.quorum.voters; a voter added then is found after a restart
+// with the same list.
+func TestOlderDataStarts(t *testing.T) {
+	c := &testCluster{t: t, logs: make([]*Log, 3), ms: make([]*machine, 3)}
+	var ents []*pb.Entry
+	for i := range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+		c.voters = append(c.voters, Voter{NodeID: int32(i), Addr: ln.Addr().String()})
+		c.dirs = append(c.dirs, filepath.Join(t.TempDir(), "raft"))
+		id := raftID(int32(i))
+		cc := &pb.ConfChange{Type: pb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: &id}
+		data, err := proto.Marshal(cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents = append(ents, &pb.Entry{Term: new(uint64(1)), Index: new(uint64(i + 1)), Type: pb.EntryType_EntryConfChange.Enum(), Data: data})
+	}
+	t.Cleanup(func() {
+		for _, l := range c.logs {
+			if l != nil {
+				l.Close()
+			}
+		}
+	})
+	for i := range 3 {
+		// What the first start of an older node wrote: raft's bootstrap.
+		d, _, err := openDisk(c.dirs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.save(&pb.HardState{Term: new(uint64(1)), Commit: new(uint64(3))}, ents, true); err != nil {
+			t.Fatal(err)
+		}
+		d.close()
+		c.start(i, nil)
+	}
+	for i := range 5 {
+		if err := c.logs[i%3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: fmt.Sprint("t", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if vs := c.logs[i].Voters(); !slices.Equal(vs, c.voters) {
+			t.Fatalf("node %d: voters %+v, want %+v", i, vs, c.voters)
+		}
+	}
+	c.addController(3)
+	waitFor(t, "node 3 a learner", func() bool { return c.logs[3].CaughtUp() && slices.Equal(c.logs[0].Learners(), []int32{3}) })
+	waitFor(t, "node 3 added", func() bool {
+		err := c.leader().AddVoter(t.Context(), 3, c.controllers[3])
+		if err != nil && !errors.Is(err, ErrChangePending) && !errors.Is(err, ErrNotLeader) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	for i := range 4 {
+		c.stop(i)
+	}
+	for _, i := range []int{0, 1, 3} {
+		c.start(i, nil)
+	}
+	if err := c.logs[3].Propose([]meta.Record{{Type: meta.TypeTopic, Topic: "after"}}); err != nil {
+		t.Fatal(err)
+	}
 }
