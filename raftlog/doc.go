@@ -46,8 +46,9 @@
 // controller.quorum.voters, the snapshot's book and the configuration
 // entries applied (voters.go), so a node restarted with the first voter
 // list finds the voters added since. Messages from a removed voter are
-// dropped: one that never learned of its removal cannot disrupt the
-// quorum.
+// dropped and it is not added back as a learner when it connects: one
+// that never learned of its removal cannot disrupt the quorum, and its
+// node.id is retired.
 //
 // # Describing the quorum
 //

@@ -639,7 +639,9 @@ func (l *Log) maybeAddLearners() {
 	}
 	now := time.Now()
 	for _, id := range l.tr.learners() {
-		if l.isMember(id) || now.Sub(l.learnerAsked[id]) < time.Second {
+		if l.isMember(id) || l.removed[id] || now.Sub(l.learnerAsked[id]) < time.Second {
+			// A removed voter is not taken back: it may still run on
+			// its old state, believing it votes.
 			continue
 		}
 		l.learnerAsked[id] = now

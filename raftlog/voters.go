@@ -123,8 +123,6 @@ func (l *Log) applyBook(cc *pb.ConfChange) {
 			l.snapNow = true // the book in a snapshot at once
 		}
 		delete(l.removed, id)
-	case pb.ConfChangeType_ConfChangeAddLearnerNode:
-		delete(l.removed, id)
 	case pb.ConfChangeType_ConfChangeRemoveNode:
 		if slices.Contains(l.confState.GetVoters(), id) {
 			l.logger.Info("voter removed from the metadata quorum", "node", int64(id)-1)

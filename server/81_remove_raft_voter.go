@@ -16,9 +16,10 @@ import (
 //   - Takes a voter out of the metadata quorum (a dead controller's
 //     machine, before its replacement is added with AddRaftVoter). The
 //     removed node, out of its own configuration once it applies the
-//     change, no longer campaigns; retire it, or restart it as
-//     broker-only with a controller.quorum.voters that leaves it out (its
-//     broker record, if it had one, stays: UnregisterBroker removes it).
+//     change, no longer campaigns, and the others drop its messages
+//     and never take it back (a removed node.id is retired): reuse its
+//     machine with a new node.id and an empty data directory. Its broker
+//     record, if it had one, stays (UnregisterBroker removes it).
 //   - Served by the quorum's leader; another node forwards it there (as
 //     DescribeQuorum), NOT_LEADER_OR_FOLLOWER when it cannot. A leader
 //     removing itself first hands its leadership to the voter whose log
