@@ -109,7 +109,10 @@
 // be firewalled apart from clients. Framing is in transport.go: a hello
 // naming the sender and the cluster id, then length-prefixed
 // raftpb.Message protobufs. Each voter keeps one outgoing connection per
-// voter; a learner's connection to a voter carries both directions. A
+// voter, dialed at its address in the address book; a learner's
+// connection to a voter carries both directions, and so does that of a
+// controller not yet a voter (it also listens: once it is a voter the
+// others dial it). A
 // message that cannot be queued or written is dropped and raft is told
 // the peer is unreachable (raft retries).
 //
