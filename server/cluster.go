@@ -55,7 +55,7 @@ func (s *Server) openMeta(mc meta.Config) error {
 	}
 	switch {
 	case !controller && voter:
-		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (a voter removed with RemoveRaftVoter restarts as broker-only with a controller.quorum.voters that leaves it out)", s.cfg.NodeID)
+		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (a voter removed with RemoveRaftVoter is retired: a new broker-only node needs a node.id of its own)", s.cfg.NodeID)
 	case !controller && (listen != "" || s.cfg.controllerListener != nil):
 		return errors.New("process.roles=broker: a broker-only node has no controller listener (-controller-listen, or a listener of controller.listener.names in listeners)")
 	case controller && !voter && listen == "" && s.cfg.controllerListener == nil:
