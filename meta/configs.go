@@ -167,6 +167,7 @@ var brokerConfigs = []brokerConfig{
 	// A cluster (see package raftlog and package cluster).
 	{"controller.quorum.voters", "", typeList, false, nil},
 	{"process.roles", "", typeList, false, oneOfList("broker", "controller")},
+	{"cluster.id", "", typeString, false, nil},
 	{"controller.quorum.election.timeout.ms", "1000", typeInt, false, atLeast(10)},
 	{"broker.session.timeout.ms", "1000", typeInt, false, atLeast(10)},
 	{"replica.lag.time.max.ms", "30000", typeLong, false, atLeast(1)},

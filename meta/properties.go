@@ -38,12 +38,26 @@ func loadMetaProperties(dir string, nodeID int32, want string) (string, error) {
 		return "", fmt.Errorf("meta: %s has no cluster.id", path)
 	}
 	if want != "" && id != want {
-		return "", fmt.Errorf("meta: %s belongs to cluster %s, this node is configured for cluster %s (a cluster's id comes from controller.quorum.voters: the voters of a cluster do not change)", path, id, want)
+		return "", fmt.Errorf("meta: %s belongs to cluster %s, this node is configured for cluster %s (cluster.id, or, on a cluster's first start, derived from controller.quorum.voters)", path, id, want)
 	}
 	if n, ok := props["node.id"]; ok && n != strconv.Itoa(int(nodeID)) {
 		return "", fmt.Errorf("meta: %s belongs to node.id %s, this broker is %d", path, n, nodeID)
 	}
 	return id, nil
+}
+
+// ReadClusterID returns the cluster.id of the meta.properties in dir, ""
+// when there is none yet (a fresh data directory). A node of a cluster
+// keeps the id it started with: its voters may change since.
+func ReadClusterID(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "meta.properties"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return ParseProperties(string(b))["cluster.id"], nil
 }
 
 // ParseProperties reads Java properties, as in meta.properties or a file

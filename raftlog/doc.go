@@ -31,9 +31,24 @@
 // members when they go away (the leader's messages to them are dropped
 // until they return), until RemoveLearner takes one out (a ConfChange
 // RemoveNode, proposed from any node until applied; UnregisterBroker);
-// one that connects again afterwards is added again. The voters never
-// change once the cluster started (a different voter list is a different
-// cluster id, refused).
+// one that connects again afterwards is added again.
+//
+// # Changing the voters
+//
+// AddVoter promotes a learner that runs a controller listener (a
+// controller whose node.id is not a voter: until it is one it dials the
+// voters as a learner does) with a ConfChange AddNode whose Context is
+// its controller address; RemoveVoter proposes RemoveNode, a leader
+// removing itself handing its leadership over first. Both run on the
+// leader only (ErrNotLeader elsewhere), one at a time (ErrChangePending
+// while raft would drop the change), never removing the last voter. The
+// address book (which address each voter listens at) is built from
+// controller.quorum.voters, the snapshot's book and the configuration
+// entries applied (voters.go), so a node restarted with the first voter
+// list finds the voters added since. Messages from a removed voter are
+// dropped and it is not added back as a learner when it connects: one
+// that never learned of its removal cannot disrupt the quorum, and its
+// node.id is retired.
 //
 // # Describing the quorum
 //
@@ -47,8 +62,9 @@
 // A normal entry's data is JSON: {"id":u64,"records":[record...]}, each
 // record a meta.Record with its "type" (the same fields as the local
 // log's values). Conf-change entries are raft's own: the voter list given
-// at the first start, which does not change, and the learners added
-// since.
+// at the first start (each entry's Context the voter's address, in
+// clusters started since voters can change), the learners added since,
+// and the voters added (Context: the address) and removed.
 //
 // # Disk
 //
@@ -79,7 +95,10 @@
 // state and the entries after the snapshot) made durable before the older
 // files and all but the two newest snapshots are removed. A follower too
 // far behind receives the leader's snapshot, which replaces its image.
-// Snapshot data is JSON: {"v":1,"records":[record...]}.
+// Snapshot data is JSON: {"v":1,"records":[record...],
+// "voters":[{"id":n,"addr":"host:port"}...],"removed":[n...]}, the last two
+// absent in snapshots written before voters could change (their voters
+// are controller.quorum.voters, none removed).
 //
 // # Transport
 //
@@ -90,16 +109,20 @@
 // be firewalled apart from clients. Framing is in transport.go: a hello
 // naming the sender and the cluster id, then length-prefixed
 // raftpb.Message protobufs. Each voter keeps one outgoing connection per
-// voter; a learner's connection to a voter carries both directions. A
+// voter, dialed at its address in the address book; a learner's
+// connection to a voter carries both directions, and so does that of a
+// controller not yet a voter (it also listens: once it is a voter the
+// others dial it). A
 // message that cannot be queued or written is dropped and raft is told
 // the peer is unreachable (raft retries).
 //
 // # Concurrency
 //
-// One goroutine (run) owns the raw node, the storage and the WAL; apply
-// is called from it, in log order. Propose, LeaderID, LastContact,
-// CaughtUp, Learners, Quorum and RemoveLearner are safe from any
-// goroutine (Quorum and RemoveLearner hand their work to run). Close stops the
+// One goroutine (run) owns the raw node, the storage, the WAL and the
+// address book; apply is called from it, in log order. Propose,
+// LeaderID, LastContact, CaughtUp, Voters, Learners, Quorum,
+// RemoveLearner, AddVoter and RemoveVoter are safe from any goroutine
+// (Quorum and the changes hand their work to run). Close stops the
 // goroutine and the transport and waits for them.
 //
 // # Usage
@@ -108,5 +131,8 @@
 //	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 1, Voters: voters, ClusterID: id})
 //	// a broker-only node: NodeID 4, not a voter
 //	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 4, Voters: voters, Learner: true, ClusterID: id})
+//	// a controller to add as a voter: NodeID 5, its own listener
+//	l, err := raftlog.Open(raftlog.Config{Dir: dir, NodeID: 5, Voters: voters, ListenAddr: "h5:9093", ClusterID: id})
+//	err = leader.AddVoter(ctx, 5, "h5:9093") // once it caught up as a learner
 //	st, err := meta.Open(meta.Config{DataDir: data, NodeID: 1, Log: l})
 package raftlog

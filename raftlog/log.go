@@ -74,10 +74,14 @@ func ParseVoters(s string) ([]Voter, error) {
 type Config struct {
 	// Dir holds the WAL and snapshots. Required.
 	Dir string
-	// NodeID is this node's node.id; it must be one of Voters, unless
-	// Learner.
+	// NodeID is this node's node.id. A node not among Voters is a
+	// Learner, or a controller to be added as a voter (AddVoter), which
+	// needs ListenAddr or Listener.
 	NodeID int32
-	// Voters are the members of the quorum (controller.quorum.voters).
+	// Voters are the voters at the quorum's first start
+	// (controller.quorum.voters): the bootstrap of a new cluster, the
+	// addresses of an older one's voters, where a new node finds the
+	// quorum. The voters change since with AddVoter and RemoveVoter.
 	Voters []Voter
 	// Learner makes this node a raft learner: it follows the log
 	// without voting (a broker-only node, process.roles=broker). Its
@@ -147,6 +151,7 @@ type Log struct {
 	reportc  chan report
 	quorumc  chan quorumAsk
 	confc    chan confAsk
+	voterc   chan voterAsk
 	quit     chan struct{}
 	done     chan struct{}
 	started  atomic.Bool
@@ -176,6 +181,19 @@ type Log struct {
 	snapIndex  uint64
 	confState  *pb.ConfState
 	fatal      error
+	// book is the address book: the controller address of each voter,
+	// by raft id (voters.go).
+	book map[uint64]string
+	// removed are the voters removed (and not added again): their
+	// messages are dropped, so that one that never learned of its
+	// removal cannot disrupt the quorum with its campaigns.
+	removed map[uint64]bool
+	// leaderStart is, on the leader, the index of the first entry of
+	// its term: raft refuses a configuration change until it applied it.
+	leaderStart uint64
+	// votersView is the voters of the configuration applied, with their
+	// addresses, for other goroutines.
+	votersView atomic.Pointer[[]Voter]
 	// snapNow asks for a snapshot once the entries of this Ready are
 	// applied: a learner was added, and a snapshot sent to it must name
 	// it (raft ignores one whose configuration lacks the receiver).
@@ -223,23 +241,22 @@ func Open(cfg Config) (*Log, error) {
 		return nil, errors.New("raftlog: Dir is required")
 	}
 	var self *Voter
-	addrs := map[uint64]string{}
 	for i := range cfg.Voters {
-		v := &cfg.Voters[i]
-		addrs[raftID(v.NodeID)] = v.Addr
-		if v.NodeID == cfg.NodeID {
-			self = v
+		if cfg.Voters[i].NodeID == cfg.NodeID {
+			self = &cfg.Voters[i]
 		}
 	}
 	switch {
-	case self == nil && !cfg.Learner:
-		return nil, fmt.Errorf("raftlog: node.id %d is not in controller.quorum.voters", cfg.NodeID)
 	case self != nil && cfg.Learner:
 		return nil, fmt.Errorf("raftlog: node.id %d of a learner (a broker-only node) is in controller.quorum.voters", cfg.NodeID)
 	case cfg.Learner && (cfg.ListenAddr != "" || cfg.Listener != nil):
 		return nil, errors.New("raftlog: a learner (a broker-only node) has no controller listener")
+	case self == nil && !cfg.Learner && cfg.ListenAddr == "" && cfg.Listener == nil:
+		// A controller that is not among the bootstrap voters: one to
+		// be added (AddVoter), or added already.
+		return nil, fmt.Errorf("raftlog: node.id %d is not in controller.quorum.voters and has no controller listener address", cfg.NodeID)
 	}
-	if cfg.ListenAddr == "" && !cfg.Learner {
+	if cfg.ListenAddr == "" && self != nil {
 		cfg.ListenAddr = self.Addr
 	}
 	l := &Log{
@@ -252,12 +269,15 @@ func Open(cfg Config) (*Log, error) {
 		reportc:  make(chan report, 256),
 		quorumc:  make(chan quorumAsk),
 		confc:    make(chan confAsk),
+		voterc:   make(chan voterAsk),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		replayed: make(chan struct{}),
 
 		learnerAsked: map[uint64]time.Time{},
 		caughtUp:     map[uint64]time.Time{},
+		book:         map[uint64]string{},
+		removed:      map[uint64]bool{},
 	}
 	l.waiters.m = map[uint64]chan error{}
 	ln := cfg.Listener
@@ -267,7 +287,7 @@ func Open(cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("raftlog: controller listener: %w", err)
 		}
 	}
-	l.tr = newTransport(l.id, cfg.ClusterID, ln, addrs, cfg.Learner, l.logger)
+	l.tr = newTransport(l.id, cfg.ClusterID, ln, l.logger)
 	l.tr.recv = func(m *pb.Message) {
 		select {
 		case l.recvc <- m:
@@ -300,6 +320,8 @@ func (l *Log) load() error {
 	}
 	l.disk = d
 	fresh := ld.snap == nil && ld.hard == nil && len(ld.entries) == 0
+	bootstrap := fresh && slices.ContainsFunc(cfg.Voters, func(v Voter) bool { return v.NodeID == cfg.NodeID }) && !cfg.Learner
+	l.loadBook(ld)
 	if ld.snap != nil {
 		if err := l.storage.ApplySnapshot(ld.snap); err != nil {
 			return err
@@ -332,18 +354,21 @@ func (l *Log) load() error {
 	if err != nil {
 		return fmt.Errorf("raftlog: %w", err)
 	}
-	if fresh && !cfg.Learner {
+	if bootstrap {
 		// A learner starts empty: the leader sends it the log (or a
-		// snapshot) from the start, configuration changes included.
+		// snapshot) from the start, configuration changes included; so
+		// does a controller to be added as a voter. Each voter's entry
+		// carries its address (the address book).
 		peers := make([]raft.Peer, 0, len(cfg.Voters))
 		for _, v := range cfg.Voters {
-			peers = append(peers, raft.Peer{ID: raftID(v.NodeID)})
+			peers = append(peers, raft.Peer{ID: raftID(v.NodeID), Context: []byte(v.Addr)})
 		}
 		if err := rn.Bootstrap(peers); err != nil {
 			return fmt.Errorf("raftlog: bootstrap: %w", err)
 		}
 	}
 	l.rn = rn
+	l.tr.learner = cfg.Learner || !l.voterAtStart(ld, bootstrap)
 	return nil
 }
 
@@ -400,6 +425,14 @@ func (l *Log) Replay(apply func(meta.Entry) error) error {
 type snapshotData struct {
 	V       int          `json:"v"`
 	Records []wireRecord `json:"records"`
+	// Voters is the address book of the snapshot's voters (raft's
+	// ConfState holds their ids only). Absent in snapshots written
+	// before voters could change: their voters are
+	// controller.quorum.voters.
+	Voters []bookEntry `json:"voters,omitempty"`
+	// Removed are the node ids of the voters removed since, whose
+	// messages are dropped.
+	Removed []int32 `json:"removed,omitempty"`
 }
 
 // wireRecord is a metadata record with its type, as entries and snapshots
@@ -447,6 +480,8 @@ func (l *Log) restore(snap *pb.Snapshot) error {
 		return err
 	}
 	l.applied = snap.GetMetadata().GetIndex()
+	l.restoreBook(sd.Voters, snap.GetMetadata().GetConfState())
+	l.restoreRemoved(sd.Removed)
 	l.setConfState(snap.GetMetadata().GetConfState())
 	l.appliedIdx.Store(l.applied)
 	return nil
@@ -551,8 +586,15 @@ func (l *Log) IsLeader() bool { return l.leader.Load() == l.id }
 // never). The leader hears from every live voter each heartbeat.
 func (l *Log) LastContact(node int32) time.Time { return l.tr.lastContact(raftID(node)) }
 
-// Voters returns the quorum's members.
-func (l *Log) Voters() []Voter { return l.cfg.Voters }
+// Voters returns the voters of the configuration this node applied last,
+// with their controller addresses from the address book (Addr "" if
+// unknown); before any is applied, controller.quorum.voters.
+func (l *Log) Voters() []Voter {
+	if p := l.votersView.Load(); p != nil {
+		return *p
+	}
+	return l.cfg.Voters
+}
 
 // Learners returns the node ids of the learners (broker-only nodes) in
 // the configuration this node applied last.
@@ -575,6 +617,7 @@ func (l *Log) setConfState(cs *pb.ConfState) {
 		ids = append(ids, int32(id-1))
 	}
 	l.learnerIDs.Store(&ids)
+	l.updateVotersView()
 }
 
 // isMember reports whether raft id is a voter or learner of the
@@ -596,11 +639,13 @@ func (l *Log) maybeAddLearners() {
 	}
 	now := time.Now()
 	for _, id := range l.tr.learners() {
-		if l.isMember(id) || now.Sub(l.learnerAsked[id]) < time.Second {
+		if l.isMember(id) || l.removed[id] || now.Sub(l.learnerAsked[id]) < time.Second {
+			// A removed voter is not taken back: it may still run on
+			// its old state, believing it votes.
 			continue
 		}
 		l.learnerAsked[id] = now
-		l.logger.Info("adding a broker-only node to the metadata log as a learner", "node", int64(id)-1)
+		l.logger.Info("adding a node to the metadata log as a learner", "node", int64(id)-1)
 		if err := l.rn.ProposeConfChange(&pb.ConfChange{Type: pb.ConfChangeType_ConfChangeAddLearnerNode.Enum(), NodeId: &id}); err != nil {
 			l.logger.Debug("learner proposal dropped", "node", int64(id)-1, "err", err)
 		}
@@ -644,11 +689,15 @@ func (l *Log) run() {
 			l.maybeAddLearners()
 			l.trackCaughtUp()
 		case m := <-l.recvc:
-			l.rn.Step(m)
+			if !l.removed[m.GetFrom()] {
+				l.rn.Step(m)
+			}
 		case p := <-l.propc:
 			p.errc <- l.rn.Propose(p.data)
 		case a := <-l.confc:
 			a.errc <- l.rn.ProposeConfChange(a.cc)
+		case a := <-l.voterc:
+			a.errc <- l.startVoterChange(a)
 		case a := <-l.quorumc:
 			q, err := l.quorum()
 			a.reply <- quorumReply{q, err}
@@ -682,6 +731,12 @@ func (l *Log) handleReady(rd raft.Ready) error {
 			l.readIdx.Store(0) // what this node holds is in doubt again
 			l.readAsked = time.Time{}
 			clear(l.caughtUp)
+			if rd.SoftState.Lead == l.id {
+				l.leaderStart, _ = l.storage.LastIndex()
+				if n := len(rd.Entries); n > 0 {
+					l.leaderStart = max(l.leaderStart, rd.Entries[n-1].GetIndex())
+				}
+			}
 			l.logger.Info("metadata quorum leader", "controller", int64(rd.SoftState.Lead)-1, "state", rd.SoftState.RaftState.String())
 		}
 	}
@@ -776,12 +831,13 @@ func (l *Log) applyEntry(e *pb.Entry) error {
 			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, idx, err)
 		}
 		if cc.GetType() == pb.ConfChangeType_ConfChangeAddLearnerNode && !l.isMember(cc.GetNodeId()) {
-			l.logger.Info("broker-only node joined the metadata log as a learner", "node", int64(cc.GetNodeId())-1)
+			l.logger.Info("node joined the metadata log as a learner", "node", int64(cc.GetNodeId())-1)
 			l.snapNow = true
 		}
 		if cc.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && l.isMember(cc.GetNodeId()) {
 			l.logger.Info("node removed from the metadata log", "node", int64(cc.GetNodeId())-1)
 		}
+		l.applyBook(&cc)
 		l.setConfState(l.rn.ApplyConfChange(&cc))
 	case pb.EntryType_EntryConfChangeV2:
 		var cc pb.ConfChangeV2
@@ -801,7 +857,7 @@ func (l *Log) maybeSnapshot() error {
 		return nil
 	}
 	l.snapNow = false
-	data, err := json.Marshal(snapshotData{V: meta.FormatVersion, Records: toWire(l.snapshotFn())})
+	data, err := json.Marshal(snapshotData{V: meta.FormatVersion, Records: toWire(l.snapshotFn()), Voters: l.bookEntries(), Removed: l.removedIDs()})
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,11 @@ type testCluster struct {
 	voters []Voter
 	logs   []*Log
 	ms     []*machine
+	// controllers are the controller addresses of nodes that are not
+	// among voters (to be added as voters), by index.
+	controllers map[int]string
+	// electionTimeout, if set, replaces the tests' 200ms.
+	electionTimeout time.Duration
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -98,11 +103,15 @@ func newLearnerCluster(t *testing.T, n, learners int) *testCluster {
 
 func (c *testCluster) start(i int, ln net.Listener) {
 	c.t.Helper()
-	learner := i >= len(c.voters)
+	learner := i >= len(c.voters) && c.controllers[i] == ""
 	if ln == nil && !learner {
+		addr := c.controllers[i]
+		if i < len(c.voters) {
+			addr = c.voters[i].Addr
+		}
 		var err error
 		for range 50 {
-			if ln, err = net.Listen("tcp", c.voters[i].Addr); err == nil {
+			if ln, err = net.Listen("tcp", addr); err == nil {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -112,6 +121,9 @@ func (c *testCluster) start(i int, ln net.Listener) {
 		}
 	}
 	cfg := Config{Dir: c.dirs[i], NodeID: int32(i), Voters: c.voters, Learner: learner, ClusterID: "test", TickInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, SnapshotEntries: 8}
+	if c.electionTimeout > 0 {
+		cfg.ElectionTimeout = c.electionTimeout
+	}
 	if ln != nil {
 		cfg.Listener = ln
 	}
@@ -381,7 +393,8 @@ func TestTransportHello(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := newTransport(raftID(0), "c1", ln, map[uint64]string{raftID(0): ln.Addr().String()}, false, slog.New(slog.DiscardHandler))
+	tr := newTransport(raftID(0), "c1", ln, slog.New(slog.DiscardHandler))
+	tr.setPeer(raftID(0), ln.Addr().String())
 	tr.recv = func(*pb.Message) {}
 	tr.unreachable = func(uint64) {}
 	tr.snapDone = func(uint64, bool) {}

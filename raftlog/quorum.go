@@ -155,8 +155,8 @@ type confAsk struct {
 // change: it is proposed again every two election timeouts until
 // applied.
 func (l *Log) RemoveLearner(ctx context.Context, node int32) error {
-	if slices.ContainsFunc(l.cfg.Voters, func(v Voter) bool { return v.NodeID == node }) {
-		return fmt.Errorf("%w: node %d is in controller.quorum.voters", ErrVoter, node)
+	if slices.ContainsFunc(l.Voters(), func(v Voter) bool { return v.NodeID == node }) {
+		return fmt.Errorf("%w: node %d is a voter (RemoveRaftVoter removes voters)", ErrVoter, node)
 	}
 	id := raftID(node)
 	var next time.Time

@@ -57,8 +57,13 @@ type transport struct {
 	unreachable func(id uint64)
 	snapDone    func(id uint64, ok bool)
 
-	// voters are the voters' raft ids.
+	// voters are the raft ids of the nodes with a controller address
+	// (the address book's voters): their connections are dialed, and a
+	// connection from another node is a learner's. Guarded by mu.
 	voters map[uint64]bool
+	// started: start ran, so setPeer starts a new peer's goroutines.
+	// Guarded by mu.
+	started bool
 	// contact holds, per peer id, the Unix nanoseconds of the last
 	// message read from it (*atomic.Int64 by uint64).
 	contact sync.Map
@@ -81,6 +86,9 @@ type peer struct {
 	// connection to this voter is attached when it connects.
 	addr string
 	q    chan *pb.Message
+	// stop is closed when the peer is replaced or dropped (its address
+	// changed, or it left the voters): its goroutines return.
+	stop chan struct{}
 	// conn is the connection messages are written on, when it is not
 	// dialed by sendLoop (attached by the reader that owns it).
 	mu   sync.Mutex
@@ -112,20 +120,22 @@ func (p *peer) detach(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func newTransport(id uint64, clusterID string, ln net.Listener, addrs map[uint64]string, learner bool, logger *slog.Logger) *transport {
-	t := &transport{id: id, clusterID: clusterID, logger: logger, ln: ln, learner: learner, voters: map[uint64]bool{}, quit: make(chan struct{})}
+// newTransport makes a transport with no peers: setPeer adds the voters
+// of the address book, before or after start.
+func newTransport(id uint64, clusterID string, ln net.Listener, logger *slog.Logger) *transport {
+	t := &transport{id: id, clusterID: clusterID, logger: logger, ln: ln, voters: map[uint64]bool{}, quit: make(chan struct{})}
 	t.mu.conns = map[net.Conn]struct{}{}
 	t.mu.peers = map[uint64]*peer{}
-	for pid, addr := range addrs {
-		t.voters[pid] = true
-		if pid == id {
-			continue
-		}
-		t.mu.peers[pid] = &peer{id: pid, addr: addr, q: make(chan *pb.Message, peerQueue)}
-	}
 	return t
 }
 
+func newPeer(id uint64, addr string) *peer {
+	return &peer{id: id, addr: addr, q: make(chan *pb.Message, peerQueue), stop: make(chan struct{})}
+}
+
+// start starts the listener's and the peers' goroutines. learner is
+// known by then (the node's state is loaded): it makes this node dial
+// its peers and read their messages back on the same connections.
 func (t *transport) start() {
 	if t.ln != nil {
 		t.wg.Add(1)
@@ -133,13 +143,65 @@ func (t *transport) start() {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.started = true
 	for _, p := range t.mu.peers {
+		t.startPeerLocked(p)
+	}
+}
+
+// startPeerLocked starts p's goroutines. t.mu must be held.
+func (t *transport) startPeerLocked(p *peer) {
+	t.wg.Add(1)
+	go t.sendLoop(p)
+	if t.learner && p.addr != "" {
 		t.wg.Add(1)
-		go t.sendLoop(p)
-		if t.learner {
-			t.wg.Add(1)
-			go t.learnerConn(p)
-		}
+		go t.learnerConn(p)
+	}
+}
+
+// setPeer makes addr the controller address of voter id: messages to it
+// go to a connection dialed there (on a learner, a connection that
+// carries both ways). A peer it replaces (a learner's attached
+// connection, or another address) stops. This node's own id is ignored.
+func (t *transport) setPeer(id uint64, addr string) {
+	if id == t.id || addr == "" {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.voters[id] = true
+	old := t.mu.peers[id]
+	if old != nil && old.addr == addr {
+		return
+	}
+	if old != nil {
+		old.close()
+	}
+	p := newPeer(id, addr)
+	t.mu.peers[id] = p
+	if t.started && !t.stopped() {
+		t.startPeerLocked(p)
+	}
+}
+
+// dropVoter forgets voter id's address (it left the voters): its
+// dialing peer stops, and a connection it opens from now on is a
+// learner's. A learner's attached peer is left alone.
+func (t *transport) dropVoter(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.voters, id)
+	if p := t.mu.peers[id]; p != nil && p.addr != "" {
+		p.close()
+		delete(t.mu.peers, id)
+	}
+}
+
+// close stops p's goroutines and closes its attached connection.
+func (p *peer) close() {
+	close(p.stop)
+	if c := p.attached(); c != nil {
+		c.Close()
 	}
 }
 
@@ -174,7 +236,7 @@ func (t *transport) learnerPeer(id uint64) *peer {
 	if p := t.mu.peers[id]; p != nil {
 		return p
 	}
-	p := &peer{id: id, q: make(chan *pb.Message, peerQueue)}
+	p := newPeer(id, "")
 	t.mu.peers[id] = p
 	t.wg.Add(1)
 	go t.sendLoop(p)
@@ -245,6 +307,8 @@ func (t *transport) sendLoop(p *peer) {
 		select {
 		case <-t.quit:
 			return
+		case <-p.stop:
+			return
 		case m = <-p.q:
 		}
 		if conn == nil {
@@ -254,6 +318,8 @@ func (t *transport) sendLoop(p *peer) {
 				t.drain(p)
 				select {
 				case <-t.quit:
+					return
+				case <-p.stop:
 					return
 				case <-time.After(redialBackoff):
 				}
@@ -305,6 +371,8 @@ func (t *transport) sendAttached(p *peer) {
 		select {
 		case <-t.quit:
 			return
+		case <-p.stop:
+			return
 		case m = <-p.q:
 		}
 		c := p.attached()
@@ -354,6 +422,11 @@ func (t *transport) learnerConn(p *peer) {
 			c.SetWriteDeadline(time.Time{})
 			if err == nil && t.track(c) {
 				p.attach(c)
+				select {
+				case <-p.stop: // closed before the attach: close it now
+					c.Close()
+				default:
+				}
 				t.readMessages(bufio.NewReaderSize(c, 256<<10), p.id)
 				p.detach(c)
 				t.untrack(c)
@@ -362,6 +435,8 @@ func (t *transport) learnerConn(p *peer) {
 		}
 		select {
 		case <-t.quit:
+			return
+		case <-p.stop:
 			return
 		case <-time.After(redialBackoff):
 		}
@@ -468,7 +543,10 @@ func (t *transport) serve(c net.Conn) {
 		t.logger.Warn("raft transport: refused a connection", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
-	if !t.voters[from] {
+	t.mu.Lock()
+	voter := t.voters[from]
+	t.mu.Unlock()
+	if !voter {
 		p := t.learnerPeer(from)
 		p.attach(c)
 		defer p.detach(c)

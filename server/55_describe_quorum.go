@@ -43,8 +43,9 @@ import (
 // Version notes:
 //   - v1 adds the timestamps; v2 the error messages, the replicas'
 //     directory ids (zero: Ferry has one log directory and no ids) and
-//     the voters' controller endpoints (their addresses in
-//     controller.quorum.voters, named by the first of
+//     the voters' controller endpoints (their addresses in the metadata
+//     log's address book, controller.quorum.voters until the voters
+//     change; named by the first of
 //     controller.listener.names, CONTROLLER by default; they are raft
 //     transport listeners, not Kafka ones).
 
@@ -131,11 +132,11 @@ func asksForMetadataLog(req *kmsg.DescribeQuorumRequest) bool {
 		len(req.Topics[0].Partitions) == 1 && req.Topics[0].Partitions[0].Partition == 0
 }
 
-// forwardToQuorumLeader sends req to the Kafka listener of the quorum's
-// leader, when it is registered (as a broker or a controller), is not
-// this node, and req was not forwarded already (the peer pool's client
-// ID says so).
-func (s *Server) forwardToQuorumLeader(ctx context.Context, r *request, req *kmsg.DescribeQuorumRequest, leader int32) (kmsg.Response, bool) {
+// forwardToQuorumLeader sends req (DescribeQuorum, AddRaftVoter,
+// RemoveRaftVoter) to the Kafka listener of the quorum's leader, when it
+// is registered (as a broker or a controller), is not this node, and req
+// was not forwarded already (the peer pool's client ID says so).
+func (s *Server) forwardToQuorumLeader(ctx context.Context, r *request, req kmsg.Request, leader int32) (kmsg.Response, bool) {
 	if leader < 0 || leader == s.cfg.NodeID || s.peers == nil || strings.HasPrefix(r.clientID, shareForwardPrefix) {
 		return nil, false
 	}
@@ -148,11 +149,10 @@ func (s *Server) forwardToQuorumLeader(ctx context.Context, r *request, req *kms
 	if !ok {
 		return nil, false
 	}
-	fwd := *req
-	fwd.SetVersion(r.version)
-	resp, err := s.peers.Request(ctx, addr, &fwd)
+	req.SetVersion(r.version)
+	resp, err := s.peers.Request(ctx, addr, req)
 	if err != nil {
-		s.logger.Debug("forwarding DescribeQuorum failed", "leader", leader, "err", err)
+		s.logger.Debug("forwarding to the quorum's leader failed", "request", kmsg.NameForKey(req.Key()), "leader", leader, "err", err)
 		return nil, false
 	}
 	return resp, true
@@ -173,19 +173,13 @@ func replicaState(m raftlog.Member) kmsg.DescribeQuorumResponseTopicPartitionRep
 
 // quorumNodes are the voters' controller endpoints (DescribeQuorum v2).
 func (s *Server) quorumNodes() []kmsg.DescribeQuorumResponseNode {
-	name := "CONTROLLER"
-	for n := range strings.SplitSeq(s.cfg.Props["controller.listener.names"], ",") {
-		if n = strings.ToUpper(strings.TrimSpace(n)); n != "" {
-			name = n
-			break
-		}
-	}
+	name := s.controllerListenerName()
 	var out []kmsg.DescribeQuorumResponseNode
 	for _, v := range s.raft.Voters() {
 		host, port, err := net.SplitHostPort(v.Addr)
 		p, perr := strconv.ParseUint(port, 10, 16)
 		if err != nil || perr != nil {
-			continue // ParseVoters checked the form; a named port is left out
+			continue // a voter whose address is unknown, or a named port
 		}
 		n := kmsg.NewDescribeQuorumResponseNode()
 		n.NodeID = v.NodeID
@@ -195,4 +189,15 @@ func (s *Server) quorumNodes() []kmsg.DescribeQuorumResponseNode {
 		out = append(out, n)
 	}
 	return out
+}
+
+// controllerListenerName names the voters' controller listeners: the
+// first of controller.listener.names, CONTROLLER by default.
+func (s *Server) controllerListenerName() string {
+	for n := range strings.SplitSeq(s.cfg.Props["controller.listener.names"], ",") {
+		if n = strings.ToUpper(strings.TrimSpace(n)); n != "" {
+			return n
+		}
+	}
+	return "CONTROLLER"
 }

@@ -33,7 +33,7 @@ import (
 //     gone. One that comes back later joins and registers as a new one.
 //   - An id neither registered nor a learner answers
 //     BROKER_ID_NOT_REGISTERED. A voter's raft membership is never
-//     touched (the voters are controller.quorum.voters).
+//     touched (RemoveRaftVoter removes voters).
 //   - It needs ALTER on the cluster: CLUSTER_AUTHORIZATION_FAILED.
 //   - A single node (no controller.quorum.voters) answers
 //     UNSUPPORTED_VERSION, as Kafka's brokers do without KRaft.

@@ -324,6 +324,19 @@ func TestAuthorizerCoversEveryAPI(t *testing.T) {
 			r.BrokerID = 1
 			return r
 		},
+		80: func() kmsg.Request {
+			r := kmsg.NewPtrAddRaftVoterRequest()
+			r.VoterID = 1
+			l := kmsg.NewAddRaftVoterRequestListener()
+			l.Name, l.Host, l.Port = "CONTROLLER", "127.0.0.1", 1
+			r.Listeners = append(r.Listeners, l)
+			return r
+		},
+		81: func() kmsg.Request {
+			r := kmsg.NewPtrRemoveRaftVoterRequest()
+			r.VoterID = 1
+			return r
+		},
 		61: func() kmsg.Request {
 			r := kmsg.NewPtrDescribeProducersRequest()
 			dt := kmsg.NewDescribeProducersRequestTopic()

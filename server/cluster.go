@@ -54,18 +54,20 @@ func (s *Server) openMeta(mc meta.Config) error {
 		}
 	}
 	switch {
-	case controller && !voter:
+	case !controller && voter:
+		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (a voter removed with RemoveRaftVoter is retired: a new broker-only node needs a node.id of its own)", s.cfg.NodeID)
+	case !controller && (listen != "" || s.cfg.controllerListener != nil):
+		return errors.New("process.roles=broker: a broker-only node has no controller listener (-controller-listen, or a listener of controller.listener.names in listeners)")
+	case controller && !voter && listen == "" && s.cfg.controllerListener == nil:
 		roles := "broker,controller"
 		if !broker {
 			roles = "controller"
 		}
-		return fmt.Errorf("process.roles=%s: node.id %d is not in controller.quorum.voters (the voters are the controllers)", roles, s.cfg.NodeID)
-	case !controller && voter:
-		return fmt.Errorf("process.roles=broker: node.id %d is in controller.quorum.voters, which lists the controllers only (changing the voters of a cluster is not supported)", s.cfg.NodeID)
-	case !controller && (listen != "" || s.cfg.controllerListener != nil):
-		return errors.New("process.roles=broker: a broker-only node has no controller listener (-controller-listen, or a listener of controller.listener.names in listeners)")
+		return fmt.Errorf("process.roles=%s: node.id %d is not in controller.quorum.voters, and has no controller listener (-controller-listen, or a listener of controller.listener.names in listeners): a controller to be added as a voter (AddRaftVoter) needs one", roles, s.cfg.NodeID)
 	}
-	mc.ClusterID = meta.ClusterIDFromVoters(normalizeVoters(vs))
+	if mc.ClusterID, err = clusterID(s.cfg.DataDir, s.cfg.Props["cluster.id"], vs); err != nil {
+		return err
+	}
 	mc.Replicated = true
 	mc.Changed = s.clusterChanged
 	ms := func(name, def string) time.Duration {
@@ -294,6 +296,27 @@ func offsetsTopicSpec() internalTopic {
 			}
 		},
 	}
+}
+
+// clusterID is the cluster's id: the one in meta.properties once the
+// node started (its voters may have changed since), else cluster.id,
+// else, as every node of a new cluster does, the id derived from the
+// voters. A node joining a cluster whose voters changed since it started
+// needs cluster.id (ferry cluster info shows it).
+func clusterID(dataDir, given string, vs []raftlog.Voter) (string, error) {
+	given = strings.TrimSpace(given)
+	kept, err := meta.ReadClusterID(dataDir)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("meta.properties: %w", err)
+	case kept != "" && given != "" && kept != given:
+		return "", fmt.Errorf("cluster.id %s: %s/meta.properties belongs to cluster %s", given, dataDir, kept)
+	case kept != "":
+		return kept, nil
+	case given != "":
+		return given, nil
+	}
+	return meta.ClusterIDFromVoters(normalizeVoters(vs)), nil
 }
 
 // normalizeVoters writes voters in one order and form, so that every

@@ -27,9 +27,10 @@ type testCluster struct {
 type clusterNode struct {
 	id       int32
 	dir      string
-	addr     string // Kafka listener
-	ctrlAddr string // "" for a broker-only node
-	roles    string // process.roles; "" for broker,controller
+	addr     string            // Kafka listener
+	ctrlAddr string            // "" for a broker-only node
+	roles    string            // process.roles; "" for broker,controller
+	props    map[string]string // this node's own, over the cluster's
 	srv      *Server
 	done     chan error
 }
@@ -90,6 +91,9 @@ func (c *testCluster) start(i int) {
 	}
 	if nd.roles != "" {
 		props["process.roles"] = nd.roles
+	}
+	for k, v := range nd.props {
+		props[k] = v
 	}
 	level := slog.LevelWarn
 	if os.Getenv("FERRY_TEST_LOG") != "" {

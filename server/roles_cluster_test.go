@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferrymq/ferry/meta"
 )
 
 // startRolesCluster starts a cluster whose node i has process.roles
@@ -297,8 +299,8 @@ func TestClusterRolesMixed(t *testing.T) {
 
 // TestClusterRolesKeepBroker: a node that registered as a broker is
 // refused when it restarts as a controller only (its broker record,
-// replicas and leaderships would stay behind), and a node restarted with
-// another voter list is refused.
+// replicas and leaderships would stay behind); restarted with another
+// voter list it keeps its cluster id, and another cluster.id is refused.
 func TestClusterRolesKeepBroker(t *testing.T) {
 	c := startRolesCluster(t, []string{""}, nil)
 	nd := c.nodes[0]
@@ -318,20 +320,51 @@ func TestClusterRolesKeepBroker(t *testing.T) {
 	if !strings.Contains(err.Error(), "registered as a broker") {
 		t.Fatal(err)
 	}
-	// Nor may the voters change: a new voter list is another cluster.
-	cl, err = net.Listen("tcp", nd.ctrlAddr)
-	if err != nil {
-		t.Fatal(err)
+	// Another voter list keeps the cluster id of meta.properties (the
+	// voters of a running cluster change with AddRaftVoter and
+	// RemoveRaftVoter, not with the list); another cluster.id is refused.
+	id := func() string {
+		t.Helper()
+		cid, err := meta.ReadClusterID(nd.dir)
+		if err != nil || cid == "" {
+			t.Fatalf("meta.properties: %q, %v", cid, err)
+		}
+		return cid
 	}
-	defer cl.Close()
-	props = map[string]string{"controller.quorum.voters": c.voters + ",1@127.0.0.1:1"}
-	srv, err = New(Config{DataDir: nd.dir, NodeID: 0, Props: props, controllerListener: cl})
-	if err == nil {
-		srv.Close()
-		t.Fatal("a node restarted with another voter list")
+	was := id()
+	for _, tc := range []struct {
+		clusterID string
+		refused   string
+	}{
+		{clusterID: "another", refused: "belongs to cluster"},
+		{clusterID: ""},
+		{clusterID: was},
+	} {
+		cl, err = net.Listen("tcp", nd.ctrlAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		props = map[string]string{"controller.quorum.voters": c.voters + ",1@127.0.0.1:1", "cluster.id": tc.clusterID}
+		srv, err = New(Config{DataDir: nd.dir, NodeID: 0, Props: props, controllerListener: cl})
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Fatalf("restarted with another voter list, cluster.id %q: %v", tc.clusterID, err)
+		case tc.refused == "":
+			if got := srv.meta.ClusterID(); got != was {
+				t.Fatalf("cluster id %s after another voter list, was %s", got, was)
+			}
+			srv.Close()
+		case err == nil:
+			srv.Close()
+			t.Fatalf("restarted with cluster.id %q", tc.clusterID)
+		case !strings.Contains(err.Error(), tc.refused):
+			t.Fatal(err)
+		default:
+			cl.Close()
+		}
 	}
-	if !strings.Contains(err.Error(), "voters of a cluster do not change") {
-		t.Fatal(err)
+	if id() != was {
+		t.Fatalf("meta.properties holds cluster %s, was %s", id(), was)
 	}
 }
 

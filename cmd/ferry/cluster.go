@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strconv"
 	"time"
@@ -262,5 +263,103 @@ func runClusterUnregister(ctx context.Context, args []string, stdout, stderr io.
 		return writeJSON(stdout, map[string]any{"broker": id, "status": "unregistered"})
 	}
 	fmt.Fprintf(stdout, "broker %d unregistered\n", id)
+	return nil
+}
+
+// ---- cluster add-voter / remove-voter ----
+
+// addVoterOpts are the flags of cluster add-voter.
+type addVoterOpts struct {
+	client *clientFlags
+	// controller is the new voter's controller listener, HOST:PORT.
+	controller string
+}
+
+func clusterAddVoterFlags() (*flag.FlagSet, *addVoterOpts) {
+	fs := newFlagSet("cluster add-voter")
+	o := &addVoterOpts{client: addClientFlags(fs)}
+	fs.StringVar(&o.controller, "controller", "", "the new voter's controller listener, HOST:PORT (required)")
+	return fs, o
+}
+
+func clusterRemoveVoterFlags() (*flag.FlagSet, *clientFlags) {
+	return clientFlagSet("cluster remove-voter")
+}
+
+// runClusterAddVoter makes a controller that joined the metadata log as
+// a learner a voter (AddRaftVoter), with -controller, its controller
+// listener, as its address.
+func runClusterAddVoter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := clusterAddVoterFlags()
+	pos, err := parseClient(fs, o.client, args, stdout)
+	if err != nil {
+		return err
+	}
+	cf := o.client
+	id, err := strconv.ParseInt(pos[0], 10, 32)
+	if err != nil || id < 0 {
+		return usageError("cluster add-voter: %q is not a node id", pos[0])
+	}
+	host, port, err := net.SplitHostPort(o.controller)
+	p, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil || host == "" || p == 0 {
+		return usageError("cluster add-voter: -controller %q is not HOST:PORT", o.controller)
+	}
+	c, rctx, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	req := kmsg.NewPtrAddRaftVoterRequest()
+	req.VoterID = int32(id)
+	req.TimeoutMillis = int32(cf.timeout / time.Millisecond)
+	l := kmsg.NewAddRaftVoterRequestListener()
+	l.Name, l.Host, l.Port = "CONTROLLER", host, uint16(p)
+	req.Listeners = append(req.Listeners, l)
+	resp, err := req.RequestWith(rctx, c.cl)
+	what := fmt.Sprintf("cluster add-voter %d", id)
+	if err != nil {
+		return c.fail(what, err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return c.fail(what, withMessage(err, deref(resp.ErrorMessage)))
+	}
+	if cf.json() {
+		return writeJSON(stdout, map[string]any{"node": id, "controller": o.controller, "status": "voter"})
+	}
+	fmt.Fprintf(stdout, "node %d is a voter (controller listener %s)\n", id, o.controller)
+	return nil
+}
+
+// runClusterRemoveVoter takes a voter out of the metadata quorum
+// (RemoveRaftVoter).
+func runClusterRemoveVoter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cf := clusterRemoveVoterFlags()
+	pos, c, rctx, err := startClient(ctx, fs, cf, args, stdout)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if len(pos) != 1 {
+		return usageError("cluster remove-voter: give one node id")
+	}
+	id, err := strconv.ParseInt(pos[0], 10, 32)
+	if err != nil || id < 0 {
+		return usageError("cluster remove-voter: %q is not a node id", pos[0])
+	}
+	req := kmsg.NewPtrRemoveRaftVoterRequest()
+	req.VoterID = int32(id)
+	resp, err := req.RequestWith(rctx, c.cl)
+	what := fmt.Sprintf("cluster remove-voter %d", id)
+	if err != nil {
+		return c.fail(what, err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return c.fail(what, withMessage(err, deref(resp.ErrorMessage)))
+	}
+	if cf.json() {
+		return writeJSON(stdout, map[string]any{"node": id, "status": "removed"})
+	}
+	fmt.Fprintf(stdout, "node %d is no longer a voter\n", id)
 	return nil
 }

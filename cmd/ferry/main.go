@@ -74,6 +74,8 @@ func init() {
 			{name: "info", summary: "brokers, controller, cluster id, API versions", run: runClusterInfo, flags: flagsOnly(clusterInfoFlags)},
 			{name: "quorum", summary: "the metadata quorum: leader, epoch, high watermark, voters and observers and how far their logs go", run: runClusterQuorum, flags: flagsOnly(clusterQuorumFlags)},
 			{name: "unregister", args: "BROKER-ID", summary: "remove a stopped broker from the metadata (and a broker-only node from the quorum's learners)", run: runClusterUnregister, flags: flagsOnly(clusterUnregisterFlags)},
+			{name: "add-voter", args: "NODE-ID", summary: "make a controller that joined the metadata log a voter of the quorum, at its controller listener -controller HOST:PORT (AddRaftVoter)", run: runClusterAddVoter, flags: flagsOnly(clusterAddVoterFlags)},
+			{name: "remove-voter", args: "NODE-ID", summary: "take a voter out of the metadata quorum, a dead controller's before its replacement is added (RemoveRaftVoter)", run: runClusterRemoveVoter, flags: flagsOnly(clusterRemoveVoterFlags)},
 		}},
 		{name: "user", summary: "create, list and delete SCRAM users", sub: []*command{
 			{name: "create", args: "USER...", summary: "set users' SCRAM passwords (-password, or stdin)", run: runUserCreate, flags: flagsOnly(userCreateFlags)},

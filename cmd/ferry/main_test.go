@@ -350,8 +350,9 @@ func TestClusterInfo(t *testing.T) {
 
 // TestClusterQuorumCommands: on a cluster of one voter, `cluster quorum`
 // shows it leading, with its log; `cluster unregister` of an unknown
-// broker fails with Kafka's error; on a single node (no quorum) both say
-// so.
+// broker, `cluster remove-voter` of the last voter or of a node that is
+// none, and `cluster add-voter` of a voter or of a node that never joined
+// fail with Kafka's errors; on a single node (no quorum) all say so.
 func TestClusterQuorumCommands(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -390,9 +391,30 @@ func TestClusterQuorumCommands(t *testing.T) {
 	if _, _, code := ferry(t, "", "cluster", "unregister", "x", b); code != 2 {
 		t.Fatalf("unregister x: exit %d", code)
 	}
+	// The voter changes' refusals, with Kafka's errors.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "remove-voter", "0", b}, "INVALID_REQUEST"},
+		{[]string{"cluster", "remove-voter", "5", b}, "VOTER_NOT_FOUND"},
+		{[]string{"cluster", "add-voter", "0", "-controller", ctrl, b}, "DUPLICATE_VOTER"},
+		{[]string{"cluster", "add-voter", "5", "-controller", "127.0.0.1:1", b}, "REQUEST_TIMED_OUT"},
+	} {
+		_, errOut, code := ferry(t, "", tc.args...)
+		if code != 1 {
+			t.Fatalf("%v: exit %d", tc.args[:3], code)
+		}
+		contains(t, fmt.Sprint(tc.args[:3]), errOut, tc.want)
+	}
+	for _, args := range [][]string{{"cluster", "add-voter", "x", "-controller", ctrl, b}, {"cluster", "add-voter", "1", "-controller", "nohost", b}, {"cluster", "add-voter", "1", b}, {"cluster", "remove-voter", "x", b}} {
+		if _, _, code := ferry(t, "", args...); code != 2 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+	}
 
 	single := "-brokers=" + ferrytest.Start(t).Addr()
-	for _, args := range [][]string{{"cluster", "quorum", single}, {"cluster", "unregister", "1", single}} {
+	for _, args := range [][]string{{"cluster", "quorum", single}, {"cluster", "unregister", "1", single}, {"cluster", "add-voter", "1", "-controller", "127.0.0.1:1", single}, {"cluster", "remove-voter", "1", single}} {
 		_, errOut, code := ferry(t, "", args...)
 		if code != 1 {
 			t.Fatalf("%v on a single node: exit %d", args, code)
