@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/peer"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
@@ -27,9 +28,14 @@ type Config struct {
 	// of it. Default false: a broker (process.roles=broker, a raft
 	// learner, or broker,controller).
 	ControllerOnly bool
-	// Advertised returns the host and port clients (and followers)
-	// reach this broker's Kafka listener at; "" until it is known.
-	Advertised func() (string, int32)
+	// Advertised returns the host and port the other brokers reach
+	// this broker's inter-broker listener at ("" until it is known),
+	// and the advertised addresses of all its listeners, for clients.
+	Advertised func() (string, int32, []meta.Endpoint)
+	// Dialer connects a follower to its leader's inter-broker listener
+	// (TLS and SASL as that listener needs). Its zero value but a
+	// ClientID is plain TCP.
+	Dialer peer.Dialer
 	// SessionTimeout: the controller fences a broker it has not heard
 	// from this long (broker.session.timeout.ms). Default 1s.
 	SessionTimeout time.Duration
@@ -184,19 +190,19 @@ func (n *Node) ControllerID() int32 { return n.cfg.Raft.LeaderID() }
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
 	for {
-		host, port := n.cfg.Advertised()
+		host, port, endpoints := n.cfg.Advertised()
 		if host != "" && n.cfg.Raft.CaughtUp() {
 			registered := false
 			for _, b := range n.cfg.Store.Brokers() {
-				if b.ID == n.cfg.NodeID && b.Host == host && b.Port == port {
+				if b.ID == n.cfg.NodeID && b.Host == host && b.Port == port && slices.Equal(b.Endpoints, endpoints) {
 					registered = true
 				}
 			}
 			if !registered {
-				if err := n.cfg.Store.RegisterBroker(host, port); err != nil {
+				if err := n.cfg.Store.RegisterBroker(host, port, endpoints); err != nil {
 					n.logger.Warn("broker registration failed; retrying", "err", err)
 				} else {
-					n.logger.Info("broker registered", "host", host, "port", port)
+					n.logger.Info("broker registered", "host", host, "port", port, "listeners", endpoints)
 				}
 			}
 		}

@@ -75,9 +75,14 @@ type Record struct {
 
 	// Broker is the broker a record is about (broker, producer_ids).
 	Broker *int32 `json:"broker,omitempty"`
-	// Host and Port are its advertised Kafka listener (broker).
+	// Host and Port are its advertised inter-broker listener, where
+	// the other brokers reach it (broker).
 	Host string `json:"host,omitempty"`
 	Port int32  `json:"port,omitempty"`
+	// Endpoints are its advertised listeners, by name (broker): a
+	// client is told the brokers' addresses on the listener it is on.
+	// Records written before there were endpoints have none.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	// Fenced: the controller lost contact with it (broker).
 	Fenced bool `json:"fenced,omitempty"`
 
