@@ -1,0 +1,195 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"github.com/ferrymq/ferry/internal/peer"
+)
+
+// plainJAAS is a PlainLoginModule config: the broker's own username and
+// password (its inter-broker credentials) and the users it accepts.
+func plainJAAS(user, pass string, users map[string]string) string {
+	var b strings.Builder
+	b.WriteString("org.apache.kafka.common.security.plain.PlainLoginModule required")
+	if user != "" {
+		fmt.Fprintf(&b, " username=%q password=%q", user, pass)
+	}
+	for u, p := range users {
+		fmt.Fprintf(&b, " user_%s=%q", u, p)
+	}
+	return b.String() + ";"
+}
+
+// String returns what was written.
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestInterBrokerDialer connects to a SASL_SSL listener the way a broker
+// of a cluster connects to another, with the dialer its configs give:
+// PLAIN and both SCRAMs authenticate (the connection then carries
+// requests), wrong credentials and an untrusted certificate are refused
+// with errors that say so, and configs that cannot work are refused at
+// once.
+func TestInterBrokerDialer(t *testing.T) {
+	ca := newTestCA(t, "brokers")
+	keystore, _ := ca.issue(t, "broker", true)
+	users := map[string]string{"broker": "broker-secret"}
+	props := map[string]string{
+		"listeners":                                     "SASL_SSL://127.0.0.1:0",
+		"ssl.keystore.location":                         ca.file(t, "broker.pem", keystore),
+		"ssl.truststore.location":                       ca.file(t, "ca.pem", ca.pem),
+		"security.inter.broker.protocol":                "SASL_SSL",
+		"listener.name.sasl_ssl.plain.sasl.jaas.config": plainJAAS("broker", "broker-secret", users),
+	}
+	b := startListeners(t, props)
+	addr := b.addrs["SASL_SSL"]
+	ctx := context.Background()
+	// SCRAM credentials for the same user, set through the listener.
+	adm := b.admin("SASL_SSL", kgo.DialTLSConfig(ca.clientTLS()), kgo.SASL(plain.Auth{User: "broker", Pass: "broker-secret"}.AsMechanism()))
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{
+		{User: "broker", Mechanism: kadm.ScramSha256, Iterations: 4096, Password: "broker-secret"},
+		{User: "broker", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "broker-secret"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "SCRAM credentials", 5*time.Second, func() bool {
+		_, ok := b.srv.meta.ScramCredential("broker", "SCRAM-SHA-512")
+		return ok
+	})
+	// dialer builds the dialer of a broker configured as b but for
+	// over (on a copy of its configs: b runs on).
+	dialer := func(t *testing.T, over map[string]string) (peer.Dialer, error) {
+		t.Helper()
+		cfg := b.srv.cfg
+		cfg.Props = maps.Clone(cfg.Props)
+		maps.Copy(cfg.Props, over)
+		s := &Server{cfg: cfg, listeners: b.srv.listeners, meta: b.srv.meta, logger: b.srv.logger}
+		l, err := s.interBrokerListener()
+		if err != nil {
+			return peer.Dialer{}, err
+		}
+		return s.interBrokerDialer(l, "ferry-broker-test")
+	}
+	request := func(d peer.Dialer) error {
+		c, err := d.Dial(addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = 12
+		resp, err := c.Request(req, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if n := len(resp.(*kmsg.MetadataResponse).Brokers); n != 1 {
+			return fmt.Errorf("metadata lists %d brokers", n)
+		}
+		return nil
+	}
+	scramJAAS := `org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="broker-secret";`
+	for _, tc := range []struct {
+		name string
+		over map[string]string
+	}{
+		{"PLAIN by default", nil},
+		{"SCRAM-SHA-256", map[string]string{"sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256", "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scramJAAS}},
+		{"SCRAM-SHA-512", map[string]string{"sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512", "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scramJAAS}},
+		{"no host name check", map[string]string{"ssl.endpoint.identification.algorithm": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := dialer(t, tc.over)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := request(d); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	t.Run("refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			over map[string]string
+		}{
+			{"wrong password", map[string]string{"listener.name.sasl_ssl.plain.sasl.jaas.config": plainJAAS("broker", "wrong", users)}},
+			{"unknown SCRAM user", map[string]string{"sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256",
+				"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": strings.Replace(scramJAAS, `username="broker"`, `username="nobody"`, 1)}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				d, err := dialer(t, tc.over)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := request(d); !errors.Is(err, peer.ErrAuthentication) {
+					t.Fatalf("got %v, want an authentication error", err)
+				}
+			})
+		}
+		d, err := dialer(t, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A mechanism the other broker does not serve (OAUTHBEARER
+		// without a key set).
+		od := d
+		od.SASL = oauth.Auth{Token: "x"}.AsMechanism()
+		if err := request(od); !errors.Is(err, peer.ErrAuthentication) || !strings.Contains(err.Error(), "not enabled") {
+			t.Errorf("mechanism not served: got %v", err)
+		}
+		// A broker whose truststore does not hold the CA that signed
+		// the other's certificate.
+		other := newTestCA(t, "other")
+		d.TLS = func(host string) *tls.Config {
+			cfg := other.clientTLS()
+			cfg.ServerName = host
+			return cfg
+		}
+		var tlsErr *peer.TLSError
+		if err := request(d); !errors.As(err, &tlsErr) {
+			t.Fatalf("untrusted certificate: got %v, want a TLS error", err)
+		}
+		// Without TLS, a SASL_SSL listener is not spoken to.
+		d.TLS = nil
+		if err := request(d); err == nil {
+			t.Fatal("plain TCP to a SASL_SSL listener succeeded")
+		}
+	})
+
+	t.Run("bad configs", func(t *testing.T) {
+		for _, tc := range []struct {
+			over map[string]string
+			want string
+		}{
+			{map[string]string{"sasl.mechanism.inter.broker.protocol": "GSSAPI"}, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+			{map[string]string{"sasl.mechanism.inter.broker.protocol": "OAUTHBEARER"}, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+			{map[string]string{"sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256"}, "scram-sha-256.sasl.jaas.config"},
+			{map[string]string{"listener.name.sasl_ssl.plain.sasl.jaas.config": plainJAAS("", "", users)}, "username and password"},
+			{map[string]string{"inter.broker.listener.name": "CLIENT", "security.inter.broker.protocol": ""}, "not in listeners"},
+			{map[string]string{"listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512"}, "not in sasl.enabled.mechanisms"},
+			{map[string]string{"inter.broker.listener.name": "SASL_SSL", "security.inter.broker.protocol": "SASL_SSL"}, "both set"},
+		} {
+			_, err := dialer(t, tc.over)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v: got %v, want an error with %q", tc.over, err, tc.want)
+			}
+		}
+	})
+}
