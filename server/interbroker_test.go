@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,127 @@ func TestInterBrokerDialer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestClusterSASLSSL runs three nodes whose only Kafka listener is
+// SASL_SSL, with an authorizer: the brokers replicate to each other over
+// it, authenticated as the super user "broker", while the client alice
+// has only ACLs on her topic and group. acks=all produces (which wait for
+// the followers' fetches) and consumption go through alice's SASL
+// client, and go on when the leader stops. Brought back with a wrong
+// inter-broker password, that node cannot fetch: its log says why, and
+// it stays out of the ISR while the others take acks=all produces.
+func TestClusterSASLSSL(t *testing.T) {
+	ca := newTestCA(t, "brokers")
+	keystore, _ := ca.issue(t, "broker", true)
+	users := map[string]string{"broker": "broker-secret", "alice": "alice-secret"}
+	c := startCluster(t, 3, map[string]string{
+		"listeners":                                     "SASL_SSL://127.0.0.1:0",
+		"ssl.keystore.location":                         ca.file(t, "broker.pem", keystore),
+		"ssl.truststore.location":                       ca.file(t, "ca.pem", ca.pem),
+		"ssl.client.auth":                               "requested",
+		"security.inter.broker.protocol":                "SASL_SSL",
+		"sasl.mechanism.inter.broker.protocol":          "PLAIN",
+		"listener.name.sasl_ssl.plain.sasl.jaas.config": plainJAAS("broker", "broker-secret", users),
+		"authorizer.class.name":                         "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+		"super.users":                                   "User:broker",
+	})
+	ctx := context.Background()
+	as := func(user string, opts ...kgo.Opt) *kgo.Client {
+		return c.client(append([]kgo.Opt{kgo.DialTLSConfig(ca.clientTLS()), kgo.SASL(plain.Auth{User: user, Pass: users[user]}.AsMechanism())}, opts...)...)
+	}
+	c.waitRegistered()
+	for _, nd := range c.nodes {
+		for _, b := range nd.srv.meta.Brokers() {
+			if len(b.Endpoints) != 1 || b.Endpoints[0].Name != "SASL_SSL" || fmt.Sprintf("%s:%d", b.Host, b.Port) != c.nodes[b.ID].addr {
+				t.Fatalf("node %d sees broker %+v", nd.id, b)
+			}
+		}
+	}
+	adm := kadm.NewClient(as("broker"))
+	if resp, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "orders"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	for _, b := range []*kadm.ACLBuilder{
+		kadm.NewACLs().Allow("User:alice").Topics("orders").Operations(kadm.OpWrite, kadm.OpRead),
+		kadm.NewACLs().Allow("User:alice").Groups("readers-").ResourcePatternType(kadm.ACLPatternPrefixed).Operations(kadm.OpRead),
+	} {
+		if res, err := adm.CreateACLs(ctx, b); err != nil || res[0].Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	leaderOf := func() int32 {
+		for _, nd := range c.nodes {
+			if nd.srv != nil {
+				if tp := nd.srv.meta.Topic("orders"); tp != nil {
+					return tp.State(0).Leader
+				}
+			}
+		}
+		return -1
+	}
+	waitCluster(t, "a leader", 10*time.Second, func() bool { return leaderOf() >= 0 })
+	alice := as("alice", kgo.DefaultProduceTopic("orders"), kgo.RequiredAcks(kgo.AllISRAcks()))
+	produce := func(from, to int) {
+		t.Helper()
+		pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		for i := from; i < to; i++ {
+			if err := alice.ProduceSync(pctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+		}
+	}
+	consume := func(want int) {
+		t.Helper()
+		// A new group each time, reading everything from the start.
+		cl := as("alice", kgo.ConsumeTopics("orders"), kgo.ConsumerGroup(fmt.Sprint("readers-", want)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		defer cl.Close()
+		seen := map[string]bool{}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for len(seen) < want {
+			fs := cl.PollFetches(cctx)
+			if err := cctx.Err(); err != nil {
+				t.Fatalf("consumed %d of %d records", len(seen), want)
+			}
+			fs.EachError(func(_ string, _ int32, err error) { t.Logf("fetch: %v", err) })
+			fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+		}
+		for i := range want {
+			if !seen[fmt.Sprint(i)] {
+				t.Fatalf("record %d not consumed", i)
+			}
+		}
+	}
+	produce(0, 100)
+	consume(100)
+
+	// The leader stops; the others go on, each holding every record.
+	old := leaderOf()
+	c.stop(int(old))
+	waitCluster(t, "a new leader", 20*time.Second, func() bool { l := leaderOf(); return l >= 0 && l != old })
+	produce(100, 200)
+	consume(200)
+
+	// Back with a wrong password: it cannot fetch, says so, and is left
+	// out of the ISR.
+	nd := c.nodes[old]
+	logs := &syncBuffer{}
+	nd.log = logs
+	nd.props = map[string]string{"listener.name.sasl_ssl.plain.sasl.jaas.config": plainJAAS("broker", "wrong-secret", users)}
+	c.start(int(old))
+	waitCluster(t, "the refused fetch logged", 30*time.Second, func() bool {
+		s := logs.String()
+		return strings.Contains(s, "cannot replicate from the partition leader") && strings.Contains(s, "SASL authentication failed")
+	})
+	produce(200, 300)
+	c.waitRegistered() // registered and unfenced: its raft link is not the Kafka listener
+	for _, n := range c.nodes {
+		st := n.srv.meta.Topic("orders").State(0)
+		if len(st.ISR) != 2 || slices.Contains(st.ISR, old) {
+			t.Fatalf("node %d: ISR %v, want the two nodes without %d", n.id, st.ISR, old)
+		}
+	}
+	consume(300)
 }

@@ -78,13 +78,14 @@ func (d Dialer) DialContext(ctx context.Context, addr string, timeout time.Durat
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var nd net.Dialer
-	c, err := nd.DialContext(ctx, "tcp", addr)
+	raw, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	// The SASL requests below wait on deadlines, not on ctx.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
 	defer stop()
+	c := raw
 	if d.TLS != nil {
 		tc := tls.Client(c, d.TLS(host))
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -97,6 +98,11 @@ func (d Dialer) DialContext(ctx context.Context, addr string, timeout time.Durat
 	if d.SASL != nil {
 		if err := b.authenticate(ctx, host, d.SASL, timeout); err != nil {
 			c.Close()
+			if op := (*net.OpError)(nil); d.TLS != nil && errors.As(err, &op) && op.Op == "remote error" {
+				// Under TLS 1.3 the other broker's refusal of this
+				// one's certificate arrives at the first read.
+				return nil, &TLSError{Addr: addr, Err: err}
+			}
 			return nil, fmt.Errorf("%w with %s as %s: %w", ErrAuthentication, addr, d.SASL.Name(), err)
 		}
 	}
@@ -128,6 +134,9 @@ func (b *Conn) authenticate(ctx context.Context, host string, m sasl.Mechanism, 
 		return err
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return err // a request would set a deadline of its own
+		}
 		req := kmsg.NewPtrSASLAuthenticateRequest()
 		req.Version = 1
 		req.SASLAuthBytes = msg
