@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
@@ -316,4 +317,107 @@ func TestClusterSASLSSL(t *testing.T) {
 		}
 	}
 	consume(300)
+}
+
+// TestClusterShareForwardedAuthz checks share-group requests a broker
+// forwards to the group's coordinator under an authorizer: the broker
+// that takes the client's request checks the client's ACLs before
+// forwarding, the coordinator checks only that the forwarding broker's
+// principal has CLUSTER_ACTION (the inter-broker user "broker" has
+// nothing else), and a client cannot pass for a forwarding broker by
+// taking the peer pool's client ID.
+func TestClusterShareForwardedAuthz(t *testing.T) {
+	users := map[string]string{"admin": "admin-secret", "broker": "broker-secret", "alice": "alice-secret", "bob": "bob-secret"}
+	props := shareClusterProps()
+	maps.Copy(props, map[string]string{
+		"listeners":                      "SASL_PLAINTEXT://127.0.0.1:0",
+		"security.inter.broker.protocol": "SASL_PLAINTEXT",
+		"listener.name.sasl_plaintext.plain.sasl.jaas.config": plainJAAS("broker", "broker-secret", users),
+		"authorizer.class.name":                               "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+		"super.users":                                         "User:admin",
+	})
+	c := startCluster(t, 3, props)
+	ctx := context.Background()
+	c.waitRegistered()
+	adm := kadm.NewClient(c.client(kgo.SASL(plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism())))
+	for _, b := range []*kadm.ACLBuilder{
+		kadm.NewACLs().Allow("User:broker").Clusters().Operations(kadm.OpClusterAction),
+		kadm.NewACLs().Allow("User:alice").Groups("queue").Operations(kadm.OpRead),
+		kadm.NewACLs().Allow("User:alice").Topics("jobs").Operations(kadm.OpDescribe),
+	} {
+		if res, err := adm.CreateACLs(ctx, b); err != nil || res[0].Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	if resp, err := adm.CreateTopics(ctx, 1, 3, nil, "jobs"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	waitCluster(t, "__share_group_state", 30*time.Second, func() bool { return c.nodes[0].srv.meta.Topic(shareStateTopic) != nil })
+	coord := c.leaderOf(shareStateTopic, c.nodes[0].srv.shares.Partition("queue"), -1)
+	via := c.liveOther(coord)
+	dial := func(user, clientID string, nd *clusterNode) *peer.Conn {
+		t.Helper()
+		d := peer.Dialer{ClientID: clientID, SASL: plain.Auth{User: user, Pass: users[user]}.AsMechanism()}
+		conn, err := d.Dial(nd.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(conn.Close)
+		return conn
+	}
+	heartbeat := func(conn *peer.Conn) int16 {
+		t.Helper()
+		req := kmsg.NewPtrShareGroupHeartbeatRequest()
+		req.Version = 1
+		req.GroupID, req.MemberID, req.SubscribedTopicNames = "queue", fmt.Sprint("member-", time.Now().UnixNano()), []string{"jobs"}
+		resp, err := conn.Request(req, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ShareGroupHeartbeatResponse).ErrorCode
+	}
+	describe := func(conn *peer.Conn) kmsg.ShareGroupDescribeResponseGroup {
+		t.Helper()
+		req := kmsg.NewPtrShareGroupDescribeRequest()
+		req.Version = 1
+		req.GroupIDs = []string{"queue"}
+		resp, err := conn.Request(req, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ShareGroupDescribeResponse).Groups[0]
+	}
+
+	// alice, through a broker that forwards: joins. Forwarded requests
+	// are not checked against the forwarding broker's group ACLs (it
+	// has none).
+	alice := dial("alice", "alice", via)
+	waitCluster(t, "alice joins through a forwarding broker", 30*time.Second, func() bool {
+		code := heartbeat(alice)
+		if code == kerr.GroupAuthorizationFailed.Code {
+			t.Fatal("the forwarded heartbeat was refused: authorized at the coordinator as the forwarding broker")
+		}
+		return code == 0
+	})
+	// bob is refused by the broker he talks to, which forwards nothing.
+	bob := dial("bob", "bob", via)
+	if code := heartbeat(bob); code != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("bob's heartbeat: %v", kerr.ErrorForCode(code))
+	}
+	if g := describe(bob); g.ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("bob describes the group: %v, %d members", kerr.ErrorForCode(g.ErrorCode), len(g.Members))
+	}
+	// bob with the peer pool's client ID, at the coordinator itself.
+	spoof := dial("bob", shareForwardPrefix+"9", c.nodes[coord])
+	if code := heartbeat(spoof); code != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("bob as a forwarding broker: %v", kerr.ErrorForCode(code))
+	}
+	if g := describe(spoof); g.ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("bob as a forwarding broker describes the group: %v", kerr.ErrorForCode(g.ErrorCode))
+	}
+	// The group holds alice's member only; she may describe it (READ
+	// implies DESCRIBE) through the forwarding broker.
+	if g := describe(alice); g.ErrorCode != 0 || len(g.Members) != 1 {
+		t.Fatalf("alice describes the group: %v, %d members", kerr.ErrorForCode(g.ErrorCode), len(g.Members))
+	}
 }
