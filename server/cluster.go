@@ -77,7 +77,13 @@ func (s *Server) openMeta(mc meta.Config) error {
 		fmt.Sscan(v, &n)
 		return time.Duration(n) * time.Millisecond
 	}
+	serverTLS, dialTLS, err := s.controllerTLS()
+	if err != nil {
+		return err
+	}
 	rl, err := raftlog.Open(raftlog.Config{
+		ServerTLS:       serverTLS,
+		DialTLS:         dialTLS,
 		Dir:             filepath.Join(s.cfg.DataDir, raftDir),
 		NodeID:          s.cfg.NodeID,
 		Voters:          vs,

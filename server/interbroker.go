@@ -95,18 +95,25 @@ func (s *Server) interBrokerDialer(l *listener, clientID string) (peer.Dialer, e
 	return d, nil
 }
 
-// interBrokerTLS returns the client side of l's TLS: the truststore's
-// CAs verify the other broker, the keystore's certificate is presented
-// to it. Both are read at each dial, so renewed files are used.
+// interBrokerTLS returns the client side of l's TLS (clientTLS).
 func (s *Server) interBrokerTLS(l *listener) func(host string) *tls.Config {
+	return s.clientTLS(l.tls, l.Name)
+}
+
+// clientTLS returns the client side of a listener's TLS, for a broker
+// dialing another's listener of that name: the truststore's CAs verify
+// the other broker (and, unless ssl.endpoint.identification.algorithm is
+// empty, the host name dialed), the keystore's certificate is presented
+// to it. Both are read at each dial, so renewed files are used.
+func (s *Server) clientTLS(tc *tlsConfig, name string) func(host string) *tls.Config {
 	checkHost := true
-	if v, ok := s.cfg.Props["listener.name."+strings.ToLower(l.Name)+".ssl.endpoint.identification.algorithm"]; ok {
+	if v, ok := s.cfg.Props["listener.name."+strings.ToLower(name)+".ssl.endpoint.identification.algorithm"]; ok {
 		checkHost = v != ""
 	} else if v, ok := s.cfg.Props["ssl.endpoint.identification.algorithm"]; ok {
 		checkHost = v != ""
 	}
 	return func(host string) *tls.Config {
-		cur := l.tls.current()
+		cur := tc.current()
 		cfg := &tls.Config{
 			RootCAs:      cur.ClientCAs, // nil: the system's roots
 			Certificates: cur.Certificates,
@@ -131,6 +138,44 @@ func (s *Server) interBrokerTLS(l *listener) func(host string) *tls.Config {
 		}
 		return cfg
 	}
+}
+
+// controllerTLS returns the raft transport's TLS when the controller
+// listener (the first of controller.listener.names) is SSL or SASL_SSL:
+// mutual TLS, whatever ssl.client.auth says, each controller and broker
+// presenting its keystore's certificate and verifying the other's
+// against its truststore (listener.name.<controller listener>.ssl.*, else
+// ssl.*). SASL is not spoken there: the certificates authenticate the
+// nodes. nil, nil on plain TCP.
+func (s *Server) controllerTLS() (*tls.Config, func(host string) *tls.Config, error) {
+	name, proto := controllerListenerName(s.cfg.Props)
+	switch proto {
+	case "", ProtocolPlaintext:
+		return nil, nil, nil
+	case ProtocolSSL, ProtocolSASLSSL:
+	default:
+		return nil, nil, fmt.Errorf("controller listener %s is %s; the controller listener is plain TCP (PLAINTEXT) or mutual TLS (SSL)", name, proto)
+	}
+	prefix := "listener.name." + strings.ToLower(name) + "."
+	get := func(key string) string {
+		if v, ok := s.cfg.Props[prefix+key]; ok {
+			return v
+		}
+		return s.cfg.Props[key]
+	}
+	tc, err := newTLSConfig(get, s.logger.With("listener", name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("controller listener %s: %w", name, err)
+	}
+	if tc.current().ClientCAs == nil {
+		return nil, nil, fmt.Errorf("controller listener %s is %s: the controllers verify each other's certificates and need ssl.truststore.location", name, proto)
+	}
+	server := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		cfg := tc.current().Clone()
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		return cfg, nil
+	}}
+	return server, s.clientTLS(tc, name), nil
 }
 
 // interBrokerSASL returns the mechanism this broker authenticates with on

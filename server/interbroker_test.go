@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -420,4 +422,78 @@ func TestClusterShareForwardedAuthz(t *testing.T) {
 	if g := describe(alice); g.ErrorCode != 0 || len(g.Members) != 1 {
 		t.Fatalf("alice describes the group: %v, %d members", kerr.ErrorForCode(g.ErrorCode), len(g.Members))
 	}
+}
+
+// TestClusterControllerTLS runs the raft transport of three nodes over
+// an SSL controller listener (mutual TLS): the metadata quorum forms, a
+// topic made through one node reaches all and takes acks=all produces,
+// and a restarted node rejoins. A peer that does not do TLS, or whose
+// certificate the truststore does not vouch for, is refused.
+func TestClusterControllerTLS(t *testing.T) {
+	ca := newTestCA(t, "nodes")
+	keystore, _ := ca.issue(t, "node", true)
+	c := startCluster(t, 3, map[string]string{
+		"controller.listener.names":                        "CONTROLLER",
+		"listener.security.protocol.map":                   "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+		"listener.name.controller.ssl.keystore.location":   ca.file(t, "node.pem", keystore),
+		"listener.name.controller.ssl.truststore.location": ca.file(t, "ca.pem", ca.pem),
+	})
+	ctx := context.Background()
+	c.waitRegistered()
+	// Node 0 again, its log kept.
+	logs := &syncBuffer{}
+	c.stop(0)
+	c.nodes[0].log = logs
+	c.start(0)
+	c.waitRegistered()
+	adm := kadm.NewClient(c.nodeClient(c.nodes[2]))
+	if resp, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "orders"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	for _, nd := range c.nodes {
+		waitCluster(t, "the topic on every node", 10*time.Second, func() bool { return nd.srv.meta.Topic("orders") != nil })
+	}
+	pcl := c.client(kgo.DefaultProduceTopic("orders"))
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if err := pcl.ProduceSync(pctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// refused dials node 0's controller listener, writes a hello with
+	// the cluster id, and reads: the node closes the connection.
+	hello := append([]byte("FRAFT\x01"), 0, 0, 0, 0, 0, 0, 0, 9)
+	id := c.nodes[0].srv.meta.ClusterID()
+	hello = append(hello, byte(len(id)>>8), byte(len(id)))
+	hello = append(hello, id...)
+	refused := func(what string, cfg *tls.Config) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", c.nodes[0].ctrlAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if cfg != nil {
+			tc := tls.Client(conn, cfg)
+			if err := tc.Handshake(); err != nil {
+				return // refused at the handshake (TLS 1.2)
+			}
+			conn = tc
+		}
+		conn.Write(hello)
+		if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s: the connection is still open (%v)", what, err)
+		}
+	}
+	refused("plain TCP", nil)
+	waitCluster(t, "the refusal logged", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "TLS handshake failed")
+	})
+	other := newTestCA(t, "other")
+	_, stranger := other.issue(t, "stranger", false)
+	refused("a certificate of another CA", ca.clientTLS(stranger))
+	refused("no certificate", ca.clientTLS())
 }
