@@ -497,3 +497,98 @@ func TestClusterControllerTLS(t *testing.T) {
 	refused("a certificate of another CA", ca.clientTLS(stranger))
 	refused("no certificate", ca.clientTLS())
 }
+
+// TestClusterListenerPerClient runs three nodes with two listeners,
+// CLIENT (served first) and REPLICATION, the inter-broker listener: every
+// broker registers both, the brokers replicate on REPLICATION, and a
+// client is told the brokers' addresses (Metadata, FindCoordinator) on
+// the listener it is connected to.
+func TestClusterListenerPerClient(t *testing.T) {
+	c := startCluster(t, 3, map[string]string{
+		"listeners":                      "CLIENT://127.0.0.1:0,REPLICATION://127.0.0.1:0",
+		"listener.security.protocol.map": "CLIENT:PLAINTEXT,REPLICATION:PLAINTEXT",
+		"inter.broker.listener.name":     "REPLICATION",
+	})
+	repl := map[int32]string{} // REPLICATION addresses, by node
+	for _, nd := range c.nodes {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		repl[nd.id] = ln.Addr().String()
+		srv, done := nd.srv, make(chan error, 1)
+		go func() { done <- srv.ServeListener("REPLICATION", ln) }()
+		t.Cleanup(func() { srv.Close(); <-done })
+	}
+	waitCluster(t, "every broker registered with both listeners", 20*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			bs := nd.srv.meta.Brokers()
+			if len(bs) != 3 {
+				return false
+			}
+			for _, b := range bs {
+				if b.Fenced || len(b.Endpoints) != 2 || fmt.Sprintf("%s:%d", b.Host, b.Port) != repl[b.ID] {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	ctx := context.Background()
+	adm := kadm.NewClient(c.client())
+	if resp, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("3")}, "orders"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	// acks=all with min.insync.replicas=3: both followers fetched over
+	// REPLICATION.
+	pcl := c.client(kgo.DefaultProduceTopic("orders"))
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if err := pcl.ProduceSync(pctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each listener's clients are told that listener's addresses.
+	for _, tc := range []struct {
+		listener string
+		seed     string
+		want     func(id int32) string
+	}{
+		{"CLIENT", c.nodes[1].addr, func(id int32) string { return c.nodes[id].addr }},
+		{"REPLICATION", repl[1], func(id int32) string { return repl[id] }},
+	} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(tc.seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		req := kmsg.NewPtrMetadataRequest()
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Brokers) != 3 {
+			t.Fatalf("%s: %d brokers", tc.listener, len(resp.Brokers))
+		}
+		for _, b := range resp.Brokers {
+			if got := fmt.Sprintf("%s:%d", b.Host, b.Port); got != tc.want(b.NodeID) {
+				t.Errorf("%s: broker %d at %s, want %s", tc.listener, b.NodeID, got, tc.want(b.NodeID))
+			}
+		}
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKeys = []string{"readers"} // v4+, as kgo sends it
+		var co kmsg.FindCoordinatorResponseCoordinator
+		waitCluster(t, "a group coordinator", 20*time.Second, func() bool {
+			fr, err := fc.RequestWith(ctx, cl.Broker(1))
+			if err != nil || len(fr.Coordinators) != 1 {
+				return false
+			}
+			co = fr.Coordinators[0]
+			return co.ErrorCode == 0
+		})
+		if got := fmt.Sprintf("%s:%d", co.Host, co.Port); got != tc.want(co.NodeID) {
+			t.Errorf("%s: coordinator %d at %s, want %s", tc.listener, co.NodeID, got, tc.want(co.NodeID))
+		}
+	}
+}
