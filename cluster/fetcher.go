@@ -31,6 +31,9 @@ type fetcher struct {
 	addr   string
 	quit   chan struct{}
 	done   chan struct{}
+	// ctx is cancelled by stop, ending a dial in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// warned is when a failure to authenticate to the leader was last
 	// logged as a warning (only the run goroutine uses it).
 	warned time.Time
@@ -65,6 +68,7 @@ type fetchPart struct {
 
 func (n *Node) startFetcher(leader int32, addr string) *fetcher {
 	f := &fetcher{n: n, leader: leader, addr: addr, quit: make(chan struct{}), done: make(chan struct{})}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.mu.parts = map[partKey]*fetchPart{}
 	go f.run()
 	return f
@@ -95,6 +99,7 @@ func (f *fetcher) assign(parts map[partKey]*fetchPart) {
 
 func (f *fetcher) stop() {
 	close(f.quit)
+	f.cancel() // a dial in progress
 	f.mu.Lock()
 	if f.mu.conn != nil {
 		f.mu.conn.close() // a request in flight or the next one fails at once
@@ -465,16 +470,14 @@ func (f *fetcher) dialer() peer.Dialer {
 // leader that accepts connections but does not answer (stopped) holds
 // up nothing.
 func (f *fetcher) dial() (*brokerConn, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-f.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return dialBroker(ctx, f.dialer(), f.addr, 5*time.Second)
+	d := f.dialer()
+	timeout := time.Second
+	if d.TLS != nil || d.SASL != nil {
+		// A handshake and a SASL exchange take round trips, and a
+		// broker slows down answers to failed authentications.
+		timeout = 10 * time.Second
+	}
+	return dialBroker(f.ctx, d, f.addr, timeout)
 }
 
 // dialFailed logs a failed connection to the leader. A refused TLS

@@ -96,7 +96,7 @@ func (d Dialer) DialContext(ctx context.Context, addr string, timeout time.Durat
 	}
 	b := &Conn{c: c, r: bufio.NewReaderSize(c, 1<<20), clientID: d.ClientID}
 	if d.SASL != nil {
-		if err := b.authenticate(ctx, host, d.SASL, timeout); err != nil {
+		if err := b.authenticate(ctx, host, d.SASL); err != nil {
 			c.Close()
 			if op := (*net.OpError)(nil); d.TLS != nil && errors.As(err, &op) && op.Op == "remote error" {
 				// Under TLS 1.3 the other broker's refusal of this
@@ -109,20 +109,16 @@ func (d Dialer) DialContext(ctx context.Context, addr string, timeout time.Durat
 	return b, nil
 }
 
-// Dial connects to the PLAINTEXT Kafka listener at addr, waiting at most
-// timeout.
-func Dial(addr, clientID string, timeout time.Duration) (*Conn, error) {
-	return Dialer{ClientID: clientID}.Dial(addr, timeout)
-}
-
 // authenticate runs a SASL exchange on a new connection: SaslHandshake
 // v1 names the mechanism, then each message of the mechanism travels in
-// a SaslAuthenticate v1 until the mechanism is done.
-func (b *Conn) authenticate(ctx context.Context, host string, m sasl.Mechanism, timeout time.Duration) error {
+// a SaslAuthenticate v1 until the mechanism is done. ctx, which has a
+// deadline, bounds it all.
+func (b *Conn) authenticate(ctx context.Context, host string, m sasl.Mechanism) error {
+	deadline, _ := ctx.Deadline()
 	hs := kmsg.NewPtrSASLHandshakeRequest()
 	hs.Version = 1
 	hs.Mechanism = m.Name()
-	resp, err := b.Request(hs, timeout)
+	resp, err := b.Request(hs, time.Until(deadline))
 	if err != nil {
 		return err
 	}
@@ -140,7 +136,7 @@ func (b *Conn) authenticate(ctx context.Context, host string, m sasl.Mechanism, 
 		req := kmsg.NewPtrSASLAuthenticateRequest()
 		req.Version = 1
 		req.SASLAuthBytes = msg
-		resp, err := b.Request(req, timeout)
+		resp, err := b.Request(req, time.Until(deadline))
 		if err != nil {
 			return err
 		}
