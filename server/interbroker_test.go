@@ -424,15 +424,17 @@ func TestClusterShareForwardedAuthz(t *testing.T) {
 	}
 }
 
-// TestClusterControllerTLS runs the raft transport of three nodes over
-// an SSL controller listener (mutual TLS): the metadata quorum forms, a
-// topic made through one node reaches all and takes acks=all produces,
-// and a restarted node rejoins. A peer that does not do TLS, or whose
-// certificate the truststore does not vouch for, is refused.
+// TestClusterControllerTLS runs the raft transport of three voters and a
+// broker-only node (a learner, which dials the voters) over an SSL
+// controller listener (mutual TLS): the metadata quorum forms, the
+// learner joins, a topic made through one node reaches all and takes
+// acks=all produces, and a restarted voter rejoins. A peer that does not
+// do TLS, or whose certificate the truststore does not vouch for, is
+// refused.
 func TestClusterControllerTLS(t *testing.T) {
 	ca := newTestCA(t, "nodes")
 	keystore, _ := ca.issue(t, "node", true)
-	c := startCluster(t, 3, map[string]string{
+	c := startRolesCluster(t, []string{"", "", "", "broker"}, map[string]string{
 		"controller.listener.names":                        "CONTROLLER",
 		"listener.security.protocol.map":                   "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
 		"listener.name.controller.ssl.keystore.location":   ca.file(t, "node.pem", keystore),
