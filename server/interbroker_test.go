@@ -594,3 +594,70 @@ func TestClusterListenerPerClient(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSCRAMInterBroker runs three SASL_SSL nodes whose brokers
+// authenticate to each other with SCRAM-SHA-512, Kafka's way to bootstrap
+// it: the broker user's credentials do not exist at first, so the
+// followers cannot fetch (a record the leader took stays there alone); an
+// admin creates them through any node (the metadata log needs no Kafka
+// listener), and replication starts.
+func TestClusterSCRAMInterBroker(t *testing.T) {
+	ca := newTestCA(t, "brokers")
+	keystore, _ := ca.issue(t, "broker", true)
+	c := startCluster(t, 3, map[string]string{
+		"listeners":                                             "SASL_SSL://127.0.0.1:0",
+		"ssl.keystore.location":                                 ca.file(t, "broker.pem", keystore),
+		"ssl.truststore.location":                               ca.file(t, "ca.pem", ca.pem),
+		"security.inter.broker.protocol":                        "SASL_SSL",
+		"sasl.mechanism.inter.broker.protocol":                  "SCRAM-SHA-512",
+		"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": `org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="broker-secret";`,
+		"listener.name.sasl_ssl.plain.sasl.jaas.config":         plainJAAS("", "", map[string]string{"admin": "admin-secret"}),
+	})
+	ctx := context.Background()
+	c.waitRegistered()
+	admin := func(opts ...kgo.Opt) *kgo.Client {
+		return c.client(append([]kgo.Opt{kgo.DialTLSConfig(ca.clientTLS()), kgo.SASL(plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism())}, opts...)...)
+	}
+	adm := kadm.NewClient(admin())
+	if resp, err := adm.CreateTopics(ctx, 1, 3, nil, "orders"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	// acks=1: the leader alone has it while no broker can
+	// authenticate to another.
+	one := admin(kgo.DefaultProduceTopic("orders"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err := one.ProduceSync(pctx, &kgo.Record{Value: []byte("early")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ends := func() (leader int32, followers []int64) {
+		leader = c.nodes[0].srv.meta.Topic("orders").State(0).Leader
+		for _, nd := range c.nodes {
+			if nd.id != leader {
+				p, err := nd.srv.meta.Topic("orders").Partition(0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				followers = append(followers, p.LogEndOffset())
+			}
+		}
+		return leader, followers
+	}
+	time.Sleep(2 * time.Second) // several fetch attempts
+	if l, fs := ends(); fs[0] != 0 || fs[1] != 0 {
+		t.Fatalf("followers of %d hold %v records without the broker user's credentials", l, fs)
+	}
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: "broker", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "broker-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "the followers replicate", 30*time.Second, func() bool {
+		_, fs := ends()
+		return fs[0] == 1 && fs[1] == 1
+	})
+	all := admin(kgo.DefaultProduceTopic("orders"))
+	for i := range 20 {
+		if err := all.ProduceSync(pctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatalf("record %d after the broker user was created: %v", i, err)
+		}
+	}
+}
