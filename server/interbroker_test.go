@@ -203,7 +203,8 @@ func TestInterBrokerDialer(t *testing.T) {
 // it, authenticated as the super user "broker", while the client alice
 // has only ACLs on her topic and group. acks=all produces (which wait for
 // the followers' fetches) and consumption go through alice's SASL
-// client, and go on when the leader stops. Brought back with a wrong
+// client, and go on when the leader stops; a transaction's markers reach
+// the leaders through the peer pool. Brought back with a wrong
 // inter-broker password, that node cannot fetch: its log says why, and
 // it stays out of the ISR while the others take acks=all produces.
 func TestClusterSASLSSL(t *testing.T) {
@@ -291,6 +292,35 @@ func TestClusterSASLSSL(t *testing.T) {
 	}
 	produce(0, 100)
 	consume(100)
+
+	// A transaction over three partitions: its coordinator writes the
+	// markers of those it does not lead through the peer pool, and
+	// read_committed sees the records only once every marker is in.
+	if resp, err := adm.CreateTopics(ctx, 3, 3, nil, "txn"); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	tx := as("broker", kgo.TransactionalID("ib"), kgo.DefaultProduceTopic("txn"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if err := tx.ProduceSync(tctx, &kgo.Record{Partition: int32(i % 3), Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.EndTransaction(tctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	rc := as("broker", kgo.ConsumeTopics("txn"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for n := 0; n < 30; {
+		fs := rc.PollFetches(tctx)
+		if tctx.Err() != nil {
+			t.Fatalf("read_committed: %d of 30 records", n)
+		}
+		n += fs.NumRecords()
+	}
 
 	// The leader stops; the others go on, each holding every record.
 	old := leaderOf()
