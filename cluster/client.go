@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -12,8 +13,8 @@ import (
 // listener (package peer): one request at a time.
 type brokerConn struct{ c *peer.Conn }
 
-func dialBroker(addr, clientID string, timeout time.Duration) (*brokerConn, error) {
-	c, err := peer.Dial(addr, clientID, timeout)
+func dialBroker(ctx context.Context, d peer.Dialer, addr string, timeout time.Duration) (*brokerConn, error) {
+	c, err := d.DialContext(ctx, addr, timeout)
 	if err != nil {
 		return nil, err
 	}

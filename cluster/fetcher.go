@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymq/ferry/internal/peer"
 	"github.com/ferrymq/ferry/partition"
 )
 
@@ -29,6 +31,12 @@ type fetcher struct {
 	addr   string
 	quit   chan struct{}
 	done   chan struct{}
+	// ctx is cancelled by stop, ending a dial in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// warned is when a failure to authenticate to the leader was last
+	// logged as a warning (only the run goroutine uses it).
+	warned time.Time
 
 	mu struct {
 		sync.Mutex
@@ -60,6 +68,7 @@ type fetchPart struct {
 
 func (n *Node) startFetcher(leader int32, addr string) *fetcher {
 	f := &fetcher{n: n, leader: leader, addr: addr, quit: make(chan struct{}), done: make(chan struct{})}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.mu.parts = map[partKey]*fetchPart{}
 	go f.run()
 	return f
@@ -90,6 +99,7 @@ func (f *fetcher) assign(parts map[partKey]*fetchPart) {
 
 func (f *fetcher) stop() {
 	close(f.quit)
+	f.cancel() // a dial in progress
 	f.mu.Lock()
 	if f.mu.conn != nil {
 		f.mu.conn.close() // a request in flight or the next one fails at once
@@ -154,8 +164,9 @@ func (f *fetcher) run() {
 			continue
 		}
 		if conn == nil {
-			c, err := dialBroker(f.addr, "ferry-replica-"+strconv.Itoa(int(f.n.cfg.NodeID)), time.Second)
+			c, err := f.dial()
 			if err != nil {
+				f.dialFailed(err)
 				if !f.sleep(backoff) {
 					return
 				}
@@ -443,4 +454,46 @@ func topicSlot(byTopic map[string]int, topic string, add func() int) int {
 		byTopic[topic] = i
 	}
 	return i
+}
+
+// dialer is how the follower connects to its leader: the inter-broker
+// listener's security, with the replica's client ID.
+func (f *fetcher) dialer() peer.Dialer {
+	d := f.n.cfg.Dialer
+	if d.ClientID == "" {
+		d.ClientID = "ferry-replica-" + strconv.Itoa(int(f.n.cfg.NodeID))
+	}
+	return d
+}
+
+// dial connects to the leader; stop ends a dial in progress, so that a
+// leader that accepts connections but does not answer (stopped) holds
+// up nothing.
+func (f *fetcher) dial() (*brokerConn, error) {
+	d := f.dialer()
+	timeout := time.Second
+	if d.TLS != nil || d.SASL != nil {
+		// A handshake and a SASL exchange take round trips, and a
+		// broker slows down answers to failed authentications.
+		timeout = 10 * time.Second
+	}
+	return dialBroker(f.ctx, d, f.addr, timeout)
+}
+
+// dialFailed logs a failed connection to the leader. A refused TLS
+// handshake or SASL authentication does not heal by retrying (wrong
+// credentials, an untrusted certificate), so it is a warning, once a
+// minute per leader; a leader that is down or unreachable is routine
+// during failover.
+func (f *fetcher) dialFailed(err error) {
+	var tlsErr *peer.TLSError
+	if !errors.Is(err, peer.ErrAuthentication) && !errors.As(err, &tlsErr) {
+		f.n.logger.Debug("connecting to the partition leader failed", "leader", f.leader, "addr", f.addr, "err", err)
+		return
+	}
+	if time.Since(f.warned) < time.Minute {
+		return
+	}
+	f.warned = time.Now()
+	f.n.logger.Warn("cannot replicate from the partition leader: the inter-broker connection was refused (check inter.broker.listener.name, sasl.mechanism.inter.broker.protocol, the listener's JAAS username and password, and the TLS stores)", "leader", f.leader, "addr", f.addr, "err", err)
 }

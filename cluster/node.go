@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/peer"
 	"github.com/ferrymq/ferry/meta"
 	"github.com/ferrymq/ferry/partition"
 	"github.com/ferrymq/ferry/raftlog"
@@ -27,9 +28,14 @@ type Config struct {
 	// of it. Default false: a broker (process.roles=broker, a raft
 	// learner, or broker,controller).
 	ControllerOnly bool
-	// Advertised returns the host and port clients (and followers)
-	// reach this broker's Kafka listener at; "" until it is known.
-	Advertised func() (string, int32)
+	// Advertised returns the host and port the other brokers reach
+	// this broker's inter-broker listener at ("" until it is known),
+	// and the advertised addresses of all its listeners, for clients.
+	Advertised func() (string, int32, []meta.Endpoint)
+	// Dialer connects a follower to its leader's inter-broker listener
+	// (TLS and SASL as that listener needs). Its zero value but a
+	// ClientID is plain TCP.
+	Dialer peer.Dialer
 	// SessionTimeout: the controller fences a broker it has not heard
 	// from this long (broker.session.timeout.ms). Default 1s.
 	SessionTimeout time.Duration
@@ -183,15 +189,18 @@ func (n *Node) registerLoop() {
 	defer n.wg.Done()
 	what, register := "broker", n.cfg.Store.RegisterBroker
 	if n.cfg.ControllerOnly {
-		what, register = "controller", n.cfg.Store.RegisterController
+		what = "controller"
+		register = func(host string, port int32, _ []meta.Endpoint) error {
+			return n.cfg.Store.RegisterController(host, port)
+		}
 	}
 	for {
-		host, port := n.cfg.Advertised()
-		if host != "" && n.cfg.Raft.CaughtUp() && !n.registered(host, port) {
-			if err := register(host, port); err != nil {
+		host, port, endpoints := n.cfg.Advertised()
+		if host != "" && n.cfg.Raft.CaughtUp() && !n.registered(host, port, endpoints) {
+			if err := register(host, port, endpoints); err != nil {
 				n.logger.Warn(what+" registration failed; retrying", "err", err)
 			} else {
-				n.logger.Info(what+" registered", "host", host, "port", port)
+				n.logger.Info(what+" registered", "host", host, "port", port, "listeners", endpoints)
 			}
 		}
 		if !n.sleep(200 * time.Millisecond) {
@@ -201,13 +210,14 @@ func (n *Node) registerLoop() {
 }
 
 // registered reports whether the metadata shows this node registered at
-// host:port: as a broker, or, controller-only, as a controller.
-func (n *Node) registered(host string, port int32) bool {
+// host:port with endpoints: as a broker, or, controller-only, as a
+// controller (at host:port only).
+func (n *Node) registered(host string, port int32, endpoints []meta.Endpoint) bool {
 	if n.cfg.ControllerOnly {
 		return slices.Contains(n.cfg.Store.Controllers(), meta.Controller{ID: n.cfg.NodeID, Host: host, Port: port})
 	}
 	return slices.ContainsFunc(n.cfg.Store.Brokers(), func(b meta.Broker) bool {
-		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port
+		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port && slices.Equal(b.Endpoints, endpoints)
 	})
 }
 

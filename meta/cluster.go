@@ -48,10 +48,36 @@ type PartitionState struct {
 
 // Broker is a registered broker of the cluster.
 type Broker struct {
-	ID     int32
-	Host   string
-	Port   int32
-	Fenced bool
+	ID int32
+	// Host and Port are the advertised address of its inter-broker
+	// listener, which the other brokers dial.
+	Host string
+	Port int32
+	// Endpoints are the advertised addresses of all its Kafka
+	// listeners; shared, never modify it.
+	Endpoints []Endpoint
+	Fenced    bool
+}
+
+// Endpoint is the advertised address of one listener of a broker.
+type Endpoint struct {
+	// Name is the listener's name (listeners), in upper case.
+	Name string `json:"name"`
+	Host string `json:"host"`
+	Port int32  `json:"port"`
+}
+
+// Endpoint returns the address of the broker's listener of that name,
+// for a client connected to the listener of that name; a broker that
+// registered no such listener (or registered before listeners were
+// recorded) answers with its inter-broker address.
+func (b Broker) Endpoint(name string) (string, int32) {
+	for _, e := range b.Endpoints {
+		if e.Name == name {
+			return e.Host, e.Port
+		}
+	}
+	return b.Host, b.Port
 }
 
 // Controller is a registered controller-only node (process.roles=
@@ -137,11 +163,12 @@ func (t *Topic) setStateLocked(i int32, st PartitionState) {
 	t.states.Store(&next)
 }
 
-// RegisterBroker records this broker and its advertised address,
-// unfenced. A broker registers each time it starts.
-func (s *Store) RegisterBroker(host string, port int32) error {
+// RegisterBroker records this broker, the address of its inter-broker
+// listener and those of all its listeners, unfenced. A broker registers
+// each time it starts.
+func (s *Store) RegisterBroker(host string, port int32, endpoints []Endpoint) error {
 	id := s.cfg.NodeID
-	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port}})
+	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port, Endpoints: endpoints}})
 }
 
 // UnregisterBroker removes broker id from the metadata, as Kafka's
@@ -184,7 +211,7 @@ func (s *Store) ChangeCluster(fences []Broker, cs []PartitionChange) error {
 	recs := make([]Record, 0, len(fences)+len(cs))
 	for _, b := range fences {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced, IfRegistered: true})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Endpoints: b.Endpoints, Fenced: b.Fenced, IfRegistered: true})
 	}
 	for _, c := range cs {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
@@ -229,7 +256,7 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 		if _, ok := s.image.brokers[*r.Broker]; !ok && r.IfRegistered {
 			return true, nil // unregistered since the fencing was decided
 		}
-		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Fenced: r.Fenced}
+		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Endpoints: r.Endpoints, Fenced: r.Fenced}
 		return true, nil
 	case TypeRemoveBroker:
 		if r.Broker != nil {
@@ -319,7 +346,7 @@ func (s *Store) snapshotRecords() []Record {
 	var recs []Record
 	for _, b := range s.image.brokers {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Endpoints: b.Endpoints, Fenced: b.Fenced})
 	}
 	for _, c := range s.image.controllers {
 		id := c.ID

@@ -202,7 +202,7 @@ func TestUnregisterBroker(t *testing.T) {
 	if err := l.Propose([]Record{{Type: TypeBroker, Broker: &b, Host: "h2", Port: 9001}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Brokers(); len(got) != 2 || got[1] != (Broker{ID: 1, Host: "h2", Port: 9001}) {
+	if got := s.Brokers(); len(got) != 2 || !reflect.DeepEqual(got[1], Broker{ID: 1, Host: "h2", Port: 9001}) {
 		t.Fatalf("brokers after 1 registered again: %+v", got)
 	}
 	// A snapshot taken now rebuilds the same brokers.

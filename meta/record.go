@@ -81,10 +81,15 @@ type Record struct {
 	// Controller is the controller-only node a controller record is
 	// about.
 	Controller *int32 `json:"controller,omitempty"`
-	// Host and Port are its advertised Kafka listener (broker,
-	// controller).
+	// Host and Port are its advertised inter-broker listener, where
+	// the other brokers reach it (broker), or its Kafka listener
+	// (controller).
 	Host string `json:"host,omitempty"`
 	Port int32  `json:"port,omitempty"`
+	// Endpoints are its advertised listeners, by name (broker): a
+	// client is told the brokers' addresses on the listener it is on.
+	// Records written before there were endpoints have none.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	// Fenced: the controller lost contact with it (broker).
 	Fenced bool `json:"fenced,omitempty"`
 	// IfRegistered makes a broker record a change of its fencing only:

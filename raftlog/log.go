@@ -3,6 +3,7 @@ package raftlog
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,14 @@ type Config struct {
 	ListenAddr string
 	// Listener, if set, is used instead of listening on ListenAddr.
 	Listener net.Listener
+	// ServerTLS and DialTLS, if set, make the transport mutual TLS
+	// (the controller listener is SSL): ServerTLS serves the
+	// connections peers open, and must require and verify their
+	// certificates; DialTLS gives the settings of a connection this
+	// node opens to host. A peer whose handshake fails is refused.
+	// Both nil: plain TCP.
+	ServerTLS *tls.Config
+	DialTLS   func(host string) *tls.Config
 	// ClusterID must be the same on every node; a connection from
 	// another cluster is refused.
 	ClusterID string
@@ -288,6 +297,7 @@ func Open(cfg Config) (*Log, error) {
 		}
 	}
 	l.tr = newTransport(l.id, cfg.ClusterID, ln, l.logger)
+	l.tr.serverTLS, l.tr.dialTLS = cfg.ServerTLS, cfg.DialTLS
 	l.tr.recv = func(m *pb.Message) {
 		select {
 		case l.recvc <- m:

@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,11 @@ import (
 //
 //	hello:   magic "FRAFT" | version u8 | from u64 | len u16 | cluster id
 //	message: length u32 | raftpb.Message
+//
+// With TLS (an SSL controller listener) each connection is a mutual TLS
+// session first: both ends present their certificate and verify the
+// other's against their truststore, and a peer that fails the handshake
+// is refused before its hello is read.
 //
 // Each voter dials every other voter once (and again after an error) and
 // sends its messages in order on that connection; it reads the
@@ -51,6 +57,13 @@ type transport struct {
 	// learner: this node dials the voters and reads their messages back
 	// on the same connections.
 	learner bool
+	// serverTLS and dialTLS secure the connections (nil: plain TCP):
+	// those accepted, and those dialed to a host.
+	serverTLS *tls.Config
+	dialTLS   func(host string) *tls.Config
+	// tlsWarned is when a failed handshake was last logged as a
+	// warning (Unix nanoseconds).
+	tlsWarned atomic.Int64
 	// recv gets every message read from a peer.
 	recv func(*pb.Message)
 	// report is told of unreachable peers and of snapshot sends.
@@ -312,7 +325,7 @@ func (t *transport) sendLoop(p *peer) {
 		case m = <-p.q:
 		}
 		if conn == nil {
-			c, err := net.DialTimeout("tcp", p.addr, dialTimeout)
+			c, err := t.dial(p.addr)
 			if err != nil {
 				t.dropped(p, m)
 				t.drain(p)
@@ -324,9 +337,6 @@ func (t *transport) sendLoop(p *peer) {
 				case <-time.After(redialBackoff):
 				}
 				continue
-			}
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetNoDelay(true)
 			}
 			conn, w = c, bufio.NewWriterSize(c, 256<<10)
 			if _, err := w.Write(t.hello()); err != nil {
@@ -412,11 +422,8 @@ func (t *transport) sendAttached(p *peer) {
 func (t *transport) learnerConn(p *peer) {
 	defer t.wg.Done()
 	for {
-		c, err := net.DialTimeout("tcp", p.addr, dialTimeout)
+		c, err := t.dial(p.addr)
 		if err == nil {
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetNoDelay(true)
-			}
 			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			_, err = c.Write(t.hello())
 			c.SetWriteDeadline(time.Time{})
@@ -441,6 +448,43 @@ func (t *transport) learnerConn(p *peer) {
 		case <-time.After(redialBackoff):
 		}
 	}
+}
+
+// dial opens a connection to a peer's controller listener, with TLS if
+// the transport has it.
+func (t *transport) dial(addr string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, dialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if t.dialTLS == nil {
+		return c, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(c, t.dialTLS(host))
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		t.warnTLS("raft transport: TLS handshake failed", "addr", addr, "err", err)
+		return nil, err
+	}
+	tc.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// warnTLS logs a failed TLS handshake: a warning once every 10 s (a
+// peer with the wrong certificate retries ten times a second), else at
+// debug level.
+func (t *transport) warnTLS(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	if last := t.tlsWarned.Load(); now-last < int64(10*time.Second) || !t.tlsWarned.CompareAndSwap(last, now) {
+		t.logger.Debug(msg, args...)
+		return
+	}
+	t.logger.Warn(msg, args...)
 }
 
 // track registers c to be closed by stop; false if stopping.
@@ -531,12 +575,23 @@ func (t *transport) accept() {
 
 // serve reads one peer's connection until it fails or the transport
 // stops. A learner's connection also carries this node's messages to it.
-func (t *transport) serve(c net.Conn) {
+func (t *transport) serve(raw net.Conn) {
 	defer t.wg.Done()
 	defer func() {
-		t.untrack(c)
-		c.Close()
+		t.untrack(raw)
+		raw.Close()
 	}()
+	c := raw
+	if t.serverTLS != nil {
+		tc := tls.Server(c, t.serverTLS)
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			t.warnTLS("raft transport: refused a connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		c = tc
+	}
 	r := bufio.NewReaderSize(c, 256<<10)
 	from, err := t.readHello(r)
 	if err != nil {

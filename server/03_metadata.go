@@ -183,7 +183,8 @@ func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
 				out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port})
 			}
 		case !b.Fenced && b.Host != "":
-			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port})
+			h, p := b.Endpoint(r.c.ep.l.Name)
+			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: h, Port: p})
 		}
 	}
 	if !registered && s.cluster.IsBroker() {
@@ -193,6 +194,22 @@ func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
 		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port})
 	}
 	return out
+}
+
+// brokerAddr returns the address of broker id that the client of r is
+// told: this broker's listener it is connected to; another broker's
+// listener of the same name (its inter-broker one if it has none of
+// that name). "" and -1 for a broker not registered.
+func (r *request) brokerAddr(id int32) (string, int32) {
+	if id == r.c.s.cfg.NodeID {
+		return r.brokerHostPort()
+	}
+	for _, b := range r.c.s.meta.Brokers() {
+		if b.ID == id && b.Host != "" {
+			return b.Endpoint(r.c.ep.l.Name)
+		}
+	}
+	return "", -1
 }
 
 // fencedBrokers are the brokers of a cluster that are fenced or not

@@ -79,7 +79,13 @@ func (s *Server) openMeta(mc meta.Config) error {
 		fmt.Sscan(v, &n)
 		return time.Duration(n) * time.Millisecond
 	}
+	serverTLS, dialTLS, err := s.controllerTLS()
+	if err != nil {
+		return err
+	}
 	rl, err := raftlog.Open(raftlog.Config{
+		ServerTLS:       serverTLS,
+		DialTLS:         dialTLS,
 		Dir:             filepath.Join(s.cfg.DataDir, raftDir),
 		NodeID:          s.cfg.NodeID,
 		Voters:          vs,
@@ -142,7 +148,8 @@ func (s *Server) startCluster() {
 		Raft:           rl,
 		NodeID:         s.cfg.NodeID,
 		ControllerOnly: !broker,
-		Advertised:     s.advertisedHostPort,
+		Advertised:     s.advertisedListeners,
+		Dialer:         s.replicaDialer,
 		SessionTimeout: time.Duration(bs.int64("broker.session.timeout.ms")) * time.Millisecond,
 		LagMax:         time.Duration(bs.int64("replica.lag.time.max.ms")) * time.Millisecond,
 		FetchWait:      time.Duration(bs.int64("replica.fetch.wait.max.ms")) * time.Millisecond,
@@ -343,17 +350,29 @@ func (s *Server) clusterChanged() {
 	}
 }
 
-// advertisedHostPort is the address of this broker's first listener, as
-// its clients are told, once it serves; the broker registers it.
-func (s *Server) advertisedHostPort() (string, int32) {
+// advertisedListeners is the address of this broker's inter-broker
+// listener, as the other brokers are told (the broker registers it once
+// that listener serves), and the advertised addresses of every listener
+// it serves, for the clients of each.
+func (s *Server) advertisedListeners() (string, int32, []meta.Endpoint) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ep := range s.mu.listeners {
-		if ep.l == s.listeners[0] {
-			return ep.host, ep.port
+	var host string
+	var port int32
+	var eps []meta.Endpoint
+	for _, l := range s.listeners {
+		for _, ep := range s.mu.listeners {
+			if ep.l != l {
+				continue
+			}
+			if l == s.interBroker {
+				host, port = ep.host, ep.port
+			}
+			eps = append(eps, meta.Endpoint{Name: l.Name, Host: ep.host, Port: ep.port})
+			break
 		}
 	}
-	return "", 0
+	return host, port, eps
 }
 
 // controllerID is the controller clients are told of (Metadata,

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -30,7 +31,8 @@ type clusterNode struct {
 	addr     string            // Kafka listener
 	ctrlAddr string            // "" for a broker-only node
 	roles    string            // process.roles; "" for broker,controller
-	props    map[string]string // this node's own, over the cluster's
+	props    map[string]string // this node's configs over the cluster's
+	log      io.Writer         // if set, the node's log lines (warnings and up) go here
 	srv      *Server
 	done     chan error
 }
@@ -122,7 +124,11 @@ func (c *testCluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", nd.id)
+	var w io.Writer = os.Stderr
+	if nd.log != nil {
+		w = io.MultiWriter(os.Stderr, nd.log)
+	}
+	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("node", nd.id)
 	cfg := Config{DataDir: nd.dir, NodeID: nd.id, AdvertisedAddr: nd.addr, Props: props, Logger: logger}
 	if cl != nil {
 		cfg.controllerListener = cl

@@ -31,6 +31,11 @@
 // __share_group_state's partitions (ReadShareGroupState and
 // WriteShareGroupState through the same pool), and forwards share-group
 // heartbeats to the leader of the group's partition (shares_cluster.go).
+// The brokers talk to each other on the inter-broker listener, with its
+// TLS and SASL, and register every listener's address, so that each
+// client is told the brokers' addresses on its own listener; an SSL
+// controller listener makes the raft transport mutual TLS
+// (interbroker.go).
 // process.roles picks the node's kind: broker and controller (a voter),
 // controller only (a voter never registered as a broker, left out of
 // Metadata) or broker only (a raft learner, not in the voters).

@@ -168,16 +168,26 @@ func handleFindCoordinator(s *Server, r *request) kmsg.Response {
 			msg := "coordinator key is empty"
 			return -1, "", -1, kerr.InvalidRequest.Code, &msg
 		}
-		if s.cluster != nil && req.CoordinatorType == 1 {
-			return s.clusterTxnCoordinator(key)
+		if s.cluster == nil {
+			return s.cfg.NodeID, host, port, 0, nil
 		}
-		if s.cluster != nil && req.CoordinatorType == coordinatorShare {
-			return s.shareCoordinator(key)
+		var id int32
+		var code int16
+		var msg *string
+		switch req.CoordinatorType {
+		case 1:
+			id, _, _, code, msg = s.clusterTxnCoordinator(key)
+		case coordinatorShare:
+			id, _, _, code, msg = s.shareCoordinator(key)
+		default:
+			id, _, _, code, msg = s.clusterCoordinator(key)
 		}
-		if s.cluster != nil {
-			return s.clusterCoordinator(key)
+		if code != 0 {
+			return -1, "", -1, code, msg
 		}
-		return s.cfg.NodeID, host, port, 0, nil
+		// The coordinator's address on the listener the client is on.
+		h, p := r.brokerAddr(id)
+		return id, h, p, 0, nil
 	}
 	if r.version >= 4 {
 		for _, k := range req.CoordinatorKeys {

@@ -247,7 +247,7 @@ func handleConsumerGroupDescribe(s *Server, r *request) kmsg.Response {
 }
 
 func handleListGroups(s *Server, r *request) kmsg.Response {
-	if s.authz == nil || r.allowedCluster(auth.OpDescribe) {
+	if s.authz == nil || r.forwardedByBroker() || r.allowedCluster(auth.OpDescribe) {
 		return groupCall(s, r, func(ctx context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
 			return s.listGroups(ctx, r, req)
 		})
@@ -269,7 +269,7 @@ func handleListGroups(s *Server, r *request) kmsg.Response {
 }
 
 func handleDeleteGroups(s *Server, r *request) kmsg.Response {
-	if s.authz == nil {
+	if s.authz == nil || r.forwardedByBroker() {
 		return groupCall(s, r, func(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 			return s.deleteGroups(ctx, r, req)
 		})

@@ -103,7 +103,8 @@ func controllerListenerNames(props map[string]string) map[string]bool {
 // ControllerListenerAddr returns the address of the first listener of
 // listeners named in controller.listener.names, Kafka's way of naming the
 // controller listener; "" if none is. It is plain TCP (PLAINTEXT in
-// listener.security.protocol.map, or absent from it).
+// listener.security.protocol.map, or absent from it) or mutual TLS (SSL
+// or SASL_SSL; see controllerTLS).
 func ControllerListenerAddr(props map[string]string) (string, error) {
 	ctrl := controllerListenerNames(props)
 	if len(ctrl) == 0 {
@@ -115,13 +116,40 @@ func ControllerListenerAddr(props map[string]string) (string, error) {
 	}
 	for _, l := range ls {
 		if ctrl[l.Name] {
-			if l.Protocol != ProtocolPlaintext {
-				return "", fmt.Errorf("listeners: controller listener %s is %s; the controller listener is plain TCP (PLAINTEXT)", l.Name, l.Protocol)
+			if l.Protocol == ProtocolSASLPlaintext {
+				return "", fmt.Errorf("listeners: controller listener %s is SASL_PLAINTEXT; the controller listener is plain TCP (PLAINTEXT) or mutual TLS (SSL)", l.Name)
 			}
 			return l.Addr(), nil
 		}
 	}
 	return "", nil
+}
+
+// controllerListenerName returns the first name of
+// controller.listener.names and its security protocol (from
+// listener.security.protocol.map; a name missing there is PLAINTEXT),
+// which a broker-only node uses too, to dial the controllers, without
+// having that listener. "" if none is named.
+func controllerListenerName(props map[string]string) (name, protocol string) {
+	for n := range strings.SplitSeq(props["controller.listener.names"], ",") {
+		if n = strings.ToUpper(strings.TrimSpace(n)); n != "" {
+			name = n
+			break
+		}
+	}
+	if name == "" {
+		return "", ""
+	}
+	pmap := props["listener.security.protocol.map"]
+	if pmap == "" {
+		pmap = defaultProtocolMap
+	}
+	for item := range strings.SplitSeq(pmap, ",") {
+		if n, proto, ok := strings.Cut(strings.TrimSpace(item), ":"); ok && strings.ToUpper(strings.TrimSpace(n)) == name {
+			return name, strings.ToUpper(strings.TrimSpace(proto))
+		}
+	}
+	return name, ProtocolPlaintext
 }
 
 func parseListeners(props map[string]string) ([]Listener, error) {

@@ -370,7 +370,8 @@ func TestClusterRolesKeepBroker(t *testing.T) {
 
 // TestControllerListenerNames: a listener named in
 // controller.listener.names is the controller listener (plain TCP, no
-// security protocol needed in the map), not a Kafka listener.
+// security protocol needed in the map, or TLS; never SASL_PLAINTEXT),
+// not a Kafka listener.
 func TestControllerListenerNames(t *testing.T) {
 	props := map[string]string{
 		"listeners":                 "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
@@ -390,7 +391,7 @@ func TestControllerListenerNames(t *testing.T) {
 	}
 	for _, bad := range []map[string]string{
 		{"listeners": "CONTROLLER://127.0.0.1:9093", "controller.listener.names": "CONTROLLER"},
-		{"listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", "controller.listener.names": "CONTROLLER", "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"},
+		{"listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", "controller.listener.names": "CONTROLLER", "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"},
 	} {
 		_, err1 := ParseListeners(bad)
 		_, err2 := ControllerListenerAddr(bad)

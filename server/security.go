@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/ferrymq/ferry/auth"
@@ -22,6 +23,20 @@ func (s *Server) startSecurity() error {
 	var err error
 	if s.listeners, err = s.newListeners(); err != nil {
 		return err
+	}
+	if s.interBroker, err = s.interBrokerListener(); err != nil {
+		return err
+	}
+	if s.raft != nil {
+		// Only a cluster's brokers dial each other: a single broker
+		// needs no inter-broker credentials.
+		id := strconv.Itoa(int(s.cfg.NodeID))
+		if s.replicaDialer, err = s.interBrokerDialer(s.interBroker, "ferry-replica-"+id); err != nil {
+			return err
+		}
+		if s.peerDialer, err = s.interBrokerDialer(s.interBroker, shareForwardPrefix+id); err != nil {
+			return err
+		}
 	}
 	s.startQuotas()
 	bs := s.settings()

@@ -71,7 +71,8 @@ func (ca *testCA) file(t testing.TB, name string, b []byte) string {
 }
 
 // issue makes a certificate for cn signed by the CA: a server certificate
-// for 127.0.0.1 and localhost, or a client certificate. It returns the
+// for 127.0.0.1 and localhost (good for client authentication too), or a
+// client certificate. It returns the
 // PEM of the private key followed by the certificate (a Kafka PEM
 // keystore) and the tls.Certificate.
 func (ca *testCA) issue(t testing.TB, cn string, server bool) ([]byte, tls.Certificate) {
@@ -89,7 +90,8 @@ func (ca *testCA) issue(t testing.TB, cn string, server bool) ([]byte, tls.Certi
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		// A broker's certificate serves both ends of inter-broker TLS.
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 		tmpl.DNSNames = []string{"localhost"}
 	}

@@ -73,6 +73,12 @@ type Server struct {
 	// listeners are the configured listeners (listener.go); the first is
 	// the one Serve serves.
 	listeners []*listener
+	// interBroker is the listener the brokers of a cluster talk to
+	// each other on (interbroker.go); replicaDialer and peerDialer
+	// connect to the others' (followers' fetches; s.peers).
+	interBroker   *listener
+	replicaDialer peer.Dialer
+	peerDialer    peer.Dialer
 	// authz decides what principals may do (authorize.go); nil when no
 	// authorizer is configured, and then everyone may do everything.
 	authz *auth.Authorizer

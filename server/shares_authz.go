@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -24,6 +25,20 @@ import (
 //   - AlterShareGroupOffsets: READ on the group and on each topic;
 //     DeleteShareGroupOffsets: DELETE on the group, READ on each topic.
 //   - FindCoordinator of share-partitions: CLUSTER_ACTION (brokers only).
+//
+// In a cluster a broker forwards ShareGroupHeartbeat, ShareGroupDescribe,
+// DescribeShareGroupOffsets, AlterShareGroupOffsets,
+// DeleteShareGroupOffsets and the DeleteGroups of a share group to the
+// group's coordinator (shareMembership, forwardShareDelete) and gathers
+// ListGroups from every broker after checking its client's request as
+// above, and
+// checks the answer it passes back (ShareGroupDescribe and
+// DescribeShareGroupOffsets filter the answer by the client's
+// principal). The coordinator does not know that client: it checks that
+// the forwarding broker's principal has CLUSTER_ACTION on the cluster
+// (forwardedByBroker), as Kafka checks a broker's forwarded requests,
+// and no group or topic ACLs. A client that sets the peer pool's client
+// ID itself without CLUSTER_ACTION is checked as any client.
 
 // topicAllowed reports whether the principal may do op on the topic with
 // id (an unknown id passes: the answer will say it is unknown).
@@ -35,6 +50,14 @@ func (r *request) topicAllowed(id [16]byte, op auth.Operation) bool {
 	return t == nil || r.allowed(auth.ResourceTopic, t.Name(), op)
 }
 
+// forwardedByBroker reports a share-group request forwarded by another
+// broker of the cluster (shareMembership): the peer pool's client ID,
+// from a principal with CLUSTER_ACTION on the cluster, which only the
+// brokers have. The forwarding broker authorized it (see above).
+func (r *request) forwardedByBroker() bool {
+	return r.c.s.cluster != nil && strings.HasPrefix(r.clientID, shareForwardPrefix) && r.allowedCluster(auth.OpClusterAction)
+}
+
 func handleShareGroupHeartbeat(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.ShareGroupHeartbeatRequest)
 	fail := func(e *kerr.Error) kmsg.Response {
@@ -42,12 +65,14 @@ func handleShareGroupHeartbeat(s *Server, r *request) kmsg.Response {
 		resp.ErrorCode = e.Code
 		return resp
 	}
-	if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpRead) {
-		return fail(kerr.GroupAuthorizationFailed)
-	}
-	for _, t := range req.SubscribedTopicNames {
-		if !r.allowed(auth.ResourceTopic, t, auth.OpDescribe) {
-			return fail(kerr.TopicAuthorizationFailed)
+	if !r.forwardedByBroker() {
+		if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpRead) {
+			return fail(kerr.GroupAuthorizationFailed)
+		}
+		for _, t := range req.SubscribedTopicNames {
+			if !r.allowed(auth.ResourceTopic, t, auth.OpDescribe) {
+				return fail(kerr.TopicAuthorizationFailed)
+			}
 		}
 	}
 	return shareCall(s, r, true, func(ctx context.Context, req *kmsg.ShareGroupHeartbeatRequest) *kmsg.ShareGroupHeartbeatResponse {
@@ -60,7 +85,7 @@ func handleShareGroupDescribe(s *Server, r *request) kmsg.Response {
 	ctx := r.c.ctx
 	r.await(func() kmsg.Response {
 		resp := s.describeShareGroups(ctx, r, req)
-		if s.authz == nil {
+		if s.authz == nil || r.forwardedByBroker() {
 			return resp
 		}
 		for i := range resp.Groups {
@@ -85,7 +110,7 @@ func handleDescribeShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	ctx := r.c.ctx
 	r.await(func() kmsg.Response {
 		resp := s.describeShareOffsets(ctx, r, req)
-		if s.authz == nil {
+		if s.authz == nil || r.forwardedByBroker() {
 			return resp
 		}
 		for i := range resp.Groups {
@@ -122,7 +147,8 @@ func handleDescribeShareGroupOffsets(s *Server, r *request) kmsg.Response {
 
 func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.AlterShareGroupOffsetsRequest)
-	if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpRead) {
+	forwarded := r.forwardedByBroker()
+	if !forwarded && !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpRead) {
 		resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
@@ -130,7 +156,7 @@ func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	alter := func(ctx context.Context, req *kmsg.AlterShareGroupOffsetsRequest) *kmsg.AlterShareGroupOffsetsResponse {
 		return s.shareMembership(r, req, req.GroupID, func() kmsg.Response { return s.shares.AlterShareGroupOffsets(ctx, req) }).(*kmsg.AlterShareGroupOffsetsResponse)
 	}
-	if s.authz == nil {
+	if s.authz == nil || forwarded {
 		return shareCall(s, r, true, alter)
 	}
 	kept, denied := splitAllowed(req.Topics, func(t kmsg.AlterShareGroupOffsetsRequestTopic) bool {
@@ -163,7 +189,8 @@ func handleAlterShareGroupOffsets(s *Server, r *request) kmsg.Response {
 
 func handleDeleteShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DeleteShareGroupOffsetsRequest)
-	if !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpDelete) {
+	forwarded := r.forwardedByBroker()
+	if !forwarded && !r.allowed(auth.ResourceGroup, req.GroupID, auth.OpDelete) {
 		resp := req.ResponseKind().(*kmsg.DeleteShareGroupOffsetsResponse)
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
@@ -171,7 +198,7 @@ func handleDeleteShareGroupOffsets(s *Server, r *request) kmsg.Response {
 	del := func(ctx context.Context, req *kmsg.DeleteShareGroupOffsetsRequest) *kmsg.DeleteShareGroupOffsetsResponse {
 		return s.shareMembership(r, req, req.GroupID, func() kmsg.Response { return s.shares.DeleteShareGroupOffsets(ctx, req) }).(*kmsg.DeleteShareGroupOffsetsResponse)
 	}
-	if s.authz == nil {
+	if s.authz == nil || forwarded {
 		return shareCall(s, r, true, del)
 	}
 	kept, denied := splitAllowed(req.Topics, func(t kmsg.DeleteShareGroupOffsetsRequestTopic) bool {

@@ -258,8 +258,11 @@ func (r *request) fromBroker() bool { return strings.HasPrefix(r.clientID, share
 // goroutine.
 //
 // The forwarded request carries the peer pool's client ID, so the
-// coordinator records that as the member's client ID, and, with an
-// authorizer, is authorized as this broker's principal.
+// coordinator records that as the member's client ID. With an
+// authorizer, the handlers check the client's request here before
+// forwarding it (and the answer before passing it back), and the
+// coordinator checks only that this broker's principal has
+// CLUSTER_ACTION (shares_authz.go).
 func (s *Server) shareMembership(r *request, req kmsg.Request, group string, serve func() kmsg.Response) kmsg.Response {
 	if s.cluster == nil || s.shares.Loaded(s.shares.Partition(group)) {
 		return serve()

@@ -69,7 +69,7 @@ func (s *Server) startClusterTxn() error {
 		}
 		return t.Partition(p)
 	}
-	s.peers = peer.NewPool("ferry-broker-"+strconv.Itoa(int(s.cfg.NodeID)), peerTimeout)
+	s.peers = peer.NewPool(s.peerDialer, peerTimeout)
 	ms := func(name string) time.Duration { return time.Duration(bs.int64(name)) * time.Millisecond }
 	c, err := txn.New(txn.Config{
 		Store:          coordstate.New[txn.Record](transactionStateTopic, part),

@@ -2,15 +2,24 @@ package peer
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
+
+// ErrAuthentication marks a failed SASL authentication with the other
+// broker: wrong credentials, or a mechanism it does not serve.
+var ErrAuthentication = errors.New("peer: SASL authentication failed")
 
 // maxResponse bounds the size of an answer a Conn reads.
 const maxResponse = 256 << 20
@@ -28,13 +37,126 @@ type Conn struct {
 	buf      []byte // reused to encode requests
 }
 
-// Dial connects to the Kafka listener at addr, waiting at most timeout.
-func Dial(addr, clientID string, timeout time.Duration) (*Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+// TLSError is a failed TLS handshake with another broker.
+type TLSError struct {
+	Addr string // the address dialed
+	Err  error
+}
+
+func (e *TLSError) Error() string { return "peer: TLS handshake with " + e.Addr + ": " + e.Err.Error() }
+func (e *TLSError) Unwrap() error { return e.Err }
+
+// Dialer says how to reach the other brokers' inter-broker listener:
+// plain TCP, TLS, and SASL on either. Its zero value but ClientID is a
+// PLAINTEXT listener.
+type Dialer struct {
+	// ClientID is sent in every request header.
+	ClientID string
+	// TLS, if set, returns the TLS settings of a connection to host (the
+	// host of the address dialed, for the server name check). It is
+	// called at each dial so that renewed certificates are used.
+	TLS func(host string) *tls.Config
+	// SASL, if set, authenticates each new connection with this
+	// mechanism (SaslHandshake v1, then SaslAuthenticate) before any
+	// request is sent on it.
+	SASL sasl.Mechanism
+}
+
+// Dial connects to the Kafka listener at addr with d's security,
+// waiting at most timeout for the connection, its TLS handshake and
+// its SASL authentication.
+func (d Dialer) Dial(addr string, timeout time.Duration) (*Conn, error) {
+	return d.DialContext(context.Background(), addr, timeout)
+}
+
+// DialContext is Dial, ended early when ctx is done.
+func (d Dialer) DialContext(ctx context.Context, addr string, timeout time.Duration) (*Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var nd net.Dialer
+	raw, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{c: c, r: bufio.NewReaderSize(c, 1<<20), clientID: clientID}, nil
+	// The SASL requests below wait on deadlines, not on ctx.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	defer stop()
+	c := raw
+	if d.TLS != nil {
+		tc := tls.Client(c, d.TLS(host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, &TLSError{Addr: addr, Err: err}
+		}
+		c = tc
+	}
+	b := &Conn{c: c, r: bufio.NewReaderSize(c, 1<<20), clientID: d.ClientID}
+	if d.SASL != nil {
+		if err := b.authenticate(ctx, host, d.SASL); err != nil {
+			c.Close()
+			if op := (*net.OpError)(nil); d.TLS != nil && errors.As(err, &op) && op.Op == "remote error" {
+				// Under TLS 1.3 the other broker's refusal of this
+				// one's certificate arrives at the first read.
+				return nil, &TLSError{Addr: addr, Err: err}
+			}
+			return nil, fmt.Errorf("%w with %s as %s: %w", ErrAuthentication, addr, d.SASL.Name(), err)
+		}
+	}
+	return b, nil
+}
+
+// authenticate runs a SASL exchange on a new connection: SaslHandshake
+// v1 names the mechanism, then each message of the mechanism travels in
+// a SaslAuthenticate v1 until the mechanism is done. ctx, which has a
+// deadline, bounds it all.
+func (b *Conn) authenticate(ctx context.Context, host string, m sasl.Mechanism) error {
+	deadline, _ := ctx.Deadline()
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version = 1
+	hs.Mechanism = m.Name()
+	resp, err := b.Request(hs, time.Until(deadline))
+	if err != nil {
+		return err
+	}
+	if hr := resp.(*kmsg.SASLHandshakeResponse); hr.ErrorCode != 0 {
+		return fmt.Errorf("mechanism not enabled there (enabled: %v): %w", hr.SupportedMechanisms, kerr.ErrorForCode(hr.ErrorCode))
+	}
+	session, msg, err := m.Authenticate(ctx, host)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err // a request would set a deadline of its own
+		}
+		req := kmsg.NewPtrSASLAuthenticateRequest()
+		req.Version = 1
+		req.SASLAuthBytes = msg
+		resp, err := b.Request(req, time.Until(deadline))
+		if err != nil {
+			return err
+		}
+		ar := resp.(*kmsg.SASLAuthenticateResponse)
+		if ar.ErrorCode != 0 {
+			err := kerr.ErrorForCode(ar.ErrorCode)
+			if ar.ErrorMessage != nil {
+				err = fmt.Errorf("%w: %s", err, *ar.ErrorMessage)
+			}
+			return err
+		}
+		done, next, err := session.Challenge(ar.SASLAuthBytes)
+		if err != nil {
+			return err
+		}
+		if done && len(next) == 0 {
+			return nil
+		}
+		msg = next
+	}
 }
 
 // Request sends req at its version and reads the answer, waiting at most

@@ -6,7 +6,16 @@
 // It lives apart from both users so that cluster and server share it
 // without importing each other; it is not a general client (kgo is).
 //
-// A Conn is one TCP connection carrying one request at a time, encoded
+// A Dialer opens Conns to the other brokers' inter-broker listener as it
+// needs: plain TCP, TLS (the broker's truststore verifies the other, its
+// keystore's certificate is presented), and SASL on either (PLAIN or
+// SCRAM through franz-go's mechanisms: SaslHandshake v1, then
+// SaslAuthenticate until the mechanism is done), before any request.
+// A refused authentication is ErrAuthentication, a failed handshake a
+// *TLSError, so that callers can tell wrong credentials from a broker
+// that is down.
+//
+// A Conn is one connection carrying one request at a time, encoded
 // with kmsg:
 //
 //	request  [int32 size][int16 key][int16 version][int32 correlation id]
@@ -27,7 +36,8 @@
 //
 // # Usage
 //
-//	pool := peer.NewPool("ferry-broker-0", 5*time.Second)
+//	d := peer.Dialer{ClientID: "ferry-broker-0", TLS: tlsFor, SASL: plain.Auth{User: "broker", Pass: pw}.AsMechanism()}
+//	pool := peer.NewPool(d, 5*time.Second)
 //	defer pool.Close()
 //	resp, err := pool.Request(ctx, "10.0.0.2:9092", kmsg.NewPtrWriteTxnMarkersRequest())
 package peer

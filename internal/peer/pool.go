@@ -18,8 +18,8 @@ const maxIdle = 4
 // Pool holds connections to other brokers, by address. See the package
 // comment.
 type Pool struct {
-	clientID string
-	timeout  time.Duration // of a request whose context has no earlier deadline
+	dialer  Dialer
+	timeout time.Duration // of a request whose context has no earlier deadline
 
 	mu struct {
 		sync.Mutex
@@ -28,10 +28,10 @@ type Pool struct {
 	}
 }
 
-// NewPool returns a pool whose requests carry clientID and wait at most
-// timeout (or their context's deadline, if sooner).
-func NewPool(clientID string, timeout time.Duration) *Pool {
-	p := &Pool{clientID: clientID, timeout: timeout}
+// NewPool returns a pool whose connections are dialed by d and whose
+// requests wait at most timeout (or their context's deadline, if sooner).
+func NewPool(d Dialer, timeout time.Duration) *Pool {
+	p := &Pool{dialer: d, timeout: timeout}
 	p.mu.idle = map[string][]*Conn{}
 	return p
 }
@@ -47,7 +47,7 @@ func (p *Pool) Request(ctx context.Context, addr string, req kmsg.Request) (kmsg
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c, err := p.get(addr, timeout)
+	c, err := p.get(ctx, addr, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (p *Pool) Request(ctx context.Context, addr string, req kmsg.Request) (kmsg
 	return resp, nil
 }
 
-func (p *Pool) get(addr string, timeout time.Duration) (*Conn, error) {
+func (p *Pool) get(ctx context.Context, addr string, timeout time.Duration) (*Conn, error) {
 	p.mu.Lock()
 	if p.mu.closed {
 		p.mu.Unlock()
@@ -80,7 +80,7 @@ func (p *Pool) get(addr string, timeout time.Duration) (*Conn, error) {
 		return c, nil
 	}
 	p.mu.Unlock()
-	return Dial(addr, p.clientID, timeout)
+	return p.dialer.DialContext(ctx, addr, timeout)
 }
 
 func (p *Pool) put(addr string, c *Conn) {

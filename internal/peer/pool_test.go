@@ -40,7 +40,7 @@ func startBroker(t *testing.T) string {
 // pool end requests with their errors.
 func TestPool(t *testing.T) {
 	addr := startBroker(t)
-	pool := peer.NewPool("peer-test", 5*time.Second)
+	pool := peer.NewPool(peer.Dialer{ClientID: "peer-test"}, 5*time.Second)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := range 8 {
