@@ -205,6 +205,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
+		// A stopping broker waits for no follower: writes waiting for
+		// the in-sync replicas (acks=all produces, coordinator state)
+		// fail now with a retriable error instead of holding the
+		// drain for the replication timeout.
+		s.meta.StopWaiting()
 		// Let requests in flight finish, then close connections.
 		for _, c := range conns {
 			c.beginDrain()

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymq/ferry/record"
+)
+
+// TestClusterCloseWithoutFollowers stops two of three nodes, then sends
+// the third an acks=all produce and an offset commit, which wait for
+// followers that are gone (the quorum is gone too, so nothing shrinks the
+// ISR): Close of the third fails both waits with a retriable error and
+// returns instead of waiting out the 30 s replication timeout, and
+// neither write is acknowledged.
+func TestClusterCloseWithoutFollowers(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	ctx := testCtx(t)
+	c.waitRegistered()
+	cl := c.client()
+	// __consumer_offsets exists once a coordinator was asked for.
+	waitCluster(t, "__consumer_offsets", 20*time.Second, func() bool {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey = "stop-g"
+		resp, err := req.RequestWith(ctx, cl)
+		return err == nil && resp.ErrorCode == 0
+	})
+	keep := c.leaderOf(offsetsTopic, 0, -1)
+	grp := ""
+	for i := 0; grp == ""; i++ {
+		if name := fmt.Sprintf("stop-g%d", i); c.nodes[keep].srv.groups.Partition(name) == 0 {
+			grp = name
+		}
+	}
+	var others []int32
+	for _, nd := range c.nodes {
+		if nd.id != keep {
+			others = append(others, nd.id)
+		}
+	}
+	if err := c.request(ctx, kmsgCreateWithAssignment("held", [][]int32{{keep, others[0], others[1]}})); err != nil {
+		t.Fatal(err)
+	}
+	if l := c.leaderOf("held", 0, -1); l != keep {
+		t.Fatalf("held-0 is led by %d, want its first replica %d", l, keep)
+	}
+	kc := c.nodeClient(c.nodes[keep])
+	heldID := c.nodes[keep].srv.meta.Topic("held").ID()
+	produce := func() (int16, error) {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 120_000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic, rt.TopicID = "held", heldID
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = record.AppendBatch(nil, record.Batch{
+			BaseTimestamp: time.Now().UnixMilli(), ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1,
+			Records: []record.Record{{Value: []byte("v")}},
+		})
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, kc.Broker(int(keep)))
+		if err != nil {
+			return 0, err
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode, nil
+	}
+	commit := func() (int16, error) {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.Generation = grp, -1
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID = "held", heldID
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Offset = 1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, kc.Broker(int(keep)))
+		if err != nil {
+			return 0, err
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode, nil
+	}
+	// Both succeed while the followers are there.
+	waitCluster(t, "a produce and a commit with every follower", 20*time.Second, func() bool {
+		pc, perr := produce()
+		cc, cerr := commit()
+		return perr == nil && pc == 0 && cerr == nil && cc == 0
+	})
+	for _, id := range others {
+		c.stop(int(id))
+	}
+	type answer struct {
+		what string
+		code int16
+		err  error
+	}
+	answers := make(chan answer, 2)
+	go func() { code, err := produce(); answers <- answer{"produce", code, err} }()
+	go func() { code, err := commit(); answers <- answer{"offset commit", code, err} }()
+	// Both are appended and wait for the followers.
+	held, err := c.nodes[keep].srv.meta.Topic("held").Partition(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets, err := c.nodes[keep].srv.meta.Topic(offsetsTopic).Partition(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "the writes waiting for the followers", 20*time.Second, func() bool {
+		return held.LogEndOffset() > held.HighWatermark() && offsets.LogEndOffset() > offsets.HighWatermark()
+	})
+	start := time.Now()
+	c.stop(int(keep))
+	took := time.Since(start)
+	t.Logf("Close of the last node with two writes waiting took %v", took)
+	if took > 10*time.Second {
+		t.Errorf("Close of the last node took %v: it waited for followers that are gone", took)
+	}
+	for range 2 {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			t.Fatal("a request was not answered")
+		}
+		switch {
+		case a.err != nil:
+			t.Logf("%s: %v", a.what, a.err)
+		case a.code == 0:
+			t.Errorf("%s acknowledged though no follower has it", a.what)
+		case !kerr.IsRetriable(kerr.ErrorForCode(a.code)):
+			t.Errorf("%s: %v, not retriable", a.what, kerr.ErrorForCode(a.code))
+		default:
+			t.Logf("%s: %v", a.what, kerr.ErrorForCode(a.code))
+		}
+	}
+}
