@@ -27,7 +27,8 @@ type testCluster struct {
 type clusterNode struct {
 	id       int32
 	dir      string
-	addr     string // Kafka listener
+	addr     string // Kafka listener, as advertised
+	listen   string // where the Kafka listener is if not addr (a tcpProxy forwards addr to it)
 	ctrlAddr string // "" for a broker-only node
 	roles    string // process.roles; "" for broker,controller
 	srv      *Server
@@ -44,6 +45,14 @@ var clusterProps = map[string]string{
 }
 
 func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
+	t.Helper()
+	c := newCluster(t, n, props)
+	c.startAll()
+	return c
+}
+
+// newCluster is startCluster without starting the nodes (startAll).
+func newCluster(t testing.TB, n int, props map[string]string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, props: map[string]string{}}
 	for k, v := range clusterProps {
@@ -70,15 +79,20 @@ func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
 		vs = append(vs, fmt.Sprintf("%d@%s", i, ctrl))
 	}
 	c.voters = strings.Join(vs, ",")
+	return c
+}
+
+// startAll starts every node, to be stopped at the test's end.
+func (c *testCluster) startAll() {
+	c.t.Helper()
 	for i := range c.nodes {
 		c.start(i)
 	}
-	t.Cleanup(func() {
+	c.t.Cleanup(func() {
 		for i := range c.nodes {
 			c.stop(i)
 		}
 	})
-	return c
 }
 
 func (c *testCluster) start(i int) {
@@ -97,8 +111,12 @@ func (c *testCluster) start(i int) {
 	}
 	var ln, cl net.Listener
 	var err error
+	listen := nd.addr
+	if nd.listen != "" {
+		listen = nd.listen
+	}
 	for range 100 {
-		if ln, err = net.Listen("tcp", nd.addr); err == nil {
+		if ln, err = net.Listen("tcp", listen); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -442,42 +443,151 @@ func (s *Server) shareMemberGone(group, member string) {
 	}
 }
 
+// The notice that a member is gone is retried, with a backoff from
+// shareGoneBackoff doubling up to shareGoneBackoffMax, while its target
+// is a live broker of the cluster and the member's records there may
+// still be locked: until the group's record lock duration has passed
+// since the member was removed, after which they were released anyway.
+// Each attempt waits at most shareGoneAttemptTimeout for its answer.
+const (
+	shareGoneBackoff        = 100 * time.Millisecond
+	shareGoneBackoffMax     = 2 * time.Second
+	shareGoneAttemptTimeout = 2 * time.Second
+)
+
+// goneNotice is one broker still to be told that a share member is gone.
+type goneNotice struct {
+	key     shareSessionKey
+	broker  int32
+	backoff time.Duration // before the next attempt after a failure
+	next    time.Time     // when to try (again)
+	until   time.Time     // past it the member's locks there expired: give up
+}
+
 // shareGoneLoop tells the other brokers of the cluster about the members
 // the share coordinator removed: each gets a ShareAcknowledge of the
 // member at share session epoch -1 with no partitions, which a broker
 // answers, when it comes from another broker, by ending the member's
 // session and releasing every record it holds there (shareMemberRemoved).
-// It runs until Close.
+// A broker that could not be told (unreachable, or too slow to answer)
+// is told again, with backoff, while it is alive and the member's
+// records may still be locked there. It runs until Close.
 func (s *Server) shareGoneLoop() {
 	defer s.wg.Done()
+	var pending []goneNotice
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		var gone shareSessionKey
+		var wake <-chan time.Time
+		if len(pending) > 0 {
+			next := pending[0].next
+			for _, n := range pending[1:] {
+				if n.next.Before(next) {
+					next = n.next
+				}
+			}
+			timer.Reset(time.Until(next))
+			wake = timer.C
+		}
 		select {
 		case <-s.ctx.Done():
 			return
-		case gone = <-s.shareGone:
+		case gone := <-s.shareGone:
+			pending = append(pending, s.goneNotices(gone, time.Now())...)
+		case <-wake:
 		}
-		for _, b := range s.meta.Brokers() {
-			if b.ID == s.cfg.NodeID || b.Fenced || s.peers == nil {
-				continue
-			}
-			addr, ok := s.brokerAddr(b.ID)
-			if !ok {
-				continue
-			}
-			req := kmsg.NewPtrShareAcknowledgeRequest()
-			req.SetVersion(1)
-			req.GroupID, req.MemberID = kmsg.StringPtr(gone.group), kmsg.StringPtr(gone.member)
-			req.ShareSessionEpoch = -1
-			resp, err := s.peers.Request(s.ctx, addr, req)
-			if err == nil {
-				err = kerr.ErrorForCode(resp.(*kmsg.ShareAcknowledgeResponse).ErrorCode)
-			}
-			if err != nil {
-				s.logger.Debug("telling a broker that a share member is gone failed", "broker", b.ID, "group", gone.group, "member", gone.member, "err", err)
-			}
+		pending = s.tellGone(pending)
+	}
+}
+
+// goneNotices are the notices of gone to every other live broker.
+func (s *Server) goneNotices(gone shareSessionKey, now time.Time) []goneNotice {
+	if s.peers == nil {
+		return nil
+	}
+	until := now.Add(s.shareLockDuration(gone.group))
+	var out []goneNotice
+	for _, b := range s.meta.Brokers() {
+		if b.ID != s.cfg.NodeID && !b.Fenced {
+			out = append(out, goneNotice{key: gone, broker: b.ID, backoff: shareGoneBackoff, next: now, until: until})
 		}
 	}
+	return out
+}
+
+// tellGone sends the notices that are due and returns those to try
+// again later.
+func (s *Server) tellGone(pending []goneNotice) []goneNotice {
+	kept := pending[:0]
+	for _, n := range pending {
+		now := time.Now()
+		if now.Before(n.next) {
+			kept = append(kept, n)
+			continue
+		}
+		if !s.brokerAlive(n.broker) {
+			continue // fenced or gone: its share-partitions are read again by their next leaders
+		}
+		err := s.tellGoneOnce(n, now)
+		if err == nil {
+			continue
+		}
+		if s.ctx.Err() != nil {
+			return nil
+		}
+		n.next = time.Now().Add(n.backoff)
+		n.backoff = min(2*n.backoff, shareGoneBackoffMax)
+		if n.next.After(n.until) {
+			s.logger.Warn("share member removal not told to a broker; its records there wait for their locks", "broker", n.broker, "group", n.key.group, "member", n.key.member, "err", err)
+			continue
+		}
+		s.logger.Debug("telling a broker that a share member is gone failed; retrying", "broker", n.broker, "group", n.key.group, "member", n.key.member, "err", err, "in", n.backoff)
+		kept = append(kept, n)
+	}
+	clear(pending[len(kept):])
+	return kept
+}
+
+// tellGoneOnce sends one notice of n.
+func (s *Server) tellGoneOnce(n goneNotice, now time.Time) error {
+	addr, ok := s.brokerAddr(n.broker)
+	if !ok {
+		return fmt.Errorf("%w: broker %d has no address", errNoLeader, n.broker)
+	}
+	req := kmsg.NewPtrShareAcknowledgeRequest()
+	req.SetVersion(1)
+	req.GroupID, req.MemberID = kmsg.StringPtr(n.key.group), kmsg.StringPtr(n.key.member)
+	req.ShareSessionEpoch = -1
+	ctx, cancel := context.WithTimeout(s.ctx, min(shareGoneAttemptTimeout, max(n.until.Sub(now), time.Millisecond)))
+	defer cancel()
+	resp, err := s.peers.Request(ctx, addr, req)
+	if err != nil {
+		return err
+	}
+	return kerr.ErrorForCode(resp.(*kmsg.ShareAcknowledgeResponse).ErrorCode)
+}
+
+// brokerAlive reports whether id is a registered broker that is not
+// fenced.
+func (s *Server) brokerAlive(id int32) bool {
+	for _, b := range s.meta.Brokers() {
+		if b.ID == id {
+			return !b.Fenced
+		}
+	}
+	return false
+}
+
+// shareLockDuration is the record lock duration of group: its
+// share.record.lock.duration.ms, else the broker's
+// group.share.record.lock.duration.ms.
+func (s *Server) shareLockDuration(group string) time.Duration {
+	if v, ok := s.meta.GroupConfigs(group)[share.GroupRecordLockDuration]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return time.Duration(n) * time.Millisecond
+		}
+	}
+	return time.Duration(s.settings().int64("group.share.record.lock.duration.ms")) * time.Millisecond
 }
 
 // shareMemberRemoved serves a ShareAcknowledge from another broker at
