@@ -391,6 +391,84 @@ func (s *Server) remoteShareGroup(ctx context.Context, r *request, name string) 
 	return len(resp.Groups) == 1 && resp.Groups[0].ErrorCode == 0
 }
 
+// otherGroupTimeout bounds the question a coordinator asks the
+// coordinator of the other kind of group before it creates a group.
+const otherGroupTimeout = 5 * time.Second
+
+// askOtherCoordinator sends req to the leader of partition p of topic:
+// the coordinator, on another broker, of the groups of the other kind
+// (share or consumer) whose name falls in p. It answers nil, nil when
+// there is none to ask: the topic does not exist yet (so neither does a
+// group of that kind), or this broker leads p (and its own coordinator
+// answered already).
+func (s *Server) askOtherCoordinator(topic string, p int32, req kmsg.Request) (kmsg.Response, error) {
+	t := s.meta.Topic(topic)
+	if t == nil {
+		return nil, nil
+	}
+	leader := t.State(p).Leader
+	if leader == s.cfg.NodeID {
+		return nil, nil
+	}
+	addr, ok := s.brokerAddr(leader)
+	if !ok || s.peers == nil {
+		return nil, fmt.Errorf("%w: partition %d of %s", errNoLeader, p, topic)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, otherGroupTimeout)
+	defer cancel()
+	resp, err := s.peers.Request(ctx, addr, req)
+	if err != nil {
+		return nil, fmt.Errorf("asking broker %d, the leader of partition %d of %s: %w", leader, p, topic, err)
+	}
+	return resp, nil
+}
+
+// remoteShareGroupExists asks the share coordinator of name, when that
+// is another broker, whether name is a share group (ShareGroupDescribe,
+// served there without forwarding as it comes from a broker).
+func (s *Server) remoteShareGroupExists(name string) (bool, error) {
+	req := kmsg.NewPtrShareGroupDescribeRequest()
+	req.SetVersion(1)
+	req.GroupIDs = []string{name}
+	resp, err := s.askOtherCoordinator(shareStateTopic, s.shares.Partition(name), req)
+	if resp == nil || err != nil {
+		return false, err
+	}
+	groups := resp.(*kmsg.ShareGroupDescribeResponse).Groups
+	if len(groups) != 1 {
+		return false, fmt.Errorf("server: ShareGroupDescribe of %s answered %d groups", name, len(groups))
+	}
+	switch code := groups[0].ErrorCode; code {
+	case 0:
+		return true, nil
+	case kerr.GroupIDNotFound.Code:
+		return false, nil
+	default:
+		return false, fmt.Errorf("ShareGroupDescribe of %s: %w", name, kerr.ErrorForCode(code))
+	}
+}
+
+// remoteConsumerGroupExists asks the group coordinator of name, when
+// that is another broker, whether name is a consumer group: DescribeGroups
+// v5 answers state Dead for a name that is none (or a share group's).
+func (s *Server) remoteConsumerGroupExists(name string) (bool, error) {
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.SetVersion(5)
+	req.Groups = []string{name}
+	resp, err := s.askOtherCoordinator(offsetsTopic, s.groups.Partition(name), req)
+	if resp == nil || err != nil {
+		return false, err
+	}
+	groups := resp.(*kmsg.DescribeGroupsResponse).Groups
+	if len(groups) != 1 {
+		return false, fmt.Errorf("server: DescribeGroups of %s answered %d groups", name, len(groups))
+	}
+	if code := groups[0].ErrorCode; code != 0 {
+		return false, fmt.Errorf("DescribeGroups of %s: %w", name, kerr.ErrorForCode(code))
+	}
+	return groups[0].State != "Dead", nil
+}
+
 // forwardShareDelete deletes name at its share group coordinator when
 // that is another broker, and reports its answer; ok is false when name
 // is not a share group there (or the broker cannot be reached): it is
