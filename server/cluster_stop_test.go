@@ -12,27 +12,38 @@ import (
 )
 
 // TestClusterCloseWithoutFollowers stops two of three nodes, then sends
-// the third an acks=all produce and an offset commit, which wait for
-// followers that are gone (the quorum is gone too, so nothing shrinks the
-// ISR): Close of the third fails both waits with a retriable error and
-// returns instead of waiting out the 30 s replication timeout, and
-// neither write is acknowledged.
+// the third an acks=all produce, an offset commit and a share
+// acknowledgement, which wait for followers that are gone (the quorum is
+// gone too, so nothing shrinks the ISR): Close of the third fails the
+// waits with a retriable error and returns instead of waiting out the
+// 30 s replication timeout, and no write is acknowledged.
 func TestClusterCloseWithoutFollowers(t *testing.T) {
-	c := startCluster(t, 3, nil)
+	c := startCluster(t, 3, shareClusterProps())
 	ctx := testCtx(t)
-	c.waitRegistered()
-	cl := c.client()
-	// __consumer_offsets exists once a coordinator was asked for.
-	waitCluster(t, "__consumer_offsets", 20*time.Second, func() bool {
-		req := kmsg.NewPtrFindCoordinatorRequest()
-		req.CoordinatorKey = "stop-g"
-		resp, err := req.RequestWith(ctx, cl)
-		return err == nil && resp.ErrorCode == 0
-	})
-	keep := c.leaderOf(offsetsTopic, 0, -1)
+	shareOpsOn(t, c) // every node registered, the internal topics created
+	// keep is the node that stays: it leads a partition of
+	// __consumer_offsets and one of __share_group_state.
+	leads := func(topic string, id int32) int32 {
+		for p := range c.nodes[0].srv.meta.Topic(topic).NumPartitions() {
+			if c.leaderOf(topic, p, -1) == id {
+				return p
+			}
+		}
+		return -1
+	}
+	keep, offsetsP, stateP := int32(-1), int32(-1), int32(-1)
+	for _, nd := range c.nodes {
+		if op, sp := leads(offsetsTopic, nd.id), leads(shareStateTopic, nd.id); op >= 0 && sp >= 0 {
+			keep, offsetsP, stateP = nd.id, op, sp
+			break
+		}
+	}
+	if keep < 0 {
+		t.Fatal("no node leads both a partition of __consumer_offsets and one of __share_group_state")
+	}
 	grp := ""
 	for i := 0; grp == ""; i++ {
-		if name := fmt.Sprintf("stop-g%d", i); c.nodes[keep].srv.groups.Partition(name) == 0 {
+		if name := fmt.Sprintf("stop-g%d", i); c.nodes[keep].srv.groups.Partition(name) == offsetsP {
 			grp = name
 		}
 	}
@@ -50,6 +61,14 @@ func TestClusterCloseWithoutFollowers(t *testing.T) {
 	}
 	kc := c.nodeClient(c.nodes[keep])
 	heldID := c.nodes[keep].srv.meta.Topic("held").ID()
+	// A share group whose state of held-0 is kept by keep.
+	sgrp := ""
+	for i := 0; sgrp == ""; i++ {
+		if name := fmt.Sprintf("stop-s%d", i); c.nodes[keep].srv.shares.Partition(shareKey(name, heldID, 0)) == stateP {
+			sgrp = name
+		}
+	}
+	setClusterGroupConfigs(t, c, sgrp, "share.auto.offset.reset", "earliest")
 	produce := func() (int16, error) {
 		req := kmsg.NewPtrProduceRequest()
 		req.Acks, req.TimeoutMillis = -1, 120_000
@@ -89,6 +108,15 @@ func TestClusterCloseWithoutFollowers(t *testing.T) {
 		cc, cerr := commit()
 		return perr == nil && pc == 0 && cerr == nil && cc == 0
 	})
+	held0 := tp{heldID, 0}
+	m := newRawShare(t, c.nodes[keep].addr, sgrp)
+	m.via = m.cl.Broker(int(keep))
+	joinRaw(t, m, "held")
+	acquired := rawFetchUntil(t, m, held0, 1)
+	var acks []ackRange
+	for o := range acquired {
+		acks = append(acks, ackRange{held0, o, o, 1})
+	}
 	for _, id := range others {
 		c.stop(int(id))
 	}
@@ -97,29 +125,47 @@ func TestClusterCloseWithoutFollowers(t *testing.T) {
 		code int16
 		err  error
 	}
-	answers := make(chan answer, 2)
+	answers := make(chan answer, 3)
 	go func() { code, err := produce(); answers <- answer{"produce", code, err} }()
 	go func() { code, err := commit(); answers <- answer{"offset commit", code, err} }()
+	go func() {
+		resp, err := m.tryAck(acks)
+		code := int16(0)
+		if err == nil {
+			code = resp.ErrorCode
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					code = max(code, rp.ErrorCode)
+				}
+			}
+		}
+		answers <- answer{"share acknowledgement", code, err}
+	}()
 	// Both are appended and wait for the followers.
 	held, err := c.nodes[keep].srv.meta.Topic("held").Partition(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	offsets, err := c.nodes[keep].srv.meta.Topic(offsetsTopic).Partition(0)
+	offsets, err := c.nodes[keep].srv.meta.Topic(offsetsTopic).Partition(offsetsP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := c.nodes[keep].srv.meta.Topic(shareStateTopic).Partition(stateP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitCluster(t, "the writes waiting for the followers", 20*time.Second, func() bool {
-		return held.LogEndOffset() > held.HighWatermark() && offsets.LogEndOffset() > offsets.HighWatermark()
+		return held.LogEndOffset() > held.HighWatermark() && offsets.LogEndOffset() > offsets.HighWatermark() &&
+			state.LogEndOffset() > state.HighWatermark()
 	})
 	start := time.Now()
 	c.stop(int(keep))
 	took := time.Since(start)
-	t.Logf("Close of the last node with two writes waiting took %v", took)
+	t.Logf("Close of the last node with three writes waiting took %v", took)
 	if took > 10*time.Second {
 		t.Errorf("Close of the last node took %v: it waited for followers that are gone", took)
 	}
-	for range 2 {
+	for range 3 {
 		var a answer
 		select {
 		case a = <-answers:
