@@ -150,7 +150,7 @@ func (s *Server) forwardToQuorumLeader(ctx context.Context, r *request, req *kms
 	}
 	fwd := *req
 	fwd.SetVersion(r.version)
-	resp, err := s.peers.Request(ctx, addr, &fwd)
+	resp, err := s.peerRequest(ctx, addr, &fwd)
 	if err != nil {
 		s.logger.Debug("forwarding DescribeQuorum failed", "leader", leader, "err", err)
 		return nil, false

@@ -82,12 +82,12 @@ func (s *Server) shareCoordinator(key string) (int32, string, int32, int16, *str
 // (no leader yet, or one still loading it) before the call fails.
 const shareStateRetryFor = 5 * time.Second
 
-// errShareStopping refuses share-partition state writes and reads on a
-// broker that is shutting down: its listeners are closed, so followers
-// no longer fetch from it, and an append it leads would wait for its
-// in-sync replicas to shrink. What it held comes back on the next
-// leaders.
-var errShareStopping = errors.New("server: the broker is stopping")
+// errBrokerStopping refuses share-partition state writes and reads on a
+// broker that is shutting down, and ends its requests to other brokers
+// (peerRequest): its listeners are closed, so followers no longer fetch
+// from it, and an append it leads would wait for its in-sync replicas to
+// shrink. What it held comes back on the next leaders.
+var errBrokerStopping = errors.New("server: the broker is stopping")
 
 // stopping reports whether Shutdown has begun.
 func (s *Server) stopping() bool {
@@ -142,7 +142,7 @@ func (cs clusterShareState) ListOffset(tp share.TopicPartition, timestamp int64)
 	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = tp.Partition, -1, timestamp
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := s.peers.Request(s.ctx, addr, req)
+	resp, err := s.peerRequest(s.ctx, addr, req)
 	if err != nil {
 		return 0, err
 	}
@@ -167,7 +167,7 @@ func (s *Server) shareStateCall(p int32, req kmsg.Request, local func() kmsg.Res
 	deadline := time.Now().Add(shareStateRetryFor)
 	for {
 		if s.stopping() {
-			return nil, errShareStopping
+			return nil, errBrokerStopping
 		}
 		resp, err := s.shareStateOnce(p, req, local)
 		if err == nil && !notCoordinator(resp) {
@@ -200,7 +200,7 @@ func (s *Server) shareStateOnce(p int32, req kmsg.Request, local func() kmsg.Res
 	if !ok || s.peers == nil {
 		return nil, fmt.Errorf("%w: partition %d of %s", errNoLeader, p, shareStateTopic)
 	}
-	return s.peers.Request(s.ctx, addr, req)
+	return s.peerRequest(s.ctx, addr, req)
 }
 
 // notCoordinator reports whether a state answer says its broker does not
@@ -300,7 +300,7 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 	if req.Key() == r.kreq.Key() {
 		req.SetVersion(r.version)
 	}
-	resp, err := s.peers.Request(s.ctx, addr, req)
+	resp, err := s.peerRequest(s.ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding a share group request failed", "group", group, "broker", leader, "err", err)
 		return notCoord()
@@ -360,7 +360,7 @@ func (s *Server) clusterShareGroups(ctx context.Context, req *kmsg.ListGroupsReq
 			continue
 		}
 		one := *req
-		resp, err := s.peers.Request(ctx, addr, &one)
+		resp, err := s.peerRequest(ctx, addr, &one)
 		if err != nil {
 			s.logger.Debug("listing the share groups of a broker failed", "broker", b.ID, "err", err)
 			continue
@@ -416,7 +416,7 @@ func (s *Server) askOtherCoordinator(topic string, p int32, req kmsg.Request) (k
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, otherGroupTimeout)
 	defer cancel()
-	resp, err := s.peers.Request(ctx, addr, req)
+	resp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		return nil, fmt.Errorf("asking broker %d, the leader of partition %d of %s: %w", leader, p, topic, err)
 	}
@@ -486,7 +486,7 @@ func (s *Server) forwardShareDelete(ctx context.Context, version int16, name str
 	req := kmsg.NewPtrDeleteGroupsRequest()
 	req.SetVersion(version)
 	req.Groups = []string{name}
-	resp, err := s.peers.Request(ctx, addr, req)
+	resp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding DeleteGroups failed", "group", name, "broker", leader, "err", err)
 		return 0, false
@@ -638,7 +638,7 @@ func (s *Server) tellGoneOnce(n goneNotice, now time.Time) error {
 	req.ShareSessionEpoch = -1
 	ctx, cancel := context.WithTimeout(s.ctx, min(shareGoneAttemptTimeout, max(n.until.Sub(now), time.Millisecond)))
 	defer cancel()
-	resp, err := s.peers.Request(ctx, addr, req)
+	resp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		return err
 	}
