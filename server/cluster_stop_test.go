@@ -184,3 +184,50 @@ func TestClusterCloseWithoutFollowers(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterCloseWithHungPeer stops a broker while a request it forwards
+// waits for another broker that accepts connections and never answers
+// (the group's share coordinator behind a hung proxy): Close ends the
+// forwarded request and returns instead of waiting out the peer timeout
+// (15 s).
+func TestClusterCloseWithHungPeer(t *testing.T) {
+	c := newCluster(t, 3, shareOpsProps())
+	proxies := make([]*tcpProxy, len(c.nodes))
+	for i := range c.nodes {
+		proxies[i] = c.proxy(i)
+	}
+	c.startAll()
+	o := shareOpsOn(t, c)
+	group, coord := o.pickGroup()
+	found := c.leaderOf(offsetsTopic, c.nodes[0].srv.groups.Partition(group), -1)
+	m := newRawShare(t, c.nodes[found].addr, group, c.directDialer())
+	joinRaw(t, m, "q") // through found, forwarded to coord
+	proxies[coord].hang()
+	defer proxies[coord].resume()
+	// The connections found pooled to coord are cut: the heartbeats that
+	// find them fail at once, until one dials coord again and waits.
+	answered := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := m.tryHeartbeat()
+			if err != nil || resp.ErrorCode != kerr.NotCoordinator.Code {
+				answered <- fmt.Errorf("%v %+v", err, resp)
+				return
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the heartbeat reaches found, which forwards it and waits
+	start := time.Now()
+	c.stop(int(found))
+	took := time.Since(start)
+	t.Logf("Close of the forwarding node took %v", took)
+	if took > 10*time.Second {
+		t.Errorf("Close of the forwarding node took %v: it waited for a peer that does not answer", took)
+	}
+	select {
+	case err := <-answered:
+		t.Logf("the heartbeat: %v", err)
+	case <-o.ctx.Done():
+		t.Fatal("the heartbeat was not answered")
+	}
+}

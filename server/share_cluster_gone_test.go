@@ -14,7 +14,9 @@ import (
 
 // tcpProxy forwards the connections made to one address to another.
 // Paused, it cuts the connections it carries and closes every new one at
-// once: the broker behind it is unreachable at that address.
+// once: the broker behind it is unreachable at that address. Hung, it
+// cuts them too but holds every new one open without forwarding a byte:
+// the broker behind it accepts and never answers (SIGSTOP).
 type tcpProxy struct {
 	ln net.Listener
 	to string
@@ -22,7 +24,9 @@ type tcpProxy struct {
 	mu struct {
 		sync.Mutex
 		paused bool
-		conns  map[net.Conn]struct{}
+		hung   bool
+		conns  map[net.Conn]struct{} // forwarded
+		held   []net.Conn            // accepted while hung
 	}
 }
 
@@ -57,10 +61,16 @@ func (p *tcpProxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		paused := p.mu.paused
+		paused, hung := p.mu.paused, p.mu.hung
+		if hung {
+			p.mu.held = append(p.mu.held, in) // closed by resume
+		}
 		p.mu.Unlock()
 		if paused {
 			in.Close()
+			continue
+		}
+		if hung {
 			continue
 		}
 		out, err := net.Dial("tcp", p.to)
@@ -97,15 +107,30 @@ func (p *tcpProxy) pause() {
 	}
 }
 
+// hang cuts every connection and holds new ones unanswered until resume.
+func (p *tcpProxy) hang() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.hung = true
+	for c := range p.mu.conns {
+		c.Close()
+	}
+}
+
 func (p *tcpProxy) resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.mu.paused = false
+	p.mu.paused, p.mu.hung = false, false
+	for _, c := range p.mu.held {
+		c.Close()
+	}
+	p.mu.held = nil
 }
 
 func (p *tcpProxy) close() {
 	p.ln.Close()
 	p.pause()
+	p.resume()
 	p.wg.Wait()
 }
 
