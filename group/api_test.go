@@ -767,7 +767,7 @@ func TestClassicErrors(t *testing.T) {
 func TestOtherGroup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, _ := newTestCoordinator(t, func(cfg *Config) {
-			cfg.OtherGroup = func(g string) bool { return g == "shared" || g == "both" }
+			cfg.OtherGroup = func(g string) (bool, error) { return g == "shared" || g == "both", nil }
 		})
 		ctx := context.Background()
 		if resp := c.JoinGroup(ctx, joinReq(9, "shared", "")); resp.ErrorCode != kerr.GroupIDNotFound.Code {

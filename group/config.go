@@ -69,9 +69,11 @@ type Config struct {
 	// OtherGroup reports whether a group ID is taken by another kind of
 	// group (a share group), which a consumer group may not share:
 	// JoinGroup, ConsumerGroupHeartbeat and OffsetCommit then answer
-	// GROUP_ID_NOT_FOUND instead of creating the group. Nil means never.
+	// GROUP_ID_NOT_FOUND instead of creating the group. An error (the
+	// share group coordinator of a cluster could not be asked) answers
+	// COORDINATOR_NOT_AVAILABLE, for the client to retry. Nil means never.
 	// Called with no group lock held; it must not call the Coordinator.
-	OtherGroup func(group string) bool
+	OtherGroup func(group string) (bool, error)
 	// Logger receives the coordinator's logs. Nil discards them.
 	Logger *slog.Logger
 	// NodeID is this broker's node ID, used in log lines.

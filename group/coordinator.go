@@ -194,7 +194,12 @@ func (c *Coordinator) lockGroup(name string, create bool) (*group, lookupResult)
 			}
 			if c.cfg.OtherGroup != nil {
 				c.mu.Unlock()
-				if c.cfg.OtherGroup(name) {
+				other, err := c.cfg.OtherGroup(name)
+				if err != nil {
+					c.log.Warn("asking whether a group ID is taken by another kind of group", "group", name, "err", err)
+					return nil, lookupClosed
+				}
+				if other {
 					return nil, lookupOther
 				}
 				c.mu.Lock()

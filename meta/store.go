@@ -276,6 +276,19 @@ func (s *Store) Topics() []*Topic {
 	return out
 }
 
+// StopWaiting fails the waits of every open partition for its in-sync
+// replicas (partition.StopWaiting): the broker is stopping, and what
+// waits for followers now would hold its Close for the replication
+// timeout.
+func (s *Store) StopWaiting() {
+	for _, t := range s.Topics() {
+		ps, _ := t.online()
+		for _, p := range ps {
+			p.StopWaiting()
+		}
+	}
+}
+
 // apply changes the image by one committed entry. The log calls it in log
 // order, during Replay and for every entry committed after.
 func (s *Store) apply(e Entry) error {

@@ -46,6 +46,11 @@ var (
 	// ISR shrank below min.insync.replicas before it was replicated
 	// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
 	ErrNotEnoughReplicasAfterAppend = errors.New("partition: not enough in-sync replicas after append")
+	// ErrStopping: the broker is stopping and no longer waits for its
+	// followers (StopWaiting). It wraps ErrNotLeader, a retriable
+	// NOT_LEADER_OR_FOLLOWER: the write was not acknowledged and the
+	// client retries it on the partition's next leader.
+	ErrStopping = fmt.Errorf("%w: the broker is stopping", ErrNotLeader)
 )
 
 // replicationTimeout bounds Sync's wait for the in-sync replicas.
@@ -119,6 +124,9 @@ type replica struct {
 	epochs  *epochCache
 	// roleGen counts role changes; a waiter of an older one fails.
 	roleGen int64
+	// stopping is set by StopWaiting: every wait for the in-sync
+	// replicas fails at once with ErrStopping.
+	stopping bool
 }
 
 type follower struct {
@@ -376,7 +384,8 @@ func (p *Partition) LaggingReplicas(now time.Time, maxLag time.Duration) []int32
 
 // WaitReplicated returns once the high watermark reaches offset (every
 // in-sync replica holds the records below it durably), or with
-// ErrNotLeader if this replica stops leading first, or ctx's error.
+// ErrNotLeader if this replica stops leading first, ErrStopping once the
+// broker stops (StopWaiting), or ctx's error.
 func (p *Partition) WaitReplicated(ctx context.Context, offset int64) error {
 	p.repl.Lock()
 	if !p.repl.on {
@@ -391,6 +400,10 @@ func (p *Partition) WaitReplicated(ctx context.Context, offset int64) error {
 		p.repl.Unlock()
 		return nil
 	}
+	if p.repl.stopping {
+		p.repl.Unlock()
+		return ErrStopping
+	}
 	w := hwWaiter{offset: offset, ch: make(chan error, 1)}
 	p.repl.waiters = append(p.repl.waiters, w)
 	p.repl.Unlock()
@@ -403,6 +416,21 @@ func (p *Partition) WaitReplicated(ctx context.Context, offset int64) error {
 		p.repl.Unlock()
 		return ctx.Err()
 	}
+}
+
+// StopWaiting fails every wait for the in-sync replicas (an acks=all
+// produce, a coordinator's Sync) with ErrStopping, now and from then on.
+// A broker that is stopping calls it first: its followers may be gone
+// already, and a wait that no follower will ever end would hold its
+// Close for the whole replication timeout. Nothing acknowledged is
+// lost: what waited was not acknowledged, and what is below the high
+// watermark stays acknowledged. It cannot be undone; the partition is
+// about to be closed.
+func (p *Partition) StopWaiting() {
+	p.repl.Lock()
+	defer p.repl.Unlock()
+	p.repl.stopping = true
+	p.failWaitersLocked(ErrStopping)
 }
 
 func (p *Partition) wakeWaitersLocked() {

@@ -357,3 +357,49 @@ func TestReplicaWithoutRole(t *testing.T) {
 		t.Fatalf("append on a follower: %v", err)
 	}
 }
+
+// TestReplicaStopWaiting checks that a stopping broker's leader gives up
+// its waits for followers: a Sync and an acks=all wait in progress fail
+// with ErrStopping (a retriable ErrNotLeader), as does every later one,
+// while what is below the high watermark is still answered.
+func TestReplicaStopWaiting(t *testing.T) {
+	p := openP(t, t.TempDir(), Config{})
+	if err := p.BecomeLeader(0, 1, []int32{0, 1}, []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Append(batch(bopt{n: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.FollowerFetched(1, 1, res.NextOffset, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SyncReplicated(context.Background(), 1, res.NextOffset); err != nil {
+		t.Fatalf("replicated records: %v", err)
+	}
+	if _, err := p.Append(batch(bopt{n: 2})); err != nil {
+		t.Fatal(err)
+	}
+	waits := make(chan error, 2)
+	go func() { waits <- p.Sync() }()
+	go func() { waits <- p.WaitReplicated(context.Background(), p.LogEndOffset()) }()
+	for range 2 {
+		select {
+		case err := <-waits:
+			t.Fatalf("a wait ended with no follower: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	p.StopWaiting()
+	for range 2 {
+		if err := <-waits; !errors.Is(err, ErrStopping) || !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("a wait at StopWaiting: %v", err)
+		}
+	}
+	if err := p.Sync(); !errors.Is(err, ErrStopping) {
+		t.Fatalf("a Sync after StopWaiting: %v", err)
+	}
+	if err := p.WaitReplicated(context.Background(), res.NextOffset); err != nil {
+		t.Fatalf("a wait for replicated records after StopWaiting: %v", err)
+	}
+}

@@ -150,7 +150,7 @@ func (s *Server) forwardToQuorumLeader(ctx context.Context, r *request, req kmsg
 		return nil, false
 	}
 	req.SetVersion(r.version)
-	resp, err := s.peers.Request(ctx, addr, req)
+	resp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding to the quorum's leader failed", "request", kmsg.NameForKey(req.Key()), "leader", leader, "err", err)
 		return nil, false

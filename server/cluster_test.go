@@ -28,7 +28,8 @@ type testCluster struct {
 type clusterNode struct {
 	id       int32
 	dir      string
-	addr     string            // Kafka listener
+	addr     string            // Kafka listener, as advertised
+	listen   string            // where the Kafka listener is if not addr (a tcpProxy forwards addr to it)
 	ctrlAddr string            // "" for a broker-only node
 	roles    string            // process.roles; "" for broker,controller
 	props    map[string]string // this node's configs over the cluster's
@@ -47,6 +48,14 @@ var clusterProps = map[string]string{
 }
 
 func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
+	t.Helper()
+	c := newCluster(t, n, props)
+	c.startAll()
+	return c
+}
+
+// newCluster is startCluster without starting the nodes (startAll).
+func newCluster(t testing.TB, n int, props map[string]string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, props: map[string]string{}}
 	for k, v := range clusterProps {
@@ -73,15 +82,20 @@ func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
 		vs = append(vs, fmt.Sprintf("%d@%s", i, ctrl))
 	}
 	c.voters = strings.Join(vs, ",")
+	return c
+}
+
+// startAll starts every node, to be stopped at the test's end.
+func (c *testCluster) startAll() {
+	c.t.Helper()
 	for i := range c.nodes {
 		c.start(i)
 	}
-	t.Cleanup(func() {
+	c.t.Cleanup(func() {
 		for i := range c.nodes {
 			c.stop(i)
 		}
 	})
-	return c
 }
 
 func (c *testCluster) start(i int) {
@@ -103,8 +117,12 @@ func (c *testCluster) start(i int) {
 	}
 	var ln, cl net.Listener
 	var err error
+	listen := nd.addr
+	if nd.listen != "" {
+		listen = nd.listen
+	}
 	for range 100 {
-		if ln, err = net.Listen("tcp", nd.addr); err == nil {
+		if ln, err = net.Listen("tcp", listen); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -32,6 +32,13 @@ import (
 //   - ListGroups: every group with DESCRIBE on the cluster, else those the
 //     principal may DESCRIBE.
 //   - FindCoordinator: DESCRIBE on the group or transactional id.
+//
+// In a cluster, DescribeGroups, DeleteGroups and ListGroups sent by
+// another broker (forwardedByBroker: the peer pool's client ID and
+// CLUSTER_ACTION) are served without the group ACLs: the broker checked
+// its client's request (a share group's deletion, the gathering of share
+// groups), or asks for itself (whether a name is a consumer group before
+// it creates a share group of that name).
 
 func init() {
 	regKey(8, 0, 10, handleOffsetCommit)
@@ -196,7 +203,7 @@ func handleOffsetFetch(s *Server, r *request) kmsg.Response {
 }
 
 func handleDescribeGroups(s *Server, r *request) kmsg.Response {
-	if s.authz == nil {
+	if s.authz == nil || r.forwardedByBroker() {
 		return groupCall(s, r, func(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 			return s.describeGroups(ctx, r, req)
 		})

@@ -114,6 +114,11 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopCtx is cancelled when Shutdown begins, before the drain:
+	// requests to other brokers end with it (peerRequest), so that a
+	// stopping broker waits for no other.
+	stopCtx context.Context
+	stopNow context.CancelFunc
 
 	mu struct {
 		sync.Mutex
@@ -137,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	start := time.Now()
 	s := &Server{cfg: cfg, logger: cfg.Logger, stats: newServerStats()}
+	s.stopCtx, s.stopNow = context.WithCancel(context.Background())
 	s.mu.listeners = map[net.Listener]*endpoint{}
 	s.mu.conns = map[*conn]struct{}{}
 	err := s.openMeta(meta.Config{
@@ -211,6 +217,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
+		// A stopping broker waits for no follower: writes waiting for
+		// the in-sync replicas (acks=all produces, coordinator state)
+		// fail now with a retriable error instead of holding the
+		// drain for the replication timeout; nor for another broker:
+		// requests to them end (peerRequest).
+		s.meta.StopWaiting()
+		s.stopNow()
 		// Let requests in flight finish, then close connections.
 		for _, c := range conns {
 			c.beginDrain()

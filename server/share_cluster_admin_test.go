@@ -38,7 +38,11 @@ type shareOps struct {
 }
 
 func startShareOps(t *testing.T, props map[string]string) *shareOps {
-	c := startCluster(t, 3, props)
+	return shareOpsOn(t, startCluster(t, 3, props))
+}
+
+// shareOpsOn is startShareOps on c, started.
+func shareOpsOn(t *testing.T, c *testCluster) *shareOps {
 	c.waitRegistered()
 	waitCluster(t, shareStateTopic+" and "+offsetsTopic+" on every node", 20*time.Second, func() bool {
 		for _, nd := range c.nodes {
@@ -109,9 +113,9 @@ func (o *shareOps) produce(n int) {
 
 // member joins a raw member of group whose share requests go to q-0's
 // leader.
-func (o *shareOps) member(group string) *rawShare {
+func (o *shareOps) member(group string, opts ...kgo.Opt) *rawShare {
 	o.t.Helper()
-	m := newRawShare(o.t, o.c.liveOther(-1).addr, group)
+	m := newRawShare(o.t, o.c.liveOther(-1).addr, group, opts...)
 	m.via = m.cl.Broker(int(o.dataLeader))
 	joinRaw(o.t, m, "q")
 	return m

@@ -36,9 +36,9 @@ func (rs *rawShare) shareRequestor() kmsg.Requestor {
 	return rs.cl
 }
 
-func newRawShare(t testing.TB, addr, group string) *rawShare {
+func newRawShare(t testing.TB, addr, group string, opts ...kgo.Opt) *rawShare {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.RequestRetries(0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

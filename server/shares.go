@@ -62,7 +62,7 @@ func (s *Server) startShares() error {
 		GroupConfigs:               s.meta.GroupConfigs,
 		Available:                  s.shareWaiters.wake,
 		MemberGone:                 s.shareMemberGone,
-		OtherGroup:                 s.groups.Exists,
+		OtherGroup:                 s.consumerGroupExists,
 		Logger:                     s.logger,
 		NodeID:                     s.cfg.NodeID,
 		LoadOnLead:                 s.raft != nil,
@@ -196,10 +196,37 @@ func (s *Server) shareTopics() map[string]share.TopicInfo {
 	return m
 }
 
-// shareGroupExists reports whether a share group of that name exists; the
-// group coordinator asks it before creating a consumer group.
-func (s *Server) shareGroupExists(name string) bool {
-	return s.shares != nil && s.shares.Exists(name)
+// shareGroupExists is the group coordinator's group.Config.OtherGroup:
+// whether a share group of that name exists, asked before a consumer
+// group is created. In a cluster a name this broker's share coordinator
+// does not know is asked of the group's share coordinator
+// (remoteShareGroupExists).
+func (s *Server) shareGroupExists(name string) (bool, error) {
+	if s.shares == nil {
+		return false, nil
+	}
+	if s.shares.Exists(name) {
+		return true, nil
+	}
+	if s.raft == nil {
+		return false, nil
+	}
+	return s.remoteShareGroupExists(name)
+}
+
+// consumerGroupExists is the share coordinator's share.Config.OtherGroup:
+// whether a consumer group (classic or KIP-848) of that name exists,
+// asked before a share group is created. In a cluster a name this
+// broker's group coordinator does not know is asked of the group's
+// coordinator (remoteConsumerGroupExists).
+func (s *Server) consumerGroupExists(name string) (bool, error) {
+	if s.groups.Exists(name) {
+		return true, nil
+	}
+	if s.raft == nil {
+		return false, nil
+	}
+	return s.remoteConsumerGroupExists(name)
 }
 
 // shareSessionKey names a share session: one per member per broker.

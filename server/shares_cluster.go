@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,12 +82,12 @@ func (s *Server) shareCoordinator(key string) (int32, string, int32, int16, *str
 // (no leader yet, or one still loading it) before the call fails.
 const shareStateRetryFor = 5 * time.Second
 
-// errShareStopping refuses share-partition state writes and reads on a
-// broker that is shutting down: its listeners are closed, so followers
-// no longer fetch from it, and an append it leads would wait for its
-// in-sync replicas to shrink. What it held comes back on the next
-// leaders.
-var errShareStopping = errors.New("server: the broker is stopping")
+// errBrokerStopping refuses share-partition state writes and reads on a
+// broker that is shutting down, and ends its requests to other brokers
+// (peerRequest): its listeners are closed, so followers no longer fetch
+// from it, and an append it leads would wait for its in-sync replicas to
+// shrink. What it held comes back on the next leaders.
+var errBrokerStopping = errors.New("server: the broker is stopping")
 
 // stopping reports whether Shutdown has begun.
 func (s *Server) stopping() bool {
@@ -141,7 +142,7 @@ func (cs clusterShareState) ListOffset(tp share.TopicPartition, timestamp int64)
 	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = tp.Partition, -1, timestamp
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := s.peers.Request(s.ctx, addr, req)
+	resp, err := s.peerRequest(s.ctx, addr, req)
 	if err != nil {
 		return 0, err
 	}
@@ -166,7 +167,7 @@ func (s *Server) shareStateCall(p int32, req kmsg.Request, local func() kmsg.Res
 	deadline := time.Now().Add(shareStateRetryFor)
 	for {
 		if s.stopping() {
-			return nil, errShareStopping
+			return nil, errBrokerStopping
 		}
 		resp, err := s.shareStateOnce(p, req, local)
 		if err == nil && !notCoordinator(resp) {
@@ -199,7 +200,7 @@ func (s *Server) shareStateOnce(p int32, req kmsg.Request, local func() kmsg.Res
 	if !ok || s.peers == nil {
 		return nil, fmt.Errorf("%w: partition %d of %s", errNoLeader, p, shareStateTopic)
 	}
-	return s.peers.Request(s.ctx, addr, req)
+	return s.peerRequest(s.ctx, addr, req)
 }
 
 // notCoordinator reports whether a state answer says its broker does not
@@ -302,7 +303,7 @@ func (s *Server) shareMembership(r *request, req kmsg.Request, group string, ser
 	if req.Key() == r.kreq.Key() {
 		req.SetVersion(r.version)
 	}
-	resp, err := s.peers.Request(s.ctx, addr, req)
+	resp, err := s.peerRequest(s.ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding a share group request failed", "group", group, "broker", leader, "err", err)
 		return notCoord()
@@ -362,7 +363,7 @@ func (s *Server) clusterShareGroups(ctx context.Context, req *kmsg.ListGroupsReq
 			continue
 		}
 		one := *req
-		resp, err := s.peers.Request(ctx, addr, &one)
+		resp, err := s.peerRequest(ctx, addr, &one)
 		if err != nil {
 			s.logger.Debug("listing the share groups of a broker failed", "broker", b.ID, "err", err)
 			continue
@@ -393,6 +394,84 @@ func (s *Server) remoteShareGroup(ctx context.Context, r *request, name string) 
 	return len(resp.Groups) == 1 && resp.Groups[0].ErrorCode == 0
 }
 
+// otherGroupTimeout bounds the question a coordinator asks the
+// coordinator of the other kind of group before it creates a group.
+const otherGroupTimeout = 5 * time.Second
+
+// askOtherCoordinator sends req to the leader of partition p of topic:
+// the coordinator, on another broker, of the groups of the other kind
+// (share or consumer) whose name falls in p. It answers nil, nil when
+// there is none to ask: the topic does not exist yet (so neither does a
+// group of that kind), or this broker leads p (and its own coordinator
+// answered already).
+func (s *Server) askOtherCoordinator(topic string, p int32, req kmsg.Request) (kmsg.Response, error) {
+	t := s.meta.Topic(topic)
+	if t == nil {
+		return nil, nil
+	}
+	leader := t.State(p).Leader
+	if leader == s.cfg.NodeID {
+		return nil, nil
+	}
+	addr, ok := s.brokerAddr(leader)
+	if !ok || s.peers == nil {
+		return nil, fmt.Errorf("%w: partition %d of %s", errNoLeader, p, topic)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, otherGroupTimeout)
+	defer cancel()
+	resp, err := s.peerRequest(ctx, addr, req)
+	if err != nil {
+		return nil, fmt.Errorf("asking broker %d, the leader of partition %d of %s: %w", leader, p, topic, err)
+	}
+	return resp, nil
+}
+
+// remoteShareGroupExists asks the share coordinator of name, when that
+// is another broker, whether name is a share group (ShareGroupDescribe,
+// served there without forwarding as it comes from a broker).
+func (s *Server) remoteShareGroupExists(name string) (bool, error) {
+	req := kmsg.NewPtrShareGroupDescribeRequest()
+	req.SetVersion(1)
+	req.GroupIDs = []string{name}
+	resp, err := s.askOtherCoordinator(shareStateTopic, s.shares.Partition(name), req)
+	if resp == nil || err != nil {
+		return false, err
+	}
+	groups := resp.(*kmsg.ShareGroupDescribeResponse).Groups
+	if len(groups) != 1 {
+		return false, fmt.Errorf("server: ShareGroupDescribe of %s answered %d groups", name, len(groups))
+	}
+	switch code := groups[0].ErrorCode; code {
+	case 0:
+		return true, nil
+	case kerr.GroupIDNotFound.Code:
+		return false, nil
+	default:
+		return false, fmt.Errorf("ShareGroupDescribe of %s: %w", name, kerr.ErrorForCode(code))
+	}
+}
+
+// remoteConsumerGroupExists asks the group coordinator of name, when
+// that is another broker, whether name is a consumer group: DescribeGroups
+// v5 answers state Dead for a name that is none (or a share group's).
+func (s *Server) remoteConsumerGroupExists(name string) (bool, error) {
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.SetVersion(5)
+	req.Groups = []string{name}
+	resp, err := s.askOtherCoordinator(offsetsTopic, s.groups.Partition(name), req)
+	if resp == nil || err != nil {
+		return false, err
+	}
+	groups := resp.(*kmsg.DescribeGroupsResponse).Groups
+	if len(groups) != 1 {
+		return false, fmt.Errorf("server: DescribeGroups of %s answered %d groups", name, len(groups))
+	}
+	if code := groups[0].ErrorCode; code != 0 {
+		return false, fmt.Errorf("DescribeGroups of %s: %w", name, kerr.ErrorForCode(code))
+	}
+	return groups[0].State != "Dead", nil
+}
+
 // forwardShareDelete deletes name at its share group coordinator when
 // that is another broker, and reports its answer; ok is false when name
 // is not a share group there (or the broker cannot be reached): it is
@@ -410,7 +489,7 @@ func (s *Server) forwardShareDelete(ctx context.Context, version int16, name str
 	req := kmsg.NewPtrDeleteGroupsRequest()
 	req.SetVersion(version)
 	req.Groups = []string{name}
-	resp, err := s.peers.Request(ctx, addr, req)
+	resp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		s.logger.Debug("forwarding DeleteGroups failed", "group", name, "broker", leader, "err", err)
 		return 0, false
@@ -445,42 +524,151 @@ func (s *Server) shareMemberGone(group, member string) {
 	}
 }
 
+// The notice that a member is gone is retried, with a backoff from
+// shareGoneBackoff doubling up to shareGoneBackoffMax, while its target
+// is a live broker of the cluster and the member's records there may
+// still be locked: until the group's record lock duration has passed
+// since the member was removed, after which they were released anyway.
+// Each attempt waits at most shareGoneAttemptTimeout for its answer.
+const (
+	shareGoneBackoff        = 100 * time.Millisecond
+	shareGoneBackoffMax     = 2 * time.Second
+	shareGoneAttemptTimeout = 2 * time.Second
+)
+
+// goneNotice is one broker still to be told that a share member is gone.
+type goneNotice struct {
+	key     shareSessionKey
+	broker  int32
+	backoff time.Duration // before the next attempt after a failure
+	next    time.Time     // when to try (again)
+	until   time.Time     // past it the member's locks there expired: give up
+}
+
 // shareGoneLoop tells the other brokers of the cluster about the members
 // the share coordinator removed: each gets a ShareAcknowledge of the
 // member at share session epoch -1 with no partitions, which a broker
 // answers, when it comes from another broker, by ending the member's
 // session and releasing every record it holds there (shareMemberRemoved).
-// It runs until Close.
+// A broker that could not be told (unreachable, or too slow to answer)
+// is told again, with backoff, while it is alive and the member's
+// records may still be locked there. It runs until Close.
 func (s *Server) shareGoneLoop() {
 	defer s.wg.Done()
+	var pending []goneNotice
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		var gone shareSessionKey
+		var wake <-chan time.Time
+		if len(pending) > 0 {
+			next := pending[0].next
+			for _, n := range pending[1:] {
+				if n.next.Before(next) {
+					next = n.next
+				}
+			}
+			timer.Reset(time.Until(next))
+			wake = timer.C
+		}
 		select {
 		case <-s.ctx.Done():
 			return
-		case gone = <-s.shareGone:
+		case gone := <-s.shareGone:
+			pending = append(pending, s.goneNotices(gone, time.Now())...)
+		case <-wake:
 		}
-		for _, b := range s.meta.Brokers() {
-			if b.ID == s.cfg.NodeID || b.Fenced || s.peers == nil {
-				continue
-			}
-			addr, ok := s.brokerAddr(b.ID)
-			if !ok {
-				continue
-			}
-			req := kmsg.NewPtrShareAcknowledgeRequest()
-			req.SetVersion(1)
-			req.GroupID, req.MemberID = kmsg.StringPtr(gone.group), kmsg.StringPtr(gone.member)
-			req.ShareSessionEpoch = -1
-			resp, err := s.peers.Request(s.ctx, addr, req)
-			if err == nil {
-				err = kerr.ErrorForCode(resp.(*kmsg.ShareAcknowledgeResponse).ErrorCode)
-			}
-			if err != nil {
-				s.logger.Debug("telling a broker that a share member is gone failed", "broker", b.ID, "group", gone.group, "member", gone.member, "err", err)
-			}
+		pending = s.tellGone(pending)
+	}
+}
+
+// goneNotices are the notices of gone to every other live broker.
+func (s *Server) goneNotices(gone shareSessionKey, now time.Time) []goneNotice {
+	if s.peers == nil {
+		return nil
+	}
+	until := now.Add(s.shareLockDuration(gone.group))
+	var out []goneNotice
+	for _, b := range s.meta.Brokers() {
+		if b.ID != s.cfg.NodeID && !b.Fenced {
+			out = append(out, goneNotice{key: gone, broker: b.ID, backoff: shareGoneBackoff, next: now, until: until})
 		}
 	}
+	return out
+}
+
+// tellGone sends the notices that are due and returns those to try
+// again later.
+func (s *Server) tellGone(pending []goneNotice) []goneNotice {
+	kept := pending[:0]
+	for _, n := range pending {
+		now := time.Now()
+		if now.Before(n.next) {
+			kept = append(kept, n)
+			continue
+		}
+		if !s.brokerAlive(n.broker) {
+			continue // fenced or gone: its share-partitions are read again by their next leaders
+		}
+		err := s.tellGoneOnce(n, now)
+		if err == nil {
+			continue
+		}
+		if s.ctx.Err() != nil {
+			return nil
+		}
+		n.next = time.Now().Add(n.backoff)
+		n.backoff = min(2*n.backoff, shareGoneBackoffMax)
+		if n.next.After(n.until) {
+			s.logger.Warn("share member removal not told to a broker; its records there wait for their locks", "broker", n.broker, "group", n.key.group, "member", n.key.member, "err", err)
+			continue
+		}
+		s.logger.Debug("telling a broker that a share member is gone failed; retrying", "broker", n.broker, "group", n.key.group, "member", n.key.member, "err", err, "in", n.backoff)
+		kept = append(kept, n)
+	}
+	clear(pending[len(kept):])
+	return kept
+}
+
+// tellGoneOnce sends one notice of n.
+func (s *Server) tellGoneOnce(n goneNotice, now time.Time) error {
+	addr, ok := s.brokerAddr(n.broker)
+	if !ok {
+		return fmt.Errorf("%w: broker %d has no address", errNoLeader, n.broker)
+	}
+	req := kmsg.NewPtrShareAcknowledgeRequest()
+	req.SetVersion(1)
+	req.GroupID, req.MemberID = kmsg.StringPtr(n.key.group), kmsg.StringPtr(n.key.member)
+	req.ShareSessionEpoch = -1
+	ctx, cancel := context.WithTimeout(s.ctx, min(shareGoneAttemptTimeout, max(n.until.Sub(now), time.Millisecond)))
+	defer cancel()
+	resp, err := s.peerRequest(ctx, addr, req)
+	if err != nil {
+		return err
+	}
+	return kerr.ErrorForCode(resp.(*kmsg.ShareAcknowledgeResponse).ErrorCode)
+}
+
+// brokerAlive reports whether id is a registered broker that is not
+// fenced.
+func (s *Server) brokerAlive(id int32) bool {
+	for _, b := range s.meta.Brokers() {
+		if b.ID == id {
+			return !b.Fenced
+		}
+	}
+	return false
+}
+
+// shareLockDuration is the record lock duration of group: its
+// share.record.lock.duration.ms, else the broker's
+// group.share.record.lock.duration.ms.
+func (s *Server) shareLockDuration(group string) time.Duration {
+	if v, ok := s.meta.GroupConfigs(group)[share.GroupRecordLockDuration]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return time.Duration(n) * time.Millisecond
+		}
+	}
+	return time.Duration(s.settings().int64("group.share.record.lock.duration.ms")) * time.Millisecond
 }
 
 // shareMemberRemoved serves a ShareAcknowledge from another broker at

@@ -181,6 +181,22 @@ func (s *Server) brokerAddr(id int32) (string, bool) {
 	return "", false
 }
 
+// peerRequest sends req to the broker at addr through the peer pool and
+// returns its answer, ending with ctx or when this broker starts to stop
+// (errBrokerStopping then): a stopping broker waits for no other, whose
+// answer could take the pool's timeout (peerTimeout) if it hangs.
+func (s *Server) peerRequest(ctx context.Context, addr string, req kmsg.Request) (kmsg.Response, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.stopCtx, cancel)
+	defer stop()
+	resp, err := s.peers.Request(ctx, addr, req)
+	if err != nil && s.stopCtx.Err() != nil {
+		return nil, fmt.Errorf("%w: %w", errBrokerStopping, err)
+	}
+	return resp, err
+}
+
 // clusterMarkers writes the transaction coordinator's markers to the
 // leaders of their partitions.
 type clusterMarkers struct{ s *Server }
@@ -254,7 +270,7 @@ func (m clusterMarkers) writeOnce(ctx context.Context, tp txn.TopicPartition, pm
 	rt.Topic, rt.Partitions = tp.Topic, []int32{tp.Partition}
 	rm.Topics = []kmsg.WriteTxnMarkersRequestMarkerTopic{rt}
 	req.Markers = []kmsg.WriteTxnMarkersRequestMarker{rm}
-	kresp, err := s.peers.Request(ctx, addr, req)
+	kresp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		return fmt.Errorf("%w: WriteTxnMarkers to broker %d: %w", kerr.NotLeaderForPartition, leader, err)
 	}
@@ -361,7 +377,7 @@ func (s *Server) remoteTxnPartitions(ctx context.Context, addr, id string, pid i
 	// coordinator that does not answer soon gets a retriable error.
 	ctx, cancel := context.WithTimeout(ctx, txnCheckTimeout)
 	defer cancel()
-	kresp, err := s.peers.Request(ctx, addr, req)
+	kresp, err := s.peerRequest(ctx, addr, req)
 	if err != nil {
 		s.logger.Info("asking the transaction coordinator failed", "addr", addr, "transactional_id", id, "err", err)
 		for i := range errs {

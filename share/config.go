@@ -287,9 +287,13 @@ type Config struct {
 	// nobody is told.
 	MemberGone func(group, member string)
 	// OtherGroup reports whether a group ID is in use by a consumer group
-	// (classic or KIP-848), which a share group may not share. Nil means
-	// never. Called with coordinator locks held.
-	OtherGroup func(group string) bool
+	// (classic or KIP-848), which a share group may not share
+	// (ShareGroupHeartbeat answers GROUP_ID_NOT_FOUND). An error (the
+	// group coordinator of a cluster could not be asked) answers
+	// COORDINATOR_NOT_AVAILABLE, for the client to retry. Nil means
+	// never. Called only when a share group is about to be created, with
+	// no lock of the Coordinator held.
+	OtherGroup func(group string) (bool, error)
 	// Clock is the source of time; nil means the time package.
 	Clock Clock
 	// Logger receives the coordinator's logs. Nil discards them.

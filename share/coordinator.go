@@ -232,8 +232,15 @@ func (c *Coordinator) lockGroup(name string, create bool) (*group, lookupResult)
 				return nil, lookupMissing
 			}
 			c.mu.Unlock()
-			if c.cfg.OtherGroup != nil && c.cfg.OtherGroup(name) {
-				return nil, lookupOther
+			if c.cfg.OtherGroup != nil {
+				other, err := c.cfg.OtherGroup(name)
+				if err != nil {
+					c.log.Warn("asking whether a group ID is taken by a consumer group", "group", name, "err", err)
+					return nil, lookupClosed
+				}
+				if other {
+					return nil, lookupOther
+				}
 			}
 			c.mu.Lock()
 			if c.mu.closed {

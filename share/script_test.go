@@ -214,7 +214,7 @@ func newScriptRunner(t *testing.T) *scriptRunner {
 			defer r.mu.Unlock()
 			r.gone = append(r.gone, group+":"+m)
 		},
-		OtherGroup:      func(group string) bool { return strings.HasPrefix(group, "consumer-") },
+		OtherGroup:      func(group string) (bool, error) { return strings.HasPrefix(group, "consumer-"), nil },
 		StatePartitions: 4,
 	}
 	return r
