@@ -201,13 +201,15 @@ func (n *Node) registerLoop() {
 }
 
 // registered reports whether the metadata shows this node registered at
-// host:port: as a broker, or, controller-only, as a controller.
+// host:port (a broker: with its broker.rack): as a broker, or,
+// controller-only, as a controller.
 func (n *Node) registered(host string, port int32) bool {
 	if n.cfg.ControllerOnly {
 		return slices.Contains(n.cfg.Store.Controllers(), meta.Controller{ID: n.cfg.NodeID, Host: host, Port: port})
 	}
+	rack := n.cfg.Store.Rack()
 	return slices.ContainsFunc(n.cfg.Store.Brokers(), func(b meta.Broker) bool {
-		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port
+		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port && b.Rack == rack
 	})
 }
 

@@ -52,6 +52,9 @@ type Broker struct {
 	Host   string
 	Port   int32
 	Fenced bool
+	// Rack is the broker's broker.rack, "" when it has none (Kafka's
+	// null; records written before racks existed read as none).
+	Rack string
 }
 
 // Controller is a registered controller-only node (process.roles=
@@ -137,11 +140,17 @@ func (t *Topic) setStateLocked(i int32, st PartitionState) {
 	t.states.Store(&next)
 }
 
-// RegisterBroker records this broker and its advertised address,
-// unfenced. A broker registers each time it starts.
+// RegisterBroker records this broker, its advertised address and its
+// rack (Rack), unfenced. A broker registers each time it starts.
 func (s *Store) RegisterBroker(host string, port int32) error {
 	id := s.cfg.NodeID
-	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port}})
+	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port, Rack: s.Rack()}})
+}
+
+// Rack is this broker's rack: its static broker.rack, "" for none.
+func (s *Store) Rack() string {
+	v, _ := s.Settings().Get("broker.rack")
+	return v
 }
 
 // UnregisterBroker removes broker id from the metadata, as Kafka's
@@ -184,7 +193,7 @@ func (s *Store) ChangeCluster(fences []Broker, cs []PartitionChange) error {
 	recs := make([]Record, 0, len(fences)+len(cs))
 	for _, b := range fences {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced, IfRegistered: true})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Rack: b.Rack, Fenced: b.Fenced, IfRegistered: true})
 	}
 	for _, c := range cs {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
@@ -226,10 +235,15 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 		if r.Broker == nil {
 			return true, nil
 		}
-		if _, ok := s.image.brokers[*r.Broker]; !ok && r.IfRegistered {
+		old, ok := s.image.brokers[*r.Broker]
+		if !ok && r.IfRegistered {
 			return true, nil // unregistered since the fencing was decided
 		}
-		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Fenced: r.Fenced}
+		rack := r.Rack
+		if r.IfRegistered && rack == "" {
+			rack = old.Rack // a fencing change written before racks existed
+		}
+		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Fenced: r.Fenced, Rack: rack}
 		return true, nil
 	case TypeRemoveBroker:
 		if r.Broker != nil {
@@ -319,7 +333,7 @@ func (s *Store) snapshotRecords() []Record {
 	var recs []Record
 	for _, b := range s.image.brokers {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Fenced: b.Fenced})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Rack: b.Rack, Fenced: b.Fenced})
 	}
 	for _, c := range s.image.controllers {
 		id := c.ID

@@ -85,6 +85,8 @@ type Record struct {
 	// controller).
 	Host string `json:"host,omitempty"`
 	Port int32  `json:"port,omitempty"`
+	// Rack is a broker's broker.rack (broker); absent for none.
+	Rack string `json:"rack,omitempty"`
 	// Fenced: the controller lost contact with it (broker).
 	Fenced bool `json:"fenced,omitempty"`
 	// IfRegistered makes a broker record a change of its fencing only:

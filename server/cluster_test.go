@@ -27,9 +27,10 @@ type testCluster struct {
 type clusterNode struct {
 	id       int32
 	dir      string
-	addr     string // Kafka listener
-	ctrlAddr string // "" for a broker-only node
-	roles    string // process.roles; "" for broker,controller
+	addr     string            // Kafka listener
+	ctrlAddr string            // "" for a broker-only node
+	roles    string            // process.roles; "" for broker,controller
+	props    map[string]string // this node's own props (broker.rack), over the cluster's
 	srv      *Server
 	done     chan error
 }
@@ -44,6 +45,13 @@ var clusterProps = map[string]string{
 }
 
 func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
+	t.Helper()
+	return startClusterWith(t, n, props, nil)
+}
+
+// startClusterWith is startCluster with each node's own props, from
+// nodeProps (nil for none).
+func startClusterWith(t testing.TB, n int, props map[string]string, nodeProps func(i int) map[string]string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, props: map[string]string{}}
 	for k, v := range clusterProps {
@@ -66,7 +74,11 @@ func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
 		}
 		addr := kl.Addr().String()
 		kl.Close()
-		c.nodes = append(c.nodes, &clusterNode{id: int32(i), dir: t.TempDir(), addr: addr, ctrlAddr: ctrl})
+		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: addr, ctrlAddr: ctrl}
+		if nodeProps != nil {
+			nd.props = nodeProps(i)
+		}
+		c.nodes = append(c.nodes, nd)
 		vs = append(vs, fmt.Sprintf("%d@%s", i, ctrl))
 	}
 	c.voters = strings.Join(vs, ",")
@@ -86,6 +98,9 @@ func (c *testCluster) start(i int) {
 	nd := c.nodes[i]
 	props := map[string]string{"controller.quorum.voters": c.voters, "node.id": fmt.Sprint(nd.id)}
 	for k, v := range c.props {
+		props[k] = v
+	}
+	for k, v := range nd.props {
 		props[k] = v
 	}
 	if nd.roles != "" {
