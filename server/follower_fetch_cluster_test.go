@@ -91,7 +91,7 @@ func (c *testCluster) part(i int, topic string) *partition.Partition {
 }
 
 // consumeN reads records from cl until it has n, at consecutive offsets
-// from from.
+// from from; more than n is a failure (no more were committed).
 func consumeN(t *testing.T, cl *kgo.Client, from int64, n int, d time.Duration) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -104,6 +104,9 @@ func consumeN(t *testing.T, cl *kgo.Client, from int64, n int, d time.Duration) 
 		}
 		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
 		got = append(got, fs.Records()...)
+	}
+	if len(got) > n {
+		t.Fatalf("consumed %d records from offset %d, want %d: records past the high watermark", len(got), from, n)
 	}
 	for i, r := range got {
 		if r.Offset != from+int64(i) {
