@@ -8,12 +8,11 @@ import (
 )
 
 // DescribeCluster, v0-v2: the brokers (this one on a single node; in a
-// cluster the registered, unfenced ones, each with its broker.rack),
-// the cluster id, and the
-// controller (the metadata quorum's leader). Anyone may ask, as in Kafka
-// (no ACL is checked); the cluster's authorized operations are the
-// principal's. v1+ EndpointType 2 (controllers) is answered the same way,
-// as every node plays both roles.
+// cluster the registered, unfenced ones), each with its broker.rack, the
+// cluster id, and the controller (the metadata quorum's leader). Anyone
+// may ask, as in Kafka (no ACL is checked); the cluster's authorized
+// operations are the principal's. v1+ EndpointType 2 (controllers) is
+// answered the same way, as every node plays both roles.
 
 func init() { regKey(60, 0, 2, handleDescribeCluster) }
 
