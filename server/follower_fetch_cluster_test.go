@@ -271,7 +271,7 @@ func TestClusterFollowerFetchErrors(t *testing.T) {
 	waitCluster(t, "the follower's high watermark", 20*time.Second, func() bool { return c.part(1, "pair").HighWatermark() == n })
 	_, epoch := c.part(0, "pair").Leader()
 
-	fetch := func(node int, version int16, offset int64, rack string) kmsg.FetchResponseTopicPartition {
+	fetch := func(node int, version int16, offset int64, rack string, isolation int8) kmsg.FetchResponseTopicPartition {
 		t.Helper()
 		vs := kversion.Stable()
 		vs.SetMaxKeyVersion(1, version)
@@ -286,6 +286,7 @@ func TestClusterFollowerFetchErrors(t *testing.T) {
 		req.MaxBytes = 1 << 20
 		req.SessionEpoch = -1
 		req.Rack = rack
+		req.IsolationLevel = isolation
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic = "pair"
 		rp := kmsg.NewFetchRequestTopicPartition()
@@ -339,7 +340,7 @@ func TestClusterFollowerFetchErrors(t *testing.T) {
 		{"a broker with no replica", 2, 12, 0, "c", kerr.NotLeaderForPartition, -1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rp := fetch(tc.node, tc.version, tc.offset, tc.rack)
+			rp := fetch(tc.node, tc.version, tc.offset, tc.rack, 0)
 			if err := kerr.ErrorForCode(rp.ErrorCode); err != tc.err {
 				t.Fatalf("error %v, want %v", err, tc.err)
 			}
@@ -379,6 +380,71 @@ func TestClusterFollowerFetchErrors(t *testing.T) {
 		}
 		if tc.err == nil && (sp.LeaderEpoch != epoch || sp.EndOffset != n) {
 			t.Errorf("OffsetForLeaderEpoch on the follower: epoch %d end %d, want %d %d", sp.LeaderEpoch, sp.EndOffset, epoch, n)
+		}
+	}
+
+	// read_committed on a follower stops at its last stable offset: an
+	// open transaction's records, committed to the high watermark, are
+	// not returned until the transaction commits.
+	tcl := c.client(kgo.DefaultProduceTopic("pair"), kgo.TransactionalID("pair-tx"))
+	if err := tcl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	const k = 3
+	for i := range k {
+		if err := tcl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint("tx", i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCluster(t, "the transaction's records under the follower's high watermark", 20*time.Second, func() bool {
+		return c.part(1, "pair").HighWatermark() == n+k
+	})
+	rp := fetch(1, 12, 0, "b", 1)
+	if rp.ErrorCode != 0 || rp.LastStableOffset != n || rp.HighWatermark != n+k || records(rp) != n {
+		t.Fatalf("read_committed on the follower with a transaction open: error %d, last stable offset %d, high watermark %d, %d records; want %d, %d, %d", rp.ErrorCode, rp.LastStableOffset, rp.HighWatermark, records(rp), n, n+k, n)
+	}
+	if rp := fetch(1, 12, 0, "b", 0); records(rp) != n+k {
+		t.Fatalf("read_uncommitted on the follower: %d records, want %d", records(rp), n+k)
+	}
+	if err := tcl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "the follower's last stable offset past the commit marker", 20*time.Second, func() bool {
+		rp := fetch(1, 12, 0, "b", 1)
+		return rp.ErrorCode == 0 && rp.LastStableOffset == n+k+1 && records(rp) == n+k+1
+	})
+}
+
+// TestClusterRackConsumerFollowerStops: a consumer reading from the
+// follower in its rack goes on through the leader when that follower
+// stops, missing and repeating nothing: the leader does not send it back
+// to the stopped follower. (franz-go keeps fetching from a preferred
+// replica that went away until RecheckPreferredReplicaInterval, 30 min
+// by default, has passed; then it asks the leader again.)
+func TestClusterRackConsumerFollowerStops(t *testing.T) {
+	c := startRackCluster(t, nil)
+	ctx := context.Background()
+	c.createLedBy("gone", 0, 1, 2)
+	pcl := c.client(kgo.DefaultProduceTopic("gone"))
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := pcl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(i))).FirstErr(); err != nil {
+				t.Fatalf("produce %d: %v", i, err)
+			}
+		}
+	}
+	const n = 100
+	produce(0, n)
+	ccl := c.client(kgo.ConsumeTopics("gone"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.Rack("b"), kgo.FetchMaxWait(300*time.Millisecond), kgo.RecheckPreferredReplicaInterval(time.Second))
+	consumeN(t, ccl, 0, n, 30*time.Second)
+	if got := c.part(1, "gone").Stats().RecordsOut; got < n {
+		t.Fatalf("the rack-b follower served %d records, want %d", got, n)
+	}
+	c.stop(1)
+	produce(n, 2*n)
+	for i, r := range consumeN(t, ccl, n, n, 60*time.Second) {
+		if string(r.Value) != fmt.Sprint(n+i) {
+			t.Fatalf("record %d after the stop is %q", n+i, r.Value)
 		}
 	}
 }
