@@ -374,16 +374,22 @@ func (s *Store) snapshotRecords() []Record {
 }
 
 // assign places n partitions of rf replicas each on the unfenced
-// brokers, round robin from a random broker, as Kafka does without racks.
+// brokers, round robin from a random broker, as Kafka does without racks
+// (with racks: placement.go).
 func (s *Store) assign(n int32, rf int16) ([][]int32, error) {
 	var live []int32
+	var liveBrokers []Broker
 	for _, b := range s.Brokers() {
 		if !b.Fenced {
 			live = append(live, b.ID)
+			liveBrokers = append(liveBrokers, b)
 		}
 	}
 	if int(rf) > len(live) {
 		return nil, fmt.Errorf("%w: replication factor %d is larger than the number of available brokers (%d)", ErrInvalidReplicationFactor, rf, len(live))
+	}
+	if order, rackOf, racks := rackAlternated(liveBrokers); order != nil {
+		return assignByRack(order, rackOf, racks, n, rf), nil
 	}
 	start := rand.IntN(len(live))
 	shift := rand.IntN(len(live))
