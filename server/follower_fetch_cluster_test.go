@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,51 +274,9 @@ func TestClusterFollowerFetchErrors(t *testing.T) {
 
 	fetch := func(node int, version int16, offset int64, rack string, isolation int8) kmsg.FetchResponseTopicPartition {
 		t.Helper()
-		vs := kversion.Stable()
-		vs.SetMaxKeyVersion(1, version)
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.nodes[node].addr), kgo.MaxVersions(vs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		req := kmsg.NewPtrFetchRequest()
-		req.ReplicaID = -1
-		req.MaxWaitMillis = 0
-		req.MaxBytes = 1 << 20
-		req.SessionEpoch = -1
-		req.Rack = rack
-		req.IsolationLevel = isolation
-		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic = "pair"
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = offset, 1<<20, epoch
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fr := resp.(*kmsg.FetchResponse)
-		if fr.Version != version {
-			t.Fatalf("fetch answered at v%d, want v%d", fr.Version, version)
-		}
-		if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 {
-			t.Fatalf("fetch answer %+v", fr)
-		}
-		return fr.Topics[0].Partitions[0]
+		return c.rawFetch(node, version, "pair", epoch, offset, rack, isolation)
 	}
-	records := func(rp kmsg.FetchResponseTopicPartition) int {
-		n := 0
-		for pos := 0; pos+61 <= len(rp.RecordBatches); {
-			var b kmsg.RecordBatch
-			if err := b.ReadFrom(rp.RecordBatches[pos:]); err != nil {
-				t.Fatal(err)
-			}
-			n += int(b.NumRecords)
-			pos += 12 + int(b.Length)
-		}
-		return n
-	}
+	records := func(rp kmsg.FetchResponseTopicPartition) int { return batchRecords(t, rp.RecordBatches) }
 	for _, tc := range []struct {
 		name      string
 		node      int
@@ -446,6 +405,104 @@ func TestClusterRackConsumerFollowerStops(t *testing.T) {
 		if string(r.Value) != fmt.Sprint(n+i) {
 			t.Fatalf("record %d after the stop is %q", n+i, r.Value)
 		}
+	}
+}
+
+// rawFetch sends node a consumer's Fetch of topic's partition 0 at
+// version, from offset at leader epoch epoch, and returns its answer.
+func (c *testCluster) rawFetch(node int, version int16, topic string, epoch int32, offset int64, rack string, isolation int8) kmsg.FetchResponseTopicPartition {
+	c.t.Helper()
+	vs := kversion.Stable()
+	vs.SetMaxKeyVersion(1, version)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.nodes[node].addr), kgo.MaxVersions(vs))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxBytes = 1 << 20
+	req.SessionEpoch = -1
+	req.Rack = rack
+	req.IsolationLevel = isolation
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = offset, 1<<20, epoch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := cl.SeedBrokers()[0].Request(context.Background(), req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	fr := resp.(*kmsg.FetchResponse)
+	if fr.Version != version {
+		c.t.Fatalf("fetch answered at v%d, want v%d", fr.Version, version)
+	}
+	if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 {
+		c.t.Fatalf("fetch answer %+v", fr)
+	}
+	return fr.Topics[0].Partitions[0]
+}
+
+// batchRecords counts the records of the batches in data.
+func batchRecords(t *testing.T, data []byte) int {
+	t.Helper()
+	n := 0
+	for pos := 0; pos+61 <= len(data); {
+		var b kmsg.RecordBatch
+		if err := b.ReadFrom(data[pos:]); err != nil {
+			t.Fatal(err)
+		}
+		n += int(b.NumRecords)
+		pos += 12 + int(b.Length)
+	}
+	return n
+}
+
+// TestClusterFollowerOutOfISRServes: a follower dropped from the ISR
+// still serves consumers up to its own high watermark, and the leader no
+// longer sends consumers to it.
+func TestClusterFollowerOutOfISRServes(t *testing.T) {
+	var paused atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	unpause := func() { once.Do(func() { paused.Store(false); close(release) }) }
+	fetchRespondHook = func(req *kmsg.FetchRequest) {
+		if paused.Load() && (req.ReplicaID == 2 || req.ReplicaState.ID == 2) {
+			<-release
+		}
+	}
+	t.Cleanup(func() { fetchRespondHook = nil })
+	c := startRackCluster(t, map[string]string{"replica.lag.time.max.ms": "1000"})
+	t.Cleanup(unpause)
+	ctx := context.Background()
+	c.createLedBy("lag", 0, 1, 2)
+	pcl := c.client(kgo.DefaultProduceTopic("lag"))
+	const n, m = 20, 5
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := pcl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(i))).FirstErr(); err != nil {
+				t.Fatalf("produce %d: %v", i, err)
+			}
+		}
+	}
+	produce(0, n)
+	waitCluster(t, "broker 2's high watermark", 20*time.Second, func() bool { return c.part(2, "lag").HighWatermark() == n })
+	paused.Store(true)
+	produce(n, n+m)
+	waitCluster(t, "broker 2 out of the ISR", 30*time.Second, func() bool {
+		isr := c.nodes[0].srv.meta.Topic("lag").State(0).ISR
+		return len(isr) == 2 && !slices.Contains(isr, 2)
+	})
+	_, epoch := c.part(0, "lag").Leader()
+	rp := c.rawFetch(2, 12, "lag", epoch, 0, "c", 0)
+	if rp.ErrorCode != 0 || rp.HighWatermark != n || batchRecords(t, rp.RecordBatches) != n {
+		t.Fatalf("broker 2 out of the ISR: error %d, high watermark %d, %d records; want 0, %d, %d", rp.ErrorCode, rp.HighWatermark, batchRecords(t, rp.RecordBatches), n, n)
+	}
+	rp = c.rawFetch(0, 12, "lag", epoch, 0, "c", 0)
+	if rp.ErrorCode != 0 || rp.PreferredReadReplica != -1 || batchRecords(t, rp.RecordBatches) != n+m {
+		t.Fatalf("the leader, to a rack-c consumer with broker 2 out of the ISR: error %d, preferred %d, %d records; want 0, -1, %d", rp.ErrorCode, rp.PreferredReadReplica, batchRecords(t, rp.RecordBatches), n+m)
 	}
 }
 
