@@ -210,14 +210,15 @@ func (n *Node) registerLoop() {
 }
 
 // registered reports whether the metadata shows this node registered at
-// host:port with endpoints: as a broker, or, controller-only, as a
-// controller (at host:port only).
+// host:port with endpoints and its broker.rack: as a broker, or,
+// controller-only, as a controller (at host:port only).
 func (n *Node) registered(host string, port int32, endpoints []meta.Endpoint) bool {
 	if n.cfg.ControllerOnly {
 		return slices.Contains(n.cfg.Store.Controllers(), meta.Controller{ID: n.cfg.NodeID, Host: host, Port: port})
 	}
+	rack := n.cfg.Store.Rack()
 	return slices.ContainsFunc(n.cfg.Store.Brokers(), func(b meta.Broker) bool {
-		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port && slices.Equal(b.Endpoints, endpoints)
+		return b.ID == n.cfg.NodeID && b.Host == host && b.Port == port && slices.Equal(b.Endpoints, endpoints) && b.Rack == rack
 	})
 }
 

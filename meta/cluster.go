@@ -57,6 +57,9 @@ type Broker struct {
 	// listeners; shared, never modify it.
 	Endpoints []Endpoint
 	Fenced    bool
+	// Rack is the broker's broker.rack, "" when it has none (Kafka's
+	// null; records written before racks existed read as none).
+	Rack string
 }
 
 // Endpoint is the advertised address of one listener of a broker.
@@ -164,11 +167,17 @@ func (t *Topic) setStateLocked(i int32, st PartitionState) {
 }
 
 // RegisterBroker records this broker, the address of its inter-broker
-// listener and those of all its listeners, unfenced. A broker registers
-// each time it starts.
+// listener and those of all its listeners, and its rack (Rack),
+// unfenced. A broker registers each time it starts.
 func (s *Store) RegisterBroker(host string, port int32, endpoints []Endpoint) error {
 	id := s.cfg.NodeID
-	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port, Endpoints: endpoints}})
+	return s.log.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: host, Port: port, Endpoints: endpoints, Rack: s.Rack()}})
+}
+
+// Rack is this broker's rack: its static broker.rack, "" for none.
+func (s *Store) Rack() string {
+	v, _ := s.Settings().Get("broker.rack")
+	return v
 }
 
 // UnregisterBroker removes broker id from the metadata, as Kafka's
@@ -211,7 +220,7 @@ func (s *Store) ChangeCluster(fences []Broker, cs []PartitionChange) error {
 	recs := make([]Record, 0, len(fences)+len(cs))
 	for _, b := range fences {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Endpoints: b.Endpoints, Fenced: b.Fenced, IfRegistered: true})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Endpoints: b.Endpoints, Rack: b.Rack, Fenced: b.Fenced, IfRegistered: true})
 	}
 	for _, c := range cs {
 		p, leader, expect := c.Partition, c.State.Leader, c.Expect
@@ -253,10 +262,22 @@ func (s *Store) applyClusterLocked(r *Record) (bool, error) {
 		if r.Broker == nil {
 			return true, nil
 		}
-		if _, ok := s.image.brokers[*r.Broker]; !ok && r.IfRegistered {
+		old, ok := s.image.brokers[*r.Broker]
+		if !ok && r.IfRegistered {
 			return true, nil // unregistered since the fencing was decided
 		}
-		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Endpoints: r.Endpoints, Fenced: r.Fenced}
+		rack, endpoints := r.Rack, r.Endpoints
+		if r.IfRegistered {
+			// A fencing change written by a node that knew no racks or
+			// endpoints keeps the broker's.
+			if rack == "" {
+				rack = old.Rack
+			}
+			if len(endpoints) == 0 {
+				endpoints = old.Endpoints
+			}
+		}
+		s.image.brokers[*r.Broker] = Broker{ID: *r.Broker, Host: r.Host, Port: r.Port, Endpoints: endpoints, Fenced: r.Fenced, Rack: rack}
 		return true, nil
 	case TypeRemoveBroker:
 		if r.Broker != nil {
@@ -346,7 +367,7 @@ func (s *Store) snapshotRecords() []Record {
 	var recs []Record
 	for _, b := range s.image.brokers {
 		id := b.ID
-		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Endpoints: b.Endpoints, Fenced: b.Fenced})
+		recs = append(recs, Record{Type: TypeBroker, Broker: &id, Host: b.Host, Port: b.Port, Endpoints: b.Endpoints, Rack: b.Rack, Fenced: b.Fenced})
 	}
 	for _, c := range s.image.controllers {
 		id := c.ID
@@ -387,16 +408,22 @@ func (s *Store) snapshotRecords() []Record {
 }
 
 // assign places n partitions of rf replicas each on the unfenced
-// brokers, round robin from a random broker, as Kafka does without racks.
+// brokers, round robin from a random broker, as Kafka does without racks
+// (with racks: placement.go).
 func (s *Store) assign(n int32, rf int16) ([][]int32, error) {
 	var live []int32
+	var liveBrokers []Broker
 	for _, b := range s.Brokers() {
 		if !b.Fenced {
 			live = append(live, b.ID)
+			liveBrokers = append(liveBrokers, b)
 		}
 	}
 	if int(rf) > len(live) {
 		return nil, fmt.Errorf("%w: replication factor %d is larger than the number of available brokers (%d)", ErrInvalidReplicationFactor, rf, len(live))
+	}
+	if order, rackOf, racks := rackAlternated(liveBrokers); order != nil {
+		return assignByRack(order, rackOf, racks, n, rf), nil
 	}
 	start := rand.IntN(len(live))
 	shift := rand.IntN(len(live))

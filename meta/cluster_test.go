@@ -232,3 +232,48 @@ func TestRegisterController(t *testing.T) {
 		t.Fatalf("controllers from the snapshot %+v, want %+v", got, want)
 	}
 }
+
+// TestBrokerRack: a broker registers its broker.rack; a record written
+// before racks (no "rack") reads as none; the controller's fencing keeps
+// the rack, and so does a snapshot.
+func TestBrokerRack(t *testing.T) {
+	old, err := decodeRecord([]byte(TypeBroker), []byte(`{"broker":1,"host":"h","port":9093}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &memLog{}
+	s, err := Open(Config{DataDir: t.TempDir(), NodeID: 0, Log: l, Replicated: true, ClusterID: "test-cluster", Props: map[string]string{"broker.rack": "us-east-1a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.RegisterBroker("h", 9092, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Propose([]Record{old}); err != nil {
+		t.Fatal(err)
+	}
+	want := []Broker{{ID: 0, Host: "h", Port: 9092, Rack: "us-east-1a"}, {ID: 1, Host: "h", Port: 9093}}
+	if got := s.Brokers(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("brokers %+v, want %+v", got, want)
+	}
+	// A fencing change, as the controller writes it, and one written
+	// before racks existed, keep the rack.
+	fenced := want[0]
+	fenced.Fenced = true
+	if err := s.ChangeCluster([]Broker{fenced}, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := int32(0)
+	if err := l.Propose([]Record{{Type: TypeBroker, Broker: &id, Host: "h", Port: 9092, IfRegistered: true}}); err != nil {
+		t.Fatal(err)
+	}
+	want[0].Fenced = false
+	if got := s.Brokers(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after fencing changes: brokers %+v, want %+v", got, want)
+	}
+	s2 := openCluster(t, 5, &memLog{entries: []Entry{{Snapshot: true, Records: s.snapshotRecords()}}})
+	if got := s2.Brokers(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a snapshot: brokers %+v, want %+v", got, want)
+	}
+}

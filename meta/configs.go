@@ -174,6 +174,8 @@ var brokerConfigs = []brokerConfig{
 	{"replica.fetch.wait.max.ms", "500", typeInt, false, atLeast(0)},
 	{"replica.fetch.max.bytes", "1048576", typeInt, false, atLeast(0)},
 	{"auto.leader.rebalance.enable", "true", typeBoolean, false, isBool},
+	{"broker.rack", "", typeString, false, nil},
+	{"replica.selector.class", "", typeString, false, validReplicaSelector},
 	{"leader.imbalance.check.interval.seconds", "300", typeLong, false, atLeast(1)},
 	{"leader.imbalance.per.broker.percentage", "10", typeInt, false, atLeast(0)},
 
@@ -286,6 +288,24 @@ func between(lo, hi float64) func(string) error {
 		}
 		return nil
 	}
+}
+
+// Replica selectors of replica.selector.class (KIP-392): Kafka's two.
+const (
+	// LeaderSelector: consumers fetch from the leader (as unset).
+	LeaderSelector = "org.apache.kafka.common.replica.LeaderSelector"
+	// RackAwareSelector: a consumer naming its rack is sent to an
+	// in-sync replica in that rack.
+	RackAwareSelector = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+)
+
+// validReplicaSelector accepts Kafka's selectors only: a class name is
+// code Ferry cannot load.
+func validReplicaSelector(v string) error {
+	if v == LeaderSelector || v == RackAwareSelector {
+		return nil
+	}
+	return fmt.Errorf("%q is not a supported replica selector: use %s (or leave it unset to fetch from the leader)", v, RackAwareSelector)
 }
 
 func oneOf(vals ...string) func(string) error {

@@ -90,6 +90,8 @@ type Record struct {
 	// client is told the brokers' addresses on the listener it is on.
 	// Records written before there were endpoints have none.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// Rack is a broker's broker.rack (broker); absent for none.
+	Rack string `json:"rack,omitempty"`
 	// Fenced: the controller lost contact with it (broker).
 	Fenced bool `json:"fenced,omitempty"`
 	// IfRegistered makes a broker record a change of its fencing only:

@@ -611,7 +611,8 @@ func (p *Partition) checkFollowerLocked(epoch int32) error {
 
 // SetFollowerHW records the high watermark of the leader at epoch on a
 // follower, capped by what this replica holds; it does nothing unless
-// the replica follows at epoch.
+// the replica follows at epoch. A rise wakes the watchers: consumers
+// long-polling a follower (KIP-392) read up to it.
 func (p *Partition) SetFollowerHW(epoch int32, hw int64) {
 	p.repl.Lock()
 	defer p.repl.Unlock()
@@ -621,7 +622,33 @@ func (p *Partition) SetFollowerHW(epoch int32, hw int64) {
 	hw = min(hw, p.log.NextOffset())
 	if hw > p.repl.hw {
 		p.repl.hw = hw
+		p.notify()
 	}
+}
+
+// ReadReplica is a replica a consumer may be sent to read from (KIP-392's
+// replica view): its broker and how far its log reaches.
+type ReadReplica struct {
+	ID     int32
+	LogEnd int64
+}
+
+// ReadReplicas returns, on a leader, the in-sync followers whose log
+// reaches offset (the offset they last fetched from is past it), those a
+// consumer at offset may be sent to; nil elsewhere.
+func (p *Partition) ReadReplicas(offset int64) []ReadReplica {
+	p.repl.Lock()
+	defer p.repl.Unlock()
+	if !p.repl.on || !p.repl.leader {
+		return nil
+	}
+	var out []ReadReplica
+	for _, id := range p.repl.isr {
+		if f := p.repl.followers[id]; id != p.repl.self && f != nil && f.logEnd >= offset {
+			out = append(out, ReadReplica{ID: id, LogEnd: f.logEnd})
+		}
+	}
+	return out
 }
 
 // TruncateTo cuts the log of a follower at epoch back to end (see

@@ -46,6 +46,22 @@ import (
 //     client drops their records; read_uncommitted reads up to the high
 //     watermark. Both get the last stable offset and the control batches
 //     (markers) in the data, as from Kafka.
+//   - Consumers may read from followers (KIP-392), v11+ (the versions
+//     that carry the client's rack): a follower answers up to its own
+//     high watermark (the leader's, as last fetched, capped by what it
+//     holds durably) or last stable offset, so never a record the
+//     leader has not committed; an offset past its log end is
+//     OFFSET_NOT_AVAILABLE (it is behind; the consumer retries), below
+//     its log start OFFSET_OUT_OF_RANGE (the client goes back to the
+//     leader). Older versions read from the leader only
+//     (NOT_LEADER_OR_FOLLOWER elsewhere, as on a broker that holds no
+//     replica). A follower out of the ISR still serves.
+//   - With replica.selector.class RackAwareReplicaSelector, the leader
+//     answers a consumer that names its rack (v11+ Rack) and is not in
+//     the leader's rack with PreferredReadReplica, no data and no wait,
+//     when an in-sync follower in that rack holds the fetch offset (the
+//     one whose log reaches furthest); the consumer then fetches there.
+//     Followers always answer PreferredReadReplica -1.
 
 func init() { regKey(1, 4, 18, handleFetch) }
 
@@ -74,6 +90,9 @@ type fetchResult struct {
 	aborted      []partition.AbortedTxn // read_committed: overlapping the view
 	placeholder  bool                   // the encoded response holds a placeholder for view
 	tooLarge     bool                   // left out: the response would pass maxResponseSize
+	// preferred is the replica the consumer is sent to read from
+	// instead (KIP-392), -1 for none.
+	preferred int32
 }
 
 type fetch struct {
@@ -101,6 +120,9 @@ type fetch struct {
 	// allowed caches, with an authorizer, whether the principal may read
 	// each topic (a follower: whether it has CLUSTER_ACTION).
 	allowed map[string]bool
+	// racks caches, for a rack-aware consumer's fetch, the rack of each
+	// live broker.
+	racks map[int32]string
 }
 
 func handleFetch(s *Server, r *request) kmsg.Response {
@@ -281,8 +303,9 @@ func (f *fetch) readAllowed(name string, t *meta.Topic) bool {
 }
 
 // read reads every partition once, within the byte limits, into
-// f.results.
-func (f *fetch) read() (total int, anyErr bool) {
+// f.results. now reports an answer to send without waiting: an error,
+// or a consumer sent to another replica.
+func (f *fetch) read() (total int, now bool) {
 	if cap(f.results) < len(f.parts) {
 		f.results = make([]fetchResult, len(f.parts))
 	}
@@ -292,18 +315,25 @@ func (f *fetch) read() (total int, anyErr bool) {
 	for i := range f.parts {
 		fp := &f.parts[i]
 		res := &f.results[i]
-		res.hw, res.logStart, res.lso = -1, -1, -1
+		res.hw, res.logStart, res.lso, res.preferred = -1, -1, -1, -1
 		t, p, code := f.lookup(fp.key)
 		if code != 0 {
-			res.errCode, anyErr = code, true
+			res.errCode, now = code, true
 			continue
 		}
-		if code := f.checkLeader(fp, p); code != 0 {
-			res.errCode, anyErr = code, true
+		following, code := f.checkLeader(fp, p)
+		if code != 0 {
+			res.errCode, now = code, true
 			continue
 		}
 		res.part = p
 		res.hw, res.logStart, res.lso = p.HighWatermark(), p.LogStartOffset(), p.LastStableOffset()
+		if !following {
+			if res.preferred = f.preferredReplica(p, fp.offset); res.preferred >= 0 {
+				now = true // no data: the consumer reads there
+				continue
+			}
+		}
 		// The last stable offset, read after the high watermark, is at
 		// most it.
 		bound := res.hw
@@ -314,7 +344,12 @@ func (f *fetch) read() (total int, anyErr bool) {
 		// batch not yet durable) is in range, with nothing to return
 		// yet, as in Kafka.
 		if fp.offset < res.logStart || fp.offset > p.LogEndOffset() {
-			res.errCode, anyErr = kerr.OffsetOutOfRange.Code, true
+			res.errCode, now = kerr.OffsetOutOfRange.Code, true
+			if following && fp.offset > p.LogEndOffset() {
+				// A follower behind its leader (KIP-392): the offset
+				// the consumer has is the leader's.
+				res.errCode = kerr.OffsetNotAvailable.Code
+			}
 			continue
 		}
 		if f.replica >= 0 {
@@ -330,14 +365,14 @@ func (f *fetch) read() (total int, anyErr bool) {
 			if !errors.Is(err, partition.ErrOffsetOutOfRange) {
 				f.s.logger.Error("fetch read failed", "topic", t.Name(), "partition", fp.key.partition, "err", err)
 			}
-			res.errCode, anyErr = code, true
+			res.errCode, now = code, true
 			continue
 		}
 		if f.req.IsolationLevel == 1 && len(v.Data) > 0 {
 			if res.aborted, err = p.AbortedTxns(fp.offset, partition.ViewEnd(v.Data)); err != nil {
 				v.Release()
 				f.s.logger.Error("fetch: reading the aborted transactions failed", "topic", t.Name(), "partition", fp.key.partition, "err", err)
-				res.errCode, anyErr = codeOf(err), true
+				res.errCode, now = codeOf(err), true
 				continue
 			}
 		}
@@ -345,7 +380,7 @@ func (f *fetch) read() (total int, anyErr bool) {
 		total += len(v.Data)
 		remaining -= len(v.Data)
 	}
-	return total, anyErr
+	return total, now
 }
 
 // epochOf is a partition's CurrentLeaderEpoch, -1 before v9.
@@ -356,35 +391,68 @@ func epochOf(version int16, e int32) int32 {
 	return e
 }
 
-// checkLeader answers the error code for reading fp from p here, or 0:
-// consumers read from the leader at its epoch (NOT_LEADER_OR_FOLLOWER,
-// FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, as Kafka answers them); a
-// follower's fetch also tells the leader how far the follower has
-// replicated.
-func (f *fetch) checkLeader(fp *fetchPart, p *partition.Partition) int16 {
+// checkLeader answers the error code for reading fp from p here, or 0,
+// and whether a consumer reads from a follower: consumers read from the
+// leader, or from a follower from v11 (KIP-392), at the replica's epoch
+// (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, as
+// Kafka answers them); a follower's fetch also tells the leader how far
+// the follower has replicated.
+func (f *fetch) checkLeader(fp *fetchPart, p *partition.Partition) (following bool, code int16) {
 	if f.replica >= 0 {
 		if f.recorded {
-			return 0
+			return false, 0
 		}
 		add, err := p.FollowerFetched(f.replica, fp.epoch, fp.offset, time.Now())
 		if err != nil {
-			return codeOf(err)
+			return false, codeOf(err)
 		}
 		if add {
 			f.s.cluster.FollowerCaughtUp(fp.key.topic, fp.key.partition, p, f.replica)
 		}
-		return 0
+		return false, 0
 	}
 	leader, epoch := p.Leader()
 	switch {
-	case !leader:
-		return kerr.NotLeaderForPartition.Code
+	case !leader && f.r.version < 11:
+		return false, kerr.NotLeaderForPartition.Code
 	case fp.epoch >= 0 && fp.epoch < epoch:
-		return kerr.FencedLeaderEpoch.Code
+		return !leader, kerr.FencedLeaderEpoch.Code
 	case fp.epoch > epoch:
-		return kerr.UnknownLeaderEpoch.Code
+		return !leader, kerr.UnknownLeaderEpoch.Code
 	}
-	return 0
+	return !leader, 0
+}
+
+// preferredReplica is the replica the leader sends a consumer's fetch of
+// p at offset to (KIP-392), or -1 to read here: with
+// replica.selector.class RackAwareReplicaSelector, as Kafka's, an in-sync
+// follower in the consumer's rack whose log holds offset (the one that
+// reaches furthest), unless the leader is in that rack.
+func (f *fetch) preferredReplica(p *partition.Partition, offset int64) int32 {
+	if f.replica >= 0 || f.r.version < 11 || f.req.Rack == "" || f.s.cluster == nil {
+		return -1
+	}
+	if v, _ := f.s.settings().Get("replica.selector.class"); v != meta.RackAwareSelector {
+		return -1
+	}
+	if f.racks == nil {
+		f.racks = map[int32]string{}
+		for _, b := range f.s.meta.Brokers() {
+			if !b.Fenced && b.Host != "" {
+				f.racks[b.ID] = b.Rack
+			}
+		}
+	}
+	if f.s.meta.Rack() == f.req.Rack {
+		return -1
+	}
+	best, bestEnd := int32(-1), int64(-1)
+	for _, r := range p.ReadReplicas(offset) {
+		if rack, live := f.racks[r.ID]; live && rack == f.req.Rack && r.LogEnd > bestEnd {
+			best, bestEnd = r.ID, r.LogEnd
+		}
+	}
+	return best
 }
 
 // releaseResults releases the views still held in f.results.
@@ -414,9 +482,9 @@ func (f *fetch) try(final bool) bool {
 			panic(v)
 		}
 	}()
-	total, anyErr := f.read()
+	total, now := f.read()
 	f.recorded = true
-	if !final && total < f.minBytes && !anyErr {
+	if !final && total < f.minBytes && !now {
 		f.releaseResults()
 		return false
 	}
@@ -596,7 +664,7 @@ func (f *fetch) build(salt [8]byte) *kmsg.FetchResponse {
 		fp, res := &f.parts[i], &f.results[i]
 		res.placeholder = false
 		if fp.sp != nil {
-			changed := len(res.view.Data) > 0 || res.tooLarge || res.errCode != 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart || res.lso != fp.sp.lso
+			changed := len(res.view.Data) > 0 || res.tooLarge || res.errCode != 0 || res.preferred >= 0 || res.hw != fp.sp.hw || res.logStart != fp.sp.logStart || res.lso != fp.sp.lso
 			fp.sp.hw, fp.sp.logStart, fp.sp.lso, fp.sp.errCode = res.hw, res.logStart, res.lso, res.errCode
 			if f.incremental && !changed {
 				continue
@@ -615,7 +683,7 @@ func (f *fetch) build(salt [8]byte) *kmsg.FetchResponse {
 		rp.HighWatermark = res.hw
 		rp.LastStableOffset = res.lso
 		rp.LogStartOffset = res.logStart
-		rp.PreferredReadReplica = -1
+		rp.PreferredReadReplica = res.preferred
 		if req.IsolationLevel == 1 {
 			rp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(res.aborted))
 			for j, a := range res.aborted {

@@ -17,7 +17,8 @@ import (
 // controller is the metadata quorum's leader, and each partition shows
 // its leader, epoch, replicas and ISR from the metadata log; one without
 // a leader answers LEADER_NOT_AVAILABLE, and a replica on a fenced broker
-// is listed offline. v0 with an empty topic list, and
+// is listed offline. Each broker carries its broker.rack (v1+; null when
+// unset). v0 with an empty topic list, and
 // v1+ with a null list, mean every topic; v1+ with an empty list means
 // none. Topics the principal may not DESCRIBE are left out of a listing
 // and answered TOPIC_AUTHORIZATION_FAILED when named; creating one needs
@@ -170,7 +171,7 @@ func (s *Server) metadataTopic(r *request, t *meta.Topic) kmsg.MetadataResponseT
 func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
 	host, port := r.brokerHostPort()
 	if s.cluster == nil {
-		return []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port}}
+		return []kmsg.MetadataResponseBroker{{NodeID: s.cfg.NodeID, Host: host, Port: port, Rack: rackOf(s.meta.Rack())}}
 	}
 	var out []kmsg.MetadataResponseBroker
 	registered := false
@@ -180,18 +181,18 @@ func (s *Server) metadataBrokers(r *request) []kmsg.MetadataResponseBroker {
 			// This broker as the listener of the client advertises it.
 			registered = true
 			if !b.Fenced {
-				out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port})
+				out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port, Rack: rackOf(b.Rack)})
 			}
 		case !b.Fenced && b.Host != "":
 			h, p := b.Endpoint(r.c.ep.l.Name)
-			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: h, Port: p})
+			out = append(out, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: h, Port: p, Rack: rackOf(b.Rack)})
 		}
 	}
 	if !registered && s.cluster.IsBroker() {
 		// Not registered yet (the quorum is forming): a client that
 		// asks now still learns of the broker it asked. A
 		// controller-only node is never listed.
-		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port})
+		out = append(out, kmsg.MetadataResponseBroker{NodeID: s.cfg.NodeID, Host: host, Port: port, Rack: rackOf(s.meta.Rack())})
 	}
 	return out
 }
@@ -210,6 +211,15 @@ func (r *request) brokerAddr(id int32) (string, int32) {
 		}
 	}
 	return "", -1
+}
+
+// rackOf is a broker's rack as Metadata and DescribeCluster carry it:
+// null when it has none.
+func rackOf(rack string) *string {
+	if rack == "" {
+		return nil
+	}
+	return &rack
 }
 
 // fencedBrokers are the brokers of a cluster that are fenced or not

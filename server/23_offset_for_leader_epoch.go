@@ -16,10 +16,12 @@ import (
 //     next epoch began at; for an unknown newer one, -1 and -1.
 //   - On one broker every partition has had one epoch, 0, since its
 //     creation, so epoch 0 (or any below it) ends at the high watermark.
-//   - A consumer asks the leader (NOT_LEADER_OR_FOLLOWER elsewhere); a
-//     follower (ReplicaID set, v3+) asks its leader before it fetches,
-//     to find where its log diverges. A CurrentLeaderEpoch above the
-//     leader's is UNKNOWN_LEADER_EPOCH, below it FENCED_LEADER_EPOCH.
+//   - A consumer asks the leader or, v3+ (ReplicaID -1), a follower it
+//     reads from (KIP-392), which answers from its own log; elsewhere
+//     NOT_LEADER_OR_FOLLOWER. A follower (ReplicaID set, v3+) asks its
+//     leader before it fetches, to find where its log diverges. A
+//     CurrentLeaderEpoch above the replica's is UNKNOWN_LEADER_EPOCH,
+//     below it FENCED_LEADER_EPOCH.
 
 func init() { regKey(23, 0, 4, handleOffsetForLeaderEpoch) }
 
@@ -57,7 +59,7 @@ func handleOffsetForLeaderEpoch(s *Server, r *request) kmsg.Response {
 				current = -1
 			}
 			switch {
-			case !leader:
+			case !leader && (r.version < 3 || req.ReplicaID >= 0):
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 			case current > epoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code

@@ -8,11 +8,11 @@ import (
 )
 
 // DescribeCluster, v0-v2: the brokers (this one on a single node; in a
-// cluster the registered, unfenced ones), the cluster id, and the
-// controller (the metadata quorum's leader). Anyone may ask, as in Kafka
-// (no ACL is checked); the cluster's authorized operations are the
-// principal's. v1+ EndpointType 2 (controllers) is answered the same way,
-// as every node plays both roles.
+// cluster the registered, unfenced ones), each with its broker.rack, the
+// cluster id, and the controller (the metadata quorum's leader). Anyone
+// may ask, as in Kafka (no ACL is checked); the cluster's authorized
+// operations are the principal's. v1+ EndpointType 2 (controllers) is
+// answered the same way, as every node plays both roles.
 
 func init() { regKey(60, 0, 2, handleDescribeCluster) }
 
@@ -32,7 +32,7 @@ func handleDescribeCluster(s *Server, r *request) kmsg.Response {
 	}
 	for _, mb := range s.metadataBrokers(r) {
 		b := kmsg.NewDescribeClusterResponseBroker()
-		b.NodeID, b.Host, b.Port = mb.NodeID, mb.Host, mb.Port
+		b.NodeID, b.Host, b.Port, b.Rack = mb.NodeID, mb.Host, mb.Port, mb.Rack
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	return resp

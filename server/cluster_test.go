@@ -32,7 +32,7 @@ type clusterNode struct {
 	listen   string            // where the Kafka listener is if not addr (a tcpProxy forwards addr to it)
 	ctrlAddr string            // "" for a broker-only node
 	roles    string            // process.roles; "" for broker,controller
-	props    map[string]string // this node's configs over the cluster's
+	props    map[string]string // this node's configs (broker.rack...) over the cluster's
 	log      io.Writer         // if set, the node's log lines (warnings and up) go here
 	srv      *Server
 	done     chan error
@@ -49,7 +49,19 @@ var clusterProps = map[string]string{
 
 func startCluster(t testing.TB, n int, props map[string]string) *testCluster {
 	t.Helper()
+	return startClusterWith(t, n, props, nil)
+}
+
+// startClusterWith is startCluster with each node's own props, from
+// nodeProps (nil for none).
+func startClusterWith(t testing.TB, n int, props map[string]string, nodeProps func(i int) map[string]string) *testCluster {
+	t.Helper()
 	c := newCluster(t, n, props)
+	if nodeProps != nil {
+		for i, nd := range c.nodes {
+			nd.props = nodeProps(i)
+		}
+	}
 	c.startAll()
 	return c
 }
@@ -78,7 +90,8 @@ func newCluster(t testing.TB, n int, props map[string]string) *testCluster {
 		}
 		addr := kl.Addr().String()
 		kl.Close()
-		c.nodes = append(c.nodes, &clusterNode{id: int32(i), dir: t.TempDir(), addr: addr, ctrlAddr: ctrl})
+		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: addr, ctrlAddr: ctrl}
+		c.nodes = append(c.nodes, nd)
 		vs = append(vs, fmt.Sprintf("%d@%s", i, ctrl))
 	}
 	c.voters = strings.Join(vs, ",")
