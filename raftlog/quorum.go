@@ -143,6 +143,31 @@ type confAsk struct {
 	errc chan error
 }
 
+// handTo gives a to the node's goroutine on ch and returns its answer
+// on errc; ErrClosed if the log closes first, ctx's error if it ends
+// before the goroutine takes a (once taken, a is answered).
+func handTo[T any](ctx context.Context, l *Log, ch chan<- T, a T, errc <-chan error) error {
+	select {
+	case ch <- a:
+	case <-l.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-l.done:
+		return ErrClosed
+	}
+}
+
+// stopped reports whether err, from handTo, is the log closing or ctx
+// ending rather than the goroutine's answer.
+func stopped(ctx context.Context, err error) bool {
+	return errors.Is(err, ErrClosed) || (ctx.Err() != nil && errors.Is(err, ctx.Err()))
+}
+
 // RemoveLearner removes node, a learner (a broker-only node), from the
 // configuration, so that the leader stops replicating to it; it returns
 // once this node applied the change, or ctx ends. A node that is no
@@ -168,24 +193,14 @@ func (l *Log) RemoveLearner(ctx context.Context, node int32) error {
 		}
 		if now := time.Now(); !now.Before(next) {
 			ask := confAsk{cc: &pb.ConfChange{Type: pb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: &id}, errc: make(chan error, 1)}
-			select {
-			case l.confc <- ask:
-			case <-l.done:
-				return ErrClosed
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			var err error
-			select {
-			case err = <-ask.errc:
-			case <-l.done:
-				return ErrClosed
-			}
+			err := handTo(ctx, l, l.confc, ask, ask.errc)
 			switch {
 			case err == nil:
 				next = now.Add(2 * l.cfg.ElectionTimeout)
 			case errors.Is(err, raft.ErrProposalDropped):
 				next = now.Add(l.cfg.TickInterval) // no leader yet
+			case stopped(ctx, err):
+				return err
 			default:
 				return fmt.Errorf("raftlog: removing learner %d: %w", node, err)
 			}

@@ -253,19 +253,7 @@ var errTransferring = errors.New("raftlog: transferring leadership")
 func (l *Log) askVoterChange(ctx context.Context, a voterAsk) error {
 	for {
 		a.errc = make(chan error, 1)
-		select {
-		case l.voterc <- a:
-		case <-l.done:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		var err error
-		select {
-		case err = <-a.errc:
-		case <-l.done:
-			return ErrClosed
-		}
+		err := handTo(ctx, l, l.voterc, a, a.errc)
 		if !errors.Is(err, errTransferring) {
 			return err
 		}
@@ -298,17 +286,9 @@ func (l *Log) proposeRemoval(ctx context.Context, id uint64) error {
 			return nil
 		}
 		ask := confAsk{cc: &pb.ConfChange{Type: pb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: &id}, errc: make(chan error, 1)}
-		select {
-		case l.confc <- ask:
-		case <-l.done:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		select {
-		case <-ask.errc:
-		case <-l.done:
-			return ErrClosed
+		// Whatever the answer, the loop sees whether the removal applied.
+		if err := handTo(ctx, l, l.confc, ask, ask.errc); stopped(ctx, err) {
+			return err
 		}
 		select {
 		case <-time.After(l.cfg.ElectionTimeout):
