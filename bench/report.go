@@ -57,7 +57,9 @@ func (c *Comparison) table() (header []string, rows [][]cell) {
 				return "-", 0
 			}
 			return fmt.Sprintf("%.2f", r.BrokerCPUPerGB), 0
-		}, optional: func(r Row) bool { return r.BrokerCPUPerGB > 0 }},
+			// A measured broker is shown even when its window counted
+			// no CPU time (a run too short for a clock tick): "-".
+		}, optional: func(r Row) bool { return r.BrokerCPUSource != "" }},
 		{name: "client cpu", value: func(r Row) (string, float64) { return fmt.Sprintf("%.0f%%", r.CPUPercent), 0 }},
 		{name: "load avg", value: func(r Row) (string, float64) { return loadRange(r.LoadAverages), 0 },
 			optional: func(r Row) bool { return loadRange(r.LoadAverages) != "" }},
