@@ -261,8 +261,14 @@ func TestClusterRolesMixed(t *testing.T) {
 	if resp, err := adm.CreateTopics(ctx, 4, 3, nil, "mixed"); err != nil || resp.Error() != nil {
 		t.Fatal(err, resp.Error())
 	}
+	// Node 0 may apply the topic's records a moment after the
+	// controller answered.
 	ctl := c.nodes[0]
 	tp := ctl.srv.meta.Topic("mixed")
+	waitCluster(t, "node 0 has the topic's partitions", 20*time.Second, func() bool {
+		tp = ctl.srv.meta.Topic("mixed")
+		return tp != nil && tp.NumPartitions() == 4
+	})
 	led := 0
 	for i := range tp.NumPartitions() {
 		if tp.State(i).Leader == 3 {
