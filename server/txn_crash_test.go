@@ -323,8 +323,39 @@ func TestTransactionCrashPhases(t *testing.T) {
 	// The decision, the markers and the completion take a few fsyncs:
 	// the kill comes within maxDelay of the EndTxn, which shrinks when
 	// kills land after the completion and grows when they land before
-	// the decision, so most land in between.
+	// the decision, so most land in between. Once kills have landed on
+	// both sides of a phase not reached yet (a narrow one: the markers
+	// of the four partitions are written together), the next comes
+	// between the latest delay that landed before it and the earliest
+	// that landed after it.
 	maxDelay := 4 * time.Millisecond
+	type landing struct {
+		delay time.Duration
+		phase int // index in want
+	}
+	var landed []landing
+	nextDelay := func() time.Duration {
+		for u, p := range want {
+			if seen[p] > 0 {
+				continue
+			}
+			lo, hi := time.Duration(-1), time.Duration(-1)
+			for _, l := range landed {
+				if l.phase < u && l.delay > lo {
+					lo = l.delay
+				}
+				if l.phase > u && (hi < 0 || l.delay < hi) {
+					hi = l.delay
+				}
+			}
+			if lo >= 0 && hi >= 0 {
+				lo, hi = min(lo, hi), max(lo, hi)
+				return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+			}
+			break
+		}
+		return time.Duration(rng.Int64N(int64(maxDelay)))
+	}
 	for round := 0; round < 60; round++ {
 		if round >= 5 && len(seen) == len(want) {
 			break
@@ -340,7 +371,8 @@ func TestTransactionCrashPhases(t *testing.T) {
 			}
 			answered <- err
 		}()
-		time.Sleep(time.Duration(rng.Int64N(int64(maxDelay))))
+		delay := nextDelay()
+		time.Sleep(delay)
 		child.cmd.Process.Signal(syscall.SIGKILL)
 		<-child.exited
 		acked := false
@@ -366,6 +398,7 @@ func TestTransactionCrashPhases(t *testing.T) {
 			t.Fatalf("round %d: transaction state %q on disk, markers in %v", iter, d.state, d.marked)
 		}
 		seen[phase]++
+		landed = append(landed, landing{delay, slices.Index(want, phase)})
 		switch phase {
 		case "complete":
 			maxDelay = maxDelay * 4 / 5
