@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"slices"
 )
@@ -206,6 +207,14 @@ func (c *Coordinator) replayConsumerRecord(p int32, typ int16, r Record) error {
 	}
 	if err != nil {
 		return err
+	}
+	if g.kind == kindClassic && g.persisted {
+		// As for a classic record of a KIP-848 group (replayRecord): a
+		// group changes protocol only once its classic record is
+		// deleted (a conversion writes the tombstone first), and a
+		// snapshot, which writes the live records, would bring the
+		// classic group back.
+		return fmt.Errorf("%w: KIP-848 group record for classic group %s", ErrCorrupt, name)
 	}
 	g.ensureConsumer()
 	g.persisted = true
