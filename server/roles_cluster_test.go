@@ -264,7 +264,7 @@ func TestClusterRolesMixed(t *testing.T) {
 	// Node 0 may apply the topic's records a moment after the
 	// controller answered.
 	ctl := c.nodes[0]
-	tp := ctl.srv.meta.Topic("mixed")
+	var tp *meta.Topic
 	waitCluster(t, "node 0 has the topic's partitions", 20*time.Second, func() bool {
 		tp = ctl.srv.meta.Topic("mixed")
 		return tp != nil && tp.NumPartitions() == 4
