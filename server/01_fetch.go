@@ -432,18 +432,19 @@ func (f *fetch) preferredReplica(p *partition.Partition, offset int64) int32 {
 	if f.replica >= 0 || f.r.version < 11 || f.req.Rack == "" || f.s.cluster == nil {
 		return -1
 	}
-	if v, _ := f.s.settings().Get("replica.selector.class"); v != meta.RackAwareSelector {
-		return -1
-	}
 	if f.racks == nil {
+		// Once per fetch: the selector, this broker's rack and the
+		// live brokers' racks (empty: nobody to send the consumer to).
 		f.racks = map[int32]string{}
-		for _, b := range f.s.meta.Brokers() {
-			if !b.Fenced && b.Host != "" {
-				f.racks[b.ID] = b.Rack
+		if v, _ := f.s.settings().Get("replica.selector.class"); v == meta.RackAwareSelector && f.s.meta.Rack() != f.req.Rack {
+			for _, b := range f.s.meta.Brokers() {
+				if !b.Fenced && b.Host != "" {
+					f.racks[b.ID] = b.Rack
+				}
 			}
 		}
 	}
-	if f.s.meta.Rack() == f.req.Rack {
+	if len(f.racks) == 0 {
 		return -1
 	}
 	best, bestEnd := int32(-1), int64(-1)
