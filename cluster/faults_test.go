@@ -101,7 +101,7 @@ func TestFaults(t *testing.T) {
 	}
 	// Every node up; the final log, read from the leaders once every
 	// replica holds it.
-	final := &history{reads: map[partOff]string{}}
+	final := &history{reads: map[partOff]string{}, writers: map[partOff]string{}}
 	fctx, fcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer fcancel()
 	end := c.endOffsets(t, fctx, topic)
@@ -115,7 +115,10 @@ type history struct {
 	acked  map[string]ack     // value → where it was stored
 	failed []string           // produces that failed or timed out: maybe stored
 	reads  map[partOff]string // what a consumer read at each offset
-	dupRd  []string
+	// writers: in the final read, which producer id and epoch wrote
+	// each offset, in which leader epoch (shown for a duplicate).
+	writers map[partOff]string
+	dupRd   []string
 	// warns are the producers' clients' warnings and what they say of
 	// their producer ids (a sequence refused, an epoch bumped), shown
 	// when the check fails.
@@ -203,6 +206,9 @@ func (h *history) consumeUntil(ctx context.Context, t *testing.T, cl *kgo.Client
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			h.reads[partOff{r.Partition, r.Offset}] = string(r.Value)
+			if h.writers != nil {
+				h.writers[partOff{r.Partition, r.Offset}] = fmt.Sprintf("producer %d epoch %d, leader epoch %d", r.ProducerID, r.ProducerEpoch, r.LeaderEpoch)
+			}
 			next[r.Partition] = r.Offset + 1
 		})
 	}
@@ -211,11 +217,14 @@ func (h *history) consumeUntil(ctx context.Context, t *testing.T, cl *kgo.Client
 // check compares the history with the final log.
 func (h *history) check(t *testing.T, final *history) {
 	t.Helper()
+	if keep := os.Getenv("FERRY_FAULTS_LOGDIR"); keep != "" {
+		os.WriteFile(filepath.Join(keep, "clients.log"), []byte(strings.Join(h.warns, "\n")), 0o644)
+	}
 	where := map[string]partOff{}
 	var errs []string
 	for k, v := range final.reads {
 		if old, dup := where[v]; dup {
-			errs = append(errs, fmt.Sprintf("duplicate: %s at %d@%d and %d@%d", v, old.p, old.off, k.p, k.off))
+			errs = append(errs, fmt.Sprintf("duplicate: %s at %d@%d (%s) and %d@%d (%s)", v, old.p, old.off, final.writers[old], k.p, k.off, final.writers[k]))
 		}
 		where[v] = k
 	}
@@ -391,13 +400,17 @@ func newProcCluster(t *testing.T, n int, props ...string) *procCluster {
 		for _, nd := range c.nodes {
 			c.kill(nd)
 		}
-		if t.Failed() {
-			keep := os.Getenv("FERRY_FAULTS_LOGDIR") // keeps the whole logs there
+		// FERRY_FAULTS_LOGDIR keeps the whole logs there, of a run
+		// that passed too.
+		if keep := os.Getenv("FERRY_FAULTS_LOGDIR"); keep != "" {
 			for _, nd := range c.nodes {
 				b, _ := os.ReadFile(nd.log.Name())
-				if keep != "" {
-					os.WriteFile(filepath.Join(keep, fmt.Sprintf("node-%d.log", nd.id)), b, 0o644)
-				}
+				os.WriteFile(filepath.Join(keep, fmt.Sprintf("node-%d.log", nd.id)), b, 0o644)
+			}
+		}
+		if t.Failed() {
+			for _, nd := range c.nodes {
+				b, _ := os.ReadFile(nd.log.Name())
 				lines := strings.Split(string(b), "\n")
 				if len(lines) > 40 {
 					lines = lines[len(lines)-40:]

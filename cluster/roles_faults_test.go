@@ -153,7 +153,7 @@ func TestBrokerOnlyKill(t *testing.T) {
 		t.Fatal("nothing was acknowledged")
 	}
 
-	final := &history{reads: map[partOff]string{}}
+	final := &history{reads: map[partOff]string{}, writers: map[partOff]string{}}
 	end := map[int32]int64{}
 	waitFor(t, "the end offsets", 20*time.Second, func() bool {
 		lo, err := adm.ListEndOffsets(ctx, topic)
