@@ -25,6 +25,9 @@ var errorCodes = []struct {
 	{raftlog.ErrTimeout, kerr.RequestTimedOut},
 	{raftlog.ErrClosed, kerr.NotController},
 	{context.DeadlineExceeded, kerr.RequestTimedOut},
+	// A wait cut short because the connection or the broker is closing:
+	// whether the change lands is not known, as with a timeout.
+	{context.Canceled, kerr.RequestTimedOut},
 	{meta.ErrNotReplica, kerr.NotLeaderForPartition},
 	{partition.ErrNotLeader, kerr.NotLeaderForPartition},
 	{partition.ErrFencedEpoch, kerr.FencedLeaderEpoch},
