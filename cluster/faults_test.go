@@ -76,6 +76,11 @@ func TestFaults(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		h.produceAsync(ctx, c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second), kgo.ProduceRequestTimeout(5*time.Second), kgo.WithLogger(h)), topic, parts, 2)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		h.consume(ctx, c.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), true)
 	}()
 
@@ -169,6 +174,47 @@ func (h *history) produce(ctx context.Context, cl *kgo.Client, topic string, par
 			h.acked[v] = ack{rec.Partition, rec.Offset}
 		}
 		h.mu.Unlock()
+	}
+}
+
+// produceAsync writes producer-numbered values round robin over the
+// partitions with up to 32 records in flight, until ctx ends: batches of
+// several records, several requests to a broker at once, retried
+// together. It waits up to a minute for those in flight at the end.
+func (h *history) produceAsync(ctx context.Context, cl *kgo.Client, topic string, parts int32, producer int) {
+	window := make(chan struct{}, 32)
+	var pending sync.WaitGroup
+	for n := 0; ; n++ {
+		select {
+		case window <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		v := fmt.Sprintf("p%d-%08d", producer, n)
+		pending.Add(1)
+		cl.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: topic, Partition: int32(n) % parts, Value: []byte(v)}, func(r *kgo.Record, err error) {
+			defer pending.Done()
+			<-window
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if err != nil {
+				h.failed = append(h.failed, v)
+			} else {
+				h.acked[v] = ack{r.Partition, r.Offset}
+			}
+		})
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() {
+		pending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
 	}
 }
 
