@@ -3,6 +3,8 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,6 +35,9 @@ const raftDir = "__raft"
 func (s *Server) openMeta(mc meta.Config) error {
 	voters := strings.TrimSpace(s.cfg.Props["controller.quorum.voters"])
 	if voters == "" {
+		if err := s.checkBootstrapServers(); err != nil {
+			return err
+		}
 		var err error
 		s.meta, err = meta.Open(mc)
 		return err
@@ -112,6 +117,57 @@ func (s *Server) openMeta(mc meta.Config) error {
 	}
 	s.raft = rl
 	return nil
+}
+
+// checkBootstrapServers refuses controller.quorum.bootstrap.servers
+// (KIP-853's dynamic quorum) unless it names this node's own controller
+// listener alone, as the single-node server.properties Kafka ships does:
+// the nodes of a cluster list their controllers in
+// controller.quorum.voters, and a node started with bootstrap servers
+// alone would run as a broker on its own, unknown to the others.
+func (s *Server) checkBootstrapServers() error {
+	v := strings.TrimSpace(s.cfg.Props["controller.quorum.bootstrap.servers"])
+	if v == "" {
+		return nil
+	}
+	own := s.cfg.ControllerListen
+	if own == "" {
+		var err error
+		if own, err = ControllerListenerAddr(s.cfg.Props); err != nil {
+			return err
+		}
+	}
+	var addrs []string
+	for a := range strings.SplitSeq(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 1 && own != "" && sameLocalAddr(addrs[0], own) {
+		return nil
+	}
+	return fmt.Errorf("controller.quorum.bootstrap.servers=%s: a dynamic metadata quorum (KIP-853) is not supported; list the controllers in controller.quorum.voters (id@host:port,...), or, for a single broker, name only its own controller listener or leave the setting out", v)
+}
+
+// sameLocalAddr reports whether host:port a names the listener at b:
+// the same port, and b's host or one that means this machine (a
+// loopback address, localhost, this host's name).
+func sameLocalAddr(a, b string) bool {
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp {
+		return false
+	}
+	local := func(h string) bool {
+		switch h {
+		case "", "localhost", "0.0.0.0", "::":
+			return true
+		}
+		ip := net.ParseIP(h)
+		return ip != nil && ip.IsLoopback()
+	}
+	host, _ := os.Hostname()
+	return ah == bh || local(ah) || ah == host
 }
 
 // processRoles parses process.roles: broker, controller or both (the

@@ -406,3 +406,41 @@ func TestControllerListenerNames(t *testing.T) {
 		}
 	}
 }
+
+// TestBootstrapServers: the single-node config Kafka ships, whose
+// controller.quorum.bootstrap.servers names the node's own controller
+// listener, starts a single broker; bootstrap servers naming other nodes
+// (a dynamic quorum, KIP-853) are refused with a pointer to
+// controller.quorum.voters instead of starting a broker on its own.
+func TestBootstrapServers(t *testing.T) {
+	for _, tc := range []struct {
+		bootstrap string
+		ok        bool
+	}{
+		{"localhost:0", true},
+		{"127.0.0.1:0", true},
+		{" 127.0.0.1:0 ", true},
+		{"127.0.0.1:0,10.9.9.2:0", false},
+		{"10.9.9.2:0", false},
+		{"localhost:9", false}, // not the controller listener's port
+	} {
+		props := map[string]string{
+			"process.roles":                       "broker,controller",
+			"listeners":                           "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+			"controller.listener.names":           "CONTROLLER",
+			"controller.quorum.bootstrap.servers": tc.bootstrap,
+		}
+		srv, err := New(Config{DataDir: t.TempDir(), NodeID: 1, Props: props})
+		if err == nil {
+			srv.Close()
+		}
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("bootstrap %q: %v", tc.bootstrap, err)
+		case !tc.ok && err == nil:
+			t.Errorf("bootstrap %q: started a broker on its own", tc.bootstrap)
+		case !tc.ok && !strings.Contains(err.Error(), "controller.quorum.voters"):
+			t.Errorf("bootstrap %q: %v, want a pointer to controller.quorum.voters", tc.bootstrap, err)
+		}
+	}
+}
