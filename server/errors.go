@@ -23,6 +23,9 @@ var errorCodes = []struct {
 	// A change of the replicated metadata log that did not commit in
 	// time (it may still commit): before meta.ErrStorage, which wraps it.
 	{raftlog.ErrTimeout, kerr.RequestTimedOut},
+	// This broker is stopping: its partitions lead elsewhere next.
+	// Before the context errors, which it may wrap.
+	{errBrokerStopping, kerr.NotLeaderForPartition},
 	{raftlog.ErrClosed, kerr.NotController},
 	{context.DeadlineExceeded, kerr.RequestTimedOut},
 	// A wait cut short because the connection or the broker is closing:
