@@ -131,9 +131,10 @@ type history struct {
 }
 
 // Level and Log make the history the producers' kgo.Logger, keeping
-// what the client says of its producer id and sequences (at info level:
-// a sequence refused makes it bump the epoch and go on).
-func (h *history) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+// its warnings and what it says of its producer id and sequences (at
+// info level: a sequence refused makes it bump the epoch and go on; at
+// debug level: it rewinds or resets a partition's sequences).
+func (h *history) Level() kgo.LogLevel { return kgo.LogLevelDebug }
 
 func (h *history) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if level > kgo.LogLevelWarn && !strings.Contains(msg, "producer") && !strings.Contains(msg, "sequence") {
