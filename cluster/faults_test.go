@@ -86,6 +86,20 @@ func TestFaults(t *testing.T) {
 
 	time.Sleep(2 * time.Second)
 	faults := c.faults()
+	if only := os.Getenv("FERRY_FAULTS_ONLY"); only != "" {
+		// Only the faults whose names contain one of these words.
+		faults = slices.DeleteFunc(faults, func(f fault) bool {
+			for w := range strings.SplitSeq(only, ",") {
+				if w != "" && strings.Contains(f.name, w) {
+					return false
+				}
+			}
+			return true
+		})
+		if len(faults) == 0 {
+			t.Fatalf("FERRY_FAULTS_ONLY=%s names no fault", only)
+		}
+	}
 	for r := range rounds {
 		order := rng.Perm(len(faults))
 		for _, i := range order {
