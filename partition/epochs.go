@@ -31,6 +31,11 @@ type epochEntry struct {
 type epochCache struct {
 	dir     string
 	entries []epochEntry
+	// unsaved: the file does not hold entries yet (they changed, and
+	// the save failed or has not happened); saveIfChanged writes it, so
+	// that a retried BecomeLeader or a later fetch records an epoch a
+	// save failed to (on a full disk, say).
+	unsaved bool
 }
 
 func loadEpochs(dir string) (*epochCache, error) {
@@ -65,13 +70,25 @@ func loadEpochs(dir string) (*epochCache, error) {
 	return c, nil
 }
 
+// saveIfChanged writes the cache if the file does not hold it.
+func (c *epochCache) saveIfChanged() error {
+	if !c.unsaved {
+		return nil
+	}
+	return c.save()
+}
+
 func (c *epochCache) save() error {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "0\n%d\n", len(c.entries))
 	for _, e := range c.entries {
 		fmt.Fprintf(&sb, "%d %d\n", e.Epoch, e.StartOffset)
 	}
-	return durable.WriteFile(filepath.Join(c.dir, epochFile), []byte(sb.String()))
+	if err := durable.WriteFile(filepath.Join(c.dir, epochFile), []byte(sb.String())); err != nil {
+		return err
+	}
+	c.unsaved = false
+	return nil
 }
 
 // latest is the newest epoch, -1 if none.
@@ -94,6 +111,7 @@ func (c *epochCache) assign(epoch int32, offset int64) bool {
 		c.entries = c.entries[:len(c.entries)-1]
 	}
 	c.entries = append(c.entries, epochEntry{epoch, offset})
+	c.unsaved = true
 	return true
 }
 
@@ -104,7 +122,11 @@ func (c *epochCache) truncateFromEnd(end int64) bool {
 	for len(c.entries) > 0 && c.entries[len(c.entries)-1].StartOffset >= end {
 		c.entries = c.entries[:len(c.entries)-1]
 	}
-	return len(c.entries) != n
+	if len(c.entries) != n {
+		c.unsaved = true
+		return true
+	}
+	return false
 }
 
 // endOffsetFor answers OffsetForLeaderEpoch as Kafka's

@@ -189,10 +189,9 @@ func (p *Partition) BecomeLeader(self, epoch int32, isr, replicas []int32) error
 	if err != nil {
 		return err
 	}
-	if ec.assign(epoch, p.log.NextOffset()) {
-		if err := ec.save(); err != nil {
-			return err
-		}
+	ec.assign(epoch, p.log.NextOffset())
+	if err := ec.saveIfChanged(); err != nil {
+		return err // retried: the next call saves the epoch
 	}
 	if !p.repl.on {
 		p.repl.hw = p.log.LogStartOffset()
@@ -506,7 +505,6 @@ func (p *Partition) AppendReplica(epoch int32, records []byte) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	saveEpochs := false
 	for rest := records; len(rest) > 0; {
 		var h record.Header
 		if err := record.ParseInto(rest, &h); err != nil {
@@ -527,9 +525,6 @@ func (p *Partition) AppendReplica(epoch int32, records []byte) (int64, error) {
 		if h.BaseOffset != next {
 			return next, fmt.Errorf("%w: the leader's batch at %d does not follow the log end %d", ErrInvalidRecord, h.BaseOffset, next)
 		}
-		if ec.assign(h.PartitionLeaderEpoch, h.BaseOffset) {
-			saveEpochs = true
-		}
 		opens := p.opensTxnLocked(&h) // before the append, as Append does
 		if opens {
 			p.stable.begin(h.BaseOffset)
@@ -541,14 +536,15 @@ func (p *Partition) AppendReplica(epoch int32, records []byte) (int64, error) {
 			}
 			return p.log.NextOffset(), err
 		}
+		// The epoch is recorded once its first batch is in the log
+		// (saved below, or, if this call ends early, by the next).
+		ec.assign(h.PartitionLeaderEpoch, off)
 		if err := p.replicaTxnLocked(batch, &h, off); err != nil {
 			return p.log.NextOffset(), err
 		}
 	}
-	if saveEpochs {
-		if err := ec.save(); err != nil {
-			return p.log.NextOffset(), err
-		}
+	if err := ec.saveIfChanged(); err != nil {
+		return p.log.NextOffset(), err
 	}
 	p.maybeSnapshotLocked()
 	return p.log.NextOffset(), nil
@@ -700,10 +696,9 @@ func (p *Partition) afterTruncateLocked(end int64) error {
 	if err != nil {
 		return err
 	}
-	if ec.truncateFromEnd(end) {
-		if err := ec.save(); err != nil {
-			return err
-		}
+	ec.truncateFromEnd(end)
+	if err := ec.saveIfChanged(); err != nil {
+		return err
 	}
 	// The segment cut was reopened without its aborted-transaction
 	// index: loading the producers from a snapshot at or below it

@@ -3,6 +3,8 @@ package partition
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -401,5 +403,63 @@ func TestReplicaStopWaiting(t *testing.T) {
 	}
 	if err := p.WaitReplicated(context.Background(), res.NextOffset); err != nil {
 		t.Fatalf("a wait for replicated records after StopWaiting: %v", err)
+	}
+}
+
+// TestEpochCacheSaveRetried: a leader epoch whose save failed (here a
+// directory stands where the temporary file goes; on a full disk the
+// write fails) is saved by the retried BecomeLeader, and one a
+// follower's fetch failed to save by its next fetch; a restart then
+// finds it, so the replica's divergence check asks about the right
+// epoch.
+func TestEpochCacheSaveRetried(t *testing.T) {
+	dir := t.TempDir()
+	block := filepath.Join(dir, epochFile+".tmp")
+	p := openP(t, dir, Config{})
+	if err := os.Mkdir(block, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.BecomeLeader(0, 3, []int32{0}, []int32{0}); err == nil {
+		t.Fatal("BecomeLeader succeeded without saving its epoch")
+	}
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.BecomeLeader(0, 3, []int32{0}, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadEpochs(dir); err != nil || c.latest() != 3 {
+		t.Fatalf("after the retried BecomeLeader the file's latest epoch is %d (%v), want 3", c.latest(), err)
+	}
+	if _, err := p.Append(batch(bopt{n: 2})); err != nil {
+		t.Fatal(err)
+	}
+	syncP(t, p)
+	v, err := p.ReadTo(0, p.LogEndOffset(), 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append([]byte(nil), v.Data...)
+	v.Release()
+
+	fdir := t.TempDir()
+	f := openP(t, fdir, Config{})
+	if err := f.BecomeFollower(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(fdir, epochFile+".tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.AppendReplica(3, data); err == nil {
+		t.Fatal("AppendReplica succeeded without saving the epoch")
+	}
+	if err := os.Remove(filepath.Join(fdir, epochFile+".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := f.AppendReplica(3, data); err != nil || end != 2 {
+		t.Fatal(end, err) // the batch is held: only the epoch is saved
+	}
+	if c, err := loadEpochs(fdir); err != nil || c.latest() != 3 || c.entries[0].StartOffset != 0 {
+		t.Fatalf("after the next fetch the follower's file holds %v (%v), want epoch 3 from 0", c.entries, err)
 	}
 }
