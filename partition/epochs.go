@@ -70,6 +70,12 @@ func loadEpochs(dir string) (*epochCache, error) {
 	return c, nil
 }
 
+// assignSaved is assign, then saveIfChanged.
+func (c *epochCache) assignSaved(epoch int32, offset int64) error {
+	c.assign(epoch, offset)
+	return c.saveIfChanged()
+}
+
 // saveIfChanged writes the cache if the file does not hold it.
 func (c *epochCache) saveIfChanged() error {
 	if !c.unsaved {

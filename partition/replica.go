@@ -189,9 +189,13 @@ func (p *Partition) BecomeLeader(self, epoch int32, isr, replicas []int32) error
 	if err != nil {
 		return err
 	}
-	ec.assign(epoch, p.log.NextOffset())
-	if err := ec.saveIfChanged(); err != nil {
-		return err // retried: the next call saves the epoch
+	prev := slices.Clone(ec.entries)
+	if err := ec.assignSaved(epoch, p.log.NextOffset()); err != nil {
+		// The role is unchanged: nor is the cache, so that batches
+		// of the epoch it follows are still recorded. A retry
+		// assigns and saves again.
+		ec.entries = prev
+		return err
 	}
 	if !p.repl.on {
 		p.repl.hw = p.log.LogStartOffset()

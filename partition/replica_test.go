@@ -422,14 +422,19 @@ func TestEpochCacheSaveRetried(t *testing.T) {
 	if err := p.BecomeLeader(0, 3, []int32{0}, []int32{0}); err == nil {
 		t.Fatal("BecomeLeader succeeded without saving its epoch")
 	}
+	if e := p.LatestEpoch(); e != -1 {
+		t.Fatalf("a BecomeLeader that failed left epoch %d in the cache", e)
+	}
 	if err := os.Remove(block); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.BecomeLeader(0, 3, []int32{0}, []int32{0}); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := loadEpochs(dir); err != nil || c.latest() != 3 {
-		t.Fatalf("after the retried BecomeLeader the file's latest epoch is %d (%v), want 3", c.latest(), err)
+	if c, err := loadEpochs(dir); err != nil {
+		t.Fatal(err)
+	} else if c.latest() != 3 {
+		t.Fatalf("after the retried BecomeLeader the file's latest epoch is %d, want 3", c.latest())
 	}
 	if _, err := p.Append(batch(bopt{n: 2})); err != nil {
 		t.Fatal(err)
@@ -459,7 +464,9 @@ func TestEpochCacheSaveRetried(t *testing.T) {
 	if end, err := f.AppendReplica(3, data); err != nil || end != 2 {
 		t.Fatal(end, err) // the batch is held: only the epoch is saved
 	}
-	if c, err := loadEpochs(fdir); err != nil || c.latest() != 3 || c.entries[0].StartOffset != 0 {
-		t.Fatalf("after the next fetch the follower's file holds %v (%v), want epoch 3 from 0", c.entries, err)
+	if c, err := loadEpochs(fdir); err != nil {
+		t.Fatal(err)
+	} else if c.latest() != 3 || c.entries[0].StartOffset != 0 {
+		t.Fatalf("after the next fetch the follower's file holds %v, want epoch 3 from 0", c.entries)
 	}
 }
