@@ -197,7 +197,7 @@ func scanBatches(t *testing.T, dir string, fn func([]byte, *record.Header)) {
 }
 
 // TestTransactionCrashPhases SIGKILLs the ferry binary in every phase of
-// a transaction over four partitions: after AddPartitionsToTxn, after some
+// a transaction over twenty partitions: after AddPartitionsToTxn, after some
 // produces, and at random moments after EndTxn is sent (before the
 // decision is stored, between the prepare record and the markers, between
 // markers of different partitions, after the markers, complete), reading
@@ -224,7 +224,15 @@ func TestTransactionCrashPhases(t *testing.T) {
 	defer logFile.Close()
 	addr := freeLowPort(t, rng)
 	child := startChild(t, dir, addr, logFile, true)
-	const topic, parts = "tc", 4
+	// More partitions than the coordinator writes markers to at once
+	// (txn's markerParallelism, 16): the last ones wait for a first
+	// marker's fsync, so a kill can land with some partitions marked
+	// and not others.
+	const topic, parts = "tc", 20
+	allParts := make([]int32, parts)
+	for i := range allParts {
+		allParts[i] = int32(i)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	adm := kadm.NewClient(newTestClient(t, addr))
@@ -291,7 +299,7 @@ func TestTransactionCrashPhases(t *testing.T) {
 		if err := x.init(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := x.addPartitions(ctx, topic, 0, 1, 2, 3); err != nil {
+		if err := x.addPartitions(ctx, topic, allParts...); err != nil {
 			t.Fatal(err)
 		}
 		restart()
@@ -325,7 +333,7 @@ func TestTransactionCrashPhases(t *testing.T) {
 	// kills land after the completion and grows when they land before
 	// the decision, so most land in between. Once kills have landed on
 	// both sides of a phase not reached yet (a narrow one: the markers
-	// of the four partitions are written together), the next comes
+	// of the first sixteen partitions are written together), the next comes
 	// between the latest delay that landed before it and the earliest
 	// that landed after it.
 	maxDelay := 4 * time.Millisecond
@@ -361,7 +369,7 @@ func TestTransactionCrashPhases(t *testing.T) {
 			break
 		}
 		v2 := round%2 == 0
-		x, values, firsts := begin(v2, 0, 1, 2, 3)
+		x, values, firsts := begin(v2, allParts...)
 		req := x.endReq(true)
 		answered := make(chan error, 1)
 		go func() {
