@@ -181,24 +181,32 @@ func TestClusterRackConsumerReadsFromFollower(t *testing.T) {
 	}
 }
 
+// holdFetchesOf holds broker id's fetches at their leader
+// (fetchRespondHook) from hold() until release(); release is safe to
+// call more than once. The caller registers release as a cleanup after
+// starting the nodes, so that it runs before they stop.
+func holdFetchesOf(t *testing.T, id int32) (hold, release func()) {
+	var held atomic.Bool
+	released := make(chan struct{})
+	var once sync.Once
+	fetchRespondHook = func(req *kmsg.FetchRequest) {
+		if held.Load() && (req.ReplicaID == id || req.ReplicaState.ID == id) {
+			<-released
+		}
+	}
+	t.Cleanup(func() { fetchRespondHook = nil })
+	return func() { held.Store(true) }, func() { once.Do(func() { held.Store(false); close(released) }) }
+}
+
 // TestClusterFollowerServesCommittedOnly: records the leader has not
 // committed (acks=1, while one in-sync follower is held back) are on the
 // rack-b follower but never served by it; once the held follower catches
 // up they are.
 func TestClusterFollowerServesCommittedOnly(t *testing.T) {
-	// Hold back broker 2's fetches at the leader while paused is set:
-	// it stays in the ISR (replica.lag.time.max.ms is long) and the
-	// leader's high watermark stays where broker 2 is.
-	var paused atomic.Bool
-	release := make(chan struct{})
-	var once sync.Once
-	unpause := func() { once.Do(func() { paused.Store(false); close(release) }) }
-	fetchRespondHook = func(req *kmsg.FetchRequest) {
-		if paused.Load() && (req.ReplicaID == 2 || req.ReplicaState.ID == 2) {
-			<-release
-		}
-	}
-	t.Cleanup(func() { fetchRespondHook = nil })
+	// Hold back broker 2's fetches at the leader: it stays in the ISR
+	// (replica.lag.time.max.ms is long) and the leader's high
+	// watermark stays where broker 2 is.
+	hold, unpause := holdFetchesOf(t, 2)
 	c := startRackCluster(t, map[string]string{"replica.lag.time.max.ms": "120000"})
 	t.Cleanup(unpause) // before the nodes stop
 	ctx := context.Background()
@@ -214,7 +222,7 @@ func TestClusterFollowerServesCommittedOnly(t *testing.T) {
 	waitCluster(t, "the rack-b follower's high watermark at the end", 20*time.Second, func() bool {
 		return follower.HighWatermark() == n && c.part(2, "held").LogEndOffset() == n
 	})
-	paused.Store(true)
+	hold()
 	one := c.client(kgo.DefaultProduceTopic("held"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	for i := range m {
 		if err := one.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(n+i))).FirstErr(); err != nil {
@@ -464,16 +472,7 @@ func batchRecords(t *testing.T, data []byte) int {
 // still serves consumers up to its own high watermark, and the leader no
 // longer sends consumers to it.
 func TestClusterFollowerOutOfISRServes(t *testing.T) {
-	var paused atomic.Bool
-	release := make(chan struct{})
-	var once sync.Once
-	unpause := func() { once.Do(func() { paused.Store(false); close(release) }) }
-	fetchRespondHook = func(req *kmsg.FetchRequest) {
-		if paused.Load() && (req.ReplicaID == 2 || req.ReplicaState.ID == 2) {
-			<-release
-		}
-	}
-	t.Cleanup(func() { fetchRespondHook = nil })
+	hold, unpause := holdFetchesOf(t, 2)
 	c := startRackCluster(t, map[string]string{"replica.lag.time.max.ms": "1000"})
 	t.Cleanup(unpause)
 	ctx := context.Background()
@@ -489,7 +488,7 @@ func TestClusterFollowerOutOfISRServes(t *testing.T) {
 	}
 	produce(0, n)
 	waitCluster(t, "broker 2's high watermark", 20*time.Second, func() bool { return c.part(2, "lag").HighWatermark() == n })
-	paused.Store(true)
+	hold()
 	produce(n, n+m)
 	waitCluster(t, "broker 2 out of the ISR", 30*time.Second, func() bool {
 		isr := c.nodes[0].srv.meta.Topic("lag").State(0).ISR
