@@ -116,12 +116,23 @@ type offsetsPartition struct {
 func recordBytes(r Record) int64 { return int64(len(r.Key) + len(r.Value)) }
 
 // canonicalKey maps a record key to the identity it updates: offset keys
-// of version 0 and 1 name the same offset.
+// of version 0 and 1 name the same offset, and an offset or group key
+// with bytes after its fields (which replay reads past, as Kafka's does)
+// names what it would without them. Other keys are read strictly, so
+// their bytes are their identity.
 func canonicalKey(key []byte) (string, []byte) {
-	if len(key) >= 2 && key[0] == 0 && key[1] == byte(keyOffsetCommitV0) {
-		var k kmsg.OffsetCommitKey
-		if k.ReadFrom(key) == nil {
-			key = offsetKey(k.Group, k.Topic, k.Partition)
+	if len(key) >= 2 && key[0] == 0 {
+		switch int16(key[1]) {
+		case keyOffsetCommitV0, keyOffsetCommit:
+			var k kmsg.OffsetCommitKey
+			if k.ReadFrom(key) == nil {
+				key = offsetKey(k.Group, k.Topic, k.Partition)
+			}
+		case keyGroupMetadata:
+			var k kmsg.GroupMetadataKey
+			if k.ReadFrom(key) == nil {
+				key = groupMetadataKey(k.Group)
+			}
 		}
 	}
 	return string(key), key
