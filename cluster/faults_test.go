@@ -29,7 +29,8 @@ import (
 // the partition), under a Jepsen-style workload: idempotent acks=all
 // producers and a consumer, while the test kills the leader and a follower
 // with SIGKILL, pauses the controller and a partition leader with SIGSTOP
-// for longer than the session and election timeouts, cuts a node off from
+// for longer than the session and election timeouts, kills a leader it
+// paused (its clients' requests unanswered until they time out), cuts a node off from
 // its peers, and fills a node's disk. At the end it checks the history: no acknowledged record
 // lost, no record read that the final log does not hold at its offset (a
 // read of something not committed), every producer's records in order in
@@ -574,6 +575,25 @@ func (c *procCluster) faults() []fault {
 			}
 			c.kill(c.nodes[l])
 			time.Sleep(4 * time.Second)
+		}},
+		{"SIGSTOP the leader of partition 0, then kill -9 it", func(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) {
+			// Its clients' requests hang, unanswered, until their
+			// timeout; what it appended and its followers fetched
+			// comes back as retries to the next leader.
+			l := leaderOf(ctx, adm, topic, 0)
+			if l < 0 {
+				l = 0
+			}
+			nd := c.nodes[l]
+			if nd.cmd == nil {
+				return
+			}
+			nd.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(3 * time.Second)
+			nd.cmd.Process.Kill()
+			<-nd.exited
+			nd.cmd = nil
+			time.Sleep(3 * time.Second)
 		}},
 		{"kill -9 a follower of partition 1", func(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) {
 			l := leaderOf(ctx, adm, topic, 1)
