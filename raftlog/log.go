@@ -159,6 +159,7 @@ type Log struct {
 	propc    chan proposal
 	reportc  chan report
 	quorumc  chan quorumAsk
+	barrierc chan barrierAsk
 	confc    chan confAsk
 	voterc   chan voterAsk
 	quit     chan struct{}
@@ -229,6 +230,15 @@ type Log struct {
 	readIdx   atomic.Uint64
 	readCtx   uint64
 	readAsked time.Time
+
+	// barriers are the Barrier calls waiting for their ReadIndex
+	// answer, by the sequence number in its context; the run
+	// goroutine's.
+	barriers   map[uint64]chan uint64
+	barrierSeq uint64
+	// appliedCh is closed, and replaced, when the applied index moves.
+	appliedMu sync.Mutex
+	appliedCh chan struct{}
 }
 
 type proposal struct {
@@ -277,6 +287,7 @@ func Open(cfg Config) (*Log, error) {
 		propc:    make(chan proposal, 256),
 		reportc:  make(chan report, 256),
 		quorumc:  make(chan quorumAsk),
+		barrierc: make(chan barrierAsk),
 		confc:    make(chan confAsk),
 		voterc:   make(chan voterAsk),
 		quit:     make(chan struct{}),
@@ -287,6 +298,8 @@ func Open(cfg Config) (*Log, error) {
 		caughtUp:     map[uint64]time.Time{},
 		book:         map[uint64]string{},
 		removed:      map[uint64]bool{},
+		barriers:     map[uint64]chan uint64{},
+		appliedCh:    make(chan struct{}),
 	}
 	l.waiters.m = map[uint64]chan error{}
 	ln := cfg.Listener
@@ -493,7 +506,7 @@ func (l *Log) restore(snap *pb.Snapshot) error {
 	l.restoreBook(sd.Voters, snap.GetMetadata().GetConfState())
 	l.restoreRemoved(sd.Removed)
 	l.setConfState(snap.GetMetadata().GetConfState())
-	l.appliedIdx.Store(l.applied)
+	l.setApplied(l.applied)
 	return nil
 }
 
@@ -711,6 +724,8 @@ func (l *Log) run() {
 		case a := <-l.quorumc:
 			q, err := l.quorum()
 			a.reply <- quorumReply{q, err}
+		case a := <-l.barrierc:
+			l.askBarrier(a)
 		case r := <-l.reportc:
 			if r.snap {
 				st := raft.SnapshotFinish
@@ -740,6 +755,7 @@ func (l *Log) handleReady(rd raft.Ready) error {
 		if old != rd.SoftState.Lead {
 			l.readIdx.Store(0) // what this node holds is in doubt again
 			l.readAsked = time.Time{}
+			clear(l.barriers) // a request the old leader dropped is never answered
 			clear(l.caughtUp)
 			if rd.SoftState.Lead == l.id {
 				l.leaderStart, _ = l.storage.LastIndex()
@@ -785,6 +801,7 @@ func (l *Log) handleReady(rd raft.Ready) error {
 		if len(rs.RequestCtx) == 8 && binary.BigEndian.Uint64(rs.RequestCtx) == l.readCtx {
 			l.readIdx.Store(max(rs.Index, 1))
 		}
+		l.answerBarrier(rs.RequestCtx, rs.Index)
 	}
 	for _, e := range rd.CommittedEntries {
 		if err := l.applyEntry(e); err != nil {
@@ -792,7 +809,7 @@ func (l *Log) handleReady(rd raft.Ready) error {
 		}
 	}
 	if len(rd.CommittedEntries) > 0 {
-		l.appliedIdx.Store(l.applied)
+		l.setApplied(l.applied)
 		if l.applied >= l.initialCommit {
 			l.replayOnce.Do(func() { close(l.replayed) })
 		}

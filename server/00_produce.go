@@ -217,12 +217,44 @@ func (s *Server) producePartition(r *request, t *meta.Topic, rp *kmsg.ProduceReq
 	}
 	res, err = p.AppendVerified(records, v.guard)
 	if err != nil {
+		if errors.Is(err, partition.ErrOutOfOrderSequence) || errors.Is(err, partition.ErrInvalidProducerEpoch) {
+			if lerr := s.confirmLeader(r.c.ctx, t, rp.Partition, res.LeaderEpoch); lerr != nil {
+				return nil, res, lerr
+			}
+		}
 		return nil, res, err
 	}
 	sp.BaseOffset = res.BaseOffset
 	sp.LogAppendTime = res.LogAppendTime
 	sp.LogStartOffset = res.LogStartOffset
 	return p, res, nil
+}
+
+// confirmLeader makes sure, in a cluster, that this broker still leads
+// t's partition at epoch before a produce is answered with an error of
+// the producer's sequence or epoch. A leader cut off from the metadata
+// quorum goes on believing it leads after the controller has fenced it
+// and elected another; its producer state is then behind, and a client
+// told its sequence is out of order takes its records for lost, bumps its
+// producer epoch and sends them again as new ones, so that a record the
+// new leader already holds would be stored twice. So the broker first
+// catches up with the quorum (raftlog's Barrier), within
+// broker.session.timeout.ms, and answers NOT_LEADER_OR_FOLLOWER, which
+// every client retries under the same sequence, unless it still leads at
+// epoch.
+func (s *Server) confirmLeader(ctx context.Context, t *meta.Topic, part, epoch int32) error {
+	if s.raft == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.settings().int64("broker.session.timeout.ms"))*time.Millisecond)
+	defer cancel()
+	if err := s.raft.Barrier(ctx); err != nil {
+		return fmt.Errorf("%w: this broker cannot confirm with the metadata quorum that it still leads %s-%d: %v", kerr.NotLeaderForPartition, t.Name(), part, err)
+	}
+	if st := t.State(part); st.Leader != s.cfg.NodeID || st.LeaderEpoch != epoch {
+		return fmt.Errorf("%w: %s-%d is led by broker %d at leader epoch %d now", kerr.NotLeaderForPartition, t.Name(), part, st.Leader, st.LeaderEpoch)
+	}
+	return nil
 }
 
 // produceTopicOf returns the topic a produce names, by id from v13.
