@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,15 +34,9 @@ func TestCutOffLeaderSequence(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	adm := kadm.NewClient(c.client(t))
-	waitFor(t, "the cluster to form", 30*time.Second, func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3
-	})
+	waitFormed(t, ctx, adm)
 	const topic = "cutoff"
-	waitFor(t, "the topic", 30*time.Second, func() bool {
-		r, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("2")}, topic)
-		return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
-	})
+	createTopic(t, ctx, adm, topic, 1)
 	cl := c.client(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	produce := func(v string) *kgo.Record {
 		r := &kgo.Record{Value: []byte(v)}

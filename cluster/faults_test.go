@@ -55,16 +55,10 @@ func TestFaults(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	adm := kadm.NewClient(c.client(t))
-	waitFor(t, "the cluster to form", 30*time.Second, func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3
-	})
+	waitFormed(t, ctx, adm)
 	const topic = "jepsen"
 	const parts = 3
-	waitFor(t, "the topic", 30*time.Second, func() bool {
-		r, err := adm.CreateTopics(ctx, parts, 3, map[string]*string{"min.insync.replicas": ptr("2")}, topic)
-		return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
-	})
+	createTopic(t, ctx, adm, topic, parts)
 	h := &history{acked: map[string]ack{}, reads: map[partOff]string{}}
 	var wg sync.WaitGroup
 	for p := range 2 {
@@ -346,6 +340,25 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// waitFormed waits until the cluster's three brokers are registered.
+func waitFormed(t *testing.T, ctx context.Context, adm *kadm.Client) {
+	t.Helper()
+	waitFor(t, "the cluster to form", 30*time.Second, func() bool {
+		m, err := adm.BrokerMetadata(ctx)
+		return err == nil && len(m.Brokers) == 3
+	})
+}
+
+// createTopic creates topic with parts partitions of three replicas and
+// min.insync.replicas 2, asking again until the cluster takes it.
+func createTopic(t *testing.T, ctx context.Context, adm *kadm.Client, topic string, parts int32) {
+	t.Helper()
+	waitFor(t, "topic "+topic, 30*time.Second, func() bool {
+		r, err := adm.CreateTopics(ctx, parts, 3, map[string]*string{"min.insync.replicas": ptr("2")}, topic)
+		return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
+	})
+}
 
 // procCluster is a cluster of `ferry serve` processes.
 type procCluster struct {
@@ -822,14 +835,8 @@ func TestFailoverTime(t *testing.T) {
 	c := newProcCluster(t, 3, strings.Fields(os.Getenv("FERRY_FAILOVER_PROPS"))...)
 	ctx := context.Background()
 	adm := kadm.NewClient(c.client(t))
-	waitFor(t, "the cluster to form", 30*time.Second, func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3
-	})
-	waitFor(t, "the topic", 30*time.Second, func() bool {
-		r, err := adm.CreateTopics(ctx, 1, 3, map[string]*string{"min.insync.replicas": ptr("2")}, "failover")
-		return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
-	})
+	waitFormed(t, ctx, adm)
+	createTopic(t, ctx, adm, "failover", 1)
 	cl := c.client(t, kgo.DefaultProduceTopic("failover"), kgo.RecordDeliveryTimeout(30*time.Second))
 	var took []time.Duration
 	for range runs {

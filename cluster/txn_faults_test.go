@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,16 +31,10 @@ func TestTransactionCoordinatorKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(c.client(t))
-	waitFor(t, "the cluster to form", 30*time.Second, func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3
-	})
+	waitFormed(t, ctx, adm)
 	const parts = inParts
 	for _, topic := range []string{"in", "out", "t"} {
-		waitFor(t, "topic "+topic, 30*time.Second, func() bool {
-			r, err := adm.CreateTopics(ctx, parts, 3, map[string]*string{"min.insync.replicas": ptr("2")}, topic)
-			return err == nil && (r.Error() == nil || strings.Contains(r.Error().Error(), "TOPIC_ALREADY_EXISTS"))
-		})
+		createTopic(t, ctx, adm, topic, parts)
 	}
 	const perPartition = inPerPartition
 	in := c.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
