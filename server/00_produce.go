@@ -37,6 +37,10 @@ import (
 //     (flush.max.delay.ms).
 //   - Internal topics refuse produce; an offline partition answers
 //     KAFKA_STORAGE_ERROR with the reason.
+//   - In a cluster, OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH
+//     are answered only once the broker has confirmed with the metadata
+//     quorum that it still leads the partition (confirmLeader);
+//     NOT_LEADER_OR_FOLLOWER otherwise.
 //   - Transactional batches: a request needs a transactional id
 //     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise). Before the first
 //     batch of a producer's transaction in a partition is appended, the
