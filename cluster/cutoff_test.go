@@ -77,8 +77,9 @@ func TestCutOffLeaderSequence(t *testing.T) {
 		t.Fatalf("the cut-off broker %d names %d the leader: the case is not made", old, l)
 	}
 
-	// Sequence 6, sent to the cut-off leader, which holds the producer
-	// at 2.
+	// Sequence 6, sent to the cut-off leader, whose state has the
+	// producer at 2 (or 3, when the client's first try of b0 reached it
+	// before the cut took effect).
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = -1, 5000
 	rt := kmsg.NewProduceRequestTopic()
