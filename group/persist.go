@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -122,13 +123,17 @@ func recordBytes(r Record) int64 { return int64(len(r.Key) + len(r.Value)) }
 // their bytes are their identity.
 func canonicalKey(key []byte) (string, []byte) {
 	if len(key) >= 2 && key[0] == 0 {
-		switch int16(key[1]) {
-		case keyOffsetCommitV0, keyOffsetCommit:
+		switch v := int16(key[1]); {
+		case v == keyOffsetCommit && fieldsEnd(key, 2, 4) == len(key),
+			v == keyGroupMetadata && fieldsEnd(key, 1, 0) == len(key):
+			// As this broker writes them: nothing to do (the common
+			// case, an offset commit's key).
+		case v == keyOffsetCommitV0 || v == keyOffsetCommit:
 			var k kmsg.OffsetCommitKey
 			if k.ReadFrom(key) == nil {
 				key = offsetKey(k.Group, k.Topic, k.Partition)
 			}
-		case keyGroupMetadata:
+		case v == keyGroupMetadata:
 			var k kmsg.GroupMetadataKey
 			if k.ReadFrom(key) == nil {
 				key = groupMetadataKey(k.Group)
@@ -136,6 +141,23 @@ func canonicalKey(key []byte) (string, []byte) {
 		}
 	}
 	return string(key), key
+}
+
+// fieldsEnd is where the fields of a key end: after its version, n
+// strings and tail bytes; -1 when they do not fit in key.
+func fieldsEnd(key []byte, n, tail int) int {
+	pos := 2
+	for range n {
+		if len(key) < pos+2 {
+			return -1
+		}
+		l := int(int16(binary.BigEndian.Uint16(key[pos:])))
+		if l < 0 {
+			return -1
+		}
+		pos += 2 + l
+	}
+	return pos + tail
 }
 
 // applyLive records recs (already in the log) in the live set.

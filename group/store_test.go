@@ -7,6 +7,9 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // memStore is an in-memory Store for unit tests. Append and Snapshot can be
@@ -107,4 +110,30 @@ func (s *memStore) summary() []string {
 		out = append(out, fmt.Sprintf("partition %d: start=%d end=%d records=%d", p, mp.start, mp.next, len(mp.recs)))
 	}
 	return out
+}
+
+// TestCanonicalKey: a key names what it updates, whatever its version
+// and whatever follows its fields (replay reads past those): a
+// tombstone under any spelling deletes the record under another. Keys
+// as this broker writes them are kept as they are.
+func TestCanonicalKey(t *testing.T) {
+	offset, group := offsetKey("g", "t", 3), groupMetadataKey("g")
+	v0 := kmsg.OffsetCommitKey{Version: keyOffsetCommitV0, Group: "g", Topic: "t", Partition: 3}
+	for _, c := range []struct {
+		name      string
+		key, want []byte
+	}{
+		{"offset key", offset, offset},
+		{"offset key of version 0", v0.AppendTo(nil), offset},
+		{"offset key with bytes after it", append(bytes.Clone(offset), '0'), offset},
+		{"group key", group, group},
+		{"group key with bytes after it", append(bytes.Clone(group), 1, 2), group},
+		{"KIP-848 key", consumerGroupKey(keyConsumerGroupMetadata, "g"), consumerGroupKey(keyConsumerGroupMetadata, "g")},
+		{"short key", []byte{0, 1, 0}, []byte{0, 1, 0}},
+	} {
+		k, key := canonicalKey(c.key)
+		if !bytes.Equal(key, c.want) || k != string(c.want) {
+			t.Errorf("%s: canonicalKey(%x) = %x, want %x", c.name, c.key, key, c.want)
+		}
+	}
 }
