@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -78,24 +79,31 @@ func newCluster(t testing.TB, n int, props map[string]string) *testCluster {
 	}
 	var vs []string
 	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctrl := ln.Addr().String()
-		ln.Close()
-		kl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := kl.Addr().String()
-		kl.Close()
-		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: addr, ctrlAddr: ctrl}
+		ctrl := freeAddr(t)
+		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: freeAddr(t), ctrlAddr: ctrl}
 		c.nodes = append(c.nodes, nd)
 		vs = append(vs, fmt.Sprintf("%d@%s", i, ctrl))
 	}
 	c.voters = strings.Join(vs, ",")
 	return c
+}
+
+// freeAddr returns a loopback address whose port was free just now. The
+// port lies below the ephemeral range (32768 up on Linux, higher
+// elsewhere), so that no outgoing connection takes it before the node
+// listens there: a port Listen picks for ":0" is in that range, and a CI
+// run lost one so ("address already in use").
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port from 20000 to 32000")
+	return ""
 }
 
 // startAll starts every node, to be stopped at the test's end.

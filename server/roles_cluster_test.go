@@ -28,19 +28,11 @@ func startRolesCluster(t testing.TB, roles []string, props map[string]string) *t
 	for k, v := range props {
 		c.props[k] = v
 	}
-	freeAddr := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
 	var vs []string
 	for i, r := range roles {
-		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: freeAddr(), roles: r}
+		nd := &clusterNode{id: int32(i), dir: t.TempDir(), addr: freeAddr(t), roles: r}
 		if r == "" || strings.Contains(r, "controller") {
-			nd.ctrlAddr = freeAddr()
+			nd.ctrlAddr = freeAddr(t)
 			vs = append(vs, fmt.Sprintf("%d@%s", i, nd.ctrlAddr))
 		}
 		c.nodes = append(c.nodes, nd)

@@ -179,14 +179,6 @@ func TestClusterVoters(t *testing.T) {
 	c := startCluster(t, 3, map[string]string{"offsets.topic.replication.factor": "3"})
 	ctx := testCtx(t)
 	c.waitRegistered()
-	freeAddr := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
 	if err := c.request(ctx, kmsgCreateWithAssignment("voters", [][]int32{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}})); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +186,7 @@ func TestClusterVoters(t *testing.T) {
 	oldVoters := c.voters
 
 	// Node 3: a controller (and broker) the voters do not name.
-	c.nodes = append(c.nodes, &clusterNode{id: 3, dir: t.TempDir(), addr: freeAddr(), ctrlAddr: freeAddr()})
+	c.nodes = append(c.nodes, &clusterNode{id: 3, dir: t.TempDir(), addr: freeAddr(t), ctrlAddr: freeAddr(t)})
 	c.start(3)
 	prod := startProducer(t, c.client(kgo.DefaultProduceTopic("voters"), kgo.RecordRetries(1<<30)))
 	prod.waitMore(t, "records acknowledged before the change", 20)
@@ -299,7 +291,7 @@ func TestClusterVoters(t *testing.T) {
 	}
 
 	// A fresh broker-only node joins the changed quorum.
-	c.nodes = append(c.nodes, &clusterNode{id: 4, dir: t.TempDir(), addr: freeAddr(), roles: "broker", props: map[string]string{"cluster.id": clusterID}})
+	c.nodes = append(c.nodes, &clusterNode{id: 4, dir: t.TempDir(), addr: freeAddr(t), roles: "broker", props: map[string]string{"cluster.id": clusterID}})
 	c.start(4)
 	waitCluster(t, "broker 4 registered", 30*time.Second, func() bool {
 		return slices.Contains(brokerIDs(c.nodes[0]), 4) && slices.Equal(c.nodes[0].srv.raft.Learners(), []int32{4})
