@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -122,21 +121,6 @@ func tailFile(name string) string {
 	return string(b)
 }
 
-// freeLowPort returns an address on 127.0.0.1 with a free port below the
-// ephemeral range, so that no client connection can take it while the
-// broker is down.
-func freeLowPort(t *testing.T, rng *rand.Rand) string {
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rng.IntN(12000))
-		if ln, err := net.Listen("tcp", addr); err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
-
 // TestCrashRecovery kills the broker process with SIGKILL at random
 // moments while an idempotent producer sends with acks=all, restarts it
 // on the same directory, and checks after every restart that each
@@ -163,7 +147,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	addr := freeLowPort(t, rng)
+	addr := freeAddr(t)
 	child := startChild(t, dir, addr, logFile, true)
 
 	const topic, partitions = "crash", 4

@@ -386,7 +386,7 @@ func TestShareCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	addr := freeLowPort(t, rng)
+	addr := freeAddr(t)
 	child := startChild(t, dir, addr, logFile, true)
 	b := &testBroker{t: t, addr: addr, dir: dir}
 	const topic, partitions, n = "crashq", 3, 3000

@@ -222,7 +222,7 @@ func TestTransactionCrashPhases(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	addr := freeLowPort(t, rng)
+	addr := freeAddr(t)
 	child := startChild(t, dir, addr, logFile, true)
 	// More partitions than the coordinator writes markers to at once
 	// (txn's markerParallelism, 16): the last ones wait for a first

@@ -99,7 +99,7 @@ func TestTransactionHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	addr := freeLowPort(t, rng)
+	addr := freeAddr(t)
 	props := []string{"transaction.abort.timed.out.transaction.cleanup.interval.ms=200"}
 	child := startChildProps(t, dir, addr, logFile, props)
 	var childMu sync.Mutex
